@@ -1,0 +1,55 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "CellAudit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cellaudit", targets: ["CellAuditCLI"]),
+        .library(name: "OpenCLKit", targets: ["OpenCLKit"]),
+        .library(name: "CellAuditCore", targets: ["CellAuditCore"]),
+        .library(name: "CellAuditOpenCL", targets: ["CellAuditOpenCL"]),
+        .library(name: "CellAuditAnalysis", targets: ["CellAuditAnalysis"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The OpenCL C API, found through pkg-config (ocl-icd-opencl-dev + opencl-headers on Debian).
+        .systemLibrary(
+            name: "COpenCL",
+            pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
+        ),
+        // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
+        .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
+        // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
+        .target(name: "CellAuditCore"),
+        // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
+        .executableTarget(name: "KernelEmbedder"),
+        .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
+        // The OpenCL backend: host side of the kernels in Kernels/.
+        .target(
+            name: "CellAuditOpenCL",
+            dependencies: ["OpenCLKit", "CellAuditCore"],
+            plugins: ["EmbedKernels"]
+        ),
+        // Reductions, tables and reports on top of the backends.
+        .target(name: "CellAuditAnalysis", dependencies: ["CellAuditCore", "CellAuditOpenCL"]),
+        .executableTarget(
+            name: "CellAuditCLI",
+            dependencies: [
+                "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "OpenCLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "TestSupport", dependencies: ["CellAuditCore", "OpenCLKit"], path: "Tests/TestSupport"),
+        .testTarget(name: "OpenCLKitTests", dependencies: ["OpenCLKit", "TestSupport"]),
+        .testTarget(
+            name: "CellAuditCoreTests",
+            dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "TestSupport"]
+        ),
+        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

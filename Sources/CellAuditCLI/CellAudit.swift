@@ -1,0 +1,67 @@
+import ArgumentParser
+import CellAuditCore
+import CellAuditOpenCL
+import Foundation
+import OpenCLKit
+
+struct CellAudit: ParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "cellaudit",
+        abstract: "Audit what the cells of a trained recurrent network do.",
+        version: version,
+        subcommands: [Audit.self, Devices.self, CheckKernels.self]
+    )
+}
+
+/// Options every compute job shares.
+struct BackendOptions: ParsableArguments {
+    @Option(help: "Compute backend: cpu, opencl or auto (default: $CELLAUDIT_BACKEND, else auto).")
+    var backend: String?
+
+    @Option(help: "OpenCL device number, as `cellaudit devices` lists them.")
+    var device: Int?
+
+    func validate() throws {
+        _ = try BackendChoice.resolve(flag: backend)
+        if let device, device < 0 { throw ValidationError("--device must be ≥ 0, got \(device)") }
+    }
+
+    func makeBackend() throws -> any ComputeBackend {
+        try installFaultsFromEnvironment()
+        return try BackendSelection.make(try BackendChoice.resolve(flag: backend), deviceIndex: device) {
+            Terminal.warn($0)
+        }
+    }
+}
+
+/// `CELLAUDIT_OPENCL_FAULT=call=CL_STATUS` makes an OpenCL call fail, to test fallbacks.
+func installFaultsFromEnvironment() throws {
+    if let spec = ProcessInfo.processInfo.environment["CELLAUDIT_OPENCL_FAULT"], !spec.isEmpty {
+        try CLFaults.install(spec: spec)
+    }
+}
+
+enum Terminal {
+    static func warn(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// Turns any error into one line on stderr and a non-zero exit.
+struct CleanFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+extension ParsableCommand {
+    func failing<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch let error as ValidationError {
+            throw error
+        } catch let error as CleanExit {
+            throw error
+        } catch {
+            Terminal.warn("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import CellAuditCore
+import Foundation
+import OpenCLKit
+import Synchronization
+
+/// How the user asks for a backend: `--backend` or `CELLAUDIT_BACKEND`.
+public enum BackendChoice: String, Sendable, CaseIterable {
+    case cpu, opencl, auto
+
+    /// The flag wins over the environment; neither means `auto`.
+    public static func resolve(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BackendChoice {
+        let (raw, source) = flag.map { ($0, "--backend") }
+            ?? environment["CELLAUDIT_BACKEND"].map { ($0, "CELLAUDIT_BACKEND") } ?? ("auto", "default")
+        guard let choice = BackendChoice(rawValue: raw.lowercased()) else {
+            throw BackendError.badChoice("\(source) must be cpu, opencl or auto, got '\(raw)'")
+        }
+        return choice
+    }
+}
+
+public enum BackendError: Error, CustomStringConvertible {
+    case badChoice(String)
+    case unavailable(String)
+    public var description: String {
+        switch self {
+        case .badChoice(let s): s
+        case .unavailable(let s): s
+        }
+    }
+}
+
+/// What `auto` picks, and why, in words.
+public struct AutoDecision: Sendable {
+    public var device: Device?
+    public var reason: String
+}
+
+public enum BackendSelection {
+    /// PoCL finds no device without a writable cache directory. Where the user set none, use
+    /// one under the system's temporary directory. Call before the first OpenCL call.
+    public static func preparePoclCache() {
+        guard ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-pocl-\(getuid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        setenv("POCL_CACHE_DIR", dir, 0)
+    }
+
+    /// `auto`'s rule: an OpenCL GPU or accelerator if there is one (the one with the most
+    /// global memory); otherwise the Swift CPU path. On a CPU-only machine the Swift path and an
+    /// OpenCL CPU device (PoCL) compete for the same cores; the Swift path has no kernel build
+    /// and no copies, and measured at least as fast on the jobs CellAudit runs (see
+    /// docs/METHOD-CHOICES.md), so `auto` keeps to it. `--backend opencl` still uses PoCL.
+    public static func autoDecision(devices: [Device]) -> AutoDecision {
+        let accelerated = devices.filter { $0.info.type == .gpu || $0.info.type == .accelerator }
+        if let best = accelerated.max(by: { $0.info.globalMemoryBytes < $1.info.globalMemoryBytes }) {
+            return AutoDecision(device: best, reason: "OpenCL \(best.info.type.rawValue) found")
+        }
+        if devices.isEmpty {
+            return AutoDecision(device: nil, reason: "no OpenCL device found")
+        }
+        return AutoDecision(device: nil,
+                            reason: "only OpenCL CPU devices found; the Swift path is as fast on the same cores without kernel builds")
+    }
+
+    /// The backend for `choice`. `auto` never fails for lack of OpenCL: it warns once through
+    /// `warn` and uses the CPU backend, also when the device fails later, at run time.
+    public static func make(_ choice: BackendChoice, deviceIndex: Int? = nil,
+                            warn: @escaping @Sendable (String) -> Void) throws -> any ComputeBackend {
+        switch choice {
+        case .cpu:
+            return CPUBackend()
+        case .opencl:
+            let devices: [Device]
+            do { devices = try OpenCL.devices() } catch {
+                throw BackendError.unavailable("--backend opencl: cannot list OpenCL devices: \(error)")
+            }
+            guard !devices.isEmpty else {
+                throw BackendError.unavailable("--backend opencl: no OpenCL device found (install an OpenCL driver such as pocl-opencl-icd, or use --backend cpu)")
+            }
+            let index = deviceIndex ?? autoDecision(devices: devices).device?.index ?? 0
+            guard devices.indices.contains(index) else {
+                throw BackendError.unavailable("--device \(index): there are \(devices.count) OpenCL devices (0…\(devices.count - 1)); see `cellaudit devices`")
+            }
+            do { return try OpenCLBackend(device: devices[index]) } catch {
+                throw BackendError.unavailable("--backend opencl: device \(index) (\(devices[index].info.name)) failed: \(error)")
+            }
+        case .auto:
+            let devices: [Device]
+            do { devices = try OpenCL.devices() } catch {
+                warn("warning: OpenCL unavailable (\(error)); using the cpu backend")
+                return CPUBackend()
+            }
+            let device: Device?
+            if let deviceIndex {
+                guard devices.indices.contains(deviceIndex) else {
+                    throw BackendError.unavailable("--device \(deviceIndex): there are \(devices.count) OpenCL devices; see `cellaudit devices`")
+                }
+                device = devices[deviceIndex]
+            } else {
+                device = autoDecision(devices: devices).device
+            }
+            guard let device else { return CPUBackend() }
+            do {
+                return FallbackBackend(primary: try OpenCLBackend(device: device), fallback: CPUBackend(), warn: warn)
+            } catch {
+                warn("warning: OpenCL device \(device.index) (\(device.info.name)) failed (\(error)); using the cpu backend")
+                return CPUBackend()
+            }
+        }
+    }
+}
+
+/// Runs on `primary` until it throws an OpenCL error, then warns once and stays on `fallback`.
+/// `identity` always names the backend that ran the last job.
+public final class FallbackBackend: ComputeBackend {
+    let primary: any ComputeBackend
+    let fallback: any ComputeBackend
+    let warn: @Sendable (String) -> Void
+    private let failed = Mutex(false)
+
+    public init(primary: any ComputeBackend, fallback: any ComputeBackend, warn: @escaping @Sendable (String) -> Void) {
+        self.primary = primary
+        self.fallback = fallback
+        self.warn = warn
+    }
+
+    public var identity: BackendIdentity { (failed.withLock { $0 } ? fallback : primary).identity }
+
+    func run<R>(_ body: (any ComputeBackend) throws -> R) throws -> R {
+        if !failed.withLock({ $0 }) {
+            do { return try body(primary) } catch let error as CLError {
+                failed.withLock { $0 = true }
+                warn("warning: \(primary.identity) failed at run time (\(error)); using the cpu backend")
+            }
+        }
+        return try body(fallback)
+    }
+
+    public func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories {
+        try run { try $0.stepTrajectories(job) }
+    }
+}

@@ -1,7 +1,7 @@
 import ArgumentParser
-import CellAuditOpenCL
 import Foundation
+import OpenCLKit
 
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
-BackendSelection.preparePoclCache()
+OpenCL.preparePoclCache()
 CellAudit.main()

@@ -36,15 +36,6 @@ public struct AutoDecision: Sendable {
 }
 
 public enum BackendSelection {
-    /// PoCL finds no device without a writable cache directory. Where the user set none, use
-    /// one under the system's temporary directory. Call before the first OpenCL call.
-    public static func preparePoclCache() {
-        guard ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil else { return }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-pocl-\(getuid())").path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        setenv("POCL_CACHE_DIR", dir, 0)
-    }
-
     /// `auto`'s rule: an OpenCL GPU or accelerator if there is one (the one with the most
     /// global memory); otherwise the Swift CPU path. On a CPU-only machine the Swift path and an
     /// OpenCL CPU device (PoCL) compete for the same cores; the Swift path has no kernel build

@@ -14,9 +14,15 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// Device time of the most recent launch, from its profiling event.
     public var lastKernelSeconds: Double { kernelSeconds.withLock { $0 } }
 
-    public init(device: Device, nativeMath: Bool = false) throws {
+    /// Extra elements past every output buffer, filled with a canary and checked after each
+    /// launch (a debugging aid against out-of-bounds writes; 0 turns it off).
+    public let canaryPadding: Int
+    public static let canary: Float = -7.0e30
+
+    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0) throws {
         self.device = device
         self.nativeMath = nativeMath
+        self.canaryPadding = max(0, canaryPadding)
         context = try Context(device: device)
         queue = try context.makeQueue(profiling: true)
     }
@@ -37,16 +43,29 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let kernel = try program.kernel(named: "lstm_step_trajectory")
         let params = try context.buffer(Float.self, count: job.cells.parameters.count, access: .readOnly)
         let amps = try context.buffer(Float.self, count: stimuli, access: .readOnly)
-        let traj = try context.buffer(Float.self, count: job.valueCount, access: .writeOnly)
+        let traj = try context.buffer(Float.self, count: job.valueCount + canaryPadding, access: .readWrite)
         try queue.write(params, from: job.cells.parameters)
         try queue.write(amps, from: job.amplitudes)
         try queue.fill(traj, with: .nan)
+        if canaryPadding > 0 {
+            try queue.write(traj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: job.valueCount)
+        }
         try kernel.setArguments(params, amps, traj, Int32(n), Int32(stimuli),
                                 Int32(job.timing.preSteps), Int32(job.timing.window))
         let event = try queue.launch(kernel, global: [n, stimuli])
         let seconds = try event.durationSeconds()
         kernelSeconds.withLock { $0 = seconds }
-        let values = try queue.read(traj)
+        let values = try queue.read(traj, count: job.valueCount)
+        try checkCanary(traj, from: job.valueCount, kernel: "lstm_step_trajectory")
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: values)
+    }
+
+    func checkCanary(_ buffer: Buffer<Float>, from start: Int, kernel: String) throws {
+        guard canaryPadding > 0 else { return }
+        let tail = try queue.read(buffer, offset: start, count: canaryPadding)
+        if let bad = tail.firstIndex(where: { $0.bitPattern != Self.canary.bitPattern }) {
+            throw CLError(status: .invalidOperation, call: kernel,
+                          detail: "wrote past the end of its output (element \(start + bad) of \(start))")
+        }
     }
 }

@@ -80,11 +80,25 @@ public struct CLError: Error, Sendable, CustomStringConvertible {
         return line
     }
 
-    /// The first `file:line:col: error: message` line of the build log, if any.
+    /// The first compiler error of the build log as `file:line:col: error: message`.
+    /// Compilers differ (clang writes `f:l:c: error: m`, PoCL `error: f:l:c: m`); both are
+    /// brought to clang's form.
     public var firstCompilerError: String? {
         guard let buildLog else { return nil }
-        return buildLog.split(separator: "\n").first { $0.contains("error:") }
-            .map { $0.trimmingCharacters(in: " \t") }
+        for raw in buildLog.split(separator: "\n") {
+            var line = raw.trimmingCharacters(in: " \t")
+            guard line.contains("error") else { continue }
+            if line.hasPrefix("error: ") {
+                line.removeFirst("error: ".count)
+                let parts = line.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+                if parts.count == 4, Int(parts[1]) != nil, Int(parts[2]) != nil {
+                    return "\(parts[0]):\(parts[1]):\(parts[2]): error:\(parts[3])"
+                }
+                return "error: " + line
+            }
+            return line
+        }
+        return nil
     }
 }
 

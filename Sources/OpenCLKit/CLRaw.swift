@@ -8,18 +8,22 @@ import Synchronization
 /// Deliberate failures of named OpenCL calls, for testing how callers cope with a device that
 /// fails at run time. Off unless a test or `CELLAUDIT_OPENCL_FAULT` turns it on.
 public enum CLFaults {
-    struct Fault { var status: CLStatus; var skip: Int }
-    static let table = Mutex<[String: Fault]>([:])
+    /// Faults for the current task and the synchronous code it runs (tests use this, so tests
+    /// running in parallel do not see each other's faults).
+    @TaskLocal static var scoped: [String: CLStatus] = [:]
+    /// Process-wide faults (the CLI's `CELLAUDIT_OPENCL_FAULT`).
+    static let global = Mutex<[String: CLStatus]>([:])
 
-    /// Make `call` (a C function name such as `clEnqueueNDRangeKernel`) fail with `status`,
-    /// after letting `skip` calls through.
-    public static func inject(call: String, status: CLStatus, skip: Int = 0) {
-        table.withLock { $0[call] = Fault(status: status, skip: skip) }
+    /// Runs `body` with `call` (a C function name such as `clEnqueueNDRangeKernel`) failing
+    /// with `status` every time this task makes it.
+    public static func with<R>(call: String, failingWith status: CLStatus, _ body: () throws -> R) rethrows -> R {
+        var faults = scoped
+        faults[call] = status
+        return try $scoped.withValue(faults) { try body() }
     }
 
-    public static func clear() { table.withLock { $0.removeAll() } }
-
-    /// Parses `call=CL_NAME[,call=CL_NAME…]` (the format of `CELLAUDIT_OPENCL_FAULT`).
+    /// Parses `call=CL_NAME[,call=CL_NAME…]` (the format of `CELLAUDIT_OPENCL_FAULT`) and makes
+    /// those calls fail for the rest of the process.
     public static func install(spec: String) throws {
         for item in spec.split(separator: ",") {
             let parts = item.split(separator: "=")
@@ -29,24 +33,21 @@ public enum CLFaults {
                 throw CLError(status: .invalidValue, call: "CELLAUDIT_OPENCL_FAULT",
                               detail: "expected call=CL_STATUS_NAME, got '\(item)'")
             }
-            inject(call: String(parts[0]), status: CLStatus(rawValue: code))
+            global.withLock { $0[String(parts[0])] = CLStatus(rawValue: code) }
         }
     }
 
-    static func check(_ call: String) throws {
-        let hit: CLStatus? = table.withLock { faults in
-            guard var fault = faults[call] else { return nil }
-            if fault.skip > 0 { fault.skip -= 1; faults[call] = fault; return nil }
-            return fault.status
+    static func check(_ function: String, call: String) throws {
+        if let hit = scoped[function] ?? global.withLock({ $0[function] }) {
+            throw CLError(status: hit, call: call, detail: "injected fault")
         }
-        if let hit { throw CLError(status: hit, call: call, detail: "injected fault") }
     }
 }
 
 enum CLRaw {
     @inline(__always)
     static func check(_ status: cl_int, _ call: String, detail: String? = nil) throws {
-        try CLFaults.check(call.prefix { $0 != "(" }.description)
+        try CLFaults.check(String(call.prefix { $0 != "(" }), call: call)
         if status != CL_SUCCESS { throw CLError(status: CLStatus(rawValue: status), call: call, detail: detail) }
     }
 
@@ -56,7 +57,7 @@ enum CLRaw {
         var count: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &count)
         if status == CLStatus.platformNotFound.rawValue || (status == CL_SUCCESS && count == 0) {
-            try CLFaults.check("clGetPlatformIDs")
+            try CLFaults.check("clGetPlatformIDs", call: "clGetPlatformIDs")
             return []
         }
         try check(status, "clGetPlatformIDs")

@@ -59,12 +59,8 @@ public final class Program: @unchecked Sendable {
         self.name = name
         self.options = options
         raw = try CLRaw.createProgram(context.raw, source: source)
-        do {
-            try CLRaw.build(raw, context.device.id, options: options, name: name)
-        } catch {
-            CLRaw.release(program: raw)
-            throw error
-        }
+        // Every stored property is set: if the build throws, deinit releases `raw`.
+        try CLRaw.build(raw, context.device.id, options: options, name: name)
     }
 
     deinit { CLRaw.release(program: raw) }

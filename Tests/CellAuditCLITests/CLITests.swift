@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct CLITests {
+    @Test func versionPrints() throws {
+        let r = try CLI.run(["--version"])
+        #expect(r.exitCode == 0)
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+    }
+
+    @Test func auditOnCPUPrintsATableRowPerCell() throws {
+        let r = try CLI.run(["audit", "--backend", "cpu", "--cells", "6", "--window", "120"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("backend: cpu"))
+        let lines = r.stdout.split(separator: "\n")
+        let header = try #require(lines.firstIndex { $0.contains("cell") && $0.contains("settling") })
+        let rows = lines[(header + 1)...].prefix { $0.first == " " || $0.first?.isNumber == true }
+        #expect(rows.count == 6)
+        #expect(r.stderr.isEmpty)
+    }
+
+    @Test(arguments: [
+        (["audit", "--step-amplitudes", "1,x"], "--step-amplitudes"),
+        (["audit", "--window", "0"], "window"),
+        (["audit", "--pre-steps", "-3"], "pre-steps"),
+        (["audit", "--backend", "gpu"], "--backend"),
+        (["audit", "--cells", "0"], "--cells"),
+        (["audit", "--device", "-1"], "--device"),
+    ])
+    func badInputGivesOneClearLineAndNonZeroExit(arguments: [String], mention: String) throws {
+        let r = try CLI.run(arguments, environment: ["CELLAUDIT_BACKEND": "cpu"])
+        #expect(r.exitCode != 0)
+        #expect(r.stderr.contains(mention), "\(r.stderr)")
+        #expect(r.stderr.lowercased().contains("error"))
+        #expect(!r.stderr.contains("Fatal error"))
+        #expect(r.stdout.isEmpty)
+    }
+
+    @Test func badEnvironmentBackendIsRefused() throws {
+        let r = try CLI.run(["audit"], environment: ["CELLAUDIT_BACKEND": "tpu"])
+        #expect(r.exitCode != 0)
+        #expect(r.stderr.contains("CELLAUDIT_BACKEND"))
+    }
+}
+
+@Suite(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device (set CELLAUDIT_REQUIRE_OPENCL=1 to fail instead)"))
+struct CLIOpenCLTests {
+    struct Listing: Decodable {
+        struct PlatformEntry: Decodable { var name: String; var devices: [DeviceEntry] }
+        struct DeviceEntry: Decodable { var index: Int; var info: Info }
+        struct Info: Decodable { var name: String; var type: String; var computeUnits: Int; var globalMemoryBytes: UInt64 }
+        struct Auto: Decodable { var backend: String; var reason: String }
+        var platforms: [PlatformEntry]
+        var auto: Auto
+    }
+
+    @Test func devicesJSONParsesAndNamesTheDevice() throws {
+        let r = try CLI.run(["devices", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let listing = try JSONDecoder().decode(Listing.self, from: Data(r.stdout.utf8))
+        let devices = listing.platforms.flatMap(\.devices)
+        #expect(!devices.isEmpty)
+        #expect(devices.allSatisfy { $0.info.computeUnits > 0 && $0.info.globalMemoryBytes > 0 })
+        #expect(!listing.auto.reason.isEmpty)
+        if OpenCLTestSupport.required {
+            // CI installs PoCL: it must be listed.
+            #expect(listing.platforms.contains { $0.name.contains("Portable Computing Language") })
+        }
+    }
+
+    @Test func explicitOpenCLRunsOnTheDevice() throws {
+        let r = try CLI.run(["audit", "--backend", "opencl", "--cells", "5", "--window", "60"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("backend: opencl"))
+    }
+
+    @Test func runtimeDeviceFailure() throws {
+        let fault = ["CELLAUDIT_OPENCL_FAULT": "clEnqueueNDRangeKernel=CL_OUT_OF_RESOURCES"]
+        // Explicit opencl: a clear error, non-zero exit, nothing on stdout.
+        let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "5"], environment: fault)
+        #expect(explicit.exitCode != 0)
+        #expect(explicit.stderr.contains("CL_OUT_OF_RESOURCES"))
+        #expect(explicit.stderr.split(separator: "\n").count == 1)
+        #expect(explicit.stdout.isEmpty)
+        // auto on that device: one warning, the job completes on cpu and says so.
+        let auto = try CLI.run(["audit", "--backend", "auto", "--device", "0", "--cells", "5"], environment: fault)
+        #expect(auto.exitCode == 0, "\(auto.stderr)")
+        #expect(auto.stderr.split(separator: "\n").count == 1)
+        #expect(auto.stderr.hasPrefix("warning:"))
+        #expect(auto.stdout.contains("backend: cpu"))
+    }
+
+    @Test func noOpenCLPlatformFallsBackOrFailsClearly() throws {
+        // An ICD folder with nothing in it: the loader finds no platform.
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-empty-icd-\(getpid())")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let env = ["OCL_ICD_VENDORS": empty.path + "/", "OPENCL_VENDOR_PATH": empty.path]
+        let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "3"], environment: env)
+        #expect(explicit.exitCode != 0)
+        #expect(explicit.stderr.contains("no OpenCL device"))
+        let auto = try CLI.run(["audit", "--cells", "3"], environment: env)
+        #expect(auto.exitCode == 0, "\(auto.stderr)")
+        #expect(auto.stdout.contains("backend: cpu"))
+        let devices = try CLI.run(["devices"], environment: env)
+        #expect(devices.exitCode == 0)
+        #expect(devices.stdout.contains("no platform"))
+    }
+
+    /// Every kernel once under oclgrind's data-race, uninitialised-value and API checks.
+    @Test(.enabled(if: Oclgrind.path != nil || OpenCLTestSupport.required, "oclgrind is not installed"))
+    func kernelsRunCleanUnderOclgrind() throws {
+        let oclgrind = try #require(Oclgrind.path, "oclgrind is required in CI")
+        let r = try CLI.run(["check-kernels"], launcher: [oclgrind, "--data-races", "--uninitialized", "--check-api"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Oclgrind"))
+        #expect(r.stderr.isEmpty, "oclgrind reported: \(r.stderr)")
+    }
+}
+
+enum Oclgrind {
+    static let path: String? = ["/usr/bin/oclgrind", "/usr/local/bin/oclgrind"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+}

@@ -1,0 +1,101 @@
+import CellAuditCore
+import Foundation
+import OpenCLKit
+
+/// Tolerances of every cross-backend comparison, in one table.
+public enum Tolerance {
+    /// Trajectories of the decoupled step simulation, cpu vs opencl, absolute.
+    public static let trajectory: Float = 1e-5
+}
+
+/// Where OpenCL tests run. With `CELLAUDIT_REQUIRE_OPENCL=1` (CI) they always run, so a missing
+/// device fails them; otherwise they are skipped where no device exists.
+public enum OpenCLTestSupport {
+    public static var required: Bool { ProcessInfo.processInfo.environment["CELLAUDIT_REQUIRE_OPENCL"] == "1" }
+
+    public static let devices: [Device] = {
+        OpenCL.preparePoclCache()
+        return (try? OpenCL.devices()) ?? []
+    }()
+
+    /// Whether OpenCL tests should run at all.
+    public static var enabled: Bool { required || !devices.isEmpty }
+
+    /// The device tests use (`CELLAUDIT_TEST_DEVICE` picks; default the first).
+    public static func device() throws -> Device {
+        let index = Int(ProcessInfo.processInfo.environment["CELLAUDIT_TEST_DEVICE"] ?? "0") ?? 0
+        guard devices.indices.contains(index) else {
+            throw CLError(status: .deviceNotFound, call: "test setup",
+                          detail: "no OpenCL device \(index) (found \(devices.count)); CELLAUDIT_REQUIRE_OPENCL=\(required ? 1 : 0)")
+        }
+        return devices[index]
+    }
+}
+
+/// Random test inputs from a seed (never zeros).
+public enum RandomInputs {
+    public static func floats(_ count: Int, seed: UInt64, in range: ClosedRange<Float> = -1...1) -> [Float] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in rng.uniform(range.lowerBound, range.upperBound) }
+    }
+}
+
+/// Runs the built `cellaudit` binary.
+public enum CLI {
+    public struct Result: Sendable {
+        public var exitCode: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// The products folder holding the test bundle also holds the `cellaudit` executable.
+    public static var binary: URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("cellaudit")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cellaudit")
+    }
+
+    public static func run(_ arguments: [String], environment: [String: String] = [:],
+                           launcher: [String] = [], cwd: URL? = nil) throws -> Result {
+        let process = Process()
+        if launcher.isEmpty {
+            process.executableURL = binary
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = launcher + [binary.path] + arguments
+        }
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if let cwd { process.currentDirectoryURL = cwd }
+        let outPipe = Pipe(), errPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Drain both pipes while the process runs, so a chatty child cannot block.
+        let errData = LockedData()
+        let drain = Thread { errData.set(errPipe.fileHandleForReading.readDataToEndOfFile()) }
+        drain.start()
+        let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !errData.done { usleep(1000) }
+        return Result(exitCode: process.terminationStatus,
+                      stdout: String(decoding: out, as: UTF8.self),
+                      stderr: String(decoding: errData.value, as: UTF8.self))
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private var finished = false
+    func set(_ d: Data) { lock.lock(); data = d; finished = true; lock.unlock() }
+    var done: Bool { lock.lock(); defer { lock.unlock() }; return finished }
+    var value: Data { lock.lock(); defer { lock.unlock() }; return data }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages CellAudit builds and tests with, where any is missing:
+# the OpenCL loader and headers, PoCL (an OpenCL CPU device) and oclgrind (a kernel checker).
+# Needs a Swift 6 toolchain already on PATH (https://www.swift.org/install/).
+set -euo pipefail
+packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd oclgrind pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "error: swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

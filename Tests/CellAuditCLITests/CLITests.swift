@@ -123,3 +123,16 @@ enum Oclgrind {
         FileManager.default.isExecutableFile(atPath: $0)
     }
 }
+
+@Suite(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device (set CELLAUDIT_REQUIRE_OPENCL=1 to fail instead)"))
+struct KernelEmbeddingTests {
+    /// The binary carries its kernels: it runs them from a folder with no `Kernels/` in sight.
+    @Test func kernelsAreFoundFromAnyWorkingDirectory() throws {
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-cwd-\(getpid())")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.appendingPathComponent("Kernels").path))
+        let r = try CLI.run(["check-kernels"], cwd: elsewhere)
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("lstm_step_trajectory"))
+    }
+}

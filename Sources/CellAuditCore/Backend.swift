@@ -89,4 +89,6 @@ public protocol ComputeBackend: AnyObject, Sendable {
     var identity: BackendIdentity { get }
     /// The probed signal of every cell under every step stimulus, at every step.
     func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories
+    /// The full network over a batch of sequences, for every ablation configuration of the job.
+    func forward(_ job: ForwardJob) throws -> ForwardResult
 }

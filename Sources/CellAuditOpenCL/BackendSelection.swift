@@ -130,4 +130,8 @@ public final class FallbackBackend: ComputeBackend {
     public func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories {
         try run { try $0.stepTrajectories(job) }
     }
+
+    public func forward(_ job: ForwardJob) throws -> ForwardResult {
+        try run { try $0.forward(job) }
+    }
 }

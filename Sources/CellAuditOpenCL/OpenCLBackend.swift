@@ -68,4 +68,50 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
                           detail: "wrote past the end of its output (element \(start + bad) of \(start))")
         }
     }
+
+    public func forward(_ job: ForwardJob) throws -> ForwardResult {
+        let net = job.network, n = job.inputs.count, steps = job.inputs.steps, configs = job.masks.count
+        let pairs = configs * n
+        let widest = net.layers.map(\.hiddenSize).max()!
+        let group = (widest + 31) / 32 * 32
+        guard group <= device.info.maxWorkGroupSize else {
+            throw CLError(status: .invalidWorkGroupSize, call: "lstm_layer_forward",
+                          detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
+        }
+        let program = try KernelLibrary.program("lstm_forward.cl", in: context, defines: mathDefines)
+        let kernel = try program.kernel(named: "lstm_layer_forward")
+        var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
+        try queue.write(x, from: job.inputs.values)
+        var offset = 0
+        var kernelTime = 0.0
+        for (l, layer) in net.layers.enumerated() {
+            let h = layer.hiddenSize
+            let W = try context.buffer(Float.self, count: layer.W.count, access: .readOnly)
+            let R = try context.buffer(Float.self, count: layer.R.count, access: .readOnly)
+            let b = try context.buffer(Float.self, count: layer.b.count, access: .readOnly)
+            let keep = try context.buffer(Float.self, count: configs * h, access: .readOnly)
+            let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)
+            try queue.write(W, from: layer.W)
+            try queue.write(R, from: layer.R)
+            try queue.write(b, from: layer.b)
+            try queue.write(keep, from: job.masks.flatMap { $0.keep[offset..<(offset + h)] })
+            try queue.fill(y, with: .nan)
+            if canaryPadding > 0 {
+                try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
+            }
+            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, keep, y, Int32(n), Int32(steps),
+                                    Int32(l == 0 ? job.inputs.width : net.layers[l - 1].hiddenSize), Int32(h),
+                                    LocalMemory<Float>(count: h))
+            kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
+            try checkCanary(y, from: pairs * steps * h, kernel: "lstm_layer_forward")
+            x = y
+            offset += h
+        }
+        kernelSeconds.withLock { $0 = kernelTime }
+        let hidden = try queue.read(x, count: pairs * steps * net.layers.last!.hiddenSize)
+        let outputs = net.readoutOutputs(hidden: hidden, sequences: pairs, steps: steps, output: job.output)
+        let k = net.readout!.outputs
+        return ForwardResult(outputs: outputs, hidden: hidden,
+                             shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])
+    }
 }

@@ -1,0 +1,78 @@
+// lstm_forward.cl: one LSTM layer over whole sequences, for many ablation configurations at once.
+//
+// Kernel lstm_layer_forward
+//   One work-group runs one (configuration, sequence) pair through every step; work-item j
+//   owns cell j (work-items past H only help with barriers). h is shared in local memory.
+//   Global size: (WG, configs * n_seq) with local size (WG, 1), WG >= H.
+//   x       layer input. x_per_config = 0: [n_seq, T, I] shared by all configurations (layer 0);
+//           x_per_config = 1: [configs * n_seq, T, I] (the layer below's output).
+//   W       [4H, I] row-major, R [4H, H], b [4H]: canonical gate order i, f, g, o.
+//   keep    [configs, H]: 1 runs the cell free, 0 clamps its h and c to 0 after every step.
+//   y       [configs * n_seq, T, H]: h at every step.
+//   h_local __local [H].
+// Variants (-D): NATIVE_MATH (native_exp, native_recip).
+
+#ifdef NATIVE_MATH
+#define EXP(x) native_exp(x)
+#define RECIP(x) native_recip(x)
+#else
+#define EXP(x) exp(x)
+#define RECIP(x) (1.0f / (x))
+#endif
+
+inline float sigm(float x) { return RECIP(1.0f + EXP(-x)); }
+
+__kernel void lstm_layer_forward(__global const float* restrict x,
+                                 const int x_per_config,
+                                 __global const float* restrict W,
+                                 __global const float* restrict R,
+                                 __global const float* restrict b,
+                                 __global const float* restrict keep,
+                                 __global float* restrict y,
+                                 const int n_seq,
+                                 const int T,
+                                 const int I,
+                                 const int H,
+                                 __local float* h_local)
+{
+    const int j = get_local_id(0);
+    const int pair = get_group_id(1);
+    const int config = pair / n_seq;
+    const int seq = pair % n_seq;
+    const bool active = j < H;
+    __global const float* xs = x + (size_t)(x_per_config ? pair : seq) * T * I;
+    __global float* ys = y + (size_t)pair * T * H;
+    const float k = active ? keep[config * H + j] : 0.0f;
+    float c = 0.0f;
+    if (active) h_local[j] = 0.0f;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int t = 0; t < T; ++t) {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        if (active) {
+            a0 = b[j]; a1 = b[H + j]; a2 = b[2 * H + j]; a3 = b[3 * H + j];
+            __global const float* xt = xs + (size_t)t * I;
+            for (int i = 0; i < I; ++i) {
+                const float xi = xt[i];
+                a0 += W[(size_t)j * I + i] * xi;
+                a1 += W[(size_t)(H + j) * I + i] * xi;
+                a2 += W[(size_t)(2 * H + j) * I + i] * xi;
+                a3 += W[(size_t)(3 * H + j) * I + i] * xi;
+            }
+            for (int m = 0; m < H; ++m) {
+                const float hm = h_local[m];
+                a0 += R[(size_t)j * H + m] * hm;
+                a1 += R[(size_t)(H + j) * H + m] * hm;
+                a2 += R[(size_t)(2 * H + j) * H + m] * hm;
+                a3 += R[(size_t)(3 * H + j) * H + m] * hm;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   // every read of h(t-1) is done
+        if (active) {
+            c = (sigm(a1) * c + sigm(a0) * tanh(a2)) * k;
+            const float h = sigm(a3) * tanh(c) * k;
+            h_local[j] = h;
+            ys[(size_t)t * H + j] = h;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   // h(t) is visible to all
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// A dataset file: `inputs` [N, T, I] float, and `labels` [N] integer (classification) or
+/// `targets` [N, K] / [N, T, K] float (regression).
+public struct Dataset: Sendable {
+    public var inputs: SequenceBatch
+    public var labels: [Int]?
+    public var targets: [Float]?
+    public var targetShape: [Int]?
+
+    public static func load(_ path: String) throws -> Dataset {
+        let file = try SafeTensorsFile(path: path)
+        let name = file.fileName
+        let info = try file.info("inputs")
+        guard info.shape.count == 3 else {
+            throw FormatError(file: name, "'inputs' has shape \(info.shape), expected [N, T, I]")
+        }
+        guard info.shape.allSatisfy({ $0 >= 1 }) else { throw FormatError(file: name, "the dataset is empty (inputs \(info.shape))") }
+        let values = try file.floats("inputs")
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
+        }
+        var data = Dataset(inputs: try SequenceBatch(count: info.shape[0], steps: info.shape[1], width: info.shape[2], values: values))
+        if file.tensors["labels"] != nil {
+            let labels = try file.integers("labels")
+            guard try file.info("labels").shape == [info.shape[0]] else {
+                throw FormatError(file: name, "'labels' has shape \(try file.info("labels").shape), expected [\(info.shape[0])]")
+            }
+            data.labels = labels
+        }
+        if let t = file.tensors["targets"] {
+            guard (t.shape.count == 2 || t.shape.count == 3), t.shape[0] == info.shape[0],
+                  t.shape.count == 2 || t.shape[1] == info.shape[1] else {
+                throw FormatError(file: name, "'targets' has shape \(t.shape), expected [\(info.shape[0]), K] or [\(info.shape[0]), \(info.shape[1]), K]")
+            }
+            data.targets = try file.floats("targets")
+            data.targetShape = t.shape
+        }
+        guard data.labels != nil || data.targets != nil else {
+            throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
+        }
+        return data
+    }
+}
+
+/// How well outputs match a dataset: accuracy for classification, MSE for regression.
+public struct Score: Sendable, Equatable {
+    public var task: Task
+    public var value: Double
+    public var name: String { task == .classification ? "accuracy" : "mse" }
+
+    /// Scores configuration `config` of a forward result.
+    public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: Task, output: OutputMode) throws -> Score {
+        let n = dataset.inputs.count
+        let k = result.shape.last!
+        let per = result.outputs.count / result.shape[0]
+        let outs = result.outputs[(config * per)..<((config + 1) * per)]
+        switch task {
+        case .classification:
+            guard let labels = dataset.labels else { throw ModelError.shape("a classification model needs 'labels' in the dataset") }
+            guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
+            if let bad = labels.first(where: { $0 < 0 || $0 >= k }) {
+                throw ModelError.shape("label \(bad) is outside the model's \(k) classes")
+            }
+            var correct = 0
+            for i in 0..<n {
+                let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)]
+                let predicted = row.indices.max { row[$0] < row[$1] }! - row.startIndex
+                if predicted == labels[i] { correct += 1 }
+            }
+            return Score(task: task, value: Double(correct) / Double(n))
+        case .regression:
+            guard let targets = dataset.targets else { throw ModelError.shape("a regression model needs 'targets' in the dataset") }
+            guard targets.count == outs.count else {
+                throw ModelError.shape("targets \(dataset.targetShape ?? []) do not match outputs \(Array(result.shape.dropFirst()))")
+            }
+            let sum = zip(outs, targets).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+            return Score(task: task, value: sum / Double(targets.count))
+        }
+    }
+}

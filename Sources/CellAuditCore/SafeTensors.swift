@@ -1,0 +1,293 @@
+import Foundation
+
+/// Element types of the safetensors format.
+public enum DType: String, Sendable, CaseIterable {
+    case F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL
+
+    public var byteSize: Int {
+        switch self {
+        case .F64, .I64, .U64: 8
+        case .F32, .I32, .U32: 4
+        case .F16, .BF16, .I16, .U16: 2
+        case .I8, .U8, .BOOL: 1
+        }
+    }
+
+    public var isFloatingPoint: Bool { [.F64, .F32, .F16, .BF16].contains(self) }
+}
+
+/// A problem with a file CellAudit reads; the description is one line naming the file.
+public struct FormatError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let problem: String
+    public init(file: String, _ problem: String) { self.file = file; self.problem = problem }
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// One tensor's entry in a safetensors header.
+public struct TensorInfo: Sendable, Equatable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    /// Byte range inside the data section.
+    public let range: Range<Int>
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A safetensors file (8-byte little-endian header length, JSON header, raw little-endian
+/// data), memory-mapped and validated strictly on open.
+public final class SafeTensorsFile: @unchecked Sendable {
+    // Immutable after init: the mapped bytes are only read.
+    public let path: String
+    public let metadata: [String: String]
+    public let tensors: [String: TensorInfo]
+    private let data: Data
+    private let dataStart: Int
+
+    /// The largest header accepted (the format's own reference reader uses 100 MB).
+    public static let maxHeaderBytes = 100_000_000
+
+    public convenience init(path: String) throws {
+        let name = (path as NSString).lastPathComponent
+        guard FileManager.default.fileExists(atPath: path) else { throw FormatError(file: name, "no such file") }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw FormatError(file: name, "cannot read: \(error.localizedDescription)")
+        }
+        try self.init(data: data, path: path)
+    }
+
+    public init(data: Data, path: String = "<memory>") throws {
+        let name = (path as NSString).lastPathComponent
+        func fail(_ problem: String) -> FormatError { FormatError(file: name, "not a valid safetensors file: \(problem)") }
+        self.path = path
+        self.data = data
+        guard data.count >= 8 else { throw fail("\(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength <= UInt64(Self.maxHeaderBytes) else { throw fail("header length \(headerLength) exceeds \(Self.maxHeaderBytes) bytes") }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw fail("header length \(headerLength) is larger than the \(data.count - 8) bytes after it (truncated file?)")
+        }
+        dataStart = 8 + Int(headerLength)
+        let dataLength = data.count - dataStart
+        let json: Any
+        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) } catch {
+            throw fail("the header is not JSON")
+        }
+        guard let header = json as? [String: Any] else { throw fail("the header is not a JSON object") }
+
+        var metadata: [String: String] = [:]
+        if let raw = header["__metadata__"] {
+            guard let map = raw as? [String: Any] else { throw fail("__metadata__ is not an object") }
+            for (key, value) in map {
+                guard let text = value as? String else { throw fail("__metadata__ value '\(key)' is not a string") }
+                metadata[key] = text
+            }
+        }
+        var tensors: [String: TensorInfo] = [:]
+        for (tensorName, raw) in header where tensorName != "__metadata__" {
+            guard let entry = raw as? [String: Any] else { throw fail("entry '\(tensorName)' is not an object") }
+            guard let dtypeName = entry["dtype"] as? String else { throw fail("tensor '\(tensorName)' has no dtype") }
+            guard let dtype = DType(rawValue: dtypeName) else { throw fail("tensor '\(tensorName)' has unknown dtype '\(dtypeName)'") }
+            guard let shapeValues = entry["shape"] as? [Any],
+                  let shape = Self.integers(shapeValues), shape.allSatisfy({ $0 >= 0 }) else {
+                throw fail("tensor '\(tensorName)' has no valid shape")
+            }
+            guard let offsetValues = entry["data_offsets"] as? [Any], let offsets = Self.integers(offsetValues),
+                  offsets.count == 2 else {
+                throw fail("tensor '\(tensorName)' has no valid data_offsets")
+            }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
+                throw fail("tensor '\(tensorName)' data_offsets \(offsets) fall outside the \(dataLength) data bytes")
+            }
+            var count = 1
+            for dim in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard !overflow else { throw fail("tensor '\(tensorName)' shape \(shape) overflows") }
+                count = product
+            }
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, bytes == offsets[1] - offsets[0] else {
+                throw fail("tensor '\(tensorName)' has \(offsets[1] - offsets[0]) bytes but shape \(shape) of \(dtype) needs \(count * dtype.byteSize)")
+            }
+            tensors[tensorName] = TensorInfo(name: tensorName, dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+        }
+        // The tensors must tile the data section exactly: no overlap, no gap, nothing after.
+        var cursor = 0
+        for info in tensors.values.sorted(by: { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }) {
+            if info.range.lowerBound < cursor { throw fail("tensor '\(info.name)' overlaps another tensor") }
+            if info.range.lowerBound > cursor { throw fail("bytes \(cursor)..<\(info.range.lowerBound) of the data belong to no tensor") }
+            cursor = info.range.upperBound
+        }
+        guard cursor == dataLength else { throw fail("the last \(dataLength - cursor) data bytes belong to no tensor") }
+        self.metadata = metadata
+        self.tensors = tensors
+    }
+
+    private static func integers(_ values: [Any]) -> [Int]? {
+        var out: [Int] = []
+        for value in values {
+            guard let number = value as? NSNumber else { return nil }
+            let d = number.doubleValue
+            guard d == d.rounded(), d >= -9.0e15, d <= 9.0e15 else { return nil }
+            out.append(number.intValue)
+        }
+        return out
+    }
+
+    public var fileName: String { (path as NSString).lastPathComponent }
+
+    public func info(_ name: String) throws -> TensorInfo {
+        guard let info = tensors[name] else {
+            throw FormatError(file: fileName, "missing tensor '\(name)' (has: \(tensors.keys.sorted().joined(separator: ", ")))")
+        }
+        return info
+    }
+
+    /// Calls `body` with the raw bytes of a tensor, in place in the mapped file.
+    public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let info = try info(name)
+        return try data.withUnsafeBytes { all in
+            try body(UnsafeRawBufferPointer(rebasing: all[(dataStart + info.range.lowerBound)..<(dataStart + info.range.upperBound)]))
+        }
+    }
+
+    /// A floating-point tensor as Float, converting F64, F16 and BF16. With `shape`, the
+    /// tensor must have exactly that shape.
+    public func floats(_ name: String, shape expected: [Int]? = nil) throws -> [Float] {
+        let info = try info(name)
+        if let expected, info.shape != expected {
+            throw FormatError(file: fileName, "tensor '\(name)' has shape \(info.shape), expected \(expected)")
+        }
+        guard info.dtype.isFloatingPoint else {
+            throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype), expected a floating-point type")
+        }
+        let n = info.elementCount
+        return try withBytes(name) { raw in
+            switch info.dtype {
+            case .F32:
+                if Int(bitPattern: raw.baseAddress) % 4 == 0, let base = raw.baseAddress {
+                    return Array(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: n))
+                }
+                return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+            case .F64:
+                return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
+            case .F16:
+                return (0..<n).map { Float(halfBits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+            case .BF16:
+                return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
+            default:
+                return []
+            }
+        }
+    }
+
+    /// An integer tensor (any signed or unsigned width, or BOOL) as Int.
+    public func integers(_ name: String) throws -> [Int] {
+        let info = try info(name)
+        guard !info.dtype.isFloatingPoint else {
+            throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype), expected an integer type")
+        }
+        let n = info.elementCount, size = info.dtype.byteSize
+        return try withBytes(name) { raw in
+            (0..<n).map { i -> Int in
+                let o = i * size
+                switch info.dtype {
+                case .I64: return Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int64.self)))
+                case .U64: return Int(truncatingIfNeeded: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)))
+                case .I32: return Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int32.self)))
+                case .U32: return Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+                case .I16: return Int(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int16.self)))
+                case .U16: return Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
+                case .I8: return Int(raw.load(fromByteOffset: o, as: Int8.self))
+                default: return Int(raw.load(fromByteOffset: o, as: UInt8.self))
+                }
+            }
+        }
+    }
+}
+
+extension Float {
+    /// IEEE 754 binary16 to binary32.
+    init(halfBits h: UInt16) {
+        let sign = UInt32(h >> 15) << 31
+        let exponent = Int((h >> 10) & 0x1F)
+        let mantissa = UInt32(h & 0x3FF)
+        if exponent == 0 {
+            // zero or subnormal: mantissa · 2^-24
+            let magnitude = Float(mantissa) * 0x1p-24
+            self = sign != 0 ? -magnitude : magnitude
+        } else if exponent == 31 {
+            self = Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+        } else {
+            self = Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
+        }
+    }
+}
+
+/// Writes safetensors files. Every array CellAudit outputs goes through here.
+public struct SafeTensorsWriter {
+    struct Entry { let name: String; let dtype: DType; let shape: [Int]; let bytes: Data }
+    private var entries: [Entry] = []
+    public var metadata: [String: String] = [:]
+
+    public init(metadata: [String: String] = [:]) { self.metadata = metadata }
+
+    public mutating func add(_ name: String, floats: [Float], shape: [Int]) throws {
+        try add(name, dtype: .F32, shape: shape, count: floats.count) {
+            var d = Data(capacity: floats.count * 4)
+            for f in floats { withUnsafeBytes(of: f.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
+            return d
+        }
+    }
+
+    public mutating func add(_ name: String, int64s: [Int], shape: [Int]) throws {
+        try add(name, dtype: .I64, shape: shape, count: int64s.count) {
+            var d = Data(capacity: int64s.count * 8)
+            for v in int64s { withUnsafeBytes(of: Int64(v).littleEndian) { d.append(contentsOf: $0) } }
+            return d
+        }
+    }
+
+    /// Raw little-endian bytes of any dtype (used by tests to write unusual files).
+    public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: Data) throws {
+        try add(name, dtype: dtype, shape: shape, count: bytes.count / dtype.byteSize) { bytes }
+    }
+
+    private mutating func add(_ name: String, dtype: DType, shape: [Int], count: Int, _ bytes: () -> Data) throws {
+        guard name != "__metadata__", !entries.contains(where: { $0.name == name }) else {
+            throw FormatError(file: name, "duplicate or reserved tensor name")
+        }
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
+            throw FormatError(file: name, "shape \(shape) does not hold \(count) values")
+        }
+        entries.append(Entry(name: name, dtype: dtype, shape: shape, bytes: bytes()))
+    }
+
+    /// The complete file contents. The header is padded with spaces to a multiple of 8 bytes so
+    /// that the data section is aligned.
+    public func serialized() throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for e in entries {
+            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.bytes.count]]
+            offset += e.bytes.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for e in entries { out.append(e.bytes) }
+        return out
+    }
+
+    /// Writes atomically: a failure leaves no partial file at `path`.
+    public func write(to path: String) throws {
+        let data = try serialized()
+        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+        }
+    }
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Convert an ONNX model with an LSTM node (and a MatMul/Gemm readout after it) to a CellAudit
+model file.
+
+    python Tools/export_onnx.py MODEL.onnx OUT.safetensors [--data DATA]
+    python Tools/export_onnx.py --from-torch STATE_DICT.pt OUT.safetensors --data DATA
+
+Tensors keep ONNX's layouts: lstm_0.W [1, 4H, I], lstm_0.R [1, 4H, H], lstm_0.B [1, 8H] (gate
+order i, o, f, c) and readout.weight [K, H], readout.bias [K].
+With --data, onnxruntime's outputs on DATA are stored as golden.outputs / golden.hidden.
+--from-torch first writes the PyTorch nn.LSTM + nn.Linear state dict as an ONNX graph
+(MODEL is then saved beside OUT as .onnx) built with onnx.helper.
+Needs onnx, numpy and safetensors; --data needs onnxruntime; --from-torch needs torch.
+"""
+import argparse
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+from safetensors.numpy import load_file, save_file
+
+PT_TO_ONNX = [0, 3, 1, 2]  # ONNX block b holds PyTorch gate PT_TO_ONNX[b]: i, o, f, c from i, f, g, o
+
+
+def torch_to_onnx(state_path, onnx_path):
+    import torch
+
+    s = {k: v.numpy() for k, v in torch.load(state_path, map_location="cpu").items()}
+    if "lstm.weight_ih_l1" in s:
+        raise SystemExit("error: --from-torch handles one LSTM layer")
+    w_ih, w_hh = s["lstm.weight_ih_l0"], s["lstm.weight_hh_l0"]
+    hidden, inputs = w_hh.shape[1], w_ih.shape[1]
+
+    def reorder(m):
+        return np.concatenate([m[g * hidden:(g + 1) * hidden] for g in PT_TO_ONNX])
+
+    W = reorder(w_ih)[None]
+    R = reorder(w_hh)[None]
+    B = np.concatenate([reorder(s["lstm.bias_ih_l0"]), reorder(s["lstm.bias_hh_l0"])])[None]
+    V, a = s["fc.weight"], s["fc.bias"]
+    inits = [numpy_helper.from_array(t.astype(np.float32), n) for t, n in
+             [(W, "W"), (R, "R"), (B, "B"), (V.T.copy(), "VT"), (a, "a")]]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_tm"], perm=[1, 0, 2]),   # [N,T,I] -> [T,N,I]
+        helper.make_node("LSTM", ["x_tm", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hidden),
+        helper.make_node("Squeeze", ["Y_h", "axis0"], ["h_last"]),
+        helper.make_node("MatMul", ["h_last", "VT"], ["logits_nb"]),
+        helper.make_node("Add", ["logits_nb", "a"], ["logits"]),
+        helper.make_node("Squeeze", ["Y", "axis1"], ["Y_tnh"]),
+        helper.make_node("Transpose", ["Y_tnh"], ["hidden"], perm=[1, 0, 2]),
+    ]
+    inits += [numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+              numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")]
+    graph = helper.make_graph(
+        nodes, "cellaudit_lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", inputs])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", V.shape[0]]),
+         helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["N", "T", hidden])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, onnx_path)
+
+
+def export(onnx_path, out, data):
+    model = onnx.load(onnx_path)
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    lstm = [n for n in model.graph.node if n.op_type == "LSTM"]
+    if len(lstm) != 1:
+        raise SystemExit(f"error: expected one LSTM node, found {len(lstm)}")
+    node = lstm[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("direction", b"forward") not in (b"forward", "forward"):
+        raise SystemExit("error: only forward LSTMs are supported")
+    if attrs.get("activations") not in (None, [b"Sigmoid", b"Tanh", b"Tanh"]):
+        raise SystemExit("error: only the default LSTM activations are supported")
+    W, R = init[node.input[1]], init[node.input[2]]
+    H = int(attrs["hidden_size"])
+    B = init[node.input[3]] if len(node.input) > 3 and node.input[3] else np.zeros((1, 8 * H), np.float32)
+    tensors = {"lstm_0.W": W, "lstm_0.R": R, "lstm_0.B": B}
+    meta = {"convention": "onnx", "cell": "lstm", "layers": "1", "input_size": str(W.shape[2]),
+            "hidden_sizes": str(H), "output": "last", "task": "classification", "prefix": "lstm_"}
+    readout = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and any(i in init for i in n.input)]
+    if readout:
+        r = readout[0]
+        weight = next(init[i] for i in r.input if i in init)
+        tensors["readout.weight"] = weight.T if r.op_type == "MatMul" else weight  # to [K, H]
+        meta["readout_weight"] = "readout.weight"
+        adds = [n for n in model.graph.node if n.op_type == "Add" and r.output[0] in n.input]
+        bias = next((init[i] for n in adds for i in n.input if i in init), None)
+        if r.op_type == "Gemm" and len(r.input) > 2:
+            bias = init[r.input[2]]
+        if bias is not None:
+            tensors["readout.bias"] = bias
+            meta["readout_bias"] = "readout.bias"
+    if data:
+        import onnxruntime as ort
+
+        d = load_file(data)
+        session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        results = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: d["inputs"]})))
+        tensors["golden.outputs"] = results["logits"]
+        if "hidden" in results:
+            tensors["golden.hidden"] = results["hidden"][:4]
+        if "labels" in d:
+            meta["golden_accuracy"] = repr(float((results["logits"].argmax(1) == d["labels"]).mean()))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, out, metadata=meta)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?")
+    p.add_argument("out")
+    p.add_argument("--from-torch")
+    p.add_argument("--data")
+    a = p.parse_args()
+    path = a.model
+    if a.from_torch:
+        path = a.out.rsplit(".", 1)[0] + ".onnx"
+        torch_to_onnx(a.from_torch, path)
+    export(path, a.out, a.data)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

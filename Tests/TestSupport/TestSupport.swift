@@ -6,6 +6,8 @@ import OpenCLKit
 public enum Tolerance {
     /// Trajectories of the decoupled step simulation, cpu vs opencl, absolute.
     public static let trajectory: Float = 1e-5
+    /// Full-network outputs and hidden states against the framework's own (golden) values.
+    public static let forward: Float = 1e-4
 }
 
 /// Where OpenCL tests run. With `CELLAUDIT_REQUIRE_OPENCL=1` (CI) they always run, so a missing
@@ -98,4 +100,21 @@ final class LockedData: @unchecked Sendable {
     func set(_ d: Data) { lock.lock(); data = d; finished = true; lock.unlock() }
     var done: Bool { lock.lock(); defer { lock.unlock() }; return finished }
     var value: Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+/// The trained fixtures made by Tools/train_fixtures.py.
+public enum Fixtures {
+    public static let directory: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    public static let digitsModels = ["digits_lstm8", "digits_lstm16", "digits_lstm32", "digits_lstm64",
+                                      "digits_lstm128", "digits_lstm32x2", "digits_lstm16_keras", "digits_lstm16_onnx"]
+
+    /// A scratch folder for one test.
+    public static func scratch(_ name: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
 }

@@ -1,0 +1,100 @@
+import ArgumentParser
+import CellAuditCore
+import Foundation
+
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Describe a model file: architecture, parameters, convention.")
+
+    @Argument(help: "A CellAudit model file (.safetensors).")
+    var model: String
+
+    @Option(help: "A dataset to report the model's score on.")
+    var data: String?
+
+    @OptionGroup var backendOptions: BackendOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try failing {
+            let loaded = try ModelFile.load(model)
+            let net = loaded.network
+            var info: [String: Any] = [
+                "model": model, "convention": loaded.convention.rawValue, "cell": "lstm",
+                "input_size": net.inputSize, "hidden_sizes": net.layers.map(\.hiddenSize),
+                "outputs": net.readout?.outputs ?? 0, "output_mode": loaded.output.rawValue,
+                "task": loaded.task.rawValue, "parameters": loaded.parameterCount, "cells": net.cellCount,
+            ]
+            if let data {
+                let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
+                info[score.name] = score.value
+                info["backend"] = backend
+            }
+            if json { try printJSON(info); return }
+            print("model: \(model)")
+            print("  convention \(loaded.convention.rawValue), LSTM, \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
+            print("  input \(net.inputSize) → cells \(net.layers.map { String($0.hiddenSize) }.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step)")
+            print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters, \(net.cellCount) cells")
+            for key in ["accuracy", "mse"] { if let v = info[key] as? Double { print("  \(key) on \(data!): \(String(format: "%.4f", v)) (\(info["backend"]!))") } }
+        }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a model on a dataset; print accuracy or MSE.")
+
+    @Argument(help: "A CellAudit model file (.safetensors).")
+    var model: String
+
+    @Option(help: "The dataset (.safetensors with inputs and labels or targets).")
+    var data: String
+
+    @OptionGroup var backendOptions: BackendOptions
+
+    @Option(help: "Write the readout values as safetensors ('outputs', [N, K] or [N, T, K]).")
+    var out: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try failing {
+            let loaded = try ModelFile.load(model)
+            let dataset = try Dataset.load(data)
+            let backend = try backendOptions.makeBackend()
+            let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
+            let start = DispatchTime.now().uptimeNanoseconds
+            let result = try backend.forward(job)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
+            if let out {
+                var writer = SafeTensorsWriter(metadata: ["model": (model as NSString).lastPathComponent,
+                                                          "backend": "\(backend.identity)"])
+                try writer.add("outputs", floats: result.outputs, shape: Array(result.shape.dropFirst()))
+                try writer.write(to: out)
+            }
+            let sequenceSteps = Double(dataset.inputs.count * dataset.inputs.steps)
+            if json {
+                try printJSON(["model": model, "data": data, score.name: score.value, "backend": "\(backend.identity)",
+                               "sequences": dataset.inputs.count, "seconds": seconds,
+                               "sequence_steps_per_second": sequenceSteps / max(seconds, 1e-12)])
+                return
+            }
+            print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)")
+            print("backend: \(backend.identity)")
+            print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
+        }
+    }
+}
+
+func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
+    let dataset = try Dataset.load(dataPath)
+    let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
+    return (try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output), "\(backend.identity)")
+}

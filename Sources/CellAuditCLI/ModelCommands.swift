@@ -40,7 +40,7 @@ struct Inspect: ParsableCommand {
             print("model: \(model)")
             print("  convention \(loaded.convention.rawValue), LSTM, \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
             print("  input \(net.inputSize) → cells \(net.layers.map { String($0.hiddenSize) }.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step)")
-            print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters, \(net.cellCount) cells")
+            print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             for key in ["accuracy", "mse"] { if let v = info[key] as? Double { print("  \(key) on \(data!): \(String(format: "%.4f", v)) (\(info["backend"]!))") } }
         }
     }

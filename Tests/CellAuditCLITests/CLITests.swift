@@ -136,3 +136,47 @@ struct KernelEmbeddingTests {
         #expect(r.stdout.contains("lstm_step_trajectory"))
     }
 }
+
+@Suite struct ModelCLITests {
+    @Test func evalPrintsTheRealAccuracyAndWritesOutputs() throws {
+        let dir = try Fixtures.scratch("eval")
+        let out = dir.appendingPathComponent("outputs.safetensors").path
+        let r = try CLI.run(["eval", Fixtures.path("digits_lstm64.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "cpu", "--out", out, "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(abs((json["accuracy"] as? Double ?? 0) - 0.9917) < 1e-3)
+        #expect(FileManager.default.fileExists(atPath: out))
+        let header = try Data(contentsOf: URL(fileURLWithPath: out))
+        #expect(String(decoding: header.prefix(200), as: UTF8.self).contains(#""shape":[360,10]"#))
+    }
+
+    @Test func inspectDescribesTheModel() throws {
+        let r = try CLI.run(["inspect", Fixtures.path("digits_lstm32x2.safetensors"), "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["hidden_sizes"] as? [Int] == [32, 32])
+        // Canonical count, one fused bias per gate row: W, R, b per layer, then V and a.
+        let layer0 = 4 * 32 * 8 + 4 * 32 * 32 + 4 * 32
+        let layer1 = 4 * 32 * 32 + 4 * 32 * 32 + 4 * 32
+        #expect(json["parameters"] as? Int == layer0 + layer1 + 10 * 32 + 10)
+    }
+
+    @Test func badModelFilesFailCleanlyAndWriteNothing() throws {
+        let dir = try Fixtures.scratch("bad")
+        let truncated = dir.appendingPathComponent("truncated.safetensors")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("digits_lstm8.safetensors")))
+        try bytes.prefix(bytes.count / 2).write(to: truncated)
+        let out = dir.appendingPathComponent("out.safetensors").path
+        for args in [["eval", truncated.path, "--data", Fixtures.path("digits_test.safetensors"), "--out", out],
+                     ["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"), "--out", out],
+                     ["eval", dir.appendingPathComponent("nope.safetensors").path, "--data", Fixtures.path("digits_test.safetensors")],
+                     ["inspect", Fixtures.path("digits_test.safetensors")]] {
+            let r = try CLI.run(args + ["--backend", "cpu"])
+            #expect(r.exitCode != 0)
+            #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+            #expect(r.stderr.hasPrefix("error: "))
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+}

@@ -38,7 +38,18 @@ struct CheckKernels: ParsableCommand {
                 }
             }
             print("checked lstm_step_trajectory on \(devices[device].info.name): max |opencl - cpu| = \(worst)")
-            guard worst <= 1e-5 else { throw CleanFailure(description: "kernel disagrees with the CPU backend by \(worst)") }
+            guard worst <= 1e-5 else { throw CleanFailure(description: "lstm_step_trajectory disagrees with the CPU backend by \(worst)") }
+
+            // Two layers of awkward widths, three ablation configurations, two sequences.
+            let network = try LSTMNetwork.random(seed: 4, inputSize: 3, hiddenSizes: [5, 3], outputs: 2, scale: 2)
+            var rng = SeededGenerator(seed: 5)
+            let inputs = try SequenceBatch(count: 2, steps: 4, width: 3, values: (0..<24).map { _ in rng.uniform(-1, 1) })
+            let masks: [CellMask] = [.none(cells: 8), .ablating([1, 6], of: 8), .ablating([0, 2, 3], of: 8)]
+            let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks)
+            let a = try opencl.forward(job), b = try cpu.forward(job)
+            let forwardWorst = a.hidden.allSatisfy(\.isFinite) ? zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()! : .infinity
+            print("checked lstm_layer_forward on \(devices[device].info.name): max |opencl - cpu| = \(forwardWorst)")
+            guard forwardWorst <= 1e-5 else { throw CleanFailure(description: "lstm_layer_forward disagrees with the CPU backend by \(forwardWorst)") }
         }
     }
 }

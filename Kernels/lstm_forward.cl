@@ -12,15 +12,7 @@
 //   h_local __local [H].
 // Variants (-D): NATIVE_MATH (native_exp, native_recip).
 
-#ifdef NATIVE_MATH
-#define EXP(x) native_exp(x)
-#define RECIP(x) native_recip(x)
-#else
-#define EXP(x) exp(x)
-#define RECIP(x) (1.0f / (x))
-#endif
-
-inline float sigm(float x) { return RECIP(1.0f + EXP(-x)); }
+#include "cell_math.h"
 
 __kernel void lstm_layer_forward(__global const float* restrict x,
                                  const int x_per_config,

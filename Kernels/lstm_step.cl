@@ -13,15 +13,7 @@
 //   PROBE_C       record c instead of h.
 //   NATIVE_MATH   use native_exp / native_divide (faster, less precise).
 
-#ifdef NATIVE_MATH
-#define EXP(x) native_exp(x)
-#define RECIP(x) native_recip(x)
-#else
-#define EXP(x) exp(x)
-#define RECIP(x) (1.0f / (x))
-#endif
-
-inline float sigm(float x) { return RECIP(1.0f + EXP(-x)); }
+#include "cell_math.h"
 
 __kernel void lstm_step_trajectory(__global const float* restrict params,
                                    __global const float* restrict amps,

@@ -232,6 +232,8 @@ enum CLRaw {
 
     static func enqueueKernel(_ queue: cl_command_queue, _ kernel: cl_kernel, global: [Int], local: [Int]?,
                               name: String) throws -> cl_event? {
+        // An injected fault stops the launch before it reaches the device, as a real failure would.
+        try CLFaults.check("clEnqueueNDRangeKernel", call: "clEnqueueNDRangeKernel(\(name))")
         var event: cl_event?
         var globalSizes = global
         var status: cl_int

@@ -10,7 +10,12 @@ public final class CommandQueue: @unchecked Sendable {
         raw = try CLRaw.createQueue(context.raw, context.device.id, profiling: profiling)
     }
 
-    deinit { CLRaw.release(queue: raw) }
+    // Work still queued (a launch whose caller threw, say) finishes before the queue goes:
+    // an OpenCL runtime torn down under a running command can abort the process at exit.
+    deinit {
+        try? CLRaw.finish(raw)
+        CLRaw.release(queue: raw)
+    }
 
     /// Copies `values` into `buffer` starting at element `offset` (blocking).
     @discardableResult

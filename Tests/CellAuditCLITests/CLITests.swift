@@ -77,12 +77,17 @@ struct CLIOpenCLTests {
 
     @Test func runtimeDeviceFailure() throws {
         let fault = ["CELLAUDIT_OPENCL_FAULT": "clEnqueueNDRangeKernel=CL_OUT_OF_RESOURCES"]
-        // Explicit opencl: a clear error, non-zero exit, nothing on stdout.
-        let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "5"], environment: fault)
-        #expect(explicit.exitCode != 0)
-        #expect(explicit.stderr.contains("CL_OUT_OF_RESOURCES"))
-        #expect(explicit.stderr.split(separator: "\n").count == 1)
-        #expect(explicit.stdout.isEmpty)
+        // Explicit opencl: a clear error, non-zero exit, nothing on stdout. An empty PoCL cache
+        // makes the kernel compile during the run: failing then must not abort the process.
+        for call in ["clEnqueueNDRangeKernel", "clEnqueueReadBuffer"] {
+            let cache = try Fixtures.scratch("pocl-cache").path
+            let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "5"],
+                                       environment: ["CELLAUDIT_OPENCL_FAULT": "\(call)=CL_OUT_OF_RESOURCES", "POCL_CACHE_DIR": cache])
+            #expect(explicit.exitCode == 1)
+            #expect(explicit.stderr.contains("\(call)") && explicit.stderr.contains("CL_OUT_OF_RESOURCES"))
+            #expect(explicit.stderr.split(separator: "\n").count == 1, "\(explicit.stderr)")
+            #expect(explicit.stdout.isEmpty)
+        }
         // auto on that device: one warning, the job completes on cpu and says so.
         let auto = try CLI.run(["audit", "--backend", "auto", "--device", "0", "--cells", "5"], environment: fault)
         #expect(auto.exitCode == 0, "\(auto.stderr)")

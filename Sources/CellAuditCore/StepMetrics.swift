@@ -18,6 +18,8 @@ public struct StepMetrics: Sendable, Equatable {
     public var responded: Bool
 
     public static let noResponseThreshold: Float = 1e-6
+    /// How close to the extremum (as a share of |Δ|) a sample counts as having reached the peak.
+    public static let peakTimeTolerance: Float = 1e-3
     /// Share of the window averaged for y_final.
     public static let finalFraction = 0.05
 
@@ -50,7 +52,11 @@ public struct StepMetrics: Sendable, Equatable {
 
         var peakIndex = 0
         for k in 1..<n where along[k] > along[peakIndex] { peakIndex = k }
-        let peakValue = window[window.startIndex + peakIndex]
+        // The peak time is the first sample within 0.1 % of |Δ| of the extremum: on a response
+        // that creeps towards its final value, float noise would otherwise pick the time.
+        let reached = along[peakIndex] - Self.peakTimeTolerance * magnitude
+        peakIndex = along.firstIndex { $0 >= reached }!
+        let peakValue = sign > 0 ? window.max()! : window.min()!
         peak = peakValue
         peakTime = Float(peakIndex)
         overshootPct = 100 * max(0, (peakValue - final) * sign) / magnitude

@@ -86,3 +86,12 @@ func stepMetricsOfAFirstOrderLowPass(a: Double) throws {
     #expect(abs(m.undershootPct - 50) < 1e-4)
     #expect(m.settlingTime == 5)
 }
+
+@Test func peakTimeOfAMonotoneResponseIgnoresNoiseInTheTail() throws {
+    // Rises to 1 by sample 10, then jitters by 1e-7: the peak is reached at 10, not in the jitter.
+    var y: [Float] = [0, 0]
+    for k in 0..<100 { y.append(k < 10 ? Float(k + 1) / 10 : 1 + (k % 7 == 3 ? 1e-7 : 0)) }
+    let m = StepMetrics(series: y[...], onset: 2, amplitude: 1)
+    #expect(m.peakTime == 9)
+    #expect(m.overshootPct < 1e-3)
+}

@@ -21,10 +21,16 @@ let package = Package(
             pkgConfig: "OpenCL",
             providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
         ),
+        // CBLAS from OpenBLAS (libopenblas-dev on Debian): the CPU backend's matrix products.
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
-        .target(name: "CellAuditCore"),
+        .target(name: "CellAuditCore", dependencies: ["COpenBLAS"]),
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),

@@ -56,7 +56,9 @@ struct CleanFailure: Error, CustomStringConvertible {
 extension ParsableCommand {
     func failing<R>(_ body: () throws -> R) throws -> R {
         do { return try body() } catch let error as ValidationError {
-            throw error
+            // An impossible parameter: one line, like every other error, and the usage exit status.
+            Terminal.warn("error: \(error.message)")
+            throw ExitCode(2)
         } catch let error as CleanExit {
             throw error
         } catch {

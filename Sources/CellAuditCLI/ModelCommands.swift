@@ -60,18 +60,29 @@ struct Eval: ParsableCommand {
     @Option(help: "Write the readout values as safetensors ('outputs', [N, K] or [N, T, K]).")
     var out: String?
 
+    @Option(name: .customLong("repeat"), help: "Time this many forward passes after one warm-up and report the median (1 = a single cold pass).")
+    var repeats: Int = 1
+
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() throws {
         try failing {
+            guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1, got \(repeats)") }
             let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
             let backend = try backendOptions.makeBackend()
             let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
-            let start = DispatchTime.now().uptimeNanoseconds
-            let result = try backend.forward(job)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            if repeats > 1 { _ = try backend.forward(job) }
+            var last: ForwardResult?
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                last = try backend.forward(job)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            let result = last!
+            let seconds = times.sorted()[times.count / 2]
             let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
             if let out {
                 var writer = SafeTensorsWriter(metadata: ["model": (model as NSString).lastPathComponent,

@@ -3,9 +3,13 @@ import Foundation
 /// The pure-Swift backend: the reference implementation, spread over all cores.
 public final class CPUBackend: ComputeBackend {
     public let threads: Int
+    /// Host memory the forward pass may hold for one layer's activations at once; jobs with more
+    /// ablation configurations than fit run them in slices.
+    public let forwardWorkingSetBytes: Int
 
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, forwardWorkingSetBytes: Int = 256 << 20) {
         self.threads = max(1, threads)
+        self.forwardWorkingSetBytes = forwardWorkingSetBytes
     }
 
     public var identity: BackendIdentity {

@@ -86,58 +86,120 @@ extension LSTMNetwork {
 }
 
 extension CPUBackend {
-    /// The reference forward pass: every (configuration, sequence) in parallel, each layer over
-    /// the whole sequence, clamping masked cells' h and c to 0 after every step.
+    /// The batched forward pass: every (configuration, sequence) row of a layer advances one step
+    /// together, so each step is one matrix product [rows × H]·Rᵀ plus the input projection that
+    /// was done for all steps at once. Masked cells' h and c are clamped to 0 after every step.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps
-        let configs = job.masks.count, sequences = configs * n
-        // Transposed weights make the inner loops contiguous axpys over 4H.
-        let transposed = net.layers.map { (transpose($0.W, rows: 4 * $0.hiddenSize, cols: $0.inputSize),
-                                           transpose($0.R, rows: 4 * $0.hiddenSize, cols: $0.hiddenSize)) }
+        let configs = job.masks.count
         let hLast = net.layers.last!.hiddenSize
-        var hidden = [Float](repeating: 0, count: sequences * steps * hLast)
+        let widest = net.layers.map(\.hiddenSize).max()!
+        // Per sequence and configuration: projections (4H) and outputs (H) of the widest layer.
+        let bytesPerConfig = n * steps * 5 * widest * MemoryLayout<Float>.stride
+        let slice = max(1, min(configs, forwardWorkingSetBytes / max(bytesPerConfig, 1)))
+        var hidden = [Float](repeating: 0, count: configs * n * steps * hLast)
+        // Layer 0's input projection does not depend on the mask: computed once for all slices.
+        let first = net.layers[0]
+        var projected0 = [Float](repeating: 0, count: n * steps * 4 * first.hiddenSize)
+        project(job.inputs.values, rows: n * steps, width: job.inputs.width, layer: first, into: &projected0)
+
         let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
-        hidden.withUnsafeMutableBufferPointer { buffer in
-            let out = SendablePointer(buffer.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: sequences) { s in
-                let config = s / n, seq = s % n
-                var x = Array(job.inputs.values[(seq * steps * job.inputs.width)..<((seq + 1) * steps * job.inputs.width)])
-                var width = job.inputs.width
-                for (l, layer) in net.layers.enumerated() {
-                    let hsize = layer.hiddenSize, h4 = 4 * hsize
-                    let keep = job.masks[config].keep[offsets[l]..<offsets[l + 1]]
-                    let (WT, RT) = transposed[l]
-                    var h = [Float](repeating: 0, count: hsize), c = h
-                    var y = [Float](repeating: 0, count: steps * hsize)
-                    var pre = [Float](repeating: 0, count: h4)
-                    for t in 0..<steps {
-                        for q in 0..<h4 { pre[q] = layer.b[q] }
-                        for i in 0..<width {
-                            let xi = x[t * width + i]
-                            for q in 0..<h4 { pre[q] += xi * WT[i * h4 + q] }
-                        }
-                        for m in 0..<hsize {
-                            let hm = h[m]
-                            for q in 0..<h4 { pre[q] += hm * RT[m * h4 + q] }
-                        }
-                        for j in 0..<hsize {
-                            let ig = sigmoid(pre[j]), fg = sigmoid(pre[hsize + j])
-                            let gg = tanh(pre[2 * hsize + j]), og = sigmoid(pre[3 * hsize + j])
-                            let k = keep[keep.startIndex + j]
-                            c[j] = (fg * c[j] + ig * gg) * k
-                            h[j] = og * tanh(c[j]) * k
-                            y[t * hsize + j] = h[j]
-                        }
-                    }
-                    x = y
-                    width = hsize
+        for start in stride(from: 0, to: configs, by: slice) {
+            let masks = Array(job.masks[start..<min(configs, start + slice)])
+            var y: [Float] = []
+            for (l, layer) in net.layers.enumerated() {
+                let keep = masks.map { Array($0.keep[offsets[l]..<offsets[l + 1]]) }
+                if l == 0 {
+                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, sequences: n, steps: steps)
+                } else {
+                    var projected = [Float](repeating: 0, count: masks.count * n * steps * 4 * layer.hiddenSize)
+                    project(y, rows: masks.count * n * steps, width: net.layers[l - 1].hiddenSize, layer: layer, into: &projected)
+                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, sequences: n, steps: steps)
                 }
-                for v in 0..<(steps * hLast) { out.pointer[s * steps * hLast + v] = x[v] }
             }
+            let base = start * n * steps * hLast
+            hidden.replaceSubrange(base..<(base + y.count), with: y)
         }
-        let outputs = net.readoutOutputs(hidden: hidden, sequences: sequences, steps: steps, output: job.output)
+        let outputs = net.readoutOutputs(hidden: hidden, sequences: configs * n, steps: steps, output: job.output)
         let k = net.readout!.outputs
         let shape = job.output == .last ? [configs, n, k] : [configs, n, steps, k]
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
+    }
+
+    /// out[rows × 4H] = x[rows × width] · Wᵀ + b.
+    private func project(_ x: [Float], rows: Int, width: Int, layer: LSTMLayer, into out: inout [Float]) {
+        let h4 = 4 * layer.hiddenSize
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows { (o.baseAddress! + r * h4).update(from: layer.b, count: h4) }
+            x.withUnsafeBufferPointer { xp in
+                layer.W.withUnsafeBufferPointer { w in
+                    multiplyTransposed(m: rows, n: h4, k: width, xp.baseAddress!, lda: width,
+                                       w.baseAddress!, ldb: width, o.baseAddress!, ldc: h4, beta: 1)
+                }
+            }
+        }
+    }
+
+    /// Runs one layer over all steps for `keep.count` configurations × `sequences` rows.
+    /// `projected` holds x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the
+    /// sequences only, shared by every configuration. Returns h for every (row, step).
+    private func runLayer(_ layer: LSTMLayer, projected: [Float], sharedAcross: Int?, keep: [[Float]],
+                          sequences n: Int, steps: Int) -> [Float] {
+        let hs = layer.hiddenSize, h4 = 4 * hs, rows = keep.count * n
+        var y = [Float](repeating: 0, count: rows * steps * hs)
+        var gates = [Float](repeating: 0, count: rows * h4)
+        var h = [Float](repeating: 0, count: rows * hs), c = h
+        let chunks = min(rows, threads * 4)
+        projected.withUnsafeBufferPointer { proj in
+            gates.withUnsafeMutableBufferPointer { g in
+                h.withUnsafeMutableBufferPointer { hp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            let P = SendablePointer(UnsafeMutablePointer(mutating: proj.baseAddress!))
+                            let G = SendablePointer(g.baseAddress!), H = SendablePointer(hp.baseAddress!)
+                            let C = SendablePointer(cp.baseAddress!), Y = SendablePointer(yp.baseAddress!)
+                            for t in 0..<steps {
+                                // Gate pre-activations start from the projection of x_t, then add h_{t-1}·Rᵀ.
+                                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                                    for r in stride(from: chunk, to: rows, by: chunks) {
+                                        let source = sharedAcross.map { r % $0 } ?? r
+                                        (G.pointer + r * h4).update(from: P.pointer + (source * steps + t) * h4, count: h4)
+                                    }
+                                }
+                                if t > 0 {
+                                    layer.R.withUnsafeBufferPointer { r in
+                                        multiplyTransposed(m: rows, n: h4, k: hs, H.pointer, lda: hs,
+                                                           r.baseAddress!, ldb: hs, G.pointer, ldc: h4, beta: 1)
+                                    }
+                                }
+                                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                                    for r in stride(from: chunk, to: rows, by: chunks) {
+                                        let pre = G.pointer + r * h4
+                                        let hr = H.pointer + r * hs, cr = C.pointer + r * hs
+                                        let yr = Y.pointer + (r * steps + t) * hs
+                                        keep[r / n].withUnsafeBufferPointer { factors in
+                                            for j in stride(from: 0, to: hs, by: 8) {
+                                                let w = min(8, hs - j)
+                                                let ig = vsigmoid(.load(pre + j, count: w))
+                                                let fg = vsigmoid(.load(pre + hs + j, count: w))
+                                                let gg = vtanh(.load(pre + 2 * hs + j, count: w))
+                                                let og = vsigmoid(.load(pre + 3 * hs + j, count: w))
+                                                let k = Float8.load(factors.baseAddress! + j, count: w)
+                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k
+                                                let hv = og * vtanh(cv) * k
+                                                cv.store(cr + j, count: w)
+                                                hv.store(hr + j, count: w)
+                                                hv.store(yr + j, count: w)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
     }
 }

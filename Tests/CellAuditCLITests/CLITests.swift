@@ -178,6 +178,7 @@ struct KernelEmbeddingTests {
         for args in [["eval", truncated.path, "--data", Fixtures.path("digits_test.safetensors"), "--out", out],
                      ["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"), "--out", out],
                      ["eval", dir.appendingPathComponent("nope.safetensors").path, "--data", Fixtures.path("digits_test.safetensors")],
+                     ["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"), "--repeat", "0", "--out", out],
                      ["inspect", Fixtures.path("digits_test.safetensors")]] {
             let r = try CLI.run(args + ["--backend", "cpu"])
             #expect(r.exitCode != 0)

@@ -55,7 +55,7 @@ let package = Package(
             name: "CellAuditCoreTests",
             dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "TestSupport"]
         ),
-        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "TestSupport"]),
+        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

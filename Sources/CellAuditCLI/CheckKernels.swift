@@ -24,21 +24,25 @@ struct CheckKernels: ParsableCommand {
             }
             let opencl = try OpenCLBackend(device: devices[device])
             let cpu = CPUBackend()
-            var worst: Float = 0
-            for (cells, stimuli, seed) in [(3, 2, UInt64(1)), (5, 3, 2)] {
+            let name = devices[device].info.name
+            // Steps of both signs and a sinusoid with harmonics, on a short clock.
+            let bank = try StimulusBank(stimuli: [.step(-0.5), .step(1.5), .sine(1, frequency: 0.15)], preSteps: 2, window: 12)
+            for (cells, seed) in [(3, UInt64(1)), (5, 2)] {
                 for probe in Probe.allCases {
                     let network = try LSTMNetwork.random(seed: seed, inputSize: 3, hiddenSizes: [cells], scale: 2)
-                    let job = try StepTrajectoryJob(cells: try DecoupledCells(layer: network.layers[0]),
-                                                    amplitudes: (0..<stimuli).map { Float($0) - 0.5 },
-                                                    timing: try StepTiming(preSteps: 2, window: 5), probe: probe)
-                    let a = try opencl.stepTrajectories(job).values
-                    let b = try cpu.stepTrajectories(job).values
-                    worst = max(worst, zip(a, b).map { abs($0 - $1) }.max() ?? .infinity)
-                    if a.contains(where: { !$0.isFinite }) { worst = .infinity }
+                    let job = try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank, probe: probe)
+                    let a = try opencl.trajectories(job), b = try cpu.trajectories(job)
+                    let worst = zip(a.values, b.values).map { $0.isNaN && $1.isNaN ? 0 : abs($0 - $1) }.max() ?? .infinity
+                    guard worst <= 1e-5 else {
+                        throw CleanFailure(description: "lstm_response_trajectory disagrees with the CPU backend by \(worst)")
+                    }
+                    let problems = try opencl.responses(job).disagreements(with: try cpu.responses(job), tolerance: MetricTolerance.crossBackend)
+                    guard problems.isEmpty else {
+                        throw CleanFailure(description: "lstm_response_metrics disagrees with the CPU backend: \(problems.joined(separator: "; "))")
+                    }
                 }
             }
-            print("checked lstm_step_trajectory on \(devices[device].info.name): max |opencl - cpu| = \(worst)")
-            guard worst <= 1e-5 else { throw CleanFailure(description: "lstm_step_trajectory disagrees with the CPU backend by \(worst)") }
+            print("checked lstm_response_trajectory and lstm_response_metrics on \(name): agree with cpu")
 
             // Two layers of awkward widths, three ablation configurations, two sequences.
             let network = try LSTMNetwork.random(seed: 4, inputSize: 3, hiddenSizes: [5, 3], outputs: 2, scale: 2)
@@ -48,7 +52,7 @@ struct CheckKernels: ParsableCommand {
             let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks)
             let a = try opencl.forward(job), b = try cpu.forward(job)
             let forwardWorst = a.hidden.allSatisfy(\.isFinite) ? zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()! : .infinity
-            print("checked lstm_layer_forward on \(devices[device].info.name): max |opencl - cpu| = \(forwardWorst)")
+            print("checked lstm_layer_forward on \(name): max |opencl - cpu| = \(forwardWorst)")
             guard forwardWorst <= 1e-5 else { throw CleanFailure(description: "lstm_layer_forward disagrees with the CPU backend by \(forwardWorst)") }
         }
     }

@@ -4,4 +4,20 @@ import OpenCLKit
 
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
 OpenCL.preparePoclCache()
-CellAudit.main()
+
+// Every failure is one line on stderr: usage errors from the parser too (help and --version
+// print as usual).
+do {
+    var command = try CellAudit.parseAsRoot()
+    try command.run()
+} catch {
+    let code = CellAudit.exitCode(for: error)
+    let message = CellAudit.message(for: error)
+    if code == .success || message.isEmpty {
+        CellAudit.exit(withError: error)
+    }
+    var line = message.split(separator: "\n").first.map(String.init) ?? message
+    if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
+    Terminal.warn("error: \(line) (see cellaudit help)")
+    Foundation.exit(code.rawValue)
+}

@@ -1,26 +1,8 @@
+import Foundation
+
 /// What is probed in a decoupled cell: its output h (default) or its memory c.
 public enum Probe: String, Sendable, CaseIterable {
     case h, c
-}
-
-/// Timing of a step experiment (METHOD.md §2–§3): the cell starts at h = c = 0, sees
-/// `preSteps` steps of rest input, then the stimulus from onset (t_on = preSteps) for `window`
-/// steps. Trajectories cover all `preSteps + window` steps.
-public struct StepTiming: Sendable, Equatable {
-    public var preSteps: Int
-    public var window: Int
-
-    public init(preSteps: Int = 20, window: Int = 400) throws {
-        guard preSteps >= 0 else { throw StimulusError.invalid("pre-steps must be ≥ 0, got \(preSteps)") }
-        guard window >= 1 else { throw StimulusError.invalid("the observation window must be ≥ 1 step, got \(window)") }
-        let (total, overflow) = preSteps.addingReportingOverflow(window)
-        guard !overflow, total <= Int(Int32.max) else { throw StimulusError.invalid("pre-steps + window is too large") }
-        self.preSteps = preSteps
-        self.window = window
-    }
-
-    public var onset: Int { preSteps }
-    public var totalSteps: Int { preSteps + window }
 }
 
 public enum StimulusError: Error, CustomStringConvertible, Equatable {
@@ -30,26 +12,30 @@ public enum StimulusError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Decoupled cells under a bank of step stimuli u(t) = A·1[t ≥ t_on], one per amplitude.
-public struct StepTrajectoryJob: Sendable {
+/// Decoupled cells under a stimulus bank: the unit of work of the characterization engine.
+public struct ResponseJob: Sendable {
     public var cells: DecoupledCells
-    public var amplitudes: [Float]
-    public var timing: StepTiming
+    public var bank: StimulusBank
     public var probe: Probe
+    /// Settling band as a fraction of |Δ| (METHOD.md §4: 2 %).
+    public var settlingBand: Float
 
-    public init(cells: DecoupledCells, amplitudes: [Float], timing: StepTiming, probe: Probe = .h) throws {
+    public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = 0.02) throws {
         guard cells.cellCount > 0 else { throw StimulusError.invalid("no cells to simulate") }
-        guard !amplitudes.isEmpty else { throw StimulusError.invalid("the stimulus bank is empty") }
-        guard amplitudes.allSatisfy(\.isFinite) else { throw StimulusError.invalid("step amplitudes must be finite") }
         guard cells.parameters.allSatisfy(\.isFinite) else { throw ModelError.nonFinite("decoupled cell parameters contain NaN or Inf") }
-        self.cells = cells
-        self.amplitudes = amplitudes
-        self.timing = timing
-        self.probe = probe
+        guard settlingBand > 0, settlingBand < 1 else {
+            throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
+        }
+        self.cells = cells; self.bank = bank; self.probe = probe; self.settlingBand = settlingBand
     }
 
-    /// Values in the full trajectory tensor.
-    public var valueCount: Int { cells.cellCount * amplitudes.count * timing.totalSteps }
+    /// Cell-stimulus-steps this job simulates, each step counted once however many passes run.
+    public var simulatedSteps: Int { cells.cellCount * bank.simulatedSteps }
+
+    /// The same job on some of the cells and stimuli.
+    public func slice(cells: some Collection<Int>, stimuli: some Sequence<Int>) throws -> ResponseJob {
+        try ResponseJob(cells: self.cells.subset(cells), bank: bank.subset(stimuli), probe: probe, settlingBand: settlingBand)
+    }
 }
 
 /// Trajectories laid out [cell][stimulus][step].
@@ -87,8 +73,33 @@ public struct BackendIdentity: Sendable, Equatable, CustomStringConvertible {
 /// A compute backend. The CPU backend is the reference every other backend is tested against.
 public protocol ComputeBackend: AnyObject, Sendable {
     var identity: BackendIdentity { get }
-    /// The probed signal of every cell under every step stimulus, at every step.
-    func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories
+    /// Every metric of every (cell, stimulus) pair of the job, computed while the cells run.
+    func responses(_ job: ResponseJob) throws -> ResponseBlock
+    /// The probed signal of every (cell, stimulus) pair at every step of the bank's clock, NaN past
+    /// each stimulus's end. Memory grows with cells × stimuli × steps: ask for few.
+    func trajectories(_ job: ResponseJob) throws -> Trajectories
     /// The full network over a batch of sequences, for every ablation configuration of the job.
     func forward(_ job: ForwardJob) throws -> ForwardResult
+    /// The most bytes one launch's outputs should take (the engine sizes its chunks from it).
+    var chunkBytes: Int { get }
+}
+
+extension ResponseBlock {
+    /// The metrics computed plainly from stored trajectories by `referenceMetrics`, on all cores.
+    public static func reference(_ trajectories: Trajectories, bank: StimulusBank, settlingBand: Float) -> ResponseBlock {
+        let n = trajectories.cellCount, stimuli = trajectories.stimulusCount
+        precondition(stimuli == bank.count)
+        var values = [Float](repeating: .nan, count: Metric.allCases.count * n * stimuli)
+        values.withUnsafeMutableBufferPointer { buffer in
+            let out = SendablePointer(buffer.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: n) { j in
+                for s in 0..<stimuli {
+                    let m = referenceMetrics(series: trajectories.series(cell: j, stimulus: s), stimulus: bank.stimuli[s],
+                                             schedule: bank.schedules[s], settlingBand: settlingBand)
+                    for (k, v) in m.enumerated() { out.pointer[(k * n + j) * stimuli + s] = v }
+                }
+            }
+        }
+        return ResponseBlock(cellCount: n, stimulusCount: stimuli, values: values)
+    }
 }

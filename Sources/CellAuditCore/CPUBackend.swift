@@ -12,35 +12,113 @@ public final class CPUBackend: ComputeBackend {
         self.forwardWorkingSetBytes = forwardWorkingSetBytes
     }
 
+    /// Host memory one chunk of engine output may take.
+    public var chunkBytes: Int { 64 << 20 }
+
     public var identity: BackendIdentity {
         BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s")")
     }
 
-    public func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories {
-        let cells = job.cells
-        let n = cells.cellCount, stimuli = job.amplitudes.count, steps = job.timing.totalSteps
-        var out = [Float](repeating: .nan, count: job.valueCount)
-        let probeC = job.probe == .c
+    public func responses(_ job: ResponseJob) throws -> ResponseBlock {
+        let n = job.cells.cellCount, stimuli = job.bank.count
+        var out = [Float](repeating: .nan, count: Metric.allCases.count * n * stimuli)
+        let (wave, quadrature) = job.bank.waveforms()
         out.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
-            let chunks = min(threads * 4, n)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                for j in stride(from: chunk, to: n, by: chunks) {
-                    let p = LSTMCellParameters(cells, j)
-                    for s in 0..<stimuli {
-                        let amplitude = job.amplitudes[s]
-                        let row = base.pointer + (j * stimuli + s) * steps
-                        var h: Float = 0, c: Float = 0
-                        for t in 0..<steps {
-                            let u: Float = t >= job.timing.onset ? amplitude : 0
-                            p.step(u: u, h: &h, c: &c)
-                            row[t] = probeC ? c : h
-                        }
+            forEachLaneGroup(job) { group, s, lanes, y in
+                let sched = job.bank.schedules[s], stimulus = job.bank.stimuli[s]
+                let row = s * job.bank.steps
+                simulate(group, job: job, wave: wave, row: row, end: sched.end, into: y)
+                let m: [Float8] = stimulus.kind == .step
+                    ? LaneMetrics.step(y, schedule: sched, amplitude: stimulus.amplitude, band: job.settlingBand)
+                    : LaneMetrics.sine(y, schedule: sched, amplitude: stimulus.amplitude,
+                                       wave: wave, quadrature: quadrature, row: row)
+                for (k, plane) in m.enumerated() {
+                    for lane in 0..<lanes {
+                        base.pointer[(k * n + group * 8 + lane) * stimuli + s] = plane[lane]
                     }
                 }
             }
         }
+        return ResponseBlock(cellCount: n, stimulusCount: stimuli, values: out)
+    }
+
+    public func trajectories(_ job: ResponseJob) throws -> Trajectories {
+        let n = job.cells.cellCount, stimuli = job.bank.count, steps = job.bank.steps
+        var out = [Float](repeating: .nan, count: n * stimuli * steps)
+        let wave = job.bank.waveforms().wave
+        out.withUnsafeMutableBufferPointer { buffer in
+            let base = SendablePointer(buffer.baseAddress!)
+            forEachLaneGroup(job) { group, s, lanes, y in
+                let end = job.bank.schedules[s].end
+                simulate(group, job: job, wave: wave, row: s * steps, end: end, into: y)
+                for lane in 0..<lanes {
+                    let dst = base.pointer + ((group * 8 + lane) * stimuli + s) * steps
+                    for t in 0..<end { dst[t] = y[t][lane] }
+                }
+            }
+        }
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: out)
+    }
+
+    /// Runs `body(group, stimulus, lanes, scratch)` for every group of eight cells × stimulus, on
+    /// all cores; `scratch` holds one trajectory of eight lanes (it stays in cache, so the step
+    /// metrics' second pass reads it instead of recomputing the run).
+    private func forEachLaneGroup(_ job: ResponseJob,
+                                  _ body: @Sendable (Int, Int, Int, UnsafeMutablePointer<Float8>) -> Void) {
+        let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
+        let items = groups * stimuli, steps = job.bank.steps
+        let chunks = min(items, threads * 8)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let scratch = UnsafeMutablePointer<Float8>.allocate(capacity: steps)
+            defer { scratch.deallocate() }
+            for item in stride(from: chunk, to: items, by: chunks) {
+                let group = item % groups, s = item / groups
+                body(group, s, min(8, n - group * 8), scratch)
+            }
+        }
+    }
+
+    /// Eight cells (lanes) of `group` under one stimulus: y[t] for t < end.
+    private func simulate(_ group: Int, job: ResponseJob, wave: [Float], row: Int, end: Int,
+                          into y: UnsafeMutablePointer<Float8>) {
+        let cell = LaneCells(job.cells, group: group)
+        let amplitude = job.bank.stimuli[row / job.bank.steps].amplitude
+        let probeC = job.probe == .c
+        var h = Float8(), c = Float8()
+        wave.withUnsafeBufferPointer { w in
+            for t in 0..<end {
+                cell.step(u: amplitude * w[row + t], h: &h, c: &c)
+                y[t] = probeC ? c : h
+            }
+        }
+    }
+}
+
+/// Eight decoupled cells side by side, one per SIMD lane (missing cells have all-zero parameters).
+struct LaneCells {
+    var w: (Float8, Float8, Float8, Float8), r: (Float8, Float8, Float8, Float8), b: (Float8, Float8, Float8, Float8)
+
+    init(_ cells: DecoupledCells, group: Int) {
+        let n = cells.cellCount, first = group * 8, lanes = min(8, n - first)
+        func load(_ plane: Int) -> Float8 {
+            var v = Float8()
+            for l in 0..<lanes { v[l] = cells.parameters[plane * n + first + l] }
+            return v
+        }
+        w = (load(0), load(1), load(2), load(3))
+        r = (load(4), load(5), load(6), load(7))
+        b = (load(8), load(9), load(10), load(11))
+    }
+
+    @inline(__always)
+    func step(u: Float, h: inout Float8, c: inout Float8) {
+        let i = vsigmoid(w.0 * u + r.0 * h + b.0)
+        let f = vsigmoid(w.1 * u + r.1 * h + b.1)
+        let g = vtanh(w.2 * u + r.2 * h + b.2)
+        let o = vsigmoid(w.3 * u + r.3 * h + b.3)
+        c = f * c + i * g
+        h = o * vtanh(c)
     }
 }
 

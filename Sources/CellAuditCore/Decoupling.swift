@@ -1,3 +1,5 @@
+import Foundation
+
 /// The direction d in a layer's input space along which a scalar stimulus enters (METHOD.md §2).
 public enum StimulusDirection: Sendable, Equatable {
     /// d = 1/√I · ones (the default).
@@ -7,7 +9,7 @@ public enum StimulusDirection: Sendable, Equatable {
     /// A user-given vector (used as given, not normalised).
     case vector([Float])
 
-    func vector(inputSize: Int) throws -> [Float] {
+    public func vector(inputSize: Int) throws -> [Float] {
         switch self {
         case .all:
             return Array(repeating: 1 / Float(inputSize).squareRoot(), count: inputSize)
@@ -64,7 +66,122 @@ public struct DecoupledCells: Sendable, Equatable {
         self.init(cellCount: n, parameters: p)
     }
 
+    /// The given cells, renumbered from 0 in the order given.
+    public func subset(_ cells: some Collection<Int>) -> DecoupledCells {
+        var p = [Float]()
+        p.reserveCapacity(cells.count * Self.valuesPerCell)
+        for plane in 0..<Self.valuesPerCell {
+            for j in cells { p.append(parameters[plane * cellCount + j]) }
+        }
+        return DecoupledCells(cellCount: cells.count, parameters: p)
+    }
+
     public func w(_ gate: Gate, _ j: Int) -> Float { parameters[(0 * 4 + gate.rawValue) * cellCount + j] }
     public func r(_ gate: Gate, _ j: Int) -> Float { parameters[(1 * 4 + gate.rawValue) * cellCount + j] }
     public func b(_ gate: Gate, _ j: Int) -> Float { parameters[(2 * 4 + gate.rawValue) * cellCount + j] }
+}
+
+/// How a decoupled cell sees the rest of its layer (METHOD.md §2).
+public enum RecurrenceMode: String, Sendable, CaseIterable {
+    /// Only the self-recurrent weight R_k[j,j] remains (default).
+    case `self`
+    /// The other cells sit at the layer's resting state h*, adding Σ_{m≠j} R_k[j,m]·h*_m to each bias.
+    case clamped
+    /// No decoupling: the whole layer runs with the stimulus and every cell is recorded.
+    case network
+}
+
+/// A direction request: one direction, or `each` input channel in turn.
+public enum DirectionSpec: Sendable, Equatable {
+    case single(StimulusDirection)
+    case each
+
+    /// Parses `all`, `each`, `channel:K` or a comma-separated vector.
+    public static func parse(_ text: String) throws -> DirectionSpec {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t == "all" { return .single(.all) }
+        if t == "each" { return .each }
+        if t.hasPrefix("channel:") {
+            guard let k = Int(t.dropFirst("channel:".count)), k >= 0 else {
+                throw StimulusError.invalid("direction '\(text)': channel:K needs a channel number K ≥ 0")
+            }
+            return .single(.channel(k))
+        }
+        let parts = t.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0?.isFinite == true }) else {
+            throw StimulusError.invalid("direction '\(text)' is not all, each, channel:K or a comma-separated vector")
+        }
+        let v = parts.map { $0! }
+        guard v.contains(where: { $0 != 0 }) else { throw StimulusError.invalid("the direction vector is all zeros") }
+        return .single(.vector(v))
+    }
+
+    /// The directions to run for a layer with `inputSize` inputs, with a label for each.
+    public func directions(inputSize: Int) -> [(StimulusDirection, String)] {
+        switch self {
+        case .each: return (0..<inputSize).map { (.channel($0), "channel:\($0)") }
+        case .single(let d):
+            switch d {
+            case .all: return [(d, "all")]
+            case .channel(let k): return [(d, "channel:\(k)")]
+            case .vector: return [(d, "vector")]
+            }
+        }
+    }
+}
+
+extension LSTMLayer {
+    /// The state the layer settles to under constant input `x` (zeros by default), from
+    /// h = c = 0, running at most `steps` steps and stopping once h moves less than 1e-7.
+    public func restState(input x: [Float]? = nil, steps: Int = 1000) -> (h: [Float], c: [Float], converged: Bool) {
+        let n = hiddenSize, h4 = 4 * n
+        let x = x ?? [Float](repeating: 0, count: inputSize)
+        var drive = b
+        for q in 0..<h4 { for i in 0..<inputSize { drive[q] += W[q * inputSize + i] * x[i] } }
+        var h = [Float](repeating: 0, count: n), c = h, pre = drive
+        for _ in 0..<steps {
+            pre = drive
+            R.withUnsafeBufferPointer { r in
+                h.withUnsafeBufferPointer { hp in
+                    pre.withUnsafeMutableBufferPointer { p in
+                        multiplyTransposed(m: 1, n: h4, k: n, hp.baseAddress!, lda: n, r.baseAddress!, ldb: n,
+                                           p.baseAddress!, ldc: h4, beta: 1)
+                    }
+                }
+            }
+            var moved: Float = 0
+            for j in 0..<n {
+                let i = sigmoid(pre[j]), f = sigmoid(pre[n + j]), g = tanh(pre[2 * n + j]), o = sigmoid(pre[3 * n + j])
+                c[j] = f * c[j] + i * g
+                let hj = o * tanh(c[j])
+                moved = max(moved, abs(hj - h[j]))
+                h[j] = hj
+            }
+            if moved < 1e-7 { return (h, c, true) }
+        }
+        return (h, c, false)
+    }
+}
+
+extension DecoupledCells {
+    /// Cells of `layer` decoupled in `mode` (`self` or `clamped`; `network` does not decouple).
+    public init(layer: LSTMLayer, direction: StimulusDirection, mode: RecurrenceMode, restState: [Float]? = nil) throws {
+        try self.init(layer: layer, direction: direction)
+        switch mode {
+        case .self: return
+        case .network: throw StimulusError.invalid("mode network runs the whole layer; it has no decoupled cells")
+        case .clamped:
+            let n = layer.hiddenSize
+            let rest = restState ?? layer.restState().h
+            guard rest.count == n else { throw ModelError.shape("the rest state has \(rest.count) values, the layer \(n) cells") }
+            for gate in Gate.allCases {
+                for j in 0..<n {
+                    let row = layer.row(gate, j)
+                    var extra: Float = 0
+                    for m in 0..<n where m != j { extra += layer.R[row * n + m] * rest[m] }
+                    parameters[(2 * 4 + gate.rawValue) * n + j] += extra
+                }
+            }
+        }
+    }
 }

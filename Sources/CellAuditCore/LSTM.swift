@@ -56,6 +56,7 @@ public struct LSTMNetwork: Sendable, Equatable {
         public var V: [Float]   // [K × H_last], row-major
         public var a: [Float]   // [K]
         public var outputs: Int { a.count }
+        public init(V: [Float], a: [Float]) { self.V = V; self.a = a }
     }
 
     public init(layers: [LSTMLayer], readout: Readout? = nil) throws {

@@ -291,3 +291,71 @@ public struct SafeTensorsWriter {
         }
     }
 }
+
+/// A safetensors file whose tensors are declared up front and filled in pieces, for outputs too
+/// large to hold in memory. The file is laid out (header, zero-filled data) at `open`, pieces are
+/// written in place at their offsets, and the caller decides where the finished file goes (the
+/// engine writes into a staging directory that is renamed whole).
+public final class SafeTensorsStreamWriter {
+    public struct Declaration { public var name: String; public var dtype: DType; public var shape: [Int]
+        public init(_ name: String, _ dtype: DType, _ shape: [Int]) { self.name = name; self.dtype = dtype; self.shape = shape }
+    }
+    private let handle: FileHandle
+    private let path: String
+    private var offsets: [String: (start: Int, dtype: DType, count: Int)] = [:]
+
+    public init(path: String, tensors: [Declaration], metadata: [String: String]) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for t in tensors {
+            guard t.name != "__metadata__", offsets[t.name] == nil, t.shape.allSatisfy({ $0 >= 0 }) else {
+                throw FormatError(file: t.name, "duplicate or reserved tensor name, or a negative dimension")
+            }
+            let count = t.shape.reduce(1, *), bytes = count * t.dtype.byteSize
+            header[t.name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + bytes]]
+            offsets[t.name] = (offset, t.dtype, count)
+            offset += bytes
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        let dataStart = 8 + json.count
+        for (k, v) in offsets { offsets[k] = (dataStart + v.start, v.dtype, v.count) }
+        self.path = path
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: path) else {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot create the file")
+        }
+        self.handle = handle
+        do {
+            var prefix = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+            prefix.append(json)
+            try handle.write(contentsOf: prefix)
+            try handle.truncate(atOffset: UInt64(dataStart + offset))
+        } catch {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// Writes `values` into tensor `name` from element `element` on (row-major flat index).
+    public func write<T: BitwiseCopyable>(_ name: String, at element: Int, _ values: UnsafeBufferPointer<T>) throws {
+        guard let (start, dtype, count) = offsets[name], MemoryLayout<T>.stride == dtype.byteSize,
+              element >= 0, element + values.count <= count else {
+            throw FormatError(file: (path as NSString).lastPathComponent, "write outside tensor \(name)")
+        }
+        do {
+            try handle.seek(toOffset: UInt64(start + element * dtype.byteSize))
+            try handle.write(contentsOf: UnsafeRawBufferPointer(values))
+        } catch {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// Flushes to disk and closes.
+    public func finish() throws {
+        do { try handle.synchronize(); try handle.close() } catch {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot finish: \(error.localizedDescription)")
+        }
+    }
+}

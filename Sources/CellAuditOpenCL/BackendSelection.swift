@@ -127,8 +127,14 @@ public final class FallbackBackend: ComputeBackend {
         return try body(fallback)
     }
 
-    public func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories {
-        try run { try $0.stepTrajectories(job) }
+    public var chunkBytes: Int { min(primary.chunkBytes, fallback.chunkBytes) }
+
+    public func responses(_ job: ResponseJob) throws -> ResponseBlock {
+        try run { try $0.responses(job) }
+    }
+
+    public func trajectories(_ job: ResponseJob) throws -> Trajectories {
+        try run { try $0.trajectories(job) }
     }
 
     public func forward(_ job: ForwardJob) throws -> ForwardResult {

@@ -27,37 +27,102 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         queue = try context.makeQueue(profiling: true)
     }
 
+    /// A chunk's outputs stay well inside the device's allocation limit and global memory.
+    public var chunkBytes: Int {
+        max(1 << 20, min(Int(device.info.maxAllocationBytes) / 4, Int(device.info.globalMemoryBytes) / 8, 256 << 20))
+    }
+
     public var identity: BackendIdentity {
         BackendIdentity(kind: .opencl, device: "\(device.info.name), \(device.info.platformName)")
     }
 
     var mathDefines: [String] { nativeMath ? ["NATIVE_MATH"] : [] }
 
-    public func stepTrajectories(_ job: StepTrajectoryJob) throws -> Trajectories {
-        let n = job.cells.cellCount, stimuli = job.amplitudes.count, steps = job.timing.totalSteps
-        guard n <= Int(Int32.max), stimuli <= Int(Int32.max) else {
-            throw CLError(status: .invalidValue, call: "lstm_step_trajectory", detail: "too many cells or stimuli for one launch")
+    /// Work-items per group along the cell axis for the response kernels.
+    public static let responseGroupSize = 64
+
+    public func responses(_ job: ResponseJob) throws -> ResponseBlock {
+        let n = job.cells.cellCount, stimuli = job.bank.count
+        let values = Metric.allCases.count * n * stimuli
+        let launch = try prepareResponseLaunch(job, kernel: "lstm_response_metrics")
+        let (_, quadrature) = launch.waveforms
+        let quad = try context.buffer(Float.self, count: quadrature.count, access: .readOnly)
+        let harmonics = try context.buffer(Int32.self, count: stimuli, access: .readOnly)
+        let out = try context.buffer(Float.self, count: values + canaryPadding, access: .writeOnly)
+        try queue.write(quad, from: quadrature)
+        try queue.write(harmonics, from: job.bank.schedules.map { Int32($0.harmonics) })
+        try poison(out, count: values)
+        try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, quad, harmonics, out,
+                                       Int32(n), Int32(stimuli), Int32(job.bank.steps), job.settlingBand)
+        try run(launch.kernel, cells: n, stimuli: stimuli)
+        let result = try queue.read(out, count: values)
+        try checkCanary(out, from: values, kernel: "lstm_response_metrics")
+        return ResponseBlock(cellCount: n, stimulusCount: stimuli, values: result)
+    }
+
+    public func trajectories(_ job: ResponseJob) throws -> Trajectories {
+        let n = job.cells.cellCount, stimuli = job.bank.count, steps = job.bank.steps
+        let values = n * stimuli * steps
+        let launch = try prepareResponseLaunch(job, kernel: "lstm_response_trajectory")
+        let traj = try context.buffer(Float.self, count: values + canaryPadding, access: .writeOnly)
+        try poison(traj, count: values)
+        try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, traj,
+                                       Int32(n), Int32(stimuli), Int32(steps))
+        try run(launch.kernel, cells: n, stimuli: stimuli)
+        let result = try queue.read(traj, count: values)
+        try checkCanary(traj, from: values, kernel: "lstm_response_trajectory")
+        return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: result)
+    }
+
+    private struct ResponseLaunch {
+        var kernel: Kernel
+        var params: Buffer<Float>, amps: Buffer<Float>, sched: Buffer<Int32>, wave: Buffer<Float>
+        var waveforms: (wave: [Float], quadrature: [Float])
+    }
+
+    /// Builds the program and uploads what both response kernels read.
+    private func prepareResponseLaunch(_ job: ResponseJob, kernel name: String) throws -> ResponseLaunch {
+        let stimuli = job.bank.count
+        guard job.cells.cellCount <= Int(Int32.max), stimuli <= Int(Int32.max),
+              job.bank.steps <= Int(Int32.max) else {
+            throw CLError(status: .invalidValue, call: name, detail: "too many cells, stimuli or steps for one launch")
         }
-        let program = try KernelLibrary.program("lstm_step.cl", in: context,
+        let program = try KernelLibrary.program("lstm_response.cl", in: context,
                                                 defines: mathDefines + (job.probe == .c ? ["PROBE_C"] : []))
-        let kernel = try program.kernel(named: "lstm_step_trajectory")
-        let params = try context.buffer(Float.self, count: job.cells.parameters.count, access: .readOnly)
-        let amps = try context.buffer(Float.self, count: stimuli, access: .readOnly)
-        let traj = try context.buffer(Float.self, count: job.valueCount + canaryPadding, access: .readWrite)
-        try queue.write(params, from: job.cells.parameters)
-        try queue.write(amps, from: job.amplitudes)
-        try queue.fill(traj, with: .nan)
-        if canaryPadding > 0 {
-            try queue.write(traj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: job.valueCount)
+        let kernel = try program.kernel(named: name)
+        let waveforms = job.bank.waveforms()
+        let sched = job.bank.stimuli.indices.flatMap { i -> [Int32] in
+            let s = job.bank.schedules[i]
+            return [job.bank.stimuli[i].kind == .sine ? 1 : 0, Int32(s.onset), Int32(s.end),
+                    Int32(s.analysisStart), Int32(s.analysisLength)]
         }
-        try kernel.setArguments(params, amps, traj, Int32(n), Int32(stimuli),
-                                Int32(job.timing.preSteps), Int32(job.timing.window))
-        let event = try queue.launch(kernel, global: [n, stimuli])
-        let seconds = try event.durationSeconds()
+        let launch = ResponseLaunch(
+            kernel: kernel,
+            params: try context.buffer(Float.self, count: job.cells.parameters.count, access: .readOnly),
+            amps: try context.buffer(Float.self, count: stimuli, access: .readOnly),
+            sched: try context.buffer(Int32.self, count: sched.count, access: .readOnly),
+            wave: try context.buffer(Float.self, count: waveforms.wave.count, access: .readOnly),
+            waveforms: waveforms)
+        try queue.write(launch.params, from: job.cells.parameters)
+        try queue.write(launch.amps, from: job.bank.stimuli.map(\.amplitude))
+        try queue.write(launch.sched, from: sched)
+        try queue.write(launch.wave, from: waveforms.wave)
+        return launch
+    }
+
+    /// Fills an output with NaN (and the canary past its end) so unwritten values cannot pass.
+    private func poison(_ buffer: Buffer<Float>, count: Int) throws {
+        try queue.fill(buffer, with: .nan)
+        if canaryPadding > 0 {
+            try queue.write(buffer, from: [Float](repeating: Self.canary, count: canaryPadding), offset: count)
+        }
+    }
+
+    private func run(_ kernel: Kernel, cells: Int, stimuli: Int) throws {
+        let group = min(Self.responseGroupSize, device.info.maxWorkGroupSize)
+        let global = [(cells + group - 1) / group * group, stimuli]
+        let seconds = try queue.launch(kernel, global: global, local: [group, 1]).durationSeconds()
         kernelSeconds.withLock { $0 = seconds }
-        let values = try queue.read(traj, count: job.valueCount)
-        try checkCanary(traj, from: job.valueCount, kernel: "lstm_step_trajectory")
-        return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: values)
     }
 
     func checkCanary(_ buffer: Buffer<Float>, from start: Int, kernel: String) throws {

@@ -1,3 +1,4 @@
+import CellAuditCore
 import Foundation
 import Testing
 import TestSupport
@@ -27,12 +28,14 @@ import TestSupport
         (["audit", "--backend", "gpu"], "--backend"),
         (["audit", "--cells", "0"], "--cells"),
         (["audit", "--device", "-1"], "--device"),
+        (["audit", "--no-such-option"], "--no-such-option"),
+        (["characterize"], "model"),
     ])
     func badInputGivesOneClearLineAndNonZeroExit(arguments: [String], mention: String) throws {
         let r = try CLI.run(arguments, environment: ["CELLAUDIT_BACKEND": "cpu"])
         #expect(r.exitCode != 0)
         #expect(r.stderr.contains(mention), "\(r.stderr)")
-        #expect(r.stderr.lowercased().contains("error"))
+        #expect(r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         #expect(!r.stderr.contains("Fatal error"))
         #expect(r.stdout.isEmpty)
     }
@@ -120,7 +123,7 @@ struct CLIOpenCLTests {
         let r = try CLI.run(["check-kernels"], launcher: [oclgrind, "--data-races", "--check-api"])
         #expect(r.exitCode == 0, "\(r.stderr)")
         #expect(r.stdout.contains("Oclgrind"))
-        #expect(r.stdout.contains("lstm_step_trajectory") && r.stdout.contains("lstm_layer_forward"))
+        #expect(r.stdout.contains("lstm_response_metrics") && r.stdout.contains("lstm_layer_forward"))
         #expect(r.stderr.isEmpty, "oclgrind reported: \(r.stderr)")
     }
 }
@@ -140,7 +143,7 @@ struct KernelEmbeddingTests {
         #expect(!FileManager.default.fileExists(atPath: elsewhere.appendingPathComponent("Kernels").path))
         let r = try CLI.run(["check-kernels"], cwd: elsewhere)
         #expect(r.exitCode == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("lstm_step_trajectory"))
+        #expect(r.stdout.contains("lstm_response_metrics"))
     }
 }
 
@@ -186,5 +189,70 @@ struct KernelEmbeddingTests {
             #expect(r.stderr.hasPrefix("error: "))
             #expect(!FileManager.default.fileExists(atPath: out))
         }
+    }
+}
+
+@Suite struct CharacterizeCLITests {
+    @Test func writesResponsesStimuliAndTrajectories() throws {
+        let dir = try Fixtures.scratch("characterize").appendingPathComponent("out")
+        let r = try CLI.run(["characterize", Fixtures.path("digits_lstm32x2.safetensors"), "--backend", "cpu", "--out", dir.path,
+                             "--step-amplitudes=-1,0.5,2", "--frequencies", "0.02,0.3", "--sine-amplitudes", "1",
+                             "--window", "100", "--trajectories", "0-1,40:0,4", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["cells"] as? Int == 64 && json["stimuli"] as? Int == 5)
+        let responses = try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path)
+        for m in Metric.allCases {
+            #expect(responses.tensors[m.name]?.shape == [64, 5], "\(m.name)")
+        }
+        #expect(try responses.integers("layer").suffix(32).allSatisfy { $0 == 1 })
+        let settling = try responses.floats("settling_time"), sineGain = try responses.floats("sine_gain")
+        #expect(settling[0 * 5 + 0].isFinite && settling[0 * 5 + 3].isNaN)
+        #expect(sineGain[0 * 5 + 3].isFinite && sineGain[0 * 5 + 0].isNaN)
+        #expect(responses.metadata["mode"] == "self" && responses.metadata["window"] == "100")
+        let csv = try String(contentsOf: dir.appendingPathComponent("stimuli.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.first == "index,direction,kind,amplitude,frequency,onset,window,analysis_start,analysis_length")
+        #expect(csv.count == 6 && csv[4].hasPrefix("3,all,sine,1.0,0.02,20,"))
+        let traj = try SafeTensorsFile(path: dir.appendingPathComponent("trajectories.safetensors").path)
+        let steps = traj.tensors["trajectories"]!.shape[2]
+        #expect(traj.tensors["trajectories"]?.shape == [3, 2, steps])
+        #expect(try traj.integers("cell") == [0, 1, 8] && traj.integers("layer") == [0, 0, 1])
+    }
+
+    @Test func refusesBadRequestsWithOneLineAndWritesNothing() throws {
+        let scratch = try Fixtures.scratch("characterize-bad")
+        let model = Fixtures.path("digits_lstm8.safetensors")
+        let full = scratch.appendingPathComponent("full")
+        try FileManager.default.createDirectory(at: full, withIntermediateDirectories: true)
+        try Data("keep".utf8).write(to: full.appendingPathComponent("mine.txt"))
+        let out = scratch.appendingPathComponent("never").path
+        let cases: [([String], String)] = [
+            (["--frequencies", "0.5"], "frequency"),
+            (["--frequencies", "0.1", "--sine-amplitudes", "none", "--step-amplitudes", "none"], "sine amplitudes"),
+            (["--step-amplitudes", "none", "--frequencies", "none"], "empty"),
+            (["--window=-4"], "window"),
+            (["--window"], "--window"),
+            (["--mode", "frozen"], "--mode"),
+            (["--direction", "channel:99"], "channel 99"),
+            (["--layer", "3"], "layer 3"),
+            (["--trajectories", "0-900:0"], "outside"),
+            (["--trajectories", "0-7:0-543", "--window", "100000"], "limit"),
+            (["--stimuli", scratch.appendingPathComponent("none.json").path], "cannot read"),
+        ]
+        for (extra, words) in cases {
+            let r = try CLI.run(["characterize", model, "--backend", "cpu", "--out", out, "--quiet"] + extra)
+            #expect(r.exitCode != 0, "\(extra)")
+            #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasPrefix("error: ") && r.stderr.contains(words), "\(extra): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+        let r = try CLI.run(["characterize", model, "--backend", "cpu", "--out", full.path, "--step-amplitudes", "1", "--frequencies", "none"])
+        #expect(r.exitCode != 0 && r.stderr.contains("--force"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: full.path) == ["mine.txt"])
+        let forced = try CLI.run(["characterize", model, "--backend", "cpu", "--out", full.path, "--step-amplitudes", "1",
+                                  "--frequencies", "none", "--force", "--quiet"])
+        #expect(forced.exitCode == 0, "\(forced.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: full.path).sorted() == ["responses.safetensors", "stimuli.csv"])
+        // Nothing staged is left beside it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).allSatisfy { !$0.contains("partial") && !$0.contains(".old-") })
     }
 }

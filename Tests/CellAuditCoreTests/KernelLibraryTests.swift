@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 @Test func includesExpandWithLineMarkersThatPointBackToTheKernelFile() throws {
-    #expect(KernelLibrary.kernelFiles.contains("lstm_step.cl"))
+    #expect(KernelLibrary.kernelFiles.contains("lstm_response.cl"))
     let repoKernels = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Kernels")
     for name in KernelLibrary.kernelFiles {
         let original = try String(contentsOf: repoKernels.appendingPathComponent(name), encoding: .utf8)

@@ -1,0 +1,229 @@
+import CellAuditCore
+import Foundation
+
+/// What to characterize (METHOD.md §2–§4): which layers, how the cells are decoupled, along which
+/// direction, what is probed, under which bank.
+public struct CharacterizationPlan: Sendable {
+    public var network: LSTMNetwork
+    public var layers: [Int]
+    public var mode: RecurrenceMode
+    public var direction: DirectionSpec
+    public var probe: Probe
+    public var bank: StimulusBank
+    public var settlingBand: Float
+    /// Overrides the backend's chunk size (bytes of output per launch); tests use it to force chunking.
+    public var chunkBytes: Int?
+
+    /// One row per cell of the chosen layers, in layer order.
+    public let rows: [(layer: Int, cell: Int)]
+    /// One column per (direction, stimulus): direction-major, each direction a copy of the bank.
+    public let directionLabels: [String]
+
+    public init(network: LSTMNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
+                direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
+                settlingBand: Float = 0.02, chunkBytes: Int? = nil) throws {
+        let layers = layers ?? Array(network.layers.indices)
+        guard !layers.isEmpty else { throw ModelError.shape("no layer chosen") }
+        for l in layers where !network.layers.indices.contains(l) {
+            throw ModelError.shape("layer \(l) does not exist; the network has \(network.layers.count) (0…\(network.layers.count - 1))")
+        }
+        guard Set(layers).count == layers.count else { throw ModelError.shape("a layer is chosen twice") }
+        let labels = layers.map { direction.directions(inputSize: network.layers[$0].inputSize).map(\.1) }
+        guard labels.allSatisfy({ $0 == labels[0] }) else {
+            throw StimulusError.invalid("direction each gives the chosen layers different numbers of input channels; choose one layer with --layer")
+        }
+        // Every layer must accept the direction (channel in range, vector of the right length).
+        for l in layers {
+            for (d, _) in direction.directions(inputSize: network.layers[l].inputSize) {
+                _ = try DecoupledCells(layer: network.layers[l], direction: d)
+            }
+        }
+        guard settlingBand > 0, settlingBand < 1 else {
+            throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
+        }
+        self.network = network; self.layers = layers; self.mode = mode; self.direction = direction
+        self.probe = probe; self.bank = bank; self.settlingBand = settlingBand; self.chunkBytes = chunkBytes
+        rows = layers.flatMap { l in (0..<network.layers[l].hiddenSize).map { (l, $0) } }
+        directionLabels = labels[0]
+    }
+
+    public var columnCount: Int { directionLabels.count * bank.count }
+    /// Cell-stimulus-steps simulated, each step counted once.
+    public var simulatedSteps: Int { rows.count * directionLabels.count * bank.simulatedSteps }
+}
+
+/// A piece of the [rows × columns] result: `block` covers rows `rowStart…` and columns `columnStart…`.
+public struct ResponseChunk: Sendable {
+    public var rowStart: Int
+    public var columnStart: Int
+    public var block: ResponseBlock
+}
+
+public struct ChunkProgress: Sendable {
+    public var chunk: Int
+    public var chunks: Int
+    public var simulatedSteps: Int
+    public var seconds: Double
+}
+
+/// The characterization engine: runs a plan on a backend in chunks sized from the backend's
+/// memory limits, handing each finished chunk to `sink` (which writes it out), so host and device
+/// memory stay bounded whatever the network and bank.
+public enum Characterizer {
+    public static func run(_ plan: CharacterizationPlan, on backend: any ComputeBackend,
+                           sink: (ResponseChunk) throws -> Void,
+                           progress: (ChunkProgress) -> Void = { _ in }) throws -> Double {
+        let budget = max(1 << 10, plan.chunkBytes ?? backend.chunkBytes)
+        let work = try units(plan, budget: budget)
+        let clock = DispatchTime.now().uptimeNanoseconds
+        var done = 0
+        for (index, unit) in work.enumerated() {
+            let block = try unit.run(backend)
+            done += unit.simulatedSteps
+            try sink(ResponseChunk(rowStart: unit.rowStart, columnStart: unit.columnStart, block: block))
+            progress(ChunkProgress(chunk: index + 1, chunks: work.count, simulatedSteps: done,
+                                   seconds: Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9))
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9
+    }
+
+    /// One launch's worth of work.
+    struct Unit {
+        var rowStart: Int, columnStart: Int
+        var simulatedSteps: Int
+        var run: (any ComputeBackend) throws -> ResponseBlock
+    }
+
+    static func units(_ plan: CharacterizationPlan, budget: Int) throws -> [Unit] {
+        let bank = plan.bank, steps = bank.steps
+        var units: [Unit] = []
+        var rowStart = 0
+        for l in plan.layers {
+            let layer = plan.network.layers[l]
+            let n = layer.hiddenSize
+            let rest = plan.mode == .clamped ? layer.restState().h : nil
+            for (d, (direction, _)) in plan.direction.directions(inputSize: layer.inputSize).enumerated() {
+                let columnStart = d * bank.count
+                if plan.mode == .network {
+                    // Trajectories of the whole layer, [stimuli × steps × cells] twice over (input and hidden).
+                    let perStimulus = steps * (n + layer.inputSize) * MemoryLayout<Float>.stride * 2
+                    let chunk = max(1, min(bank.count, budget / max(perStimulus, 1)))
+                    for s0 in stride(from: 0, to: bank.count, by: chunk) {
+                        let range = s0..<min(bank.count, s0 + chunk)
+                        let sub = try bank.subset(range)
+                        units.append(Unit(rowStart: rowStart, columnStart: columnStart + s0,
+                                          simulatedSteps: n * sub.simulatedSteps) { backend in
+                            try networkResponses(layer: layer, direction: direction, bank: sub, probe: plan.probe,
+                                                 settlingBand: plan.settlingBand, on: backend)
+                        })
+                    }
+                    continue
+                }
+                let cells = try DecoupledCells(layer: layer, direction: direction, mode: plan.mode, restState: rest)
+                let job = try ResponseJob(cells: cells, bank: bank, probe: plan.probe, settlingBand: plan.settlingBand)
+                // Waveforms take at most a quarter of the budget; metric planes the rest.
+                let stimulusChunk = max(1, min(bank.count, budget / 4 / max(steps * 8, 1)))
+                let pairBytes = Metric.allCases.count * MemoryLayout<Float>.stride
+                let cellChunk = max(1, min(n, budget / (stimulusChunk * pairBytes)))
+                for s0 in stride(from: 0, to: bank.count, by: stimulusChunk) {
+                    let stimuli = s0..<min(bank.count, s0 + stimulusChunk)
+                    let stepsPerCell = stimuli.reduce(0) { $0 + bank.schedules[$1].end }
+                    for c0 in stride(from: 0, to: n, by: cellChunk) {
+                        let cellRange = c0..<min(n, c0 + cellChunk)
+                        units.append(Unit(rowStart: rowStart + c0, columnStart: columnStart + s0,
+                                          simulatedSteps: cellRange.count * stepsPerCell) { backend in
+                            try backend.responses(try job.slice(cells: cellRange, stimuli: stimuli))
+                        })
+                    }
+                }
+            }
+            rowStart += n
+        }
+        return units
+    }
+
+    /// Mode `network`: the whole layer runs under each stimulus (through the backend's full
+    /// forward), every cell is recorded, and the metrics come from the stored trajectories.
+    static func networkResponses(layer: LSTMLayer, direction: StimulusDirection, bank: StimulusBank, probe: Probe,
+                                 settlingBand: Float, on backend: any ComputeBackend) throws -> ResponseBlock {
+        guard probe == .h else { throw StimulusError.invalid("mode network records h only; use --probe h") }
+        let traj = try networkTrajectories(layer: layer, direction: direction, bank: bank, on: backend)
+        return ResponseBlock.reference(traj, bank: bank, settlingBand: settlingBand)
+    }
+
+    /// h of every cell of the coupled layer under each stimulus: [cell × stimulus × step].
+    static func networkTrajectories(layer: LSTMLayer, direction: StimulusDirection, bank: StimulusBank,
+                                    on backend: any ComputeBackend) throws -> Trajectories {
+        let d = try direction.vector(inputSize: layer.inputSize)
+        let steps = bank.steps, width = layer.inputSize, n = layer.hiddenSize
+        let wave = bank.waveforms().wave
+        var inputs = [Float](repeating: 0, count: bank.count * steps * width)
+        for s in 0..<bank.count {
+            let a = bank.stimuli[s].amplitude
+            for t in 0..<steps {
+                let u = a * wave[s * steps + t]
+                if u == 0 { continue }
+                for i in 0..<width { inputs[(s * steps + t) * width + i] = u * d[i] }
+            }
+        }
+        let single = try LSTMNetwork(layers: [layer], readout: .init(V: [Float](repeating: 0, count: n), a: [0]))
+        let job = try ForwardJob(network: single, inputs: try SequenceBatch(count: bank.count, steps: steps, width: width, values: inputs),
+                                 output: .sequence)
+        let hidden = try backend.forward(job).hidden   // [stimulus × step × cell]
+        var traj = [Float](repeating: .nan, count: n * bank.count * steps)
+        for s in 0..<bank.count {
+            let end = bank.schedules[s].end
+            for j in 0..<n {
+                let row = (j * bank.count + s) * steps
+                for t in 0..<end {
+                    let source: Int = (s * steps + t) * n + j
+                    traj[row + t] = hidden[source]
+                }
+            }
+        }
+        return Trajectories(cellCount: n, stimulusCount: bank.count, stepCount: steps, values: traj)
+    }
+}
+
+extension Characterizer {
+    /// Whole trajectories for the chosen rows × columns of a plan, [rows × columns × bank.steps],
+    /// NaN past each stimulus's end.
+    public static func trajectories(_ plan: CharacterizationPlan, rows: [Int], columns: [Int],
+                                    on backend: any ComputeBackend) throws -> [Float] {
+        let steps = plan.bank.steps, bankCount = plan.bank.count
+        var out = [Float](repeating: .nan, count: rows.count * columns.count * steps)
+        // Rows by layer, columns by direction: one backend call per (layer, direction).
+        let byLayer = Dictionary(grouping: rows.indices) { plan.rows[rows[$0]].layer }
+        let byDirection = Dictionary(grouping: columns.indices) { columns[$0] / bankCount }
+        for (l, rowSlots) in byLayer {
+            let layer = plan.network.layers[l]
+            let cells = rowSlots.map { plan.rows[rows[$0]].cell }
+            let rest = plan.mode == .clamped ? layer.restState().h : nil
+            let directions = plan.direction.directions(inputSize: layer.inputSize)
+            for (d, columnSlots) in byDirection {
+                let stimuli = columnSlots.map { columns[$0] % bankCount }
+                let bank = try plan.bank.subset(stimuli)
+                let traj: Trajectories
+                let source: [Int]
+                if plan.mode == .network {
+                    traj = try networkTrajectories(layer: layer, direction: directions[d].0, bank: bank, on: backend)
+                    source = cells
+                } else {
+                    let decoupled = try DecoupledCells(layer: layer, direction: directions[d].0, mode: plan.mode, restState: rest)
+                    let job = try ResponseJob(cells: decoupled, bank: bank, probe: plan.probe, settlingBand: plan.settlingBand)
+                    traj = try backend.trajectories(try job.slice(cells: cells, stimuli: 0..<bank.count))
+                    source = Array(cells.indices)
+                }
+                for (i, slot) in rowSlots.enumerated() {
+                    for (k, columnSlot) in columnSlots.enumerated() {
+                        // The sub-bank's clock can be shorter than the whole bank's: the rest stays NaN.
+                        let series = traj.series(cell: source[i], stimulus: k)
+                        let base = (slot * columns.count + columnSlot) * steps
+                        out.replaceSubrange(base..<(base + series.count), with: series)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

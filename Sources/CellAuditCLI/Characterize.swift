@@ -1,0 +1,202 @@
+import ArgumentParser
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+/// The stimulus bank and decoupling options shared by `characterize` and `audit`.
+struct StimulusOptions: ParsableArguments {
+    @Option(help: "Step amplitudes, comma-separated (default: 32 values ±1/16…4, log-spaced; 'none' for no steps).")
+    var stepAmplitudes: String?
+
+    @Option(help: "Sinusoid frequencies in cycles per step, comma-separated (default: 128 log-spaced from 2/window to 0.45; 'none' for no sinusoids).")
+    var frequencies: String?
+
+    @Option(help: "Sinusoid amplitudes, comma-separated (default: 0.25,0.5,1,2).")
+    var sineAmplitudes: String?
+
+    @Option(help: "Rest steps from h = c = 0 before the stimulus (T_pre).")
+    var preSteps: Int = 20
+
+    @Option(help: "Further rest steps after --pre-steps before onset.")
+    var onset: Int = 0
+
+    @Option(help: "Observation window after onset, in steps (T_obs).")
+    var window: Int = 400
+
+    @Option(help: "A JSON stimulus file (see README); replaces the grid options.")
+    var stimuli: String?
+
+    @Option(help: "Recurrence mode: self, clamped or network.")
+    var mode: String = "self"
+
+    @Option(help: "Stimulus direction: all, each, channel:K or a comma-separated vector.")
+    var direction: String = "all"
+
+    @Option(help: "Probed signal: h or c.")
+    var probe: String = "h"
+
+    @Option(help: "Settling band as a fraction of |Δ|.")
+    var settlingBand: Float = 0.02
+
+    func bank() throws -> StimulusBank {
+        if let stimuli {
+            guard stepAmplitudes == nil, frequencies == nil, sineAmplitudes == nil else {
+                throw CleanFailure(description: "--stimuli replaces --step-amplitudes, --frequencies and --sine-amplitudes; give one or the other")
+            }
+            return try StimulusBank.load(json: stimuli, preSteps: preSteps, onsetDelay: onset, window: window)
+        }
+        guard window >= 2 else { throw StimulusError.invalid("the observation window must be ≥ 2 steps, got \(window)") }
+        func list(_ text: String?, _ name: String, _ fallback: [Float]) throws -> [Float] {
+            guard let text else { return fallback }
+            return text == "none" ? [] : try parseFloats(text, name: name)
+        }
+        return try StimulusBank.grid(
+            stepAmplitudes: try list(stepAmplitudes, "--step-amplitudes", StimulusBank.defaultStepAmplitudes),
+            frequencies: try list(frequencies, "--frequencies", StimulusBank.defaultFrequencies(window: window)),
+            sineAmplitudes: try list(sineAmplitudes, "--sine-amplitudes", StimulusBank.defaultSineAmplitudes),
+            preSteps: preSteps, onsetDelay: onset, window: window)
+    }
+
+    func plan(_ network: LSTMNetwork, layers: [Int]?) throws -> CharacterizationPlan {
+        guard let mode = RecurrenceMode(rawValue: mode) else {
+            throw CleanFailure(description: "--mode must be self, clamped or network, got '\(mode)'")
+        }
+        guard let probe = Probe(rawValue: probe) else { throw CleanFailure(description: "--probe must be h or c, got '\(probe)'") }
+        return try CharacterizationPlan(network: network, layers: layers, mode: mode, direction: try DirectionSpec.parse(direction),
+                                        probe: probe, bank: try bank(), settlingBand: settlingBand)
+    }
+}
+
+struct Characterize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Simulate every decoupled cell under the stimulus bank and write its response metrics.",
+        discussion: """
+        Writes DIR/responses.safetensors (one [cells, stimuli] tensor per metric, NaN where a metric \
+        does not apply, plus 'responded', 'layer' and 'cell'), DIR/stimuli.csv, and with \
+        --trajectories DIR/trajectories.safetensors. The directory appears whole or not at all.
+        """
+    )
+
+    @Argument(help: "The model (.safetensors, see README).")
+    var model: String
+
+    @Option(help: "Characterize only this layer (default: every layer).")
+    var layer: Int?
+
+    @OptionGroup var stimulusOptions: StimulusOptions
+    @OptionGroup var backendOptions: BackendOptions
+
+    @Option(help: "Output directory.")
+    var out: String = "cellaudit-responses"
+
+    @Flag(help: "Replace an existing non-empty output directory.")
+    var force = false
+
+    @Option(help: "Also store whole trajectories for CELLS:STIMULI (lists and ranges of row and column numbers, e.g. 0-3,9:0,40-47).")
+    var trajectories: String?
+
+    @Flag(help: "No progress on stderr.")
+    var quiet = false
+
+    @Flag(help: "Print a JSON summary instead of text.")
+    var json = false
+
+    func run() throws {
+        try failing {
+            let loaded = try ModelFile.load(model)
+            let plan = try stimulusOptions.plan(loaded.network, layers: layer.map { [$0] })
+            let selection = try trajectories.map { try TrajectorySelection.parse($0, rows: plan.rows.count, columns: plan.columnCount, steps: plan.bank.steps) }
+            let output = try OutputDirectory(out, force: force)
+            let backend = try backendOptions.makeBackend()
+            let progress = ProgressReporter(quiet: quiet || json, label: "characterize")
+            let result = try output.build { dir in
+                try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: selection, progress: progress)
+            }
+            progress.finish()
+            let rate = Double(plan.simulatedSteps) / max(result.seconds, 1e-12)
+            if json {
+                try printJSON(["out": out, "cells": plan.rows.count, "stimuli": plan.columnCount, "backend": "\(backend.identity)",
+                               "seconds": result.seconds, "cell_stimulus_steps": plan.simulatedSteps,
+                               "cell_stimulus_steps_per_second": rate, "responded_share": result.respondedShare])
+                return
+            }
+            print("characterized \(plan.rows.count) cells × \(plan.columnCount) stimuli (mode \(plan.mode.rawValue), direction \(stimulusOptions.direction), probe \(plan.probe.rawValue))")
+            print("backend: \(backend.identity)")
+            print(String(format: "%.3g cell-stimulus-steps in %.3f s: %.3g per second", Double(plan.simulatedSteps), result.seconds, rate))
+            print(String(format: "responded: %.1f%% of pairs", 100 * result.respondedShare))
+            print("wrote \(out)/responses.safetensors, \(out)/stimuli.csv" + (selection != nil ? ", \(out)/trajectories.safetensors" : ""))
+        }
+    }
+}
+
+struct CharacterizationResult {
+    var seconds: Double
+    var respondedShare: Double
+    /// Kept only when asked for (small runs: the audit table).
+    var block: ResponseBlock?
+}
+
+/// Runs the plan chunk by chunk into `dir`: responses.safetensors, stimuli.csv and, if asked,
+/// trajectories.safetensors.
+func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBackend, to dir: URL, model: String,
+                           selection: TrajectorySelection?, progress: ProgressReporter, keep: Bool = false) throws -> CharacterizationResult {
+    let rows = plan.rows.count, columns = plan.columnCount
+    var metadata = [
+        "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
+        "directions": plan.directionLabels.joined(separator: " "), "backend": "\(backend.identity)",
+        "pre_steps": "\(plan.bank.preSteps)", "onset": "\(plan.bank.onset)", "window": "\(plan.bank.window)",
+        "settling_band": "\(plan.settlingBand)", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
+        "cellaudit": CellAudit.version,
+    ]
+    metadata["layers"] = plan.layers.map(String.init).joined(separator: ",")
+    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [rows, columns]) }
+    declarations += [.init("responded", .U8, [rows, columns]), .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
+                                             tensors: declarations, metadata: metadata)
+    try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
+    try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
+    var responded = 0
+    var kept = keep ? [Float](repeating: .nan, count: Metric.allCases.count * rows * columns) : []
+    let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
+        let b = chunk.block
+        for metric in Metric.allCases {
+            let plane = b.plane(metric)
+            for r in 0..<b.cellCount {
+                let start = plane.startIndex + r * b.stimulusCount
+                let segment = plane[start..<(start + b.stimulusCount)]
+                let at = (chunk.rowStart + r) * columns + chunk.columnStart
+                if metric == .responded {
+                    let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
+                    responded += flags.reduce(0) { $0 + Int($1) }
+                    try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
+                } else {
+                    try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
+                }
+                if keep {
+                    let base = metric.rawValue * rows * columns + at
+                    kept.replaceSubrange(base..<(base + b.stimulusCount), with: segment)
+                }
+            }
+        }
+    }, progress: progress.report)
+    try writer.finish()
+    try stimuliCSV(plan).write(to: dir.appendingPathComponent("stimuli.csv"), atomically: false, encoding: .utf8)
+    if let selection {
+        try writeTrajectories(plan, selection: selection, backend: backend, to: dir.appendingPathComponent("trajectories.safetensors"),
+                              metadata: metadata)
+    }
+    return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)),
+                                  block: keep ? ResponseBlock(cellCount: rows, stimulusCount: columns, values: kept) : nil)
+}
+
+func stimuliCSV(_ plan: CharacterizationPlan) -> String {
+    var lines = ["index,direction,kind,amplitude,frequency,onset,window,analysis_start,analysis_length"]
+    for (d, label) in plan.directionLabels.enumerated() {
+        for (s, (stimulus, schedule)) in zip(plan.bank.stimuli, plan.bank.schedules).enumerated() {
+            lines.append([String(d * plan.bank.count + s), label, stimulus.kind.rawValue, "\(stimulus.amplitude)",
+                          "\(stimulus.frequency)", String(schedule.onset), String(schedule.end - schedule.onset),
+                          String(schedule.analysisStart - schedule.onset), String(schedule.analysisLength)].joined(separator: ","))
+        }
+    }
+    return lines.joined(separator: "\n") + "\n"
+}

@@ -1,0 +1,130 @@
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+/// An output directory that appears whole or not at all: everything is written into a staging
+/// directory beside it, which replaces the target only once the job has succeeded. An existing
+/// non-empty target is refused unless `force`.
+struct OutputDirectory {
+    let target: URL
+    let force: Bool
+
+    init(_ path: String, force: Bool) throws {
+        target = URL(fileURLWithPath: path).standardizedFileURL
+        self.force = force
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw CleanFailure(description: "\(path) exists and is not a directory") }
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? []
+            if !contents.isEmpty && !force {
+                throw CleanFailure(description: "\(path) exists and is not empty; use --force to replace it")
+            }
+        }
+    }
+
+    func build<R>(_ body: (URL) throws -> R) throws -> R {
+        let fm = FileManager.default
+        let parent = target.deletingLastPathComponent()
+        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw CleanFailure(description: "cannot create \(parent.path): \(error.localizedDescription)")
+        }
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(pid)")
+        try? fm.removeItem(at: staging)
+        do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
+            throw CleanFailure(description: "cannot write in \(parent.path): \(error.localizedDescription)")
+        }
+        let result: R
+        do { result = try body(staging) } catch {
+            try? fm.removeItem(at: staging)
+            throw error
+        }
+        let old = parent.appendingPathComponent(".\(target.lastPathComponent).old-\(pid)")
+        if fm.fileExists(atPath: target.path) { try fm.moveItem(at: target, to: old) }
+        do { try fm.moveItem(at: staging, to: target) } catch {
+            if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
+            try? fm.removeItem(at: staging)
+            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(error.localizedDescription)")
+        }
+        try? fm.removeItem(at: old)
+        return result
+    }
+}
+
+/// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
+final class ProgressReporter: @unchecked Sendable {
+    let quiet: Bool
+    let label: String
+    let terminal = isatty(STDERR_FILENO) != 0
+    private var lastLine = 0.0
+    private var drew = false
+
+    init(quiet: Bool, label: String) { self.quiet = quiet; self.label = label }
+
+    func report(_ p: ChunkProgress) {
+        guard !quiet else { return }
+        let rate = Double(p.simulatedSteps) / max(p.seconds, 1e-12)
+        let share = Double(p.chunk) / Double(p.chunks)
+        if terminal {
+            let width = 30, filled = Int(share * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            FileHandle.standardError.write(Data(String(format: "\r%@ [%@] %d/%d chunks, %.3g cell-steps/s", label, bar, p.chunk, p.chunks, rate).utf8))
+            drew = true
+        } else if p.chunk == p.chunks || p.seconds - lastLine >= 1 {
+            lastLine = p.seconds
+            Terminal.warn(String(format: "%@: chunk %d/%d, %.1f s, %.3g cell-steps/s", label, p.chunk, p.chunks, p.seconds, rate))
+        }
+    }
+
+    func finish() {
+        if drew { FileHandle.standardError.write(Data("\n".utf8)); drew = false }
+    }
+}
+
+/// `--trajectories CELLS:STIMULI`: row and column numbers as lists and ranges ("0-3,9").
+struct TrajectorySelection {
+    var rows: [Int]
+    var columns: [Int]
+    /// The largest trajectories file written.
+    static let maxBytes = 512 << 20
+
+    static func parse(_ text: String, rows: Int, columns: Int, steps: Int) throws -> TrajectorySelection {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw CleanFailure(description: "--trajectories takes CELLS:STIMULI, got '\(text)'") }
+        let selection = TrajectorySelection(rows: try indices(String(parts[0]), bound: rows, what: "cell"),
+                                            columns: try indices(String(parts[1]), bound: columns, what: "stimulus"))
+        let bytes = selection.rows.count * selection.columns.count * steps * 4
+        guard bytes <= maxBytes else {
+            throw CleanFailure(description: "--trajectories would write \(bytes >> 20) MiB, more than the \(maxBytes >> 20) MiB limit; choose fewer cells or stimuli")
+        }
+        return selection
+    }
+
+    static func indices(_ text: String, bound: Int, what: String) throws -> [Int] {
+        var out: [Int] = []
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let ends = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(ends.count), ends.allSatisfy({ $0 != nil }) else {
+                throw CleanFailure(description: "--trajectories: '\(item)' is not a \(what) number or range A-B")
+            }
+            let lo = ends[0]!, hi = ends.last!!
+            guard lo <= hi, lo >= 0, hi < bound else {
+                throw CleanFailure(description: "--trajectories: \(what) range \(item) is outside 0…\(bound - 1)")
+            }
+            out += Array(lo...hi)
+        }
+        return out
+    }
+}
+
+func writeTrajectories(_ plan: CharacterizationPlan, selection: TrajectorySelection, backend: any ComputeBackend,
+                       to url: URL, metadata: [String: String]) throws {
+    let values = try Characterizer.trajectories(plan, rows: selection.rows, columns: selection.columns, on: backend)
+    var writer = SafeTensorsWriter(metadata: metadata)
+    try writer.add("trajectories", floats: values, shape: [selection.rows.count, selection.columns.count, plan.bank.steps])
+    try writer.add("rows", int64s: selection.rows, shape: [selection.rows.count])
+    try writer.add("columns", int64s: selection.columns, shape: [selection.columns.count])
+    try writer.add("layer", int64s: selection.rows.map { plan.rows[$0].layer }, shape: [selection.rows.count])
+    try writer.add("cell", int64s: selection.rows.map { plan.rows[$0].cell }, shape: [selection.rows.count])
+    try writer.write(to: url.path)
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+/// METHOD.md §4 for eight cells at once (one per lane) from a trajectory held in cache, with the
+/// same Float operations in the same order as the reference (`StepMetrics`), so on the same
+/// trajectory the results are identical. Sinusoids accumulate the DFT in Float against the
+/// bank's cos/sin tables.
+enum LaneMetrics {
+    static let nan = Float8(repeating: .nan)
+
+    @inline(__always) static func abs8(_ v: Float8) -> Float8 {
+        unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
+    }
+
+    static func step(_ y: UnsafeMutablePointer<Float8>, schedule: StimulusSchedule, amplitude: Float, band bandFraction: Float) -> [Float8] {
+        let onset = schedule.onset, end = schedule.end
+        var out = [Float8](repeating: nan, count: Metric.allCases.count)
+        let start = onset > 0 ? y[onset - 1] : Float8()
+        var sum = Float8()
+        for t in schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength) { sum += y[t] }
+        let final = sum / Float(schedule.analysisLength)
+        let delta = final - start
+        out[Metric.y0.rawValue] = start
+        out[Metric.yFinal.rawValue] = final
+        out[Metric.gain.rawValue] = amplitude != 0 ? delta / amplitude : nan
+        let magnitude = abs8(delta)
+        let responded = (magnitude .>= StepMetrics.noResponseThreshold) .& (magnitude .< .infinity)
+        out[Metric.responded.rawValue] = Float8().replacing(with: 1, where: responded)
+        guard any(responded) else { return out }
+
+        let sign = Float8(repeating: -1).replacing(with: 1, where: delta .> 0)
+        var maxAlong = Float8(repeating: -.infinity)
+        var maxY = Float8(repeating: -.infinity), minY = Float8(repeating: .infinity)
+        for t in onset..<end {
+            let v = y[t]
+            maxAlong = pointwiseMax(maxAlong, (v - start) * sign)
+            maxY = pointwiseMax(maxY, v)
+            minY = pointwiseMin(minY, v)
+        }
+        let reached = maxAlong - StepMetrics.peakTimeTolerance * magnitude
+        let peakValue = maxY.replacing(with: minY, where: sign .< 0)
+        let level10 = 0.1 * magnitude, level90 = 0.9 * magnitude
+        let band = bandFraction * magnitude
+
+        var found = SIMDMask<SIMD8<Int32>>(repeating: false)
+        var peakIndex = Float8(), against = Float8(repeating: .infinity)
+        var found10 = found, found90 = found
+        var cross10 = nan, cross90 = nan
+        var previous = Float8()
+        var lastOutside = Float8(repeating: -1), lastSign = Float8(), changes = Float8()
+        for t in onset..<end {
+            let k = Float(t - onset)
+            let v = y[t]
+            let a = (v - start) * sign
+            against = against.replacing(with: pointwiseMin(against, a), where: .!found)
+            let hit = .!found .& (a .>= reached)
+            peakIndex = peakIndex.replacing(with: k, where: hit)
+            found = found .| hit
+
+            let span = a - previous
+            let hit10 = .!found10 .& (a .>= level10)
+            if any(hit10) {
+                let fraction = ((level10 - previous) / span).replacing(with: 1, where: .!(span .> 0))
+                cross10 = cross10.replacing(with: (k - 1) + pointwiseMin(pointwiseMax(fraction, Float8()), Float8(repeating: 1)), where: hit10)
+                found10 = found10 .| hit10
+            }
+            let hit90 = .!found90 .& (a .>= level90)
+            if any(hit90) {
+                let fraction = ((level90 - previous) / span).replacing(with: 1, where: .!(span .> 0))
+                cross90 = cross90.replacing(with: (k - 1) + pointwiseMin(pointwiseMax(fraction, Float8()), Float8(repeating: 1)), where: hit90)
+                found90 = found90 .| hit90
+            }
+            previous = a
+
+            let e = v - final
+            let outside = abs8(e) .> band
+            lastOutside = lastOutside.replacing(with: k, where: outside)
+            let s = Float8(repeating: -1).replacing(with: 1, where: e .> 0)
+            let counted = found .& outside
+            changes = changes.replacing(with: changes + 1, where: counted .& (lastSign .!= 0) .& (s .!= lastSign))
+            lastSign = lastSign.replacing(with: s, where: counted)
+        }
+        let relative: [(Metric, Float8)] = [
+            (.peak, peakValue), (.peakTime, peakIndex),
+            (.overshootPct, 100 * pointwiseMax(Float8(), (peakValue - final) * sign) / magnitude),
+            (.undershootPct, 100 * pointwiseMax(Float8(), -against) / magnitude),
+            (.riseTime, cross90 - cross10), (.settlingTime, lastOutside + 1), (.ringing, changes),
+        ]
+        for (metric, value) in relative {
+            out[metric.rawValue] = nan.replacing(with: value, where: responded)
+        }
+        return out
+    }
+
+    static func sine(_ y: UnsafeMutablePointer<Float8>, schedule: StimulusSchedule, amplitude: Float,
+                     wave: [Float], quadrature: [Float], row: Int) -> [Float8] {
+        var out = [Float8](repeating: nan, count: Metric.allCases.count)
+        let start = schedule.onset > 0 ? y[schedule.onset - 1] : Float8()
+        out[Metric.y0.rawValue] = start
+        let harmonics = schedule.harmonics
+        var re = [Float8](repeating: Float8(), count: 6), im = re
+        var sum = Float8()
+        wave.withUnsafeBufferPointer { sinT in
+            quadrature.withUnsafeBufferPointer { cosT in
+                for t in schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength) {
+                    let v = y[t]
+                    sum += v
+                    let c1 = cosT[row + t], s1 = sinT[row + t]
+                    var ck = c1, sk = s1
+                    re[1] += v * ck
+                    im[1] -= v * sk
+                    var k = 2
+                    while k <= harmonics {
+                        (ck, sk) = (ck * c1 - sk * s1, sk * c1 + ck * s1)
+                        re[k] += v * ck
+                        im[k] -= v * sk
+                        k += 1
+                    }
+                }
+            }
+        }
+        let length = Float(schedule.analysisLength)
+        let magnitude = (re[1] * re[1] + im[1] * im[1]).squareRoot()
+        let fundamental = 2 * magnitude / length
+        out[Metric.dcShift.rawValue] = sum / length - start
+        out[Metric.sineGain.rawValue] = amplitude != 0 ? fundamental / abs(amplitude) : nan
+        let responded = (fundamental .>= Float(SineMetrics.noResponseThreshold)) .& (fundamental .< .infinity)
+        out[Metric.responded.rawValue] = Float8().replacing(with: 1, where: responded)
+        var phase = nan, thd = nan
+        var power = Float8()
+        if harmonics >= 2 { for k in 2...harmonics { power += re[k] * re[k] + im[k] * im[k] } }
+        for lane in 0..<8 where responded[lane] {
+            phase[lane] = Float(SineMetrics.phase(re: Double(re[1][lane]), im: Double(im[1][lane]),
+                                                  negativeAmplitude: amplitude < 0))
+            if harmonics >= 2 { thd[lane] = power[lane].squareRoot() / magnitude[lane] }
+        }
+        out[Metric.phaseDeg.rawValue] = phase
+        out[Metric.thd.rawValue] = thd
+        return out
+    }
+}

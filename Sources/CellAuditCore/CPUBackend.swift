@@ -25,10 +25,9 @@ public final class CPUBackend: ComputeBackend {
         let (wave, quadrature) = job.bank.waveforms()
         out.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
-            forEachLaneGroup(job) { group, s, lanes, y in
+            forEachSimulated(job, wave: wave) { group, s, lanes, y in
                 let sched = job.bank.schedules[s], stimulus = job.bank.stimuli[s]
                 let row = s * job.bank.steps
-                simulate(group, job: job, wave: wave, row: row, end: sched.end, into: y)
                 let m: [Float8] = stimulus.kind == .step
                     ? LaneMetrics.step(y, schedule: sched, amplitude: stimulus.amplitude, band: job.settlingBand)
                     : LaneMetrics.sine(y, schedule: sched, amplitude: stimulus.amplitude,
@@ -49,9 +48,8 @@ public final class CPUBackend: ComputeBackend {
         let wave = job.bank.waveforms().wave
         out.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
-            forEachLaneGroup(job) { group, s, lanes, y in
+            forEachSimulated(job, wave: wave) { group, s, lanes, y in
                 let end = job.bank.schedules[s].end
-                simulate(group, job: job, wave: wave, row: s * steps, end: end, into: y)
                 for lane in 0..<lanes {
                     let dst = base.pointer + ((group * 8 + lane) * stimuli + s) * steps
                     for t in 0..<end { dst[t] = y[t][lane] }
@@ -61,35 +59,49 @@ public final class CPUBackend: ComputeBackend {
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: out)
     }
 
-    /// Runs `body(group, stimulus, lanes, scratch)` for every group of eight cells × stimulus, on
-    /// all cores; `scratch` holds one trajectory of eight lanes (it stays in cache, so the step
-    /// metrics' second pass reads it instead of recomputing the run).
-    private func forEachLaneGroup(_ job: ResponseJob,
+    /// Simulates every group of eight cells (one per lane) under every stimulus, on all cores,
+    /// and hands each trajectory to `body(group, stimulus, lanes, trajectory)`. Four stimuli run
+    /// interleaved: one cell's steps form a serial chain of exp/divide latencies, and four
+    /// independent chains keep the vector units busy. The trajectory stays in cache, so the step
+    /// metrics' second pass reads it instead of recomputing the run.
+    private func forEachSimulated(_ job: ResponseJob, wave: [Float],
                                   _ body: @Sendable (Int, Int, Int, UnsafeMutablePointer<Float8>) -> Void) {
         let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
-        let items = groups * stimuli, steps = job.bank.steps
+        let blocks = (stimuli + 3) / 4
+        let items = groups * blocks, steps = job.bank.steps
         let chunks = min(items, threads * 8)
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            let scratch = UnsafeMutablePointer<Float8>.allocate(capacity: steps)
-            defer { scratch.deallocate() }
-            for item in stride(from: chunk, to: items, by: chunks) {
-                let group = item % groups, s = item / groups
-                body(group, s, min(8, n - group * 8), scratch)
-            }
-        }
-    }
-
-    /// Eight cells (lanes) of `group` under one stimulus: y[t] for t < end.
-    private func simulate(_ group: Int, job: ResponseJob, wave: [Float], row: Int, end: Int,
-                          into y: UnsafeMutablePointer<Float8>) {
-        let cell = LaneCells(job.cells, group: group)
-        let amplitude = job.bank.stimuli[row / job.bank.steps].amplitude
         let probeC = job.probe == .c
-        var h = Float8(), c = Float8()
-        wave.withUnsafeBufferPointer { w in
-            for t in 0..<end {
-                cell.step(u: amplitude * w[row + t], h: &h, c: &c)
-                y[t] = probeC ? c : h
+        wave.withUnsafeBufferPointer { wavePointer in
+            let w = SendablePointer(UnsafeMutablePointer(mutating: wavePointer.baseAddress!))
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let scratch = UnsafeMutablePointer<Float8>.allocate(capacity: 4 * steps)
+                defer { scratch.deallocate() }
+                for item in stride(from: chunk, to: items, by: chunks) {
+                    let group = item % groups, block = item / groups
+                    let cell = LaneCells(job.cells, group: group)
+                    // Up to four stimuli; a short block repeats its last one (results unused).
+                    let members = (0..<4).map { min(block * 4 + $0, stimuli - 1) }
+                    let amplitude = members.map { job.bank.stimuli[$0].amplitude }
+                    let rows = members.map { w.pointer + $0 * steps }
+                    let end = members.map { job.bank.schedules[$0].end }.max()!
+                    let (a0, a1, a2, a3) = (amplitude[0], amplitude[1], amplitude[2], amplitude[3])
+                    let (r0, r1, r2, r3) = (rows[0], rows[1], rows[2], rows[3])
+                    var h0 = Float8(), c0 = Float8(), h1 = Float8(), c1 = Float8()
+                    var h2 = Float8(), c2 = Float8(), h3 = Float8(), c3 = Float8()
+                    for t in 0..<end {
+                        cell.step(u: a0 * r0[t], h: &h0, c: &c0)
+                        cell.step(u: a1 * r1[t], h: &h1, c: &c1)
+                        cell.step(u: a2 * r2[t], h: &h2, c: &c2)
+                        cell.step(u: a3 * r3[t], h: &h3, c: &c3)
+                        scratch[t] = probeC ? c0 : h0
+                        scratch[steps + t] = probeC ? c1 : h1
+                        scratch[2 * steps + t] = probeC ? c2 : h2
+                        scratch[3 * steps + t] = probeC ? c3 : h3
+                    }
+                    for k in 0..<4 where block * 4 + k < stimuli {
+                        body(group, block * 4 + k, min(8, n - group * 8), scratch + k * steps)
+                    }
+                }
             }
         }
     }

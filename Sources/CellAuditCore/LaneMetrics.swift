@@ -7,6 +7,10 @@ import Foundation
 enum LaneMetrics {
     static let nan = Float8(repeating: .nan)
 
+    // The standard library's pointwiseMin/Max are not inlined for SIMD8 and cost a call each.
+    @inline(__always) static func min8(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .< a) }
+    @inline(__always) static func max8(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .> a) }
+
     @inline(__always) static func abs8(_ v: Float8) -> Float8 {
         unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
     }
@@ -32,9 +36,9 @@ enum LaneMetrics {
         var maxY = Float8(repeating: -.infinity), minY = Float8(repeating: .infinity)
         for t in onset..<end {
             let v = y[t]
-            maxAlong = pointwiseMax(maxAlong, (v - start) * sign)
-            maxY = pointwiseMax(maxY, v)
-            minY = pointwiseMin(minY, v)
+            maxAlong = max8(maxAlong, (v - start) * sign)
+            maxY = max8(maxY, v)
+            minY = min8(minY, v)
         }
         let reached = maxAlong - StepMetrics.peakTimeTolerance * magnitude
         let peakValue = maxY.replacing(with: minY, where: sign .< 0)
@@ -51,7 +55,7 @@ enum LaneMetrics {
             let k = Float(t - onset)
             let v = y[t]
             let a = (v - start) * sign
-            against = against.replacing(with: pointwiseMin(against, a), where: .!found)
+            against = against.replacing(with: min8(against, a), where: .!found)
             let hit = .!found .& (a .>= reached)
             peakIndex = peakIndex.replacing(with: k, where: hit)
             found = found .| hit
@@ -60,13 +64,13 @@ enum LaneMetrics {
             let hit10 = .!found10 .& (a .>= level10)
             if any(hit10) {
                 let fraction = ((level10 - previous) / span).replacing(with: 1, where: .!(span .> 0))
-                cross10 = cross10.replacing(with: (k - 1) + pointwiseMin(pointwiseMax(fraction, Float8()), Float8(repeating: 1)), where: hit10)
+                cross10 = cross10.replacing(with: (k - 1) + min8(max8(fraction, Float8()), Float8(repeating: 1)), where: hit10)
                 found10 = found10 .| hit10
             }
             let hit90 = .!found90 .& (a .>= level90)
             if any(hit90) {
                 let fraction = ((level90 - previous) / span).replacing(with: 1, where: .!(span .> 0))
-                cross90 = cross90.replacing(with: (k - 1) + pointwiseMin(pointwiseMax(fraction, Float8()), Float8(repeating: 1)), where: hit90)
+                cross90 = cross90.replacing(with: (k - 1) + min8(max8(fraction, Float8()), Float8(repeating: 1)), where: hit90)
                 found90 = found90 .| hit90
             }
             previous = a
@@ -81,8 +85,8 @@ enum LaneMetrics {
         }
         let relative: [(Metric, Float8)] = [
             (.peak, peakValue), (.peakTime, peakIndex),
-            (.overshootPct, 100 * pointwiseMax(Float8(), (peakValue - final) * sign) / magnitude),
-            (.undershootPct, 100 * pointwiseMax(Float8(), -against) / magnitude),
+            (.overshootPct, 100 * max8(Float8(), (peakValue - final) * sign) / magnitude),
+            (.undershootPct, 100 * max8(Float8(), -against) / magnitude),
             (.riseTime, cross90 - cross10), (.settlingTime, lastOutside + 1), (.ringing, changes),
         ]
         for (metric, value) in relative {

@@ -10,7 +10,9 @@ public typealias Float8 = SIMD8<Float>
 @inline(__always)
 public func vexp(_ v: Float8) -> Float8 {
     // exp(x) = 2^n · exp(r), n = round(x / ln 2), r = x − n ln 2 split in two parts (Cody–Waite).
-    let x = v.clamped(lowerBound: Float8(repeating: -87.0), upperBound: Float8(repeating: 88.0))
+    // (clamped(lowerBound:upperBound:) is not inlined for SIMD8; compare-and-select is)
+    let low = Float8(repeating: -87.0), high = Float8(repeating: 88.0)
+    let x = v.replacing(with: low, where: v .< low).replacing(with: high, where: v .> high)
     // Adding 1.5·2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
     let shifter = Float8(repeating: 12_582_912)
     let shifted = x * 1.442_695_04 + shifter

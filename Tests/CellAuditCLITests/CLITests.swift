@@ -256,3 +256,19 @@ struct KernelEmbeddingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).allSatisfy { !$0.contains("partial") && !$0.contains(".old-") })
     }
 }
+
+@Suite struct BenchCLITests {
+    @Test func benchReportsEveryWorkloadWithComputedRates() throws {
+        let r = try CLI.run(["bench", "--backend", "cpu", "--cells", "9", "--window", "20", "--repeats", "2", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.map { $0["workload"] as? String } == ["response", "forward"])
+        for row in rows {
+            let work = try #require(row["work"] as? Int), seconds = try #require(row["median_seconds"] as? Double)
+            let rate = try #require(row["median_per_second"] as? Double)
+            #expect(work > 0 && seconds > 0 && abs(rate - Double(work) / seconds) <= 1e-6 * rate)
+        }
+        let bad = try CLI.run(["bench", "--workload", "nap"])
+        #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("--workload"))
+    }
+}

@@ -1,0 +1,134 @@
+import ArgumentParser
+import CellAuditCore
+import CellAuditOpenCL
+import Foundation
+import OpenCLKit
+
+/// Throughput of each backend on fixed workloads: a warm-up, then repeated timed runs.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure throughput of each backend (median of repeated runs after a warm-up).",
+        discussion: """
+        Workloads: 'response' (decoupled cells of a random layer under the default stimulus bank, \
+        every metric computed; unit: cell-stimulus-steps per second, each step counted once) and \
+        'forward' (full forward of a random network over random sequences; unit: sequence-steps \
+        per second). Tools/bench_response.py runs the NumPy peer beside it and prints the ratios.
+        """
+    )
+
+    @Option(help: "Backend to measure: cpu, opencl, or all available (default).")
+    var backend: String = "all"
+
+    @Option(help: "OpenCL device number.")
+    var device: Int?
+
+    @Option(help: "Workload: response, forward or all.")
+    var workload: String = "all"
+
+    @Option(help: "Cells of the random layer (response) or hidden size (forward).")
+    var cells: Int = 1024
+
+    @Option(help: "Observation window of the bank (response).")
+    var window: Int = 400
+
+    @Option(help: "Timed runs after the warm-up.")
+    var repeats: Int = 5
+
+    @Flag(help: "Use native (fast, less precise) math in the OpenCL kernels.")
+    var nativeMath = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    struct Row: Encodable {
+        var workload: String, backend: String, device: String, size: String, unit: String
+        var median_per_second: Double, min_per_second: Double, max_per_second: Double
+        var median_seconds: Double, kernel_seconds: Double?, work: Int, host_peak_rss_mib: Double
+    }
+
+    func run() throws {
+        try failing {
+            guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
+            guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
+            let workloads = workload == "all" ? ["response", "forward"] : [workload]
+            for w in workloads where !["response", "forward"].contains(w) {
+                throw CleanFailure(description: "--workload must be response, forward or all, got '\(w)'")
+            }
+            var backends: [any ComputeBackend] = []
+            switch backend {
+            case "cpu": backends = [CPUBackend()]
+            case "opencl", "all":
+                if backend == "all" { backends.append(CPUBackend()) }
+                try installFaultsFromEnvironment()
+                do {
+                    let devices = try OpenCL.devices()
+                    let index = device ?? BackendSelection.autoDecision(devices: devices).device?.index ?? 0
+                    guard devices.indices.contains(index) else { throw BackendError.unavailable("no OpenCL device \(index) (found \(devices.count))") }
+                    backends.append(try OpenCLBackend(device: devices[index], nativeMath: nativeMath))
+                } catch where backend == "all" {
+                    Terminal.warn("warning: no OpenCL backend to measure (\(error))")
+                }
+            default: throw CleanFailure(description: "--backend must be cpu, opencl or all, got '\(backend)'")
+            }
+            var rows: [Row] = []
+            for w in workloads {
+                for b in backends { rows.append(try measure(w, on: b)) }
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                return
+            }
+            print("CellAudit \(CellAudit.version) bench: median of \(repeats) runs after one warm-up")
+            for r in rows {
+                let kernel = r.kernel_seconds.map { String(format: ", kernel %.4f s", $0) } ?? ""
+                print(String(format: "%@ %@ [%@]: %.3g %@/s (min %.3g, max %.3g), %.4f s%@, peak RSS %.0f MiB — %@",
+                             r.workload, r.backend, r.size, r.median_per_second, r.unit, r.min_per_second, r.max_per_second,
+                             r.median_seconds, kernel, r.host_peak_rss_mib, r.device))
+            }
+        }
+    }
+
+    func measure(_ workload: String, on backend: any ComputeBackend) throws -> Row {
+        var rng = SeededGenerator(seed: 2024)
+        let task: () throws -> Void
+        let work: Int, size: String, unit: String
+        switch workload {
+        case "response":
+            let layer = try LSTMLayer.random(inputSize: 16, hiddenSize: cells, using: &rng)
+            let bank = try StimulusBank.standard(window: window)
+            let job = try ResponseJob(cells: try DecoupledCells(layer: layer), bank: bank)
+            work = job.simulatedSteps
+            size = "\(cells) cells × \(bank.count) stimuli, window \(window)"
+            unit = "cell-stimulus-steps"
+            task = { _ = try backend.responses(job) }
+        default:
+            let hidden = min(cells, 256)
+            let network = try LSTMNetwork.random(seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10)
+            let n = 512, steps = 64
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 16, values: (0..<(n * steps * 16)).map { _ in rng.uniform(-1, 1) })
+            let job = try ForwardJob(network: network, inputs: inputs, output: .last)
+            work = n * steps
+            size = "\(n) sequences × \(steps) steps, \(hidden) cells"
+            unit = "sequence-steps"
+            task = { _ = try backend.forward(job) }
+        }
+        try task()   // warm-up: kernel build, page faults, thread pools
+        var times: [Double] = [], kernels: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try task()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            if let cl = backend as? OpenCLBackend { kernels.append(cl.lastKernelSeconds) }
+        }
+        let sorted = times.sorted(), median = sorted[sorted.count / 2]
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Row(workload: workload, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
+                   median_per_second: Double(work) / median, min_per_second: Double(work) / sorted.last!,
+                   max_per_second: Double(work) / sorted.first!, median_seconds: median,
+                   kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,
+                   host_peak_rss_mib: Double(usage.ru_maxrss) / 1024)
+    }
+}

@@ -19,8 +19,18 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     public let canaryPadding: Int
     public static let canary: Float = -7.0e30
 
-    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0) throws {
+    /// Cells per work-item in the response kernels (vector lanes): 8 on CPU devices, where PoCL
+    /// runs a work-item's float8 arithmetic as SIMD but cannot vectorise across work-items whose
+    /// loops it cannot prove uniform; 1 elsewhere (a GPU's lanes are its work-items).
+    public let vectorWidth: Int
+
+    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0, vectorWidth: Int? = nil) throws {
         self.device = device
+        let width = vectorWidth ?? (device.info.type == .cpu ? 8 : 1)
+        guard [1, 4, 8].contains(width) else {
+            throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4 or 8, got \(width)")
+        }
+        self.vectorWidth = width
         self.nativeMath = nativeMath
         self.canaryPadding = max(0, canaryPadding)
         context = try Context(device: device)
@@ -53,7 +63,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         try queue.write(harmonics, from: job.bank.schedules.map { Int32($0.harmonics) })
         try poison(out, count: values)
         try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, quad, harmonics, out,
-                                       Int32(n), Int32(stimuli), Int32(job.bank.steps), job.settlingBand)
+                                       Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(job.bank.steps), job.settlingBand)
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(out, count: values)
         try checkCanary(out, from: values, kernel: "lstm_response_metrics")
@@ -67,7 +77,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let traj = try context.buffer(Float.self, count: values + canaryPadding, access: .writeOnly)
         try poison(traj, count: values)
         try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, traj,
-                                       Int32(n), Int32(stimuli), Int32(steps))
+                                       Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(steps))
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(traj, count: values)
         try checkCanary(traj, from: values, kernel: "lstm_response_trajectory")
@@ -78,6 +88,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         var kernel: Kernel
         var params: Buffer<Float>, amps: Buffer<Float>, sched: Buffer<Int32>, wave: Buffer<Float>
         var waveforms: (wave: [Float], quadrature: [Float])
+        var paddedCells: Int
     }
 
     /// Builds the program and uploads what both response kernels read.
@@ -88,7 +99,13 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             throw CLError(status: .invalidValue, call: name, detail: "too many cells, stimuli or steps for one launch")
         }
         let program = try KernelLibrary.program("lstm_response.cl", in: context,
-                                                defines: mathDefines + (job.probe == .c ? ["PROBE_C"] : []))
+                                                defines: mathDefines + ["VW=\(vectorWidth)"] + (job.probe == .c ? ["PROBE_C"] : []))
+        // Parameter planes padded with all-zero cells to a whole number of vectors.
+        let n = job.cells.cellCount, padded = (n + vectorWidth - 1) / vectorWidth * vectorWidth
+        var params = [Float](repeating: 0, count: DecoupledCells.valuesPerCell * padded)
+        for q in 0..<DecoupledCells.valuesPerCell {
+            params.replaceSubrange((q * padded)..<(q * padded + n), with: job.cells.parameters[(q * n)..<((q + 1) * n)])
+        }
         let kernel = try program.kernel(named: name)
         let waveforms = job.bank.waveforms()
         let sched = job.bank.stimuli.indices.flatMap { i -> [Int32] in
@@ -98,12 +115,12 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         }
         let launch = ResponseLaunch(
             kernel: kernel,
-            params: try context.buffer(Float.self, count: job.cells.parameters.count, access: .readOnly),
+            params: try context.buffer(Float.self, count: params.count, access: .readOnly),
             amps: try context.buffer(Float.self, count: stimuli, access: .readOnly),
             sched: try context.buffer(Int32.self, count: sched.count, access: .readOnly),
             wave: try context.buffer(Float.self, count: waveforms.wave.count, access: .readOnly),
-            waveforms: waveforms)
-        try queue.write(launch.params, from: job.cells.parameters)
+            waveforms: waveforms, paddedCells: padded)
+        try queue.write(launch.params, from: params)
         try queue.write(launch.amps, from: job.bank.stimuli.map(\.amplitude))
         try queue.write(launch.sched, from: sched)
         try queue.write(launch.wave, from: waveforms.wave)
@@ -119,8 +136,9 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     }
 
     private func run(_ kernel: Kernel, cells: Int, stimuli: Int) throws {
+        let items = (cells + vectorWidth - 1) / vectorWidth
         let group = min(Self.responseGroupSize, device.info.maxWorkGroupSize)
-        let global = [(cells + group - 1) / group * group, stimuli]
+        let global = [(items + group - 1) / group * group, stimuli]
         let seconds = try queue.launch(kernel, global: global, local: [group, 1]).durationSeconds()
         kernelSeconds.withLock { $0 = seconds }
     }

@@ -65,7 +65,7 @@ struct Devices: ParsableCommand {
             }
             print("cpu fallback: pure Swift on \(threads) thread\(threads == 1 ? "" : "s")")
             if let d = decision.device {
-                print("auto picks: opencl device \(d.index) (\(d.info.name)): \(decision.reason)")
+                print("auto picks: opencl device \(d.index) (\(d.info.name))\(decision.forwardOnCPU ? " and cpu for the full forward" : ""): \(decision.reason)")
             } else {
                 print("auto picks: cpu: \(decision.reason)")
             }

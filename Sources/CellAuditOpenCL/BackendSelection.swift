@@ -32,25 +32,27 @@ public enum BackendError: Error, CustomStringConvertible {
 /// What `auto` picks, and why, in words.
 public struct AutoDecision: Sendable {
     public var device: Device?
+    /// Run the full forward (eval, network mode, ablation) on the Swift path even so.
+    public var forwardOnCPU: Bool = false
     public var reason: String
 }
 
 public enum BackendSelection {
     /// `auto`'s rule: an OpenCL GPU or accelerator if there is one (the one with the most
-    /// global memory); otherwise the Swift CPU path. On a CPU-only machine the Swift path and an
-    /// OpenCL CPU device (PoCL) compete for the same cores; the Swift path has no kernel build
-    /// and no copies, and measured at least as fast on the jobs CellAudit runs (see
-    /// docs/METHOD-CHOICES.md), so `auto` keeps to it. `--backend opencl` still uses PoCL.
+    /// global memory) for everything. On a machine whose only OpenCL devices are CPUs (PoCL),
+    /// the response kernels run there (their float8 work-items are SIMD on the same cores and
+    /// measured 1.6× the Swift path) while the full forward stays on the Swift path (OpenBLAS,
+    /// measured 4× PoCL's fused kernel); docs/METHOD-CHOICES.md has the numbers. No device: cpu.
     public static func autoDecision(devices: [Device]) -> AutoDecision {
         let accelerated = devices.filter { $0.info.type == .gpu || $0.info.type == .accelerator }
         if let best = accelerated.max(by: { $0.info.globalMemoryBytes < $1.info.globalMemoryBytes }) {
             return AutoDecision(device: best, reason: "OpenCL \(best.info.type.rawValue) found")
         }
-        if devices.isEmpty {
-            return AutoDecision(device: nil, reason: "no OpenCL device found")
+        if let cpu = devices.filter({ $0.info.type == .cpu }).max(by: { $0.info.computeUnits < $1.info.computeUnits }) {
+            return AutoDecision(device: cpu, forwardOnCPU: true,
+                                reason: "only OpenCL CPU devices found: response kernels on device \(cpu.index) (vectorised, faster than the Swift path), full forward on the Swift path (OpenBLAS, faster than the fused kernel)")
         }
-        return AutoDecision(device: nil,
-                            reason: "only OpenCL CPU devices found; the Swift path is as fast on the same cores without kernel builds")
+        return AutoDecision(device: nil, reason: "no OpenCL device found")
     }
 
     /// The backend for `choice`. `auto` never fails for lack of OpenCL: it warns once through
@@ -81,18 +83,18 @@ public enum BackendSelection {
                 warn("warning: OpenCL unavailable (\(error)); using the cpu backend")
                 return CPUBackend()
             }
-            let device: Device?
+            var decision = autoDecision(devices: devices)
             if let deviceIndex {
                 guard devices.indices.contains(deviceIndex) else {
                     throw BackendError.unavailable("--device \(deviceIndex): there are \(devices.count) OpenCL devices; see `cellaudit devices`")
                 }
-                device = devices[deviceIndex]
-            } else {
-                device = autoDecision(devices: devices).device
+                decision = AutoDecision(device: devices[deviceIndex], forwardOnCPU: devices[deviceIndex].info.type == .cpu, reason: "chosen")
             }
-            guard let device else { return CPUBackend() }
+            guard let device = decision.device else { return CPUBackend() }
             do {
-                return FallbackBackend(primary: try OpenCLBackend(device: device), fallback: CPUBackend(), warn: warn)
+                let opencl = try OpenCLBackend(device: device)
+                let primary: any ComputeBackend = decision.forwardOnCPU ? RoutedBackend(responses: opencl, forward: CPUBackend()) : opencl
+                return FallbackBackend(primary: primary, fallback: CPUBackend(), warn: warn)
             } catch {
                 warn("warning: OpenCL device \(device.index) (\(device.info.name)) failed (\(error)); using the cpu backend")
                 return CPUBackend()
@@ -140,4 +142,26 @@ public final class FallbackBackend: ComputeBackend {
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
         try run { try $0.forward(job) }
     }
+}
+
+/// Responses and trajectories on one backend, the full forward on another (auto on a CPU-only
+/// OpenCL machine).
+public final class RoutedBackend: ComputeBackend {
+    let responsesBackend: any ComputeBackend
+    let forwardBackend: any ComputeBackend
+
+    public init(responses: any ComputeBackend, forward: any ComputeBackend) {
+        responsesBackend = responses
+        forwardBackend = forward
+    }
+
+    public var identity: BackendIdentity {
+        let r = responsesBackend.identity
+        return BackendIdentity(kind: r.kind, device: "\(r.device); full forward on \(forwardBackend.identity)")
+    }
+
+    public var chunkBytes: Int { min(responsesBackend.chunkBytes, forwardBackend.chunkBytes) }
+    public func responses(_ job: ResponseJob) throws -> ResponseBlock { try responsesBackend.responses(job) }
+    public func trajectories(_ job: ResponseJob) throws -> Trajectories { try responsesBackend.trajectories(job) }
+    public func forward(_ job: ForwardJob) throws -> ForwardResult { try forwardBackend.forward(job) }
 }

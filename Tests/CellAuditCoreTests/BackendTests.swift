@@ -75,6 +75,17 @@ struct CrossBackendTests {
         #expect(lines.first?.contains("CL_OUT_OF_RESOURCES") == true)
     }
 
+    @Test func autoRoutesTheForwardToTheSwiftPathOnACPUDevice() throws {
+        let device = try OpenCLTestSupport.device()
+        let backend = try BackendSelection.make(.auto, deviceIndex: device.index) { _ in }
+        #expect(backend.identity.kind == .opencl)
+        #expect(backend.identity.device.contains("full forward on cpu") == (device.info.type == .cpu))
+        let decision = BackendSelection.autoDecision(devices: [device])
+        #expect(decision.device?.index == device.index)
+        #expect(decision.forwardOnCPU == (device.info.type == .cpu))
+        #expect(BackendSelection.autoDecision(devices: []).device == nil)
+    }
+
     @Test func explicitOpenCLRefusesAMissingDevice() throws {
         let count = try OpenCL.devices().count
         let error = try #require(throws: BackendError.self) {

@@ -26,7 +26,7 @@
 //   the same trajectory the step metrics are identical.
 // Kernel lstm_response_trajectory: the probed signal at every step, traj [n_cells * n_stim *
 //   steps] laid out [cell][stimulus][step], NaN after the stimulus's end.
-// Variants (-D): VW=1|4|8 cells per work-item; PROBE_C records c instead of h; NATIVE_MATH
+// Variants (-D): VW=1|4|8|16 cells per work-item; PROBE_C records c instead of h; NATIVE_MATH
 //   uses native exp/recip.
 
 #pragma OPENCL FP_CONTRACT OFF

@@ -22,13 +22,15 @@ struct CheckKernels: ParsableCommand {
             guard devices.indices.contains(device) else {
                 throw BackendError.unavailable("no OpenCL device \(device) (found \(devices.count))")
             }
-            let opencl = try OpenCLBackend(device: devices[device])
             let cpu = CPUBackend()
             let name = devices[device].info.name
             // Steps of both signs and a sinusoid with harmonics, on a short clock.
             let bank = try StimulusBank(stimuli: [.step(-0.5), .step(1.5), .sine(1, frequency: 0.15)], preSteps: 2, window: 12)
-            for (cells, seed) in [(3, UInt64(1)), (5, 2)] {
-                for probe in Probe.allCases {
+            let widths = Set([1, OpenCLBackend.defaultVectorWidth(for: devices[device])]).sorted()
+            for width in widths {
+                let opencl = try OpenCLBackend(device: devices[device], vectorWidth: width)
+                for (cells, seed) in [(3, UInt64(1)), (5, 2)] {
+                    for probe in Probe.allCases {
                     let network = try LSTMNetwork.random(seed: seed, inputSize: 3, hiddenSizes: [cells], scale: 2)
                     let job = try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank, probe: probe)
                     let a = try opencl.trajectories(job), b = try cpu.trajectories(job)
@@ -40,9 +42,10 @@ struct CheckKernels: ParsableCommand {
                     guard problems.isEmpty else {
                         throw CleanFailure(description: "lstm_response_metrics disagrees with the CPU backend: \(problems.joined(separator: "; "))")
                     }
+                    }
                 }
             }
-            print("checked lstm_response_trajectory and lstm_response_metrics on \(name): agree with cpu")
+            print("checked lstm_response_trajectory and lstm_response_metrics (VW \(widths.map(String.init).joined(separator: ", "))) on \(name): agree with cpu")
 
             // Two layers of awkward widths, three ablation configurations, two sequences.
             let network = try LSTMNetwork.random(seed: 4, inputSize: 3, hiddenSizes: [5, 3], outputs: 2, scale: 2)
@@ -50,7 +53,7 @@ struct CheckKernels: ParsableCommand {
             let inputs = try SequenceBatch(count: 2, steps: 4, width: 3, values: (0..<24).map { _ in rng.uniform(-1, 1) })
             let masks: [CellMask] = [.none(cells: 8), .ablating([1, 6], of: 8), .ablating([0, 2, 3], of: 8)]
             let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks)
-            let a = try opencl.forward(job), b = try cpu.forward(job)
+            let a = try OpenCLBackend(device: devices[device]).forward(job), b = try cpu.forward(job)
             let forwardWorst = a.hidden.allSatisfy(\.isFinite) ? zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()! : .infinity
             print("checked lstm_layer_forward on \(name): max |opencl - cpu| = \(forwardWorst)")
             guard forwardWorst <= 1e-5 else { throw CleanFailure(description: "lstm_layer_forward disagrees with the CPU backend by \(forwardWorst)") }

@@ -59,7 +59,7 @@ struct Devices: ParsableCommand {
                     let i = d.info
                     print("  device \(d.index): \(i.name)")
                     print("    type \(i.type.rawValue), vendor \(i.vendor), \(i.deviceVersion), \(i.openCLCVersion), driver \(i.driverVersion)")
-                    print("    \(i.computeUnits) compute units at \(i.maxClockMHz) MHz, max work-group \(i.maxWorkGroupSize), fp64 \(i.supportsFP64 ? "yes" : "no")")
+                    print("    \(i.computeUnits) compute units at \(i.maxClockMHz) MHz, max work-group \(i.maxWorkGroupSize), native float vector \(i.nativeFloatVectorWidth), fp64 \(i.supportsFP64 ? "yes" : "no")")
                     print("    global memory \(mib(i.globalMemoryBytes)), largest allocation \(mib(i.maxAllocationBytes)), local memory \(kib(i.localMemoryBytes))")
                 }
             }

@@ -1,3 +1,4 @@
+import Foundation
 import CellAuditCore
 import OpenCLKit
 import Synchronization
@@ -19,16 +20,24 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     public let canaryPadding: Int
     public static let canary: Float = -7.0e30
 
-    /// Cells per work-item in the response kernels (vector lanes): 8 on CPU devices, where PoCL
-    /// runs a work-item's float8 arithmetic as SIMD but cannot vectorise across work-items whose
-    /// loops it cannot prove uniform; 1 elsewhere (a GPU's lanes are its work-items).
+    /// Cells per work-item in the response kernels (vector lanes). On CPU devices, the device's
+    /// native float vector width (at least 4, at most 16): PoCL runs a work-item's floatN
+    /// arithmetic as SIMD but cannot vectorise across work-items whose loops it cannot prove
+    /// uniform. Elsewhere 1 (a GPU's lanes are its work-items). `CELLAUDIT_VW` overrides it.
     public let vectorWidth: Int
+
+    public static func defaultVectorWidth(for device: Device) -> Int {
+        guard device.info.type == .cpu else { return 1 }
+        let native = device.info.nativeFloatVectorWidth
+        return native >= 16 ? 16 : native >= 8 ? 8 : 4
+    }
 
     public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0, vectorWidth: Int? = nil) throws {
         self.device = device
-        let width = vectorWidth ?? (device.info.type == .cpu ? 8 : 1)
-        guard [1, 4, 8].contains(width) else {
-            throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4 or 8, got \(width)")
+        let width = vectorWidth ?? ProcessInfo.processInfo.environment["CELLAUDIT_VW"].flatMap(Int.init)
+            ?? Self.defaultVectorWidth(for: device)
+        guard [1, 4, 8, 16].contains(width) else {
+            throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4, 8 or 16, got \(width)")
         }
         self.vectorWidth = width
         self.nativeMath = nativeMath

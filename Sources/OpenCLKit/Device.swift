@@ -29,6 +29,9 @@ public struct DeviceInfo: Sendable, Codable, Equatable {
     public var maxWorkGroupSize: Int
     public var maxClockMHz: Int
     public var supportsFP64: Bool
+    /// Floats per native SIMD vector (CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT): 16 on AVX-512 CPUs
+    /// under PoCL, 8 with AVX2, usually 1 on GPUs.
+    public var nativeFloatVectorWidth: Int
 }
 
 /// One OpenCL device. A root device id needs no reference counting.
@@ -56,7 +59,8 @@ public struct Device: @unchecked Sendable {
             localMemoryBytes: try CLRaw.deviceValue(id, CL_DEVICE_LOCAL_MEM_SIZE, as: cl_ulong.self),
             maxWorkGroupSize: try CLRaw.deviceValue(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
             maxClockMHz: Int(try CLRaw.deviceValue(id, CL_DEVICE_MAX_CLOCK_FREQUENCY, as: cl_uint.self)),
-            supportsFP64: fp64Config != 0
+            supportsFP64: fp64Config != 0,
+            nativeFloatVectorWidth: Int(try CLRaw.deviceValue(id, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, as: cl_uint.self))
         )
     }
 }

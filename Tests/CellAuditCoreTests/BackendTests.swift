@@ -46,6 +46,19 @@ struct CrossBackendTests {
         #expect(Set(mb.plane(.settlingTime).filter { !$0.isNaN }).count > 3)
     }
 
+    /// Every vector width of the response kernels (1 on GPUs, up to 16 on CPUs) computes the same.
+    @Test(arguments: [1, 4, 8, 16])
+    func vectorWidthsAgree(width: Int) throws {
+        let device = try OpenCLTestSupport.device()
+        let job = try responseJob(cells: 37, seed: 77)
+        let a = try OpenCLBackend(device: device, canaryPadding: 13, vectorWidth: width).responses(job)
+        let problems = a.disagreements(with: try CPUBackend().responses(job), tolerance: MetricTolerance.crossBackend)
+        #expect(problems.isEmpty, "VW=\(width): \(problems.joined(separator: "\n"))")
+        let t = try OpenCLBackend(device: device, canaryPadding: 13, vectorWidth: width).trajectories(job)
+        let u = try CPUBackend().trajectories(job)
+        #expect(zip(t.values, u.values).allSatisfy { ($0.isNaN && $1.isNaN) || abs($0 - $1) <= Tolerance.trajectory })
+    }
+
     /// METHOD.md §4 computed in the kernel equals the plain reference on the kernel's own stored trajectory.
     @Test func kernelMetricsEqualTheReferenceOnItsTrajectory() throws {
         let opencl = try OpenCLBackend(device: try OpenCLTestSupport.device(), canaryPadding: 17)

@@ -212,7 +212,7 @@ public struct StimulusBank: Sendable, Equatable {
                                 onsetDelay: file.onset ?? onsetDelay, window: w)
     }
 
-    static func describe(_ error: Error) -> String {
+    public static func describe(_ error: Error) -> String {
         switch error {
         case DecodingError.dataCorrupted(let c): return c.debugDescription
         case DecodingError.keyNotFound(let k, let c): return "missing \(k.stringValue) at \(c.codingPath.map(\.stringValue).joined(separator: "."))"

@@ -34,6 +34,7 @@ let package = Package(
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
+        .plugin(name: "EmbedDefaultModel", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
         // The OpenCL backend: host side of the kernels in Kernels/.
         .target(
             name: "CellAuditOpenCL",
@@ -47,7 +48,8 @@ let package = Package(
             dependencies: [
                 "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "OpenCLKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            plugins: ["EmbedDefaultModel"]
         ),
         .target(name: "TestSupport", dependencies: ["CellAuditCore", "OpenCLKit"], path: "Tests/TestSupport"),
         .testTarget(name: "OpenCLKitTests", dependencies: ["OpenCLKit", "TestSupport"]),

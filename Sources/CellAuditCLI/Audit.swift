@@ -5,87 +5,185 @@ import Foundation
 
 struct Audit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Characterize the step response of every cell of a network and print a table.",
+        abstract: "Characterize, summarize, classify and rank every cell of a network.",
         discussion: """
-        For now this runs on a small built-in network (seeded random LSTM weights); the full audit \
-        of a trained model (ranking and report) is being built. `characterize` runs the whole \
-        engine on a model file.
+        Without MODEL it audits the bundled default: the 64-cell LSTM trained on the digits task, \
+        with its test split (both compiled into the binary). Writes DIR/cells.csv (one row per \
+        cell), DIR/summary.json and DIR/responses.safetensors, and prints the top cells.
         """
     )
 
+    @Argument(help: "The model (.safetensors, see README); default: the bundled digits model.")
+    var model: String?
+
+    @Option(help: "A dataset to score the model on (default with the bundled model: its test split).")
+    var data: String?
+
+    @Option(help: "Audit a built-in random network of this many cells instead (seeded by --seed).")
+    var cells: Int?
+
+    @Option(help: "Seed of the built-in random network and of the random ranker.")
+    var seed: UInt64 = 7
+
+    @Option(help: "Class thresholds as JSON (see docs/METHOD-CHOICES.md).")
+    var classThresholds: String?
+
+    @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
-    @Option(help: "Step amplitudes, comma-separated.")
-    var stepAmplitudes: String = "0.25,1,4"
+    @Option(help: "Output directory.")
+    var out: String = "cellaudit-audit"
 
-    @Option(help: "Rest steps before onset (T_pre).")
-    var preSteps: Int = 20
+    @Flag(help: "Replace an existing non-empty output directory.")
+    var force = false
 
-    @Option(help: "Observation window after onset, in steps (T_obs).")
-    var window: Int = 400
+    @Flag(help: "No progress on stderr.")
+    var quiet = false
 
-    @Option(help: "Cells of the built-in network.")
-    var cells: Int = 16
-
-    @Option(help: "Seed of the built-in network.")
-    var seed: UInt64 = 7
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
 
     func run() throws {
         try failing {
-            let amplitudes = try parseFloats(stepAmplitudes, name: "--step-amplitudes")
-            guard cells >= 1 && cells <= 1 << 20 else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            let bank = try StimulusBank.grid(stepAmplitudes: amplitudes, frequencies: [], sineAmplitudes: [],
-                                             preSteps: preSteps, window: window)
-            let network = try LSTMNetwork.random(seed: seed, inputSize: 8, hiddenSizes: [cells], outputs: 10, scale: 3)
-            let plan = try CharacterizationPlan(network: network, bank: bank)
+            let (loaded, name, dataPath, cleanup) = try loadSubject()
+            defer { cleanup() }
+            let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
+            let plan = try stimulusOptions.plan(loaded.network, layers: nil)
+            let output = try OutputDirectory(out, force: force)
             let backend = try backendOptions.makeBackend()
-            var block = ResponseBlock(cellCount: cells, stimulusCount: bank.count,
-                                      values: [Float](repeating: .nan, count: Metric.allCases.count * cells * bank.count))
-            let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
-                for m in Metric.allCases {
-                    for r in 0..<chunk.block.cellCount {
-                        for s in 0..<chunk.block.stimulusCount {
-                            block.values[(m.rawValue * cells + chunk.rowStart + r) * bank.count + chunk.columnStart + s] = chunk.block[m, r, s]
-                        }
-                    }
+            let progress = ProgressReporter(quiet: quiet || json, label: "audit")
+            let report = try output.build { dir -> [String: Any] in
+                let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
+                                                       progress: progress, keep: true)
+                progress.finish()
+                let start = DispatchTime.now().uptimeNanoseconds
+                let summaries = Reduction.summarize(result.block!, plan: plan)
+                let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
+                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
+                let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: seed)]
+                let scores = try rankers.map { try $0.scores(context) }
+                let ranks = try rankers.map { try $0.ranks(context) }
+                let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                try cellsCSV(plan: plan, summaries: summaries, classes: classes, rankers: rankers, scores: scores, ranks: ranks)
+                    .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
+                var summary = auditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
+                                           summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
+                if let dataPath {
+                    let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
+                    summary["data"] = (dataPath as NSString).lastPathComponent
+                    summary[score.name] = score.value
                 }
-            })
-            let reference = amplitudes.firstIndex(of: 1) ?? 0
-            print("CellAudit \(CellAudit.version): step response of the built-in network (seed \(seed), 8 inputs, \(cells) LSTM cells)")
-            print("backend: \(backend.identity)")
-            print("stimuli: steps of amplitude \(amplitudes.map { "\($0)" }.joined(separator: ", ")), \(preSteps) rest steps, window \(window)")
-            print("metrics at amplitude \(amplitudes[reference]); times in steps after onset; NaN = no response")
-            print(stepTable(block, amplitudes: amplitudes, reference: reference))
-            print(String(format: "simulated %d cell-stimulus-steps in %.4f s (%.3g per second)",
-                         plan.simulatedSteps, seconds, Double(plan.simulatedSteps) / max(seconds, 1e-12)))
+                let encoded = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+                try encoded.write(to: dir.appendingPathComponent("summary.json"))
+                return summary
+            }
+            if json {
+                try printJSON(report)
+                return
+            }
+            printAudit(report)
+        }
+    }
+
+    /// The model to audit, its display name, its dataset, and what to remove afterwards.
+    func loadSubject() throws -> (LoadedModel, String, String?, () -> Void) {
+        if let cells {
+            guard model == nil else { throw CleanFailure(description: "give either MODEL or --cells, not both") }
+            guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
+            let network = try LSTMNetwork.random(seed: seed, inputSize: 8, hiddenSizes: [cells], outputs: 10, scale: 3)
+            let loaded = LoadedModel(network: network, convention: .pytorch, output: .last, task: .classification,
+                                     metadata: [:], path: "")
+            return (loaded, "random LSTM (\(cells) cells, seed \(seed))", data, {})
+        }
+        if let model {
+            return (try ModelFile.load(model), (model as NSString).lastPathComponent, data, {})
+        }
+        // The bundled default, unpacked for the duration of the run.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-default-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let cleanup = { _ = try? FileManager.default.removeItem(at: dir) }
+        do {
+            for (file, base64) in EmbeddedDefaultModel.files {
+                guard let bytes = Data(base64Encoded: base64) else { throw CleanFailure(description: "the bundled \(file) is corrupt") }
+                try bytes.write(to: dir.appendingPathComponent(file))
+            }
+            let loaded = try ModelFile.load(dir.appendingPathComponent("digits_lstm64.safetensors").path)
+            return (loaded, "digits_lstm64.safetensors (bundled)", data ?? dir.appendingPathComponent("digits_test.safetensors").path, cleanup)
+        } catch {
+            cleanup()
+            throw error
         }
     }
 }
 
-/// A fixed-width table: one row per cell, the step metrics at stimulus `reference` and the gain
-/// at every amplitude.
-func stepTable(_ block: ResponseBlock, amplitudes: [Float], reference: Int) -> String {
-    let shown: [(String, Metric)] = [("y0", .y0), ("y_final", .yFinal), ("gain", .gain), ("peak_t", .peakTime),
-                                     ("overshoot%", .overshootPct), ("rise", .riseTime), ("settling", .settlingTime),
-                                     ("ringing", .ringing)]
-    var header = ["cell"] + shown.map(\.0)
-    header += amplitudes.map { "gain@\(formatMetric($0))" }
-    var rows = [header]
-    for j in 0..<block.cellCount {
-        var row = [String(j)] + shown.map { formatMetric(block[$0.1, j, reference]) }
-        row += amplitudes.indices.map { formatMetric(block[.gain, j, $0]) }
-        rows.append(row)
+func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[CellClass]], rankers: [any CellRanker],
+              scores: [[Double]], ranks: [[Int]]) -> String {
+    var header = ["layer", "cell", "rank", "score", "classes", "y0", "y_final", "gain", "peak_time", "overshoot_pct",
+                  "undershoot_pct", "rise_time", "settling_time", "ringing", "responded", "gain_spread", "linearity",
+                  "saturation", "low_frequency_gain", "bandwidth", "resonance", "resonance_frequency", "response_magnitude"]
+    header += rankers.dropFirst().flatMap { ["\($0.name)_rank", "\($0.name)_score"] }
+    var lines = [header.joined(separator: ",")]
+    func f(_ x: Double) -> String { x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x) }
+    for (j, s) in summaries.enumerated() {
+        var row = [String(s.layer), String(s.cell), String(ranks[0][j]), f(scores[0][j]),
+                   classes[j].map(\.rawValue).joined(separator: " ")]
+        row += [s.y0, s.yFinal, s.gain, s.peakTime, s.overshootPct, s.undershootPct, s.riseTime, s.settlingTime, s.ringing].map(f)
+        row += [s.responded ? "1" : "0"]
+        row += [s.gainSpread, s.linearity, s.saturation, s.lowFrequencyGain, s.bandwidth, s.resonance,
+                s.resonanceFrequency, s.responseMagnitude].map(f)
+        for k in rankers.indices.dropFirst() { row += [String(ranks[k][j]), f(scores[k][j])] }
+        lines.append(row.joined(separator: ","))
     }
-    let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
-    return rows.map { row in
-        zip(row, widths).map { String(repeating: " ", count: $1 - $0.count) + $0 }.joined(separator: "  ")
-    }.joined(separator: "\n")
+    return lines.joined(separator: "\n") + "\n"
 }
 
-func formatMetric(_ x: Float) -> String {
-    if x.isNaN { return "NaN" }
-    if x == x.rounded() && abs(x) < 1e6 { return String(Int(x)) }
-    return String(format: abs(x) >= 100 ? "%.1f" : "%.4f", Double(x))
+func auditSummary(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
+                  reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) -> [String: Any] {
+    var counts: [String: Int] = [:]
+    for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
+    let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
+    let top = order.prefix(10).map { j -> [String: Any] in
+        ["layer": summaries[j].layer, "cell": summaries[j].cell, "rank": ranks[j], "score": scores[j],
+         "classes": classes[j].map(\.rawValue), "gain": jsonNumber(summaries[j].gain),
+         "settling_time": jsonNumber(summaries[j].settlingTime), "bandwidth": jsonNumber(summaries[j].bandwidth)]
+    }
+    let bank = plan.bank
+    return [
+        "model": name, "cellaudit": CellAudit.version,
+        "backend": backend.identity.kind.rawValue, "device": backend.identity.device,
+        "cells": plan.rows.count, "layers": plan.layers,
+        "mode": plan.mode.rawValue, "probe": plan.probe.rawValue, "directions": plan.directionLabels,
+        "stimuli": ["count": plan.columnCount, "steps": bank.stimuli.filter { $0.kind == .step }.count,
+                    "sinusoids": bank.stimuli.filter { $0.kind == .sine }.count,
+                    "pre_steps": bank.preSteps, "onset": bank.onset, "window": bank.window],
+        "timings": ["characterize_seconds": result.seconds, "reduce_seconds": reduceSeconds],
+        "cell_stimulus_steps": plan.simulatedSteps,
+        "cell_stimulus_steps_per_second": Double(plan.simulatedSteps) / max(result.seconds, 1e-12),
+        "responded_share": result.respondedShare,
+        "class_counts": counts, "top_cells": top, "ranker": "response",
+    ]
+}
+
+/// JSON has no NaN or infinity: those become null.
+func jsonNumber(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
+
+func printAudit(_ s: [String: Any]) {
+    print("CellAudit \(CellAudit.version) audit of \(s["model"]!)")
+    print("backend: \(s["backend"]!) (\(s["device"]!))")
+    if let acc = s["accuracy"] as? Double { print(String(format: "accuracy on %@: %.4f", s["data"] as! String, acc)) }
+    if let mse = s["mse"] as? Double { print(String(format: "mse on %@: %.4f", s["data"] as! String, mse)) }
+    let stimuli = s["stimuli"] as! [String: Any]
+    print("\(s["cells"]!) cells × \(stimuli["count"]!) stimuli (\(stimuli["steps"]!) steps, \(stimuli["sinusoids"]!) sinusoids), window \(stimuli["window"]!)")
+    print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", s["cell_stimulus_steps_per_second"] as! Double,
+                 100 * (s["responded_share"] as! Double)))
+    let counts = (s["class_counts"] as! [String: Int]).filter { $0.value > 0 }.sorted { $0.key < $1.key }
+    print("classes: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+    print("top cells by response score (‖v_j‖·m_j):")
+    for cell in (s["top_cells"] as! [[String: Any]]).prefix(5) {
+        let classes = (cell["classes"] as! [String]).joined(separator: " ")
+        print(String(format: "  #%d  layer %d cell %3d  score %.4g  %@", cell["rank"] as! Int, cell["layer"] as! Int,
+                     cell["cell"] as! Int, cell["score"] as! Double, classes))
+    }
 }
 
 func parseFloats(_ text: String, name: String) throws -> [Float] {

@@ -19,6 +19,12 @@ public struct LoadedModel: Sendable {
     public var metadata: [String: String]
     public var path: String
 
+    public init(network: LSTMNetwork, convention: Convention, output: OutputMode, task: Task,
+                metadata: [String: String], path: String) {
+        self.network = network; self.convention = convention; self.output = output; self.task = task
+        self.metadata = metadata; self.path = path
+    }
+
     public var parameterCount: Int {
         network.layers.reduce(0) { $0 + $1.W.count + $1.R.count + $1.b.count }
             + (network.readout.map { $0.V.count + $0.a.count } ?? 0)

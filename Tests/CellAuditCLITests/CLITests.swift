@@ -3,6 +3,13 @@ import Foundation
 import Testing
 import TestSupport
 
+/// `audit` of a small random network with a small bank, into a fresh scratch directory.
+func auditArguments(_ extra: [String], label: String = "audit") throws -> [String] {
+    let out = try Fixtures.scratch(label).appendingPathComponent("out").path
+    return ["audit", "--out", out, "--force", "--quiet", "--step-amplitudes", "0.5,1", "--frequencies", "0.05,0.2",
+            "--sine-amplitudes", "1", "--window", "60"] + extra
+}
+
 @Suite struct CLITests {
     @Test func versionPrints() throws {
         let r = try CLI.run(["--version"])
@@ -10,15 +17,32 @@ import TestSupport
         #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
     }
 
-    @Test func auditOnCPUPrintsATableRowPerCell() throws {
-        let r = try CLI.run(["audit", "--backend", "cpu", "--cells", "6", "--window", "120"])
+    @Test func auditWritesARowPerCellAndASummary() throws {
+        let args = try auditArguments(["--backend", "cpu", "--cells", "6"], label: "audit-rows")
+        let r = try CLI.run(args)
         #expect(r.exitCode == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("backend: cpu"))
-        let lines = r.stdout.split(separator: "\n")
-        let header = try #require(lines.firstIndex { $0.contains("cell") && $0.contains("settling") })
-        let rows = lines[(header + 1)...].prefix { $0.first == " " || $0.first?.isNumber == true }
-        #expect(rows.count == 6)
+        #expect(r.stdout.contains("backend: cpu") && r.stdout.contains("top cells"))
         #expect(r.stderr.isEmpty)
+        let out = URL(fileURLWithPath: args[2])
+        let csv = try String(contentsOf: out.appendingPathComponent("cells.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.first?.hasPrefix("layer,cell,rank,score,classes,") == true)
+        #expect(csv.count == 7)
+        #expect(Set(csv.dropFirst().map { $0.split(separator: ",")[2] }) == Set((1...6).map { Substring(String($0)) }))
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+        #expect(summary["cells"] as? Int == 6 && (summary["top_cells"] as? [Any])?.count == 6)
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("responses.safetensors").path))
+    }
+
+    /// The README's first command: the bundled model and its test split, from any directory.
+    @Test func auditWithoutAModelRunsTheBundledDefault() throws {
+        let elsewhere = try Fixtures.scratch("audit-default")
+        let r = try CLI.run(try auditArguments(["--backend", "cpu", "--json"], label: "audit-default-out"), cwd: elsewhere)
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(summary["model"] as? String == "digits_lstm64.safetensors (bundled)")
+        #expect(summary["cells"] as? Int == 64)
+        #expect(abs((summary["accuracy"] as? Double ?? 0) - 0.9917) < 1e-3)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere.path).isEmpty)
     }
 
     @Test(arguments: [
@@ -26,7 +50,7 @@ import TestSupport
         (["audit", "--window", "0"], "window"),
         (["audit", "--pre-steps", "-3"], "pre-steps"),
         (["audit", "--backend", "gpu"], "--backend"),
-        (["audit", "--cells", "0"], "--cells"),
+        (["audit", "--cells", "0", "--out", "/nonexistent-cellaudit/x"], "--cells"),
         (["audit", "--device", "-1"], "--device"),
         (["audit", "--no-such-option"], "--no-such-option"),
         (["characterize"], "model"),
@@ -73,7 +97,7 @@ struct CLIOpenCLTests {
     }
 
     @Test func explicitOpenCLRunsOnTheDevice() throws {
-        let r = try CLI.run(["audit", "--backend", "opencl", "--cells", "5", "--window", "60"])
+        let r = try CLI.run(try auditArguments(["--backend", "opencl", "--cells", "5"], label: "audit-opencl"))
         #expect(r.exitCode == 0, "\(r.stderr)")
         #expect(r.stdout.contains("backend: opencl"))
     }
@@ -84,7 +108,7 @@ struct CLIOpenCLTests {
         // makes the kernel compile during the run: failing then must not abort the process.
         for call in ["clEnqueueNDRangeKernel", "clEnqueueReadBuffer"] {
             let cache = try Fixtures.scratch("pocl-cache").path
-            let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "5"],
+            let explicit = try CLI.run(try auditArguments(["--backend", "opencl", "--cells", "5"], label: "audit-fault"),
                                        environment: ["CELLAUDIT_OPENCL_FAULT": "\(call)=CL_OUT_OF_RESOURCES", "POCL_CACHE_DIR": cache])
             #expect(explicit.exitCode == 1)
             #expect(explicit.stderr.contains("\(call)") && explicit.stderr.contains("CL_OUT_OF_RESOURCES"))
@@ -92,7 +116,7 @@ struct CLIOpenCLTests {
             #expect(explicit.stdout.isEmpty)
         }
         // auto on that device: one warning, the job completes on cpu and says so.
-        let auto = try CLI.run(["audit", "--backend", "auto", "--device", "0", "--cells", "5"], environment: fault)
+        let auto = try CLI.run(try auditArguments(["--backend", "auto", "--device", "0", "--cells", "5"], label: "audit-auto"), environment: fault)
         #expect(auto.exitCode == 0, "\(auto.stderr)")
         #expect(auto.stderr.split(separator: "\n").count == 1)
         #expect(auto.stderr.hasPrefix("warning:"))
@@ -104,10 +128,10 @@ struct CLIOpenCLTests {
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-empty-icd-\(getpid())")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         let env = ["OCL_ICD_VENDORS": empty.path + "/", "OPENCL_VENDOR_PATH": empty.path]
-        let explicit = try CLI.run(["audit", "--backend", "opencl", "--cells", "3"], environment: env)
+        let explicit = try CLI.run(try auditArguments(["--backend", "opencl", "--cells", "3"], label: "audit-noicd"), environment: env)
         #expect(explicit.exitCode != 0)
         #expect(explicit.stderr.contains("no OpenCL device"))
-        let auto = try CLI.run(["audit", "--cells", "3"], environment: env)
+        let auto = try CLI.run(try auditArguments(["--cells", "3"], label: "audit-noicd-auto"), environment: env)
         #expect(auto.exitCode == 0, "\(auto.stderr)")
         #expect(auto.stdout.contains("backend: cpu"))
         let devices = try CLI.run(["devices"], environment: env)

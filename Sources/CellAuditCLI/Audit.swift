@@ -75,6 +75,8 @@ struct Audit: ParsableCommand {
                 }
                 let encoded = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
                 try encoded.write(to: dir.appendingPathComponent("summary.json"))
+                try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
+                                scores: scores[0], ranks: ranks[0], backend: backend, to: dir)
                 return summary
             }
             if json {
@@ -114,6 +116,37 @@ struct Audit: ParsableCommand {
             throw error
         }
     }
+}
+
+/// DIR/report.html and DIR/figures/*.svg.
+func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any], summaries: [CellSummary],
+                 classes: [[CellClass]], scores: [Double], ranks: [Int], backend: any ComputeBackend, to dir: URL) throws {
+    let shown = AuditReport.extremes(ranks: ranks)
+    // The reference step's column: the step closest to amplitude 1 in the first direction.
+    var trajectories: [Int: [Float]] = [:]
+    let steps = plan.bank.stimuli.indices.filter { plan.bank.stimuli[$0].kind == .step }
+    if let reference = steps.min(by: { abs(plan.bank.stimuli[$0].amplitude - 1) < abs(plan.bank.stimuli[$1].amplitude - 1) }) {
+        let rows = shown.top + shown.bottom
+        let values = try Characterizer.trajectories(plan, rows: rows, columns: [reference], on: backend)
+        for (i, row) in rows.enumerated() {
+            trajectories[row] = Array(values[(i * plan.bank.steps)..<((i + 1) * plan.bank.steps)])
+        }
+    }
+    var facts: [(String, String)] = [("model", name), ("backend", "\(backend.identity)")]
+    if let acc = summary["accuracy"] as? Double { facts.append(("accuracy", String(format: "%.4f on %@", acc, summary["data"] as? String ?? ""))) }
+    if let mse = summary["mse"] as? Double { facts.append(("MSE", String(format: "%.4g on %@", mse, summary["data"] as? String ?? ""))) }
+    let stimuli = summary["stimuli"] as? [String: Any] ?? [:]
+    facts += [("cells", "\(plan.rows.count) in layer\(plan.layers.count > 1 ? "s" : "") \(plan.layers.map(String.init).joined(separator: ", "))"),
+              ("stimuli", "\(stimuli["count"] ?? 0): \(stimuli["steps"] ?? 0) steps, \(stimuli["sinusoids"] ?? 0) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
+              ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
+              ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary["cell_stimulus_steps_per_second"] as? Double ?? 0))]
+    let report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
+                             scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown)
+    let figures = report.figures()
+    let figureDir = dir.appendingPathComponent("figures")
+    try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
+    for (file, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(file), atomically: false, encoding: .utf8) }
+    try report.html(figures: figures).write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
 }
 
 func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[CellClass]], rankers: [any CellRanker],

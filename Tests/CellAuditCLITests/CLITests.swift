@@ -1,5 +1,8 @@
 import CellAuditCore
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import TestSupport
 
@@ -31,6 +34,20 @@ func auditArguments(_ extra: [String], label: String = "audit") throws -> [Strin
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
         #expect(summary["cells"] as? Int == 6 && (summary["top_cells"] as? [Any])?.count == 6)
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("responses.safetensors").path))
+        // The report: every figure is well-formed XML, and the page needs nothing from elsewhere.
+        let figures = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("figures").path)
+        #expect(figures.count >= 15 && figures.allSatisfy { $0.hasSuffix(".svg") })
+        for name in figures {
+            let data = try Data(contentsOf: out.appendingPathComponent("figures").appendingPathComponent(name))
+            let parser = XMLParser(data: data)
+            #expect(parser.parse(), "\(name): \(parser.parserError.map { "\($0)" } ?? "")")
+        }
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.hasPrefix("<!DOCTYPE html>") && html.contains("<svg") && html.contains("All cells, by rank"))
+        for external in ["src=", "href=", "url(", "@import", "<script", "<link"] { #expect(!html.contains(external), "\(external)") }
+        let withoutNamespaces = html.replacingOccurrences(of: "xmlns=\"http://www.w3.org/2000/svg\"", with: "")
+        #expect(!withoutNamespaces.contains("http://") && !withoutNamespaces.contains("https://"))
+        #expect(html.components(separatedBy: "<tr><td>").count - 1 == 6)
     }
 
     /// The README's first command: the bundled model and its test split, from any directory.

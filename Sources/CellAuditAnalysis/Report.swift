@@ -1,0 +1,132 @@
+import CellAuditCore
+import Foundation
+
+/// The audit report: SVG figures and one self-contained HTML page that inlines them (no script,
+/// no stylesheet or font from elsewhere: it opens offline).
+public struct AuditReport {
+    public var title: String
+    /// Lines of facts for the header (model, backend, bank, accuracy…).
+    public var facts: [(String, String)]
+    public var plan: CharacterizationPlan
+    public var summaries: [CellSummary]
+    public var classes: [[CellClass]]
+    public var scores: [Double]
+    public var ranks: [Int]
+    /// Trajectories at the reference step for `shownCells` (row indices), each [steps].
+    public var stepTrajectories: [Int: [Float]]
+    public var shownCells: (top: [Int], bottom: [Int])
+
+    public init(title: String, facts: [(String, String)], plan: CharacterizationPlan, summaries: [CellSummary],
+                classes: [[CellClass]], scores: [Double], ranks: [Int], stepTrajectories: [Int: [Float]],
+                shownCells: (top: [Int], bottom: [Int])) {
+        self.title = title; self.facts = facts; self.plan = plan; self.summaries = summaries; self.classes = classes
+        self.scores = scores; self.ranks = ranks; self.stepTrajectories = stepTrajectories; self.shownCells = shownCells
+    }
+
+    /// The rows (cells) to show as the top and bottom of a ranking.
+    public static func extremes(ranks: [Int], count: Int = 5) -> (top: [Int], bottom: [Int]) {
+        let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
+        let k = min(count, order.count)
+        return (Array(order.prefix(k)), Array(order.suffix(k).reversed()))
+    }
+
+    static let histogramMetrics: [(String, String, @Sendable (CellSummary) -> Double)] = [
+        ("gain", "gain at the reference step", { $0.gain }),
+        ("settling_time", "settling time (steps)", { $0.settlingTime }),
+        ("rise_time", "rise time (steps)", { $0.riseTime }),
+        ("overshoot_pct", "overshoot (%)", { $0.overshootPct }),
+        ("bandwidth", "bandwidth (cycles/step)", { $0.bandwidth }),
+        ("linearity", "linearity (R²)", { $0.linearity }),
+        ("response_magnitude", "response magnitude m_j", { $0.responseMagnitude }),
+    ]
+
+    /// Every figure, by file name.
+    public func figures() -> [(name: String, svg: String)] {
+        var out: [(String, String)] = []
+        let layers = plan.layers
+        for (name, label, value) in Self.histogramMetrics {
+            var plot = SVGPlot(title: "Distribution: \(label)", xLabel: label, yLabel: "cells")
+            for (k, l) in layers.enumerated() {
+                let values = summaries.filter { $0.layer == l }.map(value)
+                let h = SVGPlot.histogram(values, bins: 16)
+                plot.series.append(.init(label: "layer \(l)", x: h.centers, y: h.counts, mark: layers.count > 1 ? .line : .bars,
+                                         color: SVGPlot.palette[k % SVGPlot.palette.count]))
+            }
+            out.append(("distribution_\(name).svg", plot.render()))
+        }
+        var bars = SVGPlot(title: "Cells per class", xLabel: "class", yLabel: "cells")
+        bars.width = 640
+        bars.categories = CellClass.allCases.map(\.rawValue)
+        bars.series = [.init(label: "", x: CellClass.allCases.indices.map(Double.init),
+                             y: CellClass.allCases.map { c in Double(classes.filter { $0.contains(c) }.count) },
+                             mark: .bars, color: SVGPlot.palette[0])]
+        out.append(("classes.svg", bars.render()))
+        for (which, rows) in [("top", shownCells.top), ("bottom", shownCells.bottom)] {
+            var step = SVGPlot(title: "Step responses, \(which)-ranked cells", xLabel: "steps after onset", yLabel: plan.probe.rawValue)
+            var gain = SVGPlot(title: "Frequency response (gain), \(which)-ranked cells", xLabel: "frequency (cycles/step)",
+                               yLabel: "sine gain", xScale: .log)
+            var phase = SVGPlot(title: "Frequency response (phase), \(which)-ranked cells", xLabel: "frequency (cycles/step)",
+                                yLabel: "phase (degrees)", xScale: .log)
+            for (k, j) in rows.enumerated() {
+                let color = SVGPlot.palette[k % SVGPlot.palette.count]
+                let label = "#\(ranks[j]) L\(summaries[j].layer) c\(summaries[j].cell)"
+                if let y = stepTrajectories[j] {
+                    let onset = plan.bank.onset
+                    let end = min(y.count, onset + plan.bank.window)
+                    let from = max(0, onset - 10)
+                    step.series.append(.init(label: label, x: (from..<end).map { Double($0 - onset) },
+                                             y: (from..<end).map { Double(y[$0]) }, mark: .line, color: color))
+                }
+                gain.series.append(.init(label: label, x: summaries[j].frequencies, y: summaries[j].sineGains, mark: .line, color: color))
+                phase.series.append(.init(label: label, x: summaries[j].frequencies, y: summaries[j].phases, mark: .line, color: color))
+            }
+            out.append(("step_\(which).svg", step.render()))
+            out.append(("frequency_gain_\(which).svg", gain.render()))
+            out.append(("frequency_phase_\(which).svg", phase.render()))
+        }
+        for (name, label, value) in Self.histogramMetrics where name != "response_magnitude" {
+            var scatter = SVGPlot(title: "Score against \(label)", xLabel: label, yLabel: "response score")
+            scatter.series = [.init(label: "", x: summaries.map(value), y: scores, mark: .points, color: SVGPlot.palette[0])]
+            out.append(("score_vs_\(name).svg", scatter.render()))
+        }
+        return out
+    }
+
+    /// The whole page, figures inlined.
+    public func html(figures: [(name: String, svg: String)]) -> String {
+        func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
+        func fmt(_ x: Double) -> String { x.isNaN ? "–" : x.isInfinite ? "∞" : String(format: "%.4g", x + 0) }
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
+        <style>
+        body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
+        h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+        .grid { display: flex; flex-wrap: wrap; gap: 10px; } .grid svg { border: 1px solid #eee; }
+        table { border-collapse: collapse; font-size: 12px; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
+        th { background: #f4f4f4; position: sticky; top: 0; } td.l, th.l { text-align: left; }
+        dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { font-weight: bold; }
+        </style></head><body>
+        <h1>\(escape(title))</h1>
+        <dl>
+        """
+        for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
+        h += "</dl>\n<h2>Cell classes</h2><div class=\"grid\">\(fig("classes.svg"))</div>\n"
+        h += "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response score ‖v<sub>j</sub>‖·m<sub>j</sub> (METHOD.md §5): outgoing weight norm times response magnitude over the bank.</p>\n"
+        h += "<div class=\"grid\">\(fig("step_top.svg"))\(fig("frequency_gain_top.svg"))\(fig("frequency_phase_top.svg"))</div>\n"
+        h += "<div class=\"grid\">\(fig("step_bottom.svg"))\(fig("frequency_gain_bottom.svg"))\(fig("frequency_phase_bottom.svg"))</div>\n"
+        h += "<h2>Metric distributions</h2><div class=\"grid\">"
+        for (name, _, _) in Self.histogramMetrics { h += fig("distribution_\(name).svg") }
+        h += "</div>\n<h2>Score against each metric</h2><div class=\"grid\">"
+        for (name, _, _) in Self.histogramMetrics where name != "response_magnitude" { h += fig("score_vs_\(name).svg") }
+        h += "</div>\n<h2>All cells, by rank</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>score</th><th class=\"l\">classes</th><th>gain</th><th>settling</th><th>rise</th><th>overshoot %</th><th>bandwidth</th><th>linearity</th><th>m<sub>j</sub></th></tr>\n"
+        for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
+            let s = summaries[j]
+            h += "<tr><td>\(ranks[j])</td><td>\(s.layer)</td><td>\(s.cell)</td><td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
+            h += [s.gain, s.settlingTime, s.riseTime, s.overshootPct, s.bandwidth, s.linearity, s.responseMagnitude].map { "<td>\(fmt($0))</td>" }.joined()
+            h += "</tr>\n"
+        }
+        h += "</table>\n<p>Made by CellAudit. Figures are also saved as separate SVG files beside this page.</p>\n</body></html>\n"
+        return h
+    }
+}

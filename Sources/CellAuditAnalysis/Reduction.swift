@@ -30,9 +30,32 @@ public struct CellSummary: Sendable, Equatable {
 }
 
 public enum Reduction {
-    /// Summaries of every row of `block` (which covers all columns of `plan`), on all cores.
-    public static func summarize(_ block: ResponseBlock, plan: CharacterizationPlan, referenceAmplitude: Float = 1) -> [CellSummary] {
-        precondition(block.cellCount == plan.rows.count && block.stimulusCount == plan.columnCount)
+    /// Summaries of every cell from a written responses.safetensors, read `batchBytes` at a time,
+    /// so memory stays bounded however large the file.
+    public static func summarize(responses file: SafeTensorsFile, plan: CharacterizationPlan, referenceAmplitude: Float = 1,
+                                 batchBytes: Int = 64 << 20) throws -> [CellSummary] {
+        let columns = plan.columnCount, rows = plan.rows.count
+        let batch = max(1, min(rows, batchBytes / max(1, columns * Metric.allCases.count * 4)))
+        var out: [CellSummary] = []
+        out.reserveCapacity(rows)
+        for r0 in stride(from: 0, to: rows, by: batch) {
+            let r1 = min(rows, r0 + batch)
+            var values: [Float] = []
+            values.reserveCapacity((r1 - r0) * columns * Metric.allCases.count)
+            for metric in Metric.allCases {
+                values += try file.floats(metric.name, elements: (r0 * columns)..<(r1 * columns))
+            }
+            let block = ResponseBlock(cellCount: r1 - r0, stimulusCount: columns, values: values)
+            out += summarize(block, plan: plan, referenceAmplitude: referenceAmplitude, rowOffset: r0)
+        }
+        return out
+    }
+
+    /// Summaries of the rows of `block`, which covers all columns of `plan` and its rows from
+    /// `rowOffset` on; on all cores.
+    public static func summarize(_ block: ResponseBlock, plan: CharacterizationPlan, referenceAmplitude: Float = 1,
+                                 rowOffset: Int = 0) -> [CellSummary] {
+        precondition(rowOffset + block.cellCount <= plan.rows.count && block.stimulusCount == plan.columnCount)
         let bank = plan.bank
         let columns = Array(0..<plan.columnCount)
         let steps = columns.filter { bank.stimuli[$0 % bank.count].kind == .step }
@@ -82,7 +105,7 @@ public enum Reduction {
                     if v.isFinite { squares += v * v; count += 1 }
                 }
                 results.pointer[j] = CellSummary(
-                    layer: plan.rows[j].layer, cell: plan.rows[j].cell,
+                    layer: plan.rows[rowOffset + j].layer, cell: plan.rows[rowOffset + j].cell,
                     y0: value(.y0), yFinal: value(.yFinal), gain: value(.gain), peakTime: value(.peakTime),
                     overshootPct: value(.overshootPct), undershootPct: value(.undershootPct), riseTime: value(.riseTime),
                     settlingTime: value(.settlingTime), ringing: value(.ringing),

@@ -54,10 +54,11 @@ struct Audit: ParsableCommand {
             let progress = ProgressReporter(quiet: quiet || json, label: "audit")
             let report = try output.build { dir -> [String: Any] in
                 let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
-                                                       progress: progress, keep: true)
+                                                       progress: progress)
                 progress.finish()
                 let start = DispatchTime.now().uptimeNanoseconds
-                let summaries = Reduction.summarize(result.block!, plan: plan)
+                let responses = try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path)
+                let summaries = try Reduction.summarize(responses: responses, plan: plan)
                 let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
                 let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: seed)]

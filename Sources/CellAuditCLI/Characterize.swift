@@ -132,14 +132,12 @@ struct Characterize: ParsableCommand {
 struct CharacterizationResult {
     var seconds: Double
     var respondedShare: Double
-    /// Kept only when asked for (small runs: the audit table).
-    var block: ResponseBlock?
 }
 
 /// Runs the plan chunk by chunk into `dir`: responses.safetensors, stimuli.csv and, if asked,
 /// trajectories.safetensors.
 func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBackend, to dir: URL, model: String,
-                           selection: TrajectorySelection?, progress: ProgressReporter, keep: Bool = false) throws -> CharacterizationResult {
+                           selection: TrajectorySelection?, progress: ProgressReporter) throws -> CharacterizationResult {
     let rows = plan.rows.count, columns = plan.columnCount
     var metadata = [
         "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
@@ -156,7 +154,6 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
     try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
     var responded = 0
-    var kept = keep ? [Float](repeating: .nan, count: Metric.allCases.count * rows * columns) : []
     let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
         let b = chunk.block
         for metric in Metric.allCases {
@@ -172,10 +169,6 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
                 } else {
                     try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
                 }
-                if keep {
-                    let base = metric.rawValue * rows * columns + at
-                    kept.replaceSubrange(base..<(base + b.stimulusCount), with: segment)
-                }
             }
         }
     }, progress: progress.report)
@@ -185,8 +178,7 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
         try writeTrajectories(plan, selection: selection, backend: backend, to: dir.appendingPathComponent("trajectories.safetensors"),
                               metadata: metadata)
     }
-    return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)),
-                                  block: keep ? ResponseBlock(cellCount: rows, stimulusCount: columns, values: kept) : nil)
+    return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
 }
 
 func stimuliCSV(_ plan: CharacterizationPlan) -> String {

@@ -154,6 +154,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// A floating-point tensor as Float, converting F64, F16 and BF16. With `shape`, the
     /// tensor must have exactly that shape.
+    /// Elements `range` (flat, row-major) of an F32 or U8 tensor as Float, read straight from the
+    /// mapping: how large outputs are read back a piece at a time.
+    public func floats(_ name: String, elements range: Range<Int>) throws -> [Float] {
+        let info = try info(name)
+        guard range.lowerBound >= 0, range.upperBound <= info.elementCount else {
+            throw FormatError(file: fileName, "elements \(range) are outside tensor '\(name)' of \(info.elementCount)")
+        }
+        return try withBytes(name) { raw in
+            switch info.dtype {
+            case .F32:
+                return range.map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+            case .U8:
+                return range.map { Float(raw[$0]) }
+            default:
+                throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype); a piecewise read needs F32 or U8")
+            }
+        }
+    }
+
     public func floats(_ name: String, shape expected: [Int]? = nil) throws -> [Float] {
         let info = try info(name)
         if let expected, info.shape != expected {

@@ -53,6 +53,28 @@ import TestSupport
         }
     }
 
+    /// Summaries read back from a responses file a few rows at a time equal those of the block.
+    @Test func summariesFromAFileInBatchesEqualThoseFromMemory() throws {
+        let network = try LSTMNetwork.random(seed: 30, inputSize: 2, hiddenSizes: [11], scale: 2)
+        let bank = try StimulusBank.grid(stepAmplitudes: [-1, 0.5, 1], frequencies: [0.03, 0.1, 0.3], sineAmplitudes: [1], window: 90)
+        let plan = try CharacterizationPlan(network: network, bank: bank)
+        let block = try CPUBackend().responses(try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank))
+        var writer = SafeTensorsWriter()
+        for m in Metric.allCases where m != .responded {
+            try writer.add(m.name, floats: Array(block.plane(m)), shape: [11, bank.count])
+        }
+        try writer.add("responded", dtype: .U8, shape: [11, bank.count], bytes: Data(block.plane(.responded).map { UInt8($0) }))
+        let path = try Fixtures.scratch("summaries").appendingPathComponent("responses.safetensors").path
+        try writer.write(to: path)
+        let fromFile = try Reduction.summarize(responses: try SafeTensorsFile(path: path), plan: plan, batchBytes: 3 * bank.count * 60)
+        let fromMemory = Reduction.summarize(block, plan: plan)
+        #expect(fromFile.count == 11)
+        for (a, b) in zip(fromFile, fromMemory) {
+            #expect(a.cell == b.cell && a.settlingTime.isNaN == b.settlingTime.isNaN)
+            #expect(a.responseMagnitude == b.responseMagnitude && a.sineGains == b.sineGains && a.gain == b.gain)
+        }
+    }
+
     @Test func bandwidthAndFitEdgeCases() {
         #expect(Reduction.bandwidthForTest(frequencies: [0.1, 0.2], gains: [1, 0.9]) == .infinity)
         #expect(Reduction.bandwidthForTest(frequencies: [0.1, 0.2], gains: [0, 0]).isNaN)

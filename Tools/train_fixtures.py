@@ -17,7 +17,10 @@ Makes, in the output folder:
                                     Tools/export_onnx.py (where onnx and onnxruntime are installed)
 Each model file carries golden tensors computed by its framework on the test split:
   golden.outputs [N, K] or [N, T, K], golden.hidden [4, T, H_last] (first four sequences),
-  and metadata golden_accuracy or golden_mse.
+  and metadata golden_accuracy or golden_mse; the PyTorch models also carry golden_ablation, a
+  JSON list of {"cells": [...], "score": ...}: the accuracy or MSE with those cells' h and c
+  clamped to 0 after every step (flat cell numbers over the layers), computed by PyTorch.
+  `--ablation-only` adds golden_ablation to existing fixtures without retraining.
 Needs torch, numpy, safetensors and scikit-learn (keras, onnx, onnxruntime optional).
 """
 import argparse
@@ -99,12 +102,72 @@ def add_golden(path, outputs, hidden, extra):
     save_file(tensors, path, metadata=metadata)
 
 
+def masked_forward(tensors, meta, x, keep):
+    """The network in PyTorch, step by step, with h and c multiplied by `keep` after every step."""
+    h_seq = torch.from_numpy(x)
+    offset = 0
+    for k in range(int(meta["layers"])):
+        w_ih = torch.from_numpy(tensors[f"lstm.weight_ih_l{k}"])
+        w_hh = torch.from_numpy(tensors[f"lstm.weight_hh_l{k}"])
+        b = torch.from_numpy(tensors[f"lstm.bias_ih_l{k}"] + tensors[f"lstm.bias_hh_l{k}"])
+        H = w_hh.shape[1]
+        mask = torch.from_numpy(keep[offset:offset + H])
+        offset += H
+        n, steps, _ = h_seq.shape
+        h = torch.zeros(n, H)
+        c = torch.zeros(n, H)
+        out = []
+        for t in range(steps):
+            z = h_seq[:, t] @ w_ih.T + h @ w_hh.T + b
+            i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H:2 * H]), torch.tanh(z[:, 2 * H:3 * H]), torch.sigmoid(z[:, 3 * H:])
+            c = (f * c + i * g) * mask
+            h = o * torch.tanh(c) * mask
+            out.append(h)
+        h_seq = torch.stack(out, 1)
+    V, a = torch.from_numpy(tensors[meta["readout_weight"]]), torch.from_numpy(tensors[meta["readout_bias"]])
+    return ((h_seq if meta.get("output") == "sequence" else h_seq[:, -1]) @ V.T + a).numpy()
+
+
+def add_ablation_golden(path, data_path):
+    """Stores PyTorch's score with chosen cells ablated in the model file's metadata."""
+    import json
+    from safetensors import safe_open
+
+    tensors = load_file(path)
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    data = load_file(data_path)
+    total = sum(int(h) for h in meta["hidden_sizes"].split(","))
+    sets = [[0], list(range(total // 2)), list(range(0, total, 3)), [total - 1, total // 3], list(range(total))]
+    results = []
+    with torch.no_grad():
+        for cells in sets:
+            keep = np.ones(total, np.float32)
+            keep[cells] = 0
+            out = masked_forward(tensors, meta, data["inputs"].astype(np.float32), keep)
+            if "labels" in data:
+                score = float((out.argmax(-1) == data["labels"]).mean())
+            else:
+                score = float(((out - data["targets"]) ** 2).mean())
+            results.append({"cells": cells, "score": score})
+    meta["golden_ablation"] = json.dumps(results)
+    save_file(tensors, path, metadata=meta)
+    print(f"{os.path.basename(path)}: ablation golden " + ", ".join(f"{len(r['cells'])} cells -> {r['score']:.4f}" for r in results))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ablation-only", action="store_true", help="only add golden_ablation to existing fixtures")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    ablated = [("digits_lstm16", "digits_test"), ("digits_lstm64", "digits_test"), ("digits_lstm32x2", "digits_test"),
+               ("flipflop_lstm64", "flipflop_test")]
+    if a.ablation_only:
+        for model, data in ablated:
+            add_ablation_golden(os.path.join(a.out, model + ".safetensors"), os.path.join(a.out, data + ".safetensors"))
+        return
     torch.manual_seed(a.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -140,6 +203,9 @@ def main():
     export_lstm(model.lstm, model.fc, path, output="sequence", task="regression")
     add_golden(path, out, h, {"golden_mse": repr(mse), "trained_by": "Tools/train_fixtures.py"})
     print(f"flipflop_lstm64: test mse {mse:.5f}")
+
+    for model_name, data_name in ablated:
+        add_ablation_golden(os.path.join(a.out, model_name + ".safetensors"), os.path.join(a.out, data_name + ".safetensors"))
 
     # The same 16-cell network through the other two frameworks.
     torch.save(sixteen.state_dict(), os.path.join(a.out, ".digits_lstm16.pt"))

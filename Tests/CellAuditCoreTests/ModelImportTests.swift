@@ -62,6 +62,30 @@ func maxDifference(_ a: some Collection<Float>, _ b: some Collection<Float>) -> 
 }
 
 @Suite struct AblationMaskTests {
+    /// Ablation on every backend reproduces PyTorch's own scores with the same cells zeroed
+    /// (stored by Tools/train_fixtures.py as golden_ablation).
+    @Test(arguments: [("digits_lstm16", "digits_test"), ("digits_lstm64", "digits_test"),
+                      ("digits_lstm32x2", "digits_test"), ("flipflop_lstm64", "flipflop_test")])
+    func ablationMatchesPyTorch(model: String, data: String) throws {
+        let file = try SafeTensorsFile(path: Fixtures.path(model + ".safetensors"))
+        struct Entry: Decodable { var cells: [Int]; var score: Double }
+        let golden = try JSONDecoder().decode([Entry].self, from: Data(try #require(file.metadata["golden_ablation"]).utf8))
+        #expect(golden.count >= 4)
+        let loaded = try ModelFile.load(Fixtures.path(model + ".safetensors"))
+        let dataset = try Dataset.load(Fixtures.path(data + ".safetensors"))
+        let cells = loaded.network.cellCount
+        let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output,
+                                 masks: golden.map { .ablating($0.cells, of: cells) })
+        for backend in try backendsUnderTest() {
+            let result = try backend.forward(job)
+            for (k, entry) in golden.enumerated() {
+                let score = try Score.of(result, config: k, dataset: dataset, task: loaded.task, output: loaded.output)
+                let tolerance = loaded.task == .classification ? 1.5 / Double(dataset.inputs.count) : 1e-4
+                #expect(abs(score.value - entry.score) <= tolerance, "\(model) \(backend.identity) cells \(entry.cells.count): \(score.value) vs \(entry.score)")
+            }
+        }
+    }
+
     @Test func masksAgreeAcrossBackendsAndEdgeCasesHold() throws {
         let loaded = try ModelFile.load(Fixtures.path("digits_lstm32x2.safetensors"))
         let data = try Dataset.load(Fixtures.path("digits_test.safetensors"))

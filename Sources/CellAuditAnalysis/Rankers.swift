@@ -28,14 +28,18 @@ public protocol CellRanker: Sendable {
 extension CellRanker {
     /// Rank of each row, 1 = most important; ties go to the lower (layer, cell).
     public func ranks(_ context: RankingContext) throws -> [Int] {
-        let s = try scores(context)
-        let order = s.indices.sorted { a, b in
-            s[a] != s[b] ? s[a] > s[b] : (context.rows[a].layer, context.rows[a].cell) < (context.rows[b].layer, context.rows[b].cell)
-        }
-        var ranks = [Int](repeating: 0, count: s.count)
-        for (position, row) in order.enumerated() { ranks[row] = position + 1 }
-        return ranks
+        rankPositions(try scores(context), rows: context.rows)
     }
+}
+
+/// Rank of each row by score, 1 = highest; ties go to the lower (layer, cell).
+public func rankPositions(_ s: [Double], rows: [(layer: Int, cell: Int)]) -> [Int] {
+    let order = s.indices.sorted { a, b in
+        s[a] != s[b] ? s[a] > s[b] : (rows[a].layer, rows[a].cell) < (rows[b].layer, rows[b].cell)
+    }
+    var ranks = [Int](repeating: 0, count: s.count)
+    for (position, row) in order.enumerated() { ranks[row] = position + 1 }
+    return ranks
 }
 
 /// ‖v_j‖: the norm of the weights that read cell j — the readout's column for the last layer,

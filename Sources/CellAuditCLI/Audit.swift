@@ -31,17 +31,9 @@ struct Audit: ParsableCommand {
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
-    @Option(help: "Output directory.")
-    var out: String = "cellaudit-audit"
+    @OptionGroup var outputOptions: OutputOptions
 
-    @Flag(help: "Replace an existing non-empty output directory.")
-    var force = false
 
-    @Flag(help: "No progress on stderr.")
-    var quiet = false
-
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
 
     func run() throws {
         try failing {
@@ -49,9 +41,9 @@ struct Audit: ParsableCommand {
             defer { cleanup() }
             let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
-            let output = try OutputDirectory(out, force: force)
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-audit", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
-            let progress = ProgressReporter(quiet: quiet || json, label: "audit")
+            let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit")
             let report = try output.build { dir -> [String: Any] in
                 let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
                                                        progress: progress)
@@ -80,7 +72,7 @@ struct Audit: ParsableCommand {
                                 scores: scores[0], ranks: ranks[0], backend: backend, to: dir)
                 return summary
             }
-            if json {
+            if outputOptions.json {
                 try printJSON(report)
                 return
             }

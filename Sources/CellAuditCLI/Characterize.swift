@@ -86,36 +86,28 @@ struct Characterize: ParsableCommand {
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
-    @Option(help: "Output directory.")
-    var out: String = "cellaudit-responses"
-
-    @Flag(help: "Replace an existing non-empty output directory.")
-    var force = false
+    @OptionGroup var outputOptions: OutputOptions
 
     @Option(help: "Also store whole trajectories for CELLS:STIMULI (lists and ranges of row and column numbers, e.g. 0-3,9:0,40-47).")
     var trajectories: String?
 
-    @Flag(help: "No progress on stderr.")
-    var quiet = false
 
-    @Flag(help: "Print a JSON summary instead of text.")
-    var json = false
 
     func run() throws {
         try failing {
             let loaded = try ModelFile.load(model)
             let plan = try stimulusOptions.plan(loaded.network, layers: layer.map { [$0] })
             let selection = try trajectories.map { try TrajectorySelection.parse($0, rows: plan.rows.count, columns: plan.columnCount, steps: plan.bank.steps) }
-            let output = try OutputDirectory(out, force: force)
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-responses", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
-            let progress = ProgressReporter(quiet: quiet || json, label: "characterize")
+            let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "characterize")
             let result = try output.build { dir in
                 try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: selection, progress: progress)
             }
             progress.finish()
             let rate = Double(plan.simulatedSteps) / max(result.seconds, 1e-12)
-            if json {
-                try printJSON(["out": out, "cells": plan.rows.count, "stimuli": plan.columnCount, "backend": "\(backend.identity)",
+            if outputOptions.json {
+                try printJSON(["out": outputOptions.out ?? "cellaudit-responses", "cells": plan.rows.count, "stimuli": plan.columnCount, "backend": "\(backend.identity)",
                                "seconds": result.seconds, "cell_stimulus_steps": plan.simulatedSteps,
                                "cell_stimulus_steps_per_second": rate, "responded_share": result.respondedShare])
                 return
@@ -124,6 +116,7 @@ struct Characterize: ParsableCommand {
             print("backend: \(backend.identity)")
             print(String(format: "%.3g cell-stimulus-steps in %.3f s: %.3g per second", Double(plan.simulatedSteps), result.seconds, rate))
             print(String(format: "responded: %.1f%% of pairs", 100 * result.respondedShare))
+            let out = outputOptions.out ?? "cellaudit-responses"
             print("wrote \(out)/responses.safetensors, \(out)/stimuli.csv" + (selection != nil ? ", \(out)/trajectories.safetensors" : ""))
         }
     }

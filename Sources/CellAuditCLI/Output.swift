@@ -1,6 +1,22 @@
+import ArgumentParser
 import CellAuditAnalysis
 import CellAuditCore
 import Foundation
+
+/// Where a job writes, and how it talks while it runs.
+struct OutputOptions: ParsableArguments {
+    @Option(help: "Output directory (default: cellaudit-<command>).")
+    var out: String?
+
+    @Flag(help: "Replace an existing non-empty output directory.")
+    var force = false
+
+    @Flag(help: "No progress on stderr.")
+    var quiet = false
+
+    @Flag(help: "Print JSON on stdout instead of text.")
+    var json = false
+}
 
 /// An output directory that appears whole or not at all: everything is written into a staging
 /// directory beside it, which replaces the target only once the job has succeeded. An existing

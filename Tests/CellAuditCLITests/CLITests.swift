@@ -313,3 +313,34 @@ struct KernelEmbeddingTests {
         #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("--workload"))
     }
 }
+
+@Suite struct AblateCLITests {
+    @Test func ablateWritesDamageCurvesAndCorrelations() throws {
+        let out = try Fixtures.scratch("ablate").appendingPathComponent("out")
+        let r = try CLI.run(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "cpu", "--out", out.path, "--step-amplitudes", "0.5,1", "--frequencies", "0.05,0.2",
+                             "--sine-amplitudes", "1", "--window", "60", "--seeds", "2", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(abs((json["baseline"] as? Double ?? 0) - 0.9389) < 1e-3)
+        #expect((json["rankers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["response", "readout_weight", "random"])
+        let ablation = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(ablation.first == "layer,cell,damage,ablation_rank,response_rank,readout_weight_rank,random_rank")
+        #expect(ablation.count == 9)
+        let curves = try String(contentsOf: out.appendingPathComponent("curves.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(curves.first == "ranking,order,k,accuracy,spread")
+        #expect(curves.contains { $0.hasPrefix("random,random,8,") } && curves.contains { $0.hasPrefix("response,top,8,") })
+        // A ranking read back from a CSV: the audit-style score column.
+        let csv = out.deletingLastPathComponent().appendingPathComponent("mine.csv")
+        try Data(("layer,cell,score\n" + (0..<8).map { "0,\($0),\(8 - $0)" }.joined(separator: "\n")).utf8).write(to: csv)
+        let again = try CLI.run(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                 "--backend", "cpu", "--out", out.path, "--force", "--quiet", "--step-amplitudes", "1", "--frequencies", "none",
+                                 "--ranking", csv.path, "--seeds", "1"])
+        #expect(again.exitCode == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("mine.csv"))
+        let bad = try CLI.run(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                               "--backend", "cpu", "--out", out.path + "-bad", "--ranking", "vibes"])
+        #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("vibes"))
+        #expect(!FileManager.default.fileExists(atPath: out.path + "-bad"))
+    }
+}

@@ -1,0 +1,168 @@
+import CellAuditCore
+import Foundation
+
+/// Does the ranking hold? (METHOD.md §6.) Single-cell ablation of every cell, cumulative ablation
+/// along each ranking, and rank correlations, all as batched forward passes with masks.
+public struct AblationStudy: Sendable {
+    public struct Curve: Sendable {
+        public var ranking: String
+        /// top, bottom or random
+        public var order: String
+        public var k: [Int]
+        /// Score (accuracy or MSE) with the first k cells of the order ablated; for random, the mean over seeds.
+        public var score: [Double]
+        /// Standard deviation over seeds (random), 0 otherwise.
+        public var spread: [Double]
+    }
+
+    public struct Correlation: Sendable {
+        public var name: String
+        public var rho: Double
+        /// 95 % bootstrap interval over cells.
+        public var low: Double, high: Double
+    }
+
+    public var task: Task
+    public var baseline: Double
+    /// The score with every cell ablated (the readout bias alone).
+    public var allAblated: Double
+    /// Per cell: the worsening of the score when that cell alone is ablated (accuracy drop, or MSE rise).
+    public var damage: [Double]
+    public var curves: [Curve]
+    /// Spearman ρ of each ranker's scores with the damage.
+    public var rankers: [Correlation]
+    /// Spearman ρ of each summary metric with the damage.
+    public var metrics: [Correlation]
+
+    /// Runs the study. `rankings` are (name, score per cell) in the network's flat cell order;
+    /// random-k uses `seeds` random orders; k runs over at most `points` values from 1 to all cells.
+    public static func run(network: LSTMNetwork, dataset: Dataset, task: Task, output: OutputMode,
+                           rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
+                           seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000,
+                           on backend: any ComputeBackend) throws -> AblationStudy {
+        let n = network.cellCount
+        guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
+            throw ModelError.shape("every ranking and metric needs one value per cell (\(n))")
+        }
+        guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
+        func scores(_ masks: [CellMask]) throws -> [Double] {
+            let job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks)
+            let result = try backend.forward(job)
+            return try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
+        }
+        func worse(_ s: Double, than base: Double) -> Double { task == .classification ? base - s : s - base }
+
+        // Baseline, all cells, and each cell alone: one batched pass.
+        let single = try scores([.none(cells: n), .ablating(0..<n, of: n)] + (0..<n).map { .ablating([$0], of: n) })
+        let baseline = single[0]
+        let damage = single.dropFirst(2).map { worse($0, than: baseline) }
+
+        let ks = Array(Set((1...points).map { max(1, Int((Double($0) / Double(points) * Double(n)).rounded())) })).sorted()
+        var orders: [(String, String, [Int])] = []
+        for (name, s) in rankings {
+            let top = s.indices.sorted { s[$0] != s[$1] ? s[$0] > s[$1] : $0 < $1 }
+            orders.append((name, "top", top))
+            orders.append((name, "bottom", top.reversed()))
+        }
+        var rng = SeededGenerator(seed: 2019)
+        for seed in 0..<seeds {
+            var order = Array(0..<n)
+            order.shuffle(using: &rng)
+            orders.append(("random", "random-\(seed)", order))
+        }
+        let masks = orders.flatMap { order in ks.map { CellMask.ablating(order.2.prefix($0), of: n) } }
+        let cumulative = try scores(masks)
+        var curves: [Curve] = []
+        for (i, order) in orders.enumerated() where !order.1.hasPrefix("random") {
+            curves.append(Curve(ranking: order.0, order: order.1, k: ks, score: Array(cumulative[(i * ks.count)..<((i + 1) * ks.count)]),
+                                spread: ks.map { _ in 0 }))
+        }
+        let randomStart = orders.firstIndex { $0.1.hasPrefix("random") }!
+        let perSeed = (0..<seeds).map { s in Array(cumulative[((randomStart + s) * ks.count)..<((randomStart + s + 1) * ks.count)]) }
+        let mean = ks.indices.map { k in perSeed.map { $0[k] }.reduce(0, +) / Double(seeds) }
+        let spread = ks.indices.map { k in (perSeed.map { ($0[k] - mean[k]) * ($0[k] - mean[k]) }.reduce(0, +) / Double(seeds)).squareRoot() }
+        curves.append(Curve(ranking: "random", order: "random", k: ks, score: mean, spread: spread))
+
+        func correlate(_ items: [(String, [Double])]) -> [Correlation] {
+            items.map { name, values in
+                let (rho, low, high) = Statistics.spearmanWithBootstrap(values, damage, resamples: bootstrap, seed: 7)
+                return Correlation(name: name, rho: rho, low: low, high: high)
+            }
+        }
+        return AblationStudy(task: task, baseline: baseline, allAblated: single[1], damage: damage, curves: curves,
+                             rankers: correlate(rankings), metrics: correlate(metrics))
+    }
+}
+
+/// The ground-truth ranker: single-cell ablation damage (METHOD.md §6) as the score.
+public struct AblationRanker: CellRanker {
+    public let name = "ablation"
+    /// Damage per (layer, cell).
+    public let damage: [Int: [Int: Double]]
+
+    public init(damage: [Double], rows: [(layer: Int, cell: Int)]) {
+        var d: [Int: [Int: Double]] = [:]
+        for (row, value) in zip(rows, damage) { d[row.layer, default: [:]][row.cell] = value }
+        self.damage = d
+    }
+
+    public func scores(_ context: RankingContext) throws -> [Double] {
+        try context.rows.map { row in
+            guard let v = damage[row.layer]?[row.cell] else {
+                throw ModelError.shape("no ablation damage for layer \(row.layer) cell \(row.cell)")
+            }
+            return v
+        }
+    }
+}
+
+public enum Statistics {
+    /// Average ranks (ties share their mean rank), NaN values ranked last.
+    public static func ranks(_ x: [Double]) -> [Double] {
+        let order = x.indices.sorted { a, b in
+            let (u, v) = (x[a].isNaN ? Double.infinity : x[a], x[b].isNaN ? Double.infinity : x[b])
+            return u < v
+        }
+        var r = [Double](repeating: 0, count: x.count)
+        var i = 0
+        while i < order.count {
+            var j = i
+            while j + 1 < order.count && x[order[j + 1]] == x[order[i]] { j += 1 }
+            let mean = Double(i + j) / 2 + 1
+            for k in i...j { r[order[k]] = mean }
+            i = j + 1
+        }
+        return r
+    }
+
+    /// Spearman's ρ: Pearson correlation of the average ranks. NaN with fewer than 3 values or no spread.
+    public static func spearman(_ a: [Double], _ b: [Double]) -> Double {
+        precondition(a.count == b.count)
+        guard a.count >= 3 else { return .nan }
+        return pearson(ranks(a), ranks(b))
+    }
+
+    public static func pearson(_ a: [Double], _ b: [Double]) -> Double {
+        let n = Double(a.count)
+        let ma = a.reduce(0, +) / n, mb = b.reduce(0, +) / n
+        var sab = 0.0, saa = 0.0, sbb = 0.0
+        for (x, y) in zip(a, b) { sab += (x - ma) * (y - mb); saa += (x - ma) * (x - ma); sbb += (y - mb) * (y - mb) }
+        return saa > 0 && sbb > 0 ? sab / (saa * sbb).squareRoot() : .nan
+    }
+
+    /// ρ and a 95 % percentile bootstrap interval (resampling pairs with replacement, seeded).
+    public static func spearmanWithBootstrap(_ a: [Double], _ b: [Double], resamples: Int, seed: UInt64) -> (Double, Double, Double) {
+        let rho = spearman(a, b)
+        guard resamples > 0, a.count >= 3 else { return (rho, .nan, .nan) }
+        var rng = SeededGenerator(seed: seed)
+        var samples: [Double] = []
+        for _ in 0..<resamples {
+            let idx = (0..<a.count).map { _ in Int(rng.next() % UInt64(a.count)) }
+            let r = spearman(idx.map { a[$0] }, idx.map { b[$0] })
+            if r.isFinite { samples.append(r) }
+        }
+        guard samples.count >= 10 else { return (rho, .nan, .nan) }
+        samples.sort()
+        return (rho, samples[Int(0.025 * Double(samples.count - 1))], samples[Int(0.975 * Double(samples.count - 1))])
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+struct Ablate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the rankings by ablation: single-cell damage, cumulative curves, rank correlations.",
+        discussion: """
+        Characterizes the cells (for the response ranking and the metric correlations), then runs \
+        every ablation as one batched forward per family. Writes DIR/ablation.csv, DIR/curves.csv, \
+        DIR/summary.json and the responses.
+        """
+    )
+
+    @Argument(help: "The model (.safetensors).")
+    var model: String
+
+    @Option(help: "The dataset to score on.")
+    var data: String
+
+    @Option(parsing: .upToNextOption, help: "Rankings to check: response, readout_weight, random, or a CSV with layer, cell and score columns (e.g. an audit's cells.csv). Default: the three built-in ones.")
+    var ranking: [String] = []
+
+    @Option(help: "Random orders averaged for the random-k curve.")
+    var seeds: Int = 5
+
+    @Option(help: "Seed of the random ranker.")
+    var seed: UInt64 = 7
+
+    @OptionGroup var stimulusOptions: StimulusOptions
+    @OptionGroup var backendOptions: BackendOptions
+
+    @OptionGroup var outputOptions: OutputOptions
+
+
+
+    func run() throws {
+        try failing {
+            guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
+            let loaded = try ModelFile.load(model)
+            let dataset = try Dataset.load(data)
+            let plan = try stimulusOptions.plan(loaded.network, layers: nil)
+            // Rankings from files are read (and checked) before any work starts.
+            let names = ranking.isEmpty ? ["response", "readout_weight", "random"] : ranking
+            let builtIn: Set = ["response", "readout_weight", "random"]
+            let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
+            var fromFiles: [String: (String, [Double])] = [:]
+            for name in names where !builtIn.contains(name) { fromFiles[name] = try namedRanking(name, context: bare, seed: seed) }
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force)
+            let backend = try backendOptions.makeBackend()
+            let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate")
+            let summary = try output.build { dir -> [String: Any] in
+                _ = try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
+                progress.finish()
+                let summaries = try Reduction.summarize(responses: try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path), plan: plan)
+                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
+                let rankings = try names.map { try fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
+                let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
+                                                  rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds, on: backend)
+                try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
+                var s = ablationJSON(study)
+                s["model"] = (model as NSString).lastPathComponent
+                s["data"] = (data as NSString).lastPathComponent
+                s["backend"] = "\(backend.identity)"
+                try JSONSerialization.data(withJSONObject: s, options: [.prettyPrinted, .sortedKeys]).write(to: dir.appendingPathComponent("summary.json"))
+                return s
+            }
+            if outputOptions.json { try printJSON(summary); return }
+            printAblation(summary)
+        }
+    }
+}
+
+/// A ranking by name (response, readout_weight, random) or from a CSV with layer, cell and score columns.
+func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws -> (String, [Double]) {
+    switch name {
+    case "response": return (name, try ResponseRanker().scores(context))
+    case "readout_weight": return (name, try ReadoutWeightRanker().scores(context))
+    case "random": return (name, try RandomRanker(seed: seed).scores(context))
+    default:
+        guard let text = try? String(contentsOfFile: name, encoding: .utf8) else {
+            throw CleanFailure(description: "--ranking \(name): not response, readout_weight, random or a readable CSV file")
+        }
+        let lines = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        guard let header = lines.first, let l = header.firstIndex(of: "layer"), let c = header.firstIndex(of: "cell"),
+              let s = header.firstIndex(of: "score") else {
+            throw CleanFailure(description: "--ranking \(name): the CSV needs layer, cell and score columns")
+        }
+        var byCell: [String: Double] = [:]
+        for row in lines.dropFirst() where row.count > max(l, c, s) {
+            guard let v = Double(row[s]) else { throw CleanFailure(description: "--ranking \(name): score '\(row[s])' is not a number") }
+            byCell["\(row[l]),\(row[c])"] = v
+        }
+        let scores = try context.rows.map { row -> Double in
+            guard let v = byCell["\(row.layer),\(row.cell)"] else {
+                throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.cell)")
+            }
+            return v
+        }
+        return ((name as NSString).lastPathComponent, scores)
+    }
+}
+
+func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
+    [("gain", s.map(\.gain)), ("abs_gain", s.map { abs($0.gain) }), ("settling_time", s.map(\.settlingTime)),
+     ("rise_time", s.map(\.riseTime)), ("overshoot_pct", s.map(\.overshootPct)), ("linearity", s.map(\.linearity)),
+     ("saturation", s.map(\.saturation)), ("bandwidth", s.map(\.bandwidth)), ("low_frequency_gain", s.map(\.lowFrequencyGain)),
+     ("response_magnitude", s.map(\.responseMagnitude))]
+}
+
+func writeAblation(_ study: AblationStudy, rows: [(layer: Int, cell: Int)], rankings: [(String, [Double])], to dir: URL) throws {
+    let ablationRanks = rankPositions(study.damage, rows: rows)
+    var lines = [(["layer", "cell", "damage", "ablation_rank"] + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
+    let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
+    for (j, row) in rows.enumerated() {
+        lines.append(([String(row.layer), String(row.cell), String(format: "%.6g", study.damage[j]), String(ablationRanks[j])]
+                      + rankColumns.map { String($0[j]) }).joined(separator: ","))
+    }
+    try (lines.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("ablation.csv"), atomically: false, encoding: .utf8)
+    var curves = ["ranking,order,k,\(study.task == .classification ? "accuracy" : "mse"),spread"]
+    for c in study.curves {
+        for i in c.k.indices { curves.append("\(c.ranking),\(c.order),\(c.k[i]),\(String(format: "%.6g", c.score[i])),\(String(format: "%.6g", c.spread[i]))") }
+    }
+    try (curves.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("curves.csv"), atomically: false, encoding: .utf8)
+}
+
+func ablationJSON(_ study: AblationStudy) -> [String: Any] {
+    func corr(_ c: [AblationStudy.Correlation]) -> [[String: Any]] {
+        c.map { ["name": $0.name, "rho": jsonNumber($0.rho), "ci_low": jsonNumber($0.low), "ci_high": jsonNumber($0.high)] }
+    }
+    return ["metric": study.task == .classification ? "accuracy" : "mse", "baseline": study.baseline,
+            "all_ablated": study.allAblated, "max_single_damage": study.damage.max() ?? 0,
+            "rankers": corr(study.rankers), "metrics": corr(study.metrics)]
+}
+
+func printAblation(_ s: [String: Any]) {
+    let metric = s["metric"] as? String ?? "score"
+    print(String(format: "%@: %.4f with every cell, %.4f with none; largest single-cell damage %.4f",
+                 metric, s["baseline"] as? Double ?? .nan, s["all_ablated"] as? Double ?? .nan, s["max_single_damage"] as? Double ?? .nan))
+    print("Spearman ρ of each ranking with single-cell damage (95 % bootstrap interval):")
+    for r in s["rankers"] as? [[String: Any]] ?? [] {
+        let name = (r["name"] as? String ?? "").padding(toLength: 16, withPad: " ", startingAt: 0)
+        print("  \(name)" + String(format: " ρ = %6.3f  [%6.3f, %6.3f]", r["rho"] as? Double ?? .nan,
+                                      r["ci_low"] as? Double ?? .nan, r["ci_high"] as? Double ?? .nan))
+    }
+}

@@ -15,12 +15,15 @@ public struct AuditReport {
     /// Trajectories at the reference step for `shownCells` (row indices), each [steps].
     public var stepTrajectories: [Int: [Float]]
     public var shownCells: (top: [Int], bottom: [Int])
+    /// The ablation check, when a dataset was given.
+    public var ablation: AblationStudy?
 
     public init(title: String, facts: [(String, String)], plan: CharacterizationPlan, summaries: [CellSummary],
                 classes: [[CellClass]], scores: [Double], ranks: [Int], stepTrajectories: [Int: [Float]],
-                shownCells: (top: [Int], bottom: [Int])) {
+                shownCells: (top: [Int], bottom: [Int]), ablation: AblationStudy? = nil) {
         self.title = title; self.facts = facts; self.plan = plan; self.summaries = summaries; self.classes = classes
         self.scores = scores; self.ranks = ranks; self.stepTrajectories = stepTrajectories; self.shownCells = shownCells
+        self.ablation = ablation
     }
 
     /// The rows (cells) to show as the top and bottom of a ranking.
@@ -84,6 +87,20 @@ public struct AuditReport {
             out.append(("frequency_gain_\(which).svg", gain.render()))
             out.append(("frequency_phase_\(which).svg", phase.render()))
         }
+        if let study = ablation {
+            let metric = study.task == .classification ? "accuracy" : "MSE"
+            var curves = SVGPlot(title: "Cumulative ablation along each ranking", xLabel: "cells ablated (k)", yLabel: metric)
+            curves.width = 560
+            for (i, c) in study.curves.enumerated() {
+                curves.series.append(.init(label: "\(c.ranking) \(c.order == c.ranking ? "" : c.order)", x: c.k.map(Double.init), y: c.score,
+                                           mark: .line, color: SVGPlot.palette[i % SVGPlot.palette.count]))
+            }
+            out.append(("ablation_curves.svg", curves.render()))
+            var damage = SVGPlot(title: "Single-cell damage against the response score", xLabel: "response score",
+                                 yLabel: study.task == .classification ? "accuracy drop" : "MSE rise")
+            damage.series = [.init(label: "", x: scores, y: study.damage, mark: .points, color: SVGPlot.palette[1])]
+            out.append(("damage_vs_score.svg", damage.render()))
+        }
         for (name, label, value) in Self.histogramMetrics where name != "response_magnitude" {
             var scatter = SVGPlot(title: "Score against \(label)", xLabel: label, yLabel: "response score")
             scatter.series = [.init(label: "", x: summaries.map(value), y: scores, mark: .points, color: SVGPlot.palette[0])]
@@ -111,7 +128,17 @@ public struct AuditReport {
         <dl>
         """
         for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
-        h += "</dl>\n<h2>Cell classes</h2><div class=\"grid\">\(fig("classes.svg"))</div>\n"
+        h += "</dl>\n"
+        if let study = ablation {
+            let metric = study.task == .classification ? "accuracy" : "MSE"
+            h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (h and c clamped to 0 at every step): the damage is the \(study.task == .classification ? "drop in accuracy" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
+            h += "<table><tr><th class=\"l\">ranking</th><th>ρ</th><th>interval</th></tr>\n"
+            for r in study.rankers { h += "<tr><td class=\"l\">\(escape(r.name))</td><td>\(fmt(r.rho))</td><td>[\(fmt(r.low)), \(fmt(r.high))]</td></tr>\n" }
+            h += "</table><div class=\"grid\">\(fig("ablation_curves.svg"))\(fig("damage_vs_score.svg"))</div>\n"
+            let strongest = study.metrics.filter { $0.rho.isFinite }.sorted { abs($0.rho) > abs($1.rho) }.prefix(4)
+            h += "<p>Metrics most correlated with the damage: " + strongest.map { "\(escape($0.name)) (ρ = \(fmt($0.rho)))" }.joined(separator: ", ") + ".</p>\n"
+        }
+        h += "<h2>Cell classes</h2><div class=\"grid\">\(fig("classes.svg"))</div>\n"
         h += "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response score ‖v<sub>j</sub>‖·m<sub>j</sub> (METHOD.md §5): outgoing weight norm times response magnitude over the bank.</p>\n"
         h += "<div class=\"grid\">\(fig("step_top.svg"))\(fig("frequency_gain_top.svg"))\(fig("frequency_phase_top.svg"))</div>\n"
         h += "<div class=\"grid\">\(fig("step_bottom.svg"))\(fig("frequency_gain_bottom.svg"))\(fig("frequency_phase_bottom.svg"))</div>\n"

@@ -28,6 +28,9 @@ struct Audit: ParsableCommand {
     @Option(help: "Class thresholds as JSON (see docs/METHOD-CHOICES.md).")
     var classThresholds: String?
 
+    @Flag(help: "With a dataset, skip the ablation check (score the model only).")
+    var skipAblation = false
+
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
@@ -61,15 +64,28 @@ struct Audit: ParsableCommand {
                     .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
                 var summary = auditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
                                            summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
+                var study: AblationStudy?
                 if let dataPath {
-                    let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
                     summary["data"] = (dataPath as NSString).lastPathComponent
-                    summary[score.name] = score.value
+                    if skipAblation {
+                        let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
+                        summary[score.name] = score.value
+                    } else {
+                        // Does the ranking hold? Single-cell damage and curves on the user's data.
+                        let rankings = zip(rankers, scores).map { ($0.name, $1) }
+                        let s = try AblationStudy.run(network: loaded.network, dataset: try Dataset.load(dataPath), task: loaded.task,
+                                                      output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
+                                                      on: backend)
+                        try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
+                        summary[s.task == .classification ? "accuracy" : "mse"] = s.baseline
+                        summary["ablation"] = ablationJSON(s)
+                        study = s
+                    }
                 }
                 let encoded = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
                 try encoded.write(to: dir.appendingPathComponent("summary.json"))
                 try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
-                                scores: scores[0], ranks: ranks[0], backend: backend, to: dir)
+                                scores: scores[0], ranks: ranks[0], ablation: study, backend: backend, to: dir)
                 return summary
             }
             if outputOptions.json {
@@ -113,7 +129,8 @@ struct Audit: ParsableCommand {
 
 /// DIR/report.html and DIR/figures/*.svg.
 func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any], summaries: [CellSummary],
-                 classes: [[CellClass]], scores: [Double], ranks: [Int], backend: any ComputeBackend, to dir: URL) throws {
+                 classes: [[CellClass]], scores: [Double], ranks: [Int], ablation: AblationStudy?,
+                 backend: any ComputeBackend, to dir: URL) throws {
     let shown = AuditReport.extremes(ranks: ranks)
     // The reference step's column: the step closest to amplitude 1 in the first direction.
     var trajectories: [Int: [Float]] = [:]
@@ -134,7 +151,7 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any
               ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
               ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary["cell_stimulus_steps_per_second"] as? Double ?? 0))]
     let report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
-                             scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown)
+                             scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown, ablation: ablation)
     let figures = report.figures()
     let figureDir = dir.appendingPathComponent("figures")
     try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
@@ -198,6 +215,7 @@ func printAudit(_ s: [String: Any]) {
     print("backend: \(s["backend"]!) (\(s["device"]!))")
     if let acc = s["accuracy"] as? Double { print(String(format: "accuracy on %@: %.4f", s["data"] as! String, acc)) }
     if let mse = s["mse"] as? Double { print(String(format: "mse on %@: %.4f", s["data"] as! String, mse)) }
+    if let ablation = s["ablation"] as? [String: Any] { printAblation(ablation) }
     let stimuli = s["stimuli"] as! [String: Any]
     print("\(s["cells"]!) cells × \(stimuli["count"]!) stimuli (\(stimuli["steps"]!) steps, \(stimuli["sinusoids"]!) sinusoids), window \(stimuli["window"]!)")
     print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", s["cell_stimulus_steps_per_second"] as! Double,

@@ -53,13 +53,35 @@ func auditArguments(_ extra: [String], label: String = "audit") throws -> [Strin
     /// The README's first command: the bundled model and its test split, from any directory.
     @Test func auditWithoutAModelRunsTheBundledDefault() throws {
         let elsewhere = try Fixtures.scratch("audit-default")
-        let r = try CLI.run(try auditArguments(["--backend", "cpu", "--json"], label: "audit-default-out"), cwd: elsewhere)
+        let args = try auditArguments(["--backend", "cpu", "--json", "--skip-ablation"], label: "audit-default-out")
+        let r = try CLI.run(args, cwd: elsewhere)
         #expect(r.exitCode == 0, "\(r.stderr)")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(summary["model"] as? String == "digits_lstm64.safetensors (bundled)")
         #expect(summary["cells"] as? Int == 64)
         #expect(abs((summary["accuracy"] as? Double ?? 0) - 0.9917) < 1e-3)
         #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere.path).isEmpty)
+        #expect(summary["ablation"] == nil)
+    }
+
+    /// With a dataset, the audit checks the ranking by ablation and its report opens with it.
+    @Test func auditWithDataChecksTheRankingByAblation() throws {
+        let args = try auditArguments([Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                       "--backend", "cpu", "--json"], label: "audit-ablation")
+        let r = try CLI.run(args)
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let ablation = try #require(summary["ablation"] as? [String: Any])
+        let rankers = try #require(ablation["rankers"] as? [[String: Any]])
+        #expect(rankers.map { $0["name"] as? String } == ["response", "readout_weight", "random"])
+        #expect(rankers.allSatisfy { ($0["rho"] as? Double)?.isFinite == true })
+        #expect(abs((summary["accuracy"] as? Double ?? 0) - 0.9389) < 1e-3)
+        let out = URL(fileURLWithPath: args[2])
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.range(of: "Does the ranking hold?")!.lowerBound < html.range(of: "Cell classes")!.lowerBound)
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("figures/ablation_curves.svg").path))
+        let csv = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.count == 9 && csv[0].hasPrefix("layer,cell,damage,ablation_rank"))
     }
 
     @Test(arguments: [

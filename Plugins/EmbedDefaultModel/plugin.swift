@@ -1,12 +1,12 @@
 import Foundation
 import PackagePlugin
 
-/// Build-tool plugin: the bundled default model (the 64-cell digits LSTM) and its test split
-/// become base64 strings in generated Swift source, so `cellaudit audit` without a model works
-/// from any directory with nothing installed beside the binary.
+/// Build-tool plugin: the bundled models (the digits LSTM family of 8–128 cells; the 64-cell one
+/// is `audit`'s default) and their test split become base64 strings in generated Swift source,
+/// so `audit` and `capacity` without models work from any directory with nothing beside the binary.
 @main
 struct EmbedDefaultModel: BuildToolPlugin {
-    static let files = ["digits_lstm64.safetensors", "digits_test.safetensors"]
+    static let files = [8, 16, 32, 64, 128].map { "digits_lstm\($0).safetensors" } + ["digits_test.safetensors"]
 
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let dir = context.package.directoryURL.appending(path: "Tests").appending(path: "Fixtures")

@@ -366,3 +366,27 @@ struct KernelEmbeddingTests {
         #expect(!FileManager.default.fileExists(atPath: out.path + "-bad"))
     }
 }
+
+@Suite struct CapacityCLITests {
+    @Test func capacityComparesTheBundledFamily() throws {
+        let out = try Fixtures.scratch("capacity").appendingPathComponent("out")
+        let r = try CLI.run(["capacity", "--backend", "cpu", "--out", out.path, "--quiet", "--step-amplitudes", "0.5,1",
+                             "--frequencies", "0.02,0.2", "--sine-amplitudes", "1", "--window", "60"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let distributions = try String(contentsOf: out.appendingPathComponent("distributions.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(distributions.first == "model,cells,metric,count,mean,sd,q10,q25,median,q75,q90")
+        #expect(distributions.count == 1 + 5 * CapacityMetricCount.value)
+        #expect(distributions.contains { $0.hasPrefix("digits_lstm128,128,gain,128,") })
+        let ks = try String(contentsOf: out.appendingPathComponent("ks.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(ks.count == 1 + 10 * CapacityMetricCount.value)
+        #expect(ks.dropFirst().allSatisfy { Double($0.split(separator: ",")[3]).map { (0...1).contains($0) } ?? false })
+        let classes = try String(contentsOf: out.appendingPathComponent("classes.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(classes.count == 1 + 5 * 11)
+        let html = try String(contentsOf: out.appendingPathComponent("capacity.html"), encoding: .utf8)
+        #expect(html.contains("<svg") && !html.contains("<script") && !html.contains("src="))
+        let one = try CLI.run(["capacity", Fixtures.path("digits_lstm8.safetensors"), "--out", out.path + "-one"])
+        #expect(one.exitCode != 0 && one.stderr.contains("at least two"))
+    }
+}
+
+enum CapacityMetricCount { static let value = 10 }

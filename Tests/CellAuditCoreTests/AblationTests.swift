@@ -58,3 +58,14 @@ import TestSupport
         #expect(try ranker.scores(reversed) == study.damage.reversed())
     }
 }
+
+@Suite struct CapacityTests {
+    @Test func ksAndQuantilesOnKnownCases() {
+        #expect(CapacityStudy.ks([1, 2, 3], [1, 2, 3]) == 0)
+        #expect(CapacityStudy.ks([1, 2, 3], [4, 5, 6]) == 1)
+        #expect(abs(CapacityStudy.ks([1, 2, 3, 4], [3, 4, 5, 6]) - 0.5) < 1e-12)
+        #expect(CapacityStudy.ks([.nan], [1]).isNaN)
+        #expect(CapacityStudy.quantile([1, 2, 3, 4, 5], 0.5) == 3)
+        #expect(CapacityStudy.quantile([0, 10], 0.25) == 2.5)
+    }
+}

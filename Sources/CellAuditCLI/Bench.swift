@@ -10,9 +10,11 @@ struct Bench: ParsableCommand {
         abstract: "Measure throughput of each backend (median of repeated runs after a warm-up).",
         discussion: """
         Workloads: 'response' (decoupled cells of a random layer under the default stimulus bank, \
-        every metric computed; unit: cell-stimulus-steps per second, each step counted once) and \
+        every metric computed; unit: cell-stimulus-steps per second, each step counted once), \
         'forward' (full forward of a random network over random sequences; unit: sequence-steps \
-        per second). Tools/bench_response.py runs the NumPy peer beside it and prints the ratios.
+        per second) and 'ablation' (every single-cell ablation plus the intact network as one \
+        batched forward; unit: configuration-sequence-steps per second). Tools/bench_peers.py runs \
+        the NumPy peers beside it and prints the ratios.
         """
     )
 
@@ -50,9 +52,10 @@ struct Bench: ParsableCommand {
         try failing {
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            let workloads = workload == "all" ? ["response", "forward"] : [workload]
-            for w in workloads where !["response", "forward"].contains(w) {
-                throw CleanFailure(description: "--workload must be response, forward or all, got '\(w)'")
+            let known = ["response", "forward", "ablation"]
+            let workloads = workload == "all" ? known : [workload]
+            for w in workloads where !known.contains(w) {
+                throw CleanFailure(description: "--workload must be response, forward, ablation or all, got '\(w)'")
             }
             var backends: [any ComputeBackend] = []
             switch backend {
@@ -103,6 +106,18 @@ struct Bench: ParsableCommand {
             size = "\(cells) cells × \(bank.count) stimuli, window \(window)"
             unit = "cell-stimulus-steps"
             task = { _ = try backend.responses(job) }
+        case "ablation":
+            // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
+            let hidden = min(cells, 64)
+            let network = try LSTMNetwork.random(seed: 6, inputSize: 8, hiddenSizes: [hidden], outputs: 10)
+            let n = 256, steps = 16
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
+            let masks = [CellMask.none(cells: hidden)] + (0..<hidden).map { CellMask.ablating([$0], of: hidden) }
+            let job = try ForwardJob(network: network, inputs: inputs, output: .last, masks: masks)
+            work = masks.count * n * steps
+            size = "\(masks.count) configurations × \(n) sequences × \(steps) steps, \(hidden) cells"
+            unit = "configuration-sequence-steps"
+            task = { _ = try backend.forward(job) }
         default:
             let hidden = min(cells, 256)
             let network = try LSTMNetwork.random(seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10)

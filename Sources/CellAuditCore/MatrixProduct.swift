@@ -1,13 +1,17 @@
 import COpenBLAS
 import Foundation
 
+/// OpenBLAS runs single-threaded: the CPU backend splits the rows of each product over its own
+/// workers instead. (OpenBLAS's threads and the backend's dispatch workers spun against each
+/// other on 2 cores: a fifth of the time went to the scheduler.)
+let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
+
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
 /// canonical W and R matrices), all row-major with the given leading dimensions.
 ///
-/// The CPU forward pass does all of its arithmetic-heavy work through this one call, on
-/// OpenBLAS (its `sgemm` is threaded and tuned per CPU). The choice was measured against a
-/// hand-written Swift product; see docs/METHOD-CHOICES.md, "Full forward".
-@inline(__always)
+/// The CPU forward pass does all of its arithmetic-heavy work through this one call: OpenBLAS
+/// `sgemm` (tuned per CPU) on blocks of rows, one block per worker. The choice was measured
+/// against a hand-written Swift product; see docs/METHOD-CHOICES.md, "Full forward".
 func multiplyTransposed(
     m: Int, n: Int, k: Int,
     _ a: UnsafePointer<Float>, lda: Int,
@@ -20,7 +24,20 @@ func multiplyTransposed(
         if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    _ = openBLASSingleThreaded
+    let workers = ProcessInfo.processInfo.activeProcessorCount
+    let blocks = m * n * k >= 1 << 18 ? min(workers, max(1, m / 16)) : 1
+    if blocks == 1 {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        return
+    }
+    let (ap, bp, cp) = (SendablePointer(UnsafeMutablePointer(mutating: a)), SendablePointer(UnsafeMutablePointer(mutating: b)), SendablePointer(c))
+    DispatchQueue.concurrentPerform(iterations: blocks) { i in
+        let r0 = m * i / blocks, r1 = m * (i + 1) / blocks
+        guard r1 > r0 else { return }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(n), Int32(k), 1,
+                    ap.pointer + r0 * lda, Int32(lda), bp.pointer, Int32(ldb), beta, cp.pointer + r0 * ldc, Int32(ldc))
+    }
 }
 

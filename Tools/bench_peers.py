@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Runs `cellaudit bench` and the NumPy peers on identical workloads in one run and prints each
+CellAudit backend's ratio to each peer:
+  response  Tools/peer_numpy.py (decoupled simulation with every metric, and simulate-only)
+  ablation  Tools/peer_numpy_ablation.py (every single-cell ablation as one batched forward)
+
+    python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all]
+                                [--binary .build/release/cellaudit]
+
+Needs numpy and a release build (`swift build -c release`).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_json(cmd):
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", type=int, default=256)
+    p.add_argument("--window", type=int, default=400)
+    p.add_argument("--workload", default="all")
+    p.add_argument("--binary", default=os.path.join(here, "..", ".build", "release", "cellaudit"))
+    args = p.parse_args()
+    workloads = ["response", "ablation"] if args.workload == "all" else [args.workload]
+    for w in workloads:
+        ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"])
+        if w == "response":
+            peers = [run_json([sys.executable, os.path.join(here, "peer_numpy.py"), "--cells", str(args.cells),
+                               "--window", str(args.window), "--json"] + extra) for extra in ([], ["--simulate-only"])]
+        else:
+            peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(min(args.cells, 64)), "--json"])]
+        print(f"{w}: {ours[0]['size']}; {ours[0]['unit']} per second")
+        for row in ours:
+            print(f"  cellaudit {row['backend']:6} {row['median_per_second']:.3g}  ({row['device']})")
+        for peer in peers:
+            print(f"  {peer['peer']:22} {peer['per_second']:.3g}")
+        for row in ours:
+            for peer in peers:
+                print(f"  ratio cellaudit {row['backend']} / {peer['peer']}: {row['median_per_second'] / peer['per_second']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,9 @@
 //   x       layer input. x_per_config = 0: [n_seq, T, I] shared by all configurations (layer 0);
 //           x_per_config = 1: [configs * n_seq, T, I] (the layer below's output).
 //   W       [4H, I] row-major, R [4H, H], b [4H]: canonical gate order i, f, g, o.
-//   keep    [configs, H]: 1 runs the cell free, 0 clamps its h and c to 0 after every step.
+//   keep    [configs, H]: 1 runs the cell free, 0 clamps its h and c after every step to
+//           clamp_h[j] and clamp_c[j] (0 for plain ablation, the data mean for mean ablation).
+//   clamp_h, clamp_c [H].
 //   y       [configs * n_seq, T, H]: h at every step.
 //   h_local __local [H].
 // Variants (-D): NATIVE_MATH (native_exp, native_recip).
@@ -20,6 +22,8 @@ __kernel void lstm_layer_forward(__global const float* restrict x,
                                  __global const float* restrict R,
                                  __global const float* restrict b,
                                  __global const float* restrict keep,
+                                 __global const float* restrict clamp_h,
+                                 __global const float* restrict clamp_c,
                                  __global float* restrict y,
                                  const int n_seq,
                                  const int T,
@@ -35,6 +39,7 @@ __kernel void lstm_layer_forward(__global const float* restrict x,
     __global const float* xs = x + (size_t)(x_per_config ? pair : seq) * T * I;
     __global float* ys = y + (size_t)pair * T * H;
     const float k = active ? keep[config * H + j] : 0.0f;
+    const float fill_h = active ? (1.0f - k) * clamp_h[j] : 0.0f, fill_c = active ? (1.0f - k) * clamp_c[j] : 0.0f;
     float c = 0.0f;
     if (active) h_local[j] = 0.0f;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -60,8 +65,8 @@ __kernel void lstm_layer_forward(__global const float* restrict x,
         }
         barrier(CLK_LOCAL_MEM_FENCE);   // every read of h(t-1) is done
         if (active) {
-            c = (sigm(a1) * c + sigm(a0) * tanh(a2)) * k;
-            const float h = sigm(a3) * tanh(c) * k;
+            c = (sigm(a1) * c + sigm(a0) * tanh(a2)) * k + fill_c;
+            const float h = sigm(a3) * tanh(c) * k + fill_h;
             h_local[j] = h;
             ys[(size_t)t * H + j] = h;
         }

@@ -4,6 +4,47 @@ import Foundation
 /// Does the ranking hold? (METHOD.md §6.) Single-cell ablation of every cell, cumulative ablation
 /// along each ranking, and rank correlations, all as batched forward passes with masks.
 public struct AblationStudy: Sendable {
+    /// What an ablated cell's h and c are held at (METHOD.md §6).
+    public enum Clamp: String, Sendable, CaseIterable {
+        /// 0 (the default).
+        case zero
+        /// The cell's mean h and c over every sequence and step of the data, with no cell ablated.
+        case mean
+    }
+
+    /// Mean h and c of every cell (all layers, flat) over every sequence and step of `inputs`,
+    /// with nothing ablated; accumulated in Double.
+    public static func meanStates(_ network: LSTMNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
+        var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
+        for seq in 0..<inputs.count {
+            var x = Array(inputs.values[(seq * inputs.steps * inputs.width)..<((seq + 1) * inputs.steps * inputs.width)])
+            var width = inputs.width, offset = 0
+            for layer in network.layers {
+                let H = layer.hiddenSize
+                var h = [Float](repeating: 0, count: H), c = h
+                var y = [Float](repeating: 0, count: inputs.steps * H)
+                for t in 0..<inputs.steps {
+                    var pre = layer.b
+                    for q in 0..<(4 * H) {
+                        var acc: Float = 0
+                        for i in 0..<width { acc += layer.W[q * width + i] * x[t * width + i] }
+                        for m in 0..<H { acc += layer.R[q * H + m] * h[m] }
+                        pre[q] += acc
+                    }
+                    for j in 0..<H {
+                        c[j] = sigmoid(pre[H + j]) * c[j] + sigmoid(pre[j]) * tanh(pre[2 * H + j])
+                        h[j] = sigmoid(pre[3 * H + j]) * tanh(c[j])
+                        y[t * H + j] = h[j]
+                        sumH[offset + j] += Double(h[j]); sumC[offset + j] += Double(c[j])
+                    }
+                }
+                x = y; width = H; offset += H
+            }
+        }
+        let count = Double(inputs.count * inputs.steps)
+        return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
+    }
+
     public struct Curve: Sendable {
         public var ranking: String
         /// top, bottom or random
@@ -38,15 +79,16 @@ public struct AblationStudy: Sendable {
     /// random-k uses `seeds` random orders; k runs over at most `points` values from 1 to all cells.
     public static func run(network: LSTMNetwork, dataset: Dataset, task: Task, output: OutputMode,
                            rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
-                           seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000,
+                           seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            on backend: any ComputeBackend) throws -> AblationStudy {
+        let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
         guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
             throw ModelError.shape("every ranking and metric needs one value per cell (\(n))")
         }
         guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
         func scores(_ masks: [CellMask]) throws -> [Double] {
-            let job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks)
+            let job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
             let result = try backend.forward(job)
             return try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
         }

@@ -28,6 +28,9 @@ struct Ablate: ParsableCommand {
     @Option(help: "Seed of the random ranker.")
     var seed: UInt64 = 7
 
+    @Option(help: "What ablated cells are held at: zero, or mean (their mean h and c over the data).")
+    var clamp: String = "zero"
+
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
@@ -37,6 +40,9 @@ struct Ablate: ParsableCommand {
 
     func run() throws {
         try failing {
+            guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
+                throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
+            }
             guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
             let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
@@ -57,12 +63,14 @@ struct Ablate: ParsableCommand {
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
                 let rankings = try names.map { try fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
                 let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
-                                                  rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds, on: backend)
+                                                  rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
+                                                  clamp: clampMode, on: backend)
                 try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
                 var s = ablationJSON(study)
                 s["model"] = (model as NSString).lastPathComponent
                 s["data"] = (data as NSString).lastPathComponent
                 s["backend"] = "\(backend.identity)"
+                s["clamp"] = clampMode.rawValue
                 try JSONSerialization.data(withJSONObject: s, options: [.prettyPrinted, .sortedKeys]).write(to: dir.appendingPathComponent("summary.json"))
                 return s
             }

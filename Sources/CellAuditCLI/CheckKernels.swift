@@ -52,7 +52,8 @@ struct CheckKernels: ParsableCommand {
             var rng = SeededGenerator(seed: 5)
             let inputs = try SequenceBatch(count: 2, steps: 4, width: 3, values: (0..<24).map { _ in rng.uniform(-1, 1) })
             let masks: [CellMask] = [.none(cells: 8), .ablating([1, 6], of: 8), .ablating([0, 2, 3], of: 8)]
-            let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks)
+            let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks,
+                                     clamp: (h: (0..<8).map { Float($0) * 0.1 - 0.3 }, c: (0..<8).map { Float($0) * -0.05 }))
             let a = try OpenCLBackend(device: devices[device]).forward(job), b = try cpu.forward(job)
             let forwardWorst = a.hidden.allSatisfy(\.isFinite) ? zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()! : .infinity
             print("checked lstm_layer_forward on \(name): max |opencl - cpu| = \(forwardWorst)")

@@ -36,8 +36,12 @@ public struct ForwardJob: Sendable {
     public var inputs: SequenceBatch
     public var output: OutputMode
     public var masks: [CellMask]
+    /// What an ablated cell's h and c are clamped to, one value per cell over all layers: zeros
+    /// (plain ablation, METHOD.md §6) or the cells' mean over the data (mean ablation).
+    public var clampH: [Float], clampC: [Float]
 
-    public init(network: LSTMNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil) throws {
+    public init(network: LSTMNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
+                clamp: (h: [Float], c: [Float])? = nil) throws {
         guard inputs.width == network.inputSize else {
             throw ModelError.shape("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
@@ -46,7 +50,13 @@ public struct ForwardJob: Sendable {
         guard !masks.isEmpty, masks.allSatisfy({ $0.keep.count == network.cellCount }) else {
             throw ModelError.shape("every ablation mask needs one factor per cell (\(network.cellCount))")
         }
+        let clamp = clamp ?? (h: [Float](repeating: 0, count: network.cellCount), c: [Float](repeating: 0, count: network.cellCount))
+        guard clamp.h.count == network.cellCount, clamp.c.count == network.cellCount,
+              clamp.h.allSatisfy(\.isFinite), clamp.c.allSatisfy(\.isFinite) else {
+            throw ModelError.shape("clamp values need one finite h and c per cell (\(network.cellCount))")
+        }
         self.network = network; self.inputs = inputs; self.output = output; self.masks = masks
+        self.clampH = clamp.h; self.clampC = clamp.c
     }
 
     public var outputsPerSequence: Int {
@@ -109,12 +119,13 @@ extension CPUBackend {
             var y: [Float] = []
             for (l, layer) in net.layers.enumerated() {
                 let keep = masks.map { Array($0.keep[offsets[l]..<offsets[l + 1]]) }
+                let fill = (h: Array(job.clampH[offsets[l]..<offsets[l + 1]]), c: Array(job.clampC[offsets[l]..<offsets[l + 1]]))
                 if l == 0 {
-                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, sequences: n, steps: steps)
+                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, fill: fill, sequences: n, steps: steps)
                 } else {
                     var projected = [Float](repeating: 0, count: masks.count * n * steps * 4 * layer.hiddenSize)
                     project(y, rows: masks.count * n * steps, width: net.layers[l - 1].hiddenSize, layer: layer, into: &projected)
-                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, sequences: n, steps: steps)
+                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, fill: fill, sequences: n, steps: steps)
                 }
             }
             let base = start * n * steps * hLast
@@ -144,12 +155,17 @@ extension CPUBackend {
     /// `projected` holds x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the
     /// sequences only, shared by every configuration. Returns h for every (row, step).
     private func runLayer(_ layer: LSTMLayer, projected: [Float], sharedAcross: Int?, keep: [[Float]],
-                          sequences n: Int, steps: Int) -> [Float] {
+                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int) -> [Float] {
         let hs = layer.hiddenSize, h4 = 4 * hs, rows = keep.count * n
         var y = [Float](repeating: 0, count: rows * steps * hs)
         var gates = [Float](repeating: 0, count: rows * h4)
         var h = [Float](repeating: 0, count: rows * hs), c = h
         let chunks = min(rows, threads * 4)
+        let fillHBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: hs)
+        let fillCBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: hs)
+        _ = fillHBuffer.initialize(from: fill.h)
+        _ = fillCBuffer.initialize(from: fill.c)
+        defer { fillHBuffer.deallocate(); fillCBuffer.deallocate() }
         projected.withUnsafeBufferPointer { proj in
             gates.withUnsafeMutableBufferPointer { g in
                 h.withUnsafeMutableBufferPointer { hp in
@@ -158,6 +174,7 @@ extension CPUBackend {
                             let P = SendablePointer(UnsafeMutablePointer(mutating: proj.baseAddress!))
                             let G = SendablePointer(g.baseAddress!), H = SendablePointer(hp.baseAddress!)
                             let C = SendablePointer(cp.baseAddress!), Y = SendablePointer(yp.baseAddress!)
+                            let fillH = SendablePointer(fillHBuffer.baseAddress!), fillC = SendablePointer(fillCBuffer.baseAddress!)
                             for t in 0..<steps {
                                 // Gate pre-activations start from the projection of x_t, then add h_{t-1}·Rᵀ.
                                 DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
@@ -185,8 +202,9 @@ extension CPUBackend {
                                                 let gg = vtanh(.load(pre + 2 * hs + j, count: w))
                                                 let og = vsigmoid(.load(pre + 3 * hs + j, count: w))
                                                 let k = Float8.load(factors.baseAddress! + j, count: w)
-                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k
-                                                let hv = og * vtanh(cv) * k
+                                                let off = 1 - k
+                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k + off * Float8.load(fillC.pointer + j, count: w)
+                                                let hv = og * vtanh(cv) * k + off * Float8.load(fillH.pointer + j, count: w)
                                                 cv.store(cr + j, count: w)
                                                 hv.store(hr + j, count: w)
                                                 hv.store(yr + j, count: w)

@@ -182,16 +182,20 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             let R = try context.buffer(Float.self, count: layer.R.count, access: .readOnly)
             let b = try context.buffer(Float.self, count: layer.b.count, access: .readOnly)
             let keep = try context.buffer(Float.self, count: configs * h, access: .readOnly)
+            let clampH = try context.buffer(Float.self, count: h, access: .readOnly)
+            let clampC = try context.buffer(Float.self, count: h, access: .readOnly)
             let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)
             try queue.write(W, from: layer.W)
             try queue.write(R, from: layer.R)
             try queue.write(b, from: layer.b)
             try queue.write(keep, from: job.masks.flatMap { $0.keep[offset..<(offset + h)] })
+            try queue.write(clampH, from: Array(job.clampH[offset..<(offset + h)]))
+            try queue.write(clampC, from: Array(job.clampC[offset..<(offset + h)]))
             try queue.fill(y, with: .nan)
             if canaryPadding > 0 {
                 try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
             }
-            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, keep, y, Int32(n), Int32(steps),
+            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, keep, clampH, clampC, y, Int32(n), Int32(steps),
                                     Int32(l == 0 ? job.inputs.width : net.layers[l - 1].hiddenSize), Int32(h),
                                     LocalMemory<Float>(count: h))
             kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()

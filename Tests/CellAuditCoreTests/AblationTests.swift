@@ -69,3 +69,38 @@ import TestSupport
         #expect(CapacityStudy.quantile([0, 10], 0.25) == 2.5)
     }
 }
+
+@Suite struct MeanAblationTests {
+    /// Mean ablation holds an ablated cell at its data mean: its h is that mean at every step;
+    /// the other configurations are unchanged; both backends agree; zero clamping is the default.
+    @Test func ablatedCellsSitAtTheirMean() throws {
+        let loaded = try ModelFile.load(Fixtures.path("digits_lstm32x2.safetensors"))
+        let data = try Dataset.load(Fixtures.path("digits_test.safetensors"))
+        let inputs = try SequenceBatch(count: 23, steps: data.inputs.steps, width: data.inputs.width,
+                                       values: Array(data.inputs.values.prefix(23 * 64)))
+        let net = loaded.network, n = net.cellCount
+        let means = AblationStudy.meanStates(net, inputs: inputs)
+        // The means equal the averages of an intact forward pass's last-layer states.
+        let intact = try CPUBackend().forward(try ForwardJob(network: net, inputs: inputs, output: .sequence))
+        for j in [0, 17, 31] {
+            let values = stride(from: j, to: intact.hidden.count, by: 32).map { Double(intact.hidden[$0]) }
+            #expect(abs(Double(means.h[32 + j]) - values.reduce(0, +) / Double(values.count)) < 1e-5)
+        }
+        let masks: [CellMask] = [.none(cells: n), .ablating([32 + 5, 32 + 20, 3], of: n)]
+        let job = try ForwardJob(network: net, inputs: inputs, output: .sequence, masks: masks, clamp: means)
+        let results = try backendsUnderTest().map { try $0.forward(job) }
+        let per = 23 * inputs.steps * 32
+        for result in results {
+            #expect(maxDifference(result.hidden.prefix(per), intact.hidden) <= Tolerance.forward)
+            for cell in [5, 20] {
+                let held = stride(from: per + cell, to: 2 * per, by: 32).map { result.hidden[$0] }
+                #expect(held.allSatisfy { abs($0 - means.h[32 + cell]) <= 1e-6 }, "cell \(cell)")
+            }
+            #expect(maxDifference(result.outputs, results[0].outputs) <= Tolerance.forward)
+        }
+        // Zero clamping stays the default and differs from mean clamping.
+        let zero = try CPUBackend().forward(try ForwardJob(network: net, inputs: inputs, output: .sequence, masks: masks))
+        #expect(stride(from: per + 5, to: 2 * per, by: 32).allSatisfy { zero.hidden[$0] == 0 })
+        #expect(throws: ModelError.self) { try ForwardJob(network: net, inputs: inputs, output: .last, clamp: (h: [1], c: [1])) }
+    }
+}

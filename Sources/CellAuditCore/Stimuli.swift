@@ -54,6 +54,10 @@ public struct StimulusBank: Sendable, Equatable {
     /// Observation window after onset (T_obs).
     public let window: Int
     public let schedules: [StimulusSchedule]
+    /// Steps of the longest run in the bank: the length of a trajectory row.
+    public let steps: Int
+    /// Steps actually simulated over the whole bank for one cell (each stimulus counted once).
+    public let simulatedSteps: Int
 
     public static let largestRun = 1 << 22
 
@@ -84,6 +88,8 @@ public struct StimulusBank: Sendable, Equatable {
         self.window = window
         let onset = preSteps + onsetDelay
         schedules = stimuli.map { Self.schedule($0, onset: onset, window: window) }
+        steps = schedules.map(\.end).max()!
+        simulatedSteps = schedules.reduce(0) { $0 + $1.end }
     }
 
     static func schedule(_ s: Stimulus, onset: Int, window: Int) -> StimulusSchedule {
@@ -106,10 +112,6 @@ public struct StimulusBank: Sendable, Equatable {
 
     public var count: Int { stimuli.count }
     public var onset: Int { preSteps + onsetDelay }
-    /// Steps of the longest run in the bank: the length of a trajectory row.
-    public var steps: Int { schedules.map(\.end).max()! }
-    /// Steps actually simulated over the whole bank for one cell (each stimulus counted once).
-    public var simulatedSteps: Int { schedules.reduce(0) { $0 + $1.end } }
 
     /// The bank restricted to some of its stimuli, on the same clock.
     public func subset(_ indices: some Sequence<Int>) throws -> StimulusBank {

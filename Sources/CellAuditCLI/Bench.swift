@@ -46,6 +46,7 @@ struct Bench: ParsableCommand {
         var workload: String, backend: String, device: String, size: String, unit: String
         var median_per_second: Double, min_per_second: Double, max_per_second: Double
         var median_seconds: Double, kernel_seconds: Double?, work: Int, host_peak_rss_mib: Double
+        var device_peak_mib: Double?
     }
 
     func run() throws {
@@ -85,7 +86,8 @@ struct Bench: ParsableCommand {
             }
             print("CellAudit \(CellAudit.version) bench: median of \(repeats) runs after one warm-up")
             for r in rows {
-                let kernel = r.kernel_seconds.map { String(format: ", kernel %.4f s", $0) } ?? ""
+                let kernel = (r.kernel_seconds.map { String(format: ", kernel %.4f s", $0) } ?? "")
+                    + (r.device_peak_mib.map { String(format: ", device peak %.1f MiB", $0) } ?? "")
                 print(String(format: "%@ %@ [%@]: %.3g %@/s (min %.3g, max %.3g), %.4f s%@, peak RSS %.0f MiB — %@",
                              r.workload, r.backend, r.size, r.median_per_second, r.unit, r.min_per_second, r.max_per_second,
                              r.median_seconds, kernel, r.host_peak_rss_mib, r.device))
@@ -129,6 +131,7 @@ struct Bench: ParsableCommand {
             unit = "sequence-steps"
             task = { _ = try backend.forward(job) }
         }
+        (backend as? OpenCLBackend)?.resetDevicePeak()
         try task()   // warm-up: kernel build, page faults, thread pools
         var times: [Double] = [], kernels: [Double] = []
         for _ in 0..<repeats {
@@ -144,6 +147,7 @@ struct Bench: ParsableCommand {
                    median_per_second: Double(work) / median, min_per_second: Double(work) / sorted.last!,
                    max_per_second: Double(work) / sorted.first!, median_seconds: median,
                    kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,
-                   host_peak_rss_mib: Double(usage.ru_maxrss) / 1024)
+                   host_peak_rss_mib: Double(usage.ru_maxrss) / 1024,
+                   device_peak_mib: (backend as? OpenCLBackend).map { Double($0.peakDeviceBytes) / 1_048_576 })
     }
 }

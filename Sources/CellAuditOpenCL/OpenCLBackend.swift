@@ -12,6 +12,10 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// Use native (fast, less precise) math in the kernels.
     public let nativeMath: Bool
     private let kernelSeconds = Mutex<Double>(0)
+    /// The most device memory this backend's buffers have held at once since `resetDevicePeak()`.
+    public var peakDeviceBytes: Int { context.bufferMeter.peakBytes }
+    public func resetDevicePeak() { context.bufferMeter.resetPeak() }
+
     /// Device time of the most recent launch, from its profiling event.
     public var lastKernelSeconds: Double { kernelSeconds.withLock { $0 } }
 
@@ -58,7 +62,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     var mathDefines: [String] { nativeMath ? ["NATIVE_MATH"] : [] }
 
     /// Work-items per group along the cell axis for the response kernels.
-    public static let responseGroupSize = 64
+    public static let responseGroupSize = ProcessInfo.processInfo.environment["CELLAUDIT_WG"].flatMap(Int.init).map { max(1, $0) } ?? 64
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {
         let n = job.cells.cellCount, stimuli = job.bank.count

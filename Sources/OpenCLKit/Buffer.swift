@@ -1,3 +1,4 @@
+import Synchronization
 import COpenCL
 
 /// Element types that can live in a buffer or be passed as a kernel scalar, with the OpenCL C
@@ -26,9 +27,22 @@ public enum BufferAccess: Sendable {
     }
 }
 
+/// Bytes of device buffers alive in one context, and the most there have been at once.
+public final class BufferMeter: Sendable {
+    private let state = Mutex<(live: Int, peak: Int)>((0, 0))
+    public init() {}
+    func add(_ bytes: Int) { state.withLock { $0.live += bytes; $0.peak = max($0.peak, $0.live) } }
+    func remove(_ bytes: Int) { state.withLock { $0.live -= bytes } }
+    public var liveBytes: Int { state.withLock { $0.live } }
+    public var peakBytes: Int { state.withLock { $0.peak } }
+    /// Starts a new peak from what is alive now.
+    public func resetPeak() { state.withLock { $0.peak = $0.live } }
+}
+
 /// A device buffer of `count` elements of `T`, released when the last reference goes.
 public final class Buffer<T: CLScalar>: @unchecked Sendable {
     let raw: cl_mem
+    let meter: BufferMeter
     public let count: Int
     public var byteCount: Int { count * MemoryLayout<T>.stride }
 
@@ -48,9 +62,14 @@ public final class Buffer<T: CLScalar>: @unchecked Sendable {
         }
         self.count = count
         raw = try CLRaw.createBuffer(context.raw, flags: access.flags, bytes: bytes)
+        meter = context.bufferMeter
+        meter.add(bytes)
     }
 
-    deinit { CLRaw.release(mem: raw) }
+    deinit {
+        CLRaw.release(mem: raw)
+        meter.remove(byteCount)
+    }
 }
 
 /// `__local` scratch memory of `count` elements of `T`, passed as a kernel argument.

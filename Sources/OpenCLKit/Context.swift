@@ -8,6 +8,8 @@ public final class Context: @unchecked Sendable {
     // guarded by a mutex.
     let raw: cl_context
     public let device: Device
+    /// Device memory held by this context's buffers.
+    public let bufferMeter = BufferMeter()
     private let cache = Mutex<[ProgramKey: Program]>([:])
 
     struct ProgramKey: Hashable { let name: String; let source: String; let options: String }

@@ -72,6 +72,20 @@ struct OpenCLKitTests {
         #expect(!error.description.contains("\n"))
     }
 
+    @Test func bufferMeterTracksLiveAndPeakBytes() throws {
+        let context = try Context(device: try OpenCLTestSupport.device())
+        #expect(context.bufferMeter.liveBytes == 0)
+        do {
+            let a = try context.buffer(Float.self, count: 1000)
+            let b = try context.buffer(Int32.self, count: 24)
+            #expect(context.bufferMeter.liveBytes == 4000 + 96 && a.count + b.count == 1024)
+        }
+        #expect(context.bufferMeter.liveBytes == 0)
+        #expect(context.bufferMeter.peakBytes == 4096)
+        context.bufferMeter.resetPeak()
+        #expect(context.bufferMeter.peakBytes == 0)
+    }
+
     @Test func unknownKernelNameIsTyped() throws {
         let context = try Context(device: try OpenCLTestSupport.device())
         let program = try context.program(name: "wrapper.cl", source: wrapperSource)

@@ -47,6 +47,9 @@ struct Bench: ParsableCommand {
         var median_per_second: Double, min_per_second: Double, max_per_second: Double
         var median_seconds: Double, kernel_seconds: Double?, work: Int, host_peak_rss_mib: Double
         var device_peak_mib: Double?
+        /// With --native-math on the response workload: how far native math moves the metrics
+        /// from precise math (max |Δ| for values, share of pairs that differ for step times).
+        var native_math_error: [String: Double]?
     }
 
     func run() throws {
@@ -91,6 +94,9 @@ struct Bench: ParsableCommand {
                 print(String(format: "%@ %@ [%@]: %.3g %@/s (min %.3g, max %.3g), %.4f s%@, peak RSS %.0f MiB — %@",
                              r.workload, r.backend, r.size, r.median_per_second, r.unit, r.min_per_second, r.max_per_second,
                              r.median_seconds, kernel, r.host_peak_rss_mib, r.device))
+                if let e = r.native_math_error {
+                    print("  native math against precise: " + e.keys.sorted().map { "\($0) \(String(format: "%.3g", e[$0]!))" }.joined(separator: ", "))
+                }
             }
         }
     }
@@ -99,6 +105,7 @@ struct Bench: ParsableCommand {
         var rng = SeededGenerator(seed: 2024)
         let task: () throws -> Void
         let work: Int, size: String, unit: String
+        var nativeError: [String: Double]?
         switch workload {
         case "response":
             let layer = try LSTMLayer.random(inputSize: 16, hiddenSize: cells, using: &rng)
@@ -108,6 +115,20 @@ struct Bench: ParsableCommand {
             size = "\(cells) cells × \(bank.count) stimuli, window \(window)"
             unit = "cell-stimulus-steps"
             task = { _ = try backend.responses(job) }
+            if let cl = backend as? OpenCLBackend, cl.nativeMath {
+                let native = try cl.responses(job)
+                let precise = try OpenCLBackend(device: cl.device, nativeMath: false).responses(job)
+                var error: [String: Double] = [:]
+                for m in [Metric.yFinal, .gain, .sineGain, .phaseDeg, .thd] {
+                    error["max_abs_\(m.name)"] = zip(native.plane(m), precise.plane(m))
+                        .filter { $0.isFinite && $1.isFinite }.map { Double(abs($0 - $1)) }.max() ?? 0
+                }
+                for m in [Metric.peakTime, .settlingTime, .riseTime] {
+                    let pairs = zip(native.plane(m), precise.plane(m)).filter { $0.isFinite || $1.isFinite }
+                    error["share_differing_\(m.name)"] = Double(pairs.filter { $0 != $1 }.count) / Double(max(1, pairs.count))
+                }
+                nativeError = error
+            }
         case "ablation":
             // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
             let hidden = min(cells, 64)
@@ -148,6 +169,7 @@ struct Bench: ParsableCommand {
                    max_per_second: Double(work) / sorted.first!, median_seconds: median,
                    kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,
                    host_peak_rss_mib: Double(usage.ru_maxrss) / 1024,
-                   device_peak_mib: (backend as? OpenCLBackend).map { Double($0.peakDeviceBytes) / 1_048_576 })
+                   device_peak_mib: (backend as? OpenCLBackend).map { Double($0.peakDeviceBytes) / 1_048_576 },
+                   native_math_error: nativeError)
     }
 }

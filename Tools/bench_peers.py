@@ -3,6 +3,8 @@
 CellAudit backend's ratio to each peer:
   response  Tools/peer_numpy.py (decoupled simulation with every metric, and simulate-only)
   ablation  Tools/peer_numpy_ablation.py (every single-cell ablation as one batched forward)
+and, where torch is installed, the PyTorch peers of Tools/peer_torch.py (response simulate-only,
+ablation).
 
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all]
                                 [--binary .build/release/cellaudit]
@@ -37,6 +39,13 @@ def main():
                                "--window", str(args.window), "--json"] + extra) for extra in ([], ["--simulate-only"])]
         else:
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(min(args.cells, 64)), "--json"])]
+        try:
+            import torch  # noqa: F401
+            cells = args.cells if w == "response" else min(args.cells, 64)
+            peers.append(run_json([sys.executable, os.path.join(here, "peer_torch.py"), w, "--cells", str(cells),
+                                   "--window", str(args.window), "--json"]))
+        except ImportError:
+            print("(torch is not installed: no PyTorch peer)")
         print(f"{w}: {ours[0]['size']}; {ours[0]['unit']} per second")
         for row in ours:
             print(f"  cellaudit {row['backend']:6} {row['median_per_second']:.3g}  ({row['device']})")

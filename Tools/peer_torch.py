@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""PyTorch peers for `Tools/bench_peers.py` (CPU, all threads): the decoupled response simulation
+(simulate-only, the same default bank and random cells as Tools/peer_numpy.py) and the batched
+single-cell ablation (as Tools/peer_numpy_ablation.py).
+
+    python Tools/peer_torch.py response [--cells 256] [--window 400] [--json]
+    python Tools/peer_torch.py ablation [--cells 64] [--sequences 256] [--steps 16] [--json]
+
+Needs torch and numpy.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_numpy import default_bank, waves  # noqa: E402
+
+
+def median_time(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def response(args):
+    rng = np.random.default_rng(2024)
+    k = 1 / math.sqrt(args.cells)
+    w, r, b = (torch.from_numpy(rng.uniform(-k, k, (4, args.cells, 1)).astype(np.float32)) for _ in range(3))
+    bank = default_bank(args.window)
+    wave, _ = waves(bank)
+    u_all = torch.from_numpy((bank["amp"][:, None] * wave).astype(np.float32))  # [stim, T]
+
+    def run():
+        with torch.no_grad():
+            h = torch.zeros(args.cells, u_all.shape[0])
+            c = torch.zeros_like(h)
+            y = torch.empty(u_all.shape[1], args.cells, u_all.shape[0])
+            for t in range(u_all.shape[1]):
+                u = u_all[:, t][None, :]
+                i = torch.sigmoid(w[0] * u + r[0] * h + b[0])
+                f = torch.sigmoid(w[1] * u + r[1] * h + b[1])
+                g = torch.tanh(w[2] * u + r[2] * h + b[2])
+                o = torch.sigmoid(w[3] * u + r[3] * h + b[3])
+                c = f * c + i * g
+                h = o * torch.tanh(c)
+                y[t] = h
+    seconds = median_time(run, args.repeat)
+    work = args.cells * int(bank["end"].sum())
+    return dict(peer="torch simulate-only", cells=args.cells, work=work, median_seconds=seconds, per_second=work / seconds)
+
+
+def ablation(args):
+    rng = np.random.default_rng(6)
+    H, I, K = args.cells, 8, 10
+    s = 1 / math.sqrt(H)
+    W = torch.from_numpy(rng.uniform(-s, s, (4 * H, I)).astype(np.float32))
+    R = torch.from_numpy(rng.uniform(-s, s, (4 * H, H)).astype(np.float32))
+    b = torch.from_numpy(rng.uniform(-s, s, 4 * H).astype(np.float32))
+    V = torch.from_numpy(rng.uniform(-s, s, (K, H)).astype(np.float32))
+    a = torch.from_numpy(rng.uniform(-s, s, K).astype(np.float32))
+    x = torch.from_numpy(rng.uniform(-1, 1, (args.sequences, args.steps, I)).astype(np.float32))
+    keep = torch.ones(H + 1, H)
+    keep[torch.arange(1, H + 1), torch.arange(H)] = 0
+
+    def run():
+        with torch.no_grad():
+            pre_x = x @ W.T + b
+            h = torch.zeros(H + 1, args.sequences, H)
+            c = torch.zeros_like(h)
+            kk = keep[:, None, :]
+            for t in range(args.steps):
+                z = pre_x[None, :, t] + h @ R.T
+                i, f, g, o = torch.sigmoid(z[..., :H]), torch.sigmoid(z[..., H:2 * H]), torch.tanh(z[..., 2 * H:3 * H]), torch.sigmoid(z[..., 3 * H:])
+                c = (f * c + i * g) * kk
+                h = o * torch.tanh(c) * kk
+            return h @ V.T + a
+    seconds = median_time(run, args.repeat)
+    work = (H + 1) * args.sequences * args.steps
+    return dict(peer="torch ablation", cells=H, work=work, median_seconds=seconds, per_second=work / seconds)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workload", choices=["response", "ablation"])
+    p.add_argument("--cells", type=int, default=None)
+    p.add_argument("--window", type=int, default=400)
+    p.add_argument("--sequences", type=int, default=256)
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    if args.cells is None:
+        args.cells = 256 if args.workload == "response" else 64
+    row = response(args) if args.workload == "response" else ablation(args)
+    print(json.dumps(row) if args.json else f"{row['peer']}: {row['per_second']:.3g} per second ({row['median_seconds']:.3f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,8 @@ ablation).
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all]
                                 [--binary .build/release/cellaudit]
 
-Needs numpy and a release build (`swift build -c release`).
+Needs numpy and a release build: the one `bash Tools/cellaudit.sh` makes for this CPU
+(.build-native) if present, else `swift build -c release`.
 """
 import argparse
 import json
@@ -29,7 +30,8 @@ def main():
     p.add_argument("--cells", type=int, default=256)
     p.add_argument("--window", type=int, default=400)
     p.add_argument("--workload", default="all")
-    p.add_argument("--binary", default=os.path.join(here, "..", ".build", "release", "cellaudit"))
+    native = os.path.join(here, "..", ".build-native", "release", "cellaudit")
+    p.add_argument("--binary", default=native if os.path.exists(native) else os.path.join(here, "..", ".build", "release", "cellaudit"))
     args = p.parse_args()
     workloads = ["response", "ablation"] if args.workload == "all" else [args.workload]
     for w in workloads:

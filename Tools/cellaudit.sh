@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what CellAudit needs, builds it in release mode and runs it with the given arguments:
 #   bash Tools/cellaudit.sh audit
+# The binary is built for this machine's CPU (`-target-cpu native`), so the Swift CPU path uses
+# its widest vector unit; it may not run on an older CPU. CELLAUDIT_PORTABLE=1 builds for the
+# architecture's baseline instead (as plain `swift build -c release` does).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/Tools/install-deps.sh"
 export POCL_CACHE_DIR="${POCL_CACHE_DIR:-${TMPDIR:-/tmp}/cellaudit-pocl-$(id -u)}"
 mkdir -p "$POCL_CACHE_DIR"
-swift build -c release --package-path "$root" >&2
-exec "$root/.build/release/cellaudit" "$@"
+if [ "${CELLAUDIT_PORTABLE:-0}" = 1 ]; then
+    swift build -c release --package-path "$root" >&2
+    exec "$root/.build/release/cellaudit" "$@"
+fi
+swift build -c release --package-path "$root" --scratch-path "$root/.build-native" -Xswiftc -target-cpu -Xswiftc native >&2
+exec "$root/.build-native/release/cellaudit" "$@"

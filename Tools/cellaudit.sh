@@ -13,5 +13,8 @@ if [ "${CELLAUDIT_PORTABLE:-0}" = 1 ]; then
     swift build -c release --package-path "$root" >&2
     exec "$root/.build/release/cellaudit" "$@"
 fi
-swift build -c release --package-path "$root" --scratch-path "$root/.build-native" -Xswiftc -target-cpu -Xswiftc native >&2
+if ! swift build -c release --package-path "$root" --scratch-path "$root/.build-native" -Xswiftc -target-cpu -Xswiftc native >&2; then
+    echo "warning: the build for this CPU failed; building for the baseline instead" >&2
+    CELLAUDIT_PORTABLE=1 exec bash "$0" "$@"
+fi
 exec "$root/.build-native/release/cellaudit" "$@"

@@ -24,16 +24,8 @@ public struct AblationStudy: Sendable {
                 var h = [Float](repeating: 0, count: H), c = h
                 var y = [Float](repeating: 0, count: inputs.steps * H)
                 for t in 0..<inputs.steps {
-                    var pre = layer.b
-                    for q in 0..<(4 * H) {
-                        var acc: Float = 0
-                        for i in 0..<width { acc += layer.W[q * width + i] * x[t * width + i] }
-                        for m in 0..<H { acc += layer.R[q * H + m] * h[m] }
-                        pre[q] += acc
-                    }
+                    layer.step(x[(t * width)..<((t + 1) * width)], h: &h, c: &c)
                     for j in 0..<H {
-                        c[j] = sigmoid(pre[H + j]) * c[j] + sigmoid(pre[j]) * tanh(pre[2 * H + j])
-                        h[j] = sigmoid(pre[3 * H + j]) * tanh(c[j])
                         y[t * H + j] = h[j]
                         sumH[offset + j] += Double(h[j]); sumC[offset + j] += Double(c[j])
                     }

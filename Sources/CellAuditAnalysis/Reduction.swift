@@ -61,8 +61,7 @@ public enum Reduction {
         let steps = columns.filter { bank.stimuli[$0 % bank.count].kind == .step }
         let sines = columns.filter { bank.stimuli[$0 % bank.count].kind == .sine }
         @Sendable func amplitude(_ c: Int) -> Float { bank.stimuli[c % bank.count].amplitude }
-        // Reference step: the first direction's step closest to the reference amplitude.
-        let referenceStep = steps.filter { $0 < bank.count }.min { abs(amplitude($0) - referenceAmplitude) < abs(amplitude($1) - referenceAmplitude) }
+        let referenceStep = Self.referenceStep(bank, amplitude: referenceAmplitude)
         // Reference sinusoids: the first direction's, at the sine amplitude closest to the reference.
         let sineAmplitudes = Set(sines.filter { $0 < bank.count }.map(amplitude))
         let sineReference = sineAmplitudes.min { abs($0 - referenceAmplitude) < abs($1 - referenceAmplitude) }
@@ -70,7 +69,7 @@ public enum Reduction {
             .sorted { bank.stimuli[$0].frequency < bank.stimuli[$1].frequency }
         var out = [CellSummary?](repeating: nil, count: block.cellCount)
         out.withUnsafeMutableBufferPointer { buffer in
-            let results = SendableBox(buffer.baseAddress!)
+            let results = SendablePointer(buffer.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: block.cellCount) { j in
                 func m(_ metric: Metric, _ c: Int) -> Double { Double(block[metric, j, c]) }
                 let ref = referenceStep
@@ -119,6 +118,13 @@ public enum Reduction {
         return out.map { $0! }
     }
 
+    /// The reference step: the step stimulus closest to `amplitude` (a bank index, so the
+    /// first direction's column); nil when the bank has no step.
+    public static func referenceStep(_ bank: StimulusBank, amplitude: Float = 1) -> Int? {
+        bank.stimuli.indices.filter { bank.stimuli[$0].kind == .step }
+            .min { abs(bank.stimuli[$0].amplitude - amplitude) < abs(bank.stimuli[$1].amplitude - amplitude) }
+    }
+
     /// R² of y = g·x fitted through the origin (1 − SS_res/SS_tot about the mean of y).
     static func originFitR2(_ pairs: [(Double, Double)]) -> Double {
         guard pairs.count >= 2 else { return .nan }
@@ -143,11 +149,6 @@ public enum Reduction {
         }
         return .infinity
     }
-}
-
-struct SendableBox<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }
 
 extension Reduction {

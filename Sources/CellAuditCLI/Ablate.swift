@@ -58,8 +58,7 @@ struct Ablate: ParsableCommand {
             let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate")
             let summary = try output.build { dir -> [String: Any] in
                 _ = try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
-                progress.finish()
-                let summaries = try Reduction.summarize(responses: try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path), plan: plan)
+                let summaries = try summarizeWritten(plan, in: dir)
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
                 let rankings = try names.map { try fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
                 let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,

@@ -50,10 +50,8 @@ struct Audit: ParsableCommand {
             let report = try output.build { dir -> [String: Any] in
                 let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
                                                        progress: progress)
-                progress.finish()
                 let start = DispatchTime.now().uptimeNanoseconds
-                let responses = try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path)
-                let summaries = try Reduction.summarize(responses: responses, plan: plan)
+                let summaries = try summarizeWritten(plan, in: dir)
                 let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
                 let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: seed)]
@@ -110,18 +108,12 @@ struct Audit: ParsableCommand {
             return (try ModelFile.load(model), (model as NSString).lastPathComponent, data, {})
         }
         // The bundled default, unpacked for the duration of the run.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-default-\(getpid())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let cleanup = { _ = try? FileManager.default.removeItem(at: dir) }
+        let bundled = try BundledFiles(["digits_lstm64.safetensors", "digits_test.safetensors"])
         do {
-            for (file, base64) in EmbeddedDefaultModel.files {
-                guard let bytes = Data(base64Encoded: base64) else { throw CleanFailure(description: "the bundled \(file) is corrupt") }
-                try bytes.write(to: dir.appendingPathComponent(file))
-            }
-            let loaded = try ModelFile.load(dir.appendingPathComponent("digits_lstm64.safetensors").path)
-            return (loaded, "digits_lstm64.safetensors (bundled)", data ?? dir.appendingPathComponent("digits_test.safetensors").path, cleanup)
+            let loaded = try ModelFile.load(bundled.path("digits_lstm64.safetensors"))
+            return (loaded, "digits_lstm64.safetensors (bundled)", data ?? bundled.path("digits_test.safetensors"), bundled.remove)
         } catch {
-            cleanup()
+            bundled.remove()
             throw error
         }
     }
@@ -132,10 +124,9 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any
                  classes: [[CellClass]], scores: [Double], ranks: [Int], ablation: AblationStudy?,
                  backend: any ComputeBackend, to dir: URL) throws {
     let shown = AuditReport.extremes(ranks: ranks)
-    // The reference step's column: the step closest to amplitude 1 in the first direction.
+    // The trajectories at the reference step the summaries use.
     var trajectories: [Int: [Float]] = [:]
-    let steps = plan.bank.stimuli.indices.filter { plan.bank.stimuli[$0].kind == .step }
-    if let reference = steps.min(by: { abs(plan.bank.stimuli[$0].amplitude - 1) < abs(plan.bank.stimuli[$1].amplitude - 1) }) {
+    if let reference = Reduction.referenceStep(plan.bank) {
         let rows = shown.top + shown.bottom
         let values = try Characterizer.trajectories(plan, rows: rows, columns: [reference], on: backend)
         for (i, row) in rows.enumerated() {
@@ -166,7 +157,7 @@ func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[C
                   "saturation", "low_frequency_gain", "bandwidth", "resonance", "resonance_frequency", "response_magnitude"]
     header += rankers.dropFirst().flatMap { ["\($0.name)_rank", "\($0.name)_score"] }
     var lines = [header.joined(separator: ",")]
-    func f(_ x: Double) -> String { x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x) }
+    let f = csvNumber
     for (j, s) in summaries.enumerated() {
         var row = [String(s.layer), String(s.cell), String(ranks[0][j]), f(scores[0][j]),
                    classes[j].map(\.rawValue).joined(separator: " ")]

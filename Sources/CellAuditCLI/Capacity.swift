@@ -31,17 +31,10 @@ struct Capacity: ParsableCommand {
             defer { cleanup() }
             var paths = models
             if paths.isEmpty {
-                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-family-\(getpid())")
-                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                cleanup = { _ = try? FileManager.default.removeItem(at: dir) }
-                for size in [8, 16, 32, 64, 128] {
-                    let file = "digits_lstm\(size).safetensors"
-                    guard let base64 = EmbeddedDefaultModel.files[file], let bytes = Data(base64Encoded: base64) else {
-                        throw CleanFailure(description: "the bundled \(file) is missing or corrupt")
-                    }
-                    try bytes.write(to: dir.appendingPathComponent(file))
-                    paths.append(dir.appendingPathComponent(file).path)
-                }
+                let family = [8, 16, 32, 64, 128].map { "digits_lstm\($0).safetensors" }
+                let bundled = try BundledFiles(family)
+                cleanup = bundled.remove
+                paths = family.map(bundled.path)
             }
             guard paths.count >= 2 else { throw CleanFailure(description: "capacity compares at least two models, got \(paths.count)") }
             let loaded = try paths.map { try ModelFile.load($0) }
@@ -57,8 +50,7 @@ struct Capacity: ParsableCommand {
                     try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
                     let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: names[k])
                     _ = try writeCharacterization(plan, backend: backend, to: sub, model: paths[k], selection: nil, progress: progress)
-                    progress.finish()
-                    let summaries = try Reduction.summarize(responses: try SafeTensorsFile(path: sub.appendingPathComponent("responses.safetensors").path), plan: plan)
+                    let summaries = try summarizeWritten(plan, in: sub)
                     members.append(.init(name: names[k], cells: plan.rows.count, summaries: summaries,
                                          classes: summaries.map { thresholds.classify($0, window: plan.bank.window) }))
                 }
@@ -84,7 +76,7 @@ struct Capacity: ParsableCommand {
 }
 
 func writeCapacity(_ study: CapacityStudy, to dir: URL) throws {
-    func f(_ x: Double) -> String { x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x) }
+    let f = csvNumber
     let distributions = study.distributions()
     var lines = ["model,cells,metric,count,mean,sd,q10,q25,median,q75,q90"]
     for d in distributions {

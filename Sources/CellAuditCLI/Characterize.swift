@@ -104,7 +104,6 @@ struct Characterize: ParsableCommand {
             let result = try output.build { dir in
                 try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: selection, progress: progress)
             }
-            progress.finish()
             let rate = Double(plan.simulatedSteps) / max(result.seconds, 1e-12)
             if outputOptions.json {
                 try printJSON(["out": outputOptions.out ?? "cellaudit-responses", "cells": plan.rows.count, "stimuli": plan.columnCount, "backend": "\(backend.identity)",
@@ -165,6 +164,7 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
             }
         }
     }, progress: progress.report)
+    progress.finish()
     try writer.finish()
     try stimuliCSV(plan).write(to: dir.appendingPathComponent("stimuli.csv"), atomically: false, encoding: .utf8)
     if let selection {
@@ -172,6 +172,11 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
                               metadata: metadata)
     }
     return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
+}
+
+/// The cell summaries of the responses.safetensors that `writeCharacterization` wrote into `dir`.
+func summarizeWritten(_ plan: CharacterizationPlan, in dir: URL) throws -> [CellSummary] {
+    try Reduction.summarize(responses: try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path), plan: plan)
 }
 
 func stimuliCSV(_ plan: CharacterizationPlan) -> String {

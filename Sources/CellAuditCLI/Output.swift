@@ -97,6 +97,36 @@ final class ProgressReporter: @unchecked Sendable {
     }
 }
 
+/// Files compiled into the binary (the bundled models and test split), unpacked into a fresh
+/// temporary folder for one run; `remove()` deletes it.
+struct BundledFiles {
+    let directory: URL
+
+    init(_ names: [String]) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-bundled-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            for name in names {
+                guard let base64 = EmbeddedDefaultModel.files[name], let bytes = Data(base64Encoded: base64) else {
+                    throw CleanFailure(description: "the bundled \(name) is missing or corrupt")
+                }
+                try bytes.write(to: directory.appendingPathComponent(name))
+            }
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    func remove() { try? FileManager.default.removeItem(at: directory) }
+}
+
+/// A number in a CSV cell: `nan`, `inf` and `-inf` spelled out, others to six significant digits.
+func csvNumber(_ x: Double) -> String {
+    x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x)
+}
+
 /// `--trajectories CELLS:STIMULI`: row and column numbers as lists and ranges ("0-3,9").
 struct TrajectorySelection {
     var rows: [Int]

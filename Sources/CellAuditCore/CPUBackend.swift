@@ -157,7 +157,7 @@ public struct LSTMCellParameters: Sendable {
 @inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
 
 /// A pointer handed to parallel workers that write disjoint parts of one buffer.
-struct SendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+public struct SendablePointer<T>: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<T>
+    public init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }

@@ -134,32 +134,42 @@ extension LSTMLayer {
     /// The state the layer settles to under constant input `x` (zeros by default), from
     /// h = c = 0, running at most `steps` steps and stopping once h moves less than 1e-7.
     public func restState(input x: [Float]? = nil, steps: Int = 1000) -> (h: [Float], c: [Float], converged: Bool) {
-        let n = hiddenSize, h4 = 4 * n
         let x = x ?? [Float](repeating: 0, count: inputSize)
-        var drive = b
-        for q in 0..<h4 { for i in 0..<inputSize { drive[q] += W[q * inputSize + i] * x[i] } }
-        var h = [Float](repeating: 0, count: n), c = h, pre = drive
+        var h = [Float](repeating: 0, count: hiddenSize), c = h
         for _ in 0..<steps {
-            pre = drive
-            R.withUnsafeBufferPointer { r in
-                h.withUnsafeBufferPointer { hp in
-                    pre.withUnsafeMutableBufferPointer { p in
-                        multiplyTransposed(m: 1, n: h4, k: n, hp.baseAddress!, lda: n, r.baseAddress!, ldb: n,
-                                           p.baseAddress!, ldc: h4, beta: 1)
-                    }
-                }
-            }
-            var moved: Float = 0
-            for j in 0..<n {
-                let i = sigmoid(pre[j]), f = sigmoid(pre[n + j]), g = tanh(pre[2 * n + j]), o = sigmoid(pre[3 * n + j])
-                c[j] = f * c[j] + i * g
-                let hj = o * tanh(c[j])
-                moved = max(moved, abs(hj - h[j]))
-                h[j] = hj
-            }
-            if moved < 1e-7 { return (h, c, true) }
+            let previous = h
+            step(x[...], h: &h, c: &c)
+            if zip(h, previous).allSatisfy({ abs($0 - $1) < 1e-7 }) { return (h, c, true) }
         }
         return (h, c, false)
+    }
+
+    /// One step of the whole layer for one sequence, in plain scalar arithmetic (the reference
+    /// that settling runs and data means use): pre = W x + R h + b, then METHOD.md §1's update.
+    public func step(_ x: ArraySlice<Float>, h: inout [Float], c: inout [Float]) {
+        let n = hiddenSize, h4 = 4 * n
+        precondition(x.count == inputSize && h.count == n && c.count == n)
+        var pre = b
+        let input = Array(x)
+        pre.withUnsafeMutableBufferPointer { p in
+            W.withUnsafeBufferPointer { w in
+                input.withUnsafeBufferPointer { xp in
+                    multiplyTransposed(m: 1, n: h4, k: inputSize, xp.baseAddress!, lda: inputSize, w.baseAddress!, ldb: inputSize,
+                                       p.baseAddress!, ldc: h4, beta: 1)
+                }
+            }
+            R.withUnsafeBufferPointer { r in
+                h.withUnsafeBufferPointer { hp in
+                    multiplyTransposed(m: 1, n: h4, k: n, hp.baseAddress!, lda: n, r.baseAddress!, ldb: n,
+                                       p.baseAddress!, ldc: h4, beta: 1)
+                }
+            }
+        }
+        for j in 0..<n {
+            let i = sigmoid(pre[j]), f = sigmoid(pre[n + j]), g = tanh(pre[2 * n + j]), o = sigmoid(pre[3 * n + j])
+            c[j] = f * c[j] + i * g
+            h[j] = o * tanh(c[j])
+        }
     }
 }
 

@@ -11,9 +11,6 @@ enum LaneMetrics {
     @inline(__always) static func min8(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .< a) }
     @inline(__always) static func max8(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .> a) }
 
-    @inline(__always) static func abs8(_ v: Float8) -> Float8 {
-        unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
-    }
 
     static func step(_ y: UnsafeMutablePointer<Float8>, schedule: StimulusSchedule, amplitude: Float, band bandFraction: Float) -> [Float8] {
         let onset = schedule.onset, end = schedule.end
@@ -26,7 +23,7 @@ enum LaneMetrics {
         out[Metric.y0.rawValue] = start
         out[Metric.yFinal.rawValue] = final
         out[Metric.gain.rawValue] = amplitude != 0 ? delta / amplitude : nan
-        let magnitude = abs8(delta)
+        let magnitude = vabs(delta)
         let responded = (magnitude .>= StepMetrics.noResponseThreshold) .& (magnitude .< .infinity)
         out[Metric.responded.rawValue] = Float8().replacing(with: 1, where: responded)
         guard any(responded) else { return out }
@@ -76,7 +73,7 @@ enum LaneMetrics {
             previous = a
 
             let e = v - final
-            let outside = abs8(e) .> band
+            let outside = vabs(e) .> band
             lastOutside = lastOutside.replacing(with: k, where: outside)
             let s = Float8(repeating: -1).replacing(with: 1, where: e .> 0)
             let counted = found .& outside

@@ -5,6 +5,7 @@ import Foundation
 /// workers instead. (OpenBLAS's threads and the backend's dispatch workers spun against each
 /// other on 2 cores: a fifth of the time went to the scheduler.)
 let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
+let productWorkers = ProcessInfo.processInfo.activeProcessorCount
 
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
 /// canonical W and R matrices), all row-major with the given leading dimensions.
@@ -25,8 +26,7 @@ func multiplyTransposed(
         return
     }
     _ = openBLASSingleThreaded
-    let workers = ProcessInfo.processInfo.activeProcessorCount
-    let blocks = m * n * k >= 1 << 18 ? min(workers, max(1, m / 16)) : 1
+    let blocks = m * n * k >= 1 << 18 ? min(productWorkers, max(1, m / 16)) : 1
     if blocks == 1 {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
                     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -32,6 +32,12 @@ public func vexp(_ v: Float8) -> Float8 {
     return y * scale
 }
 
+/// |x| per lane, by clearing the sign bit (the standard library's abs needs a scalar).
+@inline(__always)
+public func vabs(_ x: Float8) -> Float8 {
+    unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
+}
+
 @inline(__always)
 public func vsigmoid(_ x: Float8) -> Float8 {
     1 / (1 + vexp(-x))
@@ -47,7 +53,7 @@ public func vtanh(_ x: Float8) -> Float8 {
     p = p * z + 1.333_144_220_36e-1
     p = p * z - 3.333_328_194_22e-1
     let small = p * z * x + x
-    let a = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
+    let a = vabs(x)
     let big = 1 - 2 / (vexp(a + a) + 1)
     let signed = big.replacing(with: -big, where: x .< 0)
     return signed.replacing(with: small, where: a .< 0.625)

@@ -15,6 +15,7 @@
 // Variants (-D): NATIVE_MATH (native_exp, native_recip).
 
 #include "cell_math.h"
+DEFINE_CELL_MATH(float, int, cell)
 
 __kernel void lstm_layer_forward(__global const float* restrict x,
                                  const int x_per_config,
@@ -65,8 +66,8 @@ __kernel void lstm_layer_forward(__global const float* restrict x,
         }
         barrier(CLK_LOCAL_MEM_FENCE);   // every read of h(t-1) is done
         if (active) {
-            c = (sigm(a1) * c + sigm(a0) * tanh(a2)) * k + fill_c;
-            const float h = sigm(a3) * tanh(c) * k + fill_h;
+            c = (sigm_cell(a1) * c + sigm_cell(a0) * tanh_cell(a2)) * k + fill_c;
+            const float h = sigm_cell(a3) * tanh_cell(c) * k + fill_h;
             h_local[j] = h;
             ys[(size_t)t * H + j] = h;
         }

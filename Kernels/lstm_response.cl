@@ -27,7 +27,7 @@
 // Kernel lstm_response_trajectory: the probed signal at every step, traj [n_cells * n_stim *
 //   steps] laid out [cell][stimulus][step], NaN after the stimulus's end.
 // Variants (-D): VW=1|4|8|16 cells per work-item; PROBE_C records c instead of h; NATIVE_MATH
-//   uses native exp/recip.
+//   uses native exp/recip in the sigmoid.
 
 #pragma OPENCL FP_CONTRACT OFF
 #include "cell_math.h"
@@ -36,21 +36,22 @@
 #define VW 1
 #endif
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
 #if VW == 1
-typedef float realv;
-typedef int intv;
+#define REAL_T float
+#define INT_T int
 #define LOADV(i, p) ((p)[i])
 #define ANY(m) ((m) != 0)
 #define LANE(v, l) (v)
 #else
-typedef CAT(float, VW) realv;
-typedef CAT(int, VW) intv;
+#define REAL_T CAT(float, VW)
+#define INT_T CAT(int, VW)
 #define LOADV(i, p) CAT(vload, VW)(i, p)
 #define ANY(m) any(m)
 #define LANE(v, l) (((float*)&(v))[l])
 #endif
+typedef REAL_T realv;
+typedef INT_T intv;
+DEFINE_CELL_MATH(REAL_T, INT_T, v)
 
 #define N_METRICS 15
 #define NO_RESPONSE 1e-6f
@@ -76,14 +77,16 @@ inline cells_v load_cells(__global const float* params, int g, int n_pad)
     return p;
 }
 
-// One step of the decoupled cells under input u: c' = f c + i g, h' = o tanh(c').
+// One step of the decoupled cells under input u: c' = f c + i g, h' = o tanh(c'); the gate
+// pre-activations are w u + (r h + b), fused as in the Swift backend.
+#define GATE(w, r, b, u, h) fma((w), (realv)(u), fma((r), (h), (b)))
 #define CELL_STEP(p, u, h, c) do {                                  \
-        const realv i_ = SIGM((p).wi * (u) + (p).ri * (h) + (p).bi); \
-        const realv f_ = SIGM((p).wf * (u) + (p).rf * (h) + (p).bf); \
-        const realv g_ = tanh((p).wg * (u) + (p).rg * (h) + (p).bg); \
-        const realv o_ = SIGM((p).wo * (u) + (p).ro * (h) + (p).bo); \
-        (c) = f_ * (c) + i_ * g_;                                    \
-        (h) = o_ * tanh(c);                                          \
+        const realv i_ = sigm_v(GATE((p).wi, (p).ri, (p).bi, u, h));  \
+        const realv f_ = sigm_v(GATE((p).wf, (p).rf, (p).bf, u, h));  \
+        const realv g_ = tanh_v(GATE((p).wg, (p).rg, (p).bg, u, h)); \
+        const realv o_ = sigm_v(GATE((p).wo, (p).ro, (p).bo, u, h));  \
+        (c) = fma(f_, (c), i_ * g_);                                 \
+        (h) = o_ * tanh_v(c);                                        \
     } while (0)
 
 __kernel void lstm_response_trajectory(__global const float* restrict params,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what CellAudit needs, builds it in release mode and runs it with the given arguments:
 #   bash Tools/cellaudit.sh audit
-# The binary is built for this machine's CPU (`-target-cpu native`), so the Swift CPU path uses
-# its widest vector unit; it may not run on an older CPU. CELLAUDIT_PORTABLE=1 builds for the
+# The binary is built for this machine's CPU (`-target-cpu native`, and fused multiply-adds where
+# the CPU has them), so the Swift CPU path uses its widest vector unit; it may not run on an older CPU. CELLAUDIT_PORTABLE=1 builds for the
 # architecture's baseline instead (as plain `swift build -c release` does).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +13,10 @@ if [ "${CELLAUDIT_PORTABLE:-0}" = 1 ]; then
     swift build -c release --package-path "$root" >&2
     exec "$root/.build/release/cellaudit" "$@"
 fi
-if ! swift build -c release --package-path "$root" --scratch-path "$root/.build-native" -Xswiftc -target-cpu -Xswiftc native >&2; then
+flags=(-Xswiftc -target-cpu -Xswiftc native)
+# Fused multiply-adds in the vector math (Sources/CellAuditCore/VectorMath.swift) where the CPU has them.
+if [ "$(uname -m)" = x86_64 ] && grep -qw fma /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DCELLAUDIT_FMA); fi
+if ! swift build -c release --package-path "$root" --scratch-path "$root/.build-native" "${flags[@]}" >&2; then
     echo "warning: the build for this CPU failed; building for the baseline instead" >&2
     CELLAUDIT_PORTABLE=1 exec bash "$0" "$@"
 fi

@@ -59,47 +59,53 @@ public final class CPUBackend: ComputeBackend {
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: out)
     }
 
-    /// Simulates every group of eight cells (one per lane) under every stimulus, on all cores,
-    /// and hands each trajectory to `body(group, stimulus, lanes, trajectory)`. Four stimuli run
-    /// interleaved: one cell's steps form a serial chain of exp/divide latencies, and four
-    /// independent chains keep the vector units busy. The trajectory stays in cache, so the step
-    /// metrics' second pass reads it instead of recomputing the run.
+    /// Stimuli simulated together for one group of eight cells: four independent chains of
+    /// SIMD16 (two stimuli each, eight cells per half). One cell's steps form a serial chain of
+    /// exp/divide latencies, and four chains keep the vector units busy.
+    static let blockStimuli = 8
+
+    /// Simulates every group of eight cells under every stimulus, on all cores, and hands each
+    /// trajectory to `body(group, stimulus, lanes, trajectory)`. The trajectories stay in cache,
+    /// so the step metrics' second pass reads them instead of recomputing the run.
     private func forEachSimulated(_ job: ResponseJob, wave: [Float],
-                                  _ body: @Sendable (Int, Int, Int, UnsafeMutablePointer<Float8>) -> Void) {
+                                  _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory) -> Void) {
         let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
-        let blocks = (stimuli + 3) / 4
+        let per = Self.blockStimuli, blocks = (stimuli + per - 1) / per
         let items = groups * blocks, steps = job.bank.steps
         let chunks = min(items, threads * 8)
         let probeC = job.probe == .c
         wave.withUnsafeBufferPointer { wavePointer in
             let w = SendablePointer(UnsafeMutablePointer(mutating: wavePointer.baseAddress!))
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let scratch = UnsafeMutablePointer<Float8>.allocate(capacity: 4 * steps)
+                // scratch[4t + k] holds chain k at step t: stimulus 2k in the low half, 2k + 1 in the high.
+                let scratch = UnsafeMutablePointer<Float16x>.allocate(capacity: 4 * steps)
                 defer { scratch.deallocate() }
-                for item in stride(from: chunk, to: items, by: chunks) {
-                    let group = item % groups, block = item / groups
+                let halves = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float8.self)
+                for item in (items * chunk / chunks)..<(items * (chunk + 1) / chunks) {
+                    let block = item / groups, group = item % groups
                     let cell = LaneCells(job.cells, group: group)
-                    // Up to four stimuli; a short block repeats its last one (results unused).
-                    let members = (0..<4).map { min(block * 4 + $0, stimuli - 1) }
-                    let amplitude = members.map { job.bank.stimuli[$0].amplitude }
-                    let rows = members.map { w.pointer + $0 * steps }
+                    // A short last block repeats its last stimulus (results unused).
+                    let members = (0..<per).map { min(block * per + $0, stimuli - 1) }
+                    let a = members.map { job.bank.stimuli[$0].amplitude }
+                    let rows = members.map { UnsafePointer(w.pointer + $0 * steps) }
                     let end = members.map { job.bank.schedules[$0].end }.max()!
-                    let (a0, a1, a2, a3) = (amplitude[0], amplitude[1], amplitude[2], amplitude[3])
-                    let (r0, r1, r2, r3) = (rows[0], rows[1], rows[2], rows[3])
-                    var h0 = Float8(), c0 = Float8(), h1 = Float8(), c1 = Float8()
-                    var h2 = Float8(), c2 = Float8(), h3 = Float8(), c3 = Float8()
+                    let (a0, a1, a2, a3, a4, a5, a6, a7) = (a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+                    let (r0, r1, r2, r3, r4, r5, r6, r7) = (rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7])
+                    var h0 = Float16x(), c0 = Float16x(), h1 = Float16x(), c1 = Float16x()
+                    var h2 = Float16x(), c2 = Float16x(), h3 = Float16x(), c3 = Float16x()
                     for t in 0..<end {
-                        cell.step(u: a0 * r0[t], h: &h0, c: &c0)
-                        cell.step(u: a1 * r1[t], h: &h1, c: &c1)
-                        cell.step(u: a2 * r2[t], h: &h2, c: &c2)
-                        cell.step(u: a3 * r3[t], h: &h3, c: &c3)
-                        scratch[t] = probeC ? c0 : h0
-                        scratch[steps + t] = probeC ? c1 : h1
-                        scratch[2 * steps + t] = probeC ? c2 : h2
-                        scratch[3 * steps + t] = probeC ? c3 : h3
+                        cell.step(u: .pair(a0 * r0[t], a1 * r1[t]), h: &h0, c: &c0)
+                        cell.step(u: .pair(a2 * r2[t], a3 * r3[t]), h: &h1, c: &c1)
+                        cell.step(u: .pair(a4 * r4[t], a5 * r5[t]), h: &h2, c: &c2)
+                        cell.step(u: .pair(a6 * r6[t], a7 * r7[t]), h: &h3, c: &c3)
+                        scratch[4 * t] = probeC ? c0 : h0
+                        scratch[4 * t + 1] = probeC ? c1 : h1
+                        scratch[4 * t + 2] = probeC ? c2 : h2
+                        scratch[4 * t + 3] = probeC ? c3 : h3
                     }
-                    for k in 0..<4 where block * 4 + k < stimuli {
-                        body(group, block * 4 + k, min(8, n - group * 8), scratch + k * steps)
+                    for k in 0..<per where block * per + k < stimuli {
+                        body(group, block * per + k, min(8, n - group * 8),
+                             LaneMetrics.Trajectory(base: halves + k, stride: 2 * 4))
                     }
                 }
             }
@@ -107,29 +113,39 @@ public final class CPUBackend: ComputeBackend {
     }
 }
 
-/// Eight decoupled cells side by side, one per SIMD lane (missing cells have all-zero parameters).
+extension Float16x {
+    /// `a` in the low eight lanes, `b` in the high eight.
+    @inline(__always)
+    static func pair(_ a: Float, _ b: Float) -> Float16x {
+        Float16x(lowHalf: Float8(repeating: a), highHalf: Float8(repeating: b))
+    }
+}
+
+/// Eight decoupled cells side by side under two stimuli: cell l of the group in lanes l and
+/// 8 + l (missing cells have all-zero parameters).
 struct LaneCells {
-    var w: (Float8, Float8, Float8, Float8), r: (Float8, Float8, Float8, Float8), b: (Float8, Float8, Float8, Float8)
+    var w: (Float16x, Float16x, Float16x, Float16x), r: (Float16x, Float16x, Float16x, Float16x)
+    var b: (Float16x, Float16x, Float16x, Float16x)
 
     init(_ cells: DecoupledCells, group: Int) {
         let n = cells.cellCount, first = group * 8, lanes = min(8, n - first)
-        func load(_ plane: Int) -> Float8 {
+        func load(_ plane: Int) -> Float16x {
             var v = Float8()
             for l in 0..<lanes { v[l] = cells.parameters[plane * n + first + l] }
-            return v
+            return Float16x(lowHalf: v, highHalf: v)
         }
         w = (load(0), load(1), load(2), load(3))
         r = (load(4), load(5), load(6), load(7))
         b = (load(8), load(9), load(10), load(11))
     }
 
-    @inline(__always)
-    func step(u: Float, h: inout Float8, c: inout Float8) {
-        let i = vsigmoid(w.0 * u + r.0 * h + b.0)
-        let f = vsigmoid(w.1 * u + r.1 * h + b.1)
-        let g = vtanh(w.2 * u + r.2 * h + b.2)
-        let o = vsigmoid(w.3 * u + r.3 * h + b.3)
-        c = f * c + i * g
+    @_transparent
+    func step(u: Float16x, h: inout Float16x, c: inout Float16x) {
+        let i = vsigmoid(fmadd(w.0, u, fmadd(r.0, h, b.0)))
+        let f = vsigmoid(fmadd(w.1, u, fmadd(r.1, h, b.1)))
+        let g = vtanh(fmadd(w.2, u, fmadd(r.2, h, b.2)))
+        let o = vsigmoid(fmadd(w.3, u, fmadd(r.3, h, b.3)))
+        c = fmadd(f, c, i * g)
         h = o * vtanh(c)
     }
 }

@@ -195,16 +195,16 @@ extension CPUBackend {
                                         let hr = H.pointer + r * hs, cr = C.pointer + r * hs
                                         let yr = Y.pointer + (r * steps + t) * hs
                                         keep[r / n].withUnsafeBufferPointer { factors in
-                                            for j in stride(from: 0, to: hs, by: 8) {
-                                                let w = min(8, hs - j)
+                                            for j in stride(from: 0, to: hs, by: 16) {
+                                                let w = min(16, hs - j)
                                                 let ig = vsigmoid(.load(pre + j, count: w))
                                                 let fg = vsigmoid(.load(pre + hs + j, count: w))
                                                 let gg = vtanh(.load(pre + 2 * hs + j, count: w))
                                                 let og = vsigmoid(.load(pre + 3 * hs + j, count: w))
-                                                let k = Float8.load(factors.baseAddress! + j, count: w)
+                                                let k = Float16x.load(factors.baseAddress! + j, count: w)
                                                 let off = 1 - k
-                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k + off * Float8.load(fillC.pointer + j, count: w)
-                                                let hv = og * vtanh(cv) * k + off * Float8.load(fillH.pointer + j, count: w)
+                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k + off * Float16x.load(fillC.pointer + j, count: w)
+                                                let hv = og * vtanh(cv) * k + off * Float16x.load(fillH.pointer + j, count: w)
                                                 cv.store(cr + j, count: w)
                                                 hv.store(hr + j, count: w)
                                                 hv.store(yr + j, count: w)

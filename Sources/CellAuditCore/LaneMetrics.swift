@@ -5,6 +5,14 @@ import Foundation
 /// trajectory the results are identical. Sinusoids accumulate the DFT in Float against the
 /// bank's cos/sin tables.
 enum LaneMetrics {
+    /// One stimulus's trajectory for eight cells inside the engine's scratch: y[t] is the
+    /// Float8 at base[t * stride].
+    struct Trajectory {
+        let base: UnsafeMutablePointer<Float8>
+        let stride: Int
+        @inline(__always) subscript(t: Int) -> Float8 { base[t * stride] }
+    }
+
     static let nan = Float8(repeating: .nan)
 
     // The standard library's pointwiseMin/Max are not inlined for SIMD8 and cost a call each.
@@ -12,7 +20,7 @@ enum LaneMetrics {
     @inline(__always) static func max8(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .> a) }
 
 
-    static func step(_ y: UnsafeMutablePointer<Float8>, schedule: StimulusSchedule, amplitude: Float, band bandFraction: Float) -> [Float8] {
+    static func step(_ y: Trajectory, schedule: StimulusSchedule, amplitude: Float, band bandFraction: Float) -> [Float8] {
         let onset = schedule.onset, end = schedule.end
         var out = [Float8](repeating: nan, count: Metric.allCases.count)
         let start = onset > 0 ? y[onset - 1] : Float8()
@@ -92,29 +100,35 @@ enum LaneMetrics {
         return out
     }
 
-    static func sine(_ y: UnsafeMutablePointer<Float8>, schedule: StimulusSchedule, amplitude: Float,
+    static func sine(_ y: Trajectory, schedule: StimulusSchedule, amplitude: Float,
                      wave: [Float], quadrature: [Float], row: Int) -> [Float8] {
         var out = [Float8](repeating: nan, count: Metric.allCases.count)
         let start = schedule.onset > 0 ? y[schedule.onset - 1] : Float8()
         out[Metric.y0.rawValue] = start
         let harmonics = schedule.harmonics
-        var re = [Float8](repeating: Float8(), count: 6), im = re
+        let window = schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength)
         var sum = Float8()
+        for t in window { sum += y[t] }
+        // One sweep of the window per harmonic, so its two accumulators stay in registers; the
+        // table carries each step's cos/sin of k·ωt to the next harmonic's rotation.
+        var re = [Float8](repeating: Float8(), count: 6), im = re
         wave.withUnsafeBufferPointer { sinT in
             quadrature.withUnsafeBufferPointer { cosT in
-                for t in schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength) {
-                    let v = y[t]
-                    sum += v
-                    let c1 = cosT[row + t], s1 = sinT[row + t]
-                    var ck = c1, sk = s1
-                    re[1] += v * ck
-                    im[1] -= v * sk
-                    var k = 2
-                    while k <= harmonics {
-                        (ck, sk) = (ck * c1 - sk * s1, sk * c1 + ck * s1)
-                        re[k] += v * ck
-                        im[k] -= v * sk
-                        k += 1
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * window.count) { table in
+                    let cosK = table.baseAddress!, sinK = cosK + window.count
+                    for k in 1...max(1, harmonics) {
+                        var reK = Float8(), imK = Float8()
+                        for (n, t) in window.enumerated() {
+                            let c1 = cosT[row + t], s1 = sinT[row + t]
+                            let (c, s) = k == 1 ? (c1, s1) : (cosK[n] * c1 - sinK[n] * s1, sinK[n] * c1 + cosK[n] * s1)
+                            cosK[n] = c
+                            sinK[n] = s
+                            let v = y[t]
+                            reK += v * c
+                            imK -= v * s
+                        }
+                        re[k] = reK
+                        im[k] = imK
                     }
                 }
             }

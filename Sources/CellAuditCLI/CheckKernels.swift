@@ -27,8 +27,8 @@ struct CheckKernels: ParsableCommand {
             // Steps of both signs and a sinusoid with harmonics, on a short clock.
             let bank = try StimulusBank(stimuli: [.step(-0.5), .step(1.5), .sine(1, frequency: 0.15)], preSteps: 2, window: 12)
             let widths = Set([1, OpenCLBackend.defaultVectorWidth(for: devices[device])]).sorted()
-            for width in widths {
-                let opencl = try OpenCLBackend(device: devices[device], vectorWidth: width)
+            for (width, chains) in widths.flatMap({ w in [1, 2, 4].map { (w, $0) } }) {
+                let opencl = try OpenCLBackend(device: devices[device], vectorWidth: width, chains: chains)
                 for (cells, seed) in [(3, UInt64(1)), (5, 2)] {
                     for probe in Probe.allCases {
                     let network = try LSTMNetwork.random(seed: seed, inputSize: 3, hiddenSizes: [cells], scale: 2)
@@ -45,7 +45,7 @@ struct CheckKernels: ParsableCommand {
                     }
                 }
             }
-            print("checked lstm_response_trajectory and lstm_response_metrics (VW \(widths.map(String.init).joined(separator: ", "))) on \(name): agree with cpu")
+            print("checked lstm_response_trajectory and lstm_response_metrics (VW \(widths.map(String.init).joined(separator: ", ")), NV 1, 2 and 4) on \(name): agree with cpu")
 
             // Two layers of awkward widths, three ablation configurations, two sequences.
             let network = try LSTMNetwork.random(seed: 4, inputSize: 3, hiddenSizes: [5, 3], outputs: 2, scale: 2)

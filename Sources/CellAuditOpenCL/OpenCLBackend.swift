@@ -30,20 +30,36 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// uniform. Elsewhere 1 (a GPU's lanes are its work-items). `CELLAUDIT_VW` overrides it.
     public let vectorWidth: Int
 
+    /// Independent chains of `vectorWidth` cells per work-item in the response kernels (1, 2 or
+    /// 4): 2 on CPU devices, so a core has two dependency chains to overlap (PoCL runs one
+    /// work-item's loop to its end before the next; on PoCL with AVX-512 this took the kernel
+    /// from 6.4e8 to 1.0e9 cell-steps/s, and 4 gained nothing more), 1 elsewhere.
+    /// `CELLAUDIT_NV` overrides it.
+    public let chains: Int
+
+    /// Cells one work-item of the response kernels runs.
+    var cellsPerItem: Int { vectorWidth * chains }
+
     public static func defaultVectorWidth(for device: Device) -> Int {
         guard device.info.type == .cpu else { return 1 }
         let native = device.info.nativeFloatVectorWidth
         return native >= 16 ? 16 : native >= 8 ? 8 : 4
     }
 
-    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0, vectorWidth: Int? = nil) throws {
+    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0,
+                vectorWidth: Int? = nil, chains: Int? = nil) throws {
         self.device = device
-        let width = vectorWidth ?? ProcessInfo.processInfo.environment["CELLAUDIT_VW"].flatMap(Int.init)
-            ?? Self.defaultVectorWidth(for: device)
+        let environment = ProcessInfo.processInfo.environment
+        let width = vectorWidth ?? environment["CELLAUDIT_VW"].flatMap(Int.init) ?? Self.defaultVectorWidth(for: device)
         guard [1, 4, 8, 16].contains(width) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4, 8 or 16, got \(width)")
         }
+        let chains = chains ?? environment["CELLAUDIT_NV"].flatMap(Int.init) ?? (device.info.type == .cpu ? 2 : 1)
+        guard [1, 2, 4].contains(chains) else {
+            throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "chains per work-item must be 1, 2 or 4, got \(chains)")
+        }
         self.vectorWidth = width
+        self.chains = chains
         self.nativeMath = nativeMath
         self.canaryPadding = max(0, canaryPadding)
         context = try Context(device: device)
@@ -112,9 +128,9 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             throw CLError(status: .invalidValue, call: name, detail: "too many cells, stimuli or steps for one launch")
         }
         let program = try KernelLibrary.program("lstm_response.cl", in: context,
-                                                defines: mathDefines + ["VW=\(vectorWidth)"] + (job.probe == .c ? ["PROBE_C"] : []))
-        // Parameter planes padded with all-zero cells to a whole number of vectors.
-        let n = job.cells.cellCount, padded = (n + vectorWidth - 1) / vectorWidth * vectorWidth
+                                                defines: mathDefines + ["VW=\(vectorWidth)", "NV=\(chains)"] + (job.probe == .c ? ["PROBE_C"] : []))
+        // Parameter planes padded with all-zero cells to a whole number of work-items.
+        let n = job.cells.cellCount, padded = (n + cellsPerItem - 1) / cellsPerItem * cellsPerItem
         var params = [Float](repeating: 0, count: DecoupledCells.valuesPerCell * padded)
         for q in 0..<DecoupledCells.valuesPerCell {
             params.replaceSubrange((q * padded)..<(q * padded + n), with: job.cells.parameters[(q * n)..<((q + 1) * n)])
@@ -149,7 +165,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     }
 
     private func run(_ kernel: Kernel, cells: Int, stimuli: Int) throws {
-        let items = (cells + vectorWidth - 1) / vectorWidth
+        let items = (cells + cellsPerItem - 1) / cellsPerItem
         let group = min(Self.responseGroupSize, device.info.maxWorkGroupSize)
         let global = [(items + group - 1) / group * group, stimuli]
         let seconds = try queue.launch(kernel, global: global, local: [group, 1]).durationSeconds()

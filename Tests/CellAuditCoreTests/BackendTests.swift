@@ -46,15 +46,17 @@ struct CrossBackendTests {
         #expect(Set(mb.plane(.settlingTime).filter { !$0.isNaN }).count > 3)
     }
 
-    /// Every vector width of the response kernels (1 on GPUs, up to 16 on CPUs) computes the same.
-    @Test(arguments: [1, 4, 8, 16])
-    func vectorWidthsAgree(width: Int) throws {
+    /// Every vector width (1 on GPUs, up to 16 on CPUs) and chain count of the response kernels
+    /// computes the same; 37 cells leave a partial work-item at every shape.
+    @Test(arguments: [1, 4, 8, 16], [1, 2, 4])
+    func vectorWidthsAgree(width: Int, chains: Int) throws {
         let device = try OpenCLTestSupport.device()
         let job = try responseJob(cells: 37, seed: 77)
-        let a = try OpenCLBackend(device: device, canaryPadding: 13, vectorWidth: width).responses(job)
+        let opencl = try OpenCLBackend(device: device, canaryPadding: 13, vectorWidth: width, chains: chains)
+        let a = try opencl.responses(job)
         let problems = a.disagreements(with: try CPUBackend().responses(job), tolerance: MetricTolerance.crossBackend)
-        #expect(problems.isEmpty, "VW=\(width): \(problems.joined(separator: "\n"))")
-        let t = try OpenCLBackend(device: device, canaryPadding: 13, vectorWidth: width).trajectories(job)
+        #expect(problems.isEmpty, "VW=\(width) NV=\(chains): \(problems.joined(separator: "\n"))")
+        let t = try opencl.trajectories(job)
         let u = try CPUBackend().trajectories(job)
         #expect(zip(t.values, u.values).allSatisfy { ($0.isNaN && $1.isNaN) || abs($0 - $1) <= Tolerance.trajectory })
     }

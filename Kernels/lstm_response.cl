@@ -3,8 +3,8 @@
 // One work-item runs NV * VW neighbouring cells under one stimulus through the whole run, state
 // in registers: NV independent chains of VW cells, one cell per vector lane. VW = NV = 1 on GPUs,
 // whose lanes are work-items and whose other work-items hide latency; on CPUs VW is the native
-// width and NV = 2 gives the core two independent chains of exp/divide latencies to overlap,
-// since PoCL runs a work-item's loop to its end before starting the next work-item. Global size
+// width and NV = 4 gives the core independent chains of exp/divide latencies to overlap, since
+// PoCL runs a work-item's loop to its end before starting the next work-item. Global size
 // (ceil(n_cells / (NV * VW)), n_stim), either rounded up (extra work-items return); the local
 // size should be (L, 1) so a group shares its stimulus: every work-item of the group reads the
 // same waveform samples and takes the same branches.

@@ -31,10 +31,9 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     public let vectorWidth: Int
 
     /// Independent chains of `vectorWidth` cells per work-item in the response kernels (1, 2 or
-    /// 4): 2 on CPU devices, so a core has two dependency chains to overlap (PoCL runs one
-    /// work-item's loop to its end before the next; on PoCL with AVX-512 this took the kernel
-    /// from 6.4e8 to 1.0e9 cell-steps/s, and 4 gained nothing more), 1 elsewhere.
-    /// `CELLAUDIT_NV` overrides it.
+    /// 4): 4 on CPU devices, so a core has several dependency chains to overlap (PoCL runs one
+    /// work-item's loop to its end before the next; on PoCL with AVX-512, NV 1/2/4 measured
+    /// 6.1e8/9.5e8/1.15e9 cell-steps/s, BENCHMARKS.md), 1 elsewhere. `CELLAUDIT_NV` overrides it.
     public let chains: Int
 
     /// Cells one work-item of the response kernels runs.
@@ -54,7 +53,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         guard [1, 4, 8, 16].contains(width) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4, 8 or 16, got \(width)")
         }
-        let chains = chains ?? environment["CELLAUDIT_NV"].flatMap(Int.init) ?? (device.info.type == .cpu ? 2 : 1)
+        let chains = chains ?? environment["CELLAUDIT_NV"].flatMap(Int.init) ?? (device.info.type == .cpu ? 4 : 1)
         guard [1, 2, 4].contains(chains) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "chains per work-item must be 1, 2 or 4, got \(chains)")
         }

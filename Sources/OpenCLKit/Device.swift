@@ -1,4 +1,5 @@
 import COpenCL
+import Synchronization
 
 /// The kind of an OpenCL device, as CL_DEVICE_TYPE reports it.
 public enum DeviceType: String, Sendable, Codable {
@@ -74,9 +75,18 @@ public struct Platform: Sendable {
 }
 
 public enum OpenCL {
+    /// PoCL sets its devices up on the first enumeration and answers CL_DEVICE_NOT_FOUND to a
+    /// thread that enumerates meanwhile (seen here as an empty device list in parallel tests;
+    /// cogciprocate/ocl#189 reports the same), so enumeration is serialised process-wide.
+    private static let enumeration = Mutex(())
+
     /// Every platform the ICD loader finds, with its devices. No platform installed is not an
     /// error: the list is empty.
     public static func platforms() throws -> [Platform] {
+        try enumeration.withLock { _ in try enumerate() }
+    }
+
+    private static func enumerate() throws -> [Platform] {
         var next = 0
         return try CLRaw.platformIDs().map { pid in
             let name = try CLRaw.platformString(pid, CL_PLATFORM_NAME)

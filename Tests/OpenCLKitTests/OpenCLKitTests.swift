@@ -34,6 +34,16 @@ struct OpenCLKitTests {
         }
     }
 
+    /// Concurrent enumerations all see the same devices (PoCL answered an empty list to a thread
+    /// that asked while another was setting its devices up, until enumeration was serialised).
+    @Test func concurrentEnumerationsAgree() async throws {
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<16 { group.addTask { try OpenCL.devices().count } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(counts.count == 16 && Set(counts).count == 1 && counts[0] > 0, "device counts \(counts)")
+    }
+
     @Test(arguments: [1, 7, 93, 4099])
     func bufferRoundTripOfRandomData(count: Int) throws {
         let context = try Context(device: try OpenCLTestSupport.device())

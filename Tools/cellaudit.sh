@@ -13,10 +13,8 @@ if [ "${CELLAUDIT_PORTABLE:-0}" = 1 ]; then
     swift build -c release --package-path "$root" >&2
     exec "$root/.build/release/cellaudit" "$@"
 fi
-flags=(-Xswiftc -target-cpu -Xswiftc native)
-# Fused multiply-adds in the vector math (Sources/CellAuditCore/VectorMath.swift) where the CPU has them.
-if [ "$(uname -m)" = x86_64 ] && grep -qw fma /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DCELLAUDIT_FMA); fi
-if ! swift build -c release --package-path "$root" --scratch-path "$root/.build-native" "${flags[@]}" >&2; then
+source "$root/Tools/native-flags.sh"
+if ! swift build -c release --package-path "$root" --scratch-path "$root/.build-native" "${native_flags[@]}" >&2; then
     echo "warning: the build for this CPU failed; building for the baseline instead" >&2
     CELLAUDIT_PORTABLE=1 exec bash "$0" "$@"
 fi

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs the whole suite:
+# Installs what the tests need and runs the whole suite twice: built for the architecture's
+# baseline (as `swift build` does), then built as Tools/cellaudit.sh builds for this CPU, whose
+# vector math fuses its multiply-adds and so rounds differently:
 #   bash Tools/test.sh
+# CELLAUDIT_TEST_BUILDS=baseline (or native) runs only one of them.
 # With CELLAUDIT_REQUIRE_OPENCL=1 (as CI sets it) a missing OpenCL device fails the OpenCL
 # tests; without it they are skipped where no device exists.
 set -euo pipefail
@@ -10,5 +13,15 @@ export POCL_CACHE_DIR="${POCL_CACHE_DIR:-${TMPDIR:-/tmp}/cellaudit-pocl-$(id -u)
 mkdir -p "$POCL_CACHE_DIR"
 export POCL_MAX_PTHREAD_COUNT="${POCL_MAX_PTHREAD_COUNT:-$(nproc)}"
 cd "$root"
-swift build --build-tests
-swift test --skip-build --disable-xctest
+builds="${CELLAUDIT_TEST_BUILDS:-baseline native}"
+if [[ " $builds " == *" baseline "* ]]; then
+    echo "== tests, baseline build" >&2
+    swift build --build-tests
+    swift test --skip-build --disable-xctest
+fi
+if [[ " $builds " == *" native "* ]]; then
+    source "$root/Tools/native-flags.sh"
+    echo "== tests, built for this CPU (${native_flags[*]})" >&2
+    swift build --build-tests --scratch-path "$root/.build-native-tests" "${native_flags[@]}"
+    swift test --skip-build --disable-xctest --scratch-path "$root/.build-native-tests" "${native_flags[@]}"
+fi

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditCore
 import CellAuditOpenCL
 import Foundation
 import OpenCLKit
@@ -20,7 +21,7 @@ struct Devices: ParsableCommand {
             var index: Int
             var info: DeviceInfo
         }
-        struct CPUEntry: Codable { var backend: String; var threads: Int }
+        struct CPUEntry: Codable { var backend: String; var threads: Int; var arithmetic: String }
         struct AutoEntry: Codable { var backend: String; var device: Int?; var reason: String }
         var platforms: [PlatformEntry]
         var openclError: String?
@@ -41,7 +42,7 @@ struct Devices: ParsableCommand {
                           devices: p.devices.map { .init(index: $0.index, info: $0.info) })
                 },
                 openclError: openclError,
-                cpu: .init(backend: "cpu", threads: threads),
+                cpu: .init(backend: "cpu", threads: threads, arithmetic: CPUBackend.arithmetic),
                 auto: .init(backend: decision.device == nil ? "cpu" : "opencl", device: decision.device?.index,
                             reason: decision.reason))
             if json {
@@ -63,7 +64,7 @@ struct Devices: ParsableCommand {
                     print("    global memory \(mib(i.globalMemoryBytes)), largest allocation \(mib(i.maxAllocationBytes)), local memory \(kib(i.localMemoryBytes))")
                 }
             }
-            print("cpu fallback: pure Swift on \(threads) thread\(threads == 1 ? "" : "s")")
+            print("cpu fallback: pure Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(CPUBackend.arithmetic)")
             if let d = decision.device {
                 print("auto picks: opencl device \(d.index) (\(d.info.name))\(decision.forwardOnCPU ? " and cpu for the full forward" : ""): \(decision.reason)")
             } else {

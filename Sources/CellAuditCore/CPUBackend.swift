@@ -16,7 +16,16 @@ public final class CPUBackend: ComputeBackend {
     public var chunkBytes: Int { 64 << 20 }
 
     public var identity: BackendIdentity {
-        BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s")")
+        BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(Self.arithmetic)")
+    }
+
+    /// How this build's vector math rounds its multiply-adds (it changes speed and the last bits).
+    public static var arithmetic: String {
+        #if CELLAUDIT_FMA || arch(arm64)
+        "fused multiply-add"
+        #else
+        "unfused multiply-add"
+        #endif
     }
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {

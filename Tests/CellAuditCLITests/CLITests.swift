@@ -117,8 +117,10 @@ struct CLIOpenCLTests {
         struct DeviceEntry: Decodable { var index: Int; var info: Info }
         struct Info: Decodable { var name: String; var type: String; var computeUnits: Int; var globalMemoryBytes: UInt64 }
         struct Auto: Decodable { var backend: String; var reason: String }
+        struct CPU: Decodable { var threads: Int; var arithmetic: String }
         var platforms: [PlatformEntry]
         var auto: Auto
+        var cpu: CPU
     }
 
     @Test func devicesJSONParsesAndNamesTheDevice() throws {
@@ -129,6 +131,8 @@ struct CLIOpenCLTests {
         #expect(!devices.isEmpty)
         #expect(devices.allSatisfy { $0.info.computeUnits > 0 && $0.info.globalMemoryBytes > 0 })
         #expect(!listing.auto.reason.isEmpty)
+        // The fallback says how this build rounds, which is what the test binary was built with.
+        #expect(listing.cpu.threads > 0 && listing.cpu.arithmetic == CPUBackend.arithmetic)
         if OpenCLTestSupport.required {
             // CI installs PoCL: it must be listed.
             #expect(listing.platforms.contains { $0.name.contains("Portable Computing Language") })

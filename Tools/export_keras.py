@@ -12,11 +12,15 @@ Needs keras (any backend), numpy and safetensors; --from-torch also torch.
 """
 import argparse
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_pytorch import store_golden  # noqa: E402
 
 
 def from_torch(path, steps, inputs):
@@ -63,11 +67,8 @@ def export(model, out, output, data):
         d = load_file(data)
         outs = model(d["inputs"])
         logits, h = (outs if isinstance(outs, (list, tuple)) else (outs, None))
-        tensors["golden.outputs"] = keras.ops.convert_to_numpy(logits)
-        if h is not None:
-            tensors["golden.hidden"] = keras.ops.convert_to_numpy(h)[:4]
-        if "labels" in d:
-            meta["golden_accuracy"] = repr(float((tensors["golden.outputs"].argmax(1) == d["labels"]).mean()))
+        store_golden(tensors, meta, keras.ops.convert_to_numpy(logits),
+                     None if h is None else keras.ops.convert_to_numpy(h), d.get("labels"))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, out, metadata=meta)
 
 

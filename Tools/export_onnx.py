@@ -13,11 +13,16 @@ With --data, onnxruntime's outputs on DATA are stored as golden.outputs / golden
 Needs onnx, numpy and safetensors; --data needs onnxruntime; --from-torch needs torch.
 """
 import argparse
+import os
+import sys
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
 from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_pytorch import store_golden  # noqa: E402
 
 PT_TO_ONNX = [0, 3, 1, 2]  # ONNX block b holds PyTorch gate PT_TO_ONNX[b]: i, o, f, c from i, f, g, o
 
@@ -99,11 +104,7 @@ def export(onnx_path, out, data):
         d = load_file(data)
         session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
         results = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: d["inputs"]})))
-        tensors["golden.outputs"] = results["logits"]
-        if "hidden" in results:
-            tensors["golden.hidden"] = results["hidden"][:4]
-        if "labels" in d:
-            meta["golden_accuracy"] = repr(float((results["logits"].argmax(1) == d["labels"]).mean()))
+        store_golden(tensors, meta, results["logits"], results.get("hidden"), d.get("labels"))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, out, metadata=meta)
 
 

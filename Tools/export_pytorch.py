@@ -49,6 +49,17 @@ def export_lstm(lstm, readout, path, output="last", task="classification", extra
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
 
 
+def store_golden(tensors, meta, outputs, hidden=None, labels=None):
+    """Stores a framework's own outputs on a dataset as the golden reference of an exported model:
+    golden.outputs, golden.hidden (the first four sequences, where the framework gives them) and,
+    with labels, the metadata golden_accuracy. Shared by the Keras and ONNX exporters."""
+    tensors["golden.outputs"] = outputs
+    if hidden is not None:
+        tensors["golden.hidden"] = hidden[:4]
+    if labels is not None:
+        meta["golden_accuracy"] = repr(float((outputs.argmax(1) == labels).mean()))
+
+
 def main():
     import torch
 

@@ -14,7 +14,7 @@ public struct AblationStudy: Sendable {
 
     /// Mean h and c of every cell (all layers, flat) over every sequence and step of `inputs`,
     /// with nothing ablated; accumulated in Double.
-    public static func meanStates(_ network: LSTMNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
+    public static func meanStates(_ network: RecurrentNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
         var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
         for seq in 0..<inputs.count {
             var x = Array(inputs.values[(seq * inputs.steps * inputs.width)..<((seq + 1) * inputs.steps * inputs.width)])
@@ -55,7 +55,7 @@ public struct AblationStudy: Sendable {
         public var low: Double, high: Double
     }
 
-    public var task: Task
+    public var task: ModelTask
     public var baseline: Double
     /// The score with every cell ablated (the readout bias alone).
     public var allAblated: Double
@@ -69,7 +69,7 @@ public struct AblationStudy: Sendable {
 
     /// Runs the study. `rankings` are (name, score per cell) in the network's flat cell order;
     /// random-k uses `seeds` random orders; k runs over at most `points` values from 1 to all cells.
-    public static func run(network: LSTMNetwork, dataset: Dataset, task: Task, output: OutputMode,
+    public static func run(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                            rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
                            seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            on backend: any ComputeBackend) throws -> AblationStudy {

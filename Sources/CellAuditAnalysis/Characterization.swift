@@ -4,7 +4,7 @@ import Foundation
 /// What to characterize (METHOD.md §2–§4): which layers, how the cells are decoupled, along which
 /// direction, what is probed, under which bank.
 public struct CharacterizationPlan: Sendable {
-    public var network: LSTMNetwork
+    public var network: RecurrentNetwork
     public var layers: [Int]
     public var mode: RecurrenceMode
     public var direction: DirectionSpec
@@ -19,7 +19,7 @@ public struct CharacterizationPlan: Sendable {
     /// One column per (direction, stimulus): direction-major, each direction a copy of the bank.
     public let directionLabels: [String]
 
-    public init(network: LSTMNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
+    public init(network: RecurrentNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
                 direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
                 settlingBand: Float = 0.02, chunkBytes: Int? = nil) throws {
         let layers = layers ?? Array(network.layers.indices)
@@ -40,6 +40,9 @@ public struct CharacterizationPlan: Sendable {
         }
         guard settlingBand > 0, settlingBand < 1 else {
             throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
+        }
+        guard network.kind.probes.contains(probe) else {
+            throw StimulusError.invalid("--probe \(probe.rawValue): a \(network.kind.rawValue) cell has no memory c (probe c is LSTM-only)")
         }
         self.network = network; self.layers = layers; self.mode = mode; self.direction = direction
         self.probe = probe; self.bank = bank; self.settlingBand = settlingBand; self.chunkBytes = chunkBytes
@@ -144,7 +147,7 @@ public enum Characterizer {
 
     /// Mode `network`: the whole layer runs under each stimulus (through the backend's full
     /// forward), every cell is recorded, and the metrics come from the stored trajectories.
-    static func networkResponses(layer: LSTMLayer, direction: StimulusDirection, bank: StimulusBank, probe: Probe,
+    static func networkResponses(layer: RecurrentLayer, direction: StimulusDirection, bank: StimulusBank, probe: Probe,
                                  settlingBand: Float, on backend: any ComputeBackend) throws -> ResponseBlock {
         guard probe == .h else { throw StimulusError.invalid("mode network records h only; use --probe h") }
         let traj = try networkTrajectories(layer: layer, direction: direction, bank: bank, on: backend)
@@ -152,7 +155,7 @@ public enum Characterizer {
     }
 
     /// h of every cell of the coupled layer under each stimulus: [cell × stimulus × step].
-    static func networkTrajectories(layer: LSTMLayer, direction: StimulusDirection, bank: StimulusBank,
+    static func networkTrajectories(layer: RecurrentLayer, direction: StimulusDirection, bank: StimulusBank,
                                     on backend: any ComputeBackend) throws -> Trajectories {
         let d = try direction.vector(inputSize: layer.inputSize)
         let steps = bank.steps, width = layer.inputSize, n = layer.hiddenSize
@@ -166,7 +169,7 @@ public enum Characterizer {
                 for i in 0..<width { inputs[(s * steps + t) * width + i] = u * d[i] }
             }
         }
-        let single = try LSTMNetwork(layers: [layer], readout: .init(V: [Float](repeating: 0, count: n), a: [0]))
+        let single = try RecurrentNetwork(layers: [layer], readout: .init(V: [Float](repeating: 0, count: n), a: [0]))
         let job = try ForwardJob(network: single, inputs: try SequenceBatch(count: bank.count, steps: steps, width: width, values: inputs),
                                  output: .sequence)
         let hidden = try backend.forward(job).hidden   // [stimulus × step × cell]

@@ -3,11 +3,11 @@ import Foundation
 
 /// What a ranker may look at: the network, the rows (cells) to score, and their summaries.
 public struct RankingContext: Sendable {
-    public var network: LSTMNetwork
+    public var network: RecurrentNetwork
     public var rows: [(layer: Int, cell: Int)]
     public var summaries: [CellSummary]
 
-    public init(network: LSTMNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary]) {
+    public init(network: RecurrentNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary]) {
         precondition(summaries.isEmpty || summaries.count == rows.count)
         self.network = network; self.rows = rows; self.summaries = summaries
     }
@@ -52,11 +52,11 @@ public struct ReadoutWeightRanker: CellRanker {
         try context.rows.map { try Self.outgoingNorm(context.network, layer: $0.layer, cell: $0.cell) }
     }
 
-    static func outgoingNorm(_ network: LSTMNetwork, layer: Int, cell: Int) throws -> Double {
+    static func outgoingNorm(_ network: RecurrentNetwork, layer: Int, cell: Int) throws -> Double {
         let h = network.layers[layer].hiddenSize
         if layer + 1 < network.layers.count {
             let next = network.layers[layer + 1]
-            return (0..<(4 * next.hiddenSize)).reduce(0.0) { $0 + Double(next.W[$1 * h + cell]) * Double(next.W[$1 * h + cell]) }.squareRoot()
+            return (0..<next.gateRows).reduce(0.0) { $0 + Double(next.W[$1 * h + cell]) * Double(next.W[$1 * h + cell]) }.squareRoot()
         }
         guard let readout = network.readout else {
             throw ModelError.shape("the model has no readout, so the last layer's cells have no outgoing weights to rank by")

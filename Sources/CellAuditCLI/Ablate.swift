@@ -70,6 +70,8 @@ struct Ablate: ParsableCommand {
                 s["data"] = (data as NSString).lastPathComponent
                 s["backend"] = "\(backend.identity)"
                 s["clamp"] = clampMode.rawValue
+                // Only an LSTM has a memory c to clamp beside h.
+                s["clamped_state"] = loaded.network.kind.hasCellState ? "h and c" : "h"
                 try JSONSerialization.data(withJSONObject: s, options: [.prettyPrinted, .sortedKeys]).write(to: dir.appendingPathComponent("summary.json"))
                 return s
             }

@@ -22,6 +22,9 @@ struct Audit: ParsableCommand {
     @Option(help: "Audit a built-in random network of this many cells instead (seeded by --seed).")
     var cells: Int?
 
+    @Option(help: "Cell kind of the built-in random network (--cells): lstm, gru, rnn_tanh or rnn_relu.")
+    var cell: String = "lstm"
+
     @Option(help: "Seed of the built-in random network and of the random ranker.")
     var seed: UInt64 = 7
 
@@ -99,10 +102,13 @@ struct Audit: ParsableCommand {
         if let cells {
             guard model == nil else { throw CleanFailure(description: "give either MODEL or --cells, not both") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            let network = try LSTMNetwork.random(seed: seed, inputSize: 8, hiddenSizes: [cells], outputs: 10, scale: 3)
+            guard let kind = CellKind(rawValue: cell) else {
+                throw CleanFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
+            }
+            let network = try RecurrentNetwork.random(kind: kind, seed: seed, inputSize: 8, hiddenSizes: [cells], outputs: 10, scale: 3)
             let loaded = LoadedModel(network: network, convention: .pytorch, output: .last, task: .classification,
                                      metadata: [:], path: "")
-            return (loaded, "random LSTM (\(cells) cells, seed \(seed))", data, {})
+            return (loaded, "random \(kind.rawValue) (\(cells) cells, seed \(seed))", data, {})
         }
         if let model {
             return (try ModelFile.load(model), (model as NSString).lastPathComponent, data, {})

@@ -27,6 +27,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Workload: response, forward or all.")
     var workload: String = "all"
 
+    @Option(help: "Cell kind of the random networks: lstm, gru, rnn_tanh or rnn_relu.")
+    var cell: String = "lstm"
+
     @Option(help: "Cells of the random layer (response) or hidden size (forward).")
     var cells: Int = 1024
 
@@ -43,7 +46,7 @@ struct Bench: ParsableCommand {
     var json = false
 
     struct Row: Encodable {
-        var workload: String, backend: String, device: String, size: String, unit: String
+        var workload: String, cell: String, backend: String, device: String, size: String, unit: String
         var median_per_second: Double, min_per_second: Double, max_per_second: Double
         var median_seconds: Double, kernel_seconds: Double?, work: Int, host_peak_rss_mib: Double
         var device_peak_mib: Double?
@@ -54,6 +57,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try failing {
+            guard CellKind(rawValue: cell) != nil else {
+                throw CleanFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
+            }
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
             let known = ["response", "forward", "ablation"]
@@ -71,7 +77,7 @@ struct Bench: ParsableCommand {
                     let devices = try OpenCL.devices()
                     let index = device ?? BackendSelection.autoDecision(devices: devices).device?.index ?? 0
                     guard devices.indices.contains(index) else { throw BackendError.unavailable("no OpenCL device \(index) (found \(devices.count))") }
-                    backends.append(try OpenCLBackend(device: devices[index], nativeMath: nativeMath))
+                    backends.append(try OpenCLBackend(device: devices[index], settings: try KernelSettings.fromEnvironment(nativeMath: nativeMath)))
                 } catch where backend == "all" {
                     Terminal.warn("warning: no OpenCL backend to measure (\(error))")
                 }
@@ -91,8 +97,8 @@ struct Bench: ParsableCommand {
             for r in rows {
                 let kernel = (r.kernel_seconds.map { String(format: ", kernel %.4f s", $0) } ?? "")
                     + (r.device_peak_mib.map { String(format: ", device peak %.1f MiB", $0) } ?? "")
-                print(String(format: "%@ %@ [%@]: %.3g %@/s (min %.3g, max %.3g), %.4f s%@, peak RSS %.0f MiB — %@",
-                             r.workload, r.backend, r.size, r.median_per_second, r.unit, r.min_per_second, r.max_per_second,
+                print(String(format: "%@ %@ %@ [%@]: %.3g %@/s (min %.3g, max %.3g), %.4f s%@, peak RSS %.0f MiB — %@",
+                             r.workload, r.cell, r.backend, r.size, r.median_per_second, r.unit, r.min_per_second, r.max_per_second,
                              r.median_seconds, kernel, r.host_peak_rss_mib, r.device))
                 if let e = r.native_math_error {
                     print("  native math against precise: " + e.keys.sorted().map { "\($0) \(String(format: "%.3g", e[$0]!))" }.joined(separator: ", "))
@@ -103,12 +109,13 @@ struct Bench: ParsableCommand {
 
     func measure(_ workload: String, on backend: any ComputeBackend) throws -> Row {
         var rng = SeededGenerator(seed: 2024)
+        let kind = CellKind(rawValue: cell)!
         let task: () throws -> Void
         let work: Int, size: String, unit: String
         var nativeError: [String: Double]?
         switch workload {
         case "response":
-            let layer = try LSTMLayer.random(inputSize: 16, hiddenSize: cells, using: &rng)
+            let layer = try RecurrentLayer.random(kind: kind, inputSize: 16, hiddenSize: cells, using: &rng)
             let bank = try StimulusBank.standard(window: window)
             let job = try ResponseJob(cells: try DecoupledCells(layer: layer), bank: bank)
             work = job.simulatedSteps
@@ -117,7 +124,9 @@ struct Bench: ParsableCommand {
             task = { _ = try backend.responses(job) }
             if let cl = backend as? OpenCLBackend, cl.nativeMath {
                 let native = try cl.responses(job)
-                let precise = try OpenCLBackend(device: cl.device, nativeMath: false).responses(job)
+                var settings = cl.settings
+                settings.nativeMath = false
+                let precise = try OpenCLBackend(device: cl.device, settings: settings).responses(job)
                 var error: [String: Double] = [:]
                 for m in [Metric.yFinal, .gain, .sineGain, .phaseDeg, .thd] {
                     error["max_abs_\(m.name)"] = zip(native.plane(m), precise.plane(m))
@@ -132,7 +141,7 @@ struct Bench: ParsableCommand {
         case "ablation":
             // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
             let hidden = min(cells, 64)
-            let network = try LSTMNetwork.random(seed: 6, inputSize: 8, hiddenSizes: [hidden], outputs: 10)
+            let network = try RecurrentNetwork.random(kind: kind, seed: 6, inputSize: 8, hiddenSizes: [hidden], outputs: 10)
             let n = 256, steps = 16
             let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
             let masks = [CellMask.none(cells: hidden)] + (0..<hidden).map { CellMask.ablating([$0], of: hidden) }
@@ -143,7 +152,7 @@ struct Bench: ParsableCommand {
             task = { _ = try backend.forward(job) }
         default:
             let hidden = min(cells, 256)
-            let network = try LSTMNetwork.random(seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10)
+            let network = try RecurrentNetwork.random(kind: kind, seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10)
             let n = 512, steps = 64
             let inputs = try SequenceBatch(count: n, steps: steps, width: 16, values: (0..<(n * steps * 16)).map { _ in rng.uniform(-1, 1) })
             let job = try ForwardJob(network: network, inputs: inputs, output: .last)
@@ -164,7 +173,7 @@ struct Bench: ParsableCommand {
         let sorted = times.sorted(), median = sorted[sorted.count / 2]
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return Row(workload: workload, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
+        return Row(workload: workload, cell: cell, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
                    median_per_second: Double(work) / median, min_per_second: Double(work) / sorted.last!,
                    max_per_second: Double(work) / sorted.first!, median_seconds: median,
                    kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,

@@ -29,7 +29,8 @@ struct BackendOptions: ParsableArguments {
 
     func makeBackend() throws -> any ComputeBackend {
         try installFaultsFromEnvironment()
-        return try BackendSelection.make(try BackendChoice.resolve(flag: backend), deviceIndex: device) {
+        return try BackendSelection.make(try BackendChoice.resolve(flag: backend), deviceIndex: device,
+                                         settings: try KernelSettings.fromEnvironment()) {
             Terminal.warn($0)
         }
     }

@@ -57,7 +57,7 @@ struct StimulusOptions: ParsableArguments {
             preSteps: preSteps, onsetDelay: onset, window: window)
     }
 
-    func plan(_ network: LSTMNetwork, layers: [Int]?) throws -> CharacterizationPlan {
+    func plan(_ network: RecurrentNetwork, layers: [Int]?) throws -> CharacterizationPlan {
         guard let mode = RecurrenceMode(rawValue: mode) else {
             throw CleanFailure(description: "--mode must be self, clamped or network, got '\(mode)'")
         }

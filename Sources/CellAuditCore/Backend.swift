@@ -23,6 +23,9 @@ public struct ResponseJob: Sendable {
     public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = 0.02) throws {
         guard cells.cellCount > 0 else { throw StimulusError.invalid("no cells to simulate") }
         guard cells.parameters.allSatisfy(\.isFinite) else { throw ModelError.nonFinite("decoupled cell parameters contain NaN or Inf") }
+        guard cells.kind.probes.contains(probe) else {
+            throw StimulusError.invalid("probe \(probe.rawValue): a \(cells.kind.rawValue) cell has no memory c (probe c is LSTM-only)")
+        }
         guard settlingBand > 0, settlingBand < 1 else {
             throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
         }

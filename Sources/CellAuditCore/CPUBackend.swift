@@ -37,7 +37,7 @@ public final class CPUBackend: ComputeBackend {
             forEachSimulated(job, wave: wave) { group, s, lanes, y in
                 let sched = job.bank.schedules[s], stimulus = job.bank.stimuli[s]
                 let row = s * job.bank.steps
-                let m: [Float8] = stimulus.kind == .step
+                let m: [Float32x8] = stimulus.kind == .step
                     ? LaneMetrics.step(y, schedule: sched, amplitude: stimulus.amplitude, band: job.settlingBand)
                     : LaneMetrics.sine(y, schedule: sched, amplitude: stimulus.amplitude,
                                        wave: wave, quadrature: quadrature, row: row)
@@ -78,6 +78,17 @@ public final class CPUBackend: ComputeBackend {
     /// so the step metrics' second pass reads them instead of recomputing the run.
     private func forEachSimulated(_ job: ResponseJob, wave: [Float],
                                   _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory) -> Void) {
+        switch job.cells.kind {
+        case .lstm: forEachSimulated(job, wave: wave, lanes: LSTMLanes.self, body)
+        case .gru: forEachSimulated(job, wave: wave, lanes: GRULanes.self, body)
+        case .rnnTanh: forEachSimulated(job, wave: wave, lanes: RNNLanes<TanhActivation>.self, body)
+        case .rnnReLU: forEachSimulated(job, wave: wave, lanes: RNNLanes<ReLUActivation>.self, body)
+        }
+    }
+
+    /// The engine for one cell kind, specialised on its lane step.
+    private func forEachSimulated<Lanes: DecoupledLanes>(_ job: ResponseJob, wave: [Float], lanes: Lanes.Type,
+                                                         _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory) -> Void) {
         let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
         let per = Self.blockStimuli, blocks = (stimuli + per - 1) / per
         let items = groups * blocks, steps = job.bank.steps
@@ -87,12 +98,12 @@ public final class CPUBackend: ComputeBackend {
             let w = SendablePointer(UnsafeMutablePointer(mutating: wavePointer.baseAddress!))
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
                 // scratch[4t + k] holds chain k at step t: stimulus 2k in the low half, 2k + 1 in the high.
-                let scratch = UnsafeMutablePointer<Float16x>.allocate(capacity: 4 * steps)
+                let scratch = UnsafeMutablePointer<Float32x16>.allocate(capacity: 4 * steps)
                 defer { scratch.deallocate() }
-                let halves = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float8.self)
+                let halves = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float32x8.self)
                 for item in (items * chunk / chunks)..<(items * (chunk + 1) / chunks) {
                     let block = item / groups, group = item % groups
-                    let cell = LaneCells(job.cells, group: group)
+                    let cell = Lanes(job.cells, group: group)
                     // A short last block repeats its last stimulus (results unused).
                     let members = (0..<per).map { min(block * per + $0, stimuli - 1) }
                     let a = members.map { job.bank.stimuli[$0].amplitude }
@@ -100,8 +111,8 @@ public final class CPUBackend: ComputeBackend {
                     let end = members.map { job.bank.schedules[$0].end }.max()!
                     let (a0, a1, a2, a3, a4, a5, a6, a7) = (a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
                     let (r0, r1, r2, r3, r4, r5, r6, r7) = (rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7])
-                    var h0 = Float16x(), c0 = Float16x(), h1 = Float16x(), c1 = Float16x()
-                    var h2 = Float16x(), c2 = Float16x(), h3 = Float16x(), c3 = Float16x()
+                    var h0 = Float32x16(), c0 = Float32x16(), h1 = Float32x16(), c1 = Float32x16()
+                    var h2 = Float32x16(), c2 = Float32x16(), h3 = Float32x16(), c3 = Float32x16()
                     for t in 0..<end {
                         cell.step(u: .pair(a0 * r0[t], a1 * r1[t]), h: &h0, c: &c0)
                         cell.step(u: .pair(a2 * r2[t], a3 * r3[t]), h: &h1, c: &c1)
@@ -122,60 +133,11 @@ public final class CPUBackend: ComputeBackend {
     }
 }
 
-extension Float16x {
+extension Float32x16 {
     /// `a` in the low eight lanes, `b` in the high eight.
     @inline(__always)
-    static func pair(_ a: Float, _ b: Float) -> Float16x {
-        Float16x(lowHalf: Float8(repeating: a), highHalf: Float8(repeating: b))
-    }
-}
-
-/// Eight decoupled cells side by side under two stimuli: cell l of the group in lanes l and
-/// 8 + l (missing cells have all-zero parameters).
-struct LaneCells {
-    var w: (Float16x, Float16x, Float16x, Float16x), r: (Float16x, Float16x, Float16x, Float16x)
-    var b: (Float16x, Float16x, Float16x, Float16x)
-
-    init(_ cells: DecoupledCells, group: Int) {
-        let n = cells.cellCount, first = group * 8, lanes = min(8, n - first)
-        func load(_ plane: Int) -> Float16x {
-            var v = Float8()
-            for l in 0..<lanes { v[l] = cells.parameters[plane * n + first + l] }
-            return Float16x(lowHalf: v, highHalf: v)
-        }
-        w = (load(0), load(1), load(2), load(3))
-        r = (load(4), load(5), load(6), load(7))
-        b = (load(8), load(9), load(10), load(11))
-    }
-
-    @_transparent
-    func step(u: Float16x, h: inout Float16x, c: inout Float16x) {
-        let i = vsigmoid(fmadd(w.0, u, fmadd(r.0, h, b.0)))
-        let f = vsigmoid(fmadd(w.1, u, fmadd(r.1, h, b.1)))
-        let g = vtanh(fmadd(w.2, u, fmadd(r.2, h, b.2)))
-        let o = vsigmoid(fmadd(w.3, u, fmadd(r.3, h, b.3)))
-        c = fmadd(f, c, i * g)
-        h = o * vtanh(c)
-    }
-}
-
-/// The twelve scalars of one decoupled LSTM cell and its update, written once for every CPU path.
-public struct LSTMCellParameters: Sendable {
-    public var w: SIMD4<Float>, r: SIMD4<Float>, b: SIMD4<Float>   // gates i, f, g, o
-
-    public init(_ cells: DecoupledCells, _ j: Int) {
-        w = SIMD4(cells.w(.input, j), cells.w(.forget, j), cells.w(.cell, j), cells.w(.output, j))
-        r = SIMD4(cells.r(.input, j), cells.r(.forget, j), cells.r(.cell, j), cells.r(.output, j))
-        b = SIMD4(cells.b(.input, j), cells.b(.forget, j), cells.b(.cell, j), cells.b(.output, j))
-    }
-
-    /// One time step: c' = f·c + i·g, h' = o·tanh(c').
-    @inline(__always)
-    public func step(u: Float, h: inout Float, c: inout Float) {
-        let a = w * u + r * h + b
-        let i = sigmoid(a[0]), f = sigmoid(a[1]), g = tanh(a[2]), o = sigmoid(a[3])
-        c = f * c + i * g
-        h = o * tanh(c)
+    static func pair(_ a: Float, _ b: Float) -> Float32x16 {
+        Float32x16(lowHalf: Float32x8(repeating: a), highHalf: Float32x8(repeating: b))
     }
 }
 

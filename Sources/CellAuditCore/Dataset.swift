@@ -45,12 +45,12 @@ public struct Dataset: Sendable {
 
 /// How well outputs match a dataset: accuracy for classification, MSE for regression.
 public struct Score: Sendable, Equatable {
-    public var task: Task
+    public var task: ModelTask
     public var value: Double
     public var name: String { task == .classification ? "accuracy" : "mse" }
 
     /// Scores configuration `config` of a forward result.
-    public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: Task, output: OutputMode) throws -> Score {
+    public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Score {
         let n = dataset.inputs.count
         let k = result.shape.last!
         let per = result.outputs.count / result.shape[0]

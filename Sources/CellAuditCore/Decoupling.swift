@@ -31,54 +31,62 @@ public enum StimulusDirection: Sendable, Equatable {
 
 /// Every cell of one layer cut loose from the others (recurrence mode `self`): each keeps its
 /// scalar input weight w_k = W_k[j,:]·d, its self-recurrent weight r_k = R_k[j,j] and its bias
-/// b_k, per gate k.
+/// b_k, per gate k of its kind (METHOD.md §2); a GRU cell also keeps b_hn, inside its reset gate.
 ///
-/// Layout (the one the kernels read): `parameters[(q * 4 + k) * cellCount + j]` with q = 0 for
-/// w, 1 for r, 2 for b and k the gate index: gate-major, so neighbouring cells are neighbours
-/// in memory.
+/// Layout (the one the kernels read): `parameters[(q * G + k) * cellCount + j]` with G the
+/// kind's gate count, q = 0 for w, 1 for r, 2 for b and k the gate index, then for a GRU one
+/// more plane, b_hn, at `(3 * G) * cellCount + j`: gate-major, so neighbouring cells are
+/// neighbours in memory.
 public struct DecoupledCells: Sendable, Equatable {
+    public let kind: CellKind
     public let cellCount: Int
     public var parameters: [Float]
 
-    public static let valuesPerCell = 12
+    /// Parameters per cell: 3·G, plus b_hn for a GRU (LSTM 12, GRU 10, RNN 3).
+    public static func valuesPerCell(_ kind: CellKind) -> Int { 3 * kind.gateCount + (kind == .gru ? 1 : 0) }
+    public var valuesPerCell: Int { Self.valuesPerCell(kind) }
 
-    public init(cellCount: Int, parameters: [Float]) {
-        precondition(parameters.count == cellCount * Self.valuesPerCell)
+    public init(kind: CellKind, cellCount: Int, parameters: [Float]) {
+        precondition(parameters.count == cellCount * Self.valuesPerCell(kind))
+        self.kind = kind
         self.cellCount = cellCount
         self.parameters = parameters
     }
 
-    public init(layer: LSTMLayer, direction: StimulusDirection = .all) throws {
+    public init(layer: RecurrentLayer, direction: StimulusDirection = .all) throws {
         let d = try direction.vector(inputSize: layer.inputSize)
-        let n = layer.hiddenSize
-        var p = Array(repeating: Float(0), count: n * Self.valuesPerCell)
-        for gate in Gate.allCases {
-            let k = gate.rawValue
+        let n = layer.hiddenSize, gates = layer.kind.gateCount
+        var p = Array(repeating: Float(0), count: n * Self.valuesPerCell(layer.kind))
+        for gate in layer.kind.gates {
+            let k = gate.index
             for j in 0..<n {
                 let row = layer.row(gate, j)
                 var w: Float = 0
                 for i in 0..<layer.inputSize { w += layer.W[row * layer.inputSize + i] * d[i] }
-                p[(0 * 4 + k) * n + j] = w
-                p[(1 * 4 + k) * n + j] = layer.R[row * n + j]
-                p[(2 * 4 + k) * n + j] = layer.b[row]
+                p[(0 * gates + k) * n + j] = w
+                p[(1 * gates + k) * n + j] = layer.R[row * n + j]
+                p[(2 * gates + k) * n + j] = layer.b[row]
             }
         }
-        self.init(cellCount: n, parameters: p)
+        if layer.kind == .gru { p.replaceSubrange((3 * gates * n)..<(3 * gates * n + n), with: layer.hiddenBiasN) }
+        self.init(kind: layer.kind, cellCount: n, parameters: p)
     }
 
     /// The given cells, renumbered from 0 in the order given.
     public func subset(_ cells: some Collection<Int>) -> DecoupledCells {
         var p = [Float]()
-        p.reserveCapacity(cells.count * Self.valuesPerCell)
-        for plane in 0..<Self.valuesPerCell {
+        p.reserveCapacity(cells.count * valuesPerCell)
+        for plane in 0..<valuesPerCell {
             for j in cells { p.append(parameters[plane * cellCount + j]) }
         }
-        return DecoupledCells(cellCount: cells.count, parameters: p)
+        return DecoupledCells(kind: kind, cellCount: cells.count, parameters: p)
     }
 
-    public func w(_ gate: Gate, _ j: Int) -> Float { parameters[(0 * 4 + gate.rawValue) * cellCount + j] }
-    public func r(_ gate: Gate, _ j: Int) -> Float { parameters[(1 * 4 + gate.rawValue) * cellCount + j] }
-    public func b(_ gate: Gate, _ j: Int) -> Float { parameters[(2 * 4 + gate.rawValue) * cellCount + j] }
+    public func w(_ gate: Gate, _ j: Int) -> Float { parameters[(0 * kind.gateCount + gate.index) * cellCount + j] }
+    public func r(_ gate: Gate, _ j: Int) -> Float { parameters[(1 * kind.gateCount + gate.index) * cellCount + j] }
+    public func b(_ gate: Gate, _ j: Int) -> Float { parameters[(2 * kind.gateCount + gate.index) * cellCount + j] }
+    /// GRU only: b_hn of cell j.
+    public func hiddenBiasN(_ j: Int) -> Float { parameters[3 * kind.gateCount * cellCount + j] }
 }
 
 /// How a decoupled cell sees the rest of its layer (METHOD.md §2).
@@ -130,7 +138,7 @@ public enum DirectionSpec: Sendable, Equatable {
     }
 }
 
-extension LSTMLayer {
+extension RecurrentLayer {
     /// The state the layer settles to under constant input `x` (zeros by default), from
     /// h = c = 0, running at most `steps` steps and stopping once h moves less than 1e-7.
     public func restState(input x: [Float]? = nil, steps: Int = 1000) -> (h: [Float], c: [Float], converged: Bool) {
@@ -143,55 +151,45 @@ extension LSTMLayer {
         }
         return (h, c, false)
     }
-
-    /// One step of the whole layer for one sequence, in plain scalar arithmetic (the reference
-    /// that settling runs and data means use): pre = W x + R h + b, then METHOD.md §1's update.
-    public func step(_ x: ArraySlice<Float>, h: inout [Float], c: inout [Float]) {
-        let n = hiddenSize, h4 = 4 * n
-        precondition(x.count == inputSize && h.count == n && c.count == n)
-        var pre = b
-        let input = Array(x)
-        pre.withUnsafeMutableBufferPointer { p in
-            W.withUnsafeBufferPointer { w in
-                input.withUnsafeBufferPointer { xp in
-                    multiplyTransposed(m: 1, n: h4, k: inputSize, xp.baseAddress!, lda: inputSize, w.baseAddress!, ldb: inputSize,
-                                       p.baseAddress!, ldc: h4, beta: 1)
-                }
-            }
-            R.withUnsafeBufferPointer { r in
-                h.withUnsafeBufferPointer { hp in
-                    multiplyTransposed(m: 1, n: h4, k: n, hp.baseAddress!, lda: n, r.baseAddress!, ldb: n,
-                                       p.baseAddress!, ldc: h4, beta: 1)
-                }
-            }
-        }
-        for j in 0..<n {
-            let i = sigmoid(pre[j]), f = sigmoid(pre[n + j]), g = tanh(pre[2 * n + j]), o = sigmoid(pre[3 * n + j])
-            c[j] = f * c[j] + i * g
-            h[j] = o * tanh(c[j])
-        }
-    }
 }
 
 extension DecoupledCells {
     /// Cells of `layer` decoupled in `mode` (`self` or `clamped`; `network` does not decouple).
-    public init(layer: LSTMLayer, direction: StimulusDirection, mode: RecurrenceMode, restState: [Float]? = nil) throws {
+    public init(layer: RecurrentLayer, direction: StimulusDirection, mode: RecurrenceMode, restState: [Float]? = nil) throws {
         try self.init(layer: layer, direction: direction)
         switch mode {
         case .self: return
         case .network: throw StimulusError.invalid("mode network runs the whole layer; it has no decoupled cells")
         case .clamped:
-            let n = layer.hiddenSize
+            let n = layer.hiddenSize, gates = layer.kind.gateCount
             let rest = restState ?? layer.restState().h
             guard rest.count == n else { throw ModelError.shape("the rest state has \(rest.count) values, the layer \(n) cells") }
-            for gate in Gate.allCases {
-                for j in 0..<n {
-                    let row = layer.row(gate, j)
-                    var extra: Float = 0
-                    for m in 0..<n where m != j { extra += layer.R[row * n + m] * rest[m] }
-                    parameters[(2 * 4 + gate.rawValue) * n + j] += extra
-                }
+            // What the other cells, held at h*, add to a gate's pre-activation: Σ_{m≠j} R_k[j,m]·v_m.
+            func others(_ gate: Gate, _ j: Int, _ v: [Float]) -> Float {
+                let row = layer.row(gate, j)
+                var extra: Float = 0
+                for m in 0..<n where m != j { extra += layer.R[row * n + m] * v[m] }
+                return extra
             }
+            for gate in layer.kind.gates {
+                let newGate = layer.kind == .gru && gate.index == 2
+                // The GRU's n block: reset-after, the constant sits inside the reset gate (with
+                // b_hn); reset-before, the other cells enter as r*_m·h*_m outside it.
+                let v = newGate && !layer.resetAfter ? zip(layer.restResetGate(rest), rest).map(*) : rest
+                let plane = newGate && layer.resetAfter ? 3 * gates : 2 * gates + gate.index
+                for j in 0..<n { parameters[plane * n + j] += others(gate, j, v) }
+            }
+        }
+    }
+}
+
+extension RecurrentLayer {
+    /// GRU: the reset gate r = σ(R_r h + b_r) of every cell at state h under rest input 0.
+    func restResetGate(_ h: [Float]) -> [Float] {
+        (0..<hiddenSize).map { m in
+            var a = b[m]
+            for k in 0..<hiddenSize { a += R[m * hiddenSize + k] * h[k] }
+            return 1 / (1 + exp(-a))
         }
     }
 }

@@ -32,7 +32,7 @@ public struct CellMask: Sendable, Equatable {
 
 /// A full-network forward pass over a batch, for one or more ablation configurations at once.
 public struct ForwardJob: Sendable {
-    public var network: LSTMNetwork
+    public var network: RecurrentNetwork
     public var inputs: SequenceBatch
     public var output: OutputMode
     public var masks: [CellMask]
@@ -40,7 +40,7 @@ public struct ForwardJob: Sendable {
     /// (plain ablation, METHOD.md §6) or the cells' mean over the data (mean ablation).
     public var clampH: [Float], clampC: [Float]
 
-    public init(network: LSTMNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
+    public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
                 clamp: (h: [Float], c: [Float])? = nil) throws {
         guard inputs.width == network.inputSize else {
             throw ModelError.shape("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
@@ -75,7 +75,7 @@ public struct ForwardResult: Sendable {
     }
 }
 
-extension LSTMNetwork {
+extension RecurrentNetwork {
     /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N).
     public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode) -> [Float] {
         let readout = self.readout!
@@ -98,34 +98,42 @@ extension LSTMNetwork {
 extension CPUBackend {
     /// The batched forward pass: every (configuration, sequence) row of a layer advances one step
     /// together, so each step is one matrix product [rows × H]·Rᵀ plus the input projection that
-    /// was done for all steps at once. Masked cells' h and c are clamped to 0 after every step.
+    /// was done for all steps at once (`RecurrentLayer.advance`). Masked cells' h (and c) are
+    /// clamped after every step.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps
         let configs = job.masks.count
         let hLast = net.layers.last!.hiddenSize
         let widest = net.layers.map(\.hiddenSize).max()!
-        // Per sequence and configuration: projections (4H) and outputs (H) of the widest layer.
-        let bytesPerConfig = n * steps * 5 * widest * MemoryLayout<Float>.stride
+        let gateBlocks = net.kind.gateCount
+        // Per sequence and configuration: projections (G·H) and outputs (H) of the widest layer.
+        let bytesPerConfig = n * steps * (gateBlocks + 1) * widest * MemoryLayout<Float>.stride
         let slice = max(1, min(configs, forwardWorkingSetBytes / max(bytesPerConfig, 1)))
         var hidden = [Float](repeating: 0, count: configs * n * steps * hLast)
         // Layer 0's input projection does not depend on the mask: computed once for all slices.
         let first = net.layers[0]
-        var projected0 = [Float](repeating: 0, count: n * steps * 4 * first.hiddenSize)
-        project(job.inputs.values, rows: n * steps, width: job.inputs.width, layer: first, into: &projected0)
-
+        var projected0 = [Float](repeating: 0, count: n * steps * first.gateRows)
+        job.inputs.values.withUnsafeBufferPointer { x in
+            projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!) }
+        }
         let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
         for start in stride(from: 0, to: configs, by: slice) {
             let masks = Array(job.masks[start..<min(configs, start + slice)])
             var y: [Float] = []
             for (l, layer) in net.layers.enumerated() {
-                let keep = masks.map { Array($0.keep[offsets[l]..<offsets[l + 1]]) }
-                let fill = (h: Array(job.clampH[offsets[l]..<offsets[l + 1]]), c: Array(job.clampC[offsets[l]..<offsets[l + 1]]))
+                let cells = offsets[l]..<offsets[l + 1]
+                let keep = masks.flatMap { $0.keep[cells] }
+                let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
                 if l == 0 {
-                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, fill: fill, sequences: n, steps: steps)
+                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, configurations: masks.count,
+                                 fill: fill, sequences: n, steps: steps)
                 } else {
-                    var projected = [Float](repeating: 0, count: masks.count * n * steps * 4 * layer.hiddenSize)
-                    project(y, rows: masks.count * n * steps, width: net.layers[l - 1].hiddenSize, layer: layer, into: &projected)
-                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, fill: fill, sequences: n, steps: steps)
+                    var projected = [Float](repeating: 0, count: masks.count * n * steps * layer.gateRows)
+                    y.withUnsafeBufferPointer { x in
+                        projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!) }
+                    }
+                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, configurations: masks.count,
+                                 fill: fill, sequences: n, steps: steps)
                 }
             }
             let base = start * n * steps * hLast
@@ -137,77 +145,37 @@ extension CPUBackend {
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
     }
 
-    /// out[rows × 4H] = x[rows × width] · Wᵀ + b.
-    private func project(_ x: [Float], rows: Int, width: Int, layer: LSTMLayer, into out: inout [Float]) {
-        let h4 = 4 * layer.hiddenSize
-        out.withUnsafeMutableBufferPointer { o in
-            for r in 0..<rows { (o.baseAddress! + r * h4).update(from: layer.b, count: h4) }
-            x.withUnsafeBufferPointer { xp in
-                layer.W.withUnsafeBufferPointer { w in
-                    multiplyTransposed(m: rows, n: h4, k: width, xp.baseAddress!, lda: width,
-                                       w.baseAddress!, ldb: width, o.baseAddress!, ldc: h4, beta: 1)
-                }
-            }
-        }
-    }
-
-    /// Runs one layer over all steps for `keep.count` configurations × `sequences` rows.
-    /// `projected` holds x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the
-    /// sequences only, shared by every configuration. Returns h for every (row, step).
-    private func runLayer(_ layer: LSTMLayer, projected: [Float], sharedAcross: Int?, keep: [[Float]],
+    /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
+    /// x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the sequences only, shared by
+    /// every configuration. `keep` is [configurations × H]. Returns h for every (row, step).
+    private func runLayer(_ layer: RecurrentLayer, projected: [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
                           fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int) -> [Float] {
-        let hs = layer.hiddenSize, h4 = 4 * hs, rows = keep.count * n
+        let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
         var y = [Float](repeating: 0, count: rows * steps * hs)
-        var gates = [Float](repeating: 0, count: rows * h4)
-        var h = [Float](repeating: 0, count: rows * hs), c = h
-        let chunks = min(rows, threads * 4)
-        let fillHBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: hs)
-        let fillCBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: hs)
-        _ = fillHBuffer.initialize(from: fill.h)
-        _ = fillCBuffer.initialize(from: fill.c)
-        defer { fillHBuffer.deallocate(); fillCBuffer.deallocate() }
+        var gates = [Float](repeating: 0, count: rows * width)
+        var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
+        let workers = threads
         projected.withUnsafeBufferPointer { proj in
-            gates.withUnsafeMutableBufferPointer { g in
-                h.withUnsafeMutableBufferPointer { hp in
-                    c.withUnsafeMutableBufferPointer { cp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            let P = SendablePointer(UnsafeMutablePointer(mutating: proj.baseAddress!))
-                            let G = SendablePointer(g.baseAddress!), H = SendablePointer(hp.baseAddress!)
-                            let C = SendablePointer(cp.baseAddress!), Y = SendablePointer(yp.baseAddress!)
-                            let fillH = SendablePointer(fillHBuffer.baseAddress!), fillC = SendablePointer(fillCBuffer.baseAddress!)
-                            for t in 0..<steps {
-                                // Gate pre-activations start from the projection of x_t, then add h_{t-1}·Rᵀ.
-                                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                                    for r in stride(from: chunk, to: rows, by: chunks) {
-                                        let source = sharedAcross.map { r % $0 } ?? r
-                                        (G.pointer + r * h4).update(from: P.pointer + (source * steps + t) * h4, count: h4)
-                                    }
-                                }
-                                if t > 0 {
-                                    layer.R.withUnsafeBufferPointer { r in
-                                        multiplyTransposed(m: rows, n: h4, k: hs, H.pointer, lda: hs,
-                                                           r.baseAddress!, ldb: hs, G.pointer, ldc: h4, beta: 1)
-                                    }
-                                }
-                                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                                    for r in stride(from: chunk, to: rows, by: chunks) {
-                                        let pre = G.pointer + r * h4
-                                        let hr = H.pointer + r * hs, cr = C.pointer + r * hs
-                                        let yr = Y.pointer + (r * steps + t) * hs
-                                        keep[r / n].withUnsafeBufferPointer { factors in
-                                            for j in stride(from: 0, to: hs, by: 16) {
-                                                let w = min(16, hs - j)
-                                                let ig = vsigmoid(.load(pre + j, count: w))
-                                                let fg = vsigmoid(.load(pre + hs + j, count: w))
-                                                let gg = vtanh(.load(pre + 2 * hs + j, count: w))
-                                                let og = vsigmoid(.load(pre + 3 * hs + j, count: w))
-                                                let k = Float16x.load(factors.baseAddress! + j, count: w)
-                                                let off = 1 - k
-                                                let cv = (fg * .load(cr + j, count: w) + ig * gg) * k + off * Float16x.load(fillC.pointer + j, count: w)
-                                                let hv = og * vtanh(cv) * k + off * Float16x.load(fillH.pointer + j, count: w)
-                                                cv.store(cr + j, count: w)
-                                                hv.store(hr + j, count: w)
-                                                hv.store(yr + j, count: w)
+            keep.withUnsafeBufferPointer { keepPointer in
+                fill.h.withUnsafeBufferPointer { fillH in
+                    fill.c.withUnsafeBufferPointer { fillC in
+                        gates.withUnsafeMutableBufferPointer { g in
+                            h.withUnsafeMutableBufferPointer { hp in
+                                c.withUnsafeMutableBufferPointer { cp in
+                                    scratch.withUnsafeMutableBufferPointer { sp in
+                                        y.withUnsafeMutableBufferPointer { yp in
+                                            let P = SendablePointer(UnsafeMutablePointer(mutating: proj.baseAddress!))
+                                            let G = SendablePointer(g.baseAddress!), Y = SendablePointer(yp.baseAddress!)
+                                            let mask = StepMask(keep: keepPointer.baseAddress!, rowsPerConfiguration: n,
+                                                                fillH: fillH.baseAddress!, fillC: fillC.baseAddress!)
+                                            for t in 0..<steps {
+                                                forEachRow(rows, workers: workers) { r in
+                                                    let source = sharedAcross.map { r % $0 } ?? r
+                                                    (G.pointer + r * width).update(from: P.pointer + (source * steps + t) * width, count: width)
+                                                }
+                                                layer.advance(rows: rows, gates: G.pointer, h: hp.baseAddress!, c: cp.baseAddress!,
+                                                              scratch: sp.baseAddress!, hIsZero: t == 0, workers: workers, mask: mask,
+                                                              output: { r in Y.pointer + (r * steps + t) * hs })
                                             }
                                         }
                                     }

@@ -8,25 +8,25 @@ public enum Convention: String, Sendable, CaseIterable {
 /// How the readout is applied: to the last step (`last`) or to every step (`sequence`).
 public enum OutputMode: String, Sendable, CaseIterable { case last, sequence }
 
-public enum Task: String, Sendable, CaseIterable { case classification, regression }
+public enum ModelTask: String, Sendable, CaseIterable { case classification, regression }
 
 /// A network loaded from a model file, in the canonical layout, with what the file said of it.
 public struct LoadedModel: Sendable {
-    public var network: LSTMNetwork
+    public var network: RecurrentNetwork
     public var convention: Convention
     public var output: OutputMode
-    public var task: Task
+    public var task: ModelTask
     public var metadata: [String: String]
     public var path: String
 
-    public init(network: LSTMNetwork, convention: Convention, output: OutputMode, task: Task,
+    public init(network: RecurrentNetwork, convention: Convention, output: OutputMode, task: ModelTask,
                 metadata: [String: String], path: String) {
         self.network = network; self.convention = convention; self.output = output; self.task = task
         self.metadata = metadata; self.path = path
     }
 
     public var parameterCount: Int {
-        network.layers.reduce(0) { $0 + $1.W.count + $1.R.count + $1.b.count }
+        network.layers.reduce(0) { $0 + $1.parameterCount }
             + (network.readout.map { $0.V.count + $0.a.count } ?? 0)
     }
 }
@@ -48,8 +48,10 @@ public enum ModelFile {
         guard let convention = Convention(rawValue: try required("convention")) else {
             throw fail("unknown convention '\(meta["convention"]!)' (expected pytorch, keras or onnx)")
         }
-        let cell = try required("cell")
-        guard cell == "lstm" else { throw fail("cell kind '\(cell)' is not supported yet (supported: lstm)") }
+        let cellName = try required("cell")
+        guard let kind = CellKind(rawValue: cellName) else {
+            throw fail("unknown cell kind '\(cellName)' (supported: \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
         guard let layerCount = Int(try required("layers")), layerCount >= 1 else { throw fail("'layers' must be a positive integer") }
         guard let inputSize = Int(try required("input_size")), inputSize >= 1 else { throw fail("'input_size' must be a positive integer") }
         let hidden = try required("hidden_sizes").split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -61,24 +63,27 @@ public enum ModelFile {
             return mode
         } ?? .last
         let task = try meta["task"].map { value in
-            guard let task = Task(rawValue: value) else { throw fail("unknown task '\(value)' (classification or regression)") }
+            guard let task = ModelTask(rawValue: value) else { throw fail("unknown task '\(value)' (classification or regression)") }
             return task
         } ?? .classification
 
-        var layers: [LSTMLayer] = []
+        let resetAfter = try gruResetAfter(file, kind: kind, convention: convention, hidden: hidden.first!!, fail)
+        var layers: [RecurrentLayer] = []
         var width = inputSize
         for (k, h) in hidden.map({ $0! }).enumerated() {
-            let (W, R, b) = try canonicalWeights(file, convention: convention, prefix: meta["prefix"], layer: k,
-                                                 input: width, hidden: h)
-            for (tensor, values) in [("input weights", W), ("recurrent weights", R), ("bias", b)] {
+            let weights = try canonicalWeights(file, kind: kind, convention: convention, prefix: meta["prefix"], layer: k,
+                                               input: width, hidden: h, resetAfter: resetAfter)
+            for (tensor, values) in [("input weights", weights.W), ("recurrent weights", weights.R), ("bias", weights.b),
+                                     ("recurrent bias of n", weights.bhn ?? [])] {
                 if let bad = values.firstIndex(where: { !$0.isFinite }) {
                     throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf) at element \(bad)")
                 }
             }
-            layers.append(try LSTMLayer(inputSize: width, hiddenSize: h, W: W, R: R, b: b))
+            layers.append(try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
+                                             hiddenBiasN: weights.bhn, resetAfter: resetAfter))
             width = h
         }
-        var readout: LSTMNetwork.Readout?
+        var readout: RecurrentNetwork.Readout?
         if let vName = meta["readout_weight"] {
             let info = try file.info(vName)
             guard info.shape.count == 2 else { throw fail("readout '\(vName)' has shape \(info.shape), expected 2 dimensions") }
@@ -94,9 +99,9 @@ public enum ModelFile {
             if let aName = meta["readout_bias"] { a = try file.floats(aName, shape: [k]) }
             try checkFinite(V, "readout '\(vName)'", fail)
             try checkFinite(a, "readout bias", fail)
-            readout = LSTMNetwork.Readout(V: V, a: a)
+            readout = RecurrentNetwork.Readout(V: V, a: a)
         }
-        return LoadedModel(network: try LSTMNetwork(layers: layers, readout: readout), convention: convention,
+        return LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: convention,
                            output: output, task: task, metadata: meta, path: path)
     }
 
@@ -106,54 +111,126 @@ public enum ModelFile {
         }
     }
 
-    /// The tensor names of layer `k` in a convention, as (input, recurrent, bias…).
-    public static func tensorNames(_ convention: Convention, prefix: String?, layer k: Int) -> [String] {
+    /// The default tensor-name prefix of a kind in a convention (the exporters' names).
+    public static func defaultPrefix(_ kind: CellKind, _ convention: Convention) -> String {
+        let stem = kind == .lstm ? "lstm" : kind == .gru ? "gru" : "rnn"
         switch convention {
-        case .pytorch:
-            let p = prefix ?? "lstm."
-            return ["\(p)weight_ih_l\(k)", "\(p)weight_hh_l\(k)", "\(p)bias_ih_l\(k)", "\(p)bias_hh_l\(k)"]
-        case .keras:
-            let p = prefix ?? "lstm_"
-            return ["\(p)\(k).kernel", "\(p)\(k).recurrent_kernel", "\(p)\(k).bias"]
-        case .onnx:
-            let p = prefix ?? "lstm_"
-            return ["\(p)\(k).W", "\(p)\(k).R", "\(p)\(k).B"]
+        case .pytorch: return stem + "."
+        case .keras: return (kind == .rnnTanh || kind == .rnnReLU ? "simple_rnn" : stem) + "_"
+        case .onnx: return stem + "_"
         }
     }
 
-    static func canonicalWeights(_ file: SafeTensorsFile, convention: Convention, prefix: String?, layer k: Int,
-                                 input: Int, hidden h: Int) throws -> ([Float], [Float], [Float]) {
-        let names = tensorNames(convention, prefix: prefix, layer: k)
-        let h4 = 4 * h
+    /// The tensor names of layer `k` in a convention, as (input, recurrent, bias…).
+    public static func tensorNames(_ convention: Convention, kind: CellKind = .lstm, prefix: String?, layer k: Int) -> [String] {
+        let p = prefix ?? defaultPrefix(kind, convention)
         switch convention {
-        case .pytorch:
-            let W = try file.floats(names[0], shape: [h4, input])
-            let R = try file.floats(names[1], shape: [h4, h])
-            let bih = try file.floats(names[2], shape: [h4])
-            let bhh = try file.floats(names[3], shape: [h4])
-            return (W, R, zip(bih, bhh).map(+))
-        case .keras:
-            // kernel [I × 4H], recurrent_kernel [H × 4H], gate order i, f, c, o (= canonical).
-            let kernel = try file.floats(names[0], shape: [input, h4])
-            let recurrent = try file.floats(names[1], shape: [h, h4])
-            let b = try file.floats(names[2], shape: [h4])
-            return (transpose(kernel, rows: input, cols: h4), transpose(recurrent, rows: h, cols: h4), b)
-        case .onnx:
-            // W [1, 4H, I], R [1, 4H, H], B [1, 8H]; gate order i, o, f, c.
-            let W = try file.floats(names[0], shape: [1, h4, input])
-            let R = try file.floats(names[1], shape: [1, h4, h])
-            let B = try file.floats(names[2], shape: [1, 2 * h4])
-            let b = zip(B[0..<h4], B[h4...]).map(+)
-            // canonical gate g (i, f, g, o) sits at ONNX block onnxBlock[g]
-            let onnxBlock = [0, 2, 3, 1]
-            func reorder(_ m: [Float], cols: Int) -> [Float] {
-                var out = [Float](); out.reserveCapacity(m.count)
-                for block in onnxBlock { out += m[(block * h * cols)..<((block + 1) * h * cols)] }
-                return out
-            }
-            return (reorder(W, cols: input), reorder(R, cols: h), reorder(b, cols: 1))
+        case .pytorch: return ["\(p)weight_ih_l\(k)", "\(p)weight_hh_l\(k)", "\(p)bias_ih_l\(k)", "\(p)bias_hh_l\(k)"]
+        case .keras: return ["\(p)\(k).kernel", "\(p)\(k).recurrent_kernel", "\(p)\(k).bias"]
+        case .onnx: return ["\(p)\(k).W", "\(p)\(k).R", "\(p)\(k).B"]
         }
     }
+
+    /// Whether a GRU file holds the reset-after cell (PyTorch's) or the reset-before one:
+    /// PyTorch is always reset-after; Keras says it by the bias shape ([2, 3H] `reset_after=True`,
+    /// [3H] `reset_after=False`), and a `reset_after` metadata key must agree; ONNX by the
+    /// metadata `linear_before_reset` (0 or 1; absent means 0, the ONNX default).
+    static func gruResetAfter(_ file: SafeTensorsFile, kind: CellKind, convention: Convention, hidden: Int,
+                              _ fail: (String) -> FormatError) throws -> Bool {
+        let meta = file.metadata
+        guard kind == .gru else {
+            for key in ["reset_after", "linear_before_reset"] where meta[key] != nil {
+                throw fail("metadata '\(key)' applies to GRUs only, but the cell kind is \(kind.rawValue)")
+            }
+            return true
+        }
+        func flag(_ key: String) throws -> Bool? {
+            guard let value = meta[key] else { return nil }
+            switch value.lowercased() {
+            case "1", "true": return true
+            case "0", "false": return false
+            default: throw fail("metadata '\(key)' must be 0 or 1, got '\(value)'")
+            }
+        }
+        switch convention {
+        case .pytorch:
+            if try flag("reset_after") == false || flag("linear_before_reset") == false {
+                throw fail("a PyTorch nn.GRU always applies the reset gate after R_n h + b_hn; the metadata says otherwise")
+            }
+            return true
+        case .keras:
+            let name = tensorNames(.keras, kind: kind, prefix: meta["prefix"], layer: 0)[2]
+            let shape = try file.info(name).shape
+            let byShape: Bool
+            if shape == [2, 3 * hidden] { byShape = true } else if shape == [3 * hidden] { byShape = false } else {
+                throw fail("Keras GRU bias '\(name)' has shape \(shape), expected [2, \(3 * hidden)] (reset_after=True) or [\(3 * hidden)] (reset_after=False)")
+            }
+            if let said = try flag("reset_after"), said != byShape {
+                throw fail("metadata reset_after=\(said) but bias '\(name)' has the shape of reset_after=\(byShape)")
+            }
+            return byShape
+        case .onnx:
+            return try flag("linear_before_reset") ?? false
+        }
+    }
+
+    struct CanonicalWeights { var W: [Float], R: [Float], b: [Float], bhn: [Float]? }
+
+    static func canonicalWeights(_ file: SafeTensorsFile, kind: CellKind, convention: Convention, prefix: String?, layer k: Int,
+                                 input: Int, hidden h: Int, resetAfter: Bool) throws -> CanonicalWeights {
+        let names = tensorNames(convention, kind: kind, prefix: prefix, layer: k)
+        let g = kind.gateCount, rows = g * h
+        // The framework's gate block holding canonical gate k: LSTM i,f,g,o from Keras i,f,c,o
+        // and ONNX i,o,f,c; GRU r,z,n from Keras and ONNX z,r,h.
+        let blocks: [Int] = switch (kind, convention) {
+        case (.lstm, .onnx): [0, 2, 3, 1]
+        case (.gru, .keras), (.gru, .onnx): [1, 0, 2]
+        default: Array(0..<g)
+        }
+        func reorder(_ m: ArraySlice<Float>, cols: Int) -> [Float] {
+            var out = [Float](); out.reserveCapacity(m.count)
+            let base = m.startIndex
+            for block in blocks { out += m[(base + block * h * cols)..<(base + (block + 1) * h * cols)] }
+            return out
+        }
+        // Input-side and recurrent-side biases, canonical order, folded as the kind needs: the
+        // GRU's reset-after n block keeps its recurrent bias apart (it sits inside the reset gate).
+        func fold(_ input: [Float], _ recurrent: [Float]) -> CanonicalWeights.Biases {
+            guard kind == .gru, resetAfter else { return .init(b: zip(input, recurrent).map(+), bhn: kind == .gru ? [Float](repeating: 0, count: h) : nil) }
+            return .init(b: zip(input[..<(2 * h)], recurrent[..<(2 * h)]).map(+) + input[(2 * h)...], bhn: Array(recurrent[(2 * h)...]))
+        }
+        switch convention {
+        case .pytorch:
+            let W = try file.floats(names[0], shape: [rows, input])
+            let R = try file.floats(names[1], shape: [rows, h])
+            let biases = fold(try file.floats(names[2], shape: [rows]), try file.floats(names[3], shape: [rows]))
+            return CanonicalWeights(W: W, R: R, b: biases.b, bhn: biases.bhn)
+        case .keras:
+            // kernel [I × G·H], recurrent_kernel [H × G·H]; bias [G·H], or [2, 3H] for a reset-after GRU.
+            let kernel = try file.floats(names[0], shape: [input, rows])
+            let recurrent = try file.floats(names[1], shape: [h, rows])
+            let W = reorder(transpose(kernel, rows: input, cols: rows)[...], cols: input)
+            let R = reorder(transpose(recurrent, rows: h, cols: rows)[...], cols: h)
+            if kind == .gru && resetAfter {
+                let both = try file.floats(names[2], shape: [2, rows])
+                let biases = fold(reorder(both[..<rows], cols: 1), reorder(both[rows...], cols: 1))
+                return CanonicalWeights(W: W, R: R, b: biases.b, bhn: biases.bhn)
+            }
+            let b = reorder(try file.floats(names[2], shape: [rows])[...], cols: 1)
+            return CanonicalWeights(W: W, R: R, b: b, bhn: kind == .gru ? [Float](repeating: 0, count: h) : nil)
+        case .onnx:
+            // W [1, G·H, I], R [1, G·H, H], B [1, 2·G·H] (input biases, then recurrent biases).
+            let W = try file.floats(names[0], shape: [1, rows, input])
+            let R = try file.floats(names[1], shape: [1, rows, h])
+            let B = try file.floats(names[2], shape: [1, 2 * rows])
+            let biases = fold(reorder(B[..<rows], cols: 1), reorder(B[rows...], cols: 1))
+            return CanonicalWeights(W: reorder(W[...], cols: input), R: reorder(R[...], cols: h), b: biases.b, bhn: biases.bhn)
+        }
+    }
+}
+
+extension ModelFile.CanonicalWeights {
+    struct Biases { var b: [Float], bhn: [Float]? }
 }
 
 func transpose(_ m: [Float], rows: Int, cols: Int) -> [Float] {

@@ -140,6 +140,18 @@ public struct SineMetrics: Sendable {
     }
 }
 
+/// Tolerances of every comparison between backends and against frameworks, in one table (the
+/// metrics' own are `MetricTolerance`).
+public enum Tolerance {
+    /// Trajectories of the decoupled step simulation, cpu vs opencl: absolute below 1, relative
+    /// above (an unbounded ReLU cell).
+    public static let trajectory: Float = 1e-5
+    /// Full-network hidden states and outputs, cpu vs opencl, absolute.
+    public static let forwardCrossBackend: Float = 1e-5
+    /// Full-network outputs and hidden states against the framework's own (golden) values.
+    public static let forward: Float = 1e-4
+}
+
 /// How closely two computations of the metrics must agree: |a − b| ≤ absolute + relative·max(|a|, |b|),
 /// NaN exactly where the other is NaN (except where the two disagree on `responded`, which that
 /// plane counts against its own allowance). Metrics read off a threshold crossing (times, counts,

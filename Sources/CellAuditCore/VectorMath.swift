@@ -20,21 +20,21 @@
 /// 4 ulp, relative, down to values near 1e-38; tanh within 8 ulp of the Float spacing at the
 /// result, so relative near 0 (Tools/fit_tanh.py measures 5.8 ulp unfused and 4.6 fused, at most
 /// 3.5e-7 absolute near ±1).
-public typealias Float8 = SIMD8<Float>
-public typealias Float16x = SIMD16<Float>
+public typealias Float32x8 = SIMD8<Float>
+public typealias Float32x16 = SIMD16<Float>
 
 /// a·b + c, fused where the build allows it.
 @_transparent @usableFromInline
-func fmadd(_ a: Float16x, _ b: Float16x, _ c: Float) -> Float16x {
+func fmadd(_ a: Float32x16, _ b: Float32x16, _ c: Float) -> Float32x16 {
     #if CELLAUDIT_FMA || arch(arm64)
-    Float16x(repeating: c).addingProduct(a, b)
+    Float32x16(repeating: c).addingProduct(a, b)
     #else
     a * b + c
     #endif
 }
 
 @_transparent @usableFromInline
-func fmadd(_ a: Float16x, _ b: Float16x, _ c: Float16x) -> Float16x {
+func fmadd(_ a: Float32x16, _ b: Float32x16, _ c: Float32x16) -> Float32x16 {
     #if CELLAUDIT_FMA || arch(arm64)
     c.addingProduct(a, b)
     #else
@@ -45,22 +45,22 @@ func fmadd(_ a: Float16x, _ b: Float16x, _ c: Float16x) -> Float16x {
 /// `v` clamped to [lo, hi]; NaN stays NaN. (The standard library's clamped(lowerBound:upperBound:)
 /// is not inlined for SIMD types; compare-and-select is.)
 @_transparent @usableFromInline
-func clamp(_ v: Float16x, _ lo: Float, _ hi: Float) -> Float16x {
-    let low = Float16x(repeating: lo), high = Float16x(repeating: hi)
+func clamp(_ v: Float32x16, _ lo: Float, _ hi: Float) -> Float32x16 {
+    let low = Float32x16(repeating: lo), high = Float32x16(repeating: hi)
     return v.replacing(with: low, where: v .< low).replacing(with: high, where: v .> high)
 }
 
 @_transparent
-public func vexp(_ v: Float16x) -> Float16x {
+public func vexp(_ v: Float32x16) -> Float32x16 {
     // exp(x) = 2^n · exp(r), n = round(x / ln 2), r = x − n ln 2 split in two parts (Cody–Waite).
     let x = clamp(v, -87, 88)
     // Adding 1.5·2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
-    let shifter = Float16x(repeating: 12_582_912)
-    let shifted = fmadd(x, Float16x(repeating: 1.442_695_04), shifter)
+    let shifter = Float32x16(repeating: 12_582_912)
+    let shifted = fmadd(x, Float32x16(repeating: 1.442_695_04), shifter)
     let n = shifted - shifter
-    let r = fmadd(n, Float16x(repeating: 2.121_944_4e-4), fmadd(n, Float16x(repeating: -0.693_359_375), x))
+    let r = fmadd(n, Float32x16(repeating: 2.121_944_4e-4), fmadd(n, Float32x16(repeating: -0.693_359_375), x))
     // Minimax polynomial for exp on [−ln2/2, ln2/2] (the Cephes expf coefficients).
-    var p = Float16x(repeating: 1.987_569_15e-4)
+    var p = Float32x16(repeating: 1.987_569_15e-4)
     p = fmadd(p, r, 1.398_199_950_7e-3)
     p = fmadd(p, r, 8.333_451_907_3e-3)
     p = fmadd(p, r, 4.166_579_589_4e-2)
@@ -69,20 +69,20 @@ public func vexp(_ v: Float16x) -> Float16x {
     let y = fmadd(p, r * r, r) + 1
     // 2^n built directly in the exponent field: n sits in the low bits of `shifted`.
     let nBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
-    let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Float16x.self)
+    let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Float32x16.self)
     return y * scale
 }
 
 /// |x| per lane, by clearing the sign bit (the standard library's abs needs a scalar).
 @inline(__always)
-public func vabs(_ x: Float8) -> Float8 {
-    unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float8.self)
+public func vabs(_ x: Float32x8) -> Float32x8 {
+    unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float32x8.self)
 }
 
 /// 1 / (1 + e^−x): relative accuracy is kept for strongly negative x, where a nearly shut gate
 /// still lets a slow integrator accumulate.
 @_transparent
-public func vsigmoid(_ x: Float16x) -> Float16x {
+public func vsigmoid(_ x: Float32x16) -> Float32x16 {
     1 / (1 + vexp(-x))
 }
 
@@ -90,17 +90,17 @@ public func vsigmoid(_ x: Float16x) -> Float16x {
 /// and 3 in x², fitted by Tools/fit_tanh.py; 1.2e-8 before rounding), so there is no exp and no
 /// branch, and small arguments keep their relative accuracy. Beyond ±9.5 tanh is ±1 in Float.
 @_transparent
-public func vtanh(_ v: Float16x) -> Float16x {
+public func vtanh(_ v: Float32x16) -> Float32x16 {
     let x = clamp(v, -9.5, 9.5)
     let z = x * x
-    var p = Float16x(repeating: -7.263_461_3e-14)
+    var p = Float32x16(repeating: -7.263_461_3e-14)
     p = fmadd(p, z, 4.792_302_7e-11)
     p = fmadd(p, z, -1.920_318_7e-8)
     p = fmadd(p, z, 1.090_026e-5)
     p = fmadd(p, z, 3.079_57e-3)
     p = fmadd(p, z, 1.306_215_4e-1)
     p = fmadd(p, z, 1)
-    var q = Float16x(repeating: 2.510_688_2e-4)
+    var q = Float32x16(repeating: 2.510_688_2e-4)
     q = fmadd(q, z, 2.439_798_4e-2)
     q = fmadd(q, z, 4.639_547_8e-1)
     q = fmadd(q, z, 1)
@@ -108,12 +108,12 @@ public func vtanh(_ v: Float16x) -> Float16x {
     return clamp(x * p / q, -1, 1)
 }
 
-extension Float16x {
+extension Float32x16 {
     /// Loads `count` (≤ 16) floats, padding with zeros.
     @inline(__always)
-    static func load(_ p: UnsafePointer<Float>, count: Int) -> Float16x {
-        if count == 16 { return UnsafeRawPointer(p).loadUnaligned(as: Float16x.self) }
-        var v = Float16x()
+    static func load(_ p: UnsafePointer<Float>, count: Int) -> Float32x16 {
+        if count == 16 { return UnsafeRawPointer(p).loadUnaligned(as: Float32x16.self) }
+        var v = Float32x16()
         for i in 0..<count { v[i] = p[i] }
         return v
     }
@@ -121,7 +121,7 @@ extension Float16x {
     /// Stores the first `count` (≤ 16) lanes.
     @inline(__always)
     func store(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        if count == 16 { UnsafeMutableRawPointer(p).storeBytes(of: self, as: Float16x.self); return }
+        if count == 16 { UnsafeMutableRawPointer(p).storeBytes(of: self, as: Float32x16.self); return }
         for i in 0..<count { p[i] = self[i] }
     }
 }

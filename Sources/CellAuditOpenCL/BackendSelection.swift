@@ -57,7 +57,7 @@ public enum BackendSelection {
 
     /// The backend for `choice`. `auto` never fails for lack of OpenCL: it warns once through
     /// `warn` and uses the CPU backend, also when the device fails later, at run time.
-    public static func make(_ choice: BackendChoice, deviceIndex: Int? = nil,
+    public static func make(_ choice: BackendChoice, deviceIndex: Int? = nil, settings: KernelSettings = KernelSettings(),
                             warn: @escaping @Sendable (String) -> Void) throws -> any ComputeBackend {
         switch choice {
         case .cpu:
@@ -74,7 +74,7 @@ public enum BackendSelection {
             guard devices.indices.contains(index) else {
                 throw BackendError.unavailable("--device \(index): there are \(devices.count) OpenCL devices (0…\(devices.count - 1)); see `cellaudit devices`")
             }
-            do { return try OpenCLBackend(device: devices[index]) } catch {
+            do { return try OpenCLBackend(device: devices[index], settings: settings) } catch {
                 throw BackendError.unavailable("--backend opencl: device \(index) (\(devices[index].info.name)) failed: \(error)")
             }
         case .auto:
@@ -92,7 +92,7 @@ public enum BackendSelection {
             }
             guard let device = decision.device else { return CPUBackend() }
             do {
-                let opencl = try OpenCLBackend(device: device)
+                let opencl = try OpenCLBackend(device: device, settings: settings)
                 let primary: any ComputeBackend = decision.forwardOnCPU ? RoutedBackend(responses: opencl, forward: CPUBackend()) : opencl
                 return FallbackBackend(primary: primary, fallback: CPUBackend(), warn: warn)
             } catch {

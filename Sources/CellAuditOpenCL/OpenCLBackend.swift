@@ -3,14 +3,52 @@ import CellAuditCore
 import OpenCLKit
 import Synchronization
 
-/// The OpenCL backend: decoupled-cell simulations as kernels from `Kernels/`.
+/// How the kernels are built and launched: one typed value, read once (the CLI reads the
+/// environment through `fromEnvironment`; library callers set it directly).
+public struct KernelSettings: Sendable, Equatable {
+    /// Cells per work-item in the response kernels (vector lanes: 1, 4, 8 or 16); nil picks the
+    /// device's default (`OpenCLBackend.defaultVectorWidth`).
+    public var vectorWidth: Int?
+    /// Independent chains of `vectorWidth` cells per work-item (1, 2 or 4); nil: 4 on CPU
+    /// devices, 1 elsewhere.
+    public var chains: Int?
+    /// Work-items per group along the cell axis of the response kernels.
+    public var workGroupSize: Int
+    /// native_exp / native_recip in the sigmoid (faster, less precise).
+    public var nativeMath: Bool
+
+    public init(vectorWidth: Int? = nil, chains: Int? = nil, workGroupSize: Int = 64, nativeMath: Bool = false) {
+        self.vectorWidth = vectorWidth; self.chains = chains; self.workGroupSize = workGroupSize; self.nativeMath = nativeMath
+    }
+
+    /// `CELLAUDIT_VW`, `CELLAUDIT_CHAINS` (or its old name `CELLAUDIT_NV`) and `CELLAUDIT_WG`.
+    /// - Throws: `CLError` (`.invalidValue`) naming the variable when one is not a whole number.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
+                                       nativeMath: Bool = false) throws -> KernelSettings {
+        func number(_ key: String) throws -> Int? {
+            guard let text = environment[key], !text.isEmpty else { return nil }
+            guard let value = Int(text) else {
+                throw CLError(status: .invalidValue, call: key, detail: "\(key) must be a whole number, got '\(text)'")
+            }
+            return value
+        }
+        return KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
+                              chains: try number("CELLAUDIT_CHAINS") ?? number("CELLAUDIT_NV"),
+                              workGroupSize: max(1, try number("CELLAUDIT_WG") ?? 64), nativeMath: nativeMath)
+    }
+}
+
+/// The OpenCL backend: decoupled-cell simulations and the full forward as kernels from
+/// `Kernels/`, for every cell kind (the kind's header is chosen with `-D CELL_KIND`).
 public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     // Holds only thread-safe OpenCL objects (context, queue); kernels are made per call.
     public let device: Device
     let context: Context
     let queue: CommandQueue
+    /// The settings asked for, as given.
+    public let settings: KernelSettings
     /// Use native (fast, less precise) math in the kernels.
-    public let nativeMath: Bool
+    public var nativeMath: Bool { settings.nativeMath }
     private let kernelSeconds = Mutex<Double>(0)
     /// The most device memory this backend's buffers have held at once since `resetDevicePeak()`.
     public var peakDeviceBytes: Int { context.bufferMeter.peakBytes }
@@ -27,13 +65,13 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// Cells per work-item in the response kernels (vector lanes). On CPU devices, the device's
     /// native float vector width (at least 4, at most 16): PoCL runs a work-item's floatN
     /// arithmetic as SIMD but cannot vectorise across work-items whose loops it cannot prove
-    /// uniform. Elsewhere 1 (a GPU's lanes are its work-items). `CELLAUDIT_VW` overrides it.
+    /// uniform. Elsewhere 1 (a GPU's lanes are its work-items).
     public let vectorWidth: Int
 
     /// Independent chains of `vectorWidth` cells per work-item in the response kernels (1, 2 or
     /// 4): 4 on CPU devices, so a core has several dependency chains to overlap (PoCL runs one
-    /// work-item's loop to its end before the next; on PoCL with AVX-512, NV 1/2/4 measured
-    /// 6.1e8/9.5e8/1.15e9 cell-steps/s, BENCHMARKS.md), 1 elsewhere. `CELLAUDIT_NV` overrides it.
+    /// work-item's loop to its end before the next; on PoCL with AVX-512, 1/2/4 chains measured
+    /// 6.1e8/9.5e8/1.15e9 cell-steps/s, BENCHMARKS.md), 1 elsewhere.
     public let chains: Int
 
     /// Cells one work-item of the response kernels runs.
@@ -45,21 +83,21 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         return native >= 16 ? 16 : native >= 8 ? 8 : 4
     }
 
-    public init(device: Device, nativeMath: Bool = false, canaryPadding: Int = 0,
-                vectorWidth: Int? = nil, chains: Int? = nil) throws {
+    /// - Throws: `CLError` (`.invalidValue`) for a vector width or chain count the kernels do not
+    ///   have, or the error of creating the context and queue.
+    public init(device: Device, settings: KernelSettings = KernelSettings(), canaryPadding: Int = 0) throws {
         self.device = device
-        let environment = ProcessInfo.processInfo.environment
-        let width = vectorWidth ?? environment["CELLAUDIT_VW"].flatMap(Int.init) ?? Self.defaultVectorWidth(for: device)
+        let width = settings.vectorWidth ?? Self.defaultVectorWidth(for: device)
         guard [1, 4, 8, 16].contains(width) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4, 8 or 16, got \(width)")
         }
-        let chains = chains ?? environment["CELLAUDIT_NV"].flatMap(Int.init) ?? (device.info.type == .cpu ? 4 : 1)
+        let chains = settings.chains ?? (device.info.type == .cpu ? 4 : 1)
         guard [1, 2, 4].contains(chains) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "chains per work-item must be 1, 2 or 4, got \(chains)")
         }
+        self.settings = settings
         self.vectorWidth = width
         self.chains = chains
-        self.nativeMath = nativeMath
         self.canaryPadding = max(0, canaryPadding)
         context = try Context(device: device)
         queue = try context.makeQueue(profiling: true)
@@ -76,13 +114,25 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
 
     var mathDefines: [String] { nativeMath ? ["NATIVE_MATH"] : [] }
 
-    /// Work-items per group along the cell axis for the response kernels.
-    public static let responseGroupSize = ProcessInfo.processInfo.environment["CELLAUDIT_WG"].flatMap(Int.init).map { max(1, $0) } ?? 64
+    /// The host↔kernel contract of `response.cl`, generated from the Swift definitions: the
+    /// metric count, each metric's plane (`M_<NAME>`), the no-response threshold and the peak
+    /// tolerance (METHOD.md §4).
+    public static var contractDefines: [String] {
+        ["N_METRICS=\(Metric.allCases.count)",
+         "NO_RESPONSE=\(Float(StepMetrics.noResponseThreshold))f",
+         "PEAK_TOLERANCE=\(StepMetrics.peakTimeTolerance)f"]
+            + Metric.allCases.enumerated().map { "M_\($0.element.name.uppercased())=\($0.offset)" }
+    }
+
+    /// The defines that pick a cell kind's step (cell.h), and the GRU variant.
+    static func cellDefines(_ kind: CellKind, resetAfter: Bool = true) -> [String] {
+        ["CELL_KIND=\(kind.kernelCode)"] + (kind == .gru ? ["RESET_AFTER=\(resetAfter ? 1 : 0)"] : [])
+    }
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {
         let n = job.cells.cellCount, stimuli = job.bank.count
         let values = Metric.allCases.count * n * stimuli
-        let launch = try prepareResponseLaunch(job, kernel: "lstm_response_metrics")
+        let launch = try prepareResponseLaunch(job, kernel: "response_metrics")
         let (_, quadrature) = launch.waveforms
         let quad = try context.buffer(Float.self, count: quadrature.count, access: .readOnly)
         let harmonics = try context.buffer(Int32.self, count: stimuli, access: .readOnly)
@@ -94,21 +144,21 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
                                        Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(job.bank.steps), job.settlingBand)
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(out, count: values)
-        try checkCanary(out, from: values, kernel: "lstm_response_metrics")
+        try checkCanary(out, from: values, kernel: "response_metrics")
         return ResponseBlock(cellCount: n, stimulusCount: stimuli, values: result)
     }
 
     public func trajectories(_ job: ResponseJob) throws -> Trajectories {
         let n = job.cells.cellCount, stimuli = job.bank.count, steps = job.bank.steps
         let values = n * stimuli * steps
-        let launch = try prepareResponseLaunch(job, kernel: "lstm_response_trajectory")
+        let launch = try prepareResponseLaunch(job, kernel: "response_trajectory")
         let traj = try context.buffer(Float.self, count: values + canaryPadding, access: .writeOnly)
         try poison(traj, count: values)
         try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, traj,
                                        Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(steps))
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(traj, count: values)
-        try checkCanary(traj, from: values, kernel: "lstm_response_trajectory")
+        try checkCanary(traj, from: values, kernel: "response_trajectory")
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: result)
     }
 
@@ -126,12 +176,13 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
               job.bank.steps <= Int(Int32.max) else {
             throw CLError(status: .invalidValue, call: name, detail: "too many cells, stimuli or steps for one launch")
         }
-        let program = try KernelLibrary.program("lstm_response.cl", in: context,
-                                                defines: mathDefines + ["VW=\(vectorWidth)", "NV=\(chains)"] + (job.probe == .c ? ["PROBE_C"] : []))
+        let program = try KernelLibrary.program("response.cl", in: context,
+                                                defines: mathDefines + Self.contractDefines + Self.cellDefines(job.cells.kind)
+                                                    + ["VW=\(vectorWidth)", "CHAINS=\(chains)"] + (job.probe == .c ? ["PROBE_C"] : []))
         // Parameter planes padded with all-zero cells to a whole number of work-items.
         let n = job.cells.cellCount, padded = (n + cellsPerItem - 1) / cellsPerItem * cellsPerItem
-        var params = [Float](repeating: 0, count: DecoupledCells.valuesPerCell * padded)
-        for q in 0..<DecoupledCells.valuesPerCell {
+        var params = [Float](repeating: 0, count: job.cells.valuesPerCell * padded)
+        for q in 0..<job.cells.valuesPerCell {
             params.replaceSubrange((q * padded)..<(q * padded + n), with: job.cells.parameters[(q * n)..<((q + 1) * n)])
         }
         let kernel = try program.kernel(named: name)
@@ -165,7 +216,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
 
     private func run(_ kernel: Kernel, cells: Int, stimuli: Int) throws {
         let items = (cells + cellsPerItem - 1) / cellsPerItem
-        let group = min(Self.responseGroupSize, device.info.maxWorkGroupSize)
+        let group = min(settings.workGroupSize, device.info.maxWorkGroupSize)
         let global = [(items + group - 1) / group * group, stimuli]
         let seconds = try queue.launch(kernel, global: global, local: [group, 1]).durationSeconds()
         kernelSeconds.withLock { $0 = seconds }
@@ -186,11 +237,12 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let widest = net.layers.map(\.hiddenSize).max()!
         let group = (widest + 31) / 32 * 32
         guard group <= device.info.maxWorkGroupSize else {
-            throw CLError(status: .invalidWorkGroupSize, call: "lstm_layer_forward",
+            throw CLError(status: .invalidWorkGroupSize, call: "layer_forward",
                           detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
         }
-        let program = try KernelLibrary.program("lstm_forward.cl", in: context, defines: mathDefines)
-        let kernel = try program.kernel(named: "lstm_layer_forward")
+        let program = try KernelLibrary.program("forward.cl", in: context,
+                                                defines: mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter))
+        let kernel = try program.kernel(named: "layer_forward")
         var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
         try queue.write(x, from: job.inputs.values)
         var offset = 0
@@ -200,6 +252,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             let W = try context.buffer(Float.self, count: layer.W.count, access: .readOnly)
             let R = try context.buffer(Float.self, count: layer.R.count, access: .readOnly)
             let b = try context.buffer(Float.self, count: layer.b.count, access: .readOnly)
+            let bhn = try context.buffer(Float.self, count: max(1, layer.hiddenBiasN.count), access: .readOnly)
             let keep = try context.buffer(Float.self, count: configs * h, access: .readOnly)
             let clampH = try context.buffer(Float.self, count: h, access: .readOnly)
             let clampC = try context.buffer(Float.self, count: h, access: .readOnly)
@@ -207,6 +260,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             try queue.write(W, from: layer.W)
             try queue.write(R, from: layer.R)
             try queue.write(b, from: layer.b)
+            try queue.write(bhn, from: layer.hiddenBiasN.isEmpty ? [0] : layer.hiddenBiasN)
             try queue.write(keep, from: job.masks.flatMap { $0.keep[offset..<(offset + h)] })
             try queue.write(clampH, from: Array(job.clampH[offset..<(offset + h)]))
             try queue.write(clampC, from: Array(job.clampC[offset..<(offset + h)]))
@@ -214,11 +268,11 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             if canaryPadding > 0 {
                 try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
             }
-            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, keep, clampH, clampC, y, Int32(n), Int32(steps),
+            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, bhn, keep, clampH, clampC, y, Int32(n), Int32(steps),
                                     Int32(l == 0 ? job.inputs.width : net.layers[l - 1].hiddenSize), Int32(h),
-                                    LocalMemory<Float>(count: h))
+                                    LocalMemory<Float>(count: 2 * h))
             kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
-            try checkCanary(y, from: pairs * steps * h, kernel: "lstm_layer_forward")
+            try checkCanary(y, from: pairs * steps * h, kernel: "layer_forward")
             x = y
             offset += h
         }

@@ -16,7 +16,7 @@ func randomBank(seed: UInt64, steps: Int = 7, sines: Int = 9, window: Int = 160)
 }
 
 func responseJob(cells: Int, seed: UInt64, probe: Probe = .h, bank: StimulusBank? = nil) throws -> ResponseJob {
-    let network = try LSTMNetwork.random(seed: seed, inputSize: 5, hiddenSizes: [cells], scale: 3)
+    let network = try RecurrentNetwork.random(seed: seed, inputSize: 5, hiddenSizes: [cells], scale: 3)
     return try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: try bank ?? randomBank(seed: seed), probe: probe)
 }
 
@@ -193,7 +193,7 @@ struct CrossBackendTests {
     /// Any chunking gives the same result as one launch, for every mode and direction.
     @Test(arguments: RecurrenceMode.allCases)
     func chunkingDoesNotChangeResults(mode: RecurrenceMode) throws {
-        let network = try LSTMNetwork.random(seed: 8, inputSize: 3, hiddenSizes: [13, 6], scale: 2)
+        let network = try RecurrentNetwork.random(seed: 8, inputSize: 3, hiddenSizes: [13, 6], scale: 2)
         let bank = try randomBank(seed: 2, steps: 3, sines: 4, window: 60)
         func run(_ chunkBytes: Int?, _ direction: DirectionSpec, layers: [Int]?) throws -> ([Float], CharacterizationPlan, Int) {
             let plan = try CharacterizationPlan(network: network, layers: layers, mode: mode, direction: direction, bank: bank, chunkBytes: chunkBytes)
@@ -231,7 +231,7 @@ struct CrossBackendTests {
     }
 
     @Test func clampedModeAddsTheRestingLayerToTheBias() throws {
-        let layer = try LSTMNetwork.random(seed: 3, inputSize: 2, hiddenSizes: [5], scale: 2).layers[0]
+        let layer = try RecurrentNetwork.random(seed: 3, inputSize: 2, hiddenSizes: [5], scale: 2).layers[0]
         let rest = layer.restState()
         #expect(rest.converged)
         let selfCells = try DecoupledCells(layer: layer, direction: .all, mode: .self)
@@ -303,7 +303,7 @@ struct CrossBackendTests {
 }
 
 @Test func jobsRefuseImpossibleParameters() throws {
-    let cells = try DecoupledCells(layer: try LSTMLayer.random(inputSize: 2, hiddenSize: 3, using: &SeededGenerator.test))
+    let cells = try DecoupledCells(layer: try RecurrentLayer.random(inputSize: 2, hiddenSize: 3, using: &SeededGenerator.test))
     let bank = try StimulusBank(stimuli: [.step(1)])
     #expect(throws: StimulusError.self) { try ResponseJob(cells: cells, bank: bank, settlingBand: 0) }
     var bad = cells

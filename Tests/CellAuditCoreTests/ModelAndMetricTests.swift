@@ -4,18 +4,18 @@ import Testing
 
 @Test func layerValidationNamesTheProblem() throws {
     var rng = SeededGenerator(seed: 1)
-    let good = try LSTMLayer.random(inputSize: 3, hiddenSize: 4, using: &rng)
-    #expect(throws: ModelError.self) { try LSTMLayer(inputSize: 3, hiddenSize: 4, W: Array(good.W.dropLast()), R: good.R, b: good.b) }
+    let good = try RecurrentLayer.random(inputSize: 3, hiddenSize: 4, using: &rng)
+    #expect(throws: ModelError.self) { try RecurrentLayer(inputSize: 3, hiddenSize: 4, W: Array(good.W.dropLast()), R: good.R, b: good.b) }
     var nanW = good.W
     nanW[7] = .nan
-    let error = try #require(throws: ModelError.self) { try LSTMLayer(inputSize: 3, hiddenSize: 4, W: nanW, R: good.R, b: good.b) }
+    let error = try #require(throws: ModelError.self) { try RecurrentLayer(inputSize: 3, hiddenSize: 4, W: nanW, R: good.R, b: good.b) }
     #expect("\(error)".contains("W"))
-    #expect(throws: ModelError.self) { try LSTMNetwork(layers: [good, good]) }   // 4 cells feed a 3-input layer
+    #expect(throws: ModelError.self) { try RecurrentNetwork(layers: [good, good]) }   // 4 cells feed a 3-input layer
 }
 
 @Test func decouplingFollowsMethodSection2() throws {
     var rng = SeededGenerator(seed: 2)
-    let layer = try LSTMLayer.random(inputSize: 3, hiddenSize: 5, using: &rng)
+    let layer = try RecurrentLayer.random(inputSize: 3, hiddenSize: 5, using: &rng)
     let all = try DecoupledCells(layer: layer)
     let channel = try DecoupledCells(layer: layer, direction: .channel(2))
     for gate in Gate.allCases {

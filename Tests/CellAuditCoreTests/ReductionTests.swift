@@ -9,7 +9,7 @@ import TestSupport
     /// direct computations and the transfer function.
     @Test func summariesMatchDirectComputation() throws {
         let a = 0.9, w: Float = 0.5
-        var layer = try LSTMNetwork.random(seed: 12, inputSize: 1, hiddenSizes: [6], outputs: 2, scale: 2)
+        var layer = try RecurrentNetwork.random(seed: 12, inputSize: 1, hiddenSizes: [6], outputs: 2, scale: 2)
         // Cell 0 of the layer: only w_g, b_f and b_o set, so c follows c_t = a c_{t-1} + K u_t.
         var l0 = layer.layers[0]
         for gate in Gate.allCases {
@@ -55,7 +55,7 @@ import TestSupport
 
     /// Summaries read back from a responses file a few rows at a time equal those of the block.
     @Test func summariesFromAFileInBatchesEqualThoseFromMemory() throws {
-        let network = try LSTMNetwork.random(seed: 30, inputSize: 2, hiddenSizes: [11], scale: 2)
+        let network = try RecurrentNetwork.random(seed: 30, inputSize: 2, hiddenSizes: [11], scale: 2)
         let bank = try StimulusBank.grid(stepAmplitudes: [-1, 0.5, 1], frequencies: [0.03, 0.1, 0.3], sineAmplitudes: [1], window: 90)
         let plan = try CharacterizationPlan(network: network, bank: bank)
         let block = try CPUBackend().responses(try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank))
@@ -87,7 +87,7 @@ import TestSupport
     static let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: 3)]
 
     func context(permutation: [Int]? = nil) throws -> RankingContext {
-        let network = try LSTMNetwork.random(seed: 21, inputSize: 3, hiddenSizes: [7, 5], outputs: 4, scale: 2)
+        let network = try RecurrentNetwork.random(seed: 21, inputSize: 3, hiddenSizes: [7, 5], outputs: 4, scale: 2)
         let bank = try StimulusBank.grid(stepAmplitudes: [-1, 1], frequencies: [0.05, 0.2], sineAmplitudes: [1], window: 80)
         let plan = try CharacterizationPlan(network: network, bank: bank)
         var rows = plan.rows

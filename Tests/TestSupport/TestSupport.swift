@@ -2,14 +2,6 @@ import CellAuditCore
 import Foundation
 import OpenCLKit
 
-/// Tolerances of every cross-backend comparison, in one table.
-public enum Tolerance {
-    /// Trajectories of the decoupled step simulation, cpu vs opencl, absolute.
-    public static let trajectory: Float = 1e-5
-    /// Full-network outputs and hidden states against the framework's own (golden) values.
-    public static let forward: Float = 1e-4
-}
-
 /// Where OpenCL tests run. With `CELLAUDIT_REQUIRE_OPENCL=1` (CI) they always run, so a missing
 /// device fails them; otherwise they are skipped where no device exists.
 public enum OpenCLTestSupport {

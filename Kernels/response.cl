@@ -1,36 +1,36 @@
-// lstm_response.cl: decoupled LSTM cells (modes self and clamped) under a stimulus bank.
+// response.cl: decoupled cells of one kind (modes self and clamped) under a stimulus bank.
 //
-// One work-item runs NV * VW neighbouring cells under one stimulus through the whole run, state
-// in registers: NV independent chains of VW cells, one cell per vector lane. VW = NV = 1 on GPUs,
-// whose lanes are work-items and whose other work-items hide latency; on CPUs VW is the native
-// width and NV = 4 gives the core independent chains of exp/divide latencies to overlap, since
-// PoCL runs a work-item's loop to its end before starting the next work-item. Global size
-// (ceil(n_cells / (NV * VW)), n_stim), either rounded up (extra work-items return); the local
-// size should be (L, 1) so a group shares its stimulus: every work-item of the group reads the
-// same waveform samples and takes the same branches.
+// One work-item runs CHAINS * VW neighbouring cells under one stimulus through the whole run,
+// state in registers: CHAINS independent chains of VW cells, one cell per vector lane.
+// VW = CHAINS = 1 on GPUs, whose lanes are work-items and whose other work-items hide latency; on
+// CPUs VW is the native width and CHAINS = 4 gives the core independent chains of exp/divide
+// latencies to overlap, since PoCL runs a work-item's loop to its end before starting the next
+// work-item. Global size (ceil(n_cells / (CHAINS * VW)), n_stim), either rounded up (extra
+// work-items return); the local size should be (L, 1) so a group shares its stimulus: every
+// work-item of the group reads the same waveform samples and takes the same branches.
 //
 // Common arguments
-//   params  [12 * n_pad]          gate-major decoupled parameters, params[(q*4 + k)*n_pad + j],
-//                                 q = 0 w, 1 r, 2 b; k = 0 i, 1 f, 2 g, 3 o. n_pad = n_cells
-//                                 rounded up to a multiple of NV * VW (padding cells are zero).
+//   params  [CELL_PARAMS * n_pad] gate-major decoupled parameters of the kind's header
+//                                 (cell_lstm.h, cell_gru.h, cell_rnn.h), plane q at
+//                                 params[q * n_pad + j]. n_pad = n_cells rounded up to a
+//                                 multiple of CHAINS * VW (padding cells are zero).
 //   amps    [n_stim]              amplitude A: u(t) = A * wave[s][t].
 //   sched   [5 * n_stim] int      per stimulus: kind (0 step, 1 sine), onset, end, analysis
 //                                 start, analysis length.
 //   wave    [n_stim * steps]      1[t >= onset] for steps, sin(2 pi f (t - onset)) for sinusoids.
 //
-// Kernel lstm_response_metrics: every metric of METHOD.md section 4; nothing else leaves the
-//   device. out [15 * n_cells * n_stim], plane m at out[(m * n_cells + j) * n_stim + s], in the
-//   order y0, y_final, gain, peak, peak_time, overshoot_pct, undershoot_pct, rise_time,
-//   settling_time, ringing, sine_gain, phase_deg, dc_shift, thd, responded (1/0); NaN where a
-//   metric does not apply. Steps run twice: pass 1 finds y0, y_final and the extrema, pass 2
-//   recomputes the trajectory (rather than storing it) for peak time, undershoot, crossings,
-//   settling and ringing. Sinusoids run once, accumulating the DFT at k f for k <= harmonics[s]
-//   against quad (cos) and wave (sin). The Float operations match the Swift reference, so on
-//   the same trajectory the step metrics are identical.
-// Kernel lstm_response_trajectory: the probed signal at every step, traj [n_cells * n_stim *
-//   steps] laid out [cell][stimulus][step], NaN after the stimulus's end.
-// Variants (-D): VW=1|4|8|16 vector lanes and NV=1|2|4 chains per work-item; PROBE_C records c
-//   instead of h; NATIVE_MATH uses native exp/recip in the sigmoid.
+// Kernel response_metrics: every metric of METHOD.md section 4; nothing else leaves the device.
+//   out [N_METRICS * n_cells * n_stim], plane M_<METRIC> at out[(m * n_cells + j) * n_stim + s];
+//   NaN where a metric does not apply. Steps run twice: pass 1 finds y0, y_final and the
+//   extrema, pass 2 recomputes the trajectory (rather than storing it) for peak time,
+//   undershoot, crossings, settling and ringing. Sinusoids run once, accumulating the DFT at
+//   k f for k <= harmonics[s] against quad (cos) and wave (sin). The Float operations match the
+//   Swift reference, so on the same trajectory the step metrics are identical.
+// Kernel response_trajectory: the probed signal at every step, traj [n_cells * n_stim * steps]
+//   laid out [cell][stimulus][step], NaN after the stimulus's end.
+// Variants (-D): CELL_KIND (cell.h) selects the cell; VW=1|4|8|16 vector lanes and
+//   CHAINS=1|2|4 chains per work-item; PROBE_C records c instead of h (LSTM only);
+//   NATIVE_MATH uses native exp/recip in the sigmoid.
 
 #pragma OPENCL FP_CONTRACT OFF
 #include "cell_math.h"
@@ -38,12 +38,12 @@
 #ifndef VW
 #define VW 1
 #endif
-#ifndef NV
-#define NV 1
+#ifndef CHAINS
+#define CHAINS 1
 #endif
 // Runs the statement once per chain (a constant trip count: the compiler unrolls it and keeps
 // the per-chain arrays in registers).
-#define FOR_CHAINS for (int v = 0; v < NV; ++v)
+#define FOR_CHAINS for (int v = 0; v < CHAINS; ++v)
 
 #if VW == 1
 #define REAL_T float
@@ -62,49 +62,30 @@ typedef REAL_T realv;
 typedef INT_T intv;
 DEFINE_CELL_MATH(REAL_T, INT_T, v)
 
-#define N_METRICS 15
-#define NO_RESPONSE 1e-6f
-#define PEAK_TOLERANCE 1e-3f
+#define CELL_DECOUPLED
+#include "cell.h"
+
+// The host<->kernel contract comes from the host as -D options (OpenCLBackend.contractDefines,
+// generated from the Swift definitions): N_METRICS and the plane index M_<METRIC> of every
+// metric, NO_RESPONSE (the |delta| below which a cell did not respond) and PEAK_TOLERANCE.
+#if !defined(N_METRICS) || !defined(NO_RESPONSE) || !defined(PEAK_TOLERANCE) || !defined(M_RESPONDED)
+#error "the host passes the metric contract as -D options"
+#endif
 
 #ifdef PROBE_C
+#if !CELL_HAS_C
+#error "PROBE_C needs a cell with a memory c (LSTM)"
+#endif
 #define PROBED(h, c) (c)
 #else
 #define PROBED(h, c) (h)
 #endif
 
-typedef struct { realv wi, wf, wg, wo, ri, rf, rg, ro, bi, bf, bg, bo; } cells_v;
-
-// Chain v of work-item g: cells (g * NV + v) * VW onwards.
-inline cells_v load_cells(__global const float* params, int g, int v, int n_pad)
-{
-    const int i = g * NV + v;
-    cells_v p;
-    p.wi = LOADV(i, params + 0 * n_pad); p.wf = LOADV(i, params + 1 * n_pad);
-    p.wg = LOADV(i, params + 2 * n_pad); p.wo = LOADV(i, params + 3 * n_pad);
-    p.ri = LOADV(i, params + 4 * n_pad); p.rf = LOADV(i, params + 5 * n_pad);
-    p.rg = LOADV(i, params + 6 * n_pad); p.ro = LOADV(i, params + 7 * n_pad);
-    p.bi = LOADV(i, params + 8 * n_pad); p.bf = LOADV(i, params + 9 * n_pad);
-    p.bg = LOADV(i, params + 10 * n_pad); p.bo = LOADV(i, params + 11 * n_pad);
-    return p;
-}
-
-// One step of the decoupled cells under input u: c' = f c + i g, h' = o tanh(c'); the gate
-// pre-activations are w u + (r h + b), fused as in the Swift backend.
-#define GATE(w, r, b, u, h) fma((w), (realv)(u), fma((r), (h), (b)))
-#define CELL_STEP(p, u, h, c) do {                                  \
-        const realv i_ = sigm_v(GATE((p).wi, (p).ri, (p).bi, u, h));  \
-        const realv f_ = sigm_v(GATE((p).wf, (p).rf, (p).bf, u, h));  \
-        const realv g_ = tanh_v(GATE((p).wg, (p).rg, (p).bg, u, h)); \
-        const realv o_ = sigm_v(GATE((p).wo, (p).ro, (p).bo, u, h));  \
-        (c) = fma(f_, (c), i_ * g_);                                 \
-        (h) = o_ * tanh_v(c);                                        \
-    } while (0)
-
-// Writes lane l of chain v (cell (g * NV + v) * VW + l) for every cell that exists.
+// Writes lane l of chain v (cell (g * CHAINS + v) * VW + l) for every cell that exists.
 #define FOR_CELLS(g, n_cells) \
-    FOR_CHAINS for (int l = 0, j = ((g) * NV + v) * VW; l < VW && j < (n_cells); ++l, ++j)
+    FOR_CHAINS for (int l = 0, j = ((g) * CHAINS + v) * VW; l < VW && j < (n_cells); ++l, ++j)
 
-__kernel void lstm_response_trajectory(__global const float* restrict params,
+__kernel void response_trajectory(__global const float* restrict params,
                                        __global const float* restrict amps,
                                        __global const int* restrict sched,
                                        __global const float* restrict wave,
@@ -112,10 +93,10 @@ __kernel void lstm_response_trajectory(__global const float* restrict params,
                                        const int n_cells, const int n_pad, const int n_stim, const int steps)
 {
     const int g = get_global_id(0), s = get_global_id(1);
-    if (g * NV * VW >= n_cells || s >= n_stim) return;
-    cells_v p[NV];
-    realv h[NV], c[NV];
-    FOR_CHAINS { p[v] = load_cells(params, g, v, n_pad); h[v] = 0.0f; c[v] = 0.0f; }
+    if (g * CHAINS * VW >= n_cells || s >= n_stim) return;
+    cells_v p[CHAINS];
+    realv h[CHAINS], c[CHAINS];
+    FOR_CHAINS { p[v] = load_cells(params, g * CHAINS + v, n_pad); h[v] = 0.0f; c[v] = 0.0f; }
     const float A = amps[s];
     const int end = sched[5 * s + 2];
     __global const float* w = wave + (size_t)s * steps;
@@ -131,7 +112,7 @@ __kernel void lstm_response_trajectory(__global const float* restrict params,
         for (int t = end; t < steps; ++t) traj[((size_t)j * n_stim + s) * steps + t] = NAN;
 }
 
-__kernel void lstm_response_metrics(__global const float* restrict params,
+__kernel void response_metrics(__global const float* restrict params,
                                     __global const float* restrict amps,
                                     __global const int* restrict sched,
                                     __global const float* restrict wave,
@@ -142,23 +123,23 @@ __kernel void lstm_response_metrics(__global const float* restrict params,
                                     const float settling_band)
 {
     const int g = get_global_id(0), s = get_global_id(1);
-    if (g * NV * VW >= n_cells || s >= n_stim) return;
-    cells_v p[NV];
-    FOR_CHAINS p[v] = load_cells(params, g, v, n_pad);
+    if (g * CHAINS * VW >= n_cells || s >= n_stim) return;
+    cells_v p[CHAINS];
+    FOR_CHAINS p[v] = load_cells(params, g * CHAINS + v, n_pad);
     const float A = amps[s];
     const int kind = sched[5 * s], onset = sched[5 * s + 1], end = sched[5 * s + 2];
     const int a_start = sched[5 * s + 3], a_len = sched[5 * s + 4];
     __global const float* w = wave + (size_t)s * steps;
-    realv m[NV][N_METRICS];
+    realv m[CHAINS][N_METRICS];
     FOR_CHAINS for (int k = 0; k < N_METRICS; ++k) m[v][k] = NAN;
 
-    realv h[NV], c[NV], y0[NV], sum[NV];
+    realv h[CHAINS], c[CHAINS], y0[CHAINS], sum[CHAINS];
     FOR_CHAINS { h[v] = 0.0f; c[v] = 0.0f; y0[v] = 0.0f; sum[v] = 0.0f; }
     if (kind == 1) {
         // Sinusoid: one pass, DFT at the fundamental and its harmonics below Nyquist.
         __global const float* q = quad + (size_t)s * steps;
         const int hk = harmonics[s];
-        realv re[NV][6], im[NV][6];
+        realv re[CHAINS][6], im[CHAINS][6];
         FOR_CHAINS for (int k = 0; k < 6; ++k) { re[v][k] = 0.0f; im[v][k] = 0.0f; }
         for (int t = 0; t < end; ++t) {
             const float u = A * w[t];
@@ -188,25 +169,25 @@ __kernel void lstm_response_metrics(__global const float* restrict params,
         FOR_CHAINS {
             const realv mag = sqrt(re[v][1] * re[v][1] + im[v][1] * im[v][1]);
             const realv fundamental = 2.0f * mag / len;
-            m[v][0] = y0[v];
-            m[v][12] = sum[v] / len - y0[v];
-            m[v][10] = A != 0.0f ? fundamental / fabs(A) : (realv)NAN;
+            m[v][M_Y0] = y0[v];
+            m[v][M_DC_SHIFT] = sum[v] / len - y0[v];
+            m[v][M_SINE_GAIN] = A != 0.0f ? fundamental / fabs(A) : (realv)NAN;
             const intv responded = (fundamental >= NO_RESPONSE) & isfinite(fundamental);
-            m[v][14] = select((realv)0.0f, (realv)1.0f, responded);
+            m[v][M_RESPONDED] = select((realv)0.0f, (realv)1.0f, responded);
             realv phi = atan2(re[v][1], -im[v][1]) * (180.0f / M_PI_F);
             if (A < 0.0f) phi -= 180.0f;
             phi = select(phi, phi + 360.0f, phi <= -180.0f);
             phi = select(phi, phi - 360.0f, phi > 180.0f);
-            m[v][11] = select((realv)NAN, phi, responded);
+            m[v][M_PHASE_DEG] = select((realv)NAN, phi, responded);
             if (hk >= 2) {
                 realv power = 0.0f;
                 for (int k = 2; k <= hk; ++k) power += re[v][k] * re[v][k] + im[v][k] * im[v][k];
-                m[v][13] = select((realv)NAN, sqrt(power) / mag, responded);
+                m[v][M_THD] = select((realv)NAN, sqrt(power) / mag, responded);
             }
         }
     } else {
         // Step, pass 1: y0, y_final, extrema after onset.
-        realv max_y[NV], min_y[NV];
+        realv max_y[CHAINS], min_y[CHAINS];
         FOR_CHAINS { max_y[v] = -INFINITY; min_y[v] = INFINITY; }
         for (int t = 0; t < end; ++t) {
             const float u = A * w[t];
@@ -218,18 +199,18 @@ __kernel void lstm_response_metrics(__global const float* restrict params,
                 if (t >= onset) { max_y[v] = fmax(max_y[v], y); min_y[v] = fmin(min_y[v], y); }
             }
         }
-        realv final_y[NV], mag[NV], sgn[NV], reached[NV], l10[NV], l90[NV], band[NV];
-        intv responded[NV];
+        realv final_y[CHAINS], mag[CHAINS], sgn[CHAINS], reached[CHAINS], l10[CHAINS], l90[CHAINS], band[CHAINS];
+        intv responded[CHAINS];
         int any_responded = 0;
         FOR_CHAINS {
             final_y[v] = sum[v] / (float)a_len;
             const realv delta = final_y[v] - y0[v];
-            m[v][0] = y0[v];
-            m[v][1] = final_y[v];
-            m[v][2] = A != 0.0f ? delta / A : (realv)NAN;
+            m[v][M_Y0] = y0[v];
+            m[v][M_Y_FINAL] = final_y[v];
+            m[v][M_GAIN] = A != 0.0f ? delta / A : (realv)NAN;
             mag[v] = fabs(delta);
             responded[v] = (mag[v] >= NO_RESPONSE) & isfinite(mag[v]);
-            m[v][14] = select((realv)0.0f, (realv)1.0f, responded[v]);
+            m[v][M_RESPONDED] = select((realv)0.0f, (realv)1.0f, responded[v]);
             any_responded |= ANY(responded[v]);
             sgn[v] = select((realv)-1.0f, (realv)1.0f, delta > 0.0f);
             const intv rising = sgn[v] > 0.0f;
@@ -238,8 +219,8 @@ __kernel void lstm_response_metrics(__global const float* restrict params,
             l10[v] = 0.1f * mag[v]; l90[v] = 0.9f * mag[v]; band[v] = settling_band * mag[v];
         }
         if (any_responded) {
-            intv found[NV], f10[NV], f90[NV];
-            realv peak_t[NV], against[NV], x10[NV], x90[NV], prev[NV], last_out[NV], last_sign[NV], changes[NV];
+            intv found[CHAINS], f10[CHAINS], f90[CHAINS];
+            realv peak_t[CHAINS], against[CHAINS], x10[CHAINS], x90[CHAINS], prev[CHAINS], last_out[CHAINS], last_sign[CHAINS], changes[CHAINS];
             FOR_CHAINS {
                 found[v] = 0; f10[v] = 0; f90[v] = 0;
                 peak_t[v] = 0.0f; against[v] = INFINITY; x10[v] = NAN; x90[v] = NAN; prev[v] = 0.0f;
@@ -282,13 +263,13 @@ __kernel void lstm_response_metrics(__global const float* restrict params,
             }
             FOR_CHAINS {
                 const realv peak = select(min_y[v], max_y[v], sgn[v] > 0.0f);
-                m[v][3] = select((realv)NAN, peak, responded[v]);
-                m[v][4] = select((realv)NAN, peak_t[v], responded[v]);
-                m[v][5] = select((realv)NAN, 100.0f * fmax(0.0f, (peak - final_y[v]) * sgn[v]) / mag[v], responded[v]);
-                m[v][6] = select((realv)NAN, 100.0f * fmax(0.0f, -against[v]) / mag[v], responded[v]);
-                m[v][7] = select((realv)NAN, x90[v] - x10[v], responded[v]);
-                m[v][8] = select((realv)NAN, last_out[v] + 1.0f, responded[v]);
-                m[v][9] = select((realv)NAN, changes[v], responded[v]);
+                m[v][M_PEAK] = select((realv)NAN, peak, responded[v]);
+                m[v][M_PEAK_TIME] = select((realv)NAN, peak_t[v], responded[v]);
+                m[v][M_OVERSHOOT_PCT] = select((realv)NAN, 100.0f * fmax(0.0f, (peak - final_y[v]) * sgn[v]) / mag[v], responded[v]);
+                m[v][M_UNDERSHOOT_PCT] = select((realv)NAN, 100.0f * fmax(0.0f, -against[v]) / mag[v], responded[v]);
+                m[v][M_RISE_TIME] = select((realv)NAN, x90[v] - x10[v], responded[v]);
+                m[v][M_SETTLING_TIME] = select((realv)NAN, last_out[v] + 1.0f, responded[v]);
+                m[v][M_RINGING] = select((realv)NAN, changes[v], responded[v]);
             }
         }
     }

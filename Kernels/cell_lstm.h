@@ -1,0 +1,38 @@
+// cell_lstm.h: the LSTM step (METHOD.md section 1), the kernels' twin of
+// Sources/CellAuditCore/Cells/LSTMCell.swift. Included by cell.h when CELL_KIND == 0.
+//
+// CELL_GATES 4 (i, f, g, o); CELL_PARAMS 12 decoupled parameters per cell: planes w_i..w_o,
+// r_i..r_o, b_i..b_o (params[(q * 4 + k) * n_pad + j]).
+// LSTM_UPDATE(T, S, ai, af, ag, ao, c, h): from gate pre-activations, c' = s(f) c + s(i) tanh(g),
+//   h' = s(o) tanh(c'), with the activations of suffix S from cell_math.h.
+#define CELL_GATES 4
+#define CELL_PARAMS 12
+#define CELL_HAS_C 1
+
+#define LSTM_UPDATE(T, S, ai, af, ag, ao, c, h) do {                               \
+        const T i_ = CAT(sigm_, S)(ai), f_ = CAT(sigm_, S)(af);    \
+        const T g_ = CAT(tanh_, S)(ag), o_ = CAT(sigm_, S)(ao);    \
+        (c) = fma(f_, (c), i_ * g_);                                           \
+        (h) = o_ * CAT(tanh_, S)(c);                                           \
+    } while (0)
+
+#ifdef CELL_DECOUPLED
+typedef struct { realv wi, wf, wg, wo, ri, rf, rg, ro, bi, bf, bg, bo; } cells_v;
+
+inline cells_v load_cells(__global const float* params, int i, int n_pad)
+{
+    cells_v p;
+    p.wi = LOADV(i, params + 0 * n_pad); p.wf = LOADV(i, params + 1 * n_pad);
+    p.wg = LOADV(i, params + 2 * n_pad); p.wo = LOADV(i, params + 3 * n_pad);
+    p.ri = LOADV(i, params + 4 * n_pad); p.rf = LOADV(i, params + 5 * n_pad);
+    p.rg = LOADV(i, params + 6 * n_pad); p.ro = LOADV(i, params + 7 * n_pad);
+    p.bi = LOADV(i, params + 8 * n_pad); p.bf = LOADV(i, params + 9 * n_pad);
+    p.bg = LOADV(i, params + 10 * n_pad); p.bo = LOADV(i, params + 11 * n_pad);
+    return p;
+}
+
+// One step of decoupled cells under input u; pre-activations w u + (r h + b), fused as in Swift.
+#define CELL_STEP(p, u, h, c) \
+    LSTM_UPDATE(realv, v, GATE((p).wi, (p).ri, (p).bi, u, h), GATE((p).wf, (p).rf, (p).bf, u, h), \
+                GATE((p).wg, (p).rg, (p).bg, u, h), GATE((p).wo, (p).ro, (p).bo, u, h), c, h)
+#endif

@@ -1,0 +1,189 @@
+import CellAuditCore
+import Foundation
+import OpenCLKit
+
+/// One backend-parity harness, in the manner of ggml's `test-backend-ops`: a table of cases
+/// (cell kind × operation × awkward sizes × kernel settings), each run on an OpenCL device and
+/// on the cpu reference, compared with the tolerances of `Tolerance` and `MetricTolerance`, with
+/// NaN/Inf and canary checks. A case the device cannot run is reported as unsupported, never as
+/// a failure or a crash. `swift test` runs the full table; `cellaudit check-kernels` runs the tiny
+/// one under oclgrind.
+public enum ParityHarness {
+    /// What a case exercises.
+    public enum Operation: String, Sendable, CaseIterable {
+        /// Full forward of a two-layer network, no ablation.
+        case forward
+        /// Full forward with several ablation configurations and mean-style clamp values.
+        case maskedForward = "masked_forward"
+        /// The response kernel: every metric of every (cell, stimulus) pair.
+        case responseMetrics = "response_metrics"
+        /// The trajectory kernel: the probed signal at every step.
+        case trajectories
+    }
+
+    /// One row of the table.
+    public struct Case: Sendable, CustomStringConvertible {
+        public var kind: CellKind
+        /// GRU only: the reset-before variant (forward operations).
+        public var resetAfter: Bool = true
+        public var operation: Operation
+        /// Cells of the response layer, or hidden sizes of the forward's layers.
+        public var sizes: [Int]
+        public var probe: Probe = .h
+        public var settings: KernelSettings = KernelSettings()
+        public var seed: UInt64
+
+        public var description: String {
+            let variant = kind == .gru && !resetAfter ? "gru(reset-before)" : kind.rawValue
+            var parts = ["\(variant) \(operation.rawValue) \(sizes.map(String.init).joined(separator: "x"))"]
+            if operation == .responseMetrics || operation == .trajectories {
+                parts.append("probe \(probe.rawValue)")
+                if let w = settings.vectorWidth { parts.append("VW \(w)") }
+                if let c = settings.chains { parts.append("chains \(c)") }
+            }
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case passed(String)
+        case failed(String)
+        case unsupported(String)
+    }
+
+    public struct Result: Sendable, CustomStringConvertible {
+        public var testCase: Case
+        public var outcome: Outcome
+        public var description: String {
+            switch outcome {
+            case .passed(let d): "ok           \(testCase): \(d)"
+            case .failed(let d): "FAILED       \(testCase): \(d)"
+            case .unsupported(let d): "unsupported  \(testCase): \(d)"
+            }
+        }
+    }
+
+    /// Every cell kind (and the reset-before GRU for the forward), every operation, sizes that
+    /// leave partial work-items and groups, and every vector width × chain count on 37 cells.
+    public static func fullTable() -> [Case] {
+        var cases: [Case] = []
+        for kind in CellKind.allCases {
+            for (cells, seed) in [(7, UInt64(7)), (93, 93), (144, 144)] {
+                for probe in kind.probes {
+                    cases.append(Case(kind: kind, operation: .responseMetrics, sizes: [cells], probe: probe, seed: seed))
+                    cases.append(Case(kind: kind, operation: .trajectories, sizes: [cells], probe: probe, seed: seed))
+                }
+            }
+            for width in [1, 4, 8, 16] {
+                for chains in [1, 2, 4] {
+                    cases.append(Case(kind: kind, operation: .responseMetrics, sizes: [37],
+                                      settings: KernelSettings(vectorWidth: width, chains: chains), seed: 77))
+                }
+            }
+            for resetAfter in kind == .gru ? [true, false] : [true] {
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6], seed: 8))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33], seed: 33))
+            }
+        }
+        return cases
+    }
+
+    /// Tiny sizes for `check-kernels` under oclgrind: every kind, both probes where they exist,
+    /// vector width 1 and the device's, 1/2/4 chains, and both forward operations.
+    public static func tinyTable(device: Device) -> [Case] {
+        var cases: [Case] = []
+        let widths = Set([1, OpenCLBackend.defaultVectorWidth(for: device)]).sorted()
+        for kind in CellKind.allCases {
+            for width in widths {
+                for chains in [1, 2, 4] {
+                    for probe in kind.probes {
+                        for operation in [Operation.responseMetrics, .trajectories] {
+                            cases.append(Case(kind: kind, operation: operation, sizes: [chains == 2 ? 5 : 3], probe: probe,
+                                              settings: KernelSettings(vectorWidth: width, chains: chains), seed: 1))
+                        }
+                    }
+                }
+            }
+            for resetAfter in kind == .gru ? [true, false] : [true] {
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
+            }
+        }
+        return cases
+    }
+
+    /// A bank with steps of both signs (one tiny, one zero) and sinusoids from low to near Nyquist.
+    public static func randomBank(seed: UInt64, steps: Int = 7, sines: Int = 9, window: Int = 160, preSteps: Int = 20) throws -> StimulusBank {
+        var rng = SeededGenerator(seed: seed)
+        var stimuli: [Stimulus] = (0..<steps).map { _ in .step(rng.uniform(-3, 3)) } + [.step(0), .step(1e-3)]
+        stimuli += (0..<sines).map { _ in .sine(rng.uniform(-2, 2), frequency: rng.uniform(0.02, 0.45)) }
+        return try StimulusBank(stimuli: stimuli, preSteps: preSteps, window: window)
+    }
+
+    /// Runs every case on `device` (each with canary padding past its outputs).
+    public static func run(_ cases: [Case], device: Device, small: Bool = false) -> [Result] {
+        let cpu = CPUBackend()
+        return cases.map { testCase in
+            do {
+                return Result(testCase: testCase, outcome: try run(testCase, device: device, cpu: cpu, small: small))
+            } catch let error as CLError where error.status == .invalidWorkGroupSize {
+                return Result(testCase: testCase, outcome: .unsupported("\(error)"))
+            } catch {
+                return Result(testCase: testCase, outcome: .failed("\(error)"))
+            }
+        }
+    }
+
+    static func run(_ c: Case, device: Device, cpu: CPUBackend, small: Bool) throws -> Outcome {
+        let opencl = try OpenCLBackend(device: device, settings: c.settings, canaryPadding: 23)
+        switch c.operation {
+        case .responseMetrics, .trajectories:
+            // A scale that drives the cells out of their linear range (saturation, ReLU's kink).
+            let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 5, hiddenSizes: c.sizes, scale: 3)
+            let bank = small ? try StimulusBank(stimuli: [.step(-0.5), .step(1.5), .sine(1, frequency: 0.15)], preSteps: 2, window: 12)
+                             : try randomBank(seed: c.seed)
+            let job = try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank, probe: c.probe)
+            if c.operation == .trajectories {
+                let a = try opencl.trajectories(job), b = try cpu.trajectories(job)
+                for s in 0..<bank.count {
+                    let end = bank.schedules[s].end
+                    for j in 0..<a.cellCount {
+                        let series = a.series(cell: j, stimulus: s)
+                        guard series.prefix(end).allSatisfy(\.isFinite), series.dropFirst(end).allSatisfy(\.isNaN) else {
+                            return .failed("cell \(j) stimulus \(s): non-finite values before the stimulus's end, or values after it")
+                        }
+                    }
+                }
+                // Absolute below 1, relative above (a ReLU cell with r > 1 grows without bound).
+                let worst = zip(a.values, b.values).map { $0.isNaN && $1.isNaN ? 0 : abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
+                return worst <= Tolerance.trajectory ? .passed("max |opencl − cpu| / max(1, |cpu|) \(worst)")
+                    : .failed("max |opencl − cpu| / max(1, |cpu|) \(worst) > \(Tolerance.trajectory)")
+            }
+            let a = try opencl.responses(job), b = try cpu.responses(job)
+            let problems = a.disagreements(with: b, tolerance: MetricTolerance.crossBackend)
+            let responded = b.plane(.responded).filter { $0 == 1 }.count
+            guard responded > 0 else { return .failed("no pair responded: the case compares nothing") }
+            return problems.isEmpty ? .passed("\(responded) of \(b.planeSize) pairs responded; every metric within tolerance")
+                : .failed(problems.joined(separator: "; "))
+        case .forward, .maskedForward:
+            let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, outputs: 2,
+                                                      scale: 2, resetAfter: c.resetAfter)
+            var rng = SeededGenerator(seed: c.seed + 1)
+            let n = 3, steps = 9, cells = network.cellCount
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
+            var masks: [CellMask]? = nil
+            var clamp: (h: [Float], c: [Float])? = nil
+            if c.operation == .maskedForward {
+                masks = [.none(cells: cells), .ablating([1, cells - 1], of: cells), .ablating([0, 2, 3], of: cells)]
+                clamp = (h: (0..<cells).map { Float($0) * 0.1 - 0.3 }, c: (0..<cells).map { Float($0) * -0.05 })
+            }
+            let job = try ForwardJob(network: network, inputs: inputs, output: .sequence, masks: masks, clamp: clamp)
+            let a = try opencl.forward(job), b = try cpu.forward(job)
+            guard a.hidden.count == b.hidden.count, a.outputs.count == b.outputs.count else { return .failed("shapes differ") }
+            guard a.hidden.allSatisfy(\.isFinite), a.outputs.allSatisfy(\.isFinite) else { return .failed("NaN or Inf in the OpenCL result") }
+            let worst = max(zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()!, zip(a.outputs, b.outputs).map { abs($0 - $1) }.max()!)
+            return worst <= Tolerance.forwardCrossBackend ? .passed("max |opencl − cpu| \(worst)")
+                : .failed("max |opencl − cpu| \(worst) > \(Tolerance.forwardCrossBackend)")
+        }
+    }
+}

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Export a Keras 3 model (LSTM layers, then a Dense readout) to a CellAudit model file.
+"""Export a Keras 3 model (LSTM, GRU or SimpleRNN layers, then a Dense readout) to a CellAudit model file.
 
     python Tools/export_keras.py MODEL.keras OUT.safetensors [--data DATA] [--output last|sequence]
     python Tools/export_keras.py --from-torch STATE_DICT.pt OUT.safetensors --data DATA
 
 Tensors keep Keras's layouts: lstm_{k}.kernel [I, 4H], lstm_{k}.recurrent_kernel [H, 4H],
-lstm_{k}.bias [4H] (gate order i, f, c, o) and dense.kernel [H, K], dense.bias [K].
+lstm_{k}.bias [4H] (gate order i, f, c, o); gru_{k}.… [I, 3H], [H, 3H] (gate order z, r, h) with
+bias [2, 3H] (reset_after=True) or [3H] (reset_after=False, a different cell: metadata
+reset_after = 0); simple_rnn_{k}.… [I, H], [H, H], [H]; and dense.kernel [H, K], dense.bias [K].
+Activations other than tanh/sigmoid (ReLU for SimpleRNN) are refused.
 With --data, Keras's own outputs on DATA are stored as golden.outputs / golden.hidden.
---from-torch rebuilds a PyTorch nn.LSTM + nn.Linear state dict in Keras first (for fixtures).
+--from-torch rebuilds a PyTorch nn.LSTM/GRU/RNN (--cell) + nn.Linear state dict in Keras first (for fixtures).
 Needs keras (any backend), numpy and safetensors; --from-torch also torch.
 """
 import argparse
@@ -23,42 +26,83 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_pytorch import store_golden  # noqa: E402
 
 
-def from_torch(path, steps, inputs):
+TORCH_PREFIX = {"lstm": "lstm.", "gru": "gru.", "rnn_tanh": "rnn.", "rnn_relu": "rnn."}
+KERAS_PREFIX = {"lstm": "lstm_", "gru": "gru_", "rnn_tanh": "simple_rnn_", "rnn_relu": "simple_rnn_"}
+
+
+def torch_gru_to_keras(w, hidden):
+    """PyTorch gate blocks r, z, n to Keras's z, r, h (rows of a [3H, ...] matrix or a [3H] bias)."""
+    return np.concatenate([w[hidden:2 * hidden], w[:hidden], w[2 * hidden:]])
+
+
+def from_torch(path, steps, inputs, cell="lstm"):
     import torch
 
     s = {k: v.numpy() for k, v in torch.load(path, map_location="cpu").items()}
-    layers = sum(1 for k in s if k.startswith("lstm.weight_ih_l"))
+    p = TORCH_PREFIX[cell]
+    layers = sum(1 for k in s if k.startswith(p + "weight_ih_l"))
     x = keras.Input((steps, inputs))
     h = x
-    lstm_layers = []
     for k in range(layers):
-        hidden = s[f"lstm.weight_hh_l{k}"].shape[1]
-        layer = keras.layers.LSTM(hidden, return_sequences=True, name=f"lstm_{k}")
+        w_ih, w_hh = s[f"{p}weight_ih_l{k}"], s[f"{p}weight_hh_l{k}"]
+        b_ih, b_hh = s[f"{p}bias_ih_l{k}"], s[f"{p}bias_hh_l{k}"]
+        hidden = w_hh.shape[1]
+        name = f"{KERAS_PREFIX[cell]}{k}"
+        if cell == "lstm":
+            layer = keras.layers.LSTM(hidden, return_sequences=True, name=name)
+            weights = [w_ih.T, w_hh.T, b_ih + b_hh]
+        elif cell == "gru":
+            layer = keras.layers.GRU(hidden, return_sequences=True, reset_after=True, name=name)
+            weights = [torch_gru_to_keras(w_ih, hidden).T, torch_gru_to_keras(w_hh, hidden).T,
+                       np.stack([torch_gru_to_keras(b_ih, hidden), torch_gru_to_keras(b_hh, hidden)])]
+        else:
+            layer = keras.layers.SimpleRNN(hidden, return_sequences=True, activation=cell[4:], name=name)
+            weights = [w_ih.T, w_hh.T, b_ih + b_hh]
         h = layer(h)
-        layer.set_weights([s[f"lstm.weight_ih_l{k}"].T, s[f"lstm.weight_hh_l{k}"].T,
-                           s[f"lstm.bias_ih_l{k}"] + s[f"lstm.bias_hh_l{k}"]])
-        lstm_layers.append(layer)
+        layer.set_weights(weights)
     dense = keras.layers.Dense(s["fc.weight"].shape[0], name="dense")
     y = dense(h[:, -1])
     dense.set_weights([s["fc.weight"].T, s["fc.bias"]])
     return keras.Model(x, [y, h])
 
 
+def layer_kind(layer, k):
+    """CellAudit's cell kind of a Keras recurrent layer; refuses what the kind cannot represent."""
+    if getattr(layer, "go_backwards", False) or getattr(layer, "use_bias", True) is False:
+        raise SystemExit(f"error: recurrent layer {k} runs backwards or has no bias; CellAudit reads forward layers with biases")
+    activation = keras.activations.serialize(layer.activation)
+    activation = activation if isinstance(activation, str) else activation.get("config", {}).get("name", str(activation))
+    if isinstance(layer, keras.layers.SimpleRNN):
+        if activation not in ("tanh", "relu"):
+            raise SystemExit(f"error: SimpleRNN layer {k} has activation '{activation}'; CellAudit reads tanh and relu")
+        return "rnn_" + activation
+    recurrent = keras.activations.serialize(layer.recurrent_activation)
+    recurrent = recurrent if isinstance(recurrent, str) else recurrent.get("config", {}).get("name", str(recurrent))
+    if activation != "tanh" or recurrent != "sigmoid":
+        raise SystemExit(f"error: layer {k} has activation '{activation}' and recurrent_activation '{recurrent}'; "
+                         "CellAudit reads tanh and sigmoid")
+    return "lstm" if isinstance(layer, keras.layers.LSTM) else "gru"
+
+
 def export(model, out, output, data):
-    lstms = [l for l in model.layers if isinstance(l, keras.layers.LSTM)]
+    recurrent = [l for l in model.layers if isinstance(l, (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN))]
     denses = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
-    if not lstms:
-        raise SystemExit("error: the model has no LSTM layer")
+    if not recurrent:
+        raise SystemExit("error: the model has no LSTM, GRU or SimpleRNN layer")
+    kinds = [layer_kind(l, k) for k, l in enumerate(recurrent)]
+    if len(set(kinds)) != 1:
+        raise SystemExit(f"error: the recurrent layers mix cell kinds ({', '.join(kinds)})")
+    kind, prefix = kinds[0], KERAS_PREFIX[kinds[0]]
     tensors, hidden = {}, []
-    for k, layer in enumerate(lstms):
-        if layer.go_backwards or getattr(layer, "use_bias", True) is False:
-            raise SystemExit(f"error: LSTM layer {k} runs backwards or has no bias; CellAudit reads forward LSTMs with biases")
-        kernel, recurrent, bias = layer.get_weights()
-        tensors[f"lstm_{k}.kernel"], tensors[f"lstm_{k}.recurrent_kernel"], tensors[f"lstm_{k}.bias"] = kernel, recurrent, bias
-        hidden.append(recurrent.shape[0])
-    meta = {"convention": "keras", "cell": "lstm", "layers": str(len(lstms)),
-            "input_size": str(tensors["lstm_0.kernel"].shape[0]), "hidden_sizes": ",".join(map(str, hidden)),
-            "output": output, "task": "classification" if output == "last" else "regression", "prefix": "lstm_"}
+    for k, layer in enumerate(recurrent):
+        kernel, recurrent_kernel, bias = layer.get_weights()
+        tensors[f"{prefix}{k}.kernel"], tensors[f"{prefix}{k}.recurrent_kernel"], tensors[f"{prefix}{k}.bias"] = kernel, recurrent_kernel, bias
+        hidden.append(recurrent_kernel.shape[0])
+    meta = {"convention": "keras", "cell": kind, "layers": str(len(recurrent)),
+            "input_size": str(tensors[f"{prefix}0.kernel"].shape[0]), "hidden_sizes": ",".join(map(str, hidden)),
+            "output": output, "task": "classification" if output == "last" else "regression", "prefix": prefix}
+    if kind == "gru":
+        meta["reset_after"] = "1" if recurrent[0].reset_after else "0"
     if denses:
         kernel, bias = denses[-1].get_weights()
         tensors["dense.kernel"], tensors["dense.bias"] = kernel, bias
@@ -77,12 +121,14 @@ def main():
     p.add_argument("model", nargs="?")
     p.add_argument("out")
     p.add_argument("--from-torch")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
+                   help="the kind of the --from-torch state dict")
     p.add_argument("--data")
     p.add_argument("--output", choices=["last", "sequence"], default="last")
     a = p.parse_args()
     if a.from_torch:
         x = load_file(a.data)["inputs"]
-        model = from_torch(a.from_torch, x.shape[1], x.shape[2])
+        model = from_torch(a.from_torch, x.shape[1], x.shape[2], a.cell)
     else:
         model = keras.models.load_model(a.model)
     export(model, a.out, a.output, a.data)

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Convert an ONNX model with an LSTM node (and a MatMul/Gemm readout after it) to a CellAudit
-model file.
+"""Convert an ONNX model with an LSTM, GRU or RNN node (and a MatMul/Gemm readout after it) to a
+CellAudit model file.
 
     python Tools/export_onnx.py MODEL.onnx OUT.safetensors [--data DATA]
     python Tools/export_onnx.py --from-torch STATE_DICT.pt OUT.safetensors --data DATA
 
 Tensors keep ONNX's layouts: lstm_0.W [1, 4H, I], lstm_0.R [1, 4H, H], lstm_0.B [1, 8H] (gate
-order i, o, f, c) and readout.weight [K, H], readout.bias [K].
+order i, o, f, c); gru_0.… [1, 3H, ·], B [1, 6H] (gate order z, r, h; metadata
+linear_before_reset 0 or 1, two different cells); rnn_0.… [1, H, ·], B [1, 2H] (activation Tanh
+or Relu); readout.weight [K, H], readout.bias [K]. clip, input_forget, sequence_lens and other
+activations are refused.
 With --data, onnxruntime's outputs on DATA are stored as golden.outputs / golden.hidden.
 --from-torch first writes the PyTorch nn.LSTM + nn.Linear state dict as an ONNX graph
 (MODEL is then saved beside OUT as .onnx) built with onnx.helper.
@@ -24,30 +27,27 @@ from safetensors.numpy import load_file, save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_pytorch import store_golden  # noqa: E402
 
-PT_TO_ONNX = [0, 3, 1, 2]  # ONNX block b holds PyTorch gate PT_TO_ONNX[b]: i, o, f, c from i, f, g, o
+# ONNX block b holds PyTorch gate ORDER[kind][b]: LSTM i, o, f, c from i, f, g, o; GRU z, r, h from r, z, n.
+ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
+OP = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
+PREFIX = {"lstm": "lstm_", "gru": "gru_", "rnn_tanh": "rnn_", "rnn_relu": "rnn_"}
+TORCH_PREFIX = {"lstm": "lstm.", "gru": "gru.", "rnn_tanh": "rnn.", "rnn_relu": "rnn."}
 
 
-def torch_to_onnx(state_path, onnx_path):
-    import torch
-
-    s = {k: v.numpy() for k, v in torch.load(state_path, map_location="cpu").items()}
-    if "lstm.weight_ih_l1" in s:
-        raise SystemExit("error: --from-torch handles one LSTM layer")
-    w_ih, w_hh = s["lstm.weight_ih_l0"], s["lstm.weight_hh_l0"]
-    hidden, inputs = w_hh.shape[1], w_ih.shape[1]
-
-    def reorder(m):
-        return np.concatenate([m[g * hidden:(g + 1) * hidden] for g in PT_TO_ONNX])
-
-    W = reorder(w_ih)[None]
-    R = reorder(w_hh)[None]
-    B = np.concatenate([reorder(s["lstm.bias_ih_l0"]), reorder(s["lstm.bias_hh_l0"])])[None]
-    V, a = s["fc.weight"], s["fc.bias"]
+def build_graph(kind, W, R, B, V, a, onnx_path, linear_before_reset=1):
+    """One recurrent node (W [1, G*H, I], R [1, G*H, H], B [1, 2*G*H] in ONNX's gate order) and a
+    MatMul + Add readout of the last step, saved to onnx_path; outputs `logits` and `hidden`."""
+    hidden, inputs = R.shape[2], W.shape[2]
     inits = [numpy_helper.from_array(t.astype(np.float32), n) for t, n in
              [(W, "W"), (R, "R"), (B, "B"), (V.T.copy(), "VT"), (a, "a")]]
+    attrs = {"hidden_size": hidden}
+    if kind == "gru":
+        attrs["linear_before_reset"] = linear_before_reset
+    if kind == "rnn_relu":
+        attrs["activations"] = ["Relu"]
     nodes = [
         helper.make_node("Transpose", ["x"], ["x_tm"], perm=[1, 0, 2]),   # [N,T,I] -> [T,N,I]
-        helper.make_node("LSTM", ["x_tm", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hidden),
+        helper.make_node(OP[kind], ["x_tm", "W", "R", "B"], ["Y", "Y_h"], **attrs),
         helper.make_node("Squeeze", ["Y_h", "axis0"], ["h_last"]),
         helper.make_node("MatMul", ["h_last", "VT"], ["logits_nb"]),
         helper.make_node("Add", ["logits_nb", "a"], ["logits"]),
@@ -57,7 +57,7 @@ def torch_to_onnx(state_path, onnx_path):
     inits += [numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
               numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")]
     graph = helper.make_graph(
-        nodes, "cellaudit_lstm",
+        nodes, "cellaudit_" + kind,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", inputs])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", V.shape[0]]),
          helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["N", "T", hidden])],
@@ -67,24 +67,57 @@ def torch_to_onnx(state_path, onnx_path):
     onnx.save(model, onnx_path)
 
 
+def torch_to_onnx(state_path, onnx_path, kind="lstm"):
+    import torch
+
+    s = {k: v.numpy() for k, v in torch.load(state_path, map_location="cpu").items()}
+    p = TORCH_PREFIX[kind]
+    if p + "weight_ih_l1" in s:
+        raise SystemExit("error: --from-torch handles one recurrent layer")
+    w_ih, w_hh = s[p + "weight_ih_l0"], s[p + "weight_hh_l0"]
+    hidden = w_hh.shape[1]
+
+    def reorder(m):
+        return np.concatenate([m[g * hidden:(g + 1) * hidden] for g in ORDER[kind]])
+
+    B = np.concatenate([reorder(s[p + "bias_ih_l0"]), reorder(s[p + "bias_hh_l0"])])[None]
+    # PyTorch's GRU is ONNX's linear_before_reset = 1.
+    build_graph(kind, reorder(w_ih)[None], reorder(w_hh)[None], B, s["fc.weight"], s["fc.bias"], onnx_path, 1)
+
+
 def export(onnx_path, out, data):
     model = onnx.load(onnx_path)
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    lstm = [n for n in model.graph.node if n.op_type == "LSTM"]
-    if len(lstm) != 1:
-        raise SystemExit(f"error: expected one LSTM node, found {len(lstm)}")
-    node = lstm[0]
+    nodes = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    if len(nodes) != 1:
+        raise SystemExit(f"error: expected one LSTM, GRU or RNN node, found {len(nodes)}")
+    node = nodes[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if attrs.get("direction", b"forward") not in (b"forward", "forward"):
-        raise SystemExit("error: only forward LSTMs are supported")
-    if attrs.get("activations") not in (None, [b"Sigmoid", b"Tanh", b"Tanh"]):
-        raise SystemExit("error: only the default LSTM activations are supported")
+        raise SystemExit(f"error: node '{node.name}': only forward {node.op_type}s are supported")
+    for unsupported in ("clip", "input_forget"):
+        if attrs.get(unsupported):
+            raise SystemExit(f"error: node '{node.name}' sets '{unsupported}', which CellAudit does not represent")
+    if len(node.input) > 4 and node.input[4]:
+        raise SystemExit(f"error: node '{node.name}' takes a sequence_lens input, which CellAudit does not represent")
+    activations = [x.decode() if isinstance(x, bytes) else x for x in attrs.get("activations", [])]
+    default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[node.op_type]
+    if node.op_type == "RNN" and activations in ([], ["Tanh"], ["Relu"]):
+        kind = "rnn_relu" if activations == ["Relu"] else "rnn_tanh"
+    elif activations in ([], default):
+        kind = node.op_type.lower()
+    else:
+        raise SystemExit(f"error: node '{node.name}' has activations {activations}; CellAudit reads {default}")
     W, R = init[node.input[1]], init[node.input[2]]
     H = int(attrs["hidden_size"])
-    B = init[node.input[3]] if len(node.input) > 3 and node.input[3] else np.zeros((1, 8 * H), np.float32)
-    tensors = {"lstm_0.W": W, "lstm_0.R": R, "lstm_0.B": B}
-    meta = {"convention": "onnx", "cell": "lstm", "layers": "1", "input_size": str(W.shape[2]),
-            "hidden_sizes": str(H), "output": "last", "task": "classification", "prefix": "lstm_"}
+    G = W.shape[1] // H
+    B = init[node.input[3]] if len(node.input) > 3 and node.input[3] else np.zeros((1, 2 * G * H), np.float32)
+    p = PREFIX[kind]
+    tensors = {p + "0.W": W, p + "0.R": R, p + "0.B": B}
+    meta = {"convention": "onnx", "cell": kind, "layers": "1", "input_size": str(W.shape[2]),
+            "hidden_sizes": str(H), "output": "last", "task": "classification", "prefix": p}
+    if kind == "gru":
+        meta["linear_before_reset"] = str(int(attrs.get("linear_before_reset", 0)))
     readout = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and any(i in init for i in n.input)]
     if readout:
         r = readout[0]
@@ -113,12 +146,14 @@ def main():
     p.add_argument("model", nargs="?")
     p.add_argument("out")
     p.add_argument("--from-torch")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
+                   help="the kind of the --from-torch state dict")
     p.add_argument("--data")
     a = p.parse_args()
     path = a.model
     if a.from_torch:
         path = a.out.rsplit(".", 1)[0] + ".onnx"
-        torch_to_onnx(a.from_torch, path)
+        torch_to_onnx(a.from_torch, path, a.cell)
     export(path, a.out, a.data)
     print(f"wrote {a.out}")
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Export a PyTorch nn.LSTM (+ optional nn.Linear readout) to a CellAudit model file.
+"""Export a PyTorch nn.LSTM, nn.GRU or nn.RNN (+ optional nn.Linear readout) to a CellAudit model file.
 
 A CellAudit model file is one safetensors file: the tensors keep PyTorch's own names
-(lstm.weight_ih_l0, ... fc.weight, fc.bias) and `__metadata__` says how to read them.
+(lstm.weight_ih_l0 / gru.… / rnn.…, ... fc.weight, fc.bias) and `__metadata__` says how to read
+them (cell = lstm, gru, rnn_tanh or rnn_relu).
 
-    from export_pytorch import export_lstm
-    export_lstm(model.lstm, model.fc, "model.safetensors", output="last", task="classification")
+    from export_pytorch import export_recurrent
+    export_recurrent(model.rnn, model.fc, "model.safetensors", output="last", task="classification")
 
 Command line (a checkpoint saved with torch.save(model.state_dict())):
-    python Tools/export_pytorch.py STATE_DICT.pt OUT.safetensors --lstm-prefix lstm. \
-        --readout-prefix fc. [--output last|sequence] [--task classification|regression]
+    python Tools/export_pytorch.py STATE_DICT.pt OUT.safetensors [--cell lstm|gru|rnn_tanh|rnn_relu] \
+        --lstm-prefix lstm. --readout-prefix fc. [--output last|sequence] [--task classification|regression]
 Needs torch, numpy and safetensors.
 """
 import argparse
@@ -19,25 +20,39 @@ import numpy as np
 from safetensors.numpy import save_file
 
 
-def export_lstm(lstm, readout, path, output="last", task="classification", extra_metadata=None):
+def cell_kind(module):
+    """CellAudit's cell kind of a torch.nn.LSTM, GRU or RNN (PyTorch's own names)."""
     import torch
 
-    if not isinstance(lstm, torch.nn.LSTM):
-        raise TypeError("export_lstm takes a torch.nn.LSTM")
-    if lstm.bidirectional or lstm.proj_size or not lstm.bias:
-        raise ValueError("CellAudit reads unidirectional LSTMs with biases and no projection")
+    if isinstance(module, torch.nn.LSTM):
+        return "lstm"
+    if isinstance(module, torch.nn.GRU):
+        return "gru"
+    if isinstance(module, torch.nn.RNN):
+        return "rnn_" + module.nonlinearity
+    raise TypeError("CellAudit reads torch.nn.LSTM, GRU and RNN modules")
+
+
+PREFIX = {"lstm": "lstm.", "gru": "gru.", "rnn_tanh": "rnn.", "rnn_relu": "rnn."}
+
+
+def export_recurrent(module, readout, path, output="last", task="classification", extra_metadata=None):
+    kind = cell_kind(module)
+    if module.bidirectional or getattr(module, "proj_size", 0) or not module.bias:
+        raise ValueError("CellAudit reads unidirectional recurrent layers with biases and no projection")
+    prefix = PREFIX[kind]
     tensors = {}
-    for name, value in lstm.state_dict().items():
-        tensors["lstm." + name] = value.detach().cpu().float().numpy()
+    for name, value in module.state_dict().items():
+        tensors[prefix + name] = value.detach().cpu().float().numpy()
     metadata = {
         "convention": "pytorch",
-        "cell": "lstm",
-        "layers": str(lstm.num_layers),
-        "input_size": str(lstm.input_size),
-        "hidden_sizes": ",".join([str(lstm.hidden_size)] * lstm.num_layers),
+        "cell": kind,
+        "layers": str(module.num_layers),
+        "input_size": str(module.input_size),
+        "hidden_sizes": ",".join([str(module.hidden_size)] * module.num_layers),
         "output": output,
         "task": task,
-        "prefix": "lstm.",
+        "prefix": prefix,
     }
     if readout is not None:
         tensors["fc.weight"] = readout.weight.detach().cpu().float().numpy()
@@ -47,6 +62,9 @@ def export_lstm(lstm, readout, path, output="last", task="classification", extra
             metadata["readout_bias"] = "fc.bias"
     metadata.update(extra_metadata or {})
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+
+
+export_lstm = export_recurrent
 
 
 def store_golden(tensors, meta, outputs, hidden=None, labels=None):
@@ -66,7 +84,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("state_dict")
     p.add_argument("out")
-    p.add_argument("--lstm-prefix", default="lstm.")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm")
+    p.add_argument("--lstm-prefix", default="lstm.", help="prefix of the recurrent module's tensors")
     p.add_argument("--readout-prefix", default="fc.")
     p.add_argument("--output", choices=["last", "sequence"], default="last")
     p.add_argument("--task", choices=["classification", "regression"], default="classification")
@@ -77,7 +96,13 @@ def main():
         sys.exit(f"error: no {a.lstm_prefix}weight_ih_l0 in {a.state_dict}")
     layers = sum(1 for k in sub if k.startswith("weight_ih_l"))
     hidden = sub["weight_hh_l0"].shape[1]
-    lstm = torch.nn.LSTM(sub["weight_ih_l0"].shape[1], hidden, num_layers=layers, batch_first=True)
+    size = (sub["weight_ih_l0"].shape[1], hidden)
+    if a.cell == "lstm":
+        lstm = torch.nn.LSTM(*size, num_layers=layers, batch_first=True)
+    elif a.cell == "gru":
+        lstm = torch.nn.GRU(*size, num_layers=layers, batch_first=True)
+    else:
+        lstm = torch.nn.RNN(*size, num_layers=layers, batch_first=True, nonlinearity=a.cell[4:])
     lstm.load_state_dict(sub)
     readout = None
     if a.readout_prefix + "weight" in state:

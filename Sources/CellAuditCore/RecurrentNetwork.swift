@@ -42,6 +42,16 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
     public var description: String { name }
 }
 
+extension Gate {
+    /// LSTM gates: input, forget, cell candidate (g), output.
+    public static let input = Gate(index: 0, name: "i"), forget = Gate(index: 1, name: "f")
+    public static let cell = Gate(index: 2, name: "g"), output = Gate(index: 3, name: "o")
+    /// GRU gates: reset (r), update (z), new (candidate) state (n).
+    public static let reset = Gate(index: 0, name: "r"), update = Gate(index: 1, name: "z"), newState = Gate(index: 2, name: "n")
+    /// The RNN's one block.
+    public static let hidden = Gate(index: 0, name: "h")
+}
+
 extension CellKind {
     /// The gate blocks of this kind, in canonical order.
     public var gates: [Gate] { gateNames.enumerated().map { Gate(index: $0.offset, name: $0.element) } }

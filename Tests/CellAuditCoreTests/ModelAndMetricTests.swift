@@ -18,7 +18,7 @@ import Testing
     let layer = try RecurrentLayer.random(inputSize: 3, hiddenSize: 5, using: &rng)
     let all = try DecoupledCells(layer: layer)
     let channel = try DecoupledCells(layer: layer, direction: .channel(2))
-    for gate in Gate.allCases {
+    for gate in CellKind.lstm.gates {
         for j in 0..<5 {
             let row = layer.row(gate, j)
             let sum = (0..<3).map { layer.W[row * 3 + $0] }.reduce(0, +)

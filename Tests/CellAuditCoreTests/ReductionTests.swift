@@ -12,7 +12,7 @@ import TestSupport
         var layer = try RecurrentNetwork.random(seed: 12, inputSize: 1, hiddenSizes: [6], outputs: 2, scale: 2)
         // Cell 0 of the layer: only w_g, b_f and b_o set, so c follows c_t = a c_{t-1} + K u_t.
         var l0 = layer.layers[0]
-        for gate in Gate.allCases {
+        for gate in CellKind.lstm.gates {
             let row = l0.row(gate, 0)
             l0.W[row] = gate == .cell ? w : 0
             for m in 0..<6 { l0.R[row * 6 + m] = 0 }

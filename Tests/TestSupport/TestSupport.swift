@@ -101,7 +101,11 @@ public enum Fixtures {
     public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
     public static let digitsModels = ["digits_lstm8", "digits_lstm16", "digits_lstm32", "digits_lstm64",
-                                      "digits_lstm128", "digits_lstm32x2", "digits_lstm16_keras", "digits_lstm16_onnx"]
+                                      "digits_lstm128", "digits_lstm32x2", "digits_lstm16_keras", "digits_lstm16_onnx",
+                                      "digits_gru16", "digits_gru16_keras", "digits_gru16_onnx",
+                                      "digits_gru16_keras_reset_before", "digits_gru16_onnx_lbr0",
+                                      "digits_rnn16", "digits_rnn16_keras", "digits_rnn16_onnx"]
+    public static let flipflopModels = ["flipflop_lstm64", "flipflop_gru32", "flipflop_rnn32"]
 
     /// A scratch folder for one test.
     public static func scratch(_ name: String) throws -> URL {

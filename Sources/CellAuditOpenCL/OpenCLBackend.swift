@@ -125,7 +125,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     }
 
     /// The defines that pick a cell kind's step (cell.h), and the GRU variant.
-    static func cellDefines(_ kind: CellKind, resetAfter: Bool = true) -> [String] {
+    public static func cellDefines(_ kind: CellKind, resetAfter: Bool = true) -> [String] {
         ["CELL_KIND=\(kind.kernelCode)"] + (kind == .gru ? ["RESET_AFTER=\(resetAfter ? 1 : 0)"] : [])
     }
 

@@ -1,3 +1,4 @@
+import CellAuditCore
 import CellAuditOpenCL
 import Foundation
 import OpenCLKit
@@ -5,7 +6,8 @@ import Testing
 import TestSupport
 
 @Test func includesExpandWithLineMarkersThatPointBackToTheKernelFile() throws {
-    #expect(KernelLibrary.kernelFiles.contains("lstm_response.cl"))
+    #expect(Set(KernelLibrary.kernelFiles) == ["response.cl", "forward.cl"])
+    #expect(KernelLibrary.fileNames.contains("cell_gru.h"))
     let repoKernels = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Kernels")
     for name in KernelLibrary.kernelFiles {
         let original = try String(contentsOf: repoKernels.appendingPathComponent(name), encoding: .utf8)
@@ -21,11 +23,27 @@ import TestSupport
     #expect(throws: CLError.self) { try KernelLibrary.source("no_such.cl") }
 }
 
+/// Every kernel file builds for every cell kind (and both GRU variants) in every variant; PROBE_C
+/// only where the kind has a memory c, and a kernel asked for PROBE_C on another kind refuses to build.
 @Test(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device"), arguments: [[], ["NATIVE_MATH"], ["PROBE_C"]])
 func everyKernelFileBuildsInEveryVariant(defines: [String]) throws {
     let context = try Context(device: try OpenCLTestSupport.device())
-    for name in KernelLibrary.kernelFiles {
-        _ = try KernelLibrary.program(name, in: context, defines: defines)
+    var built = 0
+    for kind in CellKind.allCases where !defines.contains("PROBE_C") || kind.hasCellState {
+        for resetAfter in kind == .gru ? [true, false] : [true] {
+            for name in KernelLibrary.kernelFiles {
+                _ = try KernelLibrary.program(name, in: context, defines: defines + OpenCLBackend.contractDefines
+                                                  + OpenCLBackend.cellDefines(kind, resetAfter: resetAfter))
+                built += 1
+            }
+        }
     }
-    #expect(context.cachedProgramCount == KernelLibrary.kernelFiles.count)
+    #expect(context.cachedProgramCount == built)
+    if defines.contains("PROBE_C") {
+        #expect(throws: CLError.self) {
+            try KernelLibrary.program("response.cl", in: context, defines: defines + OpenCLBackend.contractDefines + OpenCLBackend.cellDefines(.gru))
+        }
+    }
+    // The metric contract is the host's: the kernel does not build without it.
+    #expect(throws: CLError.self) { try KernelLibrary.program("response.cl", in: context, defines: OpenCLBackend.cellDefines(.lstm)) }
 }

@@ -211,8 +211,11 @@ func rawFile(header: String, data: Data = Data(), lengthOverride: UInt64? = nil)
         #expect("\(try #require(throws: FormatError.self) { try ModelFile.load(misshapen) })".contains("lstm.weight_ih_l0' has shape [8, 32]"))
         let noConvention = try modelVariant { _, meta in meta["convention"] = nil }
         #expect("\(try #require(throws: FormatError.self) { try ModelFile.load(noConvention) })".contains("convention"))
-        let gru = try modelVariant { _, meta in meta["cell"] = "gru" }
-        #expect("\(try #require(throws: FormatError.self) { try ModelFile.load(gru) })".contains("not supported yet"))
+        // An LSTM's tensors labelled as a GRU: the GRU's own tensors are missing, and the error says which.
+        let gru = try modelVariant { _, meta in meta["cell"] = "gru"; meta["prefix"] = nil }
+        #expect("\(try #require(throws: FormatError.self) { try ModelFile.load(gru) })".contains("gru.weight_ih_l0"))
+        let mislabelled = try modelVariant { _, meta in meta["cell"] = "gru" }
+        #expect("\(try #require(throws: FormatError.self) { try ModelFile.load(mislabelled) })".contains("has shape"))
     }
 
     @Test func datasetProblemsAreRefused() throws {

@@ -6,7 +6,7 @@ CellAudit backend's ratio to each peer:
 and, where torch is installed, the PyTorch peers of Tools/peer_torch.py (response simulate-only,
 ablation).
 
-    python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all]
+    python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all] [--cell KIND]
                                 [--binary .build/release/cellaudit]
 
 Needs numpy and a release build: the one `bash Tools/cellaudit.sh` makes for this CPU
@@ -30,25 +30,27 @@ def main():
     p.add_argument("--cells", type=int, default=256)
     p.add_argument("--window", type=int, default=400)
     p.add_argument("--workload", default="all")
+    p.add_argument("--cell", default="lstm", help="cell kind of the response workload: lstm, gru, rnn_tanh or rnn_relu")
     native = os.path.join(here, "..", ".build-native", "release", "cellaudit")
     p.add_argument("--binary", default=native if os.path.exists(native) else os.path.join(here, "..", ".build", "release", "cellaudit"))
     args = p.parse_args()
     workloads = ["response", "ablation"] if args.workload == "all" else [args.workload]
     for w in workloads:
-        ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"])
+        cell = ["--cell", args.cell] if w == "response" else []
+        ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"] + cell)
         if w == "response":
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy.py"), "--cells", str(args.cells),
-                               "--window", str(args.window), "--json"] + extra) for extra in ([], ["--simulate-only"])]
+                               "--window", str(args.window), "--json"] + cell + extra) for extra in ([], ["--simulate-only"])]
         else:
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(min(args.cells, 64)), "--json"])]
         try:
             import torch  # noqa: F401
             cells = args.cells if w == "response" else min(args.cells, 64)
             peers.append(run_json([sys.executable, os.path.join(here, "peer_torch.py"), w, "--cells", str(cells),
-                                   "--window", str(args.window), "--json"]))
+                                   "--window", str(args.window), "--json"] + cell))
         except ImportError:
             print("(torch is not installed: no PyTorch peer)")
-        print(f"{w}: {ours[0]['size']}; {ours[0]['unit']} per second")
+        print(f"{w} ({args.cell if w == 'response' else 'lstm'}): {ours[0]['size']}; {ours[0]['unit']} per second")
         for row in ours:
             print(f"  cellaudit {row['backend']:6} {row['median_per_second']:.3g}  ({row['device']})")
         for peer in peers:

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""NumPy peer of `cellaudit bench --workload response`: the same decoupled LSTM cells under the same
+"""NumPy peer of `cellaudit bench --workload response`: the same decoupled cells (LSTM, GRU or RNN) under the same
 default stimulus bank, with the same step and sinusoid metrics, written the way a user would write
 them in NumPy: simulate every (cell, stimulus) pair for the whole run at once, keep the whole
 trajectory, then compute the metrics vectorised over it.
 
-    python Tools/peer_numpy.py [--cells 256] [--window 400] [--repeat 3] [--simulate-only] [--json]
+    python Tools/peer_numpy.py [--cell lstm|gru|rnn_tanh|rnn_relu] [--cells 256] [--window 400] [--repeat 3]
+                               [--simulate-only] [--json]
 
 Prints cell-stimulus-steps per second, counting the same steps as CellAudit (each stimulus's own
 run length; the peer simulates every pair to the longest run, which it is not charged for).
@@ -61,8 +62,12 @@ def waves(bank):
     return wave, quad
 
 
-def simulate(w, r, b, bank, wave):
-    """Trajectory y[T, cells, stimuli] of every decoupled cell under every stimulus."""
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def simulate(w, r, b, bank, wave, cell="lstm", bhn=None):
+    """Trajectory y[T, cells, stimuli] of every decoupled cell under every stimulus (METHOD.md
+    section 1: LSTM i, f, g, o; GRU r, z, n with b_hn inside the reset gate; RNN tanh or relu)."""
     T = wave.shape[1]
     cells, stim = w.shape[1], wave.shape[0]
     h = np.zeros((cells, stim), np.float32)
@@ -71,12 +76,21 @@ def simulate(w, r, b, bank, wave):
     u_all = bank["amp"][:, None] * wave  # [stim, T]
     for t in range(T):
         u = u_all[:, t][None, :]
-        i = sigmoid(w[0][:, None] * u + r[0][:, None] * h + b[0][:, None])
-        f = sigmoid(w[1][:, None] * u + r[1][:, None] * h + b[1][:, None])
-        g = np.tanh(w[2][:, None] * u + r[2][:, None] * h + b[2][:, None])
-        o = sigmoid(w[3][:, None] * u + r[3][:, None] * h + b[3][:, None])
-        c = f * c + i * g
-        h = o * np.tanh(c)
+        if cell == "lstm":
+            i = sigmoid(w[0][:, None] * u + r[0][:, None] * h + b[0][:, None])
+            f = sigmoid(w[1][:, None] * u + r[1][:, None] * h + b[1][:, None])
+            g = np.tanh(w[2][:, None] * u + r[2][:, None] * h + b[2][:, None])
+            o = sigmoid(w[3][:, None] * u + r[3][:, None] * h + b[3][:, None])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+        elif cell == "gru":
+            rg = sigmoid(w[0][:, None] * u + r[0][:, None] * h + b[0][:, None])
+            z = sigmoid(w[1][:, None] * u + r[1][:, None] * h + b[1][:, None])
+            n = np.tanh(w[2][:, None] * u + b[2][:, None] + rg * (r[2][:, None] * h + bhn[:, None]))
+            h = (1 - z) * n + z * h
+        else:
+            a = w[0][:, None] * u + r[0][:, None] * h + b[0][:, None]
+            h = np.tanh(a) if cell == "rnn_tanh" else np.maximum(a, 0)
         y[t] = h
     return y
 
@@ -154,11 +168,13 @@ def main():
     p.add_argument("--window", type=int, default=400)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--simulate-only", action="store_true")
+    p.add_argument("--cell", choices=list(GATES), default="lstm")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     rng = np.random.default_rng(2024)
     k = 1 / math.sqrt(args.cells)
-    w, r, b = (rng.uniform(-k, k, (4, args.cells)).astype(np.float32) for _ in range(3))
+    w, r, b = (rng.uniform(-k, k, (GATES[args.cell], args.cells)).astype(np.float32) for _ in range(3))
+    bhn = rng.uniform(-k, k, args.cells).astype(np.float32)
     bank = default_bank(args.window)
     wave, quad = waves(bank)
     steps_idx = np.nonzero(bank["kind"] == 0)[0]
@@ -167,14 +183,14 @@ def main():
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        y = simulate(w, r, b, bank, wave)
+        y = simulate(w, r, b, bank, wave, args.cell, bhn)
         if not args.simulate_only:
             step_metrics(y, bank, steps_idx)
             sine_metrics(y, bank, quad, wave, sine_idx)
         times.append(time.perf_counter() - start)
         del y
     median = sorted(times)[len(times) // 2]
-    row = dict(peer="numpy" + (" simulate-only" if args.simulate_only else ""), cells=args.cells, stimuli=len(bank["amp"]),
+    row = dict(peer="numpy" + (" simulate-only" if args.simulate_only else ""), cell=args.cell, cells=args.cells, stimuli=len(bank["amp"]),
                window=args.window, work=work, median_seconds=median, per_second=work / median)
     if args.json:
         print(json.dumps(row))

@@ -35,7 +35,9 @@ def median_time(fn, repeat):
 def response(args):
     rng = np.random.default_rng(2024)
     k = 1 / math.sqrt(args.cells)
-    w, r, b = (torch.from_numpy(rng.uniform(-k, k, (4, args.cells, 1)).astype(np.float32)) for _ in range(3))
+    gates = {"lstm": 4, "gru": 3}.get(args.cell, 1)
+    w, r, b = (torch.from_numpy(rng.uniform(-k, k, (gates, args.cells, 1)).astype(np.float32)) for _ in range(3))
+    bhn = torch.from_numpy(rng.uniform(-k, k, (args.cells, 1)).astype(np.float32))
     bank = default_bank(args.window)
     wave, _ = waves(bank)
     u_all = torch.from_numpy((bank["amp"][:, None] * wave).astype(np.float32))  # [stim, T]
@@ -47,16 +49,25 @@ def response(args):
             y = torch.empty(u_all.shape[1], args.cells, u_all.shape[0])
             for t in range(u_all.shape[1]):
                 u = u_all[:, t][None, :]
-                i = torch.sigmoid(w[0] * u + r[0] * h + b[0])
-                f = torch.sigmoid(w[1] * u + r[1] * h + b[1])
-                g = torch.tanh(w[2] * u + r[2] * h + b[2])
-                o = torch.sigmoid(w[3] * u + r[3] * h + b[3])
-                c = f * c + i * g
-                h = o * torch.tanh(c)
+                if args.cell == "lstm":
+                    i = torch.sigmoid(w[0] * u + r[0] * h + b[0])
+                    f = torch.sigmoid(w[1] * u + r[1] * h + b[1])
+                    g = torch.tanh(w[2] * u + r[2] * h + b[2])
+                    o = torch.sigmoid(w[3] * u + r[3] * h + b[3])
+                    c = f * c + i * g
+                    h = o * torch.tanh(c)
+                elif args.cell == "gru":
+                    rg = torch.sigmoid(w[0] * u + r[0] * h + b[0])
+                    z = torch.sigmoid(w[1] * u + r[1] * h + b[1])
+                    n = torch.tanh(w[2] * u + b[2] + rg * (r[2] * h + bhn))
+                    h = (1 - z) * n + z * h
+                else:
+                    a = w[0] * u + r[0] * h + b[0]
+                    h = torch.tanh(a) if args.cell == "rnn_tanh" else torch.relu(a)
                 y[t] = h
     seconds = median_time(run, args.repeat)
     work = args.cells * int(bank["end"].sum())
-    return dict(peer="torch simulate-only", cells=args.cells, work=work, median_seconds=seconds, per_second=work / seconds)
+    return dict(peer="torch simulate-only", cell=args.cell, cells=args.cells, work=work, median_seconds=seconds, per_second=work / seconds)
 
 
 def ablation(args):
@@ -97,6 +108,8 @@ def main():
     p.add_argument("--sequences", type=int, default=256)
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
+                   help="cell kind of the response workload")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.cells is None:

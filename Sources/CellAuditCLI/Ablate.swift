@@ -48,8 +48,8 @@ struct Ablate: ParsableCommand {
             let dataset = try Dataset.load(data)
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
             // Rankings from files are read (and checked) before any work starts.
-            let names = ranking.isEmpty ? ["response", "readout_weight", "random"] : ranking
-            let builtIn: Set = ["response", "readout_weight", "random"]
+            let names = ranking.isEmpty ? RankerRegistry.names : ranking
+            let builtIn = Set(RankerRegistry.names)
             let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
             var fromFiles: [String: (String, [Double])] = [:]
             for name in names where !builtIn.contains(name) { fromFiles[name] = try namedRanking(name, context: bare, seed: seed) }
@@ -83,32 +83,27 @@ struct Ablate: ParsableCommand {
 
 /// A ranking by name (response, readout_weight, random) or from a CSV with layer, cell and score columns.
 func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws -> (String, [Double]) {
-    switch name {
-    case "response": return (name, try ResponseRanker().scores(context))
-    case "readout_weight": return (name, try ReadoutWeightRanker().scores(context))
-    case "random": return (name, try RandomRanker(seed: seed).scores(context))
-    default:
-        guard let text = try? String(contentsOfFile: name, encoding: .utf8) else {
-            throw CleanFailure(description: "--ranking \(name): not response, readout_weight, random or a readable CSV file")
-        }
-        let lines = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
-        guard let header = lines.first, let l = header.firstIndex(of: "layer"), let c = header.firstIndex(of: "cell"),
-              let s = header.firstIndex(of: "score") else {
-            throw CleanFailure(description: "--ranking \(name): the CSV needs layer, cell and score columns")
-        }
-        var byCell: [String: Double] = [:]
-        for row in lines.dropFirst() where row.count > max(l, c, s) {
-            guard let v = Double(row[s]) else { throw CleanFailure(description: "--ranking \(name): score '\(row[s])' is not a number") }
-            byCell["\(row[l]),\(row[c])"] = v
-        }
-        let scores = try context.rows.map { row -> Double in
-            guard let v = byCell["\(row.layer),\(row.cell)"] else {
-                throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.cell)")
-            }
-            return v
-        }
-        return ((name as NSString).lastPathComponent, scores)
+    if let ranker = RankerRegistry.ranker(named: name, seed: seed) { return (name, try ranker.scores(context)) }
+    guard let text = try? String(contentsOfFile: name, encoding: .utf8) else {
+        throw CleanFailure(description: "--ranking \(name): not \(RankerRegistry.names.joined(separator: ", ")) or a readable CSV file")
     }
+    let lines = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    guard let header = lines.first, let l = header.firstIndex(of: "layer"), let c = header.firstIndex(of: "cell"),
+          let s = header.firstIndex(of: "score") else {
+        throw CleanFailure(description: "--ranking \(name): the CSV needs layer, cell and score columns")
+    }
+    var byCell: [String: Double] = [:]
+    for row in lines.dropFirst() where row.count > max(l, c, s) {
+        guard let v = Double(row[s]) else { throw CleanFailure(description: "--ranking \(name): score '\(row[s])' is not a number") }
+        byCell["\(row[l]),\(row[c])"] = v
+    }
+    let scores = try context.rows.map { row -> Double in
+        guard let v = byCell["\(row.layer),\(row.cell)"] else {
+            throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.cell)")
+        }
+        return v
+    }
+    return ((name as NSString).lastPathComponent, scores)
 }
 
 func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {

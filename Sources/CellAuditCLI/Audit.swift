@@ -57,7 +57,7 @@ struct Audit: ParsableCommand {
                 let summaries = try summarizeWritten(plan, in: dir)
                 let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
-                let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: seed)]
+                let rankers = RankerRegistry.all(seed: seed)
                 let scores = try rankers.map { try $0.scores(context) }
                 let ranks = try rankers.map { try $0.ranks(context) }
                 let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

@@ -26,11 +26,13 @@ struct Inspect: ParsableCommand {
             let loaded = try ModelFile.load(model)
             let net = loaded.network
             var info: [String: Any] = [
-                "model": model, "convention": loaded.convention.rawValue, "cell": "lstm",
+                "model": model, "convention": loaded.convention.rawValue, "cell": net.kind.rawValue,
+                "gates": net.kind.gateNames,
                 "input_size": net.inputSize, "hidden_sizes": net.layers.map(\.hiddenSize),
                 "outputs": net.readout?.outputs ?? 0, "output_mode": loaded.output.rawValue,
                 "task": loaded.task.rawValue, "parameters": loaded.parameterCount, "cells": net.cellCount,
             ]
+            if net.kind == .gru { info["reset_after"] = net.layers[0].resetAfter }
             if let data {
                 let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
                 info[score.name] = score.value
@@ -38,7 +40,8 @@ struct Inspect: ParsableCommand {
             }
             if json { try printJSON(info); return }
             print("model: \(model)")
-            print("  convention \(loaded.convention.rawValue), LSTM, \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
+            let variant = net.kind == .gru ? (net.layers[0].resetAfter ? " (reset gate after R_n h + b_hn)" : " (reset gate before R_n: r ⊙ h)") : ""
+            print("  convention \(loaded.convention.rawValue), \(net.kind.rawValue)\(variant), \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
             print("  input \(net.inputSize) → cells \(net.layers.map { String($0.hiddenSize) }.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step)")
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             for key in ["accuracy", "mse"] { if let v = info[key] as? Double { print("  \(key) on \(data!): \(String(format: "%.4f", v)) (\(info["backend"]!))") } }

@@ -398,3 +398,52 @@ struct KernelEmbeddingTests {
 }
 
 enum CapacityMetricCount { static let value = 10 }
+
+/// Every command on GRU and RNN networks.
+@Suite struct CellKindCLITests {
+    @Test(arguments: [("digits_gru16", "gru", 3), ("digits_gru16_keras_reset_before", "gru", 3), ("digits_rnn16", "rnn_tanh", 1)])
+    func inspectAndEvalNameTheKind(model: String, cell: String, gates: Int) throws {
+        let path = Fixtures.path(model + ".safetensors")
+        let r = try CLI.run(["inspect", path, "--json", "--data", Fixtures.path("digits_test.safetensors"), "--backend", "cpu"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["cell"] as? String == cell)
+        #expect((json["gates"] as? [String])?.count == gates)
+        // W, R and the fused b per gate block, the GRU's b_hn, the readout.
+        let bhn = cell == "gru" ? 16 : 0
+        #expect(json["parameters"] as? Int == gates * 16 * (8 + 16 + 1) + bhn + 10 * 16 + 10)
+        #expect((json["accuracy"] as? Double ?? 0) > 0.9)
+        if cell == "gru" { #expect(json["reset_after"] as? Bool == !model.contains("reset_before")) }
+    }
+
+    @Test func ablateAndAuditRunOnAGRUAndAnRNN() throws {
+        let dir = try Fixtures.scratch("kinds")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let small = ["--step-amplitudes=-1,1", "--frequencies", "0.05,0.2", "--sine-amplitudes", "1", "--window", "80", "--backend", "cpu", "--quiet"]
+        let ablate = try CLI.run(["ablate", Fixtures.path("digits_gru16.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                  "--out", dir.appendingPathComponent("ablate").path, "--json"] + small)
+        #expect(ablate.exitCode == 0, "\(ablate.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(ablate.stdout.utf8)) as? [String: Any])
+        #expect(summary["clamped_state"] as? String == "h")
+        let csv = try String(contentsOf: dir.appendingPathComponent("ablate/ablation.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 17)
+        let audit = try CLI.run(["audit", Fixtures.path("digits_rnn16.safetensors"), "--skip-ablation",
+                                 "--out", dir.appendingPathComponent("audit").path] + small)
+        #expect(audit.exitCode == 0, "\(audit.stderr)")
+        let cells = try String(contentsOf: dir.appendingPathComponent("audit/cells.csv"), encoding: .utf8)
+        #expect(cells.split(separator: "\n").count == 17)
+        let capacity = try CLI.run(["capacity", Fixtures.path("digits_gru16.safetensors"), Fixtures.path("digits_rnn16.safetensors"),
+                                    "--out", dir.appendingPathComponent("capacity").path] + small)
+        #expect(capacity.exitCode == 0, "\(capacity.stderr)")
+    }
+
+    @Test func probeCIsRefusedForKindsWithoutAMemory() throws {
+        let dir = try Fixtures.scratch("probe-c")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out").path
+        let r = try CLI.run(["characterize", Fixtures.path("digits_gru16.safetensors"), "--probe", "c", "--backend", "cpu", "--out", out])
+        #expect(r.exitCode != 0)
+        #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("LSTM-only"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}

@@ -1,0 +1,43 @@
+import CellAuditCore
+import Foundation
+
+/// What a ranker may look at: the network, the rows (cells) to score, and their summaries.
+public struct RankingContext: Sendable {
+    public var network: RecurrentNetwork
+    public var rows: [(layer: Int, cell: Int)]
+    public var summaries: [CellSummary]
+
+    public init(network: RecurrentNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary]) {
+        precondition(summaries.isEmpty || summaries.count == rows.count)
+        self.network = network; self.rows = rows; self.summaries = summaries
+    }
+}
+
+/// A way of scoring cells by importance (METHOD.md §5). The contract, the same for every ranker:
+/// - `scores` returns exactly one finite score per row of the context;
+/// - a higher score means a more important cell;
+/// - it is deterministic: the same context (and seed) gives the same scores;
+/// - a row's score depends on that cell only through what identifies it (layer, cell, its own
+///   summary, the network), so permuting the rows permutes the scores.
+/// Later rankers (ablation damage, relevance) implement the same protocol.
+public protocol CellRanker: Sendable {
+    var name: String { get }
+    func scores(_ context: RankingContext) throws -> [Double]
+}
+
+extension CellRanker {
+    /// Rank of each row, 1 = most important; ties go to the lower (layer, cell).
+    public func ranks(_ context: RankingContext) throws -> [Int] {
+        rankPositions(try scores(context), rows: context.rows)
+    }
+}
+
+/// Rank of each row by score, 1 = highest; ties go to the lower (layer, cell).
+public func rankPositions(_ s: [Double], rows: [(layer: Int, cell: Int)]) -> [Int] {
+    let order = s.indices.sorted { a, b in
+        s[a] != s[b] ? s[a] > s[b] : (rows[a].layer, rows[a].cell) < (rows[b].layer, rows[b].cell)
+    }
+    var ranks = [Int](repeating: 0, count: s.count)
+    for (position, row) in order.enumerated() { ranks[row] = position + 1 }
+    return ranks
+}

@@ -56,7 +56,7 @@ struct Ablate: ParsableCommand {
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate")
-            let summary = try output.build { dir -> [String: Any] in
+            let summary = try output.build { dir -> AblationSummary in
                 _ = try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
                 let summaries = try summarizeWritten(plan, in: dir)
                 let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
@@ -65,18 +65,18 @@ struct Ablate: ParsableCommand {
                                                   rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
                                                   clamp: clampMode, on: backend)
                 try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
-                var s = ablationJSON(study)
-                s["model"] = (model as NSString).lastPathComponent
-                s["data"] = (data as NSString).lastPathComponent
-                s["backend"] = "\(backend.identity)"
-                s["clamp"] = clampMode.rawValue
+                var s = AblationSummary(study)
+                s.model = (model as NSString).lastPathComponent
+                s.data = (data as NSString).lastPathComponent
+                s.backend = "\(backend.identity)"
+                s.clamp = clampMode.rawValue
                 // Only an LSTM has a memory c to clamp beside h.
-                s["clamped_state"] = loaded.network.kind.hasCellState ? "h and c" : "h"
-                try JSONSerialization.data(withJSONObject: s, options: [.prettyPrinted, .sortedKeys]).write(to: dir.appendingPathComponent("summary.json"))
+                s.clampedState = loaded.network.kind.hasCellState ? "h and c" : "h"
+                try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
                 return s
             }
             if outputOptions.json { try printJSON(summary); return }
-            printAblation(summary)
+            summary.print()
         }
     }
 }
@@ -127,25 +127,4 @@ func writeAblation(_ study: AblationStudy, rows: [(layer: Int, cell: Int)], rank
         for i in c.k.indices { curves.append("\(c.ranking),\(c.order),\(c.k[i]),\(String(format: "%.6g", c.score[i])),\(String(format: "%.6g", c.spread[i]))") }
     }
     try (curves.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("curves.csv"), atomically: false, encoding: .utf8)
-}
-
-func ablationJSON(_ study: AblationStudy) -> [String: Any] {
-    func corr(_ c: [AblationStudy.Correlation]) -> [[String: Any]] {
-        c.map { ["name": $0.name, "rho": jsonNumber($0.rho), "ci_low": jsonNumber($0.low), "ci_high": jsonNumber($0.high)] }
-    }
-    return ["metric": study.task == .classification ? "accuracy" : "mse", "baseline": study.baseline,
-            "all_ablated": study.allAblated, "max_single_damage": study.damage.max() ?? 0,
-            "rankers": corr(study.rankers), "metrics": corr(study.metrics)]
-}
-
-func printAblation(_ s: [String: Any]) {
-    let metric = s["metric"] as? String ?? "score"
-    print(String(format: "%@: %.4f with every cell, %.4f with none; largest single-cell damage %.4f",
-                 metric, s["baseline"] as? Double ?? .nan, s["all_ablated"] as? Double ?? .nan, s["max_single_damage"] as? Double ?? .nan))
-    print("Spearman ρ of each ranking with single-cell damage (95 % bootstrap interval):")
-    for r in s["rankers"] as? [[String: Any]] ?? [] {
-        let name = (r["name"] as? String ?? "").padding(toLength: 16, withPad: " ", startingAt: 0)
-        print("  \(name)" + String(format: " ρ = %6.3f  [%6.3f, %6.3f]", r["rho"] as? Double ?? .nan,
-                                      r["ci_low"] as? Double ?? .nan, r["ci_high"] as? Double ?? .nan))
-    }
 }

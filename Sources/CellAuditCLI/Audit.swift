@@ -50,7 +50,7 @@ struct Audit: ParsableCommand {
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-audit", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit")
-            let report = try output.build { dir -> [String: Any] in
+            let report = try output.build { dir -> AuditSummary in
                 let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
                                                        progress: progress)
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -63,14 +63,14 @@ struct Audit: ParsableCommand {
                 let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 try cellsCSV(plan: plan, summaries: summaries, classes: classes, rankers: rankers, scores: scores, ranks: ranks)
                     .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
-                var summary = auditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
+                var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
                                            summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
                 var study: AblationStudy?
                 if let dataPath {
-                    summary["data"] = (dataPath as NSString).lastPathComponent
+                    summary.data = (dataPath as NSString).lastPathComponent
                     if skipAblation {
                         let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
-                        summary[score.name] = score.value
+                        summary.record(score)
                     } else {
                         // Does the ranking hold? Single-cell damage and curves on the user's data.
                         let rankings = zip(rankers, scores).map { ($0.name, $1) }
@@ -78,13 +78,12 @@ struct Audit: ParsableCommand {
                                                       output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
                                                       on: backend)
                         try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
-                        summary[s.task == .classification ? "accuracy" : "mse"] = s.baseline
-                        summary["ablation"] = ablationJSON(s)
+                        if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
+                        summary.ablation = AblationSummary(s)
                         study = s
                     }
                 }
-                let encoded = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-                try encoded.write(to: dir.appendingPathComponent("summary.json"))
+                try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
                 try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
                                 scores: scores[0], ranks: ranks[0], ablation: study, backend: backend, to: dir)
                 return summary
@@ -93,7 +92,7 @@ struct Audit: ParsableCommand {
                 try printJSON(report)
                 return
             }
-            printAudit(report)
+            report.print()
         }
     }
 
@@ -126,7 +125,7 @@ struct Audit: ParsableCommand {
 }
 
 /// DIR/report.html and DIR/figures/*.svg.
-func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any], summaries: [CellSummary],
+func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary, summaries: [CellSummary],
                  classes: [[CellClass]], scores: [Double], ranks: [Int], ablation: AblationStudy?,
                  backend: any ComputeBackend, to dir: URL) throws {
     let shown = AuditReport.extremes(ranks: ranks)
@@ -140,13 +139,13 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: [String: Any
         }
     }
     var facts: [(String, String)] = [("model", name), ("backend", "\(backend.identity)")]
-    if let acc = summary["accuracy"] as? Double { facts.append(("accuracy", String(format: "%.4f on %@", acc, summary["data"] as? String ?? ""))) }
-    if let mse = summary["mse"] as? Double { facts.append(("MSE", String(format: "%.4g on %@", mse, summary["data"] as? String ?? ""))) }
-    let stimuli = summary["stimuli"] as? [String: Any] ?? [:]
-    facts += [("cells", "\(plan.rows.count) in layer\(plan.layers.count > 1 ? "s" : "") \(plan.layers.map(String.init).joined(separator: ", "))"),
-              ("stimuli", "\(stimuli["count"] ?? 0): \(stimuli["steps"] ?? 0) steps, \(stimuli["sinusoids"] ?? 0) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
+    if let acc = summary.accuracy { facts.append(("accuracy", String(format: "%.4f on %@", acc, summary.data ?? ""))) }
+    if let mse = summary.mse { facts.append(("MSE", String(format: "%.4g on %@", mse, summary.data ?? ""))) }
+    let stimuli = summary.stimuli
+    facts += [("cells", "\(plan.rows.count) \(plan.network.kind.rawValue) cells in layer\(plan.layers.count > 1 ? "s" : "") \(plan.layers.map(String.init).joined(separator: ", "))"),
+              ("stimuli", "\(stimuli.count): \(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
               ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
-              ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary["cell_stimulus_steps_per_second"] as? Double ?? 0))]
+              ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary.cellStimulusStepsPerSecond))]
     let report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
                              scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown, ablation: ablation)
     let figures = report.figures()
@@ -175,56 +174,6 @@ func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[C
         lines.append(row.joined(separator: ","))
     }
     return lines.joined(separator: "\n") + "\n"
-}
-
-func auditSummary(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
-                  reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) -> [String: Any] {
-    var counts: [String: Int] = [:]
-    for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
-    let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
-    let top = order.prefix(10).map { j -> [String: Any] in
-        ["layer": summaries[j].layer, "cell": summaries[j].cell, "rank": ranks[j], "score": scores[j],
-         "classes": classes[j].map(\.rawValue), "gain": jsonNumber(summaries[j].gain),
-         "settling_time": jsonNumber(summaries[j].settlingTime), "bandwidth": jsonNumber(summaries[j].bandwidth)]
-    }
-    let bank = plan.bank
-    return [
-        "model": name, "cellaudit": CellAudit.version,
-        "backend": backend.identity.kind.rawValue, "device": backend.identity.device,
-        "cells": plan.rows.count, "layers": plan.layers,
-        "mode": plan.mode.rawValue, "probe": plan.probe.rawValue, "directions": plan.directionLabels,
-        "stimuli": ["count": plan.columnCount, "steps": bank.stimuli.filter { $0.kind == .step }.count,
-                    "sinusoids": bank.stimuli.filter { $0.kind == .sine }.count,
-                    "pre_steps": bank.preSteps, "onset": bank.onset, "window": bank.window],
-        "timings": ["characterize_seconds": result.seconds, "reduce_seconds": reduceSeconds],
-        "cell_stimulus_steps": plan.simulatedSteps,
-        "cell_stimulus_steps_per_second": Double(plan.simulatedSteps) / max(result.seconds, 1e-12),
-        "responded_share": result.respondedShare,
-        "class_counts": counts, "top_cells": top, "ranker": "response",
-    ]
-}
-
-/// JSON has no NaN or infinity: those become null.
-func jsonNumber(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
-
-func printAudit(_ s: [String: Any]) {
-    print("CellAudit \(CellAudit.version) audit of \(s["model"]!)")
-    print("backend: \(s["backend"]!) (\(s["device"]!))")
-    if let acc = s["accuracy"] as? Double { print(String(format: "accuracy on %@: %.4f", s["data"] as! String, acc)) }
-    if let mse = s["mse"] as? Double { print(String(format: "mse on %@: %.4f", s["data"] as! String, mse)) }
-    if let ablation = s["ablation"] as? [String: Any] { printAblation(ablation) }
-    let stimuli = s["stimuli"] as! [String: Any]
-    print("\(s["cells"]!) cells × \(stimuli["count"]!) stimuli (\(stimuli["steps"]!) steps, \(stimuli["sinusoids"]!) sinusoids), window \(stimuli["window"]!)")
-    print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", s["cell_stimulus_steps_per_second"] as! Double,
-                 100 * (s["responded_share"] as! Double)))
-    let counts = (s["class_counts"] as! [String: Int]).filter { $0.value > 0 }.sorted { $0.key < $1.key }
-    print("classes: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-    print("top cells by response score (‖v_j‖·m_j):")
-    for cell in (s["top_cells"] as! [[String: Any]]).prefix(5) {
-        let classes = (cell["classes"] as! [String]).joined(separator: " ")
-        print(String(format: "  #%d  layer %d cell %3d  score %.4g  %@", cell["rank"] as! Int, cell["layer"] as! Int,
-                     cell["cell"] as! Int, cell["score"] as! Double, classes))
-    }
 }
 
 func parseFloats(_ text: String, name: String) throws -> [Float] {

@@ -21,8 +21,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Backend to measure: cpu, opencl, or all available (default).")
     var backend: String = "all"
 
-    @Option(help: "OpenCL device number.")
-    var device: Int?
+    @OptionGroup var deviceOption: DeviceOption
+    var device: Int? { deviceOption.device }
 
     @Option(help: "Workload: response, forward or all.")
     var workload: String = "all"

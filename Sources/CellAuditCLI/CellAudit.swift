@@ -14,17 +14,27 @@ struct CellAudit: ParsableCommand {
     )
 }
 
+/// `--device N`: shared by every command that runs on OpenCL (the compute jobs, `bench`,
+/// `check-kernels`).
+struct DeviceOption: ParsableArguments {
+    @Option(help: "OpenCL device number, as `cellaudit devices` lists them.")
+    var device: Int?
+
+    func validate() throws {
+        if let device, device < 0 { throw ValidationError("--device must be ≥ 0, got \(device)") }
+    }
+}
+
 /// Options every compute job shares.
 struct BackendOptions: ParsableArguments {
     @Option(help: "Compute backend: cpu, opencl or auto (default: $CELLAUDIT_BACKEND, else auto).")
     var backend: String?
 
-    @Option(help: "OpenCL device number, as `cellaudit devices` lists them.")
-    var device: Int?
+    @OptionGroup var deviceOption: DeviceOption
+    var device: Int? { deviceOption.device }
 
     func validate() throws {
         _ = try BackendChoice.resolve(flag: backend)
-        if let device, device < 0 { throw ValidationError("--device must be ≥ 0, got \(device)") }
     }
 
     func makeBackend() throws -> any ComputeBackend {

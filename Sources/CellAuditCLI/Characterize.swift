@@ -106,9 +106,9 @@ struct Characterize: ParsableCommand {
             }
             let rate = Double(plan.simulatedSteps) / max(result.seconds, 1e-12)
             if outputOptions.json {
-                try printJSON(["out": outputOptions.out ?? "cellaudit-responses", "cells": plan.rows.count, "stimuli": plan.columnCount, "backend": "\(backend.identity)",
-                               "seconds": result.seconds, "cell_stimulus_steps": plan.simulatedSteps,
-                               "cell_stimulus_steps_per_second": rate, "responded_share": result.respondedShare])
+                try printJSON(CharacterizeSummary(out: outputOptions.out ?? "cellaudit-responses", cells: plan.rows.count, stimuli: plan.columnCount,
+                                                  backend: "\(backend.identity)", seconds: result.seconds, cellStimulusSteps: plan.simulatedSteps,
+                                                  cellStimulusStepsPerSecond: rate, respondedShare: result.respondedShare))
                 return
             }
             print("characterized \(plan.rows.count) cells × \(plan.columnCount) stimuli (mode \(plan.mode.rawValue), direction \(stimulusOptions.direction), probe \(plan.probe.rawValue))")

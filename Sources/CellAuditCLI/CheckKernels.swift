@@ -14,8 +14,8 @@ struct CheckKernels: ParsableCommand {
         shouldDisplay: false
     )
 
-    @Option(help: "OpenCL device number.")
-    var device: Int = 0
+    @OptionGroup var deviceOption: DeviceOption
+    var device: Int { deviceOption.device ?? 0 }
 
     func run() throws {
         try failing {

@@ -3,6 +3,7 @@ import CellAuditCore
 import Foundation
 
 func printJSON(_ object: [String: Any]) throws {
+    // Key-value output of `inspect` and `eval`, whose keys depend on the model and the data.
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 }

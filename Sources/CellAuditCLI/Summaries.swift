@@ -1,0 +1,171 @@
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+/// A number in a JSON summary: JSON has no NaN or infinity, so those are written as null.
+struct JSONNumber: Codable, Equatable {
+    var value: Double
+    init(_ value: Double) { self.value = value }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        value = c.decodeNil() ? .nan : try c.decode(Double.self)
+    }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if value.isFinite { try c.encode(value) } else { try c.encodeNil() }
+    }
+}
+
+/// How a summary is written: sorted snake_case keys, pretty-printed (summary.json and `--json`).
+func encodeSummary(_ value: some Encodable) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    return try encoder.encode(value)
+}
+
+func printJSON(_ value: some Encodable) throws {
+    print(String(decoding: try encodeSummary(value), as: UTF8.self))
+}
+
+/// `ablate`'s summary.json, and the `ablation` object of `audit`'s (METHOD.md §6).
+struct AblationSummary: Codable {
+    struct Correlation: Codable {
+        var name: String
+        var rho: JSONNumber, ciLow: JSONNumber, ciHigh: JSONNumber
+    }
+    /// accuracy (classification) or mse (regression).
+    var metric: String
+    var baseline: Double
+    var allAblated: Double
+    var maxSingleDamage: Double
+    var rankers: [Correlation]
+    var metrics: [Correlation]
+    var model: String?
+    var data: String?
+    var backend: String?
+    var clamp: String?
+    /// What ablation holds: "h and c" for an LSTM, "h" for the other kinds.
+    var clampedState: String?
+
+    init(_ study: AblationStudy) {
+        func corr(_ c: [AblationStudy.Correlation]) -> [Correlation] {
+            c.map { Correlation(name: $0.name, rho: JSONNumber($0.rho), ciLow: JSONNumber($0.low), ciHigh: JSONNumber($0.high)) }
+        }
+        metric = study.task == .classification ? "accuracy" : "mse"
+        baseline = study.baseline
+        allAblated = study.allAblated
+        maxSingleDamage = study.damage.max() ?? 0
+        rankers = corr(study.rankers)
+        metrics = corr(study.metrics)
+    }
+
+    func print() {
+        Swift.print(String(format: "%@: %.4f with every cell, %.4f with none; largest single-cell damage %.4f",
+                           metric, baseline, allAblated, maxSingleDamage))
+        Swift.print("Spearman ρ of each ranking with single-cell damage (95 % bootstrap interval):")
+        for r in rankers {
+            let name = r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
+            Swift.print("  \(name)" + String(format: " ρ = %6.3f  [%6.3f, %6.3f]", r.rho.value, r.ciLow.value, r.ciHigh.value))
+        }
+    }
+}
+
+/// `audit`'s summary.json.
+struct AuditSummary: Codable {
+    struct Stimuli: Codable { var count, steps, sinusoids, preSteps, onset, window: Int }
+    struct Timings: Codable { var characterizeSeconds, reduceSeconds: Double }
+    struct TopCell: Codable {
+        var layer, cell, rank: Int
+        var score: Double
+        var classes: [String]
+        var gain, settlingTime, bandwidth: JSONNumber
+    }
+    var model: String
+    var cellaudit: String
+    var backend: String
+    var device: String
+    var cellKind: String
+    var cells: Int
+    var layers: [Int]
+    var mode: String
+    var probe: String
+    var directions: [String]
+    var stimuli: Stimuli
+    var timings: Timings
+    var cellStimulusSteps: Int
+    var cellStimulusStepsPerSecond: Double
+    var respondedShare: Double
+    var classCounts: [String: Int]
+    var topCells: [TopCell]
+    var ranker: String
+    var data: String?
+    var accuracy: Double?
+    var mse: Double?
+    var ablation: AblationSummary?
+
+    init(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
+         reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) {
+        var counts: [String: Int] = [:]
+        for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
+        let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
+        topCells = order.prefix(10).map { j in
+            TopCell(layer: summaries[j].layer, cell: summaries[j].cell, rank: ranks[j], score: scores[j],
+                    classes: classes[j].map(\.rawValue), gain: JSONNumber(summaries[j].gain),
+                    settlingTime: JSONNumber(summaries[j].settlingTime), bandwidth: JSONNumber(summaries[j].bandwidth))
+        }
+        let bank = plan.bank
+        model = name
+        cellaudit = CellAudit.version
+        self.backend = backend.identity.kind.rawValue
+        device = backend.identity.device
+        cellKind = plan.network.kind.rawValue
+        cells = plan.rows.count
+        layers = plan.layers
+        mode = plan.mode.rawValue
+        probe = plan.probe.rawValue
+        directions = plan.directionLabels
+        stimuli = Stimuli(count: plan.columnCount, steps: bank.stimuli.filter { $0.kind == .step }.count,
+                          sinusoids: bank.stimuli.filter { $0.kind == .sine }.count,
+                          preSteps: bank.preSteps, onset: bank.onset, window: bank.window)
+        timings = Timings(characterizeSeconds: result.seconds, reduceSeconds: reduceSeconds)
+        cellStimulusSteps = plan.simulatedSteps
+        cellStimulusStepsPerSecond = Double(plan.simulatedSteps) / max(result.seconds, 1e-12)
+        respondedShare = result.respondedShare
+        classCounts = counts
+        ranker = "response"
+    }
+
+    mutating func record(_ score: Score) {
+        if score.name == "accuracy" { accuracy = score.value } else { mse = score.value }
+    }
+
+    func print() {
+        Swift.print("CellAudit \(CellAudit.version) audit of \(model)")
+        Swift.print("backend: \(backend) (\(device))")
+        if let accuracy { Swift.print(String(format: "accuracy on %@: %.4f", data ?? "", accuracy)) }
+        if let mse { Swift.print(String(format: "mse on %@: %.4f", data ?? "", mse)) }
+        ablation?.print()
+        Swift.print("\(cells) \(cellKind) cells × \(stimuli.count) stimuli (\(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids), window \(stimuli.window)")
+        Swift.print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", cellStimulusStepsPerSecond, 100 * respondedShare))
+        let counts = classCounts.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        Swift.print("classes: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        Swift.print("top cells by response score (‖v_j‖·m_j):")
+        for cell in topCells.prefix(5) {
+            Swift.print(String(format: "  #%d  layer %d cell %3d  score %.4g  %@", cell.rank, cell.layer, cell.cell, cell.score,
+                               cell.classes.joined(separator: " ")))
+        }
+    }
+}
+
+/// `characterize --json`.
+struct CharacterizeSummary: Codable {
+    var out: String
+    var cells: Int
+    var stimuli: Int
+    var backend: String
+    var seconds: Double
+    var cellStimulusSteps: Int
+    var cellStimulusStepsPerSecond: Double
+    var respondedShare: Double
+}

@@ -86,6 +86,7 @@ DEFINE_CELL_MATH(REAL_T, INT_T, v)
     FOR_CHAINS for (int l = 0, j = ((g) * CHAINS + v) * VW; l < VW && j < (n_cells); ++l, ++j)
 
 __kernel void response_trajectory(__global const float* restrict params,
+                                       __global const float* restrict init,
                                        __global const float* restrict amps,
                                        __global const int* restrict sched,
                                        __global const float* restrict wave,
@@ -96,7 +97,10 @@ __kernel void response_trajectory(__global const float* restrict params,
     if (g * CHAINS * VW >= n_cells || s >= n_stim) return;
     cells_v p[CHAINS];
     realv h[CHAINS], c[CHAINS];
-    FOR_CHAINS { p[v] = load_cells(params, g * CHAINS + v, n_pad); h[v] = 0.0f; c[v] = 0.0f; }
+    FOR_CHAINS {
+        const int i = g * CHAINS + v;
+        p[v] = load_cells(params, i, n_pad); h[v] = LOADV(i, init); c[v] = LOADV(i, init + n_pad);
+    }
     const float A = amps[s];
     const int end = sched[5 * s + 2];
     __global const float* w = wave + (size_t)s * steps;
@@ -113,6 +117,8 @@ __kernel void response_trajectory(__global const float* restrict params,
 }
 
 __kernel void response_metrics(__global const float* restrict params,
+                                    __global const float* restrict init,
+                                    __global const float* restrict base,
                                     __global const float* restrict amps,
                                     __global const int* restrict sched,
                                     __global const float* restrict wave,
@@ -133,8 +139,14 @@ __kernel void response_metrics(__global const float* restrict params,
     realv m[CHAINS][N_METRICS];
     FOR_CHAINS for (int k = 0; k < N_METRICS; ++k) m[v][k] = NAN;
 
-    realv h[CHAINS], c[CHAINS], y0[CHAINS], sum[CHAINS];
-    FOR_CHAINS { h[v] = 0.0f; c[v] = 0.0f; y0[v] = 0.0f; sum[v] = 0.0f; }
+    // Every metric is taken on r(t) = y(t) - b(t), b the cell's unstimulated run (base); y0 =
+    // b(onset - 1), or the probed start state when the stimulus starts at t = 0.
+    realv h[CHAINS], c[CHAINS], y0[CHAINS], sum[CHAINS], anchor[CHAINS];
+    FOR_CHAINS {
+        const int i = g * CHAINS + v;
+        h[v] = LOADV(i, init); c[v] = LOADV(i, init + n_pad); sum[v] = 0.0f; anchor[v] = 0.0f;
+        y0[v] = onset > 0 ? LOADV(i, base + (size_t)(onset - 1) * n_pad) : PROBED(h[v], c[v]);
+    }
     if (kind == 1) {
         // Sinusoid: one pass, DFT at the fundamental and its harmonics below Nyquist.
         __global const float* q = quad + (size_t)s * steps;
@@ -144,12 +156,13 @@ __kernel void response_metrics(__global const float* restrict params,
         for (int t = 0; t < end; ++t) {
             const float u = A * w[t];
             FOR_CHAINS CELL_STEP(p[v], u, h[v], c[v]);
-            if (t == onset - 1) FOR_CHAINS y0[v] = PROBED(h[v], c[v]);
             if (t >= a_start && t < a_start + a_len) {
                 const float c1 = q[t], s1 = w[t];
                 float ck = c1, sk = s1;
+                realv r[CHAINS];
+                FOR_CHAINS r[v] = PROBED(h[v], c[v]) - LOADV(g * CHAINS + v, base + (size_t)t * n_pad);
                 FOR_CHAINS {
-                    const realv y = PROBED(h[v], c[v]);
+                    const realv y = r[v];
                     sum[v] += y;
                     re[v][1] += y * ck;
                     im[v][1] -= y * sk;
@@ -158,7 +171,7 @@ __kernel void response_metrics(__global const float* restrict params,
                     const float cn = ck * c1 - sk * s1, sn = sk * c1 + ck * s1;
                     ck = cn; sk = sn;
                     FOR_CHAINS {
-                        const realv y = PROBED(h[v], c[v]);
+                        const realv y = r[v];
                         re[v][k] += y * ck;
                         im[v][k] -= y * sk;
                     }
@@ -170,7 +183,7 @@ __kernel void response_metrics(__global const float* restrict params,
             const realv mag = sqrt(re[v][1] * re[v][1] + im[v][1] * im[v][1]);
             const realv fundamental = 2.0f * mag / len;
             m[v][M_Y0] = y0[v];
-            m[v][M_DC_SHIFT] = sum[v] / len - y0[v];
+            m[v][M_DC_SHIFT] = sum[v] / len;
             m[v][M_SINE_GAIN] = A != 0.0f ? fundamental / fabs(A) : (realv)NAN;
             const intv responded = (fundamental >= NO_RESPONSE) & isfinite(fundamental);
             m[v][M_RESPONDED] = select((realv)0.0f, (realv)1.0f, responded);
@@ -193,9 +206,10 @@ __kernel void response_metrics(__global const float* restrict params,
             const float u = A * w[t];
             FOR_CHAINS {
                 CELL_STEP(p[v], u, h[v], c[v]);
-                const realv y = PROBED(h[v], c[v]);
-                if (t == onset - 1) y0[v] = y;
-                if (t >= a_start) sum[v] += y;
+                const realv y = PROBED(h[v], c[v]) - LOADV(g * CHAINS + v, base + (size_t)t * n_pad);
+                // The tail mean relative to its first sample: exact on a constant tail.
+                if (t == a_start) anchor[v] = y;
+                if (t >= a_start) sum[v] += y - anchor[v];
                 if (t >= onset) { max_y[v] = fmax(max_y[v], y); min_y[v] = fmin(min_y[v], y); }
             }
         }
@@ -203,10 +217,10 @@ __kernel void response_metrics(__global const float* restrict params,
         intv responded[CHAINS];
         int any_responded = 0;
         FOR_CHAINS {
-            final_y[v] = sum[v] / (float)a_len;
-            const realv delta = final_y[v] - y0[v];
+            final_y[v] = anchor[v] + sum[v] / (float)a_len;
+            const realv delta = final_y[v];
             m[v][M_Y0] = y0[v];
-            m[v][M_Y_FINAL] = final_y[v];
+            m[v][M_Y_FINAL] = y0[v] + final_y[v];
             m[v][M_GAIN] = A != 0.0f ? delta / A : (realv)NAN;
             mag[v] = fabs(delta);
             responded[v] = (mag[v] >= NO_RESPONSE) & isfinite(mag[v]);
@@ -214,7 +228,7 @@ __kernel void response_metrics(__global const float* restrict params,
             any_responded |= ANY(responded[v]);
             sgn[v] = select((realv)-1.0f, (realv)1.0f, delta > 0.0f);
             const intv rising = sgn[v] > 0.0f;
-            const realv max_along = select((min_y[v] - y0[v]) * sgn[v], max_y[v] - y0[v], rising);
+            const realv max_along = select(min_y[v] * sgn[v], max_y[v], rising);
             reached[v] = max_along - PEAK_TOLERANCE * mag[v];
             l10[v] = 0.1f * mag[v]; l90[v] = 0.9f * mag[v]; band[v] = settling_band * mag[v];
         }
@@ -226,7 +240,7 @@ __kernel void response_metrics(__global const float* restrict params,
                 peak_t[v] = 0.0f; against[v] = INFINITY; x10[v] = NAN; x90[v] = NAN; prev[v] = 0.0f;
                 last_out[v] = -1.0f; last_sign[v] = 0.0f; changes[v] = 0.0f;
                 // Pass 2: the same run again.
-                h[v] = 0.0f; c[v] = 0.0f;
+                h[v] = LOADV(g * CHAINS + v, init); c[v] = LOADV(g * CHAINS + v, init + n_pad);
             }
             for (int t = 0; t < end; ++t) {
                 const float u = A * w[t];
@@ -234,8 +248,8 @@ __kernel void response_metrics(__global const float* restrict params,
                 if (t < onset) continue;
                 const realv k = (realv)((float)(t - onset));
                 FOR_CHAINS {
-                    const realv y = PROBED(h[v], c[v]);
-                    const realv a = (y - y0[v]) * sgn[v];
+                    const realv y = PROBED(h[v], c[v]) - LOADV(g * CHAINS + v, base + (size_t)t * n_pad);
+                    const realv a = y * sgn[v];
                     const intv searching = found[v] == 0;
                     against[v] = select(against[v], fmin(against[v], a), searching);
                     const intv hit = searching & (a >= reached[v]);
@@ -263,7 +277,7 @@ __kernel void response_metrics(__global const float* restrict params,
             }
             FOR_CHAINS {
                 const realv peak = select(min_y[v], max_y[v], sgn[v] > 0.0f);
-                m[v][M_PEAK] = select((realv)NAN, peak, responded[v]);
+                m[v][M_PEAK] = select((realv)NAN, y0[v] + peak, responded[v]);
                 m[v][M_PEAK_TIME] = select((realv)NAN, peak_t[v], responded[v]);
                 m[v][M_OVERSHOOT_PCT] = select((realv)NAN, 100.0f * fmax(0.0f, (peak - final_y[v]) * sgn[v]) / mag[v], responded[v]);
                 m[v][M_UNDERSHOOT_PCT] = select((realv)NAN, 100.0f * fmax(0.0f, -against[v]) / mag[v], responded[v]);

@@ -18,10 +18,12 @@ public struct CharacterizationPlan: Sendable {
     public let rows: [(layer: Int, cell: Int)]
     /// One column per (direction, stimulus): direction-major, each direction a copy of the bank.
     public let directionLabels: [String]
+    /// Largest change of a cell's unstimulated run for it to count as at rest (METHOD.md §4).
+    public let restTolerance: Float
 
     public init(network: RecurrentNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
                 direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
-                settlingBand: Float = 0.02, chunkBytes: Int? = nil) throws {
+                settlingBand: Float = 0.02, restTolerance: Float = Baseline.defaultRestTolerance, chunkBytes: Int? = nil) throws {
         let layers = layers ?? Array(network.layers.indices)
         guard !layers.isEmpty else { throw ModelError.shape("no layer chosen") }
         for l in layers where !network.layers.indices.contains(l) {
@@ -45,7 +47,11 @@ public struct CharacterizationPlan: Sendable {
             throw StimulusError.invalid("--probe \(probe.rawValue): a \(network.kind.rawValue) cell has no memory c (probe c is LSTM-only)")
         }
         self.network = network; self.layers = layers; self.mode = mode; self.direction = direction
+        guard restTolerance >= 0, restTolerance.isFinite else {
+            throw StimulusError.invalid("the rest tolerance must be a finite number ≥ 0, got \(restTolerance)")
+        }
         self.probe = probe; self.bank = bank; self.settlingBand = settlingBand; self.chunkBytes = chunkBytes
+        self.restTolerance = restTolerance
         rows = layers.flatMap { l in (0..<network.layers[l].hiddenSize).map { (l, $0) } }
         directionLabels = labels[0]
     }
@@ -108,12 +114,13 @@ public enum Characterizer {
             for (d, (direction, _)) in plan.direction.directions(inputSize: layer.inputSize).enumerated() {
                 let columnStart = d * bank.count
                 if plan.mode == .network {
+                    let networkBank = try networkClock(plan, layer: layer)
                     // Trajectories of the whole layer, [stimuli × steps × cells] twice over (input and hidden).
-                    let perStimulus = steps * (n + layer.inputSize) * MemoryLayout<Float>.stride * 2
+                    let perStimulus = networkBank.steps * (n + layer.inputSize) * MemoryLayout<Float>.stride * 2
                     let chunk = max(1, min(bank.count, budget / max(perStimulus, 1)))
                     for s0 in stride(from: 0, to: bank.count, by: chunk) {
                         let range = s0..<min(bank.count, s0 + chunk)
-                        let sub = try bank.subset(range)
+                        let sub = try networkBank.subset(range)
                         units.append(Unit(rowStart: rowStart, columnStart: columnStart + s0,
                                           simulatedSteps: n * sub.simulatedSteps) { backend in
                             try networkResponses(layer: layer, direction: direction, bank: sub, probe: plan.probe,
@@ -123,7 +130,8 @@ public enum Characterizer {
                     continue
                 }
                 let cells = try DecoupledCells(layer: layer, direction: direction, mode: plan.mode, restState: rest)
-                let job = try ResponseJob(cells: cells, bank: bank, probe: plan.probe, settlingBand: plan.settlingBand)
+                let job = try ResponseJob(cells: cells, bank: bank, probe: plan.probe, settlingBand: plan.settlingBand,
+                                          restTolerance: plan.restTolerance)
                 // Waveforms take at most a quarter of the budget; metric planes the rest.
                 let stimulusChunk = max(1, min(bank.count, budget / 4 / max(steps * 8, 1)))
                 let pairBytes = Metric.allCases.count * MemoryLayout<Float>.stride
@@ -145,22 +153,34 @@ public enum Characterizer {
         return units
     }
 
+    /// Mode `network`'s clock: a coupled layer cannot be started at its resting state through the
+    /// forward (which starts at h = c = 0), so where the bank starts at rest it runs from zero
+    /// for as many rest steps as the layer's rest search took, plus one (METHOD.md §2).
+    static func networkClock(_ plan: CharacterizationPlan, layer: RecurrentLayer) throws -> StimulusBank {
+        let bank = plan.bank
+        guard bank.startsAtRest else { return bank }
+        return try StimulusBank(stimuli: bank.stimuli, preSteps: layer.restState().steps + 1, onsetDelay: bank.onsetDelay, window: bank.window)
+    }
+
     /// Mode `network`: the whole layer runs under each stimulus (through the backend's full
-    /// forward), every cell is recorded, and the metrics come from the stored trajectories.
+    /// forward), every cell is recorded, and the metrics come from the stored trajectories by
+    /// the reference, against the layer's own unstimulated run.
     static func networkResponses(layer: RecurrentLayer, direction: StimulusDirection, bank: StimulusBank, probe: Probe,
                                  settlingBand: Float, on backend: any ComputeBackend) throws -> ResponseBlock {
         guard probe == .h else { throw StimulusError.invalid("mode network records h only; use --probe h") }
-        let traj = try networkTrajectories(layer: layer, direction: direction, bank: bank, on: backend)
-        return ResponseBlock.reference(traj, bank: bank, settlingBand: settlingBand)
+        let run = try networkTrajectories(layer: layer, direction: direction, bank: bank, on: backend)
+        return ResponseBlock.reference(run.trajectories, baseline: run.baseline, bank: bank, settlingBand: settlingBand)
     }
 
-    /// h of every cell of the coupled layer under each stimulus: [cell × stimulus × step].
+    /// h of every cell of the coupled layer under each stimulus, [cell × stimulus × step], and
+    /// under none (the baseline, [cell × step]), in one batch.
     static func networkTrajectories(layer: RecurrentLayer, direction: StimulusDirection, bank: StimulusBank,
-                                    on backend: any ComputeBackend) throws -> Trajectories {
+                                    on backend: any ComputeBackend) throws -> (trajectories: Trajectories, baseline: [Float]) {
         let d = try direction.vector(inputSize: layer.inputSize)
         let steps = bank.steps, width = layer.inputSize, n = layer.hiddenSize
         let wave = bank.waveforms().wave
-        var inputs = [Float](repeating: 0, count: bank.count * steps * width)
+        // One more sequence, all zeros, for the baseline.
+        var inputs = [Float](repeating: 0, count: (bank.count + 1) * steps * width)
         for s in 0..<bank.count {
             let a = bank.stimuli[s].amplitude
             for t in 0..<steps {
@@ -170,7 +190,7 @@ public enum Characterizer {
             }
         }
         let single = try RecurrentNetwork(layers: [layer], readout: .init(V: [Float](repeating: 0, count: n), a: [0]))
-        let job = try ForwardJob(network: single, inputs: try SequenceBatch(count: bank.count, steps: steps, width: width, values: inputs),
+        let job = try ForwardJob(network: single, inputs: try SequenceBatch(count: bank.count + 1, steps: steps, width: width, values: inputs),
                                  output: .sequence)
         let hidden = try backend.forward(job).hidden   // [stimulus × step × cell]
         var traj = [Float](repeating: .nan, count: n * bank.count * steps)
@@ -184,7 +204,30 @@ public enum Characterizer {
                 }
             }
         }
-        return Trajectories(cellCount: n, stimulusCount: bank.count, stepCount: steps, values: traj)
+        var baseline = [Float](repeating: 0, count: n * steps)
+        for j in 0..<n { for t in 0..<steps { baseline[j * steps + t] = hidden[(bank.count * steps + t) * n + j] } }
+        return (Trajectories(cellCount: n, stimulusCount: bank.count, stepCount: steps, values: traj), baseline)
+    }
+
+    /// Whether each row's unstimulated run stays within the plan's rest tolerance (METHOD.md §4):
+    /// the decoupled cell's own (modes self and clamped) or the coupled layer's (mode network).
+    public static func atRest(_ plan: CharacterizationPlan, on backend: any ComputeBackend) throws -> [Bool] {
+        try plan.layers.flatMap { l -> [Bool] in
+            let layer = plan.network.layers[l]
+            if plan.mode == .network {
+                let bank = try networkClock(plan, layer: layer)
+                let baseline = try networkTrajectories(layer: layer, direction: .all, bank: try bank.subset([0]), on: backend).baseline
+                let steps = baseline.count / layer.hiddenSize, onset = bank.onset
+                return (0..<layer.hiddenSize).map { j in
+                    let row = baseline[(j * steps)..<((j + 1) * steps)]
+                    let reference = onset > 0 ? row[row.startIndex + onset - 1] : 0
+                    return row.dropFirst(max(0, onset - 1)).allSatisfy { abs($0 - reference) <= plan.restTolerance }
+                }
+            }
+            let rest = plan.mode == .clamped ? layer.restState().h : nil
+            let cells = try DecoupledCells(layer: layer, direction: .all, mode: plan.mode, restState: rest)
+            return cells.baseline(bank: plan.bank, probe: plan.probe, restTolerance: plan.restTolerance).atRest
+        }
     }
 }
 
@@ -209,7 +252,7 @@ extension Characterizer {
                 let traj: Trajectories
                 let source: [Int]
                 if plan.mode == .network {
-                    traj = try networkTrajectories(layer: layer, direction: directions[d].0, bank: bank, on: backend)
+                    traj = try networkTrajectories(layer: layer, direction: directions[d].0, bank: bank, on: backend).trajectories
                     source = cells
                 } else {
                     let decoupled = try DecoupledCells(layer: layer, direction: directions[d].0, mode: plan.mode, restState: rest)

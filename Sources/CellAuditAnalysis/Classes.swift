@@ -3,7 +3,7 @@ import Foundation
 
 /// The cell classes of METHOD.md §5. A cell can be in several.
 public enum CellClass: String, CaseIterable, Sendable, Codable {
-    case silent, fast, slow, integrator, excitatory, inhibitory, oscillatory, saturating
+    case silent, drifting, fast, slow, integrator, excitatory, inhibitory, oscillatory, saturating
     case lowPass = "low-pass", bandPass = "band-pass", highPass = "high-pass"
 }
 
@@ -57,8 +57,11 @@ public struct ClassThresholds: Sendable, Codable, Equatable {
 
     /// The classes of one cell observed over a window of `window` steps.
     public func classify(_ s: CellSummary, window: Int) -> [CellClass] {
-        var out: [CellClass] = []
-        if !(s.responseMagnitude >= silentMagnitude) { return [.silent] }
+        // Not at rest without a stimulus (METHOD.md §4): it self-oscillates or approaches rest more
+        // slowly than the rest search allowed. Its metrics are still taken against its own
+        // unstimulated run, so the other classes stand beside this one.
+        var out: [CellClass] = s.atRest ? [] : [.drifting]
+        if !(s.responseMagnitude >= silentMagnitude) { return out + [.silent] }
         if s.responded {
             if s.settlingTime >= Double(window) {
                 out.append(.integrator)

@@ -27,6 +27,9 @@ public struct CellSummary: Sendable, Equatable {
     public var resonance: Double, resonanceFrequency: Double
     /// RMS over the bank of the steady-state change (steps) and of the sinusoid amplitude: m_j of METHOD.md §5.
     public var responseMagnitude: Double
+    /// Whether the cell's unstimulated run stayed within the rest tolerance (METHOD.md §4); a
+    /// cell that is not at rest is classed `drifting`.
+    public var atRest: Bool = true
 }
 
 public enum Reduction {
@@ -47,6 +50,14 @@ public enum Reduction {
             }
             let block = ResponseBlock(cellCount: r1 - r0, stimulusCount: columns, values: values)
             out += summarize(block, plan: plan, referenceAmplitude: referenceAmplitude, rowOffset: r0)
+        }
+        // Files written before the baseline existed have no at_rest: their cells count as at rest.
+        if file.tensors["at_rest"] != nil {
+            let flags = try file.integers("at_rest")
+            guard flags.count == rows else {
+                throw FormatError(file: file.fileName, "at_rest has \(flags.count) values, expected one per row (\(rows))")
+            }
+            for j in out.indices { out[j].atRest = flags[j] != 0 }
         }
         return out
     }

@@ -139,6 +139,13 @@ public struct AuditReport {
             h += "<p>Metrics most correlated with the damage: " + strongest.map { "\(escape($0.name)) (ρ = \(fmt($0.rho)))" }.joined(separator: ", ") + ".</p>\n"
         }
         h += "<h2>Cell classes</h2><div class=\"grid\">\(fig("classes.svg"))</div>\n"
+        let drifting = classes.filter { $0.contains(.drifting) }.count
+        if drifting > 0 {
+            h += "<p>\(drifting) cell\(drifting == 1 ? " is" : "s are") <b>drifting</b>: without any stimulus the cell did not stay within "
+                + "\(plan.restTolerance) of its value at onset over the longest run. It oscillates on its own, or approaches rest more slowly "
+                + "than the rest search allowed. Its metrics measure only what the stimulus changed (the response minus the same cell's "
+                + "unstimulated run), but read them with that motion in mind.</p>\n"
+        }
         h += "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response score ‖v<sub>j</sub>‖·m<sub>j</sub> (METHOD.md §5): outgoing weight norm times response magnitude over the bank.</p>\n"
         h += "<div class=\"grid\">\(fig("step_top.svg"))\(fig("frequency_gain_top.svg"))\(fig("frequency_phase_top.svg"))</div>\n"
         h += "<div class=\"grid\">\(fig("step_bottom.svg"))\(fig("frequency_gain_bottom.svg"))\(fig("frequency_phase_bottom.svg"))</div>\n"

@@ -14,10 +14,13 @@ struct StimulusOptions: ParsableArguments {
     @Option(help: "Sinusoid amplitudes, comma-separated (default: 0.25,0.5,1,2).")
     var sineAmplitudes: String?
 
-    @Option(help: "Rest steps from h = c = 0 before the stimulus (T_pre).")
-    var preSteps: Int = 20
+    @Option(help: "Start from h = c = 0 and run exactly this many rest steps before the stimulus (default: start every cell at its resting state, found by iteration).")
+    var preSteps: Int?
 
-    @Option(help: "Further rest steps after --pre-steps before onset.")
+    @Option(help: "Largest change of a cell's unstimulated run, over the longest run, for the cell to count as at rest (METHOD.md §4).")
+    var restTolerance: Float = 1e-5
+
+    @Option(help: "Further rest steps before onset.")
     var onset: Int = 0
 
     @Option(help: "Observation window after onset, in steps (T_obs).")
@@ -63,7 +66,7 @@ struct StimulusOptions: ParsableArguments {
         }
         guard let probe = Probe(rawValue: probe) else { throw CleanFailure(description: "--probe must be h or c, got '\(probe)'") }
         return try CharacterizationPlan(network: network, layers: layers, mode: mode, direction: try DirectionSpec.parse(direction),
-                                        probe: probe, bank: try bank(), settlingBand: settlingBand)
+                                        probe: probe, bank: try bank(), settlingBand: settlingBand, restTolerance: restTolerance)
     }
 }
 
@@ -135,16 +138,19 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
         "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
         "directions": plan.directionLabels.joined(separator: " "), "backend": "\(backend.identity)",
         "pre_steps": "\(plan.bank.preSteps)", "onset": "\(plan.bank.onset)", "window": "\(plan.bank.window)",
-        "settling_band": "\(plan.settlingBand)", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
+        "settling_band": "\(plan.settlingBand)", "rest_tolerance": "\(plan.restTolerance)",
+        "start": plan.bank.startsAtRest ? "resting state (found by iteration)" : "h = c = 0, \(plan.bank.preSteps) rest steps", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
         "cellaudit": CellAudit.version,
     ]
     metadata["layers"] = plan.layers.map(String.init).joined(separator: ",")
     var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [rows, columns]) }
-    declarations += [.init("responded", .U8, [rows, columns]), .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    declarations += [.init("responded", .U8, [rows, columns]), .init("at_rest", .U8, [rows]),
+                     .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
     let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
                                              tensors: declarations, metadata: metadata)
     try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
     try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
+    try Characterizer.atRest(plan, on: backend).map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
     var responded = 0
     let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
         let b = chunk.block

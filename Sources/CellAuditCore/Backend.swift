@@ -19,8 +19,14 @@ public struct ResponseJob: Sendable {
     public var probe: Probe
     /// Settling band as a fraction of |Δ| (METHOD.md §4: 2 %).
     public var settlingBand: Float
+    /// Each cell's unstimulated run: the start state of every run and the baseline b(t) that
+    /// every metric is taken against (METHOD.md §4).
+    public var baseline: Baseline
 
-    public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = 0.02) throws {
+    /// - Throws: `StimulusError.invalid` for no cells, a probe the kind lacks, or a settling band or
+    ///   rest tolerance out of range; `ModelError.nonFinite` for NaN or Inf parameters.
+    public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = 0.02,
+                restTolerance: Float = Baseline.defaultRestTolerance) throws {
         guard cells.cellCount > 0 else { throw StimulusError.invalid("no cells to simulate") }
         guard cells.parameters.allSatisfy(\.isFinite) else { throw ModelError.nonFinite("decoupled cell parameters contain NaN or Inf") }
         guard cells.kind.probes.contains(probe) else {
@@ -29,15 +35,25 @@ public struct ResponseJob: Sendable {
         guard settlingBand > 0, settlingBand < 1 else {
             throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
         }
+        guard restTolerance >= 0, restTolerance.isFinite else {
+            throw StimulusError.invalid("the rest tolerance must be a finite number ≥ 0, got \(restTolerance)")
+        }
         self.cells = cells; self.bank = bank; self.probe = probe; self.settlingBand = settlingBand
+        baseline = cells.baseline(bank: bank, probe: probe, restTolerance: restTolerance)
+    }
+
+    private init(cells: DecoupledCells, bank: StimulusBank, probe: Probe, settlingBand: Float, baseline: Baseline) {
+        self.cells = cells; self.bank = bank; self.probe = probe; self.settlingBand = settlingBand; self.baseline = baseline
     }
 
     /// Cell-stimulus-steps this job simulates, each step counted once however many passes run.
     public var simulatedSteps: Int { cells.cellCount * bank.simulatedSteps }
 
-    /// The same job on some of the cells and stimuli.
+    /// The same job on some of the cells and stimuli (the baseline is cut, not recomputed).
     public func slice(cells: some Collection<Int>, stimuli: some Sequence<Int>) throws -> ResponseJob {
-        try ResponseJob(cells: self.cells.subset(cells), bank: bank.subset(stimuli), probe: probe, settlingBand: settlingBand)
+        let sub = try bank.subset(stimuli)
+        return ResponseJob(cells: self.cells.subset(cells), bank: sub, probe: probe, settlingBand: settlingBand,
+                           baseline: baseline.subset(cells, steps: sub.steps))
     }
 }
 
@@ -88,8 +104,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
 }
 
 extension ResponseBlock {
-    /// The metrics computed plainly from stored trajectories by `referenceMetrics`, on all cores.
-    public static func reference(_ trajectories: Trajectories, bank: StimulusBank, settlingBand: Float) -> ResponseBlock {
+    /// The metrics computed plainly from stored trajectories and each cell's baseline
+    /// (`Baseline.signal`, [cells × bank.steps]) by `referenceMetrics`, on all cores.
+    public static func reference(_ trajectories: Trajectories, baseline: [Float], bank: StimulusBank, settlingBand: Float) -> ResponseBlock {
         let n = trajectories.cellCount, stimuli = trajectories.stimulusCount
         precondition(stimuli == bank.count)
         var values = [Float](repeating: .nan, count: Metric.allCases.count * n * stimuli)
@@ -97,7 +114,8 @@ extension ResponseBlock {
             let out = SendablePointer(buffer.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: n) { j in
                 for s in 0..<stimuli {
-                    let m = referenceMetrics(series: trajectories.series(cell: j, stimulus: s), stimulus: bank.stimuli[s],
+                    let m = referenceMetrics(series: trajectories.series(cell: j, stimulus: s),
+                                             baseline: baseline[(j * bank.steps)..<((j + 1) * bank.steps)], stimulus: bank.stimuli[s],
                                              schedule: bank.schedules[s], settlingBand: settlingBand)
                     for (k, v) in m.enumerated() { out.pointer[(k * n + j) * stimuli + s] = v }
                 }

@@ -34,12 +34,12 @@ public final class CPUBackend: ComputeBackend {
         let (wave, quadrature) = job.bank.waveforms()
         out.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
-            forEachSimulated(job, wave: wave) { group, s, lanes, y in
+            forEachSimulated(job, wave: wave, response: true) { group, s, lanes, r, y0 in
                 let sched = job.bank.schedules[s], stimulus = job.bank.stimuli[s]
                 let row = s * job.bank.steps
                 let m: [Float32x8] = stimulus.kind == .step
-                    ? LaneMetrics.step(y, schedule: sched, amplitude: stimulus.amplitude, band: job.settlingBand)
-                    : LaneMetrics.sine(y, schedule: sched, amplitude: stimulus.amplitude,
+                    ? LaneMetrics.step(r, y0: y0, schedule: sched, amplitude: stimulus.amplitude, band: job.settlingBand)
+                    : LaneMetrics.sine(r, y0: y0, schedule: sched, amplitude: stimulus.amplitude,
                                        wave: wave, quadrature: quadrature, row: row)
                 for (k, plane) in m.enumerated() {
                     for lane in 0..<lanes {
@@ -57,7 +57,7 @@ public final class CPUBackend: ComputeBackend {
         let wave = job.bank.waveforms().wave
         out.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
-            forEachSimulated(job, wave: wave) { group, s, lanes, y in
+            forEachSimulated(job, wave: wave, response: false) { group, s, lanes, y, _ in
                 let end = job.bank.schedules[s].end
                 for lane in 0..<lanes {
                     let dst = base.pointer + ((group * 8 + lane) * stimuli + s) * steps
@@ -73,22 +73,24 @@ public final class CPUBackend: ComputeBackend {
     /// exp/divide latencies, and four chains keep the vector units busy.
     static let blockStimuli = 8
 
-    /// Simulates every group of eight cells under every stimulus, on all cores, and hands each
-    /// trajectory to `body(group, stimulus, lanes, trajectory)`. The trajectories stay in cache,
-    /// so the step metrics' second pass reads them instead of recomputing the run.
-    private func forEachSimulated(_ job: ResponseJob, wave: [Float],
-                                  _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory) -> Void) {
+    /// Simulates every group of eight cells under every stimulus from the cells' start states
+    /// (`job.baseline`), on all cores, and hands each trajectory to `body(group, stimulus, lanes,
+    /// trajectory, y0)`: with `response`, the response r(t) = y(t) − b(t) against each cell's
+    /// unstimulated run, else y(t) itself; y0 = b(t_on − 1). The trajectories stay in cache, so
+    /// the step metrics' second pass reads them instead of recomputing the run.
+    private func forEachSimulated(_ job: ResponseJob, wave: [Float], response: Bool,
+                                  _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void) {
         switch job.cells.kind {
-        case .lstm: forEachSimulated(job, wave: wave, lanes: LSTMLanes.self, body)
-        case .gru: forEachSimulated(job, wave: wave, lanes: GRULanes.self, body)
-        case .rnnTanh: forEachSimulated(job, wave: wave, lanes: RNNLanes<TanhActivation>.self, body)
-        case .rnnReLU: forEachSimulated(job, wave: wave, lanes: RNNLanes<ReLUActivation>.self, body)
+        case .lstm: forEachSimulated(job, wave: wave, response: response, lanes: LSTMLanes.self, body)
+        case .gru: forEachSimulated(job, wave: wave, response: response, lanes: GRULanes.self, body)
+        case .rnnTanh: forEachSimulated(job, wave: wave, response: response, lanes: RNNLanes<TanhActivation>.self, body)
+        case .rnnReLU: forEachSimulated(job, wave: wave, response: response, lanes: RNNLanes<ReLUActivation>.self, body)
         }
     }
 
     /// The engine for one cell kind, specialised on its lane step.
-    private func forEachSimulated<Lanes: DecoupledLanes>(_ job: ResponseJob, wave: [Float], lanes: Lanes.Type,
-                                                         _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory) -> Void) {
+    private func forEachSimulated<Lanes: DecoupledLanes>(_ job: ResponseJob, wave: [Float], response: Bool, lanes: Lanes.Type,
+                                                         _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void) {
         let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
         let per = Self.blockStimuli, blocks = (stimuli + per - 1) / per
         let items = groups * blocks, steps = job.bank.steps
@@ -99,11 +101,32 @@ public final class CPUBackend: ComputeBackend {
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
                 // scratch[4t + k] holds chain k at step t: stimulus 2k in the low half, 2k + 1 in the high.
                 let scratch = UnsafeMutablePointer<Float32x16>.allocate(capacity: 4 * steps)
-                defer { scratch.deallocate() }
+                // b(t) of the group's eight cells in both halves (zero for plain trajectories).
+                let baseline = UnsafeMutablePointer<Float32x16>.allocate(capacity: steps)
+                defer { scratch.deallocate(); baseline.deallocate() }
+                var loadedGroup = -1
+                var start = (h: Float32x16(), c: Float32x16()), y0 = Float32x8()
                 let halves = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float32x8.self)
                 for item in (items * chunk / chunks)..<(items * (chunk + 1) / chunks) {
                     let block = item / groups, group = item % groups
                     let cell = Lanes(job.cells, group: group)
+                    if group != loadedGroup {
+                        loadedGroup = group
+                        let lanesHere = min(8, n - group * 8)
+                        var h0 = Float32x8(), c0 = Float32x8(), y = Float32x8()
+                        for l in 0..<lanesHere {
+                            let j = group * 8 + l
+                            h0[l] = job.baseline.initialH[j]; c0[l] = job.baseline.initialC[j]
+                            y[l] = job.baseline.y0(j, onset: job.bank.onset, probe: job.probe)
+                        }
+                        start = (Float32x16(lowHalf: h0, highHalf: h0), Float32x16(lowHalf: c0, highHalf: c0))
+                        y0 = y
+                        for t in 0..<steps {
+                            var b = Float32x8()
+                            if response { for l in 0..<lanesHere { b[l] = job.baseline.signal[(group * 8 + l) * job.baseline.steps + t] } }
+                            baseline[t] = Float32x16(lowHalf: b, highHalf: b)
+                        }
+                    }
                     // A short last block repeats its last stimulus (results unused).
                     let members = (0..<per).map { min(block * per + $0, stimuli - 1) }
                     let a = members.map { job.bank.stimuli[$0].amplitude }
@@ -111,21 +134,21 @@ public final class CPUBackend: ComputeBackend {
                     let end = members.map { job.bank.schedules[$0].end }.max()!
                     let (a0, a1, a2, a3, a4, a5, a6, a7) = (a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
                     let (r0, r1, r2, r3, r4, r5, r6, r7) = (rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7])
-                    var h0 = Float32x16(), c0 = Float32x16(), h1 = Float32x16(), c1 = Float32x16()
-                    var h2 = Float32x16(), c2 = Float32x16(), h3 = Float32x16(), c3 = Float32x16()
+                    var (h0, c0) = start, (h1, c1) = start, (h2, c2) = start, (h3, c3) = start
                     for t in 0..<end {
                         cell.step(u: .pair(a0 * r0[t], a1 * r1[t]), h: &h0, c: &c0)
                         cell.step(u: .pair(a2 * r2[t], a3 * r3[t]), h: &h1, c: &c1)
                         cell.step(u: .pair(a4 * r4[t], a5 * r5[t]), h: &h2, c: &c2)
                         cell.step(u: .pair(a6 * r6[t], a7 * r7[t]), h: &h3, c: &c3)
-                        scratch[4 * t] = probeC ? c0 : h0
-                        scratch[4 * t + 1] = probeC ? c1 : h1
-                        scratch[4 * t + 2] = probeC ? c2 : h2
-                        scratch[4 * t + 3] = probeC ? c3 : h3
+                        let b = baseline[t]
+                        scratch[4 * t] = (probeC ? c0 : h0) - b
+                        scratch[4 * t + 1] = (probeC ? c1 : h1) - b
+                        scratch[4 * t + 2] = (probeC ? c2 : h2) - b
+                        scratch[4 * t + 3] = (probeC ? c3 : h3) - b
                     }
                     for k in 0..<per where block * per + k < stimuli {
                         body(group, block * per + k, min(8, n - group * 8),
-                             LaneMetrics.Trajectory(base: halves + k, stride: 2 * 4))
+                             LaneMetrics.Trajectory(base: halves + k, stride: 2 * 4), y0)
                     }
                 }
             }

@@ -140,16 +140,17 @@ public enum DirectionSpec: Sendable, Equatable {
 
 extension RecurrentLayer {
     /// The state the layer settles to under constant input `x` (zeros by default), from
-    /// h = c = 0, running at most `steps` steps and stopping once h moves less than 1e-7.
-    public func restState(input x: [Float]? = nil, steps: Int = 1000) -> (h: [Float], c: [Float], converged: Bool) {
+    /// h = c = 0, running at most `steps` steps and stopping once h moves less than 1e-7;
+    /// `steps` in the result is how many it ran.
+    public func restState(input x: [Float]? = nil, steps limit: Int = 1000) -> (h: [Float], c: [Float], converged: Bool, steps: Int) {
         let x = x ?? [Float](repeating: 0, count: inputSize)
         var h = [Float](repeating: 0, count: hiddenSize), c = h
-        for _ in 0..<steps {
+        for k in 0..<limit {
             let previous = h
             step(x[...], h: &h, c: &c)
-            if zip(h, previous).allSatisfy({ abs($0 - $1) < 1e-7 }) { return (h, c, true) }
+            if zip(h, previous).allSatisfy({ abs($0 - $1) < 1e-7 }) { return (h, c, true, k + 1) }
         }
-        return (h, c, false)
+        return (h, c, false, limit)
     }
 }
 

@@ -20,16 +20,21 @@ enum LaneMetrics {
     @inline(__always) static func max8(_ a: Float32x8, _ b: Float32x8) -> Float32x8 { a.replacing(with: b, where: b .> a) }
 
 
-    static func step(_ y: Trajectory, schedule: StimulusSchedule, amplitude: Float, band bandFraction: Float) -> [Float32x8] {
+    /// Step metrics of eight cells from their responses r(t) = y(t) − b(t) (`y`), reporting
+    /// y0 = b(t_on − 1) and y_final, peak as y0 + r, as `StepMetrics(response:)` does.
+    static func step(_ y: Trajectory, y0 reference: Float32x8, schedule: StimulusSchedule, amplitude: Float,
+                     band bandFraction: Float) -> [Float32x8] {
         let onset = schedule.onset, end = schedule.end
         var out = [Float32x8](repeating: nan, count: Metric.allCases.count)
-        let start = onset > 0 ? y[onset - 1] : Float32x8()
+        let start = Float32x8()
+        // The tail mean relative to its first sample (StepMetrics.tailMean): exact on a constant tail.
+        let first = y[schedule.analysisStart]
         var sum = Float32x8()
-        for t in schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength) { sum += y[t] }
-        let final = sum / Float(schedule.analysisLength)
-        let delta = final - start
-        out[Metric.y0.rawValue] = start
-        out[Metric.yFinal.rawValue] = final
+        for t in schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength) { sum += y[t] - first }
+        let final = first + sum / Float(schedule.analysisLength)
+        let delta = final
+        out[Metric.y0.rawValue] = reference
+        out[Metric.yFinal.rawValue] = reference + final
         out[Metric.gain.rawValue] = amplitude != 0 ? delta / amplitude : nan
         let magnitude = vabs(delta)
         let responded = (magnitude .>= StepMetrics.noResponseThreshold) .& (magnitude .< .infinity)
@@ -89,7 +94,7 @@ enum LaneMetrics {
             lastSign = lastSign.replacing(with: s, where: counted)
         }
         let relative: [(Metric, Float32x8)] = [
-            (.peak, peakValue), (.peakTime, peakIndex),
+            (.peak, reference + peakValue), (.peakTime, peakIndex),
             (.overshootPct, 100 * max8(Float32x8(), (peakValue - final) * sign) / magnitude),
             (.undershootPct, 100 * max8(Float32x8(), -against) / magnitude),
             (.riseTime, cross90 - cross10), (.settlingTime, lastOutside + 1), (.ringing, changes),
@@ -100,11 +105,11 @@ enum LaneMetrics {
         return out
     }
 
-    static func sine(_ y: Trajectory, schedule: StimulusSchedule, amplitude: Float,
+    /// Sinusoid metrics of eight cells from their responses r(t) = y(t) − b(t) (`y`).
+    static func sine(_ y: Trajectory, y0 reference: Float32x8, schedule: StimulusSchedule, amplitude: Float,
                      wave: [Float], quadrature: [Float], row: Int) -> [Float32x8] {
         var out = [Float32x8](repeating: nan, count: Metric.allCases.count)
-        let start = schedule.onset > 0 ? y[schedule.onset - 1] : Float32x8()
-        out[Metric.y0.rawValue] = start
+        out[Metric.y0.rawValue] = reference
         let harmonics = schedule.harmonics
         let window = schedule.analysisStart..<(schedule.analysisStart + schedule.analysisLength)
         var sum = Float32x8()
@@ -136,7 +141,7 @@ enum LaneMetrics {
         let length = Float(schedule.analysisLength)
         let magnitude = (re[1] * re[1] + im[1] * im[1]).squareRoot()
         let fundamental = 2 * magnitude / length
-        out[Metric.dcShift.rawValue] = sum / length - start
+        out[Metric.dcShift.rawValue] = sum / length
         out[Metric.sineGain.rawValue] = amplitude != 0 ? fundamental / abs(amplitude) : nan
         let responded = (fundamental .>= Float(SineMetrics.noResponseThreshold)) .& (fundamental .< .infinity)
         out[Metric.responded.rawValue] = Float32x8().replacing(with: 1, where: responded)

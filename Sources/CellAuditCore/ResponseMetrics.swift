@@ -58,24 +58,27 @@ public struct ResponseBlock: Sendable, Equatable {
 }
 
 /// The plain reference for one (cell, stimulus): METHOD.md §4 computed from the stored
-/// trajectory (the whole run, `schedule.end` samples or more), step metrics by `StepMetrics`,
-/// sinusoid metrics by a direct DFT in Double. Every fast path is tested against this.
-public func referenceMetrics(series: ArraySlice<Float>, stimulus: Stimulus, schedule: StimulusSchedule,
-                             settlingBand: Float) -> [Float] {
+/// trajectory (the whole run, `schedule.end` samples or more) and the cell's unstimulated run
+/// `baseline` on the same clock: every metric is taken on r(t) = y(t) − b(t), with y0 =
+/// b(t_on − 1) (0 when the stimulus starts at t = 0). Step metrics by `StepMetrics`, sinusoid
+/// metrics by a direct DFT in Double. Every fast path is tested against this.
+public func referenceMetrics(series: ArraySlice<Float>, baseline: ArraySlice<Float>, stimulus: Stimulus,
+                             schedule: StimulusSchedule, settlingBand: Float) -> [Float] {
     var out = [Float](repeating: .nan, count: Metric.allCases.count)
-    let run = Array(series.prefix(schedule.end))
-    let y0: Float = schedule.onset > 0 ? run[schedule.onset - 1] : 0
+    let b = Array(baseline.prefix(schedule.end))
+    let r = zip(series.prefix(schedule.end), b).map { $0 - $1 }
+    let y0: Float = schedule.onset > 0 ? b[schedule.onset - 1] : 0
     out[Metric.y0.rawValue] = y0
     switch stimulus.kind {
     case .step:
-        let m = StepMetrics(series: run[...], onset: schedule.onset, amplitude: stimulus.amplitude, settlingBand: settlingBand)
+        let m = StepMetrics(response: r[...], onset: schedule.onset, y0: y0, amplitude: stimulus.amplitude, settlingBand: settlingBand)
         let values: [Metric: Float] = [.yFinal: m.yFinal, .gain: m.gain, .peak: m.peak, .peakTime: m.peakTime,
                                        .overshootPct: m.overshootPct, .undershootPct: m.undershootPct,
                                        .riseTime: m.riseTime, .settlingTime: m.settlingTime, .ringing: m.ringing]
         for (k, v) in values { out[k.rawValue] = v }
         out[Metric.responded.rawValue] = m.responded ? 1 : 0
     case .sine:
-        let s = SineMetrics(series: run, stimulus: stimulus, schedule: schedule, y0: y0)
+        let s = SineMetrics(response: r, stimulus: stimulus, schedule: schedule)
         out[Metric.sineGain.rawValue] = s.gain
         out[Metric.phaseDeg.rawValue] = s.phaseDeg
         out[Metric.dcShift.rawValue] = s.dcShift
@@ -92,7 +95,7 @@ public struct SineMetrics: Sendable {
     public var gain: Float
     /// Phase of the fundamental relative to the stimulus, in (−180, 180].
     public var phaseDeg: Float
-    /// Mean over the analysed span minus y0.
+    /// Mean of the response r over the analysed span.
     public var dcShift: Float
     /// √(Σ_{k=2..K}|Y_k|²)/|Y_1| over the harmonics below Nyquist; NaN when there are none.
     public var thd: Float
@@ -101,7 +104,8 @@ public struct SineMetrics: Sendable {
     /// Fundamental amplitudes below this count as no response.
     public static let noResponseThreshold: Double = 1e-6
 
-    public init(series y: [Float], stimulus: Stimulus, schedule: StimulusSchedule, y0: Float) {
+    /// From the response r(t) = y(t) − b(t) on the run's clock.
+    public init(response y: [Float], stimulus: Stimulus, schedule: StimulusSchedule) {
         let omega = 2 * Double.pi * Double(stimulus.frequency)
         let start = schedule.analysisStart, length = schedule.analysisLength
         var re = [Double](repeating: 0, count: schedule.harmonics + 1), im = re
@@ -116,7 +120,7 @@ public struct SineMetrics: Sendable {
         }
         let magnitude = (re[1] * re[1] + im[1] * im[1]).squareRoot()
         let amplitude = 2 * magnitude / Double(length)
-        dcShift = Float(sum / Double(length) - Double(y0))
+        dcShift = Float(sum / Double(length))
         gain = stimulus.amplitude != 0 ? Float(amplitude / Double(abs(stimulus.amplitude))) : .nan
         responded = amplitude >= Self.noResponseThreshold && amplitude.isFinite
         guard responded else { phaseDeg = .nan; thd = .nan; return }

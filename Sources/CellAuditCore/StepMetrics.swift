@@ -23,6 +23,8 @@ public struct StepMetrics: Sendable, Equatable {
     /// Share of the window averaged for y_final.
     public static let finalFraction = 0.05
 
+    /// The metrics of a trajectory against a constant baseline: the value it had just before
+    /// onset (0 when the stimulus starts at t = 0).
     /// - Parameters:
     ///   - series: the whole trajectory (pre-steps then window).
     ///   - onset: index of the first stimulated sample.
@@ -30,14 +32,23 @@ public struct StepMetrics: Sendable, Equatable {
     public init(series: ArraySlice<Float>, onset: Int, amplitude: Float, settlingBand: Float = 0.02) {
         let y = Array(series)
         precondition(onset >= 0 && onset < y.count, "onset outside the trajectory")
-        let window = y[onset...]
-        let n = window.count
         let start: Float = onset > 0 ? y[onset - 1] : 0
+        self.init(response: y.map { $0 - start }[...], onset: onset, y0: start, amplitude: amplitude, settlingBand: settlingBand)
+    }
+
+    /// METHOD.md §4 on the response r(t) = y(t) − b(t), the trajectory minus the same cell's
+    /// unstimulated run. `y0` = b(t_on − 1) is the resting value reported; y_final and peak are
+    /// reported as y0 + r.
+    public init(response series: ArraySlice<Float>, onset: Int, y0 start: Float, amplitude: Float, settlingBand: Float = 0.02) {
+        let r = Array(series)
+        precondition(onset >= 0 && onset < r.count, "onset outside the trajectory")
+        let window = r[onset...]
+        let n = window.count
         let tail = max(1, Int((Double(n) * Self.finalFraction).rounded(.up)))
-        let final = window.suffix(tail).reduce(0, +) / Float(tail)
-        let delta = final - start
+        let delta = Self.tailMean(window.suffix(tail))
+        let final = delta
         y0 = start
-        yFinal = final
+        yFinal = start + delta
         gain = amplitude != 0 ? delta / amplitude : .nan
         responded = abs(delta) >= Self.noResponseThreshold && delta.isFinite
         guard responded else {
@@ -47,8 +58,8 @@ public struct StepMetrics: Sendable, Equatable {
         }
         let sign: Float = delta > 0 ? 1 : -1
         let magnitude = abs(delta)
-        // Excursion along Δ, relative to y0, for every sample.
-        let along = window.map { ($0 - start) * sign }
+        // Excursion along Δ for every sample.
+        let along = window.map { $0 * sign }
 
         var peakIndex = 0
         for k in 1..<n where along[k] > along[peakIndex] { peakIndex = k }
@@ -57,7 +68,7 @@ public struct StepMetrics: Sendable, Equatable {
         let reached = along[peakIndex] - Self.peakTimeTolerance * magnitude
         peakIndex = along.firstIndex { $0 >= reached }!
         let peakValue = sign > 0 ? window.max()! : window.min()!
-        peak = peakValue
+        peak = start + peakValue
         peakTime = Float(peakIndex)
         overshootPct = 100 * max(0, (peakValue - final) * sign) / magnitude
         let against = along[0...peakIndex].min()!
@@ -94,5 +105,15 @@ public struct StepMetrics: Sendable, Equatable {
             lastSign = s
         }
         ringing = Float(changes)
+    }
+
+    /// The mean of a tail, accumulated relative to its first sample: a constant tail gives that
+    /// value exactly (a plain Float sum lands a few ulp off, METHOD.md §4). The engines use the
+    /// same operations in the same order.
+    public static func tailMean(_ tail: some Collection<Float>) -> Float {
+        let first = tail.first!
+        var sum: Float = 0
+        for v in tail { sum += v - first }
+        return first + sum / Float(tail.count)
     }
 }

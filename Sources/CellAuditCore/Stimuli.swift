@@ -42,12 +42,17 @@ public struct StimulusSchedule: Sendable, Equatable {
     public var harmonics: Int
 }
 
-/// A bank of stimuli sharing one clock: every run starts at h = c = 0, sees `preSteps + onset`
-/// rest steps, then its stimulus for `window` steps (a sinusoid's window is extended where it
-/// cannot hold the transient plus two whole periods; docs/METHOD-CHOICES.md).
+/// A bank of stimuli sharing one clock. By default every run starts at the cell's resting state,
+/// found by iterating its own step under rest input (METHOD.md §2), sees one rest step (plus
+/// `onsetDelay`) and then its stimulus for `window` steps; with explicit `preSteps` it starts at
+/// h = c = 0 and sees exactly that many rest steps first. A sinusoid's window is extended where
+/// it cannot hold the transient plus two whole periods (docs/METHOD.md).
 public struct StimulusBank: Sendable, Equatable {
     public private(set) var stimuli: [Stimulus]
-    /// Rest steps from h = c = 0 before the stimulus (METHOD.md's T_pre).
+    /// Whether runs start at each cell's resting state (found by iteration) rather than at 0.
+    public let startsAtRest: Bool
+    /// Rest steps simulated before the stimulus (from the resting state: 1; from h = c = 0: the
+    /// `--pre-steps` given).
     public let preSteps: Int
     /// Extra rest steps after `preSteps` before the stimulus starts (default 0).
     public let onsetDelay: Int
@@ -61,8 +66,15 @@ public struct StimulusBank: Sendable, Equatable {
 
     public static let largestRun = 1 << 22
 
-    public init(stimuli: [Stimulus], preSteps: Int = 20, onsetDelay: Int = 0, window: Int = 400) throws {
+    /// - Parameters:
+    ///   - preSteps: nil (default) starts every run at the cell's resting state, found by
+    ///     iteration, with one simulated rest step before onset; N starts at h = c = 0 and runs
+    ///     exactly N rest steps (METHOD.md §2).
+    /// - Throws: `StimulusError.invalid` naming the bad parameter.
+    public init(stimuli: [Stimulus], preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws {
         guard !stimuli.isEmpty else { throw StimulusError.invalid("the stimulus bank is empty") }
+        startsAtRest = preSteps == nil
+        let preSteps = preSteps ?? 1
         guard preSteps >= 0 else { throw StimulusError.invalid("pre-steps must be ≥ 0, got \(preSteps)") }
         guard onsetDelay >= 0 else { throw StimulusError.invalid("the onset delay must be ≥ 0, got \(onsetDelay)") }
         guard window >= 2 else { throw StimulusError.invalid("the observation window must be ≥ 2 steps, got \(window)") }
@@ -115,7 +127,7 @@ public struct StimulusBank: Sendable, Equatable {
 
     /// The bank restricted to some of its stimuli, on the same clock.
     public func subset(_ indices: some Sequence<Int>) throws -> StimulusBank {
-        try StimulusBank(stimuli: indices.map { stimuli[$0] }, preSteps: preSteps, onsetDelay: onsetDelay, window: window)
+        try StimulusBank(stimuli: indices.map { stimuli[$0] }, preSteps: startsAtRest ? nil : preSteps, onsetDelay: onsetDelay, window: window)
     }
 
     /// The stimulus waveforms on the run's clock, [stimulus × steps] each: `wave` is
@@ -148,13 +160,13 @@ public struct StimulusBank: Sendable, Equatable {
 
     /// METHOD.md §3's default bank: 32 step amplitudes ±(1/16 … 4) log-spaced, and 128
     /// frequencies log-spaced from 2/T_obs to 0.45 cycles per step at amplitudes 0.25, 0.5, 1, 2.
-    public static func standard(preSteps: Int = 20, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+    public static func standard(preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
         try grid(stepAmplitudes: defaultStepAmplitudes, frequencies: defaultFrequencies(window: window),
                  sineAmplitudes: defaultSineAmplitudes, preSteps: preSteps, onsetDelay: onsetDelay, window: window)
     }
 
     public static func grid(stepAmplitudes: [Float], frequencies: [Float], sineAmplitudes: [Float],
-                            preSteps: Int = 20, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+                            preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
         try StimulusBank(stimuli: gridStimuli(stepAmplitudes, frequencies, sineAmplitudes),
                          preSteps: preSteps, onsetDelay: onsetDelay, window: window)
     }
@@ -191,7 +203,7 @@ public struct StimulusBank: Sendable, Equatable {
     ///   "frequencies": [...], "sine_amplitudes": [...],
     ///   "stimuli": [{"kind": "step", "amplitude": 1}, {"kind": "sine", "amplitude": 0.5, "frequency": 0.1}]}`.
     /// Missing timing keys take the given defaults.
-    public static func load(json path: String, preSteps: Int = 20, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+    public static func load(json path: String, preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw StimulusError.invalid("cannot read the stimulus file \(path)")
         }

@@ -140,7 +140,13 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         try queue.write(quad, from: quadrature)
         try queue.write(harmonics, from: job.bank.schedules.map { Int32($0.harmonics) })
         try poison(out, count: values)
-        try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, quad, harmonics, out,
+        // b(t) of every cell, [steps × n_pad], so a work-item's VW cells are one vector load per step.
+        let steps = job.bank.steps, padded = launch.paddedCells
+        var baseline = [Float](repeating: 0, count: steps * padded)
+        for j in 0..<n { for t in 0..<steps { baseline[t * padded + j] = job.baseline.signal[j * job.baseline.steps + t] } }
+        let base = try context.buffer(Float.self, count: baseline.count, access: .readOnly)
+        try queue.write(base, from: baseline)
+        try launch.kernel.setArguments(launch.params, launch.initial, base, launch.amps, launch.sched, launch.wave, quad, harmonics, out,
                                        Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(job.bank.steps), job.settlingBand)
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(out, count: values)
@@ -154,7 +160,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let launch = try prepareResponseLaunch(job, kernel: "response_trajectory")
         let traj = try context.buffer(Float.self, count: values + canaryPadding, access: .writeOnly)
         try poison(traj, count: values)
-        try launch.kernel.setArguments(launch.params, launch.amps, launch.sched, launch.wave, traj,
+        try launch.kernel.setArguments(launch.params, launch.initial, launch.amps, launch.sched, launch.wave, traj,
                                        Int32(n), Int32(launch.paddedCells), Int32(stimuli), Int32(steps))
         try run(launch.kernel, cells: n, stimuli: stimuli)
         let result = try queue.read(traj, count: values)
@@ -164,7 +170,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
 
     private struct ResponseLaunch {
         var kernel: Kernel
-        var params: Buffer<Float>, amps: Buffer<Float>, sched: Buffer<Int32>, wave: Buffer<Float>
+        var params: Buffer<Float>, initial: Buffer<Float>, amps: Buffer<Float>, sched: Buffer<Int32>, wave: Buffer<Float>
         var waveforms: (wave: [Float], quadrature: [Float])
         var paddedCells: Int
     }
@@ -195,11 +201,17 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let launch = ResponseLaunch(
             kernel: kernel,
             params: try context.buffer(Float.self, count: params.count, access: .readOnly),
+            initial: try context.buffer(Float.self, count: 2 * padded, access: .readOnly),
             amps: try context.buffer(Float.self, count: stimuli, access: .readOnly),
             sched: try context.buffer(Int32.self, count: sched.count, access: .readOnly),
             wave: try context.buffer(Float.self, count: waveforms.wave.count, access: .readOnly),
             waveforms: waveforms, paddedCells: padded)
         try queue.write(launch.params, from: params)
+        // Start states h0 then c0 (padding cells start at 0).
+        var initial = [Float](repeating: 0, count: 2 * padded)
+        initial.replaceSubrange(0..<n, with: job.baseline.initialH)
+        initial.replaceSubrange(padded..<(padded + n), with: job.baseline.initialC)
+        try queue.write(launch.initial, from: initial)
         try queue.write(launch.amps, from: job.bank.stimuli.map(\.amplitude))
         try queue.write(launch.sched, from: sched)
         try queue.write(launch.wave, from: waveforms.wave)

@@ -283,7 +283,8 @@ struct KernelEmbeddingTests {
         #expect(responses.metadata["mode"] == "self" && responses.metadata["window"] == "100")
         let csv = try String(contentsOf: dir.appendingPathComponent("stimuli.csv"), encoding: .utf8).split(separator: "\n")
         #expect(csv.first == "index,direction,kind,amplitude,frequency,onset,window,analysis_start,analysis_length")
-        #expect(csv.count == 6 && csv[4].hasPrefix("3,all,sine,1.0,0.02,20,"))
+        // Runs start at each cell's resting state with one rest step: onset 1.
+        #expect(csv.count == 6 && csv[4].hasPrefix("3,all,sine,1.0,0.02,1,"))
         let traj = try SafeTensorsFile(path: dir.appendingPathComponent("trajectories.safetensors").path)
         let steps = traj.tensors["trajectories"]!.shape[2]
         #expect(traj.tensors["trajectories"]?.shape == [3, 2, steps])
@@ -389,7 +390,7 @@ struct KernelEmbeddingTests {
         #expect(ks.count == 1 + 10 * CapacityMetricCount.value)
         #expect(ks.dropFirst().allSatisfy { Double($0.split(separator: ",")[3]).map { (0...1).contains($0) } ?? false })
         let classes = try String(contentsOf: out.appendingPathComponent("classes.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(classes.count == 1 + 5 * 11)
+        #expect(classes.count == 1 + 5 * 12)   // 12 classes, drifting among them
         let html = try String(contentsOf: out.appendingPathComponent("capacity.html"), encoding: .utf8)
         #expect(html.contains("<svg") && !html.contains("<script") && !html.contains("src="))
         let one = try CLI.run(["capacity", Fixtures.path("digits_lstm8.safetensors"), "--out", out.path + "-one"])

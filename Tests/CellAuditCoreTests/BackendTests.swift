@@ -52,7 +52,7 @@ struct CrossBackendTests {
     func kernelMetricsEqualTheReferenceOnItsTrajectory(kind: CellKind) throws {
         let opencl = try OpenCLBackend(device: try OpenCLTestSupport.device(), canaryPadding: 17)
         let job = try responseJob(cells: 93, seed: 21, kind: kind)
-        let reference = ResponseBlock.reference(try opencl.trajectories(job), bank: job.bank, settlingBand: job.settlingBand)
+        let reference = ResponseBlock.reference(try opencl.trajectories(job), baseline: job.baseline.signal, bank: job.bank, settlingBand: job.settlingBand)
         let problems = try opencl.responses(job).disagreements(with: reference, tolerance: MetricTolerance.sameTrajectory)
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
     }
@@ -102,7 +102,7 @@ struct CrossBackendTests {
         for cells in [7, 93] {
             let job = try responseJob(cells: cells, seed: UInt64(cells) + 40, probe: cells == 7 ? .c : .h)
             let cpu = CPUBackend()
-            let reference = ResponseBlock.reference(try cpu.trajectories(job), bank: job.bank, settlingBand: job.settlingBand)
+            let reference = ResponseBlock.reference(try cpu.trajectories(job), baseline: job.baseline.signal, bank: job.bank, settlingBand: job.settlingBand)
             let problems = try cpu.responses(job).disagreements(with: reference, tolerance: MetricTolerance.sameTrajectory)
             #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
         }

@@ -56,11 +56,20 @@ public struct AblationStudy: Sendable {
     }
 
     public var task: ModelTask
+    /// The score (accuracy or MSE) with no cell ablated.
     public var baseline: Double
+    /// The continuous loss (mean cross-entropy of the true class, or MSE) with no cell ablated.
+    public var baselineLoss: Double
     /// The score with every cell ablated (the readout bias alone).
     public var allAblated: Double
-    /// Per cell: the worsening of the score when that cell alone is ablated (accuracy drop, or MSE rise).
+    /// Per cell: the continuous damage of ablating that cell alone, ablated minus intact loss
+    /// (METHOD.md §6). Rank correlations use it.
     public var damage: [Double]
+    /// Classification only: per cell, the accuracy drop (intact minus ablated accuracy), beside
+    /// the continuous damage; steps of 1/N, so mostly 0 or ±1 sample on small test sets.
+    public var accuracyDrop: [Double]?
+    /// The loss's name: cross_entropy or mse.
+    public var lossName: String { task == .classification ? "cross_entropy" : "mse" }
     public var curves: [Curve]
     /// Spearman ρ of each ranker's scores with the damage.
     public var rankers: [Correlation]
@@ -79,17 +88,22 @@ public struct AblationStudy: Sendable {
             throw ModelError.shape("every ranking and metric needs one value per cell (\(n))")
         }
         guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
-        func scores(_ masks: [CellMask]) throws -> [Double] {
-            let job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
-            let result = try backend.forward(job)
-            return try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
+        func run(_ masks: [CellMask]) throws -> ForwardResult {
+            try backend.forward(try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill))
         }
-        func worse(_ s: Double, than base: Double) -> Double { task == .classification ? base - s : s - base }
+        func scores(_ result: ForwardResult, _ count: Int) throws -> [Double] {
+            try (0..<count).map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
+        }
+        func scores(_ masks: [CellMask]) throws -> [Double] { try scores(try run(masks), masks.count) }
 
         // Baseline, all cells, and each cell alone: one batched pass.
-        let single = try scores([.none(cells: n), .ablating(0..<n, of: n)] + (0..<n).map { .ablating([$0], of: n) })
+        let singleMasks = [CellMask.none(cells: n), .ablating(0..<n, of: n)] + (0..<n).map { CellMask.ablating([$0], of: n) }
+        let singleResult = try run(singleMasks)
+        let single = try scores(singleResult, singleMasks.count)
+        let losses = try singleMasks.indices.map { try Score.loss(singleResult, config: $0, dataset: dataset, task: task, output: output) }
         let baseline = single[0]
-        let damage = single.dropFirst(2).map { worse($0, than: baseline) }
+        let damage = losses.dropFirst(2).map { $0 - losses[0] }
+        let accuracyDrop = task == .classification ? single.dropFirst(2).map { baseline - $0 } : nil
 
         let ks = Array(Set((1...points).map { max(1, Int((Double($0) / Double(points) * Double(n)).rounded())) })).sorted()
         var orders: [(String, String, [Int])] = []
@@ -123,8 +137,8 @@ public struct AblationStudy: Sendable {
                 return Correlation(name: name, rho: rho, low: low, high: high)
             }
         }
-        return AblationStudy(task: task, baseline: baseline, allAblated: single[1], damage: damage, curves: curves,
-                             rankers: correlate(rankings), metrics: correlate(metrics))
+        return AblationStudy(task: task, baseline: baseline, baselineLoss: losses[0], allAblated: single[1], damage: damage,
+                             accuracyDrop: accuracyDrop, curves: curves, rankers: correlate(rankings), metrics: correlate(metrics))
     }
 }
 

@@ -97,7 +97,7 @@ public struct AuditReport {
             }
             out.append(("ablation_curves.svg", curves.render()))
             var damage = SVGPlot(title: "Single-cell damage against the response score", xLabel: "response score",
-                                 yLabel: study.task == .classification ? "accuracy drop" : "MSE rise")
+                                 yLabel: study.task == .classification ? "cross-entropy rise" : "MSE rise")
             damage.series = [.init(label: "", x: scores, y: study.damage, mark: .points, color: SVGPlot.palette[1])]
             out.append(("damage_vs_score.svg", damage.render()))
         }
@@ -131,7 +131,7 @@ public struct AuditReport {
         h += "</dl>\n"
         if let study = ablation {
             let metric = study.task == .classification ? "accuracy" : "MSE"
-            h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (h and c clamped to 0 at every step): the damage is the \(study.task == .classification ? "drop in accuracy" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
+            h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
             h += "<table><tr><th class=\"l\">ranking</th><th>ρ</th><th>interval</th></tr>\n"
             for r in study.rankers { h += "<tr><td class=\"l\">\(escape(r.name))</td><td>\(fmt(r.rho))</td><td>[\(fmt(r.low)), \(fmt(r.high))]</td></tr>\n" }
             h += "</table><div class=\"grid\">\(fig("ablation_curves.svg"))\(fig("damage_vs_score.svg"))</div>\n"

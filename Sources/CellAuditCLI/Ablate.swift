@@ -115,10 +115,14 @@ func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
 
 func writeAblation(_ study: AblationStudy, rows: [(layer: Int, cell: Int)], rankings: [(String, [Double])], to dir: URL) throws {
     let ablationRanks = rankPositions(study.damage, rows: rows)
-    var lines = [(["layer", "cell", "damage", "ablation_rank"] + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
+    // damage: the continuous loss increase (METHOD.md §6); accuracy_drop beside it for classification.
+    let drop = study.accuracyDrop
+    var lines = [(["layer", "cell", "damage"] + (drop != nil ? ["accuracy_drop"] : []) + ["ablation_rank"]
+                  + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
     let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
     for (j, row) in rows.enumerated() {
-        lines.append(([String(row.layer), String(row.cell), String(format: "%.6g", study.damage[j]), String(ablationRanks[j])]
+        lines.append(([String(row.layer), String(row.cell), String(format: "%.6g", study.damage[j])]
+                      + (drop.map { [String(format: "%.6g", $0[j])] } ?? []) + [String(ablationRanks[j])]
                       + rankColumns.map { String($0[j]) }).joined(separator: ","))
     }
     try (lines.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("ablation.csv"), atomically: false, encoding: .utf8)

@@ -38,7 +38,12 @@ struct AblationSummary: Codable {
     var metric: String
     var baseline: Double
     var allAblated: Double
+    /// The loss the damage is measured in: cross_entropy (classification) or mse.
+    var damage: String
+    var baselineLoss: Double
+    /// The largest continuous single-cell damage, and (classification) the largest accuracy drop.
     var maxSingleDamage: Double
+    var maxAccuracyDrop: Double?
     var rankers: [Correlation]
     var metrics: [Correlation]
     var model: String?
@@ -55,15 +60,19 @@ struct AblationSummary: Codable {
         metric = study.task == .classification ? "accuracy" : "mse"
         baseline = study.baseline
         allAblated = study.allAblated
+        damage = study.lossName
+        baselineLoss = study.baselineLoss
         maxSingleDamage = study.damage.max() ?? 0
+        maxAccuracyDrop = study.accuracyDrop?.max()
         rankers = corr(study.rankers)
         metrics = corr(study.metrics)
     }
 
     func print() {
-        Swift.print(String(format: "%@: %.4f with every cell, %.4f with none; largest single-cell damage %.4f",
-                           metric, baseline, allAblated, maxSingleDamage))
-        Swift.print("Spearman ρ of each ranking with single-cell damage (95 % bootstrap interval):")
+        Swift.print(String(format: "%@: %.4f with every cell, %.4f with none", metric, baseline, allAblated))
+        Swift.print(String(format: "%@ %.4f intact; largest single-cell damage (its increase) %.4f", damage, baselineLoss, maxSingleDamage)
+                    + (maxAccuracyDrop.map { String(format: ", largest accuracy drop %.4f", $0) } ?? ""))
+        Swift.print("Spearman ρ of each ranking with the single-cell damage (\(damage) increase; 95 % bootstrap interval):")
         for r in rankers {
             let name = r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
             Swift.print("  \(name)" + String(format: " ρ = %6.3f  [%6.3f, %6.3f]", r.rho.value, r.ciLow.value, r.ciHigh.value))

@@ -78,4 +78,24 @@ public struct Score: Sendable, Equatable {
             return Score(task: task, value: sum / Double(targets.count))
         }
     }
+
+    /// The continuous loss of configuration `config` (METHOD.md §6): for classification the mean
+    /// cross-entropy of the true class, −log softmax(y)[label] averaged over samples (natural
+    /// log, by log-sum-exp in Double); for regression the MSE.
+    /// - Throws: `ModelError.shape` as `of` does.
+    public static func loss(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Double {
+        guard task == .classification else { return try of(result, config: config, dataset: dataset, task: task, output: output).value }
+        _ = try of(result, config: config, dataset: dataset, task: task, output: output)   // the same checks
+        let n = dataset.inputs.count, k = result.shape.last!
+        let per = result.outputs.count / result.shape[0]
+        let outs = result.outputs[(config * per)..<((config + 1) * per)]
+        var total = 0.0
+        for i in 0..<n {
+            let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)].map(Double.init)
+            let top = row.max()!
+            let logSum = top + log(row.reduce(0.0) { $0 + exp($1 - top) })
+            total += logSum - row[dataset.labels![i]]
+        }
+        return total / Double(n)
+    }
 }

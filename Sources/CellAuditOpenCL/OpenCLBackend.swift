@@ -140,10 +140,13 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         try queue.write(quad, from: quadrature)
         try queue.write(harmonics, from: job.bank.schedules.map { Int32($0.harmonics) })
         try poison(out, count: values)
-        // b(t) of every cell, [steps × n_pad], so a work-item's VW cells are one vector load per step.
+        // b(t) of every cell from the device's own unstimulated run (one more stimulus, of
+        // amplitude 0, through the trajectory kernel), so a stimulus that changes nothing gives
+        // r = 0 exactly; laid out [steps × n_pad], a work-item's VW cells one vector load per step.
         let steps = job.bank.steps, padded = launch.paddedCells
+        let unstimulated = try deviceBaseline(job, launch: launch)
         var baseline = [Float](repeating: 0, count: steps * padded)
-        for j in 0..<n { for t in 0..<steps { baseline[t * padded + j] = job.baseline.signal[j * job.baseline.steps + t] } }
+        for j in 0..<n { for t in 0..<steps { baseline[t * padded + j] = unstimulated[j * steps + t] } }
         let base = try context.buffer(Float.self, count: baseline.count, access: .readOnly)
         try queue.write(base, from: baseline)
         try launch.kernel.setArguments(launch.params, launch.initial, base, launch.amps, launch.sched, launch.wave, quad, harmonics, out,
@@ -168,8 +171,36 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         return Trajectories(cellCount: n, stimulusCount: stimuli, stepCount: steps, values: result)
     }
 
+    /// The device's own unstimulated run of every cell of the job, [cells × bank.steps]: the
+    /// baseline its response kernel measures against (the host's `job.baseline` runs the same
+    /// step in Swift, which may round differently).
+    public func unstimulatedRun(_ job: ResponseJob) throws -> [Float] {
+        try deviceBaseline(job, launch: try prepareResponseLaunch(job, kernel: "response_trajectory"))
+    }
+
+    /// The probed signal of every cell of the job with no stimulus, [cells × bank.steps], run by
+    /// the trajectory kernel of the job's program.
+    private func deviceBaseline(_ job: ResponseJob, launch: ResponseLaunch) throws -> [Float] {
+        let n = job.cells.cellCount, steps = job.bank.steps
+        let kernel = try launch.program.kernel(named: "response_trajectory")
+        let amps = try context.buffer(Float.self, count: 1, access: .readOnly)
+        let sched = try context.buffer(Int32.self, count: 5, access: .readOnly)
+        let wave = try context.buffer(Float.self, count: steps, access: .readOnly)
+        let traj = try context.buffer(Float.self, count: n * steps + canaryPadding, access: .writeOnly)
+        try queue.write(amps, from: [0])
+        try queue.write(sched, from: [0, Int32(job.bank.onset), Int32(steps), 0, 0])
+        try queue.write(wave, from: [Float](repeating: 0, count: steps))
+        try poison(traj, count: n * steps)
+        try kernel.setArguments(launch.params, launch.initial, amps, sched, wave, traj, Int32(n), Int32(launch.paddedCells), Int32(1), Int32(steps))
+        try run(kernel, cells: n, stimuli: 1)
+        let values = try queue.read(traj, count: n * steps)
+        try checkCanary(traj, from: n * steps, kernel: "response_trajectory")
+        return values
+    }
+
     private struct ResponseLaunch {
         var kernel: Kernel
+        var program: Program
         var params: Buffer<Float>, initial: Buffer<Float>, amps: Buffer<Float>, sched: Buffer<Int32>, wave: Buffer<Float>
         var waveforms: (wave: [Float], quadrature: [Float])
         var paddedCells: Int
@@ -199,7 +230,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
                     Int32(s.analysisStart), Int32(s.analysisLength)]
         }
         let launch = ResponseLaunch(
-            kernel: kernel,
+            kernel: kernel, program: program,
             params: try context.buffer(Float.self, count: params.count, access: .readOnly),
             initial: try context.buffer(Float.self, count: 2 * padded, access: .readOnly),
             amps: try context.buffer(Float.self, count: stimuli, access: .readOnly),

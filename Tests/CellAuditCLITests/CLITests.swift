@@ -81,7 +81,7 @@ func auditArguments(_ extra: [String], label: String = "audit") throws -> [Strin
         #expect(html.range(of: "Does the ranking hold?")!.lowerBound < html.range(of: "Cell classes")!.lowerBound)
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("figures/ablation_curves.svg").path))
         let csv = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(csv.count == 9 && csv[0].hasPrefix("layer,cell,damage,ablation_rank"))
+        #expect(csv.count == 9 && csv[0].hasPrefix("layer,cell,damage,accuracy_drop,ablation_rank"))
     }
 
     @Test(arguments: [
@@ -356,7 +356,7 @@ struct KernelEmbeddingTests {
         #expect(abs((json["baseline"] as? Double ?? 0) - 0.9389) < 1e-3)
         #expect((json["rankers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["response", "readout_weight", "random"])
         let ablation = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(ablation.first == "layer,cell,damage,ablation_rank,response_rank,readout_weight_rank,random_rank")
+        #expect(ablation.first == "layer,cell,damage,accuracy_drop,ablation_rank,response_rank,readout_weight_rank,random_rank")
         #expect(ablation.count == 9)
         let curves = try String(contentsOf: out.appendingPathComponent("curves.csv"), encoding: .utf8).split(separator: "\n")
         #expect(curves.first == "ranking,order,k,accuracy,spread")

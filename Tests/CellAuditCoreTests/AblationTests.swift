@@ -39,9 +39,25 @@ import TestSupport
         let biasClass = a.indices.max { a[$0] < a[$1] }!
         let labels = dataset.labels!
         #expect(abs(study.allAblated - Double(labels.filter { $0 == biasClass }.count) / Double(labels.count)) < 1e-9)
-        for j in [0, 7, 15] {
-            #expect(abs(study.damage[j] - (study.baseline - (try score(.ablating([j], of: n))))) < 1e-9)
+        // Continuous damage: the rise of the mean cross-entropy of the true class, written out here
+        // from the logits; the accuracy drop beside it.
+        func crossEntropy(_ mask: CellMask) throws -> Double {
+            let r = try cpu.forward(try ForwardJob(network: net, inputs: dataset.inputs, output: loaded.output, masks: [mask]))
+            var total = 0.0
+            for i in 0..<labels.count {
+                let z = r.outputs[(i * 10)..<((i + 1) * 10)].map(Double.init)
+                total += -log(exp(z[labels[i]]) / z.map(exp).reduce(0, +))
+            }
+            return total / Double(labels.count)
         }
+        let intact = try crossEntropy(.none(cells: n))
+        #expect(abs(study.baselineLoss - intact) < 1e-9 && intact > 0)
+        for j in [0, 7, 15] {
+            #expect(abs(study.damage[j] - (try crossEntropy(.ablating([j], of: n)) - intact)) < 1e-9)
+            #expect(abs(try #require(study.accuracyDrop)[j] - (study.baseline - (try score(.ablating([j], of: n))))) < 1e-9)
+        }
+        // Continuous: unlike the accuracy drop (steps of 1/360), nearly every cell has its own damage.
+        #expect(Set(study.damage).count >= n - 1)
         let top = try #require(study.curves.first { $0.order == "top" })
         let order = scores.indices.sorted { scores[$0] > scores[$1] }
         #expect(top.k.last == n && abs(top.score.last! - study.allAblated) < 1e-9)

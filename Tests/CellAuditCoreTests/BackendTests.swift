@@ -52,7 +52,8 @@ struct CrossBackendTests {
     func kernelMetricsEqualTheReferenceOnItsTrajectory(kind: CellKind) throws {
         let opencl = try OpenCLBackend(device: try OpenCLTestSupport.device(), canaryPadding: 17)
         let job = try responseJob(cells: 93, seed: 21, kind: kind)
-        let reference = ResponseBlock.reference(try opencl.trajectories(job), baseline: job.baseline.signal, bank: job.bank, settlingBand: job.settlingBand)
+        let reference = ResponseBlock.reference(try opencl.trajectories(job), baseline: try opencl.unstimulatedRun(job),
+                                                bank: job.bank, settlingBand: job.settlingBand)
         let problems = try opencl.responses(job).disagreements(with: reference, tolerance: MetricTolerance.sameTrajectory)
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
     }

@@ -40,6 +40,15 @@ struct Capacity: ParsableCommand {
             let loaded = try paths.map { try ModelFile.load($0) }
             let names = paths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
             guard Set(names).count == names.count else { throw CleanFailure(description: "two models have the same file name") }
+            // A family is one task at different sizes: the same task and the same inputs.
+            for (k, model) in loaded.enumerated().dropFirst() {
+                guard model.task == loaded[0].task else {
+                    throw CleanFailure(description: "\(paths[k]) is a \(model.task.rawValue) model but \(paths[0]) is \(loaded[0].task.rawValue); capacity compares networks of one task")
+                }
+                guard model.network.inputSize == loaded[0].network.inputSize else {
+                    throw CleanFailure(description: "\(paths[k]) reads \(model.network.inputSize) input channels but \(paths[0]) reads \(loaded[0].network.inputSize); capacity compares networks of one task")
+                }
+            }
             let plans = try loaded.map { try stimulusOptions.plan($0.network, layers: nil) }
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-capacity", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()

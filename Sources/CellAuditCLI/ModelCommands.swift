@@ -64,6 +64,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Write the readout values as safetensors ('outputs', [N, K] or [N, T, K]).")
     var out: String?
 
+    @Flag(help: "Replace an existing --out file.")
+    var force = false
+
     @Option(name: .customLong("repeat"), help: "Time this many forward passes after one warm-up and report the median (1 = a single cold pass).")
     var repeats: Int = 1
 
@@ -73,6 +76,13 @@ struct Eval: ParsableCommand {
     func run() throws {
         try failing {
             guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1, got \(repeats)") }
+            if let out {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
+                    guard !isDirectory.boolValue else { throw CleanFailure(description: "--out \(out) is a directory; give a file name") }
+                    guard force else { throw CleanFailure(description: "--out \(out) exists; use --force to replace it") }
+                }
+            }
             let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
             let backend = try backendOptions.makeBackend()

@@ -38,18 +38,27 @@ struct OutputDirectory {
         }
     }
 
+    /// Runs `body` on a staging directory and moves the result into place. While it runs, an
+    /// exclusive lock on `.<name>.lock` beside the target turns a second run to the same target
+    /// away at once, naming the holder; SIGINT and SIGTERM remove the staging directory before
+    /// exiting (130, 143); staging directories left by runs that died are removed first.
     func build<R>(_ body: (URL) throws -> R) throws -> R {
         let fm = FileManager.default
         let parent = target.deletingLastPathComponent()
         do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
-            throw CleanFailure(description: "cannot create \(parent.path): \(error.localizedDescription)")
+            throw CleanFailure(description: "cannot create \(parent.path): \(describe(error))")
         }
+        let lock = try OutputLock(parent.appendingPathComponent(".\(target.lastPathComponent).lock"), target: target)
+        defer { lock.release() }
+        removeStaleStaging(in: parent)
         let pid = ProcessInfo.processInfo.processIdentifier
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(pid)")
         try? fm.removeItem(at: staging)
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
-            throw CleanFailure(description: "cannot write in \(parent.path): \(error.localizedDescription)")
+            throw CleanFailure(description: "cannot write in \(parent.path): \(describe(error))")
         }
+        let cleanup = SignalCleanup.install(removing: staging)
+        defer { cleanup.uninstall() }
         let result: R
         do { result = try body(staging) } catch {
             try? fm.removeItem(at: staging)
@@ -60,11 +69,98 @@ struct OutputDirectory {
         do { try fm.moveItem(at: staging, to: target) } catch {
             if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
             try? fm.removeItem(at: staging)
-            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(error.localizedDescription)")
+            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(describe(error))")
         }
         try? fm.removeItem(at: old)
         return result
     }
+
+    /// `.<name>.partial-PID` and `.<name>.old-PID` beside the target whose PID no longer runs.
+    private func removeStaleStaging(in parent: URL) {
+        let prefixes = [".\(target.lastPathComponent).partial-", ".\(target.lastPathComponent).old-"]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? [] {
+            guard let prefix = prefixes.first(where: { entry.hasPrefix($0) }), let pid = Int32(entry.dropFirst(prefix.count)) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(at: parent.appendingPathComponent(entry))
+            }
+        }
+    }
+}
+
+/// An exclusive advisory lock (flock) on a file beside an output target, holding the owner's PID.
+final class OutputLock {
+    private let fd: Int32
+
+    /// - Throws: `CleanFailure` naming the target and the PID of the run that holds it.
+    init(_ url: URL, target: URL) throws {
+        fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CleanFailure(description: "cannot create the lock \(url.path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let count = pread(fd, &buffer, 31, 0)
+            let holder = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
+            close(fd)
+            throw CleanFailure(description: "\(target.path) is being written by another cellaudit run (pid \(holder)); wait for it or choose another --out")
+        }
+        let pid = "\(ProcessInfo.processInfo.processIdentifier)\n"
+        _ = ftruncate(fd, 0)
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    func release() {
+        _ = ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
+
+/// Removes a staging directory when the process is interrupted (SIGINT, SIGTERM), then exits
+/// with 128 + the signal, so an interrupted run leaves nothing that looks like output. The
+/// handler runs on a dispatch queue, not in signal context, so it may touch the file system.
+final class SignalCleanup: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private static let queue = DispatchQueue(label: "cellaudit.signals")
+
+    static func install(removing staging: URL) -> SignalCleanup {
+        let cleanup = SignalCleanup()
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler {
+                try? FileManager.default.removeItem(at: staging)
+                Terminal.warn("error: interrupted (\(signalNumber == SIGINT ? "SIGINT" : "SIGTERM")); removed the partial output \(staging.lastPathComponent)")
+                exit(128 + signalNumber)
+            }
+            source.resume()
+            cleanup.sources.append(source)
+        }
+        return cleanup
+    }
+
+    func uninstall() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
+
+/// An error in words a user can act on: the system's reason, never a Foundation error domain.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if ns.domain == NSCocoaErrorDomain {
+        switch ns.code {
+        case NSFileWriteOutOfSpaceError: return "no space left on the device"
+        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+        case NSFileWriteFileExistsError: return "a file is in the way"
+        default: return "file system error \(ns.code)"
+        }
+    }
+    return "\(error)"
 }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.

@@ -19,5 +19,7 @@ do {
     var line = message.split(separator: "\n").first.map(String.init) ?? message
     if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
     Terminal.warn("error: \(line) (see cellaudit help)")
-    Foundation.exit(code.rawValue)
+    // One scheme everywhere (README, "Exit status"): 2 for a usage error, whether the parser or
+    // a command's own validation found it; 1 for a run that failed.
+    Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
 }

@@ -33,7 +33,11 @@ public struct Dataset: Sendable {
                   t.shape.count == 2 || t.shape[1] == info.shape[1] else {
                 throw FormatError(file: name, "'targets' has shape \(t.shape), expected [\(info.shape[0]), K] or [\(info.shape[0]), \(info.shape[1]), K]")
             }
-            data.targets = try file.floats("targets")
+            let targets = try file.floats("targets")
+            if let bad = targets.firstIndex(where: { !$0.isFinite }) {
+                throw FormatError(file: name, "'targets' contains \(targets[bad]) at element \(bad)")
+            }
+            data.targets = targets
             data.targetShape = t.shape
         }
         guard data.labels != nil || data.targets != nil else {

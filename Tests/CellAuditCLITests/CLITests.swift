@@ -448,3 +448,108 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
+
+/// Two runs to one target, an interrupted run, and what a dead run left behind.
+@Suite(.serialized) struct OutputSafetyTests {
+    /// A slow characterize (a large random-free bank on the bundled-size model) running in the background.
+    func startSlowRun(out: String) throws -> Process {
+        let process = Process()
+        process.executableURL = CLI.binary
+        process.arguments = ["characterize", Fixtures.path("digits_lstm128.safetensors"), "--backend", "cpu", "--window", "20000",
+                             "--frequencies", "none", "--out", out, "--quiet"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func waitForLock(_ lock: String, pid: Int32) -> Bool {
+        for _ in 0..<600 {
+            if let text = try? String(contentsOfFile: lock, encoding: .utf8), text.trimmingCharacters(in: .whitespacesAndNewlines) == "\(pid)" { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    @Test func aSecondRunToTheSameTargetFailsAtOnceAndASignalLeavesNothing() throws {
+        let dir = try Fixtures.scratch("lock")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out").path
+        let first = try startSlowRun(out: out)
+        #expect(waitForLock(dir.appendingPathComponent(".out.lock").path, pid: first.processIdentifier))
+        let second = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--out", out,
+                                  "--frequencies", "none", "--window", "10"])
+        #expect(second.exitCode != 0)
+        #expect(second.stderr.contains("being written by another cellaudit run (pid \(first.processIdentifier))"), "\(second.stderr)")
+        #expect(second.stderr.split(separator: "\n").count == 1)
+        // SIGTERM: the staging directory goes, no output appears, the exit status says why.
+        kill(first.processIdentifier, SIGTERM)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 128 + SIGTERM)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { !$0.hasSuffix(".lock") }
+        #expect(left.isEmpty, "left behind: \(left)")
+        // The lock is free again.
+        let third = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--out", out,
+                                 "--frequencies", "none", "--window", "10", "--quiet"])
+        #expect(third.exitCode == 0, "\(third.stderr)")
+    }
+
+    @Test func stagingLeftByADeadRunIsRemoved() throws {
+        let dir = try Fixtures.scratch("stale")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A PID above the kernel's maximum (4194304) never runs.
+        let stale = dir.appendingPathComponent(".out.partial-4194399")
+        try FileManager.default.createDirectory(at: stale, withIntermediateDirectories: true)
+        try Data([1, 2, 3]).write(to: stale.appendingPathComponent("responses.safetensors"))
+        let r = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu",
+                             "--out", dir.appendingPathComponent("out").path, "--frequencies", "none", "--window", "10", "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stale.path))
+    }
+}
+
+/// Bad input found by the sweep of issue 14: each refused in one line, with the documented status.
+@Suite struct BadInputSweepTests {
+    @Test func nanTargetsAreRefusedBeforeAnyWork() throws {
+        let dir = try Fixtures.scratch("nan-targets")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try SafeTensorsFile(path: Fixtures.path("flipflop_test.safetensors"))
+        var targets = try source.floats("targets")
+        targets[17] = .nan
+        var writer = SafeTensorsWriter(metadata: source.metadata)
+        try writer.add("inputs", floats: try source.floats("inputs"), shape: source.tensors["inputs"]!.shape)
+        try writer.add("targets", floats: targets, shape: source.tensors["targets"]!.shape)
+        let path = dir.appendingPathComponent("nan.safetensors").path
+        try writer.write(to: path)
+        let r = try CLI.run(["eval", Fixtures.path("flipflop_gru32.safetensors"), "--data", path, "--backend", "cpu"])
+        #expect(r.exitCode == 1)
+        #expect(r.stderr == "error: nan.safetensors: 'targets' contains nan at element 17\n", "\(r.stderr)")
+    }
+
+    @Test func evalOutRefusesToReplaceAFileWithoutForce() throws {
+        let dir = try Fixtures.scratch("eval-out")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("outputs.safetensors").path
+        let args = ["eval", Fixtures.path("digits_gru16.safetensors"), "--data", Fixtures.path("digits_test.safetensors"), "--backend", "cpu", "--out", out]
+        #expect(try CLI.run(args).exitCode == 0)
+        let again = try CLI.run(args)
+        #expect(again.exitCode == 1 && again.stderr.contains("exists; use --force"))
+        #expect(try CLI.run(args + ["--force"]).exitCode == 0)
+        let directory = try CLI.run(Array(args.dropLast()) + [dir.path])
+        #expect(directory.exitCode == 1 && directory.stderr.contains("is a directory"))
+    }
+
+    /// Usage errors exit 2 whether the parser or the command's own validation finds them.
+    @Test func usageErrorsExitTwo() throws {
+        #expect(try CLI.run(["eval", "--no-such-option"]).exitCode == 2)
+        #expect(try CLI.run(["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--repeat", "0"]).exitCode == 2)
+        #expect(try CLI.run(["audit", "--cells", "4", "--device", "-3"]).exitCode == 2)
+    }
+
+    @Test func capacityRefusesModelsOfDifferentTasks() throws {
+        let r = try CLI.run(["capacity", Fixtures.path("digits_gru16.safetensors"), Fixtures.path("flipflop_gru32.safetensors"),
+                             "--backend", "cpu", "--out", FileManager.default.temporaryDirectory.appendingPathComponent("cap-\(getpid())").path])
+        #expect(r.exitCode == 1 && r.stderr.contains("one task"), "\(r.stderr)")
+    }
+}

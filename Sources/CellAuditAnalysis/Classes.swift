@@ -26,16 +26,27 @@ public struct ClassThresholds: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// Reads thresholds from a JSON object whose keys are the `CodingKeys` (every key optional).
+    /// - Throws: `ClassThresholdError` naming the file and the unknown key, the key of the wrong
+    ///   type, or the text that is not JSON.
     public static func load(json path: String) throws -> ClassThresholds {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw StimulusError.invalid("cannot read the class threshold file \(path)")
+        let fail = { (message: String) -> Error in ClassThresholdError.invalid(message) }
+        let file = try JSONInput.object(path: path, what: "class threshold file", accepted: CodingKeys.allCases.map(\.rawValue), fail: fail)
+        var t = ClassThresholds()
+        let fields: [(CodingKeys, WritableKeyPath<ClassThresholds, Double>)] = [
+            (.fastSettling, \.fastSettling), (.slowSettling, \.slowSettling), (.oscillatoryOvershootPct, \.oscillatoryOvershootPct),
+            (.oscillatoryRinging, \.oscillatoryRinging), (.saturation, \.saturation), (.passRatio, \.passRatio),
+            (.silentMagnitude, \.silentMagnitude)]
+        for (key, path) in fields {
+            if let v = try file.number(key.rawValue) {
+                guard v.isFinite else { throw fail("\(file.context): '\(key.rawValue)' must be finite") }
+                t[keyPath: path] = v
+            }
         }
-        do { return try JSONDecoder().decode(ClassThresholds.self, from: data) } catch {
-            throw StimulusError.invalid("\(path) is not a valid class threshold file: \(StimulusBank.describe(error))")
-        }
+        return t
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case fastSettling = "fast_settling", slowSettling = "slow_settling"
         case oscillatoryOvershootPct = "oscillatory_overshoot_pct", oscillatoryRinging = "oscillatory_ringing"
         case saturation, passRatio = "pass_ratio", silentMagnitude = "silent_magnitude"
@@ -84,5 +95,13 @@ public struct ClassThresholds: Sendable, Codable, Equatable {
             }
         }
         return out
+    }
+}
+
+/// A class-threshold file that cannot be used.
+public enum ClassThresholdError: Error, CustomStringConvertible, Equatable {
+    case invalid(String)
+    public var description: String {
+        switch self { case .invalid(let s): "bad class thresholds: \(s)" }
     }
 }

@@ -204,26 +204,28 @@ public struct StimulusBank: Sendable, Equatable {
     ///   "stimuli": [{"kind": "step", "amplitude": 1}, {"kind": "sine", "amplitude": 0.5, "frequency": 0.1}]}`.
     /// Missing timing keys take the given defaults.
     public static func load(json path: String, preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw StimulusError.invalid("cannot read the stimulus file \(path)")
+        let fail = { (message: String) -> Error in StimulusError.invalid(message) }
+        let file = try JSONInput.object(path: path, what: "stimulus file",
+                                        accepted: ["pre_steps", "onset", "window", "step_amplitudes", "frequencies", "sine_amplitudes", "stimuli"],
+                                        fail: fail)
+        var listed = try gridStimuli(try file.floats("step_amplitudes") ?? [], try file.floats("frequencies") ?? [],
+                                     try file.floats("sine_amplitudes") ?? [])
+        for entry in try file.objects("stimuli", accepted: ["kind", "amplitude", "frequency"]) ?? [] {
+            guard let kindName = try entry.string("kind") else { throw fail("\(entry.context): 'kind' is missing (step or sine)") }
+            guard let kind = Stimulus.Kind(rawValue: kindName) else { throw fail("\(entry.context): 'kind' must be step or sine, got '\(kindName)'") }
+            guard let amplitude = try entry.float("amplitude") else { throw fail("\(entry.context): 'amplitude' is missing") }
+            let frequency = try entry.float("frequency")
+            switch kind {
+            case .step:
+                if frequency != nil { throw fail("\(entry.context): a step has no frequency") }
+                listed.append(.step(amplitude))
+            case .sine:
+                guard let frequency else { throw fail("\(entry.context): a sine needs a 'frequency' in cycles per step") }
+                listed.append(.sine(amplitude, frequency: frequency))
+            }
         }
-        struct File: Decodable {
-            var pre_steps: Int?, onset: Int?, window: Int?
-            var step_amplitudes: [Float]?, frequencies: [Float]?, sine_amplitudes: [Float]?
-            var stimuli: [Stimulus]?
-        }
-        let file: File
-        do { file = try JSONDecoder().decode(File.self, from: data) } catch {
-            throw StimulusError.invalid("\(path) is not a valid stimulus file: \(Self.describe(error))")
-        }
-        let w = file.window ?? window
-        let listed = try gridStimuli(file.step_amplitudes ?? [], file.frequencies ?? [], file.sine_amplitudes ?? [])
-            + (file.stimuli ?? [])
-        for (i, s) in listed.enumerated() where s.kind == .step && s.frequency != 0 {
-            throw StimulusError.invalid("\(path): stimulus \(i) is a step but has a frequency")
-        }
-        return try StimulusBank(stimuli: listed, preSteps: file.pre_steps ?? preSteps,
-                                onsetDelay: file.onset ?? onsetDelay, window: w)
+        return try StimulusBank(stimuli: listed, preSteps: try file.integer("pre_steps") ?? preSteps,
+                                onsetDelay: try file.integer("onset") ?? onsetDelay, window: try file.integer("window") ?? window)
     }
 
     public static func describe(_ error: Error) -> String {

@@ -265,8 +265,13 @@ struct CrossBackendTests {
         let bank = try StimulusBank.load(json: good.path)
         #expect(bank.count == 3 && bank.window == 200 && bank.stimuli[2] == .sine(0.5, frequency: 0.1))
         for (text, words) in [(#"{"stimuli": [{"kind": "sine", "amplitude": 1, "frequency": 0.7}]}"#, "frequency"),
-                              (#"{"stimuli": [{"kind": "ramp", "amplitude": 1}]}"#, "not a valid stimulus file"),
-                              (#"{"stimuli": []}"#, "empty"), ("{", "not a valid"), (#"{"window": -5, "step_amplitudes": [1]}"#, "window")] {
+                              (#"{"stimuli": [{"kind": "ramp", "amplitude": 1}]}"#, "bad.json, stimuli[0]: 'kind' must be step or sine, got 'ramp'"),
+                              (#"{"stimuli": [{"kind": "sine", "amplitude": 1}]}"#, "stimuli[0]: a sine needs a 'frequency'"),
+                              (#"{"stimuli": [{"kind": "step", "amplitude": 1, "phase": 2}]}"#, "unknown key 'phase' (accepted: kind, amplitude, frequency)"),
+                              (#"{"windw": 100, "step_amplitudes": [1]}"#, "bad.json: unknown key 'windw'"),
+                              (#"{"window": "long", "step_amplitudes": [1]}"#, "'window' must be a number, got a string"),
+                              (#"{"step_amplitudes": [1, 1e39]}"#, "'step_amplitudes[1]' = 1e+39 does not fit a 32-bit float"),
+                              (#"{"stimuli": []}"#, "empty"), ("{", "bad.json is not valid JSON"), (#"{"window": -5, "step_amplitudes": [1]}"#, "window")] {
             let bad = dir.appendingPathComponent("bad.json")
             try Data(text.utf8).write(to: bad)
             let error = try #require(throws: StimulusError.self) { try StimulusBank.load(json: bad.path) }

@@ -42,7 +42,15 @@ import TestSupport
         let t = try ClassThresholds.load(json: file.path)
         #expect(t.fastSettling == 50 && t.slowSettling == 100)
         #expect(classes({ _ in }, t).contains(.fast))
-        try Data(#"{"fast_settling": "soon"}"#.utf8).write(to: file)
-        #expect(throws: StimulusError.self) { try ClassThresholds.load(json: file.path) }
+        // Each problem named by key, type and file, as a class-threshold error (not a stimulus one).
+        for (text, words) in [(#"{"fast_settling": "soon"}"#, "t.json: 'fast_settling' must be a number, got a string"),
+                              (#"{"fast_setling": 5}"#, "unknown key 'fast_setling' (accepted: fast_settling, slow_settling"),
+                              (#"{"saturation": true}"#, "'saturation' must be a number, got true/false"),
+                              ("[1, 2]", "a class threshold file is a JSON object"), ("{", "t.json is not valid JSON")] {
+            try Data(text.utf8).write(to: file)
+            let error = try #require(throws: ClassThresholdError.self) { try ClassThresholds.load(json: file.path) }
+            #expect("\(error)".hasPrefix("bad class thresholds: ") && "\(error)".contains(words), "\(error)")
+        }
+        #expect("\(try #require(throws: ClassThresholdError.self) { try ClassThresholds.load(json: dir.path) })".contains("is a directory"))
     }
 }

@@ -7,7 +7,7 @@ public enum CellClass: String, CaseIterable, Sendable, Codable {
     case lowPass = "low-pass", bandPass = "band-pass", highPass = "high-pass"
 }
 
-/// Thresholds of the classes (docs/METHOD-CHOICES.md gives the reasons); every one can be
+/// Thresholds of the classes (docs/METHOD.md gives the reasons); every one can be
 /// overridden from a JSON file with these keys.
 public struct ClassThresholds: Sendable, Codable, Equatable {
     /// fast: settling time at most this many steps.

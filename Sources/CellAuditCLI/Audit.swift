@@ -28,7 +28,7 @@ struct Audit: ParsableCommand {
     @Option(help: "Seed of the built-in random network and of the random ranker.")
     var seed: UInt64 = 7
 
-    @Option(help: "Class thresholds as JSON (see docs/METHOD-CHOICES.md).")
+    @Option(help: "Class thresholds as JSON (see docs/METHOD.md).")
     var classThresholds: String?
 
     @Flag(help: "With a dataset, skip the ablation check (score the model only).")

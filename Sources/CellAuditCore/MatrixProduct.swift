@@ -12,7 +12,7 @@ let productWorkers = ProcessInfo.processInfo.activeProcessorCount
 ///
 /// The CPU forward pass does all of its arithmetic-heavy work through this one call: OpenBLAS
 /// `sgemm` (tuned per CPU) on blocks of rows, one block per worker. The choice was measured
-/// against a hand-written Swift product; see docs/METHOD-CHOICES.md, "Full forward".
+/// against a hand-written Swift product; see docs/METHOD.md, "Full forward".
 func multiplyTransposed(
     m: Int, n: Int, k: Int,
     _ a: UnsafePointer<Float>, lda: Int,

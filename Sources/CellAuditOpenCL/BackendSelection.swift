@@ -42,7 +42,7 @@ public enum BackendSelection {
     /// global memory) for everything. On a machine whose only OpenCL devices are CPUs (PoCL),
     /// the response kernels run there (their float8 work-items are SIMD on the same cores and
     /// measured 1.6× the Swift path) while the full forward stays on the Swift path (OpenBLAS,
-    /// measured 4× PoCL's fused kernel); docs/METHOD-CHOICES.md has the numbers. No device: cpu.
+    /// measured 4× PoCL's fused kernel); docs/METHOD.md has the numbers. No device: cpu.
     public static func autoDecision(devices: [Device]) -> AutoDecision {
         let accelerated = devices.filter { $0.info.type == .gpu || $0.info.type == .accelerator }
         if let best = accelerated.max(by: { $0.info.globalMemoryBytes < $1.info.globalMemoryBytes }) {

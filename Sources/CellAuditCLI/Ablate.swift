@@ -77,6 +77,8 @@ struct Ablate: ParsableCommand {
             }
             if outputOptions.json { try printJSON(summary); return }
             summary.print()
+            let out = outputOptions.out ?? "cellaudit-ablation"
+            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/summary.json, \(out)/responses.safetensors")
         }
     }
 }

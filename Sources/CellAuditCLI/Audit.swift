@@ -93,6 +93,9 @@ struct Audit: ParsableCommand {
                 return
             }
             report.print()
+            let out = outputOptions.out ?? "cellaudit-audit"
+            print("wrote \(out)/report.html, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors"
+                  + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : ""))
         }
     }
 

@@ -55,7 +55,7 @@ struct Devices: ParsableCommand {
             if platforms.isEmpty { print("OpenCL: no platform found") }
             for p in platforms {
                 print("platform: \(p.name) (\(p.vendor)), \(p.version)")
-                if p.devices.isEmpty { print("  no devices") }
+                if p.devices.isEmpty { print("  no devices" + (OpenCL.poclCacheProblem.map { " (\($0))" } ?? "")) }
                 for d in p.devices {
                     let i = d.info
                     print("  device \(d.index): \(i.name)")

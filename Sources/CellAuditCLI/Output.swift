@@ -145,23 +145,7 @@ final class SignalCleanup: @unchecked Sendable {
 }
 
 /// An error in words a user can act on: the system's reason, never a Foundation error domain.
-func describe(_ error: Error) -> String {
-    let ns = error as NSError
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        return String(cString: strerror(Int32(underlying.code)))
-    }
-    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-    if ns.domain == NSCocoaErrorDomain {
-        switch ns.code {
-        case NSFileWriteOutOfSpaceError: return "no space left on the device"
-        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
-        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
-        case NSFileWriteFileExistsError: return "a file is in the way"
-        default: return "file system error \(ns.code)"
-        }
-    }
-    return "\(error)"
-}
+func describe(_ error: Error) -> String { fileErrorReason(error) }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
 final class ProgressReporter: @unchecked Sendable {

@@ -49,10 +49,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public convenience init(path: String) throws {
         let name = (path as NSString).lastPathComponent
-        guard FileManager.default.fileExists(atPath: path) else { throw FormatError(file: name, "no such file") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw FormatError(file: name, "no such file") }
+        guard !isDirectory.boolValue else { throw FormatError(file: name, "is a directory, not a safetensors file") }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw FormatError(file: name, "cannot read: \(error.localizedDescription)")
+            throw FormatError(file: name, "cannot read: \(fileErrorReason(error))")
         }
         try self.init(data: data, path: path)
     }
@@ -306,7 +308,7 @@ public struct SafeTensorsWriter {
     public func write(to path: String) throws {
         let data = try serialized()
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(fileErrorReason(error))")
         }
     }
 }
@@ -353,7 +355,7 @@ public final class SafeTensorsStreamWriter {
             try handle.write(contentsOf: prefix)
             try handle.truncate(atOffset: UInt64(dataStart + offset))
         } catch {
-            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(fileErrorReason(error))")
         }
     }
 
@@ -367,7 +369,7 @@ public final class SafeTensorsStreamWriter {
             try handle.seek(toOffset: UInt64(start + element * dtype.byteSize))
             try handle.write(contentsOf: UnsafeRawBufferPointer(values))
         } catch {
-            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(error.localizedDescription)")
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(fileErrorReason(error))")
         }
     }
 
@@ -377,4 +379,25 @@ public final class SafeTensorsStreamWriter {
             throw FormatError(file: (path as NSString).lastPathComponent, "cannot finish: \(error.localizedDescription)")
         }
     }
+}
+
+/// The reason a file operation failed, in the system's words ("No space left on device",
+/// "Permission denied"), never a Foundation error domain and code.
+public func fileErrorReason(_ error: Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if ns.domain == NSCocoaErrorDomain {
+        switch ns.code {
+        case NSFileWriteOutOfSpaceError: return "no space left on the device"
+        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+        case NSFileWriteFileExistsError: return "a file is in the way"
+        case NSFileWriteVolumeReadOnlyError: return "the file system is read-only"
+        default: return "file system error \(ns.code)"
+        }
+    }
+    return "\(error)"
 }

@@ -68,6 +68,7 @@ public enum BackendSelection {
                 throw BackendError.unavailable("--backend opencl: cannot list OpenCL devices: \(error)")
             }
             guard !devices.isEmpty else {
+                if let problem = OpenCL.poclCacheProblem { throw BackendError.unavailable("--backend opencl: \(problem)") }
                 throw BackendError.unavailable("--backend opencl: no OpenCL device found (install an OpenCL driver such as pocl-opencl-icd, or use --backend cpu)")
             }
             let index = deviceIndex ?? autoDecision(devices: devices).device?.index ?? 0
@@ -90,7 +91,10 @@ public enum BackendSelection {
                 }
                 decision = AutoDecision(device: devices[deviceIndex], forwardOnCPU: devices[deviceIndex].info.type == .cpu, reason: "chosen")
             }
-            guard let device = decision.device else { return CPUBackend() }
+            guard let device = decision.device else {
+                if let problem = OpenCL.poclCacheProblem { warn("warning: \(problem); using the cpu backend") }
+                return CPUBackend()
+            }
             do {
                 let opencl = try OpenCLBackend(device: device, settings: settings)
                 let primary: any ComputeBackend = decision.forwardOnCPU ? RoutedBackend(responses: opencl, forward: CPUBackend()) : opencl

@@ -33,9 +33,22 @@ public enum CLFaults {
                 throw CLError(status: .invalidValue, call: "CELLAUDIT_OPENCL_FAULT",
                               detail: "expected call=CL_STATUS_NAME, got '\(item)'")
             }
+            guard calls.contains(String(parts[0])) else {
+                throw CLError(status: .invalidValue, call: "CELLAUDIT_OPENCL_FAULT",
+                              detail: "'\(parts[0])' is not an OpenCL call CellAudit makes (\(calls.sorted().joined(separator: ", ")))")
+            }
             global.withLock { $0[String(parts[0])] = CLStatus(rawValue: code) }
         }
     }
+
+    /// Every OpenCL call CellAudit makes, the names a fault may be injected into.
+    public static let calls: Set<String> = [
+        "clBuildProgram", "clCreateBuffer", "clCreateCommandQueue", "clCreateContext", "clCreateKernel",
+        "clCreateProgramWithSource", "clEnqueueFillBuffer", "clEnqueueNDRangeKernel", "clEnqueueReadBuffer",
+        "clEnqueueWriteBuffer", "clFinish", "clGetDeviceIDs", "clGetDeviceInfo", "clGetEventProfilingInfo",
+        "clGetKernelInfo", "clGetPlatformIDs", "clGetPlatformInfo", "clGetProgramBuildInfo", "clSetKernelArg",
+        "clWaitForEvents",
+    ]
 
     static func check(_ function: String, call: String) throws {
         if let hit = scoped[function] ?? global.withLock({ $0[function] }) {

@@ -553,3 +553,40 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(r.exitCode == 1 && r.stderr.contains("one task"), "\(r.stderr)")
     }
 }
+
+/// Errors name the file and the kind of problem, and what went wrong with OpenCL says why.
+@Suite struct ErrorWordingTests {
+    @Test func aDirectoryGivenAsAModelIsNamedAsSuch() throws {
+        let dir = try Fixtures.scratch("dir-model")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["inspect", dir.path])
+        #expect(r.exitCode == 1)
+        #expect(r.stderr == "error: \(dir.lastPathComponent): is a directory, not a safetensors file\n", "\(r.stderr)")
+        #expect(!r.stderr.contains("NSCocoaErrorDomain"))
+    }
+
+    @Test func anUnwritablePoclCacheIsNamedAsTheCause() throws {
+        let env = ["POCL_CACHE_DIR": "/proc/cellaudit-no-cache"]
+        let dir = try Fixtures.scratch("pocl-cache")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let explicit = try CLI.run(["audit", "--cells", "3", "--backend", "opencl", "--out", dir.appendingPathComponent("a").path], environment: env)
+        #expect(explicit.exitCode == 1 && explicit.stderr.contains("POCL_CACHE_DIR=/proc/cellaudit-no-cache is not a writable directory"), "\(explicit.stderr)")
+        let auto = try CLI.run(["audit", "--cells", "3", "--backend", "auto", "--out", dir.appendingPathComponent("b").path, "--quiet"], environment: env)
+        #expect(auto.exitCode == 0)
+        #expect(auto.stderr.contains("warning: POCL_CACHE_DIR=/proc/cellaudit-no-cache is not a writable directory") && auto.stderr.contains("using the cpu backend"), "\(auto.stderr)")
+    }
+
+    @Test func anUnknownFaultCallIsAnError() throws {
+        let r = try CLI.run(["audit", "--cells", "3", "--backend", "cpu"], environment: ["CELLAUDIT_OPENCL_FAULT": "clNoSuchCall=CL_OUT_OF_RESOURCES"])
+        #expect(r.exitCode == 1 && r.stderr.contains("'clNoSuchCall' is not an OpenCL call CellAudit makes"))
+    }
+
+    @Test func auditAndAblateEndWithThePathTheyWrote() throws {
+        let dir = try Fixtures.scratch("paths")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("audit").path
+        let r = try CLI.run(["audit", "--cells", "4", "--backend", "cpu", "--out", out, "--quiet", "--window", "40", "--frequencies", "0.1"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n").last?.hasPrefix("wrote \(out)/report.html") == true, "\(r.stdout)")
+    }
+}

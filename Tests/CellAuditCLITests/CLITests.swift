@@ -309,7 +309,7 @@ struct KernelEmbeddingTests {
             (["--layer", "3"], "layer 3"),
             (["--trajectories", "0-900:0"], "outside"),
             (["--trajectories", "0-7:0-543", "--window", "100000"], "limit"),
-            (["--stimuli", scratch.appendingPathComponent("none.json").path], "cannot read"),
+            (["--stimuli", scratch.appendingPathComponent("none.json").path], "none.json: no such stimulus file"),
         ]
         for (extra, words) in cases {
             let r = try CLI.run(["characterize", model, "--backend", "cpu", "--out", out, "--quiet"] + extra)

@@ -234,7 +234,10 @@ struct TrajectorySelection {
                 throw CleanFailure(description: "--trajectories: '\(item)' is not a \(what) number or range A-B")
             }
             let lo = ends[0]!, hi = ends.last!!
-            guard lo <= hi, lo >= 0, hi < bound else {
+            guard lo <= hi else {
+                throw CleanFailure(description: "--trajectories: \(what) range \(item) is reversed; write it low-high (\(hi)-\(lo))")
+            }
+            guard lo >= 0, hi < bound else {
                 throw CleanFailure(description: "--trajectories: \(what) range \(item) is outside 0…\(bound - 1)")
             }
             out += Array(lo...hi)

@@ -47,6 +47,14 @@ public struct Dataset: Sendable {
     }
 }
 
+/// A dataset that does not fit the model it is used with.
+public enum DataError: Error, CustomStringConvertible, Equatable {
+    case mismatch(String)
+    public var description: String {
+        switch self { case .mismatch(let s): "bad data: \(s)" }
+    }
+}
+
 /// How well outputs match a dataset: accuracy for classification, MSE for regression.
 public struct Score: Sendable, Equatable {
     public var task: ModelTask
@@ -61,10 +69,10 @@ public struct Score: Sendable, Equatable {
         let outs = result.outputs[(config * per)..<((config + 1) * per)]
         switch task {
         case .classification:
-            guard let labels = dataset.labels else { throw ModelError.shape("a classification model needs 'labels' in the dataset") }
+            guard let labels = dataset.labels else { throw DataError.mismatch("a classification model needs 'labels' in the dataset") }
             guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
             if let bad = labels.first(where: { $0 < 0 || $0 >= k }) {
-                throw ModelError.shape("label \(bad) is outside the model's \(k) classes")
+                throw DataError.mismatch("label \(bad) is outside the model's \(k) classes")
             }
             var correct = 0
             for i in 0..<n {
@@ -74,9 +82,9 @@ public struct Score: Sendable, Equatable {
             }
             return Score(task: task, value: Double(correct) / Double(n))
         case .regression:
-            guard let targets = dataset.targets else { throw ModelError.shape("a regression model needs 'targets' in the dataset") }
+            guard let targets = dataset.targets else { throw DataError.mismatch("a regression model needs 'targets' in the dataset") }
             guard targets.count == outs.count else {
-                throw ModelError.shape("targets \(dataset.targetShape ?? []) do not match outputs \(Array(result.shape.dropFirst()))")
+                throw DataError.mismatch("targets \(dataset.targetShape ?? []) do not match outputs \(Array(result.shape.dropFirst()))")
             }
             let sum = zip(outs, targets).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
             return Score(task: task, value: sum / Double(targets.count))

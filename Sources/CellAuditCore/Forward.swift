@@ -43,7 +43,7 @@ public struct ForwardJob: Sendable {
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
                 clamp: (h: [Float], c: [Float])? = nil) throws {
         guard inputs.width == network.inputSize else {
-            throw ModelError.shape("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
+            throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
         guard network.readout != nil else { throw ModelError.shape("the model has no readout to produce outputs") }
         let masks = masks ?? [.none(cells: network.cellCount)]

@@ -192,7 +192,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
             case .F64:
-                return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
+                return try (0..<n).map { i -> Float in
+                    let d = Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+                    let f = Float(d)
+                    // A finite F64 beyond Float32's range is not silently made infinite.
+                    if d.isFinite && !f.isFinite {
+                        throw FormatError(file: fileName, "tensor '\(name)' holds \(d) at element \(i), which does not fit a 32-bit float")
+                    }
+                    return f
+                }
             case .F16:
                 return (0..<n).map { Float(halfBits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
             case .BF16:

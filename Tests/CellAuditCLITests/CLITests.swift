@@ -308,6 +308,7 @@ struct KernelEmbeddingTests {
             (["--direction", "channel:99"], "channel 99"),
             (["--layer", "3"], "layer 3"),
             (["--trajectories", "0-900:0"], "outside"),
+            (["--trajectories", "5-2:0"], "range 5-2 is reversed; write it low-high (2-5)"),
             (["--trajectories", "0-7:0-543", "--window", "100000"], "limit"),
             (["--stimuli", scratch.appendingPathComponent("none.json").path], "none.json: no such stimulus file"),
         ]

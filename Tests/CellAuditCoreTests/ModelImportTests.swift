@@ -221,15 +221,26 @@ func rawFile(header: String, data: Data = Data(), lengthOverride: UInt64? = nil)
     @Test func datasetProblemsAreRefused() throws {
         let model = try ModelFile.load(Fixtures.path("digits_lstm8.safetensors"))
         let flip = try Dataset.load(Fixtures.path("flipflop_test.safetensors"))
-        let error = try #require(throws: ModelError.self) {
+        let error = try #require(throws: DataError.self) {
             try ForwardJob(network: model.network, inputs: flip.inputs, output: .last)
         }
-        #expect("\(error)".contains("3 input channels but the model takes 8"))
+        // A data problem is called one, not a bad model shape.
+        #expect("\(error)" == "bad data: the data has 3 input channels but the model takes 8")
         var writer = SafeTensorsWriter()
         try writer.add("inputs", floats: [], shape: [0, 8, 8])
         try writer.add("labels", int64s: [], shape: [0])
         let empty = try Fixtures.scratch("data").appendingPathComponent("empty.safetensors").path
         try writer.write(to: empty)
         #expect("\(try #require(throws: FormatError.self) { try Dataset.load(empty) })".contains("empty"))
+        // A finite F64 beyond Float32's range is named, not turned into inf.
+        var big = SafeTensorsWriter()
+        var bytes = Data()
+        for v in [1.0, 3.0e39, 2.0] { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        try big.add("inputs", dtype: .F64, shape: [1, 1, 3], bytes: bytes)
+        try big.add("labels", int64s: [0], shape: [1])
+        let overflow = try Fixtures.scratch("data").appendingPathComponent("overflow.safetensors").path
+        try big.write(to: overflow)
+        #expect("\(try #require(throws: FormatError.self) { try Dataset.load(overflow) })"
+                == "overflow.safetensors: tensor 'inputs' holds 3e+39 at element 1, which does not fit a 32-bit float")
     }
 }

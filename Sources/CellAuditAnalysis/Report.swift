@@ -43,12 +43,33 @@ public struct AuditReport {
         ("response_magnitude", "response magnitude m_j", { $0.responseMagnitude }),
     ]
 
+    /// What a figure of a metric leaves out, or how to read it: cells with no finite value are
+    /// counted (bandwidth: those whose gain never falls 3 dB within the bank), and linearity's
+    /// R² is explained where it goes below 0.
+    static func histogramNote(_ name: String, _ values: [Double], bank: StimulusBank) -> String? {
+        var parts: [String] = []
+        let unbounded = values.filter { $0 == .infinity }.count, missing = values.filter(\.isNaN).count
+        if name == "bandwidth" && unbounded > 0 {
+            let top = bank.stimuli.filter { $0.kind == .sine }.map(\.frequency).max() ?? 0
+            parts.append("\(unbounded) cell\(unbounded == 1 ? "" : "s") above \(SVGPlot.label(Double(top))) (no −3 dB point in the bank), not shown")
+        } else if unbounded > 0 {
+            parts.append("\(unbounded) infinite, not shown")
+        }
+        if missing > 0 { parts.append("\(missing) without a value (no response), not shown") }
+        if name == "linearity" && values.contains(where: { $0 < 0 }) {
+            parts.append("R² through the origin: below 0 a line through 0 fits worse than the mean")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
     /// Every figure, by file name.
     public func figures() -> [(name: String, svg: String)] {
         var out: [(String, String)] = []
         let layers = plan.layers
         for (name, label, value) in Self.histogramMetrics {
             var plot = SVGPlot(title: "Distribution: \(label)", xLabel: label, yLabel: "cells")
+            plot.width = layers.count > 1 ? 470 : 420
+            plot.note = Self.histogramNote(name, summaries.map(value), bank: plan.bank)
             for (k, l) in layers.enumerated() {
                 let values = summaries.filter { $0.layer == l }.map(value)
                 let h = SVGPlot.histogram(values, bins: 16)
@@ -58,7 +79,8 @@ public struct AuditReport {
             out.append(("distribution_\(name).svg", plot.render()))
         }
         var bars = SVGPlot(title: "Cells per class", xLabel: "class", yLabel: "cells")
-        bars.width = 640
+        bars.width = 700
+        bars.height = 320
         bars.categories = CellClass.allCases.map(\.rawValue)
         bars.series = [.init(label: "", x: CellClass.allCases.indices.map(Double.init),
                              y: CellClass.allCases.map { c in Double(classes.filter { $0.contains(c) }.count) },
@@ -103,7 +125,14 @@ public struct AuditReport {
         }
         for (name, label, value) in Self.histogramMetrics where name != "response_magnitude" {
             var scatter = SVGPlot(title: "Score against \(label)", xLabel: label, yLabel: "response score")
-            scatter.series = [.init(label: "", x: summaries.map(value), y: scores, mark: .points, color: SVGPlot.palette[0])]
+            scatter.note = Self.histogramNote(name, summaries.map(value), bank: plan.bank)
+            // One colour per layer, so the layers can be told apart.
+            for (k, l) in layers.enumerated() {
+                let rows = summaries.indices.filter { summaries[$0].layer == l }
+                scatter.series.append(.init(label: layers.count > 1 ? "layer \(l)" : "", x: rows.map { value(summaries[$0]) },
+                                            y: rows.map { scores[$0] }, mark: .points, color: SVGPlot.palette[k % SVGPlot.palette.count]))
+            }
+            if layers.count > 1 { scatter.width = 470 }
             out.append(("score_vs_\(name).svg", scatter.render()))
         }
         return out
@@ -113,6 +142,11 @@ public struct AuditReport {
     public func html(figures: [(name: String, svg: String)]) -> String {
         func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
         func fmt(_ x: Double) -> String { x.isNaN ? "–" : x.isInfinite ? "∞" : String(format: "%.4g", x + 0) }
+        // Percentages below 0.005 % are rounding, not overshoot: shown as 0.
+        func percent(_ x: Double) -> String { x.isFinite && abs(x) < 0.005 ? "0" : fmt(x) }
+        let topFrequency = plan.bank.stimuli.filter { $0.kind == .sine }.map(\.frequency).max().map(Double.init)
+        // No −3 dB point within the bank: above its highest frequency.
+        func bandwidth(_ x: Double) -> String { x == .infinity ? topFrequency.map { "> \(SVGPlot.label($0))" } ?? "∞" : fmt(x) }
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
@@ -157,7 +191,8 @@ public struct AuditReport {
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
             let s = summaries[j]
             h += "<tr><td>\(ranks[j])</td><td>\(s.layer)</td><td>\(s.cell)</td><td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
-            h += [s.gain, s.settlingTime, s.riseTime, s.overshootPct, s.bandwidth, s.linearity, s.responseMagnitude].map { "<td>\(fmt($0))</td>" }.joined()
+            h += [fmt(s.gain), fmt(s.settlingTime), fmt(s.riseTime), percent(s.overshootPct), bandwidth(s.bandwidth), fmt(s.linearity),
+                  fmt(s.responseMagnitude)].map { "<td>\($0)</td>" }.joined()
             h += "</tr>\n"
         }
         h += "</table>\n<p>Made by CellAudit. Figures are also saved as separate SVG files beside this page.</p>\n</body></html>\n"

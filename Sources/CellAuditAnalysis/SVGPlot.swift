@@ -23,6 +23,8 @@ public struct SVGPlot {
     public var series: [Series] = []
     /// Category names under bars (bar charts), one per x = 0, 1, 2…
     public var categories: [String] = []
+    /// A line under the title saying what the figure leaves out or how to read it.
+    public var note: String?
 
     public init(title: String, xLabel: String, yLabel: String, xScale: Scale = .linear) {
         self.title = title; self.xLabel = xLabel; self.yLabel = yLabel; self.xScale = xScale
@@ -30,13 +32,23 @@ public struct SVGPlot {
 
     public static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 
-    let left = 58.0, right = 12.0, top = 30.0, bottom = 44.0
+    let left = 58.0, right = 12.0
+
+    /// Characters of the longest category name, and whether the names need slanting to fit.
+    private var slantedCategories: Bool {
+        guard !categories.isEmpty else { return false }
+        let room = (width - left - right) / Double(categories.count)
+        return Double(categories.map(\.count).max()!) * 6.2 > room * 0.95
+    }
 
     public func render() -> String {
+        let top = note == nil ? 30.0 : 44.0
+        let bottom = slantedCategories ? 24.0 + Double(categories.map(\.count).max()!) * 4.6 : 44.0
         let finite = series.flatMap { s in zip(s.x, s.y).filter { $0.0.isFinite && $0.1.isFinite && (xScale == .linear || $0.0 > 0) } }
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(f(width))\" height=\"\(f(height))\" viewBox=\"0 0 \(f(width)) \(f(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"11\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<text x=\"\(f(width / 2))\" y=\"18\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>\n"
+        if let note { svg += "<text x=\"\(f(width / 2))\" y=\"33\" text-anchor=\"middle\" font-size=\"10\" fill=\"#555\">\(escape(note))</text>\n" }
         guard !finite.isEmpty else {
             svg += "<text x=\"\(f(width / 2))\" y=\"\(f(height / 2))\" text-anchor=\"middle\" fill=\"#777\">no finite values</text>\n</svg>\n"
             return svg
@@ -53,7 +65,10 @@ public struct SVGPlot {
         if y0 == y1 { y0 -= 0.5; y1 += 0.5 }
         let pad = (y1 - y0) * 0.05
         y0 -= bars ? 0 : pad; y1 += pad
-        let pw = width - left - right, ph = height - top - bottom
+        // A legend of several labelled series sits right of the plot, never over it.
+        let labelled = series.filter { !$0.label.isEmpty }
+        let legendWidth = labelled.count > 1 ? Double(labelled.prefix(12).map(\.label.count).max()!) * 6.2 + 26 : 0
+        let pw = width - left - right - legendWidth, ph = height - top - bottom
         func px(_ x: Double) -> Double { left + ((xScale == .log ? log10(x) : x) - x0) / (x1 - x0) * pw }
         func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
         // Axes and ticks.
@@ -64,7 +79,11 @@ public struct SVGPlot {
         }
         if !categories.isEmpty {
             for (i, c) in categories.enumerated() {
-                svg += "<text x=\"\(f(px(Double(i))))\" y=\"\(f(top + ph + 14))\" text-anchor=\"middle\">\(escape(c))</text>\n"
+                if slantedCategories {
+                    svg += "<text transform=\"translate(\(f(px(Double(i)) + 3)) \(f(top + ph + 10))) rotate(-40)\" text-anchor=\"end\">\(escape(c))</text>\n"
+                } else {
+                    svg += "<text x=\"\(f(px(Double(i))))\" y=\"\(f(top + ph + 14))\" text-anchor=\"middle\">\(escape(c))</text>\n"
+                }
             }
         } else {
             let xt = xScale == .log ? Self.logTicks(x0, x1) : Self.ticks(x0, x1)
@@ -100,14 +119,16 @@ public struct SVGPlot {
                 barIndex += 1
             }
         }
-        // Legend when there are several labelled series.
-        let labelled = series.filter { !$0.label.isEmpty }
+        // Legend right of the plot area (its width was reserved above).
         if labelled.count > 1 {
-            let shown = labelled.prefix(10)
-            svg += "<rect x=\"\(f(left + pw - 124))\" y=\"\(f(top + 1))\" width=\"122\" height=\"\(f(Double(shown.count) * 13 + 6))\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>\n"
+            let shown = labelled.prefix(12)
+            let x = left + pw + 10
             for (i, s) in shown.enumerated() {
-                let y = top + 4 + Double(i) * 13
-                svg += "<rect x=\"\(f(left + pw - 120))\" y=\"\(f(y))\" width=\"9\" height=\"9\" fill=\"\(s.color)\"/><text x=\"\(f(left + pw - 107))\" y=\"\(f(y + 8))\">\(escape(s.label))</text>\n"
+                let y = top + 2 + Double(i) * 14
+                svg += "<rect x=\"\(f(x))\" y=\"\(f(y))\" width=\"9\" height=\"9\" fill=\"\(s.color)\"/><text x=\"\(f(x + 13))\" y=\"\(f(y + 8))\">\(escape(s.label))</text>\n"
+            }
+            if labelled.count > shown.count {
+                svg += "<text x=\"\(f(x))\" y=\"\(f(top + 2 + Double(shown.count) * 14 + 8))\" fill=\"#777\">+\(labelled.count - shown.count) more</text>\n"
             }
         }
         svg += "</svg>\n"

@@ -96,37 +96,20 @@ public final class CPUBackend: ComputeBackend {
         let items = groups * blocks, steps = job.bank.steps
         let chunks = min(items, threads * 8)
         let probeC = job.probe == .c
+        let prepared = GroupStarts(job, groups: groups, response: response)
+        defer { prepared.deallocate() }
         wave.withUnsafeBufferPointer { wavePointer in
             let w = SendablePointer(UnsafeMutablePointer(mutating: wavePointer.baseAddress!))
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
                 // scratch[4t + k] holds chain k at step t: stimulus 2k in the low half, 2k + 1 in the high.
                 let scratch = UnsafeMutablePointer<Float32x16>.allocate(capacity: 4 * steps)
-                // b(t) of the group's eight cells in both halves (zero for plain trajectories).
-                let baseline = UnsafeMutablePointer<Float32x16>.allocate(capacity: steps)
-                defer { scratch.deallocate(); baseline.deallocate() }
-                var loadedGroup = -1
-                var start = (h: Float32x16(), c: Float32x16()), y0 = Float32x8()
                 let halves = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float32x8.self)
+                defer { scratch.deallocate() }
                 for item in (items * chunk / chunks)..<(items * (chunk + 1) / chunks) {
                     let block = item / groups, group = item % groups
                     let cell = Lanes(job.cells, group: group)
-                    if group != loadedGroup {
-                        loadedGroup = group
-                        let lanesHere = min(8, n - group * 8)
-                        var h0 = Float32x8(), c0 = Float32x8(), y = Float32x8()
-                        for l in 0..<lanesHere {
-                            let j = group * 8 + l
-                            h0[l] = job.baseline.initialH[j]; c0[l] = job.baseline.initialC[j]
-                            y[l] = job.baseline.y0(j, onset: job.bank.onset, probe: job.probe)
-                        }
-                        start = (Float32x16(lowHalf: h0, highHalf: h0), Float32x16(lowHalf: c0, highHalf: c0))
-                        y0 = y
-                        for t in 0..<steps {
-                            var b = Float32x8()
-                            if response { for l in 0..<lanesHere { b[l] = job.baseline.signal[(group * 8 + l) * job.baseline.steps + t] } }
-                            baseline[t] = Float32x16(lowHalf: b, highHalf: b)
-                        }
-                    }
+                    let baseline = prepared.baseline + group * steps
+                    let start = (prepared.h[group], prepared.c[group]), y0 = prepared.y0[group]
                     // A short last block repeats its last stimulus (results unused).
                     let members = (0..<per).map { min(block * per + $0, stimuli - 1) }
                     let a = members.map { job.bank.stimuli[$0].amplitude }
@@ -154,6 +137,42 @@ public final class CPUBackend: ComputeBackend {
             }
         }
     }
+}
+
+/// Per group of eight cells, laid out once per job for the engine: the start state in both
+/// halves of 16 lanes, y0 = b(t_on − 1), and b(t) at every step (zeros for plain trajectories).
+struct GroupStarts: @unchecked Sendable {
+    let h: UnsafeMutablePointer<Float32x16>, c: UnsafeMutablePointer<Float32x16>
+    let y0: UnsafeMutablePointer<Float32x8>
+    let baseline: UnsafeMutablePointer<Float32x16>
+
+    init(_ job: ResponseJob, groups: Int, response: Bool) {
+        let n = job.cells.cellCount, steps = job.bank.steps, base = job.baseline
+        h = .allocate(capacity: groups); c = .allocate(capacity: groups)
+        y0 = .allocate(capacity: groups)
+        baseline = .allocate(capacity: groups * steps)
+        for group in 0..<groups {
+            let lanes = min(8, n - group * 8)
+            var h0 = Float32x8(), c0 = Float32x8(), y = Float32x8()
+            for l in 0..<lanes {
+                let j = group * 8 + l
+                h0[l] = base.initialH[j]; c0[l] = base.initialC[j]
+                y[l] = base.y0(j, onset: job.bank.onset, probe: job.probe)
+            }
+            (h + group).initialize(to: Float32x16(lowHalf: h0, highHalf: h0))
+            (c + group).initialize(to: Float32x16(lowHalf: c0, highHalf: c0))
+            (y0 + group).initialize(to: y)
+            base.signal.withUnsafeBufferPointer { signal in
+                for t in 0..<steps {
+                    var b = Float32x8()
+                    if response { for l in 0..<lanes { b[l] = signal[(group * 8 + l) * base.steps + t] } }
+                    (baseline + group * steps + t).initialize(to: Float32x16(lowHalf: b, highHalf: b))
+                }
+            }
+        }
+    }
+
+    func deallocate() { h.deallocate(); c.deallocate(); y0.deallocate(); baseline.deallocate() }
 }
 
 extension Float32x16 {

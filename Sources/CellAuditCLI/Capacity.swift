@@ -112,9 +112,10 @@ func writeCapacity(_ study: CapacityStudy, to dir: URL) throws {
     for (name, _) in CapacityStudy.metrics {
         let d = distributions.filter { $0.metric == name }
         var plot = SVGPlot(title: "\(name): median and quartiles", xLabel: "cells", yLabel: name, xScale: .log)
-        plot.series = [.init(label: "q25", x: sizes, y: d.map(\.q25), mark: .line, color: SVGPlot.palette[8]),
+        // The two quartiles share a colour and one legend entry.
+        plot.series = [.init(label: "quartiles", x: sizes, y: d.map(\.q25), mark: .line, color: SVGPlot.palette[8]),
                        .init(label: "median", x: sizes, y: d.map(\.median), mark: .line, color: SVGPlot.palette[0]),
-                       .init(label: "q75", x: sizes, y: d.map(\.q75), mark: .line, color: SVGPlot.palette[8])]
+                       .init(label: "", x: sizes, y: d.map(\.q75), mark: .line, color: SVGPlot.palette[8])]
         figures.append(("capacity_\(name).svg", plot.render()))
     }
     let figureDir = dir.appendingPathComponent("figures")

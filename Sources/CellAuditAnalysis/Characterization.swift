@@ -219,9 +219,7 @@ public enum Characterizer {
                 let baseline = try networkTrajectories(layer: layer, direction: .all, bank: try bank.subset([0]), on: backend).baseline
                 let steps = baseline.count / layer.hiddenSize, onset = bank.onset
                 return (0..<layer.hiddenSize).map { j in
-                    let row = baseline[(j * steps)..<((j + 1) * steps)]
-                    let reference = onset > 0 ? row[row.startIndex + onset - 1] : 0
-                    return row.dropFirst(max(0, onset - 1)).allSatisfy { abs($0 - reference) <= plan.restTolerance }
+                    Baseline.staysAtRest(baseline[(j * steps)..<((j + 1) * steps)], onset: onset, start: 0, tolerance: plan.restTolerance)
                 }
             }
             let rest = plan.mode == .clamped ? layer.restState().h : nil

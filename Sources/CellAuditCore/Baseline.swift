@@ -25,6 +25,13 @@ public struct Baseline: Sendable, Equatable {
     /// METHOD.md §4's default rest tolerance.
     public static let defaultRestTolerance: Float = 1e-5
 
+    /// Whether an unstimulated run stays within `tolerance` of its value just before onset (the
+    /// probed start state when the stimulus starts at t = 0) from then to its end (METHOD.md §4).
+    public static func staysAtRest(_ row: ArraySlice<Float>, onset: Int, start: Float, tolerance: Float) -> Bool {
+        let reference = onset > 0 ? row[row.startIndex + onset - 1] : start
+        return row.dropFirst(max(0, onset - 1)).allSatisfy { abs($0 - reference) <= tolerance }
+    }
+
     /// The series b(t) of one cell.
     public func series(_ cell: Int) -> ArraySlice<Float> { signal[(cell * steps)..<((cell + 1) * steps)] }
 
@@ -90,9 +97,8 @@ extension DecoupledCells {
             }
             for l in 0..<lanes {
                 let j = group * 8 + l
-                let row = signal[(j * steps)..<((j + 1) * steps)]
-                let reference = onset > 0 ? row[row.startIndex + onset - 1] : (probe == .c ? initialC[j] : initialH[j])
-                atRest[j] = row.dropFirst(max(0, onset - 1)).allSatisfy { abs($0 - reference) <= restTolerance }
+                atRest[j] = Baseline.staysAtRest(signal[(j * steps)..<((j + 1) * steps)], onset: onset,
+                                                 start: probe == .c ? initialC[j] : initialH[j], tolerance: restTolerance)
             }
         }
         return Baseline(initialH: initialH, initialC: initialC, restFound: found, signal: signal, steps: steps, atRest: atRest)

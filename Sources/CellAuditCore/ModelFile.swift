@@ -83,6 +83,17 @@ public enum ModelFile {
                                              hiddenBiasN: weights.bhn, resetAfter: resetAfter))
             width = h
         }
+        // Every tensor under the layers' prefix must be one the loader read: anything else (a
+        // bidirectional layer's `_reverse` tensors, a projection, a layer beyond `layers`) is a
+        // part of the network CellAudit would otherwise leave out silently.
+        let read = Set((0..<layerCount).flatMap { tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: $0) })
+        let prefix = meta["prefix"] ?? defaultPrefix(kind, convention)
+        let unread = file.tensors.keys.filter { $0.hasPrefix(prefix) && !read.contains($0) }.sorted()
+        if !unread.isEmpty {
+            let reverse = unread.contains { $0.hasSuffix("_reverse") }
+            throw fail("tensors \(unread.joined(separator: ", ")) are not part of a \(layerCount)-layer unidirectional \(kind.rawValue)"
+                       + (reverse ? " (a bidirectional network: CellAudit reads one direction only and will not audit half of it)" : ""))
+        }
         var readout: RecurrentNetwork.Readout?
         if let vName = meta["readout_weight"] {
             let info = try file.info(vName)

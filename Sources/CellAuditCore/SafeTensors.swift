@@ -73,8 +73,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         dataStart = 8 + Int(headerLength)
         let dataLength = data.count - dataStart
         let json: Any
-        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) } catch {
+        let headerBytes = data.subdata(in: 8..<dataStart)
+        do { json = try JSONSerialization.jsonObject(with: headerBytes) } catch {
             throw fail("the header is not JSON")
+        }
+        // A JSON parser keeps one of two equal keys silently; a header that lists a tensor twice
+        // is ambiguous, so it is refused by name.
+        if let duplicate = Self.duplicateTopLevelKey(headerBytes) {
+            throw fail("the header lists '\(duplicate)' more than once")
         }
         guard let header = json as? [String: Any] else { throw fail("the header is not a JSON object") }
 
@@ -138,6 +144,42 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     public var fileName: String { (path as NSString).lastPathComponent }
+
+    /// The first key that appears twice at the top level of a JSON object's text, if any.
+    public static func duplicateTopLevelKey(_ json: Data) -> String? {
+        var seen = Set<String>()
+        var depth = 0, inString = false, escaped = false
+        var current: [UInt8] = [], expectingKey = false, pendingKey: String?
+        for byte in json {
+            if inString {
+                if escaped { escaped = false; current.append(byte); continue }
+                if byte == UInt8(ascii: "\\") { escaped = true; current.append(byte); continue }
+                if byte == UInt8(ascii: "\"") {
+                    inString = false
+                    if depth == 1 && expectingKey { pendingKey = String(decoding: current, as: UTF8.self) }
+                    continue
+                }
+                current.append(byte)
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true; current = []
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectingKey = depth == 1 && byte == UInt8(ascii: "{")
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: ":"):
+                if depth == 1, let key = pendingKey {
+                    if !seen.insert(key).inserted { return key }
+                    pendingKey = nil
+                    expectingKey = false
+                }
+            case UInt8(ascii: ","): if depth == 1 { expectingKey = true }
+            default: break
+            }
+        }
+        return nil
+    }
 
     public func info(_ name: String) throws -> TensorInfo {
         guard let info = tensors[name] else {

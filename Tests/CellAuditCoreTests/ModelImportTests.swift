@@ -244,3 +244,27 @@ func rawFile(header: String, data: Data = Data(), lengthOverride: UInt64? = nil)
                 == "overflow.safetensors: tensor 'inputs' holds 3e+39 at element 1, which does not fit a 32-bit float")
     }
 }
+
+/// Cases from ../shared/cases (copied into Tests/Fixtures/cases): read exactly or refused clearly.
+@Suite struct SharedCaseTests {
+    /// st-dup-tensor-key: a header that lists `fc.bias` twice is refused, naming the key.
+    @Test func aDuplicatedTensorKeyIsNamed() throws {
+        let error = try #require(throws: FormatError.self) { try ModelFile.load(Fixtures.path("cases/st-dup-tensor-key.safetensors")) }
+        #expect("\(error)".contains("the header lists 'fc.bias' more than once"), "\(error)")
+    }
+
+    /// pt-bidirectional: the `_reverse` tensors are named and the file refused, never half-read.
+    @Test func aBidirectionalStateDictIsRefusedNamingTheReverseTensors() throws {
+        let error = try #require(throws: FormatError.self) { try ModelFile.load(Fixtures.path("cases/pt-bidirectional.safetensors")) }
+        #expect("\(error)".contains("lstm.weight_ih_l0_reverse") && "\(error)".contains("bidirectional"), "\(error)")
+    }
+
+    /// The duplicate-key scan looks at the top level only, and strings with braces or escaped
+    /// quotes do not confuse it.
+    @Test func duplicateKeyScan() {
+        func dup(_ s: String) -> String? { SafeTensorsFile.duplicateTopLevelKey(Data(s.utf8)) }
+        #expect(dup(#"{"a": {"x": 1, "x": 2}, "b": [1, {"a": 3}]}"#) == nil)
+        #expect(dup(#"{"a\"}": 1, "b": "{\"a\": 1}", "a\"}": 2}"#) == #"a\"}"#)
+        #expect(dup(#"{"__metadata__": {"k": "v"}, "w": {"dtype": "F32"}, "w": {}}"#) == "w")
+    }
+}

@@ -39,9 +39,12 @@ public struct ClassThresholds: Sendable, Codable, Equatable {
             (.silentMagnitude, \.silentMagnitude)]
         for (key, path) in fields {
             if let v = try file.number(key.rawValue) {
-                guard v.isFinite else { throw fail("\(file.context): '\(key.rawValue)' must be finite") }
+                guard v.isFinite, v >= 0 else { throw fail("\(file.context): '\(key.rawValue)' must be a finite number ≥ 0, got \(v)") }
                 t[keyPath: path] = v
             }
+        }
+        guard t.slowSettling >= t.fastSettling else {
+            throw fail("\(file.context): slow_settling (\(t.slowSettling)) is below fast_settling (\(t.fastSettling))")
         }
         return t
     }

@@ -46,6 +46,7 @@ struct Ablate: ParsableCommand {
             guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
             let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
+            try dataset.check(against: loaded)
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
             // Rankings from files are read (and checked) before any work starts.
             let names = ranking.isEmpty ? RankerRegistry.names : ranking
@@ -78,7 +79,7 @@ struct Ablate: ParsableCommand {
             if outputOptions.json { try printJSON(summary); return }
             summary.print()
             let out = outputOptions.out ?? "cellaudit-ablation"
-            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/summary.json, \(out)/responses.safetensors")
+            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
         }
     }
 }

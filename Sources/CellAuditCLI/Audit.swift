@@ -46,6 +46,12 @@ struct Audit: ParsableCommand {
             let (loaded, name, dataPath, cleanup) = try loadSubject()
             defer { cleanup() }
             let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
+            // The dataset is checked against the model before any cell is characterized.
+            let dataset = try dataPath.map { path -> Dataset in
+                let d = try Dataset.load(path)
+                try d.check(against: loaded)
+                return d
+            }
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-audit", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
@@ -74,7 +80,7 @@ struct Audit: ParsableCommand {
                     } else {
                         // Does the ranking hold? Single-cell damage and curves on the user's data.
                         let rankings = zip(rankers, scores).map { ($0.name, $1) }
-                        let s = try AblationStudy.run(network: loaded.network, dataset: try Dataset.load(dataPath), task: loaded.task,
+                        let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
                                                       output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
                                                       on: backend)
                         try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
@@ -94,7 +100,7 @@ struct Audit: ParsableCommand {
             }
             report.print()
             let out = outputOptions.out ?? "cellaudit-audit"
-            print("wrote \(out)/report.html, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors"
+            print("wrote \(out)/report.html, \(out)/figures/, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv"
                   + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : ""))
         }
     }

@@ -34,7 +34,8 @@ struct BackendOptions: ParsableArguments {
     var device: Int? { deviceOption.device }
 
     func validate() throws {
-        _ = try BackendChoice.resolve(flag: backend)
+        let choice = try BackendChoice.resolve(flag: backend)
+        if choice == .cpu, let device { throw ValidationError("--device \(device) applies to OpenCL; --backend cpu uses none") }
     }
 
     func makeBackend() throws -> any ComputeBackend {

@@ -85,6 +85,7 @@ struct Eval: ParsableCommand {
             }
             let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
+            try dataset.check(against: loaded)
             let backend = try backendOptions.makeBackend()
             let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
             if repeats > 1 { _ = try backend.forward(job) }
@@ -120,6 +121,7 @@ struct Eval: ParsableCommand {
 
 func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
     let dataset = try Dataset.load(dataPath)
+    try dataset.check(against: loaded)
     let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
     return (try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output), "\(backend.identity)")
 }

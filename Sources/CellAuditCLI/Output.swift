@@ -40,7 +40,8 @@ struct OutputDirectory {
 
     /// Runs `body` on a staging directory and moves the result into place. While it runs, an
     /// exclusive lock on `.<name>.lock` beside the target turns a second run to the same target
-    /// away at once, naming the holder; SIGINT and SIGTERM remove the staging directory before
+    /// away at once, naming the holder (the lock file goes with the lock); SIGINT and SIGTERM
+    /// remove the staging directory before
     /// exiting (130, 143); staging directories left by runs that died are removed first.
     func build<R>(_ body: (URL) throws -> R) throws -> R {
         let fm = FileManager.default
@@ -57,7 +58,7 @@ struct OutputDirectory {
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
             throw CleanFailure(description: "cannot write in \(parent.path): \(describe(error))")
         }
-        let cleanup = SignalCleanup.install(removing: staging)
+        let cleanup = SignalCleanup.install(removing: [staging, parent.appendingPathComponent(".\(target.lastPathComponent).lock")])
         defer { cleanup.uninstall() }
         let result: R
         do { result = try body(staging) } catch {
@@ -88,19 +89,31 @@ struct OutputDirectory {
 }
 
 /// An exclusive advisory lock (flock) on a file beside an output target, holding the owner's PID.
+/// The file is removed when the lock is released; a run that locked a file another run had just
+/// removed notices (the path no longer names the inode it holds) and locks the new one.
 final class OutputLock {
     private let fd: Int32
+    private let path: String
 
     /// - Throws: `CleanFailure` naming the target and the PID of the run that holds it.
     init(_ url: URL, target: URL) throws {
-        fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CleanFailure(description: "cannot create the lock \(url.path): \(String(cString: strerror(errno)))") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            var buffer = [UInt8](repeating: 0, count: 32)
-            let count = pread(fd, &buffer, 31, 0)
-            let holder = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
-            close(fd)
-            throw CleanFailure(description: "\(target.path) is being written by another cellaudit run (pid \(holder)); wait for it or choose another --out")
+        path = url.path
+        while true {
+            let handle = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard handle >= 0 else { throw CleanFailure(description: "cannot create the lock \(url.path): \(String(cString: strerror(errno)))") }
+            if flock(handle, LOCK_EX | LOCK_NB) != 0 {
+                var buffer = [UInt8](repeating: 0, count: 32)
+                let count = pread(handle, &buffer, 31, 0)
+                let holder = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
+                close(handle)
+                throw CleanFailure(description: "\(target.path) is being written by another cellaudit run (pid \(holder)); wait for it or choose another --out")
+            }
+            var held = stat(), named = stat()
+            if fstat(handle, &held) == 0, stat(url.path, &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev {
+                fd = handle
+                break
+            }
+            close(handle)   // released and removed by its holder meanwhile: lock the new file
         }
         let pid = "\(ProcessInfo.processInfo.processIdentifier)\n"
         _ = ftruncate(fd, 0)
@@ -108,7 +121,7 @@ final class OutputLock {
     }
 
     func release() {
-        _ = ftruncate(fd, 0)
+        unlink(path)
         flock(fd, LOCK_UN)
         close(fd)
     }
@@ -121,14 +134,14 @@ final class SignalCleanup: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private static let queue = DispatchQueue(label: "cellaudit.signals")
 
-    static func install(removing staging: URL) -> SignalCleanup {
+    static func install(removing paths: [URL]) -> SignalCleanup {
         let cleanup = SignalCleanup()
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             source.setEventHandler {
-                try? FileManager.default.removeItem(at: staging)
-                Terminal.warn("error: interrupted (\(signalNumber == SIGINT ? "SIGINT" : "SIGTERM")); removed the partial output \(staging.lastPathComponent)")
+                for path in paths { try? FileManager.default.removeItem(at: path) }
+                Terminal.warn("error: interrupted (\(signalNumber == SIGINT ? "SIGINT" : "SIGTERM")); removed the partial output \(paths[0].lastPathComponent)")
                 exit(128 + signalNumber)
             }
             source.resume()

@@ -7,6 +7,8 @@ public struct Dataset: Sendable {
     public var labels: [Int]?
     public var targets: [Float]?
     public var targetShape: [Int]?
+    /// The file it was read from (for messages).
+    public var fileName = ""
 
     public static func load(_ path: String) throws -> Dataset {
         let file = try SafeTensorsFile(path: path)
@@ -21,6 +23,7 @@ public struct Dataset: Sendable {
             throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
         }
         var data = Dataset(inputs: try SequenceBatch(count: info.shape[0], steps: info.shape[1], width: info.shape[2], values: values))
+        data.fileName = name
         if file.tensors["labels"] != nil {
             let labels = try file.integers("labels")
             guard try file.info("labels").shape == [info.shape[0]] else {
@@ -44,6 +47,31 @@ public struct Dataset: Sendable {
             throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
         }
         return data
+    }
+}
+
+extension Dataset {
+    /// Checks, before any work, that the dataset fits `model`: its input width, and labels in
+    /// range (classification, last-step output) or targets of the output's shape (regression).
+    /// - Throws: `DataError.mismatch` naming this dataset's file and the problem.
+    public func check(against model: LoadedModel) throws {
+        func fail(_ problem: String) -> DataError { .mismatch("\(fileName): \(problem)") }
+        let network = model.network
+        guard inputs.width == network.inputSize else {
+            throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
+        }
+        guard let readout = network.readout else { throw ModelError.shape("the model has no readout to score the data with") }
+        let k = readout.outputs
+        switch model.task {
+        case .classification:
+            guard let labels else { throw fail("a classification model needs 'labels' in the dataset") }
+            guard model.output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
+            if let bad = labels.first(where: { $0 < 0 || $0 >= k }) { throw fail("label \(bad) is outside the model's \(k) classes") }
+        case .regression:
+            guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }
+            let expected = model.output == .last ? [inputs.count, k] : [inputs.count, inputs.steps, k]
+            guard shape == expected else { throw fail("'targets' has shape \(shape), but the model's outputs are \(expected)") }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ public struct JSONInput {
         do { parsed = try JSONSerialization.jsonObject(with: data) } catch {
             throw fail("\(name) is not valid JSON")
         }
+        if let duplicate = SafeTensorsFile.duplicateTopLevelKey(data) { throw fail("\(name): the key '\(duplicate)' appears twice") }
         guard let object = parsed as? [String: Any] else { throw fail("\(name): a \(what) is a JSON object ({…}), got \(kind(of: parsed))") }
         return try JSONInput(object, context: name, accepted: accepted, fail: fail)
     }

@@ -73,10 +73,12 @@ public enum ModelFile {
         for (k, h) in hidden.map({ $0! }).enumerated() {
             let weights = try canonicalWeights(file, kind: kind, convention: convention, prefix: meta["prefix"], layer: k,
                                                input: width, hidden: h, resetAfter: resetAfter)
-            for (tensor, values) in [("input weights", weights.W), ("recurrent weights", weights.R), ("bias", weights.b),
-                                     ("recurrent bias of n", weights.bhn ?? [])] {
+            let names = tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: k)
+            let biases = names.dropFirst(2).joined(separator: ", ")
+            for (tensor, values) in [("input weights (\(names[0]))", weights.W), ("recurrent weights (\(names[1]))", weights.R),
+                                     ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? [])] {
                 if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf) at element \(bad)")
+                    throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf), canonical element \(bad)")
                 }
             }
             layers.append(try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,

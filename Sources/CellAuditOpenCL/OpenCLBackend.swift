@@ -32,9 +32,27 @@ public struct KernelSettings: Sendable, Equatable {
             }
             return value
         }
+        let workGroup = try number("CELLAUDIT_WG") ?? 64
+        // PoCL accepts a group of 4096 on paper and crashed running the response kernel in one.
+        guard (1...KernelSettings.maxWorkGroupSize).contains(workGroup) else {
+            throw CLError(status: .invalidValue, call: "CELLAUDIT_WG",
+                          detail: "CELLAUDIT_WG must be 1…\(KernelSettings.maxWorkGroupSize), got \(workGroup)")
+        }
         return KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
                               chains: try number("CELLAUDIT_CHAINS") ?? number("CELLAUDIT_NV"),
-                              workGroupSize: max(1, try number("CELLAUDIT_WG") ?? 64), nativeMath: nativeMath)
+                              workGroupSize: workGroup, nativeMath: nativeMath)
+    }
+
+    /// The largest response-kernel work-group CellAudit launches (the device's own limit also applies).
+    public static let maxWorkGroupSize = 1024
+
+    /// - Throws: `CLError` (`.invalidValue`) when the work-group size is outside 1…`maxWorkGroupSize`.
+    public func validated() throws -> KernelSettings {
+        guard (1...Self.maxWorkGroupSize).contains(workGroupSize) else {
+            throw CLError(status: .invalidValue, call: "KernelSettings",
+                          detail: "the work-group size must be 1…\(Self.maxWorkGroupSize), got \(workGroupSize)")
+        }
+        return self
     }
 }
 
@@ -95,7 +113,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         guard [1, 2, 4].contains(chains) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "chains per work-item must be 1, 2 or 4, got \(chains)")
         }
-        self.settings = settings
+        self.settings = try settings.validated()
         self.vectorWidth = width
         self.chains = chains
         self.canaryPadding = max(0, canaryPadding)

@@ -591,3 +591,53 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(r.stdout.split(separator: "\n").last?.hasPrefix("wrote \(out)/report.html") == true, "\(r.stdout)")
     }
 }
+
+/// Problems found by trying the tool as a new user (issue 14's sweep, second round).
+@Suite struct NewUserFindingsTests {
+    @Test func anImpossibleWorkGroupSizeIsRefusedNotCrashed() throws {
+        let r = try CLI.run(["characterize", Fixtures.path("digits_gru16.safetensors"), "--backend", "opencl", "--window", "40",
+                             "--frequencies", "0.1", "--out", FileManager.default.temporaryDirectory.appendingPathComponent("wg-\(getpid())").path],
+                            environment: ["CELLAUDIT_WG": "4096"])
+        #expect(r.exitCode == 1 && r.stderr.contains("CELLAUDIT_WG must be 1…1024, got 4096"), "\(r.exitCode) \(r.stderr)")
+    }
+
+    @Test func theDatasetIsCheckedBeforeAnyCellIsCharacterized() throws {
+        let dir = try Fixtures.scratch("early-data")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let start = Date()
+        // A large bank that would take long to characterize: the mismatch must stop it first.
+        let r = try CLI.run(["audit", Fixtures.path("digits_lstm128.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"),
+                             "--backend", "cpu", "--window", "20000", "--out", dir.appendingPathComponent("a").path])
+        #expect(r.exitCode == 1)
+        #expect(r.stderr == "error: bad data: flipflop_test.safetensors: the data has 3 input channels but the model takes 8\n", "\(r.stderr)")
+        #expect(Date().timeIntervalSince(start) < 30)
+        let labels = try CLI.run(["ablate", Fixtures.path("flipflop_gru32.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                  "--backend", "cpu", "--out", dir.appendingPathComponent("b").path])
+        #expect(labels.exitCode == 1 && labels.stderr.contains("digits_test.safetensors:"), "\(labels.stderr)")
+    }
+
+    @Test func nonsenseIsRefused() throws {
+        let dir = try Fixtures.scratch("nonsense")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let thresholds = dir.appendingPathComponent("t.json")
+        try Data(#"{"fast_settling": -5}"#.utf8).write(to: thresholds)
+        let t = try CLI.run(["audit", "--cells", "3", "--backend", "cpu", "--class-thresholds", thresholds.path, "--out", dir.appendingPathComponent("t").path])
+        #expect(t.exitCode == 1 && t.stderr.contains("'fast_settling' must be a finite number ≥ 0, got -5"), "\(t.stderr)")
+        let stimuli = dir.appendingPathComponent("s.json")
+        try Data(#"{"window": 100, "window": 200, "step_amplitudes": [1]}"#.utf8).write(to: stimuli)
+        let s = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--stimuli", stimuli.path,
+                             "--out", dir.appendingPathComponent("s").path])
+        #expect(s.exitCode == 1 && s.stderr.contains("s.json: the key 'window' appears twice"), "\(s.stderr)")
+        let device = try CLI.run(["audit", "--cells", "3", "--backend", "cpu", "--device", "99"])
+        #expect(device.exitCode == 2 && device.stderr.contains("--backend cpu uses none"), "\(device.stderr)")
+    }
+
+    @Test func theLockFileGoesWithTheRun() throws {
+        let dir = try Fixtures.scratch("lock-gone")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--frequencies", "none",
+                             "--window", "10", "--out", dir.appendingPathComponent("out").path, "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
+    }
+}

@@ -197,7 +197,7 @@ func rawFile(header: String, data: Data = Data(), lengthOverride: UInt64? = nil)
             _ = shape
         }
         let error = try #require(throws: FormatError.self) { try ModelFile.load(path) }
-        #expect("\(error)".contains("recurrent weights"))
+        #expect("\(error)".contains("recurrent weights (lstm.weight_hh_l0)"), "\(error)")
         #expect("\(error)".contains("nan"))
     }
 

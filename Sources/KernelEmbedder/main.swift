@@ -24,7 +24,7 @@ if args.first == "--base64" {
         text += "        \"\(URL(fileURLWithPath: path).lastPathComponent)\": \"\(data.base64EncodedString())\",\n"
     }
     text += "    ]\n}\n"
-    do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+    do { try writeIfChanged(text, to: output) } catch {
         FileHandle.standardError.write(Data("KernelEmbedder: cannot write \(output): \(error)\n".utf8))
         exit(1)
     }
@@ -56,8 +56,15 @@ for path in args.dropFirst() {
 }
 out += "    ]\n}\n"
 do {
-    try out.write(toFile: outputPath, atomically: true, encoding: .utf8)
+    try writeIfChanged(out, to: outputPath)
 } catch {
     FileHandle.standardError.write(Data("KernelEmbedder: cannot write \(outputPath): \(error)\n".utf8))
     exit(1)
+}
+
+/// Writes `text` only when it differs from what `path` holds, so an unchanged output keeps its
+/// modification time and what compiles it is not rebuilt.
+func writeIfChanged(_ text: String, to path: String) throws {
+    if let existing = FileManager.default.contents(atPath: path), existing == Data(text.utf8) { return }
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
 }

@@ -47,9 +47,7 @@ public struct CharacterizationPlan: Sendable {
             throw StimulusError.invalid("--probe \(probe.rawValue): a \(network.kind.rawValue) cell has no memory c (probe c is LSTM-only)")
         }
         self.network = network; self.layers = layers; self.mode = mode; self.direction = direction
-        guard restTolerance >= 0, restTolerance.isFinite else {
-            throw StimulusError.invalid("the rest tolerance must be a finite number ≥ 0, got \(restTolerance)")
-        }
+        try Baseline.checkRestTolerance(restTolerance)
         self.probe = probe; self.bank = bank; self.settlingBand = settlingBand; self.chunkBytes = chunkBytes
         self.restTolerance = restTolerance
         rows = layers.flatMap { l in (0..<network.layers[l].hiddenSize).map { (l, $0) } }

@@ -47,7 +47,7 @@ struct OutputDirectory {
         let fm = FileManager.default
         let parent = target.deletingLastPathComponent()
         do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
-            throw CleanFailure(description: "cannot create \(parent.path): \(describe(error))")
+            throw CleanFailure(description: "cannot create \(parent.path): \(fileErrorReason(error))")
         }
         let lock = try OutputLock(parent.appendingPathComponent(".\(target.lastPathComponent).lock"), target: target)
         defer { lock.release() }
@@ -56,7 +56,7 @@ struct OutputDirectory {
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(pid)")
         try? fm.removeItem(at: staging)
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
-            throw CleanFailure(description: "cannot write in \(parent.path): \(describe(error))")
+            throw CleanFailure(description: "cannot write in \(parent.path): \(fileErrorReason(error))")
         }
         let cleanup = SignalCleanup.install(removing: [staging, parent.appendingPathComponent(".\(target.lastPathComponent).lock")])
         defer { cleanup.uninstall() }
@@ -70,7 +70,7 @@ struct OutputDirectory {
         do { try fm.moveItem(at: staging, to: target) } catch {
             if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
             try? fm.removeItem(at: staging)
-            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(describe(error))")
+            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(fileErrorReason(error))")
         }
         try? fm.removeItem(at: old)
         return result
@@ -156,9 +156,6 @@ final class SignalCleanup: @unchecked Sendable {
         signal(SIGTERM, SIG_DFL)
     }
 }
-
-/// An error in words a user can act on: the system's reason, never a Foundation error domain.
-func describe(_ error: Error) -> String { fileErrorReason(error) }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
 final class ProgressReporter: @unchecked Sendable {

@@ -35,9 +35,7 @@ public struct ResponseJob: Sendable {
         guard settlingBand > 0, settlingBand < 1 else {
             throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
         }
-        guard restTolerance >= 0, restTolerance.isFinite else {
-            throw StimulusError.invalid("the rest tolerance must be a finite number ≥ 0, got \(restTolerance)")
-        }
+        try Baseline.checkRestTolerance(restTolerance)
         self.cells = cells; self.bank = bank; self.probe = probe; self.settlingBand = settlingBand
         baseline = cells.baseline(bank: bank, probe: probe, restTolerance: restTolerance)
     }

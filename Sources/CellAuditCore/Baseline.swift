@@ -25,6 +25,13 @@ public struct Baseline: Sendable, Equatable {
     /// METHOD.md §4's default rest tolerance.
     public static let defaultRestTolerance: Float = 1e-5
 
+    /// - Throws: `StimulusError.invalid` unless `tolerance` is a finite number ≥ 0.
+    public static func checkRestTolerance(_ tolerance: Float) throws {
+        guard tolerance >= 0, tolerance.isFinite else {
+            throw StimulusError.invalid("the rest tolerance must be a finite number ≥ 0, got \(tolerance)")
+        }
+    }
+
     /// Whether an unstimulated run stays within `tolerance` of its value just before onset (the
     /// probed start state when the stimulus starts at t = 0) from then to its end (METHOD.md §4).
     public static func staysAtRest(_ row: ArraySlice<Float>, onset: Int, start: Float, tolerance: Float) -> Bool {
@@ -78,14 +85,14 @@ extension DecoupledCells {
                 for _ in 0..<Baseline.restSearchLimit {
                     let (h1, c1) = (h, c)
                     cells.step(u: zero, h: &h, c: &c)
-                    let change = max((h - h1).magnitudes, (c - c1).magnitudes)
+                    let change = max(vabs(h - h1), vabs(c - c1))
                     if (0..<lanes).allSatisfy({ change[$0] <= Baseline.restChange }) { settled = true; break }
                 }
                 if !settled {
                     // One more step tells which lanes are still moving.
                     var (h2, c2) = (h, c)
                     cells.step(u: zero, h: &h2, c: &c2)
-                    let change = max((h2 - h).magnitudes, (c2 - c).magnitudes)
+                    let change = max(vabs(h2 - h), vabs(c2 - c))
                     for l in 0..<lanes where !(change[l] <= Baseline.restChange) { found[group * 8 + l] = false }
                 }
             }
@@ -106,8 +113,3 @@ extension DecoupledCells {
 }
 
 private func max(_ a: Float32x16, _ b: Float32x16) -> Float32x16 { a.replacing(with: b, where: b .> a) }
-
-extension Float32x16 {
-    /// |x| per lane; NaN stays NaN.
-    var magnitudes: Float32x16 { unsafeBitCast(unsafeBitCast(self, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: Float32x16.self) }
-}

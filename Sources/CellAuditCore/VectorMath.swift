@@ -79,6 +79,11 @@ public func vabs(_ x: Float32x8) -> Float32x8 {
     unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Float32x8.self)
 }
 
+@inline(__always)
+public func vabs(_ x: Float32x16) -> Float32x16 {
+    unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: Float32x16.self)
+}
+
 /// 1 / (1 + e^−x): relative accuracy is kept for strongly negative x, where a nearly shut gate
 /// still lets a slow integrator accumulate.
 @_transparent

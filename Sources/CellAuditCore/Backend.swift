@@ -97,6 +97,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func trajectories(_ job: ResponseJob) throws -> Trajectories
     /// The full network over a batch of sequences, for every ablation configuration of the job.
     func forward(_ job: ForwardJob) throws -> ForwardResult
+    /// Relevance (LRP or gradient × input) of every input value and cell for one readout output
+    /// per sequence (METHOD.md §7).
+    func relevance(_ job: RelevanceJob) throws -> RelevanceResult
     /// The most bytes one launch's outputs should take (the engine sizes its chunks from it).
     var chunkBytes: Int { get }
 }

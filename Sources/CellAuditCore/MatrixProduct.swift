@@ -20,15 +20,41 @@ func multiplyTransposed(
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
     beta: Float
 ) {
+    gemm(transposeB: true, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta)
+}
+
+/// C[m×n] = A[m×k] · B + beta·C with B stored row-major as [k×n]: the product the backward
+/// passes (relevance, gradients) take with W and R, which carry a signal from gate rows back to
+/// the inputs. Same blocking as `multiplyTransposed`.
+func multiply(
+    m: Int, n: Int, k: Int,
+    _ a: UnsafePointer<Float>, lda: Int,
+    _ b: UnsafePointer<Float>, ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, ldc: Int,
+    beta: Float
+) {
+    gemm(transposeB: false, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta)
+}
+
+private func gemm(
+    transposeB: Bool, m: Int, n: Int, k: Int,
+    _ a: UnsafePointer<Float>, lda: Int,
+    _ b: UnsafePointer<Float>, ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, ldc: Int,
+    beta: Float
+) {
     guard m > 0, n > 0 else { return }
     guard k > 0 else {
-        if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        for i in 0..<m {
+            if beta == 0 { (c + i * ldc).update(repeating: 0, count: n) } else { for j in 0..<n { c[i * ldc + j] *= beta } }
+        }
         return
     }
     _ = openBLASSingleThreaded
+    let tb = transposeB ? CblasTrans : CblasNoTrans
     let blocks = m * n * k >= 1 << 18 ? min(productWorkers, max(1, m / 16)) : 1
     if blocks == 1 {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb,
                     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         return
     }
@@ -36,8 +62,7 @@ func multiplyTransposed(
     DispatchQueue.concurrentPerform(iterations: blocks) { i in
         let r0 = m * i / blocks, r1 = m * (i + 1) / blocks
         guard r1 > r0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(n), Int32(k), 1,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, Int32(r1 - r0), Int32(n), Int32(k), 1,
                     ap.pointer + r0 * lda, Int32(lda), bp.pointer, Int32(ldb), beta, cp.pointer + r0 * ldc, Int32(ldc))
     }
 }
-

@@ -146,9 +146,13 @@ public final class FallbackBackend: ComputeBackend {
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
         try run { try $0.forward(job) }
     }
+
+    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        try run { try $0.relevance(job) }
+    }
 }
 
-/// Responses and trajectories on one backend, the full forward on another (auto on a CPU-only
+/// Responses and trajectories on one backend, the full forward (and relevance) on another (auto on a CPU-only
 /// OpenCL machine).
 public final class RoutedBackend: ComputeBackend {
     let responsesBackend: any ComputeBackend
@@ -168,4 +172,7 @@ public final class RoutedBackend: ComputeBackend {
     public func responses(_ job: ResponseJob) throws -> ResponseBlock { try responsesBackend.responses(job) }
     public func trajectories(_ job: ResponseJob) throws -> Trajectories { try responsesBackend.trajectories(job) }
     public func forward(_ job: ForwardJob) throws -> ForwardResult { try forwardBackend.forward(job) }
+    /// Relevance runs where the full forward runs: it is the same kind of work (a batched forward
+    /// and its mirror image).
+    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult { try forwardBackend.relevance(job) }
 }

@@ -345,3 +345,9 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
                              shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])
     }
 }
+
+extension OpenCLBackend {
+    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        try CPUBackend().relevance(job)
+    }
+}

@@ -1,0 +1,371 @@
+import Foundation
+
+/// A zeroed float buffer owned by a class, so the backward passes can hand raw pointers to
+/// BLAS and to their row workers without nesting a closure per array.
+final class FloatBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(_ count: Int, value: Float = 0) {
+        self.count = count
+        pointer = .allocate(capacity: max(1, count))
+        pointer.initialize(repeating: value, count: max(1, count))
+    }
+    deinit { pointer.deallocate() }
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    subscript(i: Int) -> Float {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+}
+
+/// One layer's forward pass over N rows and T steps, kept for a backward pass (the reference
+/// code ArrasL/LRP_for_LSTM keeps every intermediate likewise). Step-major: step t's rows are
+/// contiguous.
+struct LayerTape: @unchecked Sendable {
+    let layer: RecurrentLayer
+    let rows: Int, steps: Int
+    /// [T][N][G·H]: the gate pre-activations as `RecurrentLayer.advance` leaves them (for the
+    /// reset-after GRU the n block holds W_n x + b_in, without r⊙(R_n h + b_hn)).
+    let pre: FloatBuffer
+    /// [T][N][H], GRU only: R_n h_{t−1} (reset-after) or r⊙h_{t−1} (reset-before).
+    let aux: FloatBuffer
+    /// [T][N][H]: h_t, and c_t for the LSTM.
+    let h: FloatBuffer, c: FloatBuffer
+
+    /// Runs `layer` over the input, whose element (row r, step t, i) is at
+    /// `input[r·rowStride + t·stepStride + i]`, through the same `advance` as the forward pass.
+    init(_ layer: RecurrentLayer, input: UnsafePointer<Float>, rowStride: Int, stepStride: Int, rows: Int, steps: Int, workers: Int) {
+        let hs = layer.hiddenSize, width = layer.gateRows
+        self.layer = layer; self.rows = rows; self.steps = steps
+        pre = FloatBuffer(steps * rows * width)
+        aux = FloatBuffer(layer.kind == .gru ? steps * rows * hs : 0)
+        h = FloatBuffer(steps * rows * hs)
+        c = FloatBuffer(layer.kind.hasCellState ? steps * rows * hs : 0)
+        let gates = FloatBuffer(rows * width), state = FloatBuffer(rows * hs), memory = FloatBuffer(rows * hs)
+        let scratch = FloatBuffer(rows * hs)
+        layer.W.withUnsafeBufferPointer { w in
+            layer.b.withUnsafeBufferPointer { b in
+                for t in 0..<steps {
+                    for r in 0..<rows { (gates.pointer + r * width).update(from: b.baseAddress!, count: width) }
+                    multiplyTransposed(m: rows, n: width, k: layer.inputSize, input + t * stepStride, lda: rowStride,
+                                       w.baseAddress!, ldb: layer.inputSize, gates.pointer, ldc: width, beta: 1)
+                    layer.advance(rows: rows, gates: gates.pointer, h: state.pointer, c: memory.pointer, scratch: scratch.pointer,
+                                  hIsZero: t == 0, workers: workers, mask: nil, output: nil)
+                    (pre.pointer + t * rows * width).update(from: gates.pointer, count: rows * width)
+                    (h.pointer + t * rows * hs).update(from: state.pointer, count: rows * hs)
+                    if layer.kind == .gru { (aux.pointer + t * rows * hs).update(from: scratch.pointer, count: rows * hs) }
+                    if layer.kind.hasCellState { (c.pointer + t * rows * hs).update(from: memory.pointer, count: rows * hs) }
+                }
+            }
+        }
+    }
+
+    /// Row r's h at step t − 1 (nil at t = 0: the zero initial state).
+    @inline(__always) func previousH(_ t: Int, _ r: Int) -> UnsafeMutablePointer<Float>? {
+        t > 0 ? h.pointer + ((t - 1) * rows + r) * layer.hiddenSize : nil
+    }
+}
+
+/// Where one layer's backward pass reads and writes.
+struct BackwardIO: @unchecked Sendable {
+    /// The layer's input, element (row r, step t, i) at `input[r·rowStride + t·stepStride + i]`.
+    var input: UnsafePointer<Float>, rowStride: Int, stepStride: Int
+    /// [T][N][H]: what reaches h_t from outside the layer (the readout or the layer above).
+    var injected: UnsafePointer<Float>
+    /// [T][N][I]: what the layer sends to its input (relevance, or ∂score/∂x for gradients).
+    var toInput: UnsafeMutablePointer<Float>
+    /// [N][T][C], this layer's cells at columns `cellOffset ..< cellOffset + H`.
+    var cells: UnsafeMutablePointer<Float>, cellOffset: Int, totalCells: Int
+    /// [N]: relevance reaching the initial state (added to), and the smallest denominator (LRP).
+    var rest: UnsafeMutablePointer<Float>, minimumDenominator: UnsafeMutablePointer<Float>
+}
+
+extension LayerTape {
+    /// LRP through this layer from step T − 1 down to 0 (the rules of `RelevanceJob.Rule.lrp`,
+    /// docs/METHOD.md "Relevance"): per step, an element-wise pass per row forms the messages
+    /// m_j = R_j / (z_j + ε·s_j) of the layer's maps, then one product with W sends them to the
+    /// input and one with R to h_{t−1}. The bias-and-stabiliser share of a map is one constant per
+    /// row, bias_factor·Σ_j (b_j + ε·s_j)·m_j / N, added to every input of that map.
+    func lrpBackward(_ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
+        let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
+        let kind = L.kind, resetAfter = L.resetAfter
+        let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H)
+        let m = FloatBuffer(N * H), mu = FloatBuffer(N * H), kIn = FloatBuffer(N), kU = FloatBuffer(N)
+        let signalBlock = kind == .lstm ? 2 : kind == .gru ? 2 : 0   // the gate block whose map carries the signal
+        let mapInputs = Float(I + H)
+        L.b.withUnsafeBufferPointer { bBuf in
+        L.hiddenBiasN.withUnsafeBufferPointer { bhnBuf in
+        L.W.withUnsafeBufferPointer { wBuf in
+        L.R.withUnsafeBufferPointer { rBuf in
+            let b = SendablePointer(UnsafeMutablePointer(mutating: bBuf.baseAddress!))
+            let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuf.baseAddress ?? bBuf.baseAddress!))
+            for t in stride(from: T - 1, through: 0, by: -1) {
+                forEachRow(N, workers: workers) { r in
+                    let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
+                    let rr = rec.pointer + r * H, mr = m.pointer + r * H
+                    let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
+                    var minimum = io.minimumDenominator[r]
+                    // The signal's relevance at h_t.
+                    for j in 0..<H { let v = inj[j] + rr[j]; cellRow[j] = v; rr[j] = v }
+                    switch kind {
+                    case .lstm:
+                        // h = o⊙tanh(c) sends everything to c; c = f⊙c₋ + i⊙g is a sum of two signals (N = 2H).
+                        let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
+                        let cp: UnsafeMutablePointer<Float>? = t > 0 ? self.c.pointer + ((t - 1) * N + r) * H : nil
+                        var sum: Float = 0
+                        for j in 0..<H {
+                            let d = stabilised(ct[j], eps); minimum = min(minimum, abs(d))
+                            let msg = (cm[j] + rr[j]) / d
+                            mr[j] = msg; sum += stabiliser(ct[j], eps) * msg
+                        }
+                        let share = bf * sum / Float(2 * H)
+                        var sumG: Float = 0
+                        for j in 0..<H {
+                            let i = sigmoid(pre[j]), f = sigmoid(pre[H + j]), ag = pre[2 * H + j], g = tanhf(ag)
+                            cm[j] = f * (cp?[j] ?? 0) * mr[j] + share
+                            let rg = i * g * mr[j] + share
+                            let d = stabilised(ag, eps); minimum = min(minimum, abs(d))
+                            mr[j] = rg / d
+                            sumG += (b.pointer[2 * H + j] + stabiliser(ag, eps)) * mr[j]
+                        }
+                        kIn[r] = bf * sumG / mapInputs
+                    case .gru:
+                        // h' = (1 − z)⊙n + z⊙h is a sum of two signals (N = 2H); n = tanh(a) passes.
+                        let ht = self.h.pointer + (t * N + r) * H, hp = self.previousH(t, r)
+                        let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
+                        var sum: Float = 0
+                        for j in 0..<H {
+                            let d = stabilised(ht[j], eps); minimum = min(minimum, abs(d))
+                            mr[j] = rr[j] / d; sum += stabiliser(ht[j], eps) * mr[j]
+                        }
+                        let share = bf * sum / Float(2 * H)
+                        var sumA: Float = 0
+                        for j in 0..<H {
+                            let z = sigmoid(pre[H + j]), reset = sigmoid(pre[j])
+                            let a = resetAfter ? pre[2 * H + j] + reset * (ax[j] + bhn.pointer[j]) : pre[2 * H + j]
+                            let n = tanhf(a)
+                            dr[j] = z * (hp?[j] ?? 0) * mr[j] + share
+                            let rn = (1 - z) * n * mr[j] + share
+                            let d = stabilised(a, eps); minimum = min(minimum, abs(d))
+                            mr[j] = rn / d
+                            sumA += (b.pointer[2 * H + j] + stabiliser(a, eps)) * mr[j]
+                        }
+                        kIn[r] = bf * sumA / mapInputs
+                        if resetAfter {
+                            // a = W_n x + b_in + m over x and m (identity); m = r⊙u sends all to
+                            // u = R_n h + b_hn, a map over h (N = H).
+                            let ur = mu.pointer + r * H
+                            var sumU: Float = 0
+                            for j in 0..<H {
+                                let reset = sigmoid(pre[j]), u = ax[j] + bhn.pointer[j]
+                                let rm = reset * u * mr[j] + kIn[r]
+                                let d = stabilised(u, eps); minimum = min(minimum, abs(d))
+                                ur[j] = rm / d
+                                sumU += (bhn.pointer[j] + stabiliser(u, eps)) * ur[j]
+                            }
+                            kU[r] = bf * sumU / Float(H)
+                        }
+                    case .rnnTanh, .rnnReLU:
+                        // h' = act(W x + R h + b): the activation passes, one map over x and h.
+                        var sumA: Float = 0
+                        for j in 0..<H {
+                            let d = stabilised(pre[j], eps); minimum = min(minimum, abs(d))
+                            mr[j] = rr[j] / d
+                            sumA += (b.pointer[j] + stabiliser(pre[j], eps)) * mr[j]
+                        }
+                        kIn[r] = bf * sumA / mapInputs
+                    }
+                    io.minimumDenominator[r] = minimum
+                }
+                // To the input: R_x = x ⊙ (m · W_block) + k.
+                let toX = SendablePointer(io.toInput + t * N * I)
+                multiply(m: N, n: I, k: H, m.pointer, lda: H, wBuf.baseAddress! + signalBlock * H * I, ldb: I, toX.pointer, ldc: I, beta: 0)
+                // To h_{t−1}: through R_block (the GRU reset-after: from u through R_n).
+                let fromRecurrent = kind == .gru && resetAfter ? mu.pointer : m.pointer
+                multiply(m: N, n: H, k: H, fromRecurrent, lda: H, rBuf.baseAddress! + signalBlock * H * H, ldb: H, rec.pointer, ldc: H, beta: 0)
+                forEachRow(N, workers: workers) { r in
+                    let x = io.input + r * io.rowStride + t * io.stepStride, out = toX.pointer + r * I
+                    for i in 0..<I { out[i] = x[i] * out[i] + kIn[r] }
+                    let rr = rec.pointer + r * H, hp = self.previousH(t, r)
+                    switch kind {
+                    case .lstm, .rnnTanh, .rnnReLU:
+                        for j in 0..<H { rr[j] = (hp?[j] ?? 0) * rr[j] + kIn[r] }
+                    case .gru:
+                        let dr = direct.pointer + r * H
+                        if resetAfter {
+                            for j in 0..<H { rr[j] = (hp?[j] ?? 0) * rr[j] + kU[r] + dr[j] }
+                        } else {
+                            // a's map reads r⊙h (N = I + H); the product sends everything to h.
+                            let rh = self.aux.pointer + (t * N + r) * H
+                            for j in 0..<H { rr[j] = rh[j] * rr[j] + kIn[r] + dr[j] }
+                        }
+                    }
+                }
+            }
+            for r in 0..<N {
+                var total: Float = 0
+                for j in 0..<H { total += rec[r * H + j] + (kind.hasCellState ? memory[r * H + j] : 0) }
+                io.rest[r] += total
+            }
+        }
+        }
+        }
+        }
+    }
+
+    /// Backpropagation through time of ∂score/∂(everything) through this layer, the unmodified
+    /// network's gradient. `io.injected` holds ∂score/∂h_t from outside; `io.toInput` receives
+    /// ∂score/∂x_t; cells receive h_t ⊙ ∂score/∂h_t.
+    func gradientBackward(_ io: BackwardIO, workers: Int) {
+        let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
+        let kind = L.kind, resetAfter = L.resetAfter
+        let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H), q = FloatBuffer(N * H)
+        let ma = FloatBuffer(N * GH), mb = FloatBuffer(N * GH)
+        L.hiddenBiasN.withUnsafeBufferPointer { bhnBuf in
+        L.W.withUnsafeBufferPointer { wBuf in
+        L.R.withUnsafeBufferPointer { rBuf in
+            let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuf.baseAddress ?? UnsafePointer(rec.pointer)))
+            let w = wBuf.baseAddress!, rw = rBuf.baseAddress!
+            for t in stride(from: T - 1, through: 0, by: -1) {
+                forEachRow(N, workers: workers) { r in
+                    let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
+                    let rr = rec.pointer + r * H, ar = ma.pointer + r * GH, br = mb.pointer + r * GH
+                    let ht = self.h.pointer + (t * N + r) * H, hp = self.previousH(t, r)
+                    let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
+                    for j in 0..<H { let v = inj[j] + rr[j]; cellRow[j] = ht[j] * v; rr[j] = v }
+                    switch kind {
+                    case .lstm:
+                        let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
+                        let cp: UnsafeMutablePointer<Float>? = t > 0 ? self.c.pointer + ((t - 1) * N + r) * H : nil
+                        for j in 0..<H {
+                            let i = sigmoid(pre[j]), f = sigmoid(pre[H + j]), g = tanhf(pre[2 * H + j]), o = sigmoid(pre[3 * H + j])
+                            let tc = tanhf(ct[j]), dh = rr[j]
+                            let dc = cm[j] + dh * o * (1 - tc * tc)
+                            ar[j] = dc * g * i * (1 - i)
+                            ar[H + j] = dc * (cp?[j] ?? 0) * f * (1 - f)
+                            ar[2 * H + j] = dc * i * (1 - g * g)
+                            ar[3 * H + j] = dh * tc * o * (1 - o)
+                            cm[j] = dc * f
+                        }
+                    case .gru:
+                        let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
+                        for j in 0..<H {
+                            let z = sigmoid(pre[H + j]), reset = sigmoid(pre[j]), dh = rr[j], hpj = hp?[j] ?? 0
+                            let u = ax[j] + bhn.pointer[j]
+                            let n = tanhf(resetAfter ? pre[2 * H + j] + reset * u : pre[2 * H + j])
+                            dr[j] = dh * z
+                            let dan = dh * (1 - z) * (1 - n * n)
+                            ar[H + j] = dh * (hpj - n) * z * (1 - z)
+                            ar[2 * H + j] = dan
+                            if resetAfter {
+                                ar[j] = dan * u * reset * (1 - reset)
+                                br[j] = ar[j]; br[H + j] = ar[H + j]; br[2 * H + j] = dan * reset
+                            }
+                        }
+                    case .rnnTanh, .rnnReLU:
+                        for j in 0..<H {
+                            ar[j] = rr[j] * (kind == .rnnReLU ? (pre[j] > 0 ? 1 : 0) : 1 - ht[j] * ht[j])
+                        }
+                    }
+                }
+                if kind == .gru && !resetAfter {
+                    // n reads R_n (r⊙h): q = ∂/∂(r⊙h), which reaches both h and the reset gate.
+                    multiply(m: N, n: H, k: H, ma.pointer + 2 * H, lda: GH, rw + 2 * H * H, ldb: H, q.pointer, ldc: H, beta: 0)
+                    forEachRow(N, workers: workers) { r in
+                        let pre = self.pre.pointer + (t * N + r) * GH, ar = ma.pointer + r * GH, qr = q.pointer + r * H
+                        let dr = direct.pointer + r * H, hp = self.previousH(t, r)
+                        for j in 0..<H {
+                            let reset = sigmoid(pre[j])
+                            ar[j] = qr[j] * (hp?[j] ?? 0) * reset * (1 - reset)
+                            dr[j] += qr[j] * reset
+                        }
+                    }
+                }
+                multiply(m: N, n: I, k: GH, ma.pointer, lda: GH, w, ldb: I, io.toInput + t * N * I, ldc: I, beta: 0)
+                switch (kind, resetAfter) {
+                case (.gru, true):
+                    multiply(m: N, n: H, k: GH, mb.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                case (.gru, false):
+                    multiply(m: N, n: H, k: 2 * H, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                default:
+                    multiply(m: N, n: H, k: GH, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                }
+                if kind == .gru {
+                    for i in 0..<(N * H) { rec[i] += direct[i] }
+                }
+            }
+        }
+        }
+        }
+    }
+}
+
+extension CPUBackend {
+    /// Relevance of every input value and every cell for one readout output per sequence
+    /// (`RelevanceJob`), batched over the sequences: a forward pass that keeps its intermediates
+    /// (`LayerTape`), then one backward pass per layer from the top, each step two matrix
+    /// products (to the input and to h_{t−1}) around element-wise rules. Sequences are taken in
+    /// chunks whose tapes fit `forwardWorkingSetBytes`.
+    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        let net = job.network, steps = job.inputs.steps
+        let perSequence = net.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize) } * MemoryLayout<Float>.stride
+        let chunk = max(1, min(job.inputs.count, forwardWorkingSetBytes / max(1, perSequence)))
+        var parts: [RelevanceResult] = []
+        for start in stride(from: 0, to: job.inputs.count, by: chunk) {
+            let end = min(job.inputs.count, start + chunk)
+            parts.append(relevanceChunk(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
+        }
+        return parts.count == 1 ? parts[0] : .concatenating(parts)
+    }
+
+    private func relevanceChunk(_ job: RelevanceJob) -> RelevanceResult {
+        let net = job.network, n = job.inputs.count, steps = job.inputs.steps, width = job.inputs.width
+        let cellsTotal = net.cellCount
+        let x = FloatBuffer(job.inputs.values.count)
+        job.inputs.values.withUnsafeBufferPointer { x.pointer.update(from: $0.baseAddress!, count: $0.count) }
+        var tapes: [LayerTape] = []
+        for layer in net.layers {
+            if let below = tapes.last {
+                tapes.append(LayerTape(layer, input: below.h.pointer, rowStride: below.layer.hiddenSize,
+                                       stepStride: n * below.layer.hiddenSize, rows: n, steps: steps, workers: threads))
+            } else {
+                tapes.append(LayerTape(layer, input: x.pointer, rowStride: steps * width, stepStride: width, rows: n, steps: steps,
+                                       workers: threads))
+            }
+        }
+        let (injectedTop, score, readoutMinimum) = job.readoutInjection(hidden: tapes.last!.h.pointer)
+        var injected = FloatBuffer(injectedTop.count)
+        injectedTop.withUnsafeBufferPointer { injected.pointer.update(from: $0.baseAddress!, count: $0.count) }
+        let cells = FloatBuffer(n * steps * cellsTotal), rest = FloatBuffer(n)
+        let minimum = FloatBuffer(n)
+        for s in 0..<n { minimum[s] = readoutMinimum[s] }
+        let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
+            let tape = tapes[l], inputs = l == 0 ? width : net.layers[l - 1].hiddenSize
+            let toInput = FloatBuffer(steps * n * inputs)
+            let io = BackwardIO(input: l == 0 ? x.pointer : tapes[l - 1].h.pointer,
+                                rowStride: l == 0 ? steps * width : inputs, stepStride: l == 0 ? width : n * inputs,
+                                injected: injected.pointer, toInput: toInput.pointer, cells: cells.pointer, cellOffset: offsets[l],
+                                totalCells: cellsTotal, rest: rest.pointer, minimumDenominator: minimum.pointer)
+            switch job.rule {
+            case .lrp(let epsilon, let biasFactor): tape.lrpBackward(io, epsilon: epsilon, biasFactor: biasFactor, workers: threads)
+            case .gradientTimesInput: tape.gradientBackward(io, workers: threads)
+            }
+            injected = toInput
+        }
+        // [T][N][I] → [N][T][I]; gradients become gradient × input.
+        var input = [Float](repeating: 0, count: n * steps * width)
+        let isGradient = job.rule == .gradientTimesInput
+        for t in 0..<steps {
+            for s in 0..<n {
+                for i in 0..<width {
+                    let v = injected[(t * n + s) * width + i], at = (s * steps + t) * width + i
+                    input[at] = isGradient ? v * x[at] : v
+                }
+            }
+        }
+        return RelevanceResult(count: n, steps: steps, width: width, cells: cellsTotal, input: input, cellRelevance: cells.array,
+                               score: score, rest: rest.array,
+                               minimumDenominator: isGradient ? [Float](repeating: .nan, count: n) : minimum.array)
+    }
+}

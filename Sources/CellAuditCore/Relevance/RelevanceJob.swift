@@ -1,0 +1,162 @@
+import Foundation
+
+/// What a relevance pass explains and by which rule: one readout output per sequence, traced back
+/// through the readout and every recurrent layer to the input values and to every cell's h at
+/// every step (METHOD.md §7; docs/METHOD.md, "Relevance").
+public struct RelevanceJob: Sendable {
+    /// How relevance flows backwards.
+    public enum Rule: Sendable, Equatable {
+        /// Layer-wise relevance propagation as in Arras et al. 2019 (reference code
+        /// ArrasL/LRP_for_LSTM, `code/LSTM/LRP_linear_layer.py`): the ε-rule on every linear map,
+        /// signal-take-all at every gated product. `epsilon` ≥ 0 stabilises each denominator by
+        /// ε·sign(z) (sign(0) = +1); `biasFactor` ∈ [0, 1] shares that fraction of each map's
+        /// bias and stabiliser among its inputs (1 conserves relevance).
+        case lrp(epsilon: Float, biasFactor: Float)
+        /// Gradient × input of the unmodified network (Shrikumar et al. 2016; the baseline of
+        /// Arras et al. 2019): every relevance value is a signal times ∂score/∂signal.
+        case gradientTimesInput
+    }
+
+    public var network: RecurrentNetwork
+    public var inputs: SequenceBatch
+    /// Which readout outputs exist: the last step only, or every step.
+    public var output: OutputMode
+    /// [N]: the readout output (0 ..< K) explained for each sequence.
+    public var targets: [Int]
+    /// Sequence outputs only: the one step whose output is explained; nil sums the target output
+    /// over every step. Must be nil for `last` outputs.
+    public var step: Int?
+    public var rule: Rule
+
+    /// - Throws: `DataError.mismatch` when the inputs do not fit the network or a target is out of
+    ///   range; `ModelError.shape` when the network has no readout; `StimulusError.invalid` for ε < 0,
+    ///   a bias factor outside [0, 1], a non-finite parameter or a step outside the sequence.
+    public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, targets: [Int], step: Int? = nil,
+                rule: Rule = .lrp(epsilon: 0.001, biasFactor: 0)) throws {
+        guard inputs.width == network.inputSize else {
+            throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
+        }
+        guard let readout = network.readout else { throw ModelError.shape("the model has no readout whose output could be explained") }
+        guard targets.count == inputs.count else {
+            throw DataError.mismatch("\(targets.count) targets for \(inputs.count) sequences")
+        }
+        if let bad = targets.first(where: { !(0..<readout.outputs).contains($0) }) {
+            throw DataError.mismatch("target output \(bad) does not exist: the readout has \(readout.outputs) outputs (0…\(readout.outputs - 1))")
+        }
+        if case .lrp(let epsilon, let biasFactor) = rule {
+            guard epsilon.isFinite, epsilon >= 0 else { throw StimulusError.invalid("epsilon must be finite and ≥ 0, got \(epsilon)") }
+            guard biasFactor.isFinite, (0...1).contains(biasFactor) else {
+                throw StimulusError.invalid("the bias factor must lie in [0, 1], got \(biasFactor)")
+            }
+        }
+        if let step {
+            guard output == .sequence else { throw StimulusError.invalid("a step can be chosen only for a model with an output at every step") }
+            guard (0..<inputs.steps).contains(step) else {
+                throw StimulusError.invalid("step \(step) is outside the sequences' \(inputs.steps) steps (0…\(inputs.steps - 1))")
+            }
+        }
+        self.network = network; self.inputs = inputs; self.output = output; self.targets = targets; self.step = step; self.rule = rule
+    }
+
+    /// The steps whose target output is explained (and summed into the score).
+    public var explainedSteps: [Int] {
+        if output == .last { return [inputs.steps - 1] }
+        return step.map { [$0] } ?? Array(0..<inputs.steps)
+    }
+
+    /// The same job on sequences `range` (for chunking).
+    public func slice(_ range: Range<Int>) throws -> RelevanceJob {
+        let t = inputs.steps, w = inputs.width
+        let values = Array(inputs.values[(range.lowerBound * t * w)..<(range.upperBound * t * w)])
+        return try RelevanceJob(network: network, inputs: try SequenceBatch(count: range.count, steps: t, width: w, values: values),
+                                output: output, targets: Array(targets[range]), step: step, rule: rule)
+    }
+}
+
+/// The outcome of a relevance pass over N sequences of T steps, I inputs, C cells (all layers,
+/// in order).
+public struct RelevanceResult: Sendable, Equatable {
+    public let count: Int, steps: Int, width: Int, cells: Int
+    /// [N, T, I]: the relevance of every input value.
+    public var input: [Float]
+    /// [N, T, C]: the relevance of every cell's h at every step (all that reaches h_t: from the
+    /// readout, the layer above and step t + 1).
+    public var cellRelevance: [Float]
+    /// [N]: the explained output value (summed over the explained steps).
+    public var score: [Float]
+    /// [N]: the relevance that reaches the initial state h₀ (and c₀) of every layer. With LRP and
+    /// bias factor 1, Σ input + rest = score; gradient × input reports 0 (h₀ = c₀ = 0).
+    public var rest: [Float]
+    /// [N]: the smallest |z + ε·sign(z)| that any ε-rule of the sequence divided by (LRP; NaN for
+    /// gradient × input). Relevance is only as exact as this is far from float32 noise.
+    public var minimumDenominator: [Float]
+
+    public init(count: Int, steps: Int, width: Int, cells: Int, input: [Float], cellRelevance: [Float], score: [Float],
+                rest: [Float], minimumDenominator: [Float]) {
+        precondition(input.count == count * steps * width && cellRelevance.count == count * steps * cells)
+        precondition(score.count == count && rest.count == count && minimumDenominator.count == count)
+        self.count = count; self.steps = steps; self.width = width; self.cells = cells
+        self.input = input; self.cellRelevance = cellRelevance; self.score = score; self.rest = rest
+        self.minimumDenominator = minimumDenominator
+    }
+
+    /// Results of consecutive sequence chunks, in order, as one.
+    public static func concatenating(_ parts: [RelevanceResult]) -> RelevanceResult {
+        let first = parts[0]
+        return RelevanceResult(count: parts.reduce(0) { $0 + $1.count }, steps: first.steps, width: first.width, cells: first.cells,
+                               input: parts.flatMap(\.input), cellRelevance: parts.flatMap(\.cellRelevance),
+                               score: parts.flatMap(\.score), rest: parts.flatMap(\.rest),
+                               minimumDenominator: parts.flatMap(\.minimumDenominator))
+    }
+
+    /// Mean |relevance| of every cell over sequences and steps [C]: the LRP ranking's score.
+    public func meanAbsoluteCellRelevance() -> [Double] {
+        var sums = [Double](repeating: 0, count: cells)
+        for row in 0..<(count * steps) {
+            for c in 0..<cells { sums[c] += Double(abs(cellRelevance[row * cells + c])) }
+        }
+        return sums.map { $0 / Double(max(1, count * steps)) }
+    }
+}
+
+/// The ε-rule's stabilised denominator z + ε·sign(z), sign(0) = +1 (ArrasL/LRP_for_LSTM).
+@inline(__always) func stabilised(_ z: Float, _ epsilon: Float) -> Float { z >= 0 ? z + epsilon : z - epsilon }
+
+/// ε·sign(z), the stabiliser a map's bias share carries.
+@inline(__always) func stabiliser(_ z: Float, _ epsilon: Float) -> Float { z >= 0 ? epsilon : -epsilon }
+
+extension RelevanceJob {
+    /// The readout's part, shared by every backend: for sequence n, the relevance (or gradient)
+    /// that each explained step's target output sends to the last layer's h.
+    ///
+    /// - `hidden`: the last layer's h, [T][N][H] (step-major).
+    /// - Returns `injected` [T][N][H] and `score` [N]. LRP: the readout z = V h + a is a map
+    ///   over H inputs whose relevance at the output is z itself, so h_j gets h_j·V_kj·z/(z + εs)
+    ///   + bias_factor·(a_k + εs)·(z/(z + εs))/H. Gradient: V_kj.
+    func readoutInjection(hidden: UnsafePointer<Float>) -> (injected: [Float], score: [Float], minimumDenominator: [Float]) {
+        let readout = network.readout!, n = inputs.count, steps = inputs.steps, hs = network.layers.last!.hiddenSize
+        var injected = [Float](repeating: 0, count: steps * n * hs)
+        var score = [Float](repeating: 0, count: n)
+        var minimum = [Float](repeating: .infinity, count: n)
+        for t in explainedSteps {
+            for s in 0..<n {
+                let k = targets[s], h = hidden + (t * n + s) * hs, v = readout.V[(k * hs)..<((k + 1) * hs)], v0 = k * hs
+                var z = readout.a[k]
+                for j in 0..<hs { z += v[v0 + j] * h[j] }
+                score[s] += z
+                let out = (t * n + s) * hs
+                switch rule {
+                case .gradientTimesInput:
+                    for j in 0..<hs { injected[out + j] = v[v0 + j] }
+                case .lrp(let epsilon, let biasFactor):
+                    let den = stabilised(z, epsilon)
+                    minimum[s] = min(minimum[s], abs(den))
+                    let m = z / den
+                    let share = biasFactor * (readout.a[k] + stabiliser(z, epsilon)) * m / Float(hs)
+                    for j in 0..<hs { injected[out + j] = h[j] * v[v0 + j] * m + share }
+                }
+            }
+        }
+        return (injected, score, minimum)
+    }
+}

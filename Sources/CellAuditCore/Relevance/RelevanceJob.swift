@@ -160,3 +160,26 @@ extension RelevanceJob {
         return (injected, score, minimum)
     }
 }
+
+extension RelevanceJob {
+    /// The predicted output of every sequence, the default target of an explanation: the arg max
+    /// of the readout at the last step (`last` outputs), at `step`, or summed over all steps
+    /// (`sequence` outputs without a step). Ties go to the lower output.
+    /// - Throws: what `ForwardJob` and the backend's forward throw.
+    public static func predictedTargets(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, step: Int? = nil,
+                                        on backend: any ComputeBackend) throws -> [Int] {
+        let result = try backend.forward(try ForwardJob(network: network, inputs: inputs, output: output))
+        let k = network.readout!.outputs, t = inputs.steps
+        return (0..<inputs.count).map { s in
+            var totals = [Float](repeating: 0, count: k)
+            if output == .last {
+                for o in 0..<k { totals[o] = result.outputs[s * k + o] }
+            } else {
+                for step in step.map({ [$0] }) ?? Array(0..<t) {
+                    for o in 0..<k { totals[o] += result.outputs[(s * t + step) * k + o] }
+                }
+            }
+            return totals.indices.max { totals[$0] < totals[$1] || (totals[$0] == totals[$1] && $0 > $1) }!
+        }
+    }
+}

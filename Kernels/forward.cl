@@ -16,7 +16,10 @@
 //   local_h __local [2 H]: h(t-1), then (reset-before GRU) r * h(t-1).
 // Variants (-D): CELL_KIND (cell.h); RESET_AFTER=0|1 for the GRU (1: n = tanh(W_n x + b_in +
 //   r (R_n h + b_hn)), PyTorch; 0: n = tanh(W_n x + b_n + R_n (r h)), Keras reset_after=False);
-//   NATIVE_MATH (native_exp, native_recip).
+//   NATIVE_MATH (native_exp, native_recip); RECORD_TAPE=1 adds three outputs for the relevance
+//   pass (relevance.cl), all [configs * n_seq, T, ...]: tape_pre [.., G*H] every gate's
+//   pre-activation (the reset-after GRU's n block without r (R_n h + b_hn)), tape_aux [.., H] the
+//   GRU's R_n h(t-1) (reset-after) or r h(t-1) (reset-before), tape_c [.., H] the LSTM's c(t).
 
 #include "cell_math.h"
 DEFINE_CELL_MATH(float, int, cell)
@@ -24,6 +27,9 @@ DEFINE_CELL_MATH(float, int, cell)
 
 #ifndef RESET_AFTER
 #define RESET_AFTER 1
+#endif
+#ifndef RECORD_TAPE
+#define RECORD_TAPE 0
 #endif
 
 __kernel void layer_forward(__global const float* restrict x,
@@ -36,6 +42,11 @@ __kernel void layer_forward(__global const float* restrict x,
                             __global const float* restrict clamp_h,
                             __global const float* restrict clamp_c,
                             __global float* restrict y,
+#if RECORD_TAPE
+                            __global float* restrict tape_pre,
+                            __global float* restrict tape_aux,
+                            __global float* restrict tape_c,
+#endif
                             const int n_seq,
                             const int T,
                             const int I,
@@ -90,10 +101,24 @@ __kernel void layer_forward(__global const float* restrict x,
             a[2] += acc;
         }
 #endif
+#if RECORD_TAPE
+        const size_t at = (size_t)pair * T + t;
+        if (active) {
+            for (int g = 0; g < CELL_GATES; ++g) tape_pre[at * CELL_GATES * H + (size_t)g * H + j] = a[g];
+#if CELL_KIND == 1 && RESET_AFTER
+            tape_aux[at * H + j] = hn;
+#elif CELL_KIND == 1
+            tape_aux[at * H + j] = local_rh[j];
+#endif
+        }
+#endif
         if (active) {
 #if CELL_KIND == 0
             LSTM_UPDATE(float, cell, a[0], a[1], a[2], a[3], c, h);
             c = c * k + fill_c;
+#if RECORD_TAPE
+            tape_c[at * H + j] = c;
+#endif
 #elif CELL_KIND == 1
 #if RESET_AFTER
             const float an = fma(sigm_cell(a[0]), hn + bhn[j], a[2]);

@@ -67,7 +67,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     public let settings: KernelSettings
     /// Use native (fast, less precise) math in the kernels.
     public var nativeMath: Bool { settings.nativeMath }
-    private let kernelSeconds = Mutex<Double>(0)
+    let kernelSeconds = Mutex<Double>(0)
     /// The most device memory this backend's buffers have held at once since `resetDevicePeak()`.
     public var peakDeviceBytes: Int { context.bufferMeter.peakBytes }
     public func resetDevicePeak() { context.bufferMeter.resetPeak() }
@@ -268,7 +268,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     }
 
     /// Fills an output with NaN (and the canary past its end) so unwritten values cannot pass.
-    private func poison(_ buffer: Buffer<Float>, count: Int) throws {
+    func poison(_ buffer: Buffer<Float>, count: Int) throws {
         try queue.fill(buffer, with: .nan)
         if canaryPadding > 0 {
             try queue.write(buffer, from: [Float](repeating: Self.canary, count: canaryPadding), offset: count)
@@ -343,11 +343,5 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
         let k = net.readout!.outputs
         return ForwardResult(outputs: outputs, hidden: hidden,
                              shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])
-    }
-}
-
-extension OpenCLBackend {
-    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
-        try CPUBackend().relevance(job)
     }
 }

@@ -129,22 +129,24 @@ extension RelevanceJob {
     /// The readout's part, shared by every backend: for sequence n, the relevance (or gradient)
     /// that each explained step's target output sends to the last layer's h.
     ///
-    /// - `hidden`: the last layer's h, [T][N][H] (step-major).
+    /// - `hidden`: the last layer's h, [T][N][H] (step-major), or [N][T][H] with `sequenceMajor`;
+    ///   `injected` is laid out the same way.
     /// - Returns `injected` [T][N][H] and `score` [N]. LRP: the readout z = V h + a is a map
     ///   over H inputs whose relevance at the output is z itself, so h_j gets h_j·V_kj·z/(z + εs)
     ///   + bias_factor·(a_k + εs)·(z/(z + εs))/H. Gradient: V_kj.
-    func readoutInjection(hidden: UnsafePointer<Float>) -> (injected: [Float], score: [Float], minimumDenominator: [Float]) {
+    public func readoutInjection(hidden: UnsafePointer<Float>, sequenceMajor: Bool = false) -> (injected: [Float], score: [Float], minimumDenominator: [Float]) {
         let readout = network.readout!, n = inputs.count, steps = inputs.steps, hs = network.layers.last!.hiddenSize
         var injected = [Float](repeating: 0, count: steps * n * hs)
         var score = [Float](repeating: 0, count: n)
         var minimum = [Float](repeating: .infinity, count: n)
         for t in explainedSteps {
             for s in 0..<n {
-                let k = targets[s], h = hidden + (t * n + s) * hs, v = readout.V[(k * hs)..<((k + 1) * hs)], v0 = k * hs
+                let at = sequenceMajor ? s * steps + t : t * n + s
+                let k = targets[s], h = hidden + at * hs, v = readout.V[(k * hs)..<((k + 1) * hs)], v0 = k * hs
                 var z = readout.a[k]
                 for j in 0..<hs { z += v[v0 + j] * h[j] }
                 score[s] += z
-                let out = (t * n + s) * hs
+                let out = at * hs
                 switch rule {
                 case .gradientTimesInput:
                     for j in 0..<hs { injected[out + j] = v[v0 + j] }

@@ -1,0 +1,107 @@
+import CellAuditCore
+import Foundation
+import OpenCLKit
+
+extension OpenCLBackend {
+    /// LRP on the device: per layer, `layer_forward` (forward.cl with `RECORD_TAPE=1`) keeps the
+    /// forward's record, then `lrp_backward` (relevance.cl) walks every sequence backwards from
+    /// the top layer down, one work-group per sequence. The readout's share (a single small map)
+    /// is formed on the host by `RelevanceJob.readoutInjection`, as on the CPU. Gradient × input
+    /// runs on the CPU backend (it serves the gradient ranker only). Sequences are taken in chunks
+    /// that fit `chunkBytes`.
+    public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        guard case .lrp = job.rule else { return try CPUBackend().relevance(job) }
+        let net = job.network, steps = job.inputs.steps
+        let perSequence = net.layers.reduce(0) { $0 + steps * ($1.gateRows + 4 * $1.hiddenSize + $1.inputSize) }
+            * MemoryLayout<Float>.stride
+        let chunk = max(1, min(job.inputs.count, chunkBytes / max(1, perSequence)))
+        var parts: [RelevanceResult] = []
+        for start in stride(from: 0, to: job.inputs.count, by: chunk) {
+            let end = min(job.inputs.count, start + chunk)
+            parts.append(try relevanceChunk(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
+        }
+        return parts.count == 1 ? parts[0] : .concatenating(parts)
+    }
+
+    private struct DeviceTape {
+        let pre: Buffer<Float>, aux: Buffer<Float>, c: Buffer<Float>, h: Buffer<Float>
+        let W: Buffer<Float>, R: Buffer<Float>, b: Buffer<Float>, bhn: Buffer<Float>
+    }
+
+    private func relevanceChunk(_ job: RelevanceJob) throws -> RelevanceResult {
+        guard case .lrp(let epsilon, let biasFactor) = job.rule else { preconditionFailure("LRP only") }
+        let net = job.network, n = job.inputs.count, steps = job.inputs.steps, width = job.inputs.width
+        let widest = net.layers.map(\.hiddenSize).max()!
+        let group = (widest + 31) / 32 * 32
+        guard group <= device.info.maxWorkGroupSize else {
+            throw CLError(status: .invalidWorkGroupSize, call: "lrp_backward",
+                          detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
+        }
+        let defines = mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter)
+        let forward = try KernelLibrary.program("forward.cl", in: context, defines: defines + ["RECORD_TAPE=1"]).kernel(named: "layer_forward")
+        let backward = try KernelLibrary.program("relevance.cl", in: context, defines: defines).kernel(named: "lrp_backward")
+        var kernelTime = 0.0
+
+        // Forward, keeping the record.
+        let x0 = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
+        try queue.write(x0, from: job.inputs.values)
+        var tapes: [DeviceTape] = []
+        var input = x0
+        for (l, layer) in net.layers.enumerated() {
+            let h = layer.hiddenSize
+            func upload(_ values: [Float]) throws -> Buffer<Float> {
+                let buffer = try context.buffer(Float.self, count: max(1, values.count), access: .readOnly)
+                try queue.write(buffer, from: values.isEmpty ? [0] : values)
+                return buffer
+            }
+            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.hiddenBiasN)
+            let keep = try upload([Float](repeating: 1, count: h)), zeros = try upload([Float](repeating: 0, count: h))
+            let y = try context.buffer(Float.self, count: n * steps * h)
+            let pre = try context.buffer(Float.self, count: n * steps * layer.gateRows)
+            let aux = try context.buffer(Float.self, count: layer.kind == .gru ? n * steps * h : 1)
+            let c = try context.buffer(Float.self, count: layer.kind.hasCellState ? n * steps * h : 1)
+            try forward.setArguments(input, Int32(l == 0 ? 0 : 1), W, R, b, bhn, keep, zeros, zeros, y, pre, aux, c,
+                                     Int32(n), Int32(steps), Int32(l == 0 ? width : net.layers[l - 1].hiddenSize), Int32(h),
+                                     LocalMemory<Float>(count: 2 * h))
+            kernelTime += try queue.launch(forward, global: [group, n], local: [group, 1]).durationSeconds()
+            tapes.append(DeviceTape(pre: pre, aux: aux, c: c, h: y, W: W, R: R, b: b, bhn: bhn))
+            input = y
+        }
+
+        // The readout's share, on the host.
+        let top = try queue.read(tapes.last!.h, count: n * steps * net.layers.last!.hiddenSize)
+        let (injectedTop, score, readoutMinimum) = top.withUnsafeBufferPointer {
+            job.readoutInjection(hidden: $0.baseAddress!, sequenceMajor: true)
+        }
+        var injected = try context.buffer(Float.self, count: injectedTop.count, access: .readOnly)
+        try queue.write(injected, from: injectedTop)
+        let cellsTotal = net.cellCount
+        let cells = try context.buffer(Float.self, count: n * steps * cellsTotal + canaryPadding)
+        try poison(cells, count: n * steps * cellsTotal)
+        let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        var rest = [Float](repeating: 0, count: n), minimum = readoutMinimum
+        for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
+            let layer = net.layers[l], tape = tapes[l], inputs = layer.inputSize
+            let toInput = try context.buffer(Float.self, count: n * steps * inputs + canaryPadding)
+            try poison(toInput, count: n * steps * inputs)
+            let restOut = try context.buffer(Float.self, count: n), minOut = try context.buffer(Float.self, count: n)
+            let h = layer.hiddenSize
+            try backward.setArguments(l == 0 ? x0 : tapes[l - 1].h, tape.W, tape.R, tape.b, tape.bhn, tape.pre, tape.aux, tape.c,
+                                      tape.h, injected, toInput, cells, restOut, minOut,
+                                      Int32(steps), Int32(inputs), Int32(h), Int32(cellsTotal), Int32(offsets[l]),
+                                      epsilon, biasFactor,
+                                      LocalMemory<Float>(count: h), LocalMemory<Float>(count: h), LocalMemory<Float>(count: group))
+            kernelTime += try queue.launch(backward, global: [group, n], local: [group, 1]).durationSeconds()
+            try checkCanary(toInput, from: n * steps * inputs, kernel: "lrp_backward")
+            for (s, v) in try queue.read(restOut, count: n).enumerated() { rest[s] += v }
+            for (s, v) in try queue.read(minOut, count: n).enumerated() { minimum[s] = min(minimum[s], v) }
+            injected = toInput
+        }
+        try checkCanary(cells, from: n * steps * cellsTotal, kernel: "lrp_backward")
+        kernelSeconds.withLock { $0 = kernelTime }
+        return RelevanceResult(count: n, steps: steps, width: width, cells: cellsTotal,
+                               input: try queue.read(injected, count: n * steps * width),
+                               cellRelevance: try queue.read(cells, count: n * steps * cellsTotal),
+                               score: score, rest: rest, minimumDenominator: minimum)
+    }
+}

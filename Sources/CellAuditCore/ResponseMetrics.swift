@@ -154,6 +154,11 @@ public enum Tolerance {
     public static let forwardCrossBackend: Float = 1e-5
     /// Full-network outputs and hidden states against the framework's own (golden) values.
     public static let forward: Float = 1e-4
+    /// Relevance, cpu vs opencl and against PyTorch autograd: relative to the largest |value| of
+    /// the sequence (an ε-rule divides by z + ε·sign(z), so rounding scales with the relevance
+    /// that flows, not with each value); plus `relevanceAbsolute`.
+    public static let relevance: Float = 1e-4
+    public static let relevanceAbsolute: Float = 1e-6
 }
 
 /// How closely two computations of the metrics must agree: |a − b| ≤ absolute + relative·max(|a|, |b|),

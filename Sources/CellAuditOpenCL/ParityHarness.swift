@@ -19,6 +19,8 @@ public enum ParityHarness {
         case responseMetrics = "response_metrics"
         /// The trajectory kernel: the probed signal at every step.
         case trajectories
+        /// LRP through a network (forward with its record, then `lrp_backward` per layer).
+        case relevance
     }
 
     /// One row of the table.
@@ -84,6 +86,8 @@ public enum ParityHarness {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6], seed: 8))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33], seed: 33))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [13, 6], seed: 13))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [33], seed: 34))
             }
         }
         return cases
@@ -107,6 +111,7 @@ public enum ParityHarness {
             }
             for resetAfter in kind == .gru ? [true, false] : [true] {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [5, 3], seed: 5))
             }
         }
         return cases
@@ -188,6 +193,29 @@ public enum ParityHarness {
             let worst = max(zip(a.hidden, b.hidden).map { abs($0 - $1) }.max()!, zip(a.outputs, b.outputs).map { abs($0 - $1) }.max()!)
             return worst <= Tolerance.forwardCrossBackend ? .passed("max |opencl − cpu| \(worst)")
                 : .failed("max |opencl − cpu| \(worst) > \(Tolerance.forwardCrossBackend)")
+        case .relevance:
+            // Sequence outputs, a target per sequence, bias shares and a stabiliser on (the seed
+            // picks the bias factor), so every rule's every term is compared.
+            let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, outputs: 2,
+                                                      scale: 2, resetAfter: c.resetAfter)
+            var rng = SeededGenerator(seed: c.seed + 1)
+            let n = 5, steps = 7
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
+            let job = try RelevanceJob(network: network, inputs: inputs, output: .sequence, targets: (0..<n).map { $0 % 2 },
+                                       rule: .lrp(epsilon: 0.01, biasFactor: c.seed % 2 == 0 ? 1 : 0.5))
+            let a = try opencl.relevance(job), b = try cpu.relevance(job)
+            guard a.input.count == b.input.count, a.cellRelevance.count == b.cellRelevance.count else { return .failed("shapes differ") }
+            guard (a.input + a.cellRelevance + a.rest + a.score).allSatisfy(\.isFinite) else { return .failed("NaN or Inf in the OpenCL result") }
+            var worst: Float = 0
+            for (x, y) in [(a.input, b.input), (a.cellRelevance, b.cellRelevance), (a.rest, b.rest), (a.score, b.score)] {
+                let scale = y.map(abs).max() ?? 0
+                let d = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+                if d > Tolerance.relevance * scale + Tolerance.relevanceAbsolute {
+                    return .failed("max |opencl − cpu| \(d) > \(Tolerance.relevance) × \(scale) + \(Tolerance.relevanceAbsolute)")
+                }
+                worst = max(worst, scale > 0 ? d / scale : d)
+            }
+            return .passed("max |opencl − cpu| \(worst) of the scale")
         }
     }
 }

@@ -53,9 +53,9 @@ struct RelevanceTests {
             var worstInput: Float = 0, worstCells: Float = 0
             for s in 0..<n {
                 let a = agreement(Array(result.input[(s * perInput)..<((s + 1) * perInput)]),
-                                  Array(refInput[(s * perInput)..<((s + 1) * perInput)]), relative: 1e-4, absolute: 1e-6)
+                                  Array(refInput[(s * perInput)..<((s + 1) * perInput)]), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
                 let b = agreement(Array(result.cellRelevance[(s * perCells)..<((s + 1) * perCells)]),
-                                  Array(refCells[(s * perCells)..<((s + 1) * perCells)]), relative: 1e-4, absolute: 1e-6)
+                                  Array(refCells[(s * perCells)..<((s + 1) * perCells)]), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
                 #expect(a.ok && b.ok, "\(name) on \(backend.identity), sequence \(s): input off by \(a.worst), cells by \(b.worst)")
                 worstInput = max(worstInput, a.worst); worstCells = max(worstCells, b.worst)
             }
@@ -74,8 +74,8 @@ struct RelevanceTests {
         let job = try RelevanceJob(network: loaded.network, inputs: inputs, output: loaded.output, targets: targets,
                                    rule: .gradientTimesInput)
         let result = try CPUBackend().relevance(job)
-        let input = agreement(result.input, try reference.floats("gradient_input"), relative: 1e-4, absolute: 1e-6)
-        let cells = agreement(result.cellRelevance, try reference.floats("gradient_cells"), relative: 1e-4, absolute: 1e-6)
+        let input = agreement(result.input, try reference.floats("gradient_input"), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
+        let cells = agreement(result.cellRelevance, try reference.floats("gradient_cells"), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
         #expect(input.ok && cells.ok, "\(name): input off by \(input.worst), cells by \(cells.worst) of the scale")
         #expect(result.rest.allSatisfy { $0 == 0 })
     }

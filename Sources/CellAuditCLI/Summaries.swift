@@ -178,3 +178,36 @@ struct CharacterizeSummary: Codable {
     var cellStimulusStepsPerSecond: Double
     var respondedShare: Double
 }
+
+/// `explain`'s summary.json (METHOD.md §7).
+struct ExplainSummary: Codable {
+    struct Cell: Codable {
+        var layer: Int, cell: Int
+        var meanAbsRelevance: Double
+    }
+    var model = "", data = "", backend = ""
+    var sequences = 0, steps = 0
+    /// predicted, label or "output K".
+    var target = ""
+    var explainedStep: Int?
+    var epsilon = 0.0, biasFactor = 0.0
+    var meanScore = JSONNumber(.nan)
+    /// |Σ input + rest − score| / |score| over the sequences (0 up to rounding when bias_factor = 1).
+    var conservationMedianRelativeError = JSONNumber(.nan), conservationWorstRelativeError = JSONNumber(.nan)
+    /// Median of Σ input / score: how much of the score the inputs receive.
+    var inputShareOfScore = JSONNumber(.nan)
+    var topCells: [Cell] = []
+    var seconds = 0.0, sequenceStepsPerSecond = 0.0
+
+    func print() {
+        Swift.print("explained \(target)\(explainedStep.map { " at step \($0)" } ?? "") for \(sequences) sequences of \(data) with LRP (ε = \(epsilon), bias factor \(biasFactor))")
+        Swift.print("backend: \(backend)")
+        if biasFactor == 1 {
+            Swift.print(String(format: "conservation: Σ input + rest = score within %.2g (median), %.2g (worst), relative", conservationMedianRelativeError.value, conservationWorstRelativeError.value))
+        } else {
+            Swift.print(String(format: "inputs receive a median %.3g of the score (the rest stays with biases and stabilisers; --bias-factor 1 conserves it)", inputShareOfScore.value))
+        }
+        Swift.print("most relevant cells (mean |R|): " + topCells.prefix(5).map { "L\($0.layer) c\($0.cell) \(String(format: "%.3g", $0.meanAbsRelevance))" }.joined(separator: ", "))
+        Swift.print(String(format: "relevance: %.3g s, %.3g sequence-steps/s", seconds, sequenceStepsPerSecond))
+    }
+}

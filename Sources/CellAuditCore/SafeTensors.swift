@@ -320,6 +320,14 @@ public struct SafeTensorsWriter {
         }
     }
 
+    public mutating func add(_ name: String, int32s: [Int32], shape: [Int]) throws {
+        try add(name, dtype: .I32, shape: shape, count: int32s.count) {
+            var d = Data(capacity: int32s.count * 4)
+            for v in int32s { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+            return d
+        }
+    }
+
     /// Raw little-endian bytes of any dtype (used by tests to write unusual files).
     public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: Data) throws {
         try add(name, dtype: dtype, shape: shape, count: bytes.count / dtype.byteSize) { bytes }

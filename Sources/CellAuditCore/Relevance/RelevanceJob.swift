@@ -185,3 +185,62 @@ extension RelevanceJob {
         }
     }
 }
+
+/// Which output each sequence's explanation is of (`cellaudit explain --target`).
+public enum ExplanationTarget: Sendable, Equatable, CustomStringConvertible {
+    /// The arg max of the readout (`RelevanceJob.predictedTargets`); classification only.
+    case predicted
+    /// The dataset's label of each sequence; classification only.
+    case label
+    /// One output index for every sequence.
+    case output(Int)
+
+    /// "predicted", "label", or an output index.
+    /// - Throws: `StimulusError.invalid` for anything else.
+    public init(parsing text: String) throws {
+        switch text {
+        case "predicted": self = .predicted
+        case "label": self = .label
+        default:
+            guard let k = Int(text), k >= 0 else {
+                throw StimulusError.invalid("--target must be predicted, label or an output index ≥ 0, got '\(text)'")
+            }
+            self = .output(k)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .predicted: "predicted"
+        case .label: "label"
+        case .output(let k): "output \(k)"
+        }
+    }
+
+    /// The output explained for every sequence of `dataset`.
+    /// - Throws: `DataError.mismatch` when the mode needs labels the dataset lacks, or a
+    ///   regression model is asked for its prediction with more than one output; what the forward
+    ///   pass throws.
+    public func resolve(network: RecurrentNetwork, task: ModelTask, output: OutputMode, dataset: Dataset, step: Int?,
+                        on backend: any ComputeBackend) throws -> [Int] {
+        let n = dataset.inputs.count, k = network.readout?.outputs ?? 0
+        switch self {
+        case .output(let index):
+            guard index < k else { throw DataError.mismatch("--target \(index): the readout has \(k) outputs (0…\(k - 1))") }
+            return [Int](repeating: index, count: n)
+        case .label:
+            guard task == .classification, let labels = dataset.labels else {
+                throw DataError.mismatch("\(dataset.fileName): --target label needs a classification dataset with 'labels'")
+            }
+            return labels
+        case .predicted:
+            guard task == .classification else {
+                guard k == 1 else {
+                    throw DataError.mismatch("a regression model has no predicted class: give --target with an output index (0…\(k - 1))")
+                }
+                return [Int](repeating: 0, count: n)
+            }
+            return try RelevanceJob.predictedTargets(network: network, inputs: dataset.inputs, output: output, step: step, on: backend)
+        }
+    }
+}

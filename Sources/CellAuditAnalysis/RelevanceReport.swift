@@ -1,0 +1,177 @@
+import CellAuditCore
+import Foundation
+
+/// A grid of signed values drawn as coloured cells: red for positive, blue for negative, white at
+/// zero, the colour's depth proportional to |value| / max |value| of the grid. This is how
+/// ArrasL/LRP_for_LSTM colours the words of a sentence by their relevance.
+public struct SVGHeatmap {
+    public var title: String
+    public var note: String?
+    /// values[row][column].
+    public var values: [[Double]]
+    public var rowLabels: [String], columnLabels: [String]
+    public var xLabel: String, yLabel: String
+    public var cell = 14.0
+
+    public init(title: String, values: [[Double]], rowLabels: [String], columnLabels: [String], xLabel: String, yLabel: String) {
+        self.title = title; self.values = values; self.rowLabels = rowLabels; self.columnLabels = columnLabels
+        self.xLabel = xLabel; self.yLabel = yLabel
+    }
+
+    /// The fill of a value on a scale whose extreme is `scale` (> 0).
+    public static func color(_ v: Double, scale: Double) -> String {
+        guard v.isFinite, scale > 0 else { return "#eeeeee" }
+        let t = min(1, abs(v) / scale)
+        let fade = Int((255 * (1 - t)).rounded())
+        return v >= 0 ? String(format: "#ff%02x%02x", fade, fade) : String(format: "#%02x%02xff", fade, fade)
+    }
+
+    public func render() -> String {
+        let rows = values.count, columns = values.first?.count ?? 0
+        let left = 64.0, top = note == nil ? 34.0 : 48.0
+        let width = max(260, left + Double(columns) * cell + 16), height = top + Double(rows) * cell + 40
+        let scale = values.flatMap { $0 }.filter(\.isFinite).map(abs).max() ?? 0
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(fmt(width))\" height=\"\(fmt(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"10\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(fmt(width / 2))\" y=\"16\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">\(escape(title))</text>\n"
+        if let note { svg += "<text x=\"\(fmt(width / 2))\" y=\"31\" text-anchor=\"middle\" fill=\"#555\">\(escape(note))</text>\n" }
+        for r in 0..<rows {
+            let y = top + Double(r) * cell
+            if r < rowLabels.count, rows <= 40 || r % max(1, rows / 20) == 0 {
+                svg += "<text x=\"\(fmt(left - 4))\" y=\"\(fmt(y + cell * 0.75))\" text-anchor=\"end\">\(escape(rowLabels[r]))</text>\n"
+            }
+            for c in 0..<columns {
+                let v = values[r][c]
+                svg += "<rect x=\"\(fmt(left + Double(c) * cell))\" y=\"\(fmt(y))\" width=\"\(fmt(cell))\" height=\"\(fmt(cell))\" fill=\"\(Self.color(v, scale: scale))\"><title>\(escape(rowLabels[safe: r] ?? "")), \(escape(columnLabels[safe: c] ?? "")): \(String(format: "%.4g", v))</title></rect>\n"
+            }
+        }
+        let bottom = top + Double(rows) * cell
+        for c in 0..<columns where columns <= 40 || c % max(1, columns / 20) == 0 {
+            svg += "<text x=\"\(fmt(left + (Double(c) + 0.5) * cell))\" y=\"\(fmt(bottom + 12))\" text-anchor=\"middle\">\(escape(columnLabels[safe: c] ?? ""))</text>\n"
+        }
+        svg += "<text x=\"\(fmt(left + Double(columns) * cell / 2))\" y=\"\(fmt(bottom + 28))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+        svg += "<text x=\"12\" y=\"\(fmt(top + Double(rows) * cell / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 12 \(fmt(top + Double(rows) * cell / 2)))\">\(escape(yLabel))</text>\n"
+        svg += "</svg>\n"
+        return svg
+    }
+
+    private func fmt(_ x: Double) -> String { String(format: "%.1f", x) }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
+}
+
+/// The page `cellaudit explain` writes: what was explained, whether relevance was conserved,
+/// input heatmaps of chosen sequences, and the cells by mean |relevance|.
+public struct RelevanceReport {
+    public var title: String
+    public var facts: [(String, String)]
+    public var result: RelevanceResult
+    /// (layer, cell) of every column of `result.cellRelevance`.
+    public var rows: [(layer: Int, cell: Int)]
+    /// Sequences shown as heatmaps, and a caption for each (target, label, score).
+    public var shown: [(index: Int, caption: String)]
+    public var biasFactor: Float
+
+    public init(title: String, facts: [(String, String)], result: RelevanceResult, rows: [(layer: Int, cell: Int)],
+                shown: [(index: Int, caption: String)], biasFactor: Float) {
+        self.title = title; self.facts = facts; self.result = result; self.rows = rows; self.shown = shown; self.biasFactor = biasFactor
+    }
+
+    /// The input heatmap of sequence `s`: channels × steps.
+    func inputHeatmap(_ s: Int, caption: String) -> SVGHeatmap {
+        let t = result.steps, w = result.width
+        let values = (0..<w).map { i in (0..<t).map { step in Double(result.input[(s * t + step) * w + i]) } }
+        var map = SVGHeatmap(title: "Sequence \(s): input relevance", values: values, rowLabels: (0..<w).map { "x\($0)" },
+                             columnLabels: (0..<t).map(String.init), xLabel: "step", yLabel: "input channel")
+        map.note = caption
+        map.cell = t > 60 ? 6 : 14
+        return map
+    }
+
+    /// Every figure, by file name.
+    public func figures(meanAbsolute: [Double], ranks: [Int]) -> [(name: String, svg: String)] {
+        var out: [(String, String)] = []
+        for (s, caption) in shown { out.append(("input_relevance_\(s).svg", inputHeatmap(s, caption: caption).render())) }
+        // Cells by mean |relevance|, the 40 most relevant.
+        let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(40)
+        var bars = SVGPlot(title: "Cells by mean |relevance| over the data and steps", xLabel: "cell (layer:cell)", yLabel: "mean |R|")
+        bars.width = max(420, Double(order.count) * 16 + 80)
+        bars.categories = order.map { "\(rows[$0].layer):\(rows[$0].cell)" }
+        bars.series = [.init(label: "", x: order.indices.map { Double($0 - order.startIndex) }, y: order.map { meanAbsolute[$0] },
+                             mark: .bars, color: SVGPlot.palette[0])]
+        if ranks.count > 40 { bars.note = "the 40 most relevant of \(ranks.count) cells" }
+        out.append(("cells.svg", bars.render()))
+        // Mean |input relevance| per step: when the network takes its evidence.
+        let t = result.steps, w = result.width, n = result.count
+        var perStep = [Double](repeating: 0, count: t)
+        for s in 0..<n { for step in 0..<t { for i in 0..<w { perStep[step] += Double(abs(result.input[(s * t + step) * w + i])) } } }
+        var steps = SVGPlot(title: "Input relevance by step", xLabel: "step", yLabel: "mean Σ|R| over channels")
+        steps.series = [.init(label: "", x: (0..<t).map(Double.init), y: perStep.map { $0 / Double(max(1, n)) }, mark: .line,
+                              color: SVGPlot.palette[1])]
+        out.append(("steps.svg", steps.render()))
+        // The most relevant cells over time, in the first shown sequence.
+        if let first = shown.first {
+            let top = Array(order.prefix(24))
+            let c = result.cells
+            let values = top.map { j in (0..<t).map { step in Double(result.cellRelevance[(first.index * t + step) * c + j]) } }
+            var map = SVGHeatmap(title: "Sequence \(first.index): relevance of the top cells' h", values: values,
+                                 rowLabels: top.map { "\(rows[$0].layer):\(rows[$0].cell)" }, columnLabels: (0..<t).map(String.init),
+                                 xLabel: "step", yLabel: "cell (layer:cell)")
+            map.cell = t > 60 ? 6 : 14
+            out.append(("cells_over_time.svg", map.render()))
+        }
+        return out
+    }
+
+    /// Σ input + rest against the score: the conservation check, per sequence, relative to |score|.
+    public func conservationErrors() -> [Double] {
+        let per = result.steps * result.width
+        return (0..<result.count).map { s in
+            let total = result.input[(s * per)..<((s + 1) * per)].reduce(0.0) { $0 + Double($1) } + Double(result.rest[s])
+            return abs(total - Double(result.score[s])) / max(1e-12, abs(Double(result.score[s])))
+        }
+    }
+
+    public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {
+        func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
+        <style>
+        body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
+        h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+        .grid { display: flex; flex-wrap: wrap; gap: 10px; } .grid svg { border: 1px solid #eee; }
+        table { border-collapse: collapse; font-size: 12px; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
+        th { background: #f4f4f4; } dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { font-weight: bold; }
+        </style></head><body>
+        <h1>\(escape(title))</h1>
+        <dl>
+
+        """
+        for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
+        h += "</dl>\n"
+        let errors = conservationErrors().sorted()
+        let shares = (0..<result.count).map { s -> Double in
+            let per = result.steps * result.width
+            let total = result.input[(s * per)..<((s + 1) * per)].reduce(0.0) { $0 + Double($1) }
+            return total / Double(result.score[s])
+        }.filter(\.isFinite).sorted()
+        h += "<h2>Conservation</h2>\n"
+        if biasFactor == 1 {
+            h += "<p>With bias factor 1 the relevance is conserved: Σ input + rest equals the explained score. Median relative error \(String(format: "%.2g", errors[errors.count / 2])), worst \(String(format: "%.2g", errors.last!)) over \(result.count) sequences (float32 rounding; sequences whose smallest ε-rule denominator is tiny, see <code>min_denominator</code>, carry the most).</p>\n"
+        } else {
+            h += "<p>With bias factor \(biasFactor) biases and stabilisers keep part of the relevance; the inputs receive a median \(String(format: "%.3g", shares.isEmpty ? .nan : shares[shares.count / 2])) of the score (bias factor 1 conserves it exactly).</p>\n"
+        }
+        h += "<h2>Input relevance of chosen sequences</h2><p>Red: evidence for the explained output; blue: against; each map scaled to its own largest |R|. Hover a square for its value.</p>\n<div class=\"grid\">"
+        for (s, _) in shown { h += fig("input_relevance_\(s).svg") }
+        h += "</div>\n<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
+        h += "<h2>All cells, by mean |relevance|</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>mean |R|</th></tr>\n"
+        for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
+            h += "<tr><td>\(ranks[j])</td><td>\(rows[j].layer)</td><td>\(rows[j].cell)</td><td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"
+        }
+        h += "</table>\n<p>Made by CellAudit (LRP after Arras et al. 2019). The figures are also saved as SVG files beside this page.</p>\n</body></html>\n"
+        return h
+    }
+}

@@ -1,0 +1,162 @@
+import ArgumentParser
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explain predictions by layer-wise relevance propagation: relevance of every input value and every cell.",
+        discussion: """
+        LRP through the readout and every recurrent layer (Arras et al. 2019; METHOD.md §7): the \
+        ε-rule on every linear map, all relevance of a gated product to its signal. Writes \
+        DIR/relevance.safetensors (input [N,T,I], cells [N,T,C], score, target, rest, \
+        min_denominator, layer, cell), DIR/cells.csv, DIR/report.html and DIR/summary.json.
+        """
+    )
+
+    @Argument(help: "The model (.safetensors).")
+    var model: String
+
+    @Option(help: "The dataset whose sequences are explained.")
+    var data: String
+
+    @Option(help: "The output explained: predicted (classification), label, or an output index.")
+    var target: String = "predicted"
+
+    @Option(help: "Models with an output at every step: explain only this step's output (default: the sum over steps).")
+    var step: Int?
+
+    @Option(help: "ε of the ε-rule (≥ 0): stabilises every denominator z as z + ε·sign(z).")
+    var epsilon: Float = 0.001
+
+    @Option(help: "Share of each map's bias and stabiliser given to its inputs, 0…1 (1 conserves relevance).")
+    var biasFactor: Float = 0
+
+    @Option(help: "Sequences drawn as heatmaps in the report.")
+    var samples: Int = 6
+
+    @OptionGroup var backendOptions: BackendOptions
+    @OptionGroup var outputOptions: OutputOptions
+
+    func validate() throws {
+        guard epsilon.isFinite, epsilon >= 0 else { throw ValidationError("--epsilon must be finite and ≥ 0, got \(epsilon)") }
+        guard biasFactor.isFinite, (0...1).contains(biasFactor) else { throw ValidationError("--bias-factor must lie in [0, 1], got \(biasFactor)") }
+        guard samples >= 0 else { throw ValidationError("--samples must be ≥ 0, got \(samples)") }
+        if let step, step < 0 { throw ValidationError("--step must be ≥ 0, got \(step)") }
+        _ = try parsedTarget()
+    }
+
+    func parsedTarget() throws -> ExplanationTarget {
+        do { return try ExplanationTarget(parsing: target) } catch let error as StimulusError {
+            throw ValidationError(error.description.replacingOccurrences(of: "bad stimulus: ", with: ""))
+        }
+    }
+
+    func run() throws {
+        try failing {
+            let loaded = try ModelFile.load(model)
+            let dataset = try Dataset.load(data)
+            try dataset.check(against: loaded)
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
+            let backend = try backendOptions.makeBackend()
+            let targets = try parsedTarget().resolve(network: loaded.network, task: loaded.task, output: loaded.output,
+                                                     dataset: dataset, step: step, on: backend)
+            let job = try RelevanceJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output, targets: targets,
+                                       step: step, rule: .lrp(epsilon: epsilon, biasFactor: biasFactor))
+            let summary = try output.build { dir -> ExplainSummary in
+                let start = DispatchTime.now().uptimeNanoseconds
+                let result = try backend.relevance(job)
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                let rows = loaded.network.layers.enumerated().flatMap { l, layer in (0..<layer.hiddenSize).map { (layer: l, cell: $0) } }
+                let meanAbsolute = result.meanAbsoluteCellRelevance()
+                let ranks = rankPositions(meanAbsolute, rows: rows)
+                try writeRelevance(result, rows: rows, targets: targets, backend: backend, to: dir.appendingPathComponent("relevance.safetensors"))
+                var csv = ["layer,cell,mean_abs_relevance,rank"]
+                for (j, row) in rows.enumerated() { csv.append("\(row.layer),\(row.cell),\(String(format: "%.6g", meanAbsolute[j])),\(ranks[j])") }
+                try (csv.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
+
+                var s = ExplainSummary()
+                s.model = (model as NSString).lastPathComponent
+                s.data = (data as NSString).lastPathComponent
+                s.backend = "\(backend.identity)"
+                s.sequences = result.count
+                s.steps = result.steps
+                s.target = try parsedTarget().description
+                s.epsilon = Double("\(epsilon)") ?? Double(epsilon)
+                s.biasFactor = Double("\(biasFactor)") ?? Double(biasFactor)
+                s.explainedStep = step
+                s.seconds = seconds
+                s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
+                let report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: [], result: result, rows: rows,
+                                             shown: [], biasFactor: biasFactor)
+                let errors = report.conservationErrors().sorted()
+                s.conservationMedianRelativeError = JSONNumber(errors[errors.count / 2])
+                s.conservationWorstRelativeError = JSONNumber(errors.last!)
+                s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
+                s.inputShareOfScore = JSONNumber(median((0..<result.count).map { i in
+                    result.input[(i * result.steps * result.width)..<((i + 1) * result.steps * result.width)].reduce(0.0) { $0 + Double($1) }
+                        / Double(result.score[i])
+                }))
+                s.topCells = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(10).map {
+                    ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].cell, meanAbsRelevance: meanAbsolute[$0])
+                }
+                try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, meanAbsolute: meanAbsolute,
+                                       ranks: ranks, to: dir)
+                try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
+                return s
+            }
+            if outputOptions.json { try printJSON(summary); return }
+            summary.print()
+            let out = outputOptions.out ?? "cellaudit-explain"
+            print("wrote \(out)/report.html, \(out)/figures/, \(out)/relevance.safetensors, \(out)/cells.csv, \(out)/summary.json")
+        }
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let finite = values.filter(\.isFinite).sorted()
+        return finite.isEmpty ? .nan : finite[finite.count / 2]
+    }
+
+    /// DIR/report.html and DIR/figures/*.svg.
+    private func writeExplainReport(_ s: ExplainSummary, result: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int],
+                                    dataset: Dataset, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
+        // The first sequences, as LRP_for_LSTM shows sentences one by one.
+        let shown = (0..<min(samples, result.count)).map { i -> (index: Int, caption: String) in
+            var caption = "target \(targets[i]), score \(String(format: "%.3g", result.score[i]))"
+            if let labels = dataset.labels { caption += ", label \(labels[i])" }
+            return (i, caption)
+        }
+        let facts: [(String, String)] = [
+            ("model", s.model), ("data", "\(s.data): \(s.sequences) sequences of \(s.steps) steps"), ("backend", s.backend),
+            ("explained", "\(s.target)\(step.map { " at step \($0)" } ?? "")"),
+            ("rule", "LRP ε-rule, ε = \(epsilon), bias factor \(biasFactor); signal-take-all at gated products"),
+            ("time", String(format: "%.3g s (%.3g sequence-steps/s)", s.seconds, s.sequenceStepsPerSecond)),
+        ]
+        let report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: facts, result: result, rows: rows, shown: shown,
+                                     biasFactor: biasFactor)
+        let figures = report.figures(meanAbsolute: meanAbsolute, ranks: ranks)
+        let figureDir = dir.appendingPathComponent("figures")
+        try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
+        for (name, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(name), atomically: false, encoding: .utf8) }
+        try report.html(figures: figures, meanAbsolute: meanAbsolute, ranks: ranks)
+            .write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
+    }
+
+    private func writeRelevance(_ r: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int], backend: any ComputeBackend,
+                                to url: URL) throws {
+        var writer = SafeTensorsWriter(metadata: [
+            "model": (model as NSString).lastPathComponent, "data": (data as NSString).lastPathComponent,
+            "rule": "lrp", "epsilon": "\(epsilon)", "bias_factor": "\(biasFactor)", "target": target,
+            "step": step.map(String.init) ?? "all", "backend": "\(backend.identity)", "cellaudit_version": CellAudit.version,
+        ])
+        try writer.add("input", floats: r.input, shape: [r.count, r.steps, r.width])
+        try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
+        try writer.add("score", floats: r.score, shape: [r.count])
+        try writer.add("target", int32s: targets.map(Int32.init), shape: [r.count])
+        try writer.add("rest", floats: r.rest, shape: [r.count])
+        try writer.add("min_denominator", floats: r.minimumDenominator, shape: [r.count])
+        try writer.add("layer", int32s: rows.map { Int32($0.layer) }, shape: [rows.count])
+        try writer.add("cell", int32s: rows.map { Int32($0.cell) }, shape: [rows.count])
+        try writer.write(to: url.path)
+    }
+}

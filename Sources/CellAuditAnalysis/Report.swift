@@ -62,6 +62,36 @@ public struct AuditReport {
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
+    /// Spearman ρ of every ranking against single-cell damage, with its bootstrap interval: which
+    /// ranking method to trust for this network.
+    public static func rankerComparison(_ study: AblationStudy) -> SVGPlot {
+        var plot = SVGPlot(title: "Which ranking agrees with ablation?", xLabel: "ranking", yLabel: "Spearman ρ with single-cell damage")
+        plot.width = max(420, Double(study.rankers.count) * 90 + 80)
+        plot.categories = study.rankers.map(\.name)
+        let x = study.rankers.indices.map(Double.init)
+        plot.series = [.init(label: "ρ", x: x, y: study.rankers.map(\.rho), mark: .bars, color: palette(0)),
+                       .init(label: "95 % interval", x: x + x, y: study.rankers.map(\.low) + study.rankers.map(\.high), mark: .points,
+                             color: palette(1))]
+        plot.note = "bars: ρ; dots: the ends of its bootstrap interval over cells"
+        return plot
+    }
+
+    private static func palette(_ i: Int) -> String { SVGPlot.palette[i % SVGPlot.palette.count] }
+
+    /// One sentence naming the ranking most consistent with ablation, and those it cannot be told
+    /// apart from (overlapping intervals); nil when no ρ is finite.
+    public static func rankerVerdict(_ study: AblationStudy) -> String? {
+        let finite = study.rankers.filter { $0.rho.isFinite && $0.name != "random" }
+        guard let best = finite.max(by: { $0.rho < $1.rho }) else { return nil }
+        let ties = finite.filter { $0.name != best.name && $0.high.isFinite && best.low.isFinite && $0.high >= best.low }
+        var text = "Most consistent with single-cell ablation on this network and data: <b>\(escape(best.name))</b> (ρ = \(String(format: "%.3f", best.rho)))."
+        if !ties.isEmpty {
+            text += " Its interval overlaps " + ties.map { "\(escape($0.name)) (ρ = \(String(format: "%.3f", $0.rho)))" }.joined(separator: ", ")
+                + ": on this data they cannot be told apart."
+        }
+        return text
+    }
+
     /// Every figure, by file name.
     public func figures() -> [(name: String, svg: String)] {
         var out: [(String, String)] = []
@@ -118,6 +148,7 @@ public struct AuditReport {
                                            mark: .line, color: SVGPlot.palette[i % SVGPlot.palette.count]))
             }
             out.append(("ablation_curves.svg", curves.render()))
+            out.append(("rankers.svg", Self.rankerComparison(study).render()))
             var damage = SVGPlot(title: "Single-cell damage against the response score", xLabel: "response score",
                                  yLabel: study.task == .classification ? "cross-entropy rise" : "MSE rise")
             damage.series = [.init(label: "", x: scores, y: study.damage, mark: .points, color: SVGPlot.palette[1])]
@@ -168,7 +199,9 @@ public struct AuditReport {
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
             h += "<table><tr><th class=\"l\">ranking</th><th>ρ</th><th>interval</th></tr>\n"
             for r in study.rankers { h += "<tr><td class=\"l\">\(escape(r.name))</td><td>\(fmt(r.rho))</td><td>[\(fmt(r.low)), \(fmt(r.high))]</td></tr>\n" }
-            h += "</table><div class=\"grid\">\(fig("ablation_curves.svg"))\(fig("damage_vs_score.svg"))</div>\n"
+            h += "</table>\n"
+            if let verdict = Self.rankerVerdict(study) { h += "<p>\(verdict)</p>\n" }
+            h += "<div class=\"grid\">\(fig("rankers.svg"))\(fig("ablation_curves.svg"))\(fig("damage_vs_score.svg"))</div>\n"
             let strongest = study.metrics.filter { $0.rho.isFinite }.sorted { abs($0.rho) > abs($1.rho) }.prefix(4)
             h += "<p>Metrics most correlated with the damage: " + strongest.map { "\(escape($0.name)) (ρ = \(fmt($0.rho)))" }.joined(separator: ", ") + ".</p>\n"
         }

@@ -19,7 +19,7 @@ struct Ablate: ParsableCommand {
     @Option(help: "The dataset to score on.")
     var data: String
 
-    @Option(parsing: .upToNextOption, help: "Rankings to check: response, readout_weight, random, or a CSV with layer, cell and score columns (e.g. an audit's cells.csv). Default: the three built-in ones.")
+    @Option(parsing: .upToNextOption, help: "Rankings to check: response, lrp, gradient_x_input, readout_weight, random, or a CSV with layer, cell and score columns (e.g. an audit's cells.csv). Default: every built-in one.")
     var ranking: [String] = []
 
     @Option(help: "Random orders averaged for the random-k curve.")
@@ -60,7 +60,9 @@ struct Ablate: ParsableCommand {
             let summary = try output.build { dir -> AblationSummary in
                 _ = try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
                 let summaries = try summarizeWritten(plan, in: dir)
-                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
+                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries,
+                                             evidence: RankingEvidence(dataset: dataset, task: loaded.task, output: loaded.output,
+                                                                       backend: backend))
                 let rankings = try names.map { try fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
                 let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
                                                   rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,

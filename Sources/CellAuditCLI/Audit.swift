@@ -62,8 +62,9 @@ struct Audit: ParsableCommand {
                 let start = DispatchTime.now().uptimeNanoseconds
                 let summaries = try summarizeWritten(plan, in: dir)
                 let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
-                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries)
-                let rankers = RankerRegistry.all(seed: seed)
+                let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
+                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
+                let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil)
                 let scores = try rankers.map { try $0.scores(context) }
                 let ranks = try rankers.map { try $0.ranks(context) }
                 let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

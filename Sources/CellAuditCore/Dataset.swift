@@ -10,6 +10,11 @@ public struct Dataset: Sendable {
     /// The file it was read from (for messages).
     public var fileName = ""
 
+    /// A dataset in memory (labels for classification, targets [N, K] or [N, T, K] for regression).
+    public init(inputs: SequenceBatch, labels: [Int]? = nil, targets: [Float]? = nil, targetShape: [Int]? = nil, fileName: String = "") {
+        self.inputs = inputs; self.labels = labels; self.targets = targets; self.targetShape = targetShape; self.fileName = fileName
+    }
+
     public static func load(_ path: String) throws -> Dataset {
         let file = try SafeTensorsFile(path: path)
         let name = file.fileName

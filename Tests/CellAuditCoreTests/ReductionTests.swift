@@ -84,7 +84,8 @@ import TestSupport
 }
 
 @Suite struct RankerTests {
-    static let rankers: [any CellRanker] = [ResponseRanker(), ReadoutWeightRanker(), RandomRanker(seed: 3)]
+    /// Every registered ranker, data-driven ones included.
+    static let rankers: [any CellRanker] = RankerRegistry.all(seed: 3, withData: true)
 
     func context(permutation: [Int]? = nil) throws -> RankingContext {
         let network = try RecurrentNetwork.random(seed: 21, inputSize: 3, hiddenSizes: [7, 5], outputs: 4, scale: 2)
@@ -103,7 +104,29 @@ import TestSupport
             rows = p.map { rows[$0] }
             summaries = p.map { summaries[$0] }
         }
-        return RankingContext(network: network, rows: rows, summaries: summaries)
+        // The data-driven rankers read 24 random labelled sequences.
+        var data = Dataset(inputs: try SequenceBatch(count: 24, steps: 6, width: 3, values: RandomInputs.floats(24 * 6 * 3, seed: 22)))
+        data.labels = (0..<24).map { $0 % 4 }
+        let evidence = RankingEvidence(dataset: data, task: .classification, output: .last, backend: CPUBackend())
+        return RankingContext(network: network, rows: rows, summaries: summaries, evidence: evidence)
+    }
+
+    @Test func theRelevanceRankersScoreMeanAbsoluteRelevance() throws {
+        let c = try context()
+        let evidence = try #require(c.evidence)
+        let targets = try RelevanceJob.predictedTargets(network: c.network, inputs: evidence.dataset.inputs, output: .last, on: CPUBackend())
+        let job = try RelevanceJob(network: c.network, inputs: evidence.dataset.inputs, output: .last, targets: targets)
+        let lrp = try CPUBackend().relevance(job)
+        let s = try RelevanceRanker().scores(c)
+        // Cell 1 of layer 1 is column 7 + 1: its mean |R(h)| over 24 sequences × 6 steps.
+        var sum = 0.0
+        for row in 0..<(24 * 6) { sum += Double(abs(lrp.cellRelevance[row * 12 + 8])) }
+        #expect(abs(s[8] - sum / Double(24 * 6)) < 1e-9)
+        let g = try GradientInputRanker().scores(c)
+        #expect(g != s)
+        let bare = RankingContext(network: c.network, rows: c.rows, summaries: c.summaries)
+        #expect(throws: ModelError.self) { try RelevanceRanker().scores(bare) }
+        #expect(!RankerRegistry.all(seed: 1, withData: false).contains { RankerRegistry.needingData.contains($0.name) })
     }
 
     @Test func everyRankerKeepsTheContract() throws {

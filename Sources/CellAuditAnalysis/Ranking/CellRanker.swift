@@ -1,15 +1,18 @@
 import CellAuditCore
 import Foundation
 
-/// What a ranker may look at: the network, the rows (cells) to score, and their summaries.
+/// What a ranker may look at: the network, the rows (cells) to score, their summaries, and
+/// (for the data-driven rankers) the data.
 public struct RankingContext: Sendable {
     public var network: RecurrentNetwork
     public var rows: [(layer: Int, cell: Int)]
     public var summaries: [CellSummary]
+    /// The dataset and backend the relevance rankers need; nil without data.
+    public var evidence: RankingEvidence?
 
-    public init(network: RecurrentNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary]) {
+    public init(network: RecurrentNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary], evidence: RankingEvidence? = nil) {
         precondition(summaries.isEmpty || summaries.count == rows.count)
-        self.network = network; self.rows = rows; self.summaries = summaries
+        self.network = network; self.rows = rows; self.summaries = summaries; self.evidence = evidence
     }
 }
 

@@ -5,19 +5,26 @@ import Foundation
 /// each call site: adding a ranker means adding its file and one entry below.
 public enum RankerRegistry {
     /// Every built-in ranker's name, in the order commands run them by default.
-    public static let names = ["response", "readout_weight", "random"]
+    public static let names = ["response", "lrp", "gradient_x_input", "readout_weight", "random"]
+
+    /// The rankers that read the data (`RankingContext.evidence`): without data they are left out.
+    public static let needingData: Set<String> = ["lrp", "gradient_x_input"]
 
     /// The ranker called `name`, or nil when no built-in ranker has that name. `seed` feeds the
     /// rankers that draw at random.
     public static func ranker(named name: String, seed: UInt64) -> (any CellRanker)? {
         switch name {
         case "response": ResponseRanker()
+        case "lrp": RelevanceRanker()
+        case "gradient_x_input": GradientInputRanker()
         case "readout_weight": ReadoutWeightRanker()
         case "random": RandomRanker(seed: seed)
         default: nil
         }
     }
 
-    /// Every built-in ranker, in `names` order.
-    public static func all(seed: UInt64) -> [any CellRanker] { names.compactMap { ranker(named: $0, seed: seed) } }
+    /// Every built-in ranker, in `names` order; those that read data only `withData`.
+    public static func all(seed: UInt64, withData: Bool) -> [any CellRanker] {
+        names.filter { withData || !needingData.contains($0) }.compactMap { ranker(named: $0, seed: seed) }
+    }
 }

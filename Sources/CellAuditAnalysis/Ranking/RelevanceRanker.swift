@@ -1,0 +1,75 @@
+import CellAuditCore
+import Foundation
+
+/// What the data-driven rankers need beyond the network: the dataset, how the model reads it,
+/// and where to compute.
+public struct RankingEvidence: Sendable {
+    public var dataset: Dataset
+    public var task: ModelTask
+    public var output: OutputMode
+    public var backend: any ComputeBackend
+
+    public init(dataset: Dataset, task: ModelTask, output: OutputMode, backend: any ComputeBackend) {
+        self.dataset = dataset; self.task = task; self.output = output; self.backend = backend
+    }
+
+    /// Mean |relevance| of every cell of the network (flat, layer after layer) over the data and
+    /// steps under `rule`: for classification, of each sequence's predicted class; for
+    /// regression, summed over the outputs, each explained over all its steps.
+    public func meanAbsoluteCellRelevance(_ network: RecurrentNetwork, rule: RelevanceJob.Rule) throws -> [Double] {
+        let outputs: [[Int]]
+        switch task {
+        case .classification:
+            outputs = [try ExplanationTarget.predicted.resolve(network: network, task: task, output: output, dataset: dataset,
+                                                               step: nil, on: backend)]
+        case .regression:
+            let k = network.readout?.outputs ?? 0
+            outputs = (0..<k).map { [Int](repeating: $0, count: dataset.inputs.count) }
+        }
+        var total = [Double](repeating: 0, count: network.cellCount)
+        for targets in outputs {
+            let job = try RelevanceJob(network: network, inputs: dataset.inputs, output: output, targets: targets, rule: rule)
+            for (j, v) in try backend.relevance(job).meanAbsoluteCellRelevance().enumerated() { total[j] += v }
+        }
+        return total
+    }
+}
+
+extension RankingContext {
+    /// Picks each row's value out of a per-cell vector over the whole network (layer after layer).
+    func perRow(_ values: [Double]) -> [Double] {
+        let offsets = network.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        return rows.map { values[offsets[$0.layer] + $0.cell] }
+    }
+
+    func requireEvidence(_ ranker: String) throws -> RankingEvidence {
+        guard let evidence else {
+            throw ModelError.shape("the \(ranker) ranking needs data: give --data")
+        }
+        return evidence
+    }
+}
+
+/// s_j = mean over the data and steps of |R(h_t,j)|, the LRP relevance of cell j's output
+/// (Arras et al. 2019; ε = 0.001, bias factor 0, the explanation's defaults).
+public struct RelevanceRanker: CellRanker {
+    public let name = "lrp"
+    public init() {}
+
+    public func scores(_ context: RankingContext) throws -> [Double] {
+        let evidence = try context.requireEvidence(name)
+        return context.perRow(try evidence.meanAbsoluteCellRelevance(context.network, rule: .lrp(epsilon: 0.001, biasFactor: 0)))
+    }
+}
+
+/// s_j = mean over the data and steps of |h_t,j · ∂score/∂h_t,j| in the unmodified network
+/// (gradient × input, Shrikumar et al. 2016; the baseline Arras et al. 2019 compare LRP with).
+public struct GradientInputRanker: CellRanker {
+    public let name = "gradient_x_input"
+    public init() {}
+
+    public func scores(_ context: RankingContext) throws -> [Double] {
+        let evidence = try context.requireEvidence(name)
+        return context.perRow(try evidence.meanAbsoluteCellRelevance(context.network, rule: .gradientTimesInput))
+    }
+}

@@ -47,8 +47,8 @@ struct Explain: ParsableCommand {
     }
 
     func parsedTarget() throws -> ExplanationTarget {
-        do { return try ExplanationTarget(parsing: target) } catch let error as StimulusError {
-            throw ValidationError(error.description.replacingOccurrences(of: "bad stimulus: ", with: ""))
+        do { return try ExplanationTarget(parsing: target) } catch RelevanceError.invalid(let problem) {
+            throw ValidationError(problem)
         }
     }
 

@@ -73,7 +73,7 @@ func auditArguments(_ extra: [String], label: String = "audit") throws -> [Strin
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let ablation = try #require(summary["ablation"] as? [String: Any])
         let rankers = try #require(ablation["rankers"] as? [[String: Any]])
-        #expect(rankers.map { $0["name"] as? String } == ["response", "readout_weight", "random"])
+        #expect(rankers.map { $0["name"] as? String } == ["response", "lrp", "gradient_x_input", "readout_weight", "random"])
         #expect(rankers.allSatisfy { ($0["rho"] as? Double)?.isFinite == true })
         #expect(abs((summary["accuracy"] as? Double ?? 0) - 0.9389) < 1e-3)
         let out = URL(fileURLWithPath: args[2])
@@ -355,9 +355,9 @@ struct KernelEmbeddingTests {
         #expect(r.exitCode == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(abs((json["baseline"] as? Double ?? 0) - 0.9389) < 1e-3)
-        #expect((json["rankers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["response", "readout_weight", "random"])
+        #expect((json["rankers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["response", "lrp", "gradient_x_input", "readout_weight", "random"])
         let ablation = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(ablation.first == "layer,cell,damage,accuracy_drop,ablation_rank,response_rank,readout_weight_rank,random_rank")
+        #expect(ablation.first == "layer,cell,damage,accuracy_drop,ablation_rank,response_rank,lrp_rank,gradient_x_input_rank,readout_weight_rank,random_rank")
         #expect(ablation.count == 9)
         let curves = try String(contentsOf: out.appendingPathComponent("curves.csv"), encoding: .utf8).split(separator: "\n")
         #expect(curves.first == "ranking,order,k,accuracy,spread")
@@ -639,5 +639,84 @@ enum CapacityMetricCount { static let value = 10 }
                              "--window", "10", "--out", dir.appendingPathComponent("out").path, "--quiet"])
         #expect(r.exitCode == 0, "\(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out"])
+    }
+}
+
+@Suite struct ExplainCLITests {
+    /// explain writes every output, the relevance file holds what the summary says, and with bias
+    /// factor 1 the relevance is conserved in the file.
+    @Test func explainWritesRelevanceReportAndCells() throws {
+        let out = try Fixtures.scratch("explain").appendingPathComponent("out")
+        let r = try CLI.run(["explain", Fixtures.path("digits_lstm32x2.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "cpu", "--bias-factor", "1", "--epsilon", "0.05", "--samples", "3", "--out", out.path, "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["sequences"] as? Int == 360 && json["target"] as? String == "predicted")
+        #expect((json["conservation_worst_relative_error"] as? Double ?? 1) < 1e-4)
+        let file = try SafeTensorsFile(path: out.appendingPathComponent("relevance.safetensors").path)
+        #expect(try file.info("input").shape == [360, 8, 8] && file.info("cells").shape == [360, 8, 64])
+        #expect(try file.info("target").dtype == .I32 && file.info("layer").shape == [64])
+        let input = try file.floats("input"), rest = try file.floats("rest"), score = try file.floats("score")
+        for s in [0, 100, 359] {
+            let total = input[(s * 64)..<((s + 1) * 64)].reduce(0.0) { $0 + Double($1) } + Double(rest[s])
+            #expect(abs(total - Double(score[s])) <= 1e-4 * abs(Double(score[s])))
+        }
+        let cells = try String(contentsOf: out.appendingPathComponent("cells.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(cells.first == "layer,cell,mean_abs_relevance,rank" && cells.count == 65)
+        let top = try #require((json["top_cells"] as? [[String: Any]])?.first)
+        #expect(cells.contains { $0.hasPrefix("\(top["layer"]!),\(top["cell"]!),") && $0.hasSuffix(",1") })
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("Sequence 2: input relevance") && !html.contains("Sequence 3: input relevance"))
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("figures/cells.svg").path))
+        // The same output again is refused; the first run's files stay.
+        let again = try CLI.run(["explain", Fixtures.path("digits_lstm32x2.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                 "--out", out.path])
+        #expect(again.exitCode != 0 && again.stderr.contains("--force"))
+    }
+
+    /// A regression model with sequence outputs: one output at one step, explained on OpenCL
+    /// where a device is, the same as on the CPU.
+    @Test func explainOneStepOfASequenceOutput() throws {
+        let dir = try Fixtures.scratch("explain-step")
+        var files: [String: SafeTensorsFile] = [:]
+        for backend in OpenCLTestSupport.enabled ? ["cpu", "opencl"] : ["cpu"] {
+            let out = dir.appendingPathComponent(backend)
+            let r = try CLI.run(["explain", Fixtures.path("flipflop_rnn32.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"),
+                                 "--target", "2", "--step", "50", "--backend", backend, "--out", out.path, "--quiet"])
+            #expect(r.exitCode == 0, "\(r.stderr)")
+            files[backend] = try SafeTensorsFile(path: out.appendingPathComponent("relevance.safetensors").path)
+        }
+        let cpu = try #require(files["cpu"])
+        let input = try cpu.floats("input")
+        // Nothing after step 50 can be relevant to the output at step 50.
+        for s in 0..<64 { for t in 51..<100 { for i in 0..<3 { #expect(input[(s * 100 + t) * 3 + i] == 0) } } }
+        #expect(try cpu.integers("target").allSatisfy { $0 == 2 })
+        if let opencl = files["opencl"] {
+            let a = try opencl.floats("input"), scale = input.map(abs).max()!
+            #expect(zip(a, input).allSatisfy { abs($0 - $1) <= Tolerance.relevance * scale + Tolerance.relevanceAbsolute })
+        }
+    }
+
+    @Test(arguments: [
+        (["--epsilon", "-1"], "--epsilon"), (["--bias-factor", "2"], "--bias-factor"), (["--target", "first"], "--target"),
+        (["--target", "10"], "10 outputs"), (["--step", "3"], "every step"), (["--samples", "-1"], "--samples"),
+    ])
+    func explainRefusesBadOptions(_ extra: [String], _ named: String) throws {
+        let out = try Fixtures.scratch("explain-bad").appendingPathComponent("out")
+        let r = try CLI.run(["explain", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "cpu", "--out", out.path] + extra)
+        #expect(r.exitCode != 0 && r.stderr.hasPrefix("error: ") && r.stderr.contains(named), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    @Test func explainRefusesAPredictionOfAMultiOutputRegression() throws {
+        let out = try Fixtures.scratch("explain-regression").appendingPathComponent("out")
+        let r = try CLI.run(["explain", Fixtures.path("flipflop_rnn32.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"),
+                             "--backend", "cpu", "--out", out.path])
+        #expect(r.exitCode == 1 && r.stderr.contains("--target"), "\(r.stderr)")
+        let label = try CLI.run(["explain", Fixtures.path("flipflop_rnn32.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"),
+                                 "--backend", "cpu", "--out", out.path, "--target", "label"])
+        #expect(label.exitCode == 1 && label.stderr.contains("flipflop_test.safetensors") && label.stderr.contains("labels"), "\(label.stderr)")
     }
 }

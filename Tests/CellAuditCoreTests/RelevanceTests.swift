@@ -187,13 +187,13 @@ struct RelevanceTests {
     func refusals() throws {
         let net = try RecurrentNetwork.random(seed: 1, inputSize: 3, hiddenSizes: [4], outputs: 2)
         let x = try SequenceBatch(count: 2, steps: 3, width: 3, values: RandomInputs.floats(18, seed: 2))
-        #expect(throws: StimulusError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: -1, biasFactor: 0)) }
-        #expect(throws: StimulusError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: 0, biasFactor: 2)) }
-        #expect(throws: StimulusError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: .nan, biasFactor: 0)) }
+        #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: -1, biasFactor: 0)) }
+        #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: 0, biasFactor: 2)) }
+        #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], rule: .lrp(epsilon: .nan, biasFactor: 0)) }
         #expect(throws: DataError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 2]) }
         #expect(throws: DataError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0]) }
-        #expect(throws: StimulusError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], step: 1) }
-        #expect(throws: StimulusError.self) { try RelevanceJob(network: net, inputs: x, output: .sequence, targets: [0, 1], step: 3) }
+        #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1], step: 1) }
+        #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .sequence, targets: [0, 1], step: 3) }
     }
 
     @Test("Chunked sequences give the same relevance as one pass")

@@ -29,8 +29,9 @@ public struct RelevanceJob: Sendable {
     public var rule: Rule
 
     /// - Throws: `DataError.mismatch` when the inputs do not fit the network or a target is out of
-    ///   range; `ModelError.shape` when the network has no readout; `StimulusError.invalid` for ε < 0,
-    ///   a bias factor outside [0, 1], a non-finite parameter or a step outside the sequence.
+    ///   range; `ModelError.shape` when the network has no readout; `RelevanceError.invalid` for
+    ///   ε < 0, a bias factor outside [0, 1], a non-finite parameter, or a step on a model without
+    ///   outputs at every step or outside the sequence.
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, targets: [Int], step: Int? = nil,
                 rule: Rule = .lrp(epsilon: 0.001, biasFactor: 0)) throws {
         guard inputs.width == network.inputSize else {
@@ -44,15 +45,15 @@ public struct RelevanceJob: Sendable {
             throw DataError.mismatch("target output \(bad) does not exist: the readout has \(readout.outputs) outputs (0…\(readout.outputs - 1))")
         }
         if case .lrp(let epsilon, let biasFactor) = rule {
-            guard epsilon.isFinite, epsilon >= 0 else { throw StimulusError.invalid("epsilon must be finite and ≥ 0, got \(epsilon)") }
+            guard epsilon.isFinite, epsilon >= 0 else { throw RelevanceError.invalid("epsilon must be finite and ≥ 0, got \(epsilon)") }
             guard biasFactor.isFinite, (0...1).contains(biasFactor) else {
-                throw StimulusError.invalid("the bias factor must lie in [0, 1], got \(biasFactor)")
+                throw RelevanceError.invalid("the bias factor must lie in [0, 1], got \(biasFactor)")
             }
         }
         if let step {
-            guard output == .sequence else { throw StimulusError.invalid("a step can be chosen only for a model with an output at every step") }
+            guard output == .sequence else { throw RelevanceError.invalid("a step can be chosen only for a model with an output at every step; this one has its output at the last step") }
             guard (0..<inputs.steps).contains(step) else {
-                throw StimulusError.invalid("step \(step) is outside the sequences' \(inputs.steps) steps (0…\(inputs.steps - 1))")
+                throw RelevanceError.invalid("step \(step) is outside the sequences' \(inputs.steps) steps (0…\(inputs.steps - 1))")
             }
         }
         self.network = network; self.inputs = inputs; self.output = output; self.targets = targets; self.step = step; self.rule = rule
@@ -196,14 +197,14 @@ public enum ExplanationTarget: Sendable, Equatable, CustomStringConvertible {
     case output(Int)
 
     /// "predicted", "label", or an output index.
-    /// - Throws: `StimulusError.invalid` for anything else.
+    /// - Throws: `RelevanceError.invalid` for anything else.
     public init(parsing text: String) throws {
         switch text {
         case "predicted": self = .predicted
         case "label": self = .label
         default:
             guard let k = Int(text), k >= 0 else {
-                throw StimulusError.invalid("--target must be predicted, label or an output index ≥ 0, got '\(text)'")
+                throw RelevanceError.invalid("--target must be predicted, label or an output index ≥ 0, got '\(text)'")
             }
             self = .output(k)
         }
@@ -242,5 +243,13 @@ public enum ExplanationTarget: Sendable, Equatable, CustomStringConvertible {
             }
             return try RelevanceJob.predictedTargets(network: network, inputs: dataset.inputs, output: output, step: step, on: backend)
         }
+    }
+}
+
+/// A relevance request that cannot be carried out as asked.
+public enum RelevanceError: Error, CustomStringConvertible, Equatable {
+    case invalid(String)
+    public var description: String {
+        switch self { case .invalid(let s): "cannot explain: \(s)" }
     }
 }

@@ -3,10 +3,11 @@
 CellAudit backend's ratio to each peer:
   response  Tools/peer_numpy.py (decoupled simulation with every metric, and simulate-only)
   ablation  Tools/peer_numpy_ablation.py (every single-cell ablation as one batched forward)
+  relevance Tools/peer_numpy_lrp.py (LRP one sequence at a time, as ArrasL/LRP_for_LSTM runs it)
 and, where torch is installed, the PyTorch peers of Tools/peer_torch.py (response simulate-only,
-ablation).
+ablation, relevance: batched autograd gradient x input with detached gates).
 
-    python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|all] [--cell KIND]
+    python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|relevance|all] [--cell KIND]
                                 [--binary .build/release/cellaudit]
 
 Needs numpy and a release build: the one `bash Tools/cellaudit.sh` makes for this CPU
@@ -34,19 +35,24 @@ def main():
     native = os.path.join(here, "..", ".build-native", "release", "cellaudit")
     p.add_argument("--binary", default=native if os.path.exists(native) else os.path.join(here, "..", ".build", "release", "cellaudit"))
     args = p.parse_args()
-    workloads = ["response", "ablation"] if args.workload == "all" else [args.workload]
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
+    print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
+    workloads = ["response", "ablation", "relevance"] if args.workload == "all" else [args.workload]
+    sized = {"response": args.cells, "ablation": min(args.cells, 64), "relevance": min(args.cells, 128)}
     for w in workloads:
         cell = ["--cell", args.cell] if w == "response" else []
         ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"] + cell)
         if w == "response":
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy.py"), "--cells", str(args.cells),
                                "--window", str(args.window), "--json"] + cell + extra) for extra in ([], ["--simulate-only"])]
+        elif w == "ablation":
+            peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(sized[w]), "--json"])]
         else:
-            peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(min(args.cells, 64)), "--json"])]
+            peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_lrp.py"), "--cells", str(sized[w]), "--json"])]
         try:
             import torch  # noqa: F401
-            cells = args.cells if w == "response" else min(args.cells, 64)
-            peers.append(run_json([sys.executable, os.path.join(here, "peer_torch.py"), w, "--cells", str(cells),
+            extra = ["--steps", "32"] if w == "relevance" else []
+            peers.append(run_json([sys.executable, os.path.join(here, "peer_torch.py"), w, "--cells", str(sized[w]), *extra,
                                    "--window", str(args.window), "--json"] + cell))
         except ImportError:
             print("(torch is not installed: no PyTorch peer)")

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch peers for `Tools/bench_peers.py` (CPU, all threads): the decoupled response simulation
-(simulate-only, the same default bank and random cells as Tools/peer_numpy.py) and the batched
-single-cell ablation (as Tools/peer_numpy_ablation.py).
+(simulate-only, the same default bank and random cells as Tools/peer_numpy.py), the batched
+single-cell ablation (as Tools/peer_numpy_ablation.py), and relevance as a PyTorch user would
+compute it: autograd gradient x input of the LSTM with its gates detached (which equals LRP at
+epsilon -> 0, bias factor 0), batched over all sequences.
 
     python Tools/peer_torch.py response [--cells 256] [--window 400] [--json]
     python Tools/peer_torch.py ablation [--cells 64] [--sequences 256] [--steps 16] [--json]
+    python Tools/peer_torch.py relevance [--cells 128] [--sequences 256] [--steps 32] [--json]
 
 Needs torch and numpy.
 """
@@ -100,9 +103,47 @@ def ablation(args):
     return dict(peer="torch ablation", cells=H, work=work, median_seconds=seconds, per_second=work / seconds)
 
 
+def relevance(args):
+    """Forward with detached gates and linearised tanh, then autograd of the predicted logit back
+    to every input and every h_t (as `cellaudit explain` returns both)."""
+    rng = np.random.default_rng(17)
+    H, I, K = args.cells, 8, 10
+    s = 1 / math.sqrt(H)
+    W = torch.from_numpy(rng.uniform(-s, s, (4 * H, I)).astype(np.float32))
+    R = torch.from_numpy(rng.uniform(-s, s, (4 * H, H)).astype(np.float32))
+    b = torch.from_numpy(rng.uniform(-s, s, 4 * H).astype(np.float32))
+    V = torch.from_numpy(rng.uniform(-s, s, (K, H)).astype(np.float32))
+    a = torch.from_numpy(rng.uniform(-s, s, K).astype(np.float32))
+    data = torch.from_numpy(rng.uniform(-1, 1, (args.sequences, args.steps, I)).astype(np.float32))
+
+    def lin(v):
+        return v * (torch.tanh(v) / torch.where(v == 0, torch.ones_like(v), v)).detach()
+
+    def run():
+        x = data.clone().requires_grad_(True)
+        pre_x = x @ W.T + b
+        h = torch.zeros(args.sequences, H)
+        c = torch.zeros_like(h)
+        hs = []
+        for t in range(args.steps):
+            z = pre_x[:, t] + h @ R.T
+            i, f, o = (torch.sigmoid(z[:, k * H:(k + 1) * H]).detach() for k in (0, 1, 3))
+            c = f * c + i * lin(z[:, 2 * H:3 * H])
+            h = o * lin(c)
+            h.retain_grad()
+            hs.append(h)
+        logits = h @ V.T + a
+        score = logits.gather(1, logits.argmax(1, keepdim=True))
+        score.sum().backward()
+        return (x * x.grad), torch.stack([hh * hh.grad for hh in hs], 1)
+    seconds = median_time(run, args.repeat)
+    work = args.sequences * args.steps
+    return dict(peer="torch autograd gxi", cells=H, work=work, median_seconds=seconds, per_second=work / seconds)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["response", "ablation"])
+    p.add_argument("workload", choices=["response", "ablation", "relevance"])
     p.add_argument("--cells", type=int, default=None)
     p.add_argument("--window", type=int, default=400)
     p.add_argument("--sequences", type=int, default=256)
@@ -113,8 +154,8 @@ def main():
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.cells is None:
-        args.cells = 256 if args.workload == "response" else 64
-    row = response(args) if args.workload == "response" else ablation(args)
+        args.cells = {"response": 256, "ablation": 64, "relevance": 128}[args.workload]
+    row = {"response": response, "ablation": ablation, "relevance": relevance}[args.workload](args)
     print(json.dumps(row) if args.json else f"{row['peer']}: {row['per_second']:.3g} per second ({row['median_seconds']:.3f} s)")
 
 

@@ -15,6 +15,8 @@ steps) and stores, next to the fixtures:
         target [n] (I32)  the output explained
         gradient_input, gradient_cells: the same for the unmodified network (plain gradient x
                           input, the gradient ranker's reference)
+        numpy_lrp_input, numpy_lrp_cells (digits_lstm8 only): Tools/peer_numpy_lrp.py LRP at
+                          epsilon 0.05, bias factor 1, float64
 
 It also writes two small random networks that the trained fixtures do not cover (a 2-layer
 ReLU RNN and a 2-layer GRU) as model files, with their references.
@@ -146,6 +148,17 @@ def reference(model_path, data_path, count, target_output=None):
                 gradient_input=gxi_input, gradient_cells=gxi_cells), meta
 
 
+def numpy_lrp(model_path, data_path, targets, eps=0.05, bias_factor=1.0):
+    from peer_numpy_lrp import explain as lrp_sequence
+    kind, layers, V, a, _ = read_model(model_path)
+    assert kind == "lstm" and len(layers) == 1
+    L = layers[0]
+    d = safe_open(data_path, "np")
+    inputs = d.get_tensor("inputs")[:len(targets)].astype(np.float32).astype(np.float64)
+    rx, rh = zip(*(lrp_sequence(x, L["W"], L["R"], L["b_ih"] + L["b_hh"], V, a, eps, bias_factor) for x in inputs))
+    return dict(numpy_lrp_input=np.stack(rx).astype(np.float32), numpy_lrp_cells=np.stack(rh).astype(np.float32))
+
+
 def random_models(fixtures):
     """Two seeded random networks the trained fixtures lack: a 2-layer ReLU RNN and a 2-layer GRU,
     each with a Linear readout, exported with export_recurrent."""
@@ -178,6 +191,10 @@ def main():
                 "made_by": "Tools/relevance_reference.py", "torch": torch.__version__}
         if target is not None:
             info["target_output"] = str(target)
+        if model == "digits_lstm8":
+            # The reference-style NumPy LRP (Tools/peer_numpy_lrp.py) at the explanation's epsilon
+            # with bias factor 1: checks the bias shares, including the identity maps' cross terms.
+            tensors.update(numpy_lrp(os.path.join(fixtures, model + ".safetensors"), data, tensors["target"]))
         out = os.path.join(fixtures, "relevance", model + ".safetensors")
         save_file(tensors, out, metadata=info)
         print(f"{out}: {json.dumps({k: list(v.shape) for k, v in tensors.items()})}")

@@ -24,7 +24,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var deviceOption: DeviceOption
     var device: Int? { deviceOption.device }
 
-    @Option(help: "Workload: response, forward or all.")
+    @Option(help: "Workload: response, forward, ablation, relevance or all.")
     var workload: String = "all"
 
     @Option(help: "Cell kind of the random networks: lstm, gru, rnn_tanh or rnn_relu.")
@@ -62,10 +62,10 @@ struct Bench: ParsableCommand {
             }
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            let known = ["response", "forward", "ablation"]
+            let known = ["response", "forward", "ablation", "relevance"]
             let workloads = workload == "all" ? known : [workload]
             for w in workloads where !known.contains(w) {
-                throw CleanFailure(description: "--workload must be response, forward, ablation or all, got '\(w)'")
+                throw CleanFailure(description: "--workload must be response, forward, ablation, relevance or all, got '\(w)'")
             }
             var backends: [any ComputeBackend] = []
             switch backend {
@@ -138,6 +138,18 @@ struct Bench: ParsableCommand {
                 }
                 nativeError = error
             }
+        case "relevance":
+            // The whole explanation of a dataset: forward with its record, then LRP to every input
+            // and every cell (`cellaudit explain`'s work), 256 sequences × 32 steps.
+            let hidden = min(cells, 128)
+            let network = try RecurrentNetwork.random(kind: kind, seed: 17, inputSize: 8, hiddenSizes: [hidden], outputs: 10)
+            let n = 256, steps = 32
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
+            let job = try RelevanceJob(network: network, inputs: inputs, output: .last, targets: (0..<n).map { $0 % 10 })
+            work = n * steps
+            size = "\(n) sequences × \(steps) steps, \(hidden) cells"
+            unit = "sequence-steps"
+            task = { _ = try backend.relevance(job) }
         case "ablation":
             // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
             let hidden = min(cells, 64)

@@ -80,6 +80,26 @@ struct RelevanceTests {
         #expect(result.rest.allSatisfy { $0 == 0 })
     }
 
+    /// The reference-style NumPy LRP (Tools/peer_numpy_lrp.py, one ε-rule call per map as in
+    /// ArrasL/LRP_for_LSTM) at ε = 0.05 and bias factor 1, where every bias share, the identity
+    /// maps' cross terms included, is in play.
+    @Test("ε = 0.05, bias factor 1: LRP equals the reference-style NumPy LRP")
+    func matchesReferenceStyleLRP() throws {
+        let reference = try SafeTensorsFile(path: Fixtures.path("relevance/digits_lstm8.safetensors"))
+        let loaded = try ModelFile.load(Fixtures.path("digits_lstm8.safetensors"))
+        let data = try Dataset.load(Fixtures.path("digits_test.safetensors"))
+        let targets = try reference.integers("target"), n = targets.count
+        let inputs = try SequenceBatch(count: n, steps: 8, width: 8, values: Array(data.inputs.values[0..<(n * 64)]))
+        let job = try RelevanceJob(network: loaded.network, inputs: inputs, output: .last, targets: targets,
+                                   rule: .lrp(epsilon: 0.05, biasFactor: 1))
+        for backend in try relevanceBackends() {
+            let r = try backend.relevance(job)
+            let input = agreement(r.input, try reference.floats("numpy_lrp_input"), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
+            let cells = agreement(r.cellRelevance, try reference.floats("numpy_lrp_cells"), relative: Tolerance.relevance, absolute: Tolerance.relevanceAbsolute)
+            #expect(input.ok && cells.ok, "\(backend.identity): input off by \(input.worst), cells by \(cells.worst)")
+        }
+    }
+
     /// Every kind, 1 and 2 layers, fixtures and random networks.
     static let conservationCases: [(String, RecurrentNetwork)] = {
         var cases: [(String, RecurrentNetwork)] = []

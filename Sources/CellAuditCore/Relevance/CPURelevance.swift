@@ -80,9 +80,32 @@ struct BackwardIO: @unchecked Sendable {
     var rest: UnsafeMutablePointer<Float>, minimumDenominator: UnsafeMutablePointer<Float>
 }
 
+/// 16 lanes of ±ε by the sign of z (sign(0) = +1): the ε-rule's stabiliser.
+@inline(__always) private func vstabiliser(_ z: Float32x16, _ eps: Float) -> Float32x16 {
+    Float32x16(repeating: -eps).replacing(with: eps, where: z .>= 0)
+}
+
+private let laneIndex = Float32x16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+/// |d| in the first `count` lanes, +∞ past them (so padding never sets a minimum).
+@inline(__always) private func vabsFirst(_ d: Float32x16, count: Int) -> Float32x16 {
+    count == 16 ? vabs(d) : vabs(d).replacing(with: .infinity, where: laneIndex .>= Float(count))
+}
+
+/// v in the first `count` lanes, 0 past them: a padded lane's term never enters a sum (its
+/// message carries the map's share, or is 0/0 at ε = 0).
+@inline(__always) private func firstLanes(_ v: Float32x16, count: Int) -> Float32x16 {
+    count == 16 ? v : v.replacing(with: 0, where: laneIndex .>= Float(count))
+}
+
+@inline(__always) private func load(_ p: UnsafePointer<Float>?, _ j: Int, _ w: Int) -> Float32x16 {
+    p.map { .load($0 + j, count: w) } ?? Float32x16()
+}
+
 extension LayerTape {
     /// LRP through this layer from step T − 1 down to 0 (the rules of `RelevanceJob.Rule.lrp`,
-    /// docs/METHOD.md "Relevance"): per step, an element-wise pass per row forms the messages
+    /// docs/METHOD.md "Relevance"): per step, an element-wise pass per row (16 cells at a time,
+    /// gates recomputed from the recorded pre-activations) forms the messages
     /// m_j = R_j / (z_j + ε·s_j) of the layer's maps, then one product with W sends them to the
     /// input and one with R to h_{t−1}. The bias-and-stabiliser share of a map is one constant per
     /// row, bias_factor·Σ_j (b_j + ε·s_j)·m_j / N, added to every input of that map.
@@ -91,91 +114,116 @@ extension LayerTape {
         let kind = L.kind, resetAfter = L.resetAfter
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H)
         let m = FloatBuffer(N * H), mu = FloatBuffer(N * H), kIn = FloatBuffer(N), kU = FloatBuffer(N)
-        let signalBlock = kind == .lstm ? 2 : kind == .gru ? 2 : 0   // the gate block whose map carries the signal
+        let signalBlock = kind == .lstm || kind == .gru ? 2 : 0   // the gate block whose map carries the signal
         let mapInputs = Float(I + H)
-        L.b.withUnsafeBufferPointer { bBuf in
-        L.hiddenBiasN.withUnsafeBufferPointer { bhnBuf in
+        let bhnStore = FloatBuffer(H)
+        for j in 0..<L.hiddenBiasN.count { bhnStore[j] = L.hiddenBiasN[j] }
+        let bStore = FloatBuffer(GH)
+        for j in 0..<GH { bStore[j] = L.b[j] }
         L.W.withUnsafeBufferPointer { wBuf in
         L.R.withUnsafeBufferPointer { rBuf in
-            let b = SendablePointer(UnsafeMutablePointer(mutating: bBuf.baseAddress!))
-            let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuf.baseAddress ?? bBuf.baseAddress!))
             for t in stride(from: T - 1, through: 0, by: -1) {
                 forEachRow(N, workers: workers) { r in
+                    let b = bStore.pointer, bhn = bhnStore.pointer
                     let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
                     let rr = rec.pointer + r * H, mr = m.pointer + r * H
                     let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
-                    var minimum = io.minimumDenominator[r]
+                    let hp = UnsafePointer(self.previousH(t, r))
+                    var least = Float32x16(repeating: .infinity)
+                    var sum = Float32x16()
                     // The signal's relevance at h_t.
-                    for j in 0..<H { let v = inj[j] + rr[j]; cellRow[j] = v; rr[j] = v }
+                    for j in stride(from: 0, to: H, by: 16) {
+                        let w = min(16, H - j)
+                        let v = Float32x16.load(inj + j, count: w) + .load(rr + j, count: w)
+                        v.store(cellRow + j, count: w); v.store(rr + j, count: w)
+                    }
                     switch kind {
                     case .lstm:
                         // h = o⊙tanh(c) sends everything to c; c = f⊙c₋ + i⊙g is a sum of two signals (N = 2H).
                         let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
-                        let cp: UnsafeMutablePointer<Float>? = t > 0 ? self.c.pointer + ((t - 1) * N + r) * H : nil
-                        var sum: Float = 0
-                        for j in 0..<H {
-                            let d = stabilised(ct[j], eps); minimum = min(minimum, abs(d))
-                            let msg = (cm[j] + rr[j]) / d
-                            mr[j] = msg; sum += stabiliser(ct[j], eps) * msg
+                        let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(self.c.pointer + ((t - 1) * N + r) * H) : nil
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let w = min(16, H - j)
+                            let c = Float32x16.load(ct + j, count: w), s = vstabiliser(c, eps), d = c + s
+                            least = pointwiseMin(least, vabsFirst(d, count: w))
+                            let msg = (Float32x16.load(cm + j, count: w) + .load(rr + j, count: w)) / d
+                            msg.store(mr + j, count: w)
+                            sum += firstLanes(s * msg, count: w)
                         }
-                        let share = bf * sum / Float(2 * H)
-                        var sumG: Float = 0
-                        for j in 0..<H {
-                            let i = sigmoid(pre[j]), f = sigmoid(pre[H + j]), ag = pre[2 * H + j], g = tanhf(ag)
-                            cm[j] = f * (cp?[j] ?? 0) * mr[j] + share
-                            let rg = i * g * mr[j] + share
-                            let d = stabilised(ag, eps); minimum = min(minimum, abs(d))
-                            mr[j] = rg / d
-                            sumG += (b.pointer[2 * H + j] + stabiliser(ag, eps)) * mr[j]
+                        let share = bf * sum.sum() / Float(2 * H)
+                        var sumG = Float32x16()
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let w = min(16, H - j)
+                            let i = vsigmoid(.load(pre + j, count: w)), f = vsigmoid(.load(pre + H + j, count: w))
+                            let ag = Float32x16.load(pre + 2 * H + j, count: w), g = vtanh(ag)
+                            let msg = Float32x16.load(mr + j, count: w)
+                            fmadd(f * load(cp, j, w), msg, share).store(cm + j, count: w)
+                            let s = vstabiliser(ag, eps), d = ag + s
+                            least = pointwiseMin(least, vabsFirst(d, count: w))
+                            let mg = fmadd(i * g, msg, share) / d
+                            mg.store(mr + j, count: w)
+                            sumG += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * mg, count: w)
                         }
-                        kIn[r] = bf * sumG / mapInputs
+                        kIn[r] = bf * sumG.sum() / mapInputs
                     case .gru:
                         // h' = (1 − z)⊙n + z⊙h is a sum of two signals (N = 2H); n = tanh(a) passes.
-                        let ht = self.h.pointer + (t * N + r) * H, hp = self.previousH(t, r)
+                        let ht = self.h.pointer + (t * N + r) * H
                         let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
-                        var sum: Float = 0
-                        for j in 0..<H {
-                            let d = stabilised(ht[j], eps); minimum = min(minimum, abs(d))
-                            mr[j] = rr[j] / d; sum += stabiliser(ht[j], eps) * mr[j]
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let w = min(16, H - j)
+                            let h = Float32x16.load(ht + j, count: w), s = vstabiliser(h, eps), d = h + s
+                            least = pointwiseMin(least, vabsFirst(d, count: w))
+                            let msg = Float32x16.load(rr + j, count: w) / d
+                            msg.store(mr + j, count: w)
+                            sum += firstLanes(s * msg, count: w)
                         }
-                        let share = bf * sum / Float(2 * H)
-                        var sumA: Float = 0
-                        for j in 0..<H {
-                            let z = sigmoid(pre[H + j]), reset = sigmoid(pre[j])
-                            let a = resetAfter ? pre[2 * H + j] + reset * (ax[j] + bhn.pointer[j]) : pre[2 * H + j]
-                            let n = tanhf(a)
-                            dr[j] = z * (hp?[j] ?? 0) * mr[j] + share
-                            let rn = (1 - z) * n * mr[j] + share
-                            let d = stabilised(a, eps); minimum = min(minimum, abs(d))
-                            mr[j] = rn / d
-                            sumA += (b.pointer[2 * H + j] + stabiliser(a, eps)) * mr[j]
+                        let share = bf * sum.sum() / Float(2 * H)
+                        var sumA = Float32x16()
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let w = min(16, H - j)
+                            let z = vsigmoid(.load(pre + H + j, count: w)), reset = vsigmoid(.load(pre + j, count: w))
+                            var a = Float32x16.load(pre + 2 * H + j, count: w)
+                            if resetAfter { a = fmadd(reset, .load(ax + j, count: w) + .load(bhn + j, count: w), a) }
+                            let n = vtanh(a), msg = Float32x16.load(mr + j, count: w)
+                            fmadd(z * load(hp, j, w), msg, share).store(dr + j, count: w)
+                            let s = vstabiliser(a, eps), d = a + s
+                            least = pointwiseMin(least, vabsFirst(d, count: w))
+                            let ma = fmadd((1 - z) * n, msg, share) / d
+                            ma.store(mr + j, count: w)
+                            sumA += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * ma, count: w)
                         }
-                        kIn[r] = bf * sumA / mapInputs
+                        kIn[r] = bf * sumA.sum() / mapInputs
                         if resetAfter {
                             // a = W_n x + b_in + m over x and m (identity); m = r⊙u sends all to
                             // u = R_n h + b_hn, a map over h (N = H).
                             let ur = mu.pointer + r * H
-                            var sumU: Float = 0
-                            for j in 0..<H {
-                                let reset = sigmoid(pre[j]), u = ax[j] + bhn.pointer[j]
-                                let rm = reset * u * mr[j] + kIn[r]
-                                let d = stabilised(u, eps); minimum = min(minimum, abs(d))
-                                ur[j] = rm / d
-                                sumU += (bhn.pointer[j] + stabiliser(u, eps)) * ur[j]
+                            var sumU = Float32x16()
+                            for j in stride(from: 0, to: H, by: 16) {
+                                let w = min(16, H - j)
+                                let reset = vsigmoid(.load(pre + j, count: w))
+                                let bias = Float32x16.load(bhn + j, count: w), u = Float32x16.load(ax + j, count: w) + bias
+                                let s = vstabiliser(u, eps), d = u + s
+                                least = pointwiseMin(least, vabsFirst(d, count: w))
+                                let msg = fmadd(reset * u, .load(mr + j, count: w), kIn[r]) / d
+                                msg.store(ur + j, count: w)
+                                sumU += firstLanes((bias + s) * msg, count: w)
                             }
-                            kU[r] = bf * sumU / Float(H)
+                            kU[r] = bf * sumU.sum() / Float(H)
                         }
                     case .rnnTanh, .rnnReLU:
                         // h' = act(W x + R h + b): the activation passes, one map over x and h.
-                        var sumA: Float = 0
-                        for j in 0..<H {
-                            let d = stabilised(pre[j], eps); minimum = min(minimum, abs(d))
-                            mr[j] = rr[j] / d
-                            sumA += (b.pointer[j] + stabiliser(pre[j], eps)) * mr[j]
+                        var sumA = Float32x16()
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let w = min(16, H - j)
+                            let a = Float32x16.load(pre + j, count: w), s = vstabiliser(a, eps), d = a + s
+                            least = pointwiseMin(least, vabsFirst(d, count: w))
+                            let ma = Float32x16.load(rr + j, count: w) / d
+                            ma.store(mr + j, count: w)
+                            sumA += firstLanes((Float32x16.load(b + j, count: w) + s) * ma, count: w)
                         }
-                        kIn[r] = bf * sumA / mapInputs
+                        kIn[r] = bf * sumA.sum() / mapInputs
                     }
-                    io.minimumDenominator[r] = minimum
+                    io.minimumDenominator[r] = min(io.minimumDenominator[r], least.min())
                 }
                 // To the input: R_x = x ⊙ (m · W_block) + k.
                 let toX = SendablePointer(io.toInput + t * N * I)
@@ -186,19 +234,17 @@ extension LayerTape {
                 forEachRow(N, workers: workers) { r in
                     let x = io.input + r * io.rowStride + t * io.stepStride, out = toX.pointer + r * I
                     for i in 0..<I { out[i] = x[i] * out[i] + kIn[r] }
-                    let rr = rec.pointer + r * H, hp = self.previousH(t, r)
-                    switch kind {
-                    case .lstm, .rnnTanh, .rnnReLU:
-                        for j in 0..<H { rr[j] = (hp?[j] ?? 0) * rr[j] + kIn[r] }
-                    case .gru:
-                        let dr = direct.pointer + r * H
-                        if resetAfter {
-                            for j in 0..<H { rr[j] = (hp?[j] ?? 0) * rr[j] + kU[r] + dr[j] }
-                        } else {
-                            // a's map reads r⊙h (N = I + H); the product sends everything to h.
-                            let rh = self.aux.pointer + (t * N + r) * H
-                            for j in 0..<H { rr[j] = rh[j] * rr[j] + kIn[r] + dr[j] }
-                        }
+                    let rr = rec.pointer + r * H, dr = direct.pointer + r * H
+                    // The map's input: h_{t−1}, or for the reset-before GRU r⊙h_{t−1}, whose
+                    // product sends everything on to h.
+                    let source: UnsafePointer<Float>? = kind == .gru && !resetAfter
+                        ? UnsafePointer(self.aux.pointer + (t * N + r) * H) : UnsafePointer(self.previousH(t, r))
+                    let k = kind == .gru && resetAfter ? kU[r] : kIn[r]
+                    for j in stride(from: 0, to: H, by: 16) {
+                        let w = min(16, H - j)
+                        var v = fmadd(load(source, j, w), .load(rr + j, count: w), k)
+                        if kind == .gru { v += .load(dr + j, count: w) }
+                        v.store(rr + j, count: w)
                     }
                 }
             }
@@ -207,8 +253,6 @@ extension LayerTape {
                 for j in 0..<H { total += rec[r * H + j] + (kind.hasCellState ? memory[r * H + j] : 0) }
                 io.rest[r] += total
             }
-        }
-        }
         }
         }
     }
@@ -221,50 +265,62 @@ extension LayerTape {
         let kind = L.kind, resetAfter = L.resetAfter
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H), q = FloatBuffer(N * H)
         let ma = FloatBuffer(N * GH), mb = FloatBuffer(N * GH)
-        L.hiddenBiasN.withUnsafeBufferPointer { bhnBuf in
+        let bhnStore = FloatBuffer(H)
+        for j in 0..<L.hiddenBiasN.count { bhnStore[j] = L.hiddenBiasN[j] }
         L.W.withUnsafeBufferPointer { wBuf in
         L.R.withUnsafeBufferPointer { rBuf in
-            let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuf.baseAddress ?? UnsafePointer(rec.pointer)))
             let w = wBuf.baseAddress!, rw = rBuf.baseAddress!
             for t in stride(from: T - 1, through: 0, by: -1) {
                 forEachRow(N, workers: workers) { r in
+                    let bhn = bhnStore.pointer
                     let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
                     let rr = rec.pointer + r * H, ar = ma.pointer + r * GH, br = mb.pointer + r * GH
-                    let ht = self.h.pointer + (t * N + r) * H, hp = self.previousH(t, r)
+                    let ht = self.h.pointer + (t * N + r) * H, hp = UnsafePointer(self.previousH(t, r))
                     let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
-                    for j in 0..<H { let v = inj[j] + rr[j]; cellRow[j] = ht[j] * v; rr[j] = v }
-                    switch kind {
-                    case .lstm:
-                        let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
-                        let cp: UnsafeMutablePointer<Float>? = t > 0 ? self.c.pointer + ((t - 1) * N + r) * H : nil
-                        for j in 0..<H {
-                            let i = sigmoid(pre[j]), f = sigmoid(pre[H + j]), g = tanhf(pre[2 * H + j]), o = sigmoid(pre[3 * H + j])
-                            let tc = tanhf(ct[j]), dh = rr[j]
-                            let dc = cm[j] + dh * o * (1 - tc * tc)
-                            ar[j] = dc * g * i * (1 - i)
-                            ar[H + j] = dc * (cp?[j] ?? 0) * f * (1 - f)
-                            ar[2 * H + j] = dc * i * (1 - g * g)
-                            ar[3 * H + j] = dh * tc * o * (1 - o)
-                            cm[j] = dc * f
-                        }
-                    case .gru:
-                        let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
-                        for j in 0..<H {
-                            let z = sigmoid(pre[H + j]), reset = sigmoid(pre[j]), dh = rr[j], hpj = hp?[j] ?? 0
-                            let u = ax[j] + bhn.pointer[j]
-                            let n = tanhf(resetAfter ? pre[2 * H + j] + reset * u : pre[2 * H + j])
-                            dr[j] = dh * z
-                            let dan = dh * (1 - z) * (1 - n * n)
-                            ar[H + j] = dh * (hpj - n) * z * (1 - z)
-                            ar[2 * H + j] = dan
+                    for j in stride(from: 0, to: H, by: 16) {
+                        let n = min(16, H - j)
+                        let dh = Float32x16.load(inj + j, count: n) + .load(rr + j, count: n)
+                        (Float32x16.load(ht + j, count: n) * dh).store(cellRow + j, count: n)
+                        dh.store(rr + j, count: n)
+                    }
+                    for j in stride(from: 0, to: H, by: 16) {
+                        let n = min(16, H - j)
+                        let dh = Float32x16.load(rr + j, count: n)
+                        switch kind {
+                        case .lstm:
+                            let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
+                            let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(self.c.pointer + ((t - 1) * N + r) * H) : nil
+                            let i = vsigmoid(.load(pre + j, count: n)), f = vsigmoid(.load(pre + H + j, count: n))
+                            let g = vtanh(.load(pre + 2 * H + j, count: n)), o = vsigmoid(.load(pre + 3 * H + j, count: n))
+                            let tc = vtanh(.load(ct + j, count: n))
+                            let dc = Float32x16.load(cm + j, count: n) + dh * o * (1 - tc * tc)
+                            (dc * g * i * (1 - i)).store(ar + j, count: n)
+                            (dc * load(cp, j, n) * f * (1 - f)).store(ar + H + j, count: n)
+                            (dc * i * (1 - g * g)).store(ar + 2 * H + j, count: n)
+                            (dh * tc * o * (1 - o)).store(ar + 3 * H + j, count: n)
+                            (dc * f).store(cm + j, count: n)
+                        case .gru:
+                            let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
+                            let z = vsigmoid(.load(pre + H + j, count: n)), reset = vsigmoid(.load(pre + j, count: n))
+                            let u = Float32x16.load(ax + j, count: n) + .load(bhn + j, count: n)
+                            var a = Float32x16.load(pre + 2 * H + j, count: n)
+                            if resetAfter { a = fmadd(reset, u, a) }
+                            let nv = vtanh(a)
+                            (dh * z).store(dr + j, count: n)
+                            let dan = dh * (1 - z) * (1 - nv * nv)
+                            (dh * (load(hp, j, n) - nv) * z * (1 - z)).store(ar + H + j, count: n)
+                            dan.store(ar + 2 * H + j, count: n)
                             if resetAfter {
-                                ar[j] = dan * u * reset * (1 - reset)
-                                br[j] = ar[j]; br[H + j] = ar[H + j]; br[2 * H + j] = dan * reset
+                                let dar = dan * u * reset * (1 - reset)
+                                dar.store(ar + j, count: n); dar.store(br + j, count: n)
+                                Float32x16.load(ar + H + j, count: n).store(br + H + j, count: n)
+                                (dan * reset).store(br + 2 * H + j, count: n)
                             }
-                        }
-                    case .rnnTanh, .rnnReLU:
-                        for j in 0..<H {
-                            ar[j] = rr[j] * (kind == .rnnReLU ? (pre[j] > 0 ? 1 : 0) : 1 - ht[j] * ht[j])
+                        case .rnnTanh, .rnnReLU:
+                            let slope = kind == .rnnReLU
+                                ? Float32x16().replacing(with: 1, where: Float32x16.load(pre + j, count: n) .> 0)
+                                : 1 - Float32x16.load(ht + j, count: n) * .load(ht + j, count: n)
+                            (dh * slope).store(ar + j, count: n)
                         }
                     }
                 }
@@ -273,11 +329,12 @@ extension LayerTape {
                     multiply(m: N, n: H, k: H, ma.pointer + 2 * H, lda: GH, rw + 2 * H * H, ldb: H, q.pointer, ldc: H, beta: 0)
                     forEachRow(N, workers: workers) { r in
                         let pre = self.pre.pointer + (t * N + r) * GH, ar = ma.pointer + r * GH, qr = q.pointer + r * H
-                        let dr = direct.pointer + r * H, hp = self.previousH(t, r)
-                        for j in 0..<H {
-                            let reset = sigmoid(pre[j])
-                            ar[j] = qr[j] * (hp?[j] ?? 0) * reset * (1 - reset)
-                            dr[j] += qr[j] * reset
+                        let dr = direct.pointer + r * H, hp = UnsafePointer(self.previousH(t, r))
+                        for j in stride(from: 0, to: H, by: 16) {
+                            let n = min(16, H - j)
+                            let reset = vsigmoid(.load(pre + j, count: n)), qv = Float32x16.load(qr + j, count: n)
+                            (qv * load(hp, j, n) * reset * (1 - reset)).store(ar + j, count: n)
+                            fmadd(qv, reset, .load(dr + j, count: n)).store(dr + j, count: n)
                         }
                     }
                 }
@@ -294,7 +351,6 @@ extension LayerTape {
                     for i in 0..<(N * H) { rec[i] += direct[i] }
                 }
             }
-        }
         }
         }
     }

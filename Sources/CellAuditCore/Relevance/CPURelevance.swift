@@ -34,29 +34,43 @@ struct LayerTape: @unchecked Sendable {
 
     /// Runs `layer` over the input, whose element (row r, step t, i) is at
     /// `input[r·rowStride + t·stepStride + i]`, through the same `advance` as the forward pass.
+    /// The input projection of every step is one product written straight into `pre`, and each
+    /// step advances in place in its own slots of the record (no copies of the gates).
     init(_ layer: RecurrentLayer, input: UnsafePointer<Float>, rowStride: Int, stepStride: Int, rows: Int, steps: Int, workers: Int) {
-        let hs = layer.hiddenSize, width = layer.gateRows
+        let hs = layer.hiddenSize, width = layer.gateRows, inputs = layer.inputSize
         self.layer = layer; self.rows = rows; self.steps = steps
         pre = FloatBuffer(steps * rows * width)
         aux = FloatBuffer(layer.kind == .gru ? steps * rows * hs : 0)
         h = FloatBuffer(steps * rows * hs)
         c = FloatBuffer(layer.kind.hasCellState ? steps * rows * hs : 0)
-        let gates = FloatBuffer(rows * width), state = FloatBuffer(rows * hs), memory = FloatBuffer(rows * hs)
-        let scratch = FloatBuffer(rows * hs)
+        // The input, step-major ([T][N][I]) as the record is.
+        var stepMajor: FloatBuffer?
+        if stepStride != rows * rowStride || rowStride != inputs {
+            let copy = FloatBuffer(steps * rows * inputs)
+            for t in 0..<steps {
+                for r in 0..<rows { (copy.pointer + (t * rows + r) * inputs).update(from: input + r * rowStride + t * stepStride, count: inputs) }
+            }
+            stepMajor = copy
+        }
+        let x = stepMajor.map { UnsafePointer($0.pointer) } ?? input
+        let unused = FloatBuffer(rows * hs)   // c for kinds without one, scratch for non-GRUs
         layer.W.withUnsafeBufferPointer { w in
             layer.b.withUnsafeBufferPointer { b in
-                for t in 0..<steps {
-                    for r in 0..<rows { (gates.pointer + r * width).update(from: b.baseAddress!, count: width) }
-                    multiplyTransposed(m: rows, n: width, k: layer.inputSize, input + t * stepStride, lda: rowStride,
-                                       w.baseAddress!, ldb: layer.inputSize, gates.pointer, ldc: width, beta: 1)
-                    layer.advance(rows: rows, gates: gates.pointer, h: state.pointer, c: memory.pointer, scratch: scratch.pointer,
-                                  hIsZero: t == 0, workers: workers, mask: nil, output: nil)
-                    (pre.pointer + t * rows * width).update(from: gates.pointer, count: rows * width)
-                    (h.pointer + t * rows * hs).update(from: state.pointer, count: rows * hs)
-                    if layer.kind == .gru { (aux.pointer + t * rows * hs).update(from: scratch.pointer, count: rows * hs) }
-                    if layer.kind.hasCellState { (c.pointer + t * rows * hs).update(from: memory.pointer, count: rows * hs) }
-                }
+                for row in 0..<(steps * rows) { (pre.pointer + row * width).update(from: b.baseAddress!, count: width) }
             }
+            multiplyTransposed(m: steps * rows, n: width, k: inputs, x, lda: inputs, w.baseAddress!, ldb: inputs,
+                               pre.pointer, ldc: width, beta: 1)
+        }
+        for t in 0..<steps {
+            let state = h.pointer + t * rows * hs
+            let memory = layer.kind.hasCellState ? c.pointer + t * rows * hs : unused.pointer
+            if t > 0 {
+                state.update(from: state - rows * hs, count: rows * hs)
+                if layer.kind.hasCellState { memory.update(from: memory - rows * hs, count: rows * hs) }
+            }
+            layer.advance(rows: rows, gates: pre.pointer + t * rows * width, h: state, c: memory,
+                          scratch: layer.kind == .gru ? aux.pointer + t * rows * hs : unused.pointer,
+                          hIsZero: t == 0, workers: workers, mask: nil, output: nil)
         }
     }
 
@@ -90,6 +104,14 @@ private let laneIndex = Float32x16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
 /// |d| in the first `count` lanes, +∞ past them (so padding never sets a minimum).
 @inline(__always) private func vabsFirst(_ d: Float32x16, count: Int) -> Float32x16 {
     count == 16 ? vabs(d) : vabs(d).replacing(with: .infinity, where: laneIndex .>= Float(count))
+}
+
+/// Runs `body(j, w)` over 0 ..< count in groups of w = 16 lanes, the last group shorter. Inlined,
+/// the full groups see w = 16 as a constant, so their loads and stores are plain vector moves.
+@inline(__always) private func forEachLaneGroup(_ count: Int, _ body: (Int, Int) -> Void) {
+    var j = 0
+    while j + 16 <= count { body(j, 16); j += 16 }
+    if j < count { body(j, count - j) }
 }
 
 /// v in the first `count` lanes, 0 past them: a padded lane's term never enters a sum (its
@@ -132,8 +154,7 @@ extension LayerTape {
                     var least = Float32x16(repeating: .infinity)
                     var sum = Float32x16()
                     // The signal's relevance at h_t.
-                    for j in stride(from: 0, to: H, by: 16) {
-                        let w = min(16, H - j)
+                    forEachLaneGroup(H) { j, w in
                         let v = Float32x16.load(inj + j, count: w) + .load(rr + j, count: w)
                         v.store(cellRow + j, count: w); v.store(rr + j, count: w)
                     }
@@ -142,8 +163,7 @@ extension LayerTape {
                         // h = o⊙tanh(c) sends everything to c; c = f⊙c₋ + i⊙g is a sum of two signals (N = 2H).
                         let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
                         let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(self.c.pointer + ((t - 1) * N + r) * H) : nil
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let w = min(16, H - j)
+                        forEachLaneGroup(H) { j, w in
                             let c = Float32x16.load(ct + j, count: w), s = vstabiliser(c, eps), d = c + s
                             least = pointwiseMin(least, vabsFirst(d, count: w))
                             let msg = (Float32x16.load(cm + j, count: w) + .load(rr + j, count: w)) / d
@@ -152,8 +172,7 @@ extension LayerTape {
                         }
                         let share = bf * sum.sum() / Float(2 * H)
                         var sumG = Float32x16()
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let w = min(16, H - j)
+                        forEachLaneGroup(H) { j, w in
                             let i = vsigmoid(.load(pre + j, count: w)), f = vsigmoid(.load(pre + H + j, count: w))
                             let ag = Float32x16.load(pre + 2 * H + j, count: w), g = vtanh(ag)
                             let msg = Float32x16.load(mr + j, count: w)
@@ -169,8 +188,7 @@ extension LayerTape {
                         // h' = (1 − z)⊙n + z⊙h is a sum of two signals (N = 2H); n = tanh(a) passes.
                         let ht = self.h.pointer + (t * N + r) * H
                         let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let w = min(16, H - j)
+                        forEachLaneGroup(H) { j, w in
                             let h = Float32x16.load(ht + j, count: w), s = vstabiliser(h, eps), d = h + s
                             least = pointwiseMin(least, vabsFirst(d, count: w))
                             let msg = Float32x16.load(rr + j, count: w) / d
@@ -179,8 +197,7 @@ extension LayerTape {
                         }
                         let share = bf * sum.sum() / Float(2 * H)
                         var sumA = Float32x16()
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let w = min(16, H - j)
+                        forEachLaneGroup(H) { j, w in
                             let z = vsigmoid(.load(pre + H + j, count: w)), reset = vsigmoid(.load(pre + j, count: w))
                             var a = Float32x16.load(pre + 2 * H + j, count: w)
                             if resetAfter { a = fmadd(reset, .load(ax + j, count: w) + .load(bhn + j, count: w), a) }
@@ -198,8 +215,7 @@ extension LayerTape {
                             // u = R_n h + b_hn, a map over h (N = H).
                             let ur = mu.pointer + r * H
                             var sumU = Float32x16()
-                            for j in stride(from: 0, to: H, by: 16) {
-                                let w = min(16, H - j)
+                            forEachLaneGroup(H) { j, w in
                                 let reset = vsigmoid(.load(pre + j, count: w))
                                 let bias = Float32x16.load(bhn + j, count: w), u = Float32x16.load(ax + j, count: w) + bias
                                 let s = vstabiliser(u, eps), d = u + s
@@ -213,8 +229,7 @@ extension LayerTape {
                     case .rnnTanh, .rnnReLU:
                         // h' = act(W x + R h + b): the activation passes, one map over x and h.
                         var sumA = Float32x16()
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let w = min(16, H - j)
+                        forEachLaneGroup(H) { j, w in
                             let a = Float32x16.load(pre + j, count: w), s = vstabiliser(a, eps), d = a + s
                             least = pointwiseMin(least, vabsFirst(d, count: w))
                             let ma = Float32x16.load(rr + j, count: w) / d
@@ -240,8 +255,7 @@ extension LayerTape {
                     let source: UnsafePointer<Float>? = kind == .gru && !resetAfter
                         ? UnsafePointer(self.aux.pointer + (t * N + r) * H) : UnsafePointer(self.previousH(t, r))
                     let k = kind == .gru && resetAfter ? kU[r] : kIn[r]
-                    for j in stride(from: 0, to: H, by: 16) {
-                        let w = min(16, H - j)
+                    forEachLaneGroup(H) { j, w in
                         var v = fmadd(load(source, j, w), .load(rr + j, count: w), k)
                         if kind == .gru { v += .load(dr + j, count: w) }
                         v.store(rr + j, count: w)
@@ -277,14 +291,12 @@ extension LayerTape {
                     let rr = rec.pointer + r * H, ar = ma.pointer + r * GH, br = mb.pointer + r * GH
                     let ht = self.h.pointer + (t * N + r) * H, hp = UnsafePointer(self.previousH(t, r))
                     let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
-                    for j in stride(from: 0, to: H, by: 16) {
-                        let n = min(16, H - j)
+                    forEachLaneGroup(H) { j, n in
                         let dh = Float32x16.load(inj + j, count: n) + .load(rr + j, count: n)
                         (Float32x16.load(ht + j, count: n) * dh).store(cellRow + j, count: n)
                         dh.store(rr + j, count: n)
                     }
-                    for j in stride(from: 0, to: H, by: 16) {
-                        let n = min(16, H - j)
+                    forEachLaneGroup(H) { j, n in
                         let dh = Float32x16.load(rr + j, count: n)
                         switch kind {
                         case .lstm:
@@ -330,8 +342,7 @@ extension LayerTape {
                     forEachRow(N, workers: workers) { r in
                         let pre = self.pre.pointer + (t * N + r) * GH, ar = ma.pointer + r * GH, qr = q.pointer + r * H
                         let dr = direct.pointer + r * H, hp = UnsafePointer(self.previousH(t, r))
-                        for j in stride(from: 0, to: H, by: 16) {
-                            let n = min(16, H - j)
+                        forEachLaneGroup(H) { j, n in
                             let reset = vsigmoid(.load(pre + j, count: n)), qv = Float32x16.load(qr + j, count: n)
                             (qv * load(hp, j, n) * reset * (1 - reset)).store(ar + j, count: n)
                             fmadd(qv, reset, .load(dr + j, count: n)).store(dr + j, count: n)

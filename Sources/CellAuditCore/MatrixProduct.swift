@@ -8,7 +8,8 @@ let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
 let productWorkers = ProcessInfo.processInfo.activeProcessorCount
 
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
-/// canonical W and R matrices), all row-major with the given leading dimensions.
+/// canonical W and R matrices), all row-major with the given leading dimensions. Large products
+/// are split into blocks of rows over at most `workers` threads.
 ///
 /// The CPU forward pass does all of its arithmetic-heavy work through this one call: OpenBLAS
 /// `sgemm` (tuned per CPU) on blocks of rows, one block per worker. The choice was measured
@@ -18,9 +19,9 @@ func multiplyTransposed(
     _ a: UnsafePointer<Float>, lda: Int,
     _ b: UnsafePointer<Float>, ldb: Int,
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
-    beta: Float
+    beta: Float, workers: Int = productWorkers
 ) {
-    gemm(transposeB: true, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta)
+    gemm(transposeB: true, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta, workers: workers)
 }
 
 /// C[m×n] = A[m×k] · B + beta·C with B stored row-major as [k×n]: the product the backward
@@ -31,9 +32,9 @@ func multiply(
     _ a: UnsafePointer<Float>, lda: Int,
     _ b: UnsafePointer<Float>, ldb: Int,
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
-    beta: Float
+    beta: Float, workers: Int = productWorkers
 ) {
-    gemm(transposeB: false, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta)
+    gemm(transposeB: false, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta, workers: workers)
 }
 
 private func gemm(
@@ -41,7 +42,7 @@ private func gemm(
     _ a: UnsafePointer<Float>, lda: Int,
     _ b: UnsafePointer<Float>, ldb: Int,
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
-    beta: Float
+    beta: Float, workers: Int
 ) {
     guard m > 0, n > 0 else { return }
     guard k > 0 else {
@@ -52,7 +53,7 @@ private func gemm(
     }
     _ = openBLASSingleThreaded
     let tb = transposeB ? CblasTrans : CblasNoTrans
-    let blocks = m * n * k >= 1 << 18 ? min(productWorkers, max(1, m / 16)) : 1
+    let blocks = m * n * k >= 1 << 18 ? min(max(1, workers), max(1, m / 16)) : 1
     if blocks == 1 {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, tb,
                     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -39,12 +39,12 @@ extension RecurrentLayer {
             if !hIsZero {
                 // Every block but the GRU's n reads R·h_{t-1} directly.
                 let direct = kind == .gru ? 2 * hs : width
-                multiplyTransposed(m: rows, n: direct, k: hs, h, lda: hs, r, ldb: hs, gates, ldc: width, beta: 1)
+                multiplyTransposed(m: rows, n: direct, k: hs, h, lda: hs, r, ldb: hs, gates, ldc: width, beta: 1, workers: workers)
             }
             guard kind == .gru else { return }
             if resetAfter {
                 // scratch = h·R_nᵀ; the reset gate multiplies it (plus b_hn) in the update.
-                multiplyTransposed(m: rows, n: hs, k: hs, h, lda: hs, r + 2 * hs * hs, ldb: hs, scratch, ldc: hs, beta: 0)
+                multiplyTransposed(m: rows, n: hs, k: hs, h, lda: hs, r + 2 * hs * hs, ldb: hs, scratch, ldc: hs, beta: 0, workers: workers)
             } else if !hIsZero {
                 // scratch = r ⊙ h, then the n block gets (r ⊙ h)·R_nᵀ.
                 forEachRow(rows, workers: workers) { row in
@@ -54,7 +54,7 @@ extension RecurrentLayer {
                         (GRUCell.reset(.load(pre + j, count: w)) * .load(hr + j, count: w)).store(sr + j, count: w)
                     }
                 }
-                multiplyTransposed(m: rows, n: hs, k: hs, scratch, lda: hs, r + 2 * hs * hs, ldb: hs, gates + 2 * hs, ldc: width, beta: 1)
+                multiplyTransposed(m: rows, n: hs, k: hs, scratch, lda: hs, r + 2 * hs * hs, ldb: hs, gates + 2 * hs, ldc: width, beta: 1, workers: workers)
             }
         }
         hiddenBiasN.withUnsafeBufferPointer { bhnBuffer in

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A zeroed float buffer owned by a class, so the backward passes can hand raw pointers to
 /// BLAS and to their row workers without nesting a closure per array.
@@ -59,7 +60,7 @@ struct LayerTape: @unchecked Sendable {
                 for row in 0..<(steps * rows) { (pre.pointer + row * width).update(from: b.baseAddress!, count: width) }
             }
             multiplyTransposed(m: steps * rows, n: width, k: inputs, x, lda: inputs, w.baseAddress!, ldb: inputs,
-                               pre.pointer, ldc: width, beta: 1)
+                               pre.pointer, ldc: width, beta: 1, workers: workers)
         }
         for t in 0..<steps {
             let state = h.pointer + t * rows * hs
@@ -242,10 +243,10 @@ extension LayerTape {
                 }
                 // To the input: R_x = x ⊙ (m · W_block) + k.
                 let toX = SendablePointer(io.toInput + t * N * I)
-                multiply(m: N, n: I, k: H, m.pointer, lda: H, wBuf.baseAddress! + signalBlock * H * I, ldb: I, toX.pointer, ldc: I, beta: 0)
+                multiply(m: N, n: I, k: H, m.pointer, lda: H, wBuf.baseAddress! + signalBlock * H * I, ldb: I, toX.pointer, ldc: I, beta: 0, workers: workers)
                 // To h_{t−1}: through R_block (the GRU reset-after: from u through R_n).
                 let fromRecurrent = kind == .gru && resetAfter ? mu.pointer : m.pointer
-                multiply(m: N, n: H, k: H, fromRecurrent, lda: H, rBuf.baseAddress! + signalBlock * H * H, ldb: H, rec.pointer, ldc: H, beta: 0)
+                multiply(m: N, n: H, k: H, fromRecurrent, lda: H, rBuf.baseAddress! + signalBlock * H * H, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
                 forEachRow(N, workers: workers) { r in
                     let x = io.input + r * io.rowStride + t * io.stepStride, out = toX.pointer + r * I
                     for i in 0..<I { out[i] = x[i] * out[i] + kIn[r] }
@@ -338,7 +339,7 @@ extension LayerTape {
                 }
                 if kind == .gru && !resetAfter {
                     // n reads R_n (r⊙h): q = ∂/∂(r⊙h), which reaches both h and the reset gate.
-                    multiply(m: N, n: H, k: H, ma.pointer + 2 * H, lda: GH, rw + 2 * H * H, ldb: H, q.pointer, ldc: H, beta: 0)
+                    multiply(m: N, n: H, k: H, ma.pointer + 2 * H, lda: GH, rw + 2 * H * H, ldb: H, q.pointer, ldc: H, beta: 0, workers: workers)
                     forEachRow(N, workers: workers) { r in
                         let pre = self.pre.pointer + (t * N + r) * GH, ar = ma.pointer + r * GH, qr = q.pointer + r * H
                         let dr = direct.pointer + r * H, hp = UnsafePointer(self.previousH(t, r))
@@ -349,14 +350,14 @@ extension LayerTape {
                         }
                     }
                 }
-                multiply(m: N, n: I, k: GH, ma.pointer, lda: GH, w, ldb: I, io.toInput + t * N * I, ldc: I, beta: 0)
+                multiply(m: N, n: I, k: GH, ma.pointer, lda: GH, w, ldb: I, io.toInput + t * N * I, ldc: I, beta: 0, workers: workers)
                 switch (kind, resetAfter) {
                 case (.gru, true):
-                    multiply(m: N, n: H, k: GH, mb.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                    multiply(m: N, n: H, k: GH, mb.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
                 case (.gru, false):
-                    multiply(m: N, n: H, k: 2 * H, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                    multiply(m: N, n: H, k: 2 * H, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
                 default:
-                    multiply(m: N, n: H, k: GH, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0)
+                    multiply(m: N, n: H, k: GH, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
                 }
                 if kind == .gru {
                     for i in 0..<(N * H) { rec[i] += direct[i] }
@@ -380,12 +381,27 @@ extension CPUBackend {
         var parts: [RelevanceResult] = []
         for start in stride(from: 0, to: job.inputs.count, by: chunk) {
             let end = min(job.inputs.count, start + chunk)
-            parts.append(relevanceChunk(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
+            parts.append(try relevanceInParallel(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
         }
         return parts.count == 1 ? parts[0] : .concatenating(parts)
     }
 
-    private func relevanceChunk(_ job: RelevanceJob) -> RelevanceResult {
+    /// Sequences are independent: each thread explains its own block of them from start to end,
+    /// with single-threaded products, so no step waits for another thread (per-step hand-offs cost
+    /// more than the small products they split). Blocks of fewer than 16 sequences are not split.
+    private func relevanceInParallel(_ job: RelevanceJob) throws -> RelevanceResult {
+        let n = job.inputs.count, pieces = min(threads, n / 16)
+        guard pieces > 1 else { return relevanceChunk(job, workers: threads) }
+        let slices = try (0..<pieces).map { try job.slice((n * $0 / pieces)..<(n * ($0 + 1) / pieces)) }
+        let results = Mutex([RelevanceResult?](repeating: nil, count: pieces))
+        DispatchQueue.concurrentPerform(iterations: pieces) { i in
+            let r = self.relevanceChunk(slices[i], workers: 1)
+            results.withLock { $0[i] = r }
+        }
+        return .concatenating(results.withLock { $0.map { $0! } })
+    }
+
+    private func relevanceChunk(_ job: RelevanceJob, workers threads: Int) -> RelevanceResult {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps, width = job.inputs.width
         let cellsTotal = net.cellCount
         let x = FloatBuffer(job.inputs.values.count)

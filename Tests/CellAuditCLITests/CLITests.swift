@@ -335,7 +335,7 @@ struct KernelEmbeddingTests {
         let r = try CLI.run(["bench", "--backend", "cpu", "--cells", "9", "--window", "20", "--repeats", "2", "--json"])
         #expect(r.exitCode == 0, "\(r.stderr)")
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
-        #expect(rows.map { $0["workload"] as? String } == ["response", "forward", "ablation"])
+        #expect(rows.map { $0["workload"] as? String } == ["response", "forward", "ablation", "relevance"])
         for row in rows {
             let work = try #require(row["work"] as? Int), seconds = try #require(row["median_seconds"] as? Double)
             let rate = try #require(row["median_per_second"] as? Double)

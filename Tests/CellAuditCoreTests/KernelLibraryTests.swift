@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 @Test func includesExpandWithLineMarkersThatPointBackToTheKernelFile() throws {
-    #expect(Set(KernelLibrary.kernelFiles) == ["response.cl", "forward.cl"])
+    #expect(Set(KernelLibrary.kernelFiles) == ["response.cl", "forward.cl", "relevance.cl"])
     #expect(KernelLibrary.fileNames.contains("cell_gru.h"))
     let repoKernels = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Kernels")
     for name in KernelLibrary.kernelFiles {
@@ -25,7 +25,7 @@ import TestSupport
 
 /// Every kernel file builds for every cell kind (and both GRU variants) in every variant; PROBE_C
 /// only where the kind has a memory c, and a kernel asked for PROBE_C on another kind refuses to build.
-@Test(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device"), arguments: [[], ["NATIVE_MATH"], ["PROBE_C"]])
+@Test(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device"), arguments: [[], ["NATIVE_MATH"], ["PROBE_C"], ["RECORD_TAPE=1"]])
 func everyKernelFileBuildsInEveryVariant(defines: [String]) throws {
     let context = try Context(device: try OpenCLTestSupport.device())
     var built = 0

@@ -73,16 +73,19 @@ def response(args):
     return dict(peer="torch simulate-only", cell=args.cell, cells=args.cells, work=work, median_seconds=seconds, per_second=work / seconds)
 
 
-def ablation(args):
-    rng = np.random.default_rng(6)
-    H, I, K = args.cells, 8, 10
+def random_lstm(seed, H, I, K, sequences, steps):
+    """An LSTM (W [4H, I], R [4H, H], b [4H]), a readout (V [K, H], a [K]) and inputs
+    [sequences, steps, I], uniform as PyTorch initialises them."""
+    rng = np.random.default_rng(seed)
     s = 1 / math.sqrt(H)
-    W = torch.from_numpy(rng.uniform(-s, s, (4 * H, I)).astype(np.float32))
-    R = torch.from_numpy(rng.uniform(-s, s, (4 * H, H)).astype(np.float32))
-    b = torch.from_numpy(rng.uniform(-s, s, 4 * H).astype(np.float32))
-    V = torch.from_numpy(rng.uniform(-s, s, (K, H)).astype(np.float32))
-    a = torch.from_numpy(rng.uniform(-s, s, K).astype(np.float32))
-    x = torch.from_numpy(rng.uniform(-1, 1, (args.sequences, args.steps, I)).astype(np.float32))
+    shapes = [(4 * H, I), (4 * H, H), (4 * H,), (K, H), (K,)]
+    tensors = [torch.from_numpy(rng.uniform(-s, s, shape).astype(np.float32)) for shape in shapes]
+    return (*tensors, torch.from_numpy(rng.uniform(-1, 1, (sequences, steps, I)).astype(np.float32)))
+
+
+def ablation(args):
+    H, I = args.cells, 8
+    W, R, b, V, a, x = random_lstm(6, H, I, 10, args.sequences, args.steps)
     keep = torch.ones(H + 1, H)
     keep[torch.arange(1, H + 1), torch.arange(H)] = 0
 
@@ -106,15 +109,8 @@ def ablation(args):
 def relevance(args):
     """Forward with detached gates and linearised tanh, then autograd of the predicted logit back
     to every input and every h_t (as `cellaudit explain` returns both)."""
-    rng = np.random.default_rng(17)
-    H, I, K = args.cells, 8, 10
-    s = 1 / math.sqrt(H)
-    W = torch.from_numpy(rng.uniform(-s, s, (4 * H, I)).astype(np.float32))
-    R = torch.from_numpy(rng.uniform(-s, s, (4 * H, H)).astype(np.float32))
-    b = torch.from_numpy(rng.uniform(-s, s, 4 * H).astype(np.float32))
-    V = torch.from_numpy(rng.uniform(-s, s, (K, H)).astype(np.float32))
-    a = torch.from_numpy(rng.uniform(-s, s, K).astype(np.float32))
-    data = torch.from_numpy(rng.uniform(-1, 1, (args.sequences, args.steps, I)).astype(np.float32))
+    H = args.cells
+    W, R, b, V, a, data = random_lstm(17, H, 8, 10, args.sequences, args.steps)
 
     def lin(v):
         return v * (torch.tanh(v) / torch.where(v == 0, torch.ones_like(v), v)).detach()

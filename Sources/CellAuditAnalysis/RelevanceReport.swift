@@ -136,22 +136,7 @@ public struct RelevanceReport {
 
     public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {
         func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
-        var h = """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        <style>
-        body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
-        h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-        .grid { display: flex; flex-wrap: wrap; gap: 10px; } .grid svg { border: 1px solid #eee; }
-        table { border-collapse: collapse; font-size: 12px; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
-        th { background: #f4f4f4; } dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { font-weight: bold; }
-        </style></head><body>
-        <h1>\(escape(title))</h1>
-        <dl>
-
-        """
-        for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
-        h += "</dl>\n"
+        var h = reportPageHead(title: title, facts: facts)
         let errors = conservationErrors().sorted()
         let shares = (0..<result.count).map { s -> Double in
             let per = result.steps * result.width

@@ -178,22 +178,7 @@ public struct AuditReport {
         let topFrequency = plan.bank.stimuli.filter { $0.kind == .sine }.map(\.frequency).max().map(Double.init)
         // No −3 dB point within the bank: above its highest frequency.
         func bandwidth(_ x: Double) -> String { x == .infinity ? topFrequency.map { "> \(SVGPlot.label($0))" } ?? "∞" : fmt(x) }
-        var h = """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        <style>
-        body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
-        h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-        .grid { display: flex; flex-wrap: wrap; gap: 10px; } .grid svg { border: 1px solid #eee; }
-        table { border-collapse: collapse; font-size: 12px; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
-        th { background: #f4f4f4; position: sticky; top: 0; } td.l, th.l { text-align: left; }
-        dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { font-weight: bold; }
-        </style></head><body>
-        <h1>\(escape(title))</h1>
-        <dl>
-        """
-        for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
-        h += "</dl>\n"
+        var h = reportPageHead(title: title, facts: facts)
         if let study = ablation {
             let metric = study.task == .classification ? "accuracy" : "MSE"
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
@@ -231,4 +216,26 @@ public struct AuditReport {
         h += "</table>\n<p>Made by CellAudit. Figures are also saved as separate SVG files beside this page.</p>\n</body></html>\n"
         return h
     }
+}
+
+/// The opening of every CellAudit report page: one self-contained style sheet, the title and a
+/// list of facts (model, data, backend…).
+func reportPageHead(title: String, facts: [(String, String)]) -> String {
+    var h = """
+    <!DOCTYPE html>
+    <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
+    <style>
+    body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
+    h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+    .grid { display: flex; flex-wrap: wrap; gap: 10px; } .grid svg { border: 1px solid #eee; }
+    table { border-collapse: collapse; font-size: 12px; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
+    th { background: #f4f4f4; position: sticky; top: 0; } td.l, th.l { text-align: left; }
+    dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { font-weight: bold; }
+    </style></head><body>
+    <h1>\(escape(title))</h1>
+    <dl>
+
+    """
+    for (k, v) in facts { h += "<dt>\(escape(k))</dt><dd>\(escape(v))</dd>\n" }
+    return h + "</dl>\n"
 }

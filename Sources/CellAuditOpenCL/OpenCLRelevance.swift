@@ -11,16 +11,10 @@ extension OpenCLBackend {
     /// that fit `chunkBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
         guard case .lrp = job.rule else { return try CPUBackend().relevance(job) }
-        let net = job.network, steps = job.inputs.steps
-        let perSequence = net.layers.reduce(0) { $0 + steps * ($1.gateRows + 4 * $1.hiddenSize + $1.inputSize) }
+        let steps = job.inputs.steps
+        let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 4 * $1.hiddenSize + $1.inputSize) }
             * MemoryLayout<Float>.stride
-        let chunk = max(1, min(job.inputs.count, chunkBytes / max(1, perSequence)))
-        var parts: [RelevanceResult] = []
-        for start in stride(from: 0, to: job.inputs.count, by: chunk) {
-            let end = min(job.inputs.count, start + chunk)
-            parts.append(try relevanceChunk(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
-        }
-        return parts.count == 1 ? parts[0] : .concatenating(parts)
+        return try job.inChunks(bytes: chunkBytes, perSequenceBytes: perSequence, relevanceChunk)
     }
 
     private struct DeviceTape {

@@ -375,15 +375,9 @@ extension CPUBackend {
     /// products (to the input and to h_{t−1}) around element-wise rules. Sequences are taken in
     /// chunks whose tapes fit `forwardWorkingSetBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
-        let net = job.network, steps = job.inputs.steps
-        let perSequence = net.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize) } * MemoryLayout<Float>.stride
-        let chunk = max(1, min(job.inputs.count, forwardWorkingSetBytes / max(1, perSequence)))
-        var parts: [RelevanceResult] = []
-        for start in stride(from: 0, to: job.inputs.count, by: chunk) {
-            let end = min(job.inputs.count, start + chunk)
-            parts.append(try relevanceInParallel(start == 0 && end == job.inputs.count ? job : try job.slice(start..<end)))
-        }
-        return parts.count == 1 ? parts[0] : .concatenating(parts)
+        let steps = job.inputs.steps
+        let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize) } * MemoryLayout<Float>.stride
+        return try job.inChunks(bytes: forwardWorkingSetBytes, perSequenceBytes: perSequence, relevanceInParallel)
     }
 
     /// Sequences are independent: each thread explains its own block of them from start to end,

@@ -65,6 +65,15 @@ public struct RelevanceJob: Sendable {
         return step.map { [$0] } ?? Array(0..<inputs.steps)
     }
 
+    /// Runs `body` on consecutive blocks of sequences, each at most `bytes` of per-sequence
+    /// memory `perSequenceBytes` large, and joins their results in order (the whole job when it
+    /// fits).
+    public func inChunks(bytes: Int, perSequenceBytes: Int, _ body: (RelevanceJob) throws -> RelevanceResult) throws -> RelevanceResult {
+        let n = inputs.count, chunk = max(1, min(n, bytes / max(1, perSequenceBytes)))
+        guard chunk < n else { return try body(self) }
+        return .concatenating(try stride(from: 0, to: n, by: chunk).map { try body(try slice($0..<min(n, $0 + chunk))) })
+    }
+
     /// The same job on sequences `range` (for chunking).
     public func slice(_ range: Range<Int>) throws -> RelevanceJob {
         let t = inputs.steps, w = inputs.width

@@ -78,12 +78,20 @@ public struct AuditReport {
 
     private static func palette(_ i: Int) -> String { SVGPlot.palette[i % SVGPlot.palette.count] }
 
-    /// One sentence naming the ranking most consistent with ablation, and those it cannot be told
-    /// apart from (overlapping intervals); nil when no ρ is finite.
-    public static func rankerVerdict(_ study: AblationStudy) -> String? {
+    /// The ranking (random aside) whose ρ with the single-cell damage is highest, and the others
+    /// whose 95 % interval reaches its interval (on this data they cannot be told apart); nil when
+    /// no ρ is finite.
+    public static func mostConsistentRanking(_ study: AblationStudy)
+        -> (best: AblationStudy.Correlation, ties: [AblationStudy.Correlation])? {
         let finite = study.rankers.filter { $0.rho.isFinite && $0.name != "random" }
         guard let best = finite.max(by: { $0.rho < $1.rho }) else { return nil }
         let ties = finite.filter { $0.name != best.name && $0.high.isFinite && best.low.isFinite && $0.high >= best.low }
+        return (best, ties)
+    }
+
+    /// `mostConsistentRanking` as one sentence of the report.
+    public static func rankerVerdict(_ study: AblationStudy) -> String? {
+        guard let (best, ties) = mostConsistentRanking(study) else { return nil }
         var text = "Most consistent with single-cell ablation on this network and data: <b>\(escape(best.name))</b> (ρ = \(String(format: "%.3f", best.rho)))."
         if !ties.isEmpty {
             text += " Its interval overlaps " + ties.map { "\(escape($0.name)) (ρ = \(String(format: "%.3f", $0.rho)))" }.joined(separator: ", ")

@@ -9,7 +9,7 @@ struct Ablate: ParsableCommand {
         discussion: """
         Characterizes the cells (for the response ranking and the metric correlations), then runs \
         every ablation as one batched forward per family. Writes DIR/ablation.csv, DIR/curves.csv, \
-        DIR/summary.json and the responses.
+        DIR/rankers.svg (each ranking's Spearman ρ with the damage), DIR/summary.json and the responses.
         """
     )
 
@@ -68,6 +68,9 @@ struct Ablate: ParsableCommand {
                                                   rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
                                                   clamp: clampMode, on: backend)
                 try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
+                // Which ranking to trust: the same figure as the audit report's.
+                try AuditReport.rankerComparison(study).render()
+                    .write(to: dir.appendingPathComponent("rankers.svg"), atomically: false, encoding: .utf8)
                 var s = AblationSummary(study)
                 s.model = (model as NSString).lastPathComponent
                 s.data = (data as NSString).lastPathComponent
@@ -81,7 +84,7 @@ struct Ablate: ParsableCommand {
             if outputOptions.json { try printJSON(summary); return }
             summary.print()
             let out = outputOptions.out ?? "cellaudit-ablation"
-            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
+            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/rankers.svg, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
         }
     }
 }

@@ -45,6 +45,9 @@ struct AblationSummary: Codable {
     var maxSingleDamage: Double
     var maxAccuracyDrop: Double?
     var rankers: [Correlation]
+    /// The ranking most consistent with the damage, and those whose intervals overlap its own.
+    var mostConsistentRanking: String?
+    var indistinguishableRankings: [String] = []
     var metrics: [Correlation]
     var model: String?
     var data: String?
@@ -65,6 +68,10 @@ struct AblationSummary: Codable {
         maxSingleDamage = study.damage.max() ?? 0
         maxAccuracyDrop = study.accuracyDrop?.max()
         rankers = corr(study.rankers)
+        if let (best, ties) = AuditReport.mostConsistentRanking(study) {
+            mostConsistentRanking = best.name
+            indistinguishableRankings = ties.map(\.name)
+        }
         metrics = corr(study.metrics)
     }
 
@@ -76,6 +83,10 @@ struct AblationSummary: Codable {
         for r in rankers {
             let name = r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
             Swift.print("  \(name)" + String(format: " ρ = %6.3f  [%6.3f, %6.3f]", r.rho.value, r.ciLow.value, r.ciHigh.value))
+        }
+        if let best = mostConsistentRanking {
+            Swift.print("most consistent with ablation: \(best)"
+                        + (indistinguishableRankings.isEmpty ? "" : " (not told apart from \(indistinguishableRankings.joined(separator: ", ")) on this data)"))
         }
     }
 }

@@ -359,6 +359,12 @@ struct KernelEmbeddingTests {
         let ablation = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
         #expect(ablation.first == "layer,cell,damage,accuracy_drop,ablation_rank,response_rank,lrp_rank,gradient_x_input_rank,readout_weight_rank,random_rank")
         #expect(ablation.count == 9)
+        // Which ranking to trust: named in the summary, drawn in rankers.svg.
+        let best = try #require(json["most_consistent_ranking"] as? String)
+        let rhos = try #require(json["rankers"] as? [[String: Any]]).filter { $0["name"] as? String != "random" }
+        #expect(best == rhos.max { ($0["rho"] as? Double ?? -2) < ($1["rho"] as? Double ?? -2) }?["name"] as? String)
+        let figure = try String(contentsOf: out.appendingPathComponent("rankers.svg"), encoding: .utf8)
+        #expect(figure.contains("gradient_x_input") && figure.contains("lrp"))
         let curves = try String(contentsOf: out.appendingPathComponent("curves.csv"), encoding: .utf8).split(separator: "\n")
         #expect(curves.first == "ranking,order,k,accuracy,spread")
         #expect(curves.contains { $0.hasPrefix("random,random,8,") } && curves.contains { $0.hasPrefix("response,top,8,") })

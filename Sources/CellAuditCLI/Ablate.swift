@@ -31,6 +31,7 @@ struct Ablate: ParsableCommand {
     @Option(help: "What ablated cells are held at: zero, or mean (their mean h and c over the data).")
     var clamp: String = "zero"
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
@@ -44,8 +45,8 @@ struct Ablate: ParsableCommand {
                 throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
             }
             guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
-            let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
+            let loaded = try modelOptions.load(model, data: dataset)
             try dataset.check(against: loaded)
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
             // Rankings from files are read (and checked) before any work starts.

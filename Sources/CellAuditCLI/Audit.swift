@@ -34,6 +34,7 @@ struct Audit: ParsableCommand {
     @Flag(help: "With a dataset, skip the ablation check (score the model only).")
     var skipAblation = false
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
@@ -120,7 +121,8 @@ struct Audit: ParsableCommand {
             return (loaded, "random \(kind.rawValue) (\(cells) cells, seed \(seed))", data, {})
         }
         if let model {
-            return (try ModelFile.load(model), (model as NSString).lastPathComponent, data, {})
+            // A state dict's task and output mode follow the dataset (read here, checked again later).
+            return (try modelOptions.load(model, data: try data.map(Dataset.load)), (model as NSString).lastPathComponent, data, {})
         }
         // The bundled default, unpacked for the duration of the run.
         let bundled = try BundledFiles(["digits_lstm64.safetensors", "digits_test.safetensors"])

@@ -79,3 +79,37 @@ extension ParsableCommand {
         }
     }
 }
+
+/// How to read a plain PyTorch state dict, which has no CellAudit metadata (README, "Model files").
+struct ModelOptions: ParsableArguments {
+    @Option(help: "State dicts: the recurrent module's tensor prefix (e.g. 'rnn.' or 'module.lstm.') when there are several.")
+    var rnnPrefix: String?
+
+    @Option(help: "State dicts: the readout nn.Linear's tensor prefix (e.g. 'head.') when several read the last layer.")
+    var readoutPrefix: String?
+
+    @Option(help: "State dicts: classification or regression (default: what the dataset holds, else classification).")
+    var task: String?
+
+    @Option(help: "State dicts: last or sequence, where the readout is applied (default: what the dataset holds, else last).")
+    var output: String?
+
+    @Option(help: "State dicts of nn.RNN: tanh or relu (the state dict does not record it).")
+    var nonlinearity: String?
+
+    func validate() throws {
+        if let task, ModelTask(rawValue: task) == nil { throw ValidationError("--task must be classification or regression, got '\(task)'") }
+        if let output, OutputMode(rawValue: output) == nil { throw ValidationError("--output must be last or sequence, got '\(output)'") }
+        if let nonlinearity, !["tanh", "relu"].contains(nonlinearity) {
+            throw ValidationError("--nonlinearity must be tanh or relu, got '\(nonlinearity)'")
+        }
+    }
+
+    /// The model at `path`; a state dict's task and output mode follow `data` unless given.
+    func load(_ path: String, data: Dataset? = nil) throws -> LoadedModel {
+        var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix, task: task.flatMap(ModelTask.init(rawValue:)),
+                               output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
+        if let data { hints.follow(data) }
+        return try ModelFile.load(path, hints: hints)
+    }
+}

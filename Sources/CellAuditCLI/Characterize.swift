@@ -86,6 +86,7 @@ struct Characterize: ParsableCommand {
     @Option(help: "Characterize only this layer (default: every layer).")
     var layer: Int?
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
 
@@ -98,7 +99,7 @@ struct Characterize: ParsableCommand {
 
     func run() throws {
         try failing {
-            let loaded = try ModelFile.load(model)
+            let loaded = try modelOptions.load(model)
             let plan = try stimulusOptions.plan(loaded.network, layers: layer.map { [$0] })
             let selection = try trajectories.map { try TrajectorySelection.parse($0, rows: plan.rows.count, columns: plan.columnCount, steps: plan.bank.steps) }
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-responses", force: outputOptions.force)

@@ -35,6 +35,7 @@ struct Explain: ParsableCommand {
     @Option(help: "Sequences drawn as heatmaps in the report.")
     var samples: Int = 6
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
     @OptionGroup var outputOptions: OutputOptions
 
@@ -54,8 +55,8 @@ struct Explain: ParsableCommand {
 
     func run() throws {
         try failing {
-            let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
+            let loaded = try modelOptions.load(model, data: dataset)
             try dataset.check(against: loaded)
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()

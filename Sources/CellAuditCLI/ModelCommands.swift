@@ -17,6 +17,7 @@ struct Inspect: ParsableCommand {
     @Option(help: "A dataset to report the model's score on.")
     var data: String?
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
 
     @Flag(help: "Print JSON.")
@@ -24,7 +25,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try failing {
-            let loaded = try ModelFile.load(model)
+            let loaded = try modelOptions.load(model, data: try data.map(Dataset.load))
             let net = loaded.network
             var info: [String: Any] = [
                 "model": model, "convention": loaded.convention.rawValue, "cell": net.kind.rawValue,
@@ -59,6 +60,7 @@ struct Eval: ParsableCommand {
     @Option(help: "The dataset (.safetensors with inputs and labels or targets).")
     var data: String
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
 
     @Option(help: "Write the readout values as safetensors ('outputs', [N, K] or [N, T, K]).")
@@ -83,8 +85,8 @@ struct Eval: ParsableCommand {
                     guard force else { throw CleanFailure(description: "--out \(out) exists; use --force to replace it") }
                 }
             }
-            let loaded = try ModelFile.load(model)
             let dataset = try Dataset.load(data)
+            let loaded = try modelOptions.load(model, data: dataset)
             try dataset.check(against: loaded)
             let backend = try backendOptions.makeBackend()
             let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)

@@ -36,11 +36,20 @@ public struct LoadedModel: Sendable {
 /// names and layouts (see README, "Model files"). Everything is converted once, here, into the
 /// canonical layout.
 public enum ModelFile {
-    public static func load(_ path: String) throws -> LoadedModel {
+    /// Reads a CellAudit model file, or a plain PyTorch state dict (no CellAudit metadata), whose
+    /// architecture is inferred with `hints` (`StateDict`).
+    /// - Throws: `FormatError` naming the file and the problem: unreadable or malformed, a
+    ///   feature CellAudit cannot represent, an ambiguity the hints do not settle, a tensor the
+    ///   model would not use, hints given for a file that describes itself.
+    public static func load(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
         let file = try SafeTensorsFile(path: path)
         let name = file.fileName
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
         let meta = file.metadata
+        guard meta["convention"] != nil else { return try StateDict.load(file, path: path, hints: hints) }
+        if hints.anyFlag {
+            throw fail("a CellAudit model file states its own architecture; --rnn-prefix, --readout-prefix, --task, --output and --nonlinearity apply to plain state dicts")
+        }
         func required(_ key: String) throws -> String {
             guard let value = meta[key] else { throw fail("metadata has no '\(key)' (is this a CellAudit model file?)") }
             return value

@@ -1,0 +1,172 @@
+import Foundation
+
+/// What a plain state dict cannot say for itself, from the command line (`--rnn-prefix`,
+/// `--readout-prefix`, `--task`, `--output`, `--nonlinearity`) or from the dataset it is used with.
+public struct ModelHints: Sendable, Equatable {
+    /// The prefix of the recurrent module's tensors, e.g. "rnn." or "module.lstm.".
+    public var rnnPrefix: String?
+    /// The prefix of the readout `nn.Linear`'s tensors, e.g. "head.".
+    public var readoutPrefix: String?
+    public var task: ModelTask?
+    public var output: OutputMode?
+    /// An `nn.RNN`'s activation, which its state dict does not record: tanh or relu.
+    public var nonlinearity: String?
+    /// Task and output mode read off a dataset: labels [N] mean classification of the last step,
+    /// targets [N, K] regression of the last step, targets [N, T, K] regression at every step.
+    public var fromData: (task: ModelTask, output: OutputMode)?
+
+    public init(rnnPrefix: String? = nil, readoutPrefix: String? = nil, task: ModelTask? = nil, output: OutputMode? = nil,
+                nonlinearity: String? = nil) {
+        self.rnnPrefix = rnnPrefix; self.readoutPrefix = readoutPrefix; self.task = task; self.output = output
+        self.nonlinearity = nonlinearity
+    }
+
+    public static func == (a: ModelHints, b: ModelHints) -> Bool {
+        a.rnnPrefix == b.rnnPrefix && a.readoutPrefix == b.readoutPrefix && a.task == b.task && a.output == b.output
+            && a.nonlinearity == b.nonlinearity && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
+    }
+
+    /// Whether any of the command-line hints was given (they apply to plain state dicts only).
+    public var anyFlag: Bool { rnnPrefix != nil || readoutPrefix != nil || task != nil || output != nil || nonlinearity != nil }
+
+    /// The task and output mode a dataset implies.
+    public mutating func follow(_ dataset: Dataset) {
+        if dataset.labels != nil { fromData = (.classification, .last) } else if let shape = dataset.targetShape {
+            fromData = (.regression, shape.count == 3 ? .sequence : .last)
+        }
+    }
+}
+
+/// Reads a plain PyTorch state dict saved with `safetensors.torch.save_file(model.state_dict(), …)`:
+/// the architecture is inferred from PyTorch's names and shapes (`…weight_ih_l{k}`, any prefix,
+/// including DataParallel's `module.`; `nn.LSTM`, `nn.GRU`, `nn.RNN`), the readout is the one
+/// `nn.Linear` whose input width is the last hidden size, and every tensor in the file must be
+/// one of those: a tensor the model would not use is refused by name, never dropped.
+enum StateDict {
+    static func load(_ file: SafeTensorsFile, path: String, hints: ModelHints) throws -> LoadedModel {
+        let name = file.fileName
+        func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
+        let keys = Set(file.tensors.keys)
+        // The recurrent module: every prefix with a weight_ih_l0.
+        let candidates = keys.filter { $0.hasSuffix("weight_ih_l0") }.map { String($0.dropLast("weight_ih_l0".count)) }.sorted()
+        let prefix: String
+        if let wanted = hints.rnnPrefix {
+            guard candidates.contains(wanted) else {
+                throw fail("--rnn-prefix '\(wanted)': no '\(wanted)weight_ih_l0' in the file"
+                           + (candidates.isEmpty ? "" : " (recurrent modules found: \(quoted(candidates)))"))
+            }
+            prefix = wanted
+        } else {
+            guard let only = candidates.first else {
+                throw fail("no CellAudit metadata and no PyTorch recurrent layer ('…weight_ih_l0') to infer the network from")
+            }
+            guard candidates.count == 1 else {
+                throw fail("several recurrent modules (\(quoted(candidates))): give --rnn-prefix with one of them")
+            }
+            prefix = only
+        }
+        var used = Set<String>()
+        func tensor(_ suffix: String) -> String? {
+            keys.contains(prefix + suffix) ? prefix + suffix : nil
+        }
+        // Layers 0, 1, … as long as they exist; what PyTorch adds for features we cannot represent is refused.
+        var count = 0
+        while tensor("weight_ih_l\(count)") != nil { count += 1 }
+        for k in 0..<count {
+            if let reverse = tensor("weight_ih_l\(k)_reverse") {
+                throw fail("'\(reverse)' belongs to a bidirectional network: CellAudit reads one direction only and will not audit half of it")
+            }
+            if let projection = tensor("weight_hr_l\(k)") {
+                throw fail("'\(projection)' is an LSTM output projection (proj_size), which CellAudit cannot represent")
+            }
+        }
+        let first = try file.info(prefix + "weight_hh_l0").shape
+        guard first.count == 2, first[1] >= 1, first[0] % first[1] == 0, [1, 3, 4].contains(first[0] / first[1]) else {
+            throw fail("'\(prefix)weight_hh_l0' has shape \(first): not the [G·H, H] of an nn.LSTM (G = 4), nn.GRU (3) or nn.RNN (1)")
+        }
+        let kind: CellKind
+        switch first[0] / first[1] {
+        case 4: kind = .lstm
+        case 3: kind = .gru
+        default:
+            guard let nl = hints.nonlinearity else {
+                throw fail("an nn.RNN state dict does not record its nonlinearity: give --nonlinearity tanh or relu")
+            }
+            guard nl == "tanh" || nl == "relu" else { throw fail("--nonlinearity must be tanh or relu, got '\(nl)'") }
+            kind = nl == "relu" ? .rnnReLU : .rnnTanh
+        }
+        if kind != .rnnTanh && kind != .rnnReLU, let nl = hints.nonlinearity {
+            throw fail("--nonlinearity \(nl) applies to nn.RNN; '\(prefix)' is an nn.\(kind == .lstm ? "LSTM" : "GRU")")
+        }
+        let inputSize = try file.info(prefix + "weight_ih_l0").shape.last ?? 0
+        var layers: [RecurrentLayer] = []
+        var width = inputSize
+        for k in 0..<count {
+            let names = ModelFile.tensorNames(.pytorch, kind: kind, prefix: prefix, layer: k)
+            let h = try file.info(names[1]).shape.last ?? 0
+            let biases = names[2...].filter { keys.contains($0) }
+            guard biases.isEmpty || biases.count == 2 else {
+                throw fail("layer \(k) has \(biases[0]) but not its partner: a PyTorch layer has both biases or neither (bias=False)")
+            }
+            let weights: ModelFile.CanonicalWeights
+            if biases.isEmpty {
+                // bias=False: the same cell with zero biases, exactly.
+                let rows = kind.gateCount * h
+                weights = .init(W: try file.floats(names[0], shape: [rows, width]), R: try file.floats(names[1], shape: [rows, h]),
+                                b: [Float](repeating: 0, count: rows), bhn: kind == .gru ? [Float](repeating: 0, count: h) : nil)
+            } else {
+                weights = try ModelFile.canonicalWeights(file, kind: kind, convention: .pytorch, prefix: prefix, layer: k,
+                                                         input: width, hidden: h, resetAfter: true)
+            }
+            for values in [weights.W, weights.R, weights.b, weights.bhn ?? []] {
+                try ModelFile.checkFinite(values, "layer \(k) of '\(prefix)'", fail)
+            }
+            layers.append(try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
+                                             hiddenBiasN: weights.bhn))
+            used.formUnion(names.filter { keys.contains($0) })
+            width = h
+        }
+        // The readout: an nn.Linear ('X.weight' [K, H_last], optional 'X.bias' [K]) outside the recurrent module.
+        let linears = keys.filter { key in
+            key.hasSuffix("weight") && !used.contains(key) && (try? file.info(key).shape).map { $0.count == 2 && $0[1] == width } == true
+        }.map { String($0.dropLast("weight".count)) }.sorted()
+        var readout: RecurrentNetwork.Readout?
+        var readoutPrefix: String?
+        if let wanted = hints.readoutPrefix {
+            guard linears.contains(wanted) else {
+                throw fail("--readout-prefix '\(wanted)': no '\(wanted)weight' of shape [K, \(width)] in the file"
+                           + (linears.isEmpty ? "" : " (candidates: \(quoted(linears)))"))
+            }
+            readoutPrefix = wanted
+        } else if linears.count > 1 {
+            throw fail("several nn.Linear layers read the last layer's \(width) cells (\(quoted(linears))): CellAudit audits one readout and will not leave the others out; save a state dict with only the readout to audit")
+        } else {
+            readoutPrefix = linears.first
+        }
+        if let r = readoutPrefix {
+            let V = try file.floats(r + "weight")
+            let k = V.count / width
+            var a = [Float](repeating: 0, count: k)
+            if keys.contains(r + "bias") { a = try file.floats(r + "bias", shape: [k]); used.insert(r + "bias") }
+            try ModelFile.checkFinite(V, "readout '\(r)weight'", fail)
+            try ModelFile.checkFinite(a, "readout '\(r)bias'", fail)
+            readout = .init(V: V, a: a)
+            used.insert(r + "weight")
+        }
+        // Every tensor accounted for.
+        let unused = keys.subtracting(used).sorted()
+        if !unused.isEmpty {
+            throw fail("\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
+                       + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
+                       + "it will not audit a model with parts left out (a second readout needs --readout-prefix)")
+        }
+        let task = hints.task ?? hints.fromData?.task ?? .classification
+        let output = hints.output ?? hints.fromData?.output ?? .last
+        let metadata = ["convention": "pytorch", "cell": kind.rawValue, "prefix": prefix, "layers": "\(count)",
+                        "inferred_from": "state dict", "readout_prefix": readoutPrefix ?? ""]
+        return LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: .pytorch, output: output,
+                           task: task, metadata: metadata, path: path)
+    }
+
+    private static func quoted(_ names: [String]) -> String { names.map { "'\($0)'" }.joined(separator: ", ") }
+}

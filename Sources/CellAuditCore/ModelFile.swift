@@ -46,7 +46,9 @@ public enum ModelFile {
         let name = file.fileName
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
         let meta = file.metadata
-        guard meta["convention"] != nil else { return try StateDict.load(file, path: path, hints: hints) }
+        // No CellAudit metadata at all: a plain state dict. (Metadata that says a cell kind but no
+        // convention is a damaged CellAudit file, and is reported as one below.)
+        guard meta["convention"] != nil || meta["cell"] != nil else { return try StateDict.load(file, path: path, hints: hints) }
         if hints.anyFlag {
             throw fail("a CellAudit model file states its own architecture; --rnn-prefix, --readout-prefix, --task, --output and --nonlinearity apply to plain state dicts")
         }

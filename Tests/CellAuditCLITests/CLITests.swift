@@ -726,3 +726,22 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(label.exitCode == 1 && label.stderr.contains("flipflop_test.safetensors") && label.stderr.contains("labels"), "\(label.stderr)")
     }
 }
+
+@Suite struct StateDictCLITests {
+    /// A plain state dict on the command line: what it cannot say comes from flags, and a missing
+    /// one is asked for in one line.
+    @Test func aStateDictNeedsOnlyWhatItCannotSay() throws {
+        let path = Fixtures.path("state_dicts/rnn_relu.safetensors")
+        let missing = try CLI.run(["inspect", path])
+        #expect(missing.exitCode == 1 && missing.stderr.hasPrefix("error: rnn_relu.safetensors: ") && missing.stderr.contains("--nonlinearity"))
+        #expect(missing.stderr.split(separator: "\n").count == 1)
+        let r = try CLI.run(["inspect", path, "--nonlinearity", "relu", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["cell"] as? String == "rnn_relu" && json["outputs"] as? Int == 2 && json["hidden_sizes"] as? [Int] == [6])
+        let bad = try CLI.run(["inspect", path, "--nonlinearity", "sigmoid"])
+        #expect(bad.exitCode == 2 && bad.stderr.contains("--nonlinearity"))
+        let flagged = try CLI.run(["inspect", Fixtures.path("digits_lstm8.safetensors"), "--task", "regression"])
+        #expect(flagged.exitCode == 1 && flagged.stderr.contains("plain state dicts"))
+    }
+}

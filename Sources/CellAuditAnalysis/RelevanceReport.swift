@@ -11,7 +11,9 @@ public struct SVGHeatmap {
     public var values: [[Double]]
     public var rowLabels: [String], columnLabels: [String]
     public var xLabel: String, yLabel: String
+    /// Width of a column and height of a row, in pixels (rows stay tall enough for their labels).
     public var cell = 14.0
+    public var rowHeight = 14.0
 
     public init(title: String, values: [[Double]], rowLabels: [String], columnLabels: [String], xLabel: String, yLabel: String) {
         self.title = title; self.values = values; self.rowLabels = rowLabels; self.columnLabels = columnLabels
@@ -29,28 +31,28 @@ public struct SVGHeatmap {
     public func render() -> String {
         let rows = values.count, columns = values.first?.count ?? 0
         let left = 64.0, top = note == nil ? 34.0 : 48.0
-        let width = max(260, left + Double(columns) * cell + 16), height = top + Double(rows) * cell + 40
+        let width = max(260, left + Double(columns) * cell + 16), height = top + Double(rows) * rowHeight + 40
         let scale = values.flatMap { $0 }.filter(\.isFinite).map(abs).max() ?? 0
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(fmt(width))\" height=\"\(fmt(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"10\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<text x=\"\(fmt(width / 2))\" y=\"16\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">\(escape(title))</text>\n"
         if let note { svg += "<text x=\"\(fmt(width / 2))\" y=\"31\" text-anchor=\"middle\" fill=\"#555\">\(escape(note))</text>\n" }
         for r in 0..<rows {
-            let y = top + Double(r) * cell
+            let y = top + Double(r) * rowHeight
             if r < rowLabels.count, rows <= 40 || r % max(1, rows / 20) == 0 {
-                svg += "<text x=\"\(fmt(left - 4))\" y=\"\(fmt(y + cell * 0.75))\" text-anchor=\"end\">\(escape(rowLabels[r]))</text>\n"
+                svg += "<text x=\"\(fmt(left - 4))\" y=\"\(fmt(y + rowHeight * 0.75))\" text-anchor=\"end\">\(escape(rowLabels[r]))</text>\n"
             }
             for c in 0..<columns {
                 let v = values[r][c]
-                svg += "<rect x=\"\(fmt(left + Double(c) * cell))\" y=\"\(fmt(y))\" width=\"\(fmt(cell))\" height=\"\(fmt(cell))\" fill=\"\(Self.color(v, scale: scale))\"><title>\(escape(rowLabels[safe: r] ?? "")), \(escape(columnLabels[safe: c] ?? "")): \(String(format: "%.4g", v))</title></rect>\n"
+                svg += "<rect x=\"\(fmt(left + Double(c) * cell))\" y=\"\(fmt(y))\" width=\"\(fmt(cell))\" height=\"\(fmt(rowHeight))\" fill=\"\(Self.color(v, scale: scale))\"><title>\(escape(rowLabels[safe: r] ?? "")), \(escape(columnLabels[safe: c] ?? "")): \(String(format: "%.4g", v))</title></rect>\n"
             }
         }
-        let bottom = top + Double(rows) * cell
+        let bottom = top + Double(rows) * rowHeight
         for c in 0..<columns where columns <= 40 || c % max(1, columns / 20) == 0 {
             svg += "<text x=\"\(fmt(left + (Double(c) + 0.5) * cell))\" y=\"\(fmt(bottom + 12))\" text-anchor=\"middle\">\(escape(columnLabels[safe: c] ?? ""))</text>\n"
         }
         svg += "<text x=\"\(fmt(left + Double(columns) * cell / 2))\" y=\"\(fmt(bottom + 28))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
-        svg += "<text x=\"12\" y=\"\(fmt(top + Double(rows) * cell / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 12 \(fmt(top + Double(rows) * cell / 2)))\">\(escape(yLabel))</text>\n"
+        svg += "<text x=\"12\" y=\"\(fmt(top + Double(rows) * rowHeight / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 12 \(fmt(top + Double(rows) * rowHeight / 2)))\">\(escape(yLabel))</text>\n"
         svg += "</svg>\n"
         return svg
     }
@@ -145,13 +147,21 @@ public struct RelevanceReport {
         }.filter(\.isFinite).sorted()
         h += "<h2>Conservation</h2>\n"
         if biasFactor == 1 {
-            h += "<p>With bias factor 1 the relevance is conserved: Σ input + rest equals the explained score. Median relative error \(String(format: "%.2g", errors[errors.count / 2])), worst \(String(format: "%.2g", errors.last!)) over \(result.count) sequences (float32 rounding; sequences whose smallest ε-rule denominator is tiny, see <code>min_denominator</code>, carry the most).</p>\n"
+            let median = errors[errors.count / 2], worst = errors.last!
+            let off = errors.filter { $0 > 1e-3 }.count
+            h += "<p>With bias factor 1, Σ input + rest should equal the explained score. Median relative error \(String(format: "%.2g", median)), worst \(String(format: "%.2g", worst)) over \(result.count) sequences.</p>\n"
+            if off > 0 {
+                h += "<p><b>\(off) sequence\(off == 1 ? " misses" : "s miss") it by more than 0.1 %.</b> An ε-rule divided by a denominator within float32 rounding of zero there (see <code>min_denominator</code> in relevance.safetensors); a larger <code>--epsilon</code> stabilises it.</p>\n"
+            }
         } else {
-            h += "<p>With bias factor \(biasFactor) biases and stabilisers keep part of the relevance; the inputs receive a median \(String(format: "%.3g", shares.isEmpty ? .nan : shares[shares.count / 2])) of the score (bias factor 1 conserves it exactly).</p>\n"
+            h += "<p>With bias factor \(biasFactor) biases and stabilisers keep part of the relevance; the inputs receive a median \(String(format: "%.3g", shares.isEmpty ? .nan : shares[shares.count / 2])) of the score (bias factor 1 conserves it).</p>\n"
         }
-        h += "<h2>Input relevance of chosen sequences</h2><p>Red: evidence for the explained output; blue: against; each map scaled to its own largest |R|. Hover a square for its value.</p>\n<div class=\"grid\">"
-        for (s, _) in shown { h += fig("input_relevance_\(s).svg") }
-        h += "</div>\n<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
+        if !shown.isEmpty {
+            h += "<h2>Input relevance of chosen sequences</h2><p>Red: evidence for the explained output; blue: against; each map scaled to its own largest |R|. Hover a square for its value.</p>\n<div class=\"grid\">"
+            for (s, _) in shown { h += fig("input_relevance_\(s).svg") }
+            h += "</div>\n"
+        }
+        h += "<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
         h += "<h2>All cells, by mean |relevance|</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>mean |R|</th></tr>\n"
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
             h += "<tr><td>\(ranks[j])</td><td>\(rows[j].layer)</td><td>\(rows[j].cell)</td><td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"

@@ -78,14 +78,15 @@ public struct AuditReport {
 
     private static func palette(_ i: Int) -> String { SVGPlot.palette[i % SVGPlot.palette.count] }
 
-    /// The ranking (random aside) whose ρ with the single-cell damage is highest, and the others
-    /// whose 95 % interval reaches its interval (on this data they cannot be told apart); nil when
-    /// no ρ is finite.
+    /// The ranking (random aside) whose ρ with the single-cell damage is highest, and the others,
+    /// random included, whose 95 % interval reaches its interval (on this data they cannot be told
+    /// apart; random among them means the best is not distinguishable from chance); nil when no
+    /// ρ is finite.
     public static func mostConsistentRanking(_ study: AblationStudy)
         -> (best: AblationStudy.Correlation, ties: [AblationStudy.Correlation])? {
         let finite = study.rankers.filter { $0.rho.isFinite && $0.name != "random" }
         guard let best = finite.max(by: { $0.rho < $1.rho }) else { return nil }
-        let ties = finite.filter { $0.name != best.name && $0.high.isFinite && best.low.isFinite && $0.high >= best.low }
+        let ties = study.rankers.filter { $0.rho.isFinite && $0.name != best.name && $0.high.isFinite && best.low.isFinite && $0.high >= best.low }
         return (best, ties)
     }
 

@@ -29,7 +29,7 @@ struct Explain: ParsableCommand {
     @Option(help: "ε of the ε-rule (≥ 0): stabilises every denominator z as z + ε·sign(z).")
     var epsilon: Float = 0.001
 
-    @Option(help: "Share of each map's bias and stabiliser given to its inputs, 0…1 (1 conserves relevance).")
+    @Option(help: "Share of each map's bias and stabiliser given to its inputs, 0…1 (default 0; 1 conserves relevance).")
     var biasFactor: Float = 0
 
     @Option(help: "Sequences drawn as heatmaps in the report.")
@@ -57,6 +57,9 @@ struct Explain: ParsableCommand {
         try failing {
             let dataset = try Dataset.load(data)
             let loaded = try modelOptions.load(model, data: dataset)
+            guard loaded.network.readout != nil else {
+                throw CleanFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")
+            }
             try dataset.check(against: loaded)
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
@@ -90,9 +93,11 @@ struct Explain: ParsableCommand {
                 s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
                 let report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: [], result: result, rows: rows,
                                              shown: [], biasFactor: biasFactor)
-                let errors = report.conservationErrors().sorted()
-                s.conservationMedianRelativeError = JSONNumber(errors[errors.count / 2])
-                s.conservationWorstRelativeError = JSONNumber(errors.last!)
+                if biasFactor == 1 {
+                    let errors = report.conservationErrors().sorted()
+                    s.conservationMedianRelativeError = JSONNumber(errors[errors.count / 2])
+                    s.conservationWorstRelativeError = JSONNumber(errors.last!)
+                }
                 s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
                 s.inputShareOfScore = JSONNumber(median((0..<result.count).map { i in
                     result.input[(i * result.steps * result.width)..<((i + 1) * result.steps * result.width)].reduce(0.0) { $0 + Double($1) }

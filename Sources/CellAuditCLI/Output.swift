@@ -2,6 +2,7 @@ import ArgumentParser
 import CellAuditAnalysis
 import CellAuditCore
 import Foundation
+import Synchronization
 
 /// Where a job writes, and how it talks while it runs.
 struct OutputOptions: ParsableArguments {
@@ -26,8 +27,16 @@ struct OutputDirectory {
     let force: Bool
 
     init(_ path: String, force: Bool) throws {
-        target = URL(fileURLWithPath: path).standardizedFileURL
+        guard !path.trimmingCharacters(in: .whitespaces).isEmpty else { throw CleanFailure(description: "--out is empty; give a directory") }
+        target = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
         self.force = force
+        // Replacing the root, the working directory or a folder above it would delete what the
+        // user is standing in: refused even with --force.
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.resolvingSymlinksInPath().path
+        let there = target.path
+        if there == "/" || here == there || here.hasPrefix(there.hasSuffix("/") ? there : there + "/") {
+            throw CleanFailure(description: "--out \(path) is \(there == "/" ? "the root directory" : "the working directory or a folder above it"); give a new directory for the output")
+        }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw CleanFailure(description: "\(path) exists and is not a directory") }
@@ -58,7 +67,7 @@ struct OutputDirectory {
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
             throw CleanFailure(description: "cannot write in \(parent.path): \(fileErrorReason(error))")
         }
-        let cleanup = SignalCleanup.install(removing: [staging, parent.appendingPathComponent(".\(target.lastPathComponent).lock")])
+        let cleanup = SignalCleanup.install(staging: staging, lock: parent.appendingPathComponent(".\(target.lastPathComponent).lock"))
         defer { cleanup.uninstall() }
         let result: R
         do { result = try body(staging) } catch {
@@ -66,19 +75,21 @@ struct OutputDirectory {
             throw error
         }
         let old = parent.appendingPathComponent(".\(target.lastPathComponent).old-\(pid)")
-        if fm.fileExists(atPath: target.path) { try fm.moveItem(at: target, to: old) }
-        do { try fm.moveItem(at: staging, to: target) } catch {
-            if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
-            try? fm.removeItem(at: staging)
-            throw CleanFailure(description: "cannot move the finished output into \(target.path): \(fileErrorReason(error))")
+        try cleanup.commit {
+            if fm.fileExists(atPath: target.path) { try fm.moveItem(at: target, to: old) }
+            do { try fm.moveItem(at: staging, to: target) } catch {
+                if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
+                try? fm.removeItem(at: staging)
+                throw CleanFailure(description: "cannot move the finished output into \(target.path): \(fileErrorReason(error))")
+            }
+            try? fm.removeItem(at: old)
         }
-        try? fm.removeItem(at: old)
         return result
     }
 
     /// `.<name>.partial-PID` and `.<name>.old-PID` beside the target whose PID no longer runs.
     private func removeStaleStaging(in parent: URL) {
-        let prefixes = [".\(target.lastPathComponent).partial-", ".\(target.lastPathComponent).old-"]
+        let prefixes = [".\(target.lastPathComponent).partial-", ".\(target.lastPathComponent).old-", ".\(target.lastPathComponent).doomed-"]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? [] {
             guard let prefix = prefixes.first(where: { entry.hasPrefix($0) }), let pid = Int32(entry.dropFirst(prefix.count)) else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {
@@ -131,23 +142,64 @@ final class OutputLock {
 /// with 128 + the signal, so an interrupted run leaves nothing that looks like output. The
 /// handler runs on a dispatch queue, not in signal context, so it may touch the file system.
 final class SignalCleanup: @unchecked Sendable {
+    private enum Phase { case working, committing, interrupted, lateSignal(Int32), done }
     private var sources: [DispatchSourceSignal] = []
+    private let phase = Mutex<Phase>(.working)
     private static let queue = DispatchQueue(label: "cellaudit.signals")
 
-    static func install(removing paths: [URL]) -> SignalCleanup {
+    /// On SIGINT or SIGTERM while the job works: the staging directory is first renamed (so the
+    /// job, still writing on the main thread, can add nothing more to it), then removed with the
+    /// lock file, and the process exits 128 + signal. A signal during the final move waits for
+    /// it (`commit`): the output is then complete, and the process exits 128 + signal after it.
+    static func install(staging: URL, lock: URL) -> SignalCleanup {
         let cleanup = SignalCleanup()
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             source.setEventHandler {
-                for path in paths { try? FileManager.default.removeItem(at: path) }
-                Terminal.warn("error: interrupted (\(signalNumber == SIGINT ? "SIGINT" : "SIGTERM")); removed the partial output \(paths[0].lastPathComponent)")
-                exit(128 + signalNumber)
+                cleanup.phase.withLock { phase in
+                    switch phase {
+                    case .working:
+                        phase = .interrupted
+                        let doomed = staging.deletingLastPathComponent()
+                            .appendingPathComponent(staging.lastPathComponent.replacingOccurrences(of: ".partial-", with: ".doomed-"))
+                        let gone = (try? FileManager.default.moveItem(at: staging, to: doomed)) != nil ? doomed : staging
+                        try? FileManager.default.removeItem(at: gone)
+                        try? FileManager.default.removeItem(at: lock)
+                        Terminal.warn("error: interrupted (\(signalName(signalNumber))); removed the partial output \(staging.lastPathComponent)")
+                        exit(128 + signalNumber)
+                    case .committing:
+                        phase = .lateSignal(signalNumber)
+                    case .interrupted, .lateSignal, .done:
+                        break
+                    }
+                }
             }
             source.resume()
             cleanup.sources.append(source)
         }
         return cleanup
+    }
+
+    /// Runs the final move of a finished output, which a signal no longer interrupts.
+    func commit(_ move: () throws -> Void) throws {
+        let go = phase.withLock { phase -> Bool in
+            guard case .working = phase else { return false }
+            phase = .committing
+            return true
+        }
+        // Interrupted first: the handler is removing the output and exiting.
+        guard go else { while true { pause() } }
+        try move()
+        let late = phase.withLock { phase -> Int32? in
+            defer { phase = .done }
+            if case .lateSignal(let number) = phase { return number }
+            return nil
+        }
+        if let late {
+            Terminal.warn("error: interrupted (\(signalName(late))) after the output was complete")
+            exit(128 + late)
+        }
     }
 
     func uninstall() {
@@ -156,6 +208,8 @@ final class SignalCleanup: @unchecked Sendable {
         signal(SIGTERM, SIG_DFL)
     }
 }
+
+private func signalName(_ number: Int32) -> String { number == SIGINT ? "SIGINT" : "SIGTERM" }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
 final class ProgressReporter: @unchecked Sendable {

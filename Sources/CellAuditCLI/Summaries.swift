@@ -203,8 +203,8 @@ struct ExplainSummary: Codable {
     var explainedStep: Int?
     var epsilon = 0.0, biasFactor = 0.0
     var meanScore = JSONNumber(.nan)
-    /// |Σ input + rest − score| / |score| over the sequences (0 up to rounding when bias_factor = 1).
-    var conservationMedianRelativeError = JSONNumber(.nan), conservationWorstRelativeError = JSONNumber(.nan)
+    /// bias_factor = 1 only: |Σ input + rest − score| / |score| over the sequences (0 up to rounding).
+    var conservationMedianRelativeError: JSONNumber?, conservationWorstRelativeError: JSONNumber?
     /// Median of Σ input / score: how much of the score the inputs receive.
     var inputShareOfScore = JSONNumber(.nan)
     var topCells: [Cell] = []
@@ -214,7 +214,7 @@ struct ExplainSummary: Codable {
         Swift.print("explained \(target)\(explainedStep.map { " at step \($0)" } ?? "") for \(sequences) sequences of \(data) with LRP (ε = \(epsilon), bias factor \(biasFactor))")
         Swift.print("backend: \(backend)")
         if biasFactor == 1 {
-            Swift.print(String(format: "conservation: Σ input + rest = score within %.2g (median), %.2g (worst), relative", conservationMedianRelativeError.value, conservationWorstRelativeError.value))
+            Swift.print(String(format: "conservation: Σ input + rest = score within %.2g (median), %.2g (worst), relative", conservationMedianRelativeError?.value ?? .nan, conservationWorstRelativeError?.value ?? .nan))
         } else {
             Swift.print(String(format: "inputs receive a median %.3g of the score (the rest stays with biases and stabilisers; --bias-factor 1 conserves it)", inputShareOfScore.value))
         }

@@ -501,6 +501,50 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(third.exitCode == 0, "\(third.stderr)")
     }
 
+    /// A signal at any moment of a run that writes many files (explain's report): either the run
+    /// finished first (exit 0, or 128 + signal after a complete output) or nothing is left, never
+    /// a staging directory or a partial output.
+    @Test func aSignalAtAnyMomentLeavesAWholeOutputOrNothing() throws {
+        for (k, delay) in [150_000, 400_000, 800_000, 1_300_000].enumerated() {
+            let dir = try Fixtures.scratch("signal-\(k)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let out = dir.appendingPathComponent("out")
+            let process = Process()
+            process.executableURL = CLI.binary
+            process.arguments = ["explain", Fixtures.path("digits_lstm32x2.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                 "--backend", "cpu", "--samples", "360", "--out", out.path, "--quiet"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32(delay))
+            kill(process.processIdentifier, k % 2 == 0 ? SIGINT : SIGTERM)
+            process.waitUntilExit()
+            let entries = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            #expect(!entries.contains { $0.contains(".partial-") || $0.contains(".doomed-") || $0.hasSuffix(".lock") }, "left behind: \(entries)")
+            if FileManager.default.fileExists(atPath: out.path) {
+                // Complete: every file the run writes is there.
+                for file in ["relevance.safetensors", "cells.csv", "summary.json", "report.html"] {
+                    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), "\(file) missing after delay \(delay)")
+                }
+            } else {
+                #expect(process.terminationStatus == 130 || process.terminationStatus == 143, "status \(process.terminationStatus)")
+            }
+        }
+    }
+
+    /// The root, the working directory and the folders above it are never replaced, even with --force.
+    @Test func outputsThatWouldDeleteWhereTheUserStandsAreRefused() throws {
+        let dir = try Fixtures.scratch("out-here")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data([1]).write(to: dir.appendingPathComponent("keep.txt"))
+        for out in ["", ".", "..", "/"] {
+            let r = try CLI.run(["explain", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                 "--backend", "cpu", "--out", out, "--force"], cwd: dir)
+            #expect(r.exitCode != 0 && r.stderr.hasPrefix("error: ") && r.stderr.contains("--out"), "--out '\(out)': \(r.stderr)")
+        }
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("keep.txt").path))
+    }
+
     @Test func stagingLeftByADeadRunIsRemoved() throws {
         let dir = try Fixtures.scratch("stale")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -659,6 +703,7 @@ enum CapacityMetricCount { static let value = 10 }
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["sequences"] as? Int == 360 && json["target"] as? String == "predicted")
         #expect((json["conservation_worst_relative_error"] as? Double ?? 1) < 1e-4)
+        #expect(json["explained_step"] == nil)
         let file = try SafeTensorsFile(path: out.appendingPathComponent("relevance.safetensors").path)
         #expect(try file.info("input").shape == [360, 8, 8] && file.info("cells").shape == [360, 8, 64])
         #expect(try file.info("target").dtype == .I32 && file.info("layer").shape == [64])
@@ -697,6 +742,8 @@ enum CapacityMetricCount { static let value = 10 }
         // Nothing after step 50 can be relevant to the output at step 50.
         for s in 0..<64 { for t in 51..<100 { for i in 0..<3 { #expect(input[(s * 100 + t) * 3 + i] == 0) } } }
         #expect(try cpu.integers("target").allSatisfy { $0 == 2 })
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("cpu/summary.json"))) as? [String: Any])
+        #expect(summary["explained_step"] as? Int == 50 && summary["conservation_worst_relative_error"] == nil)
         if let opencl = files["opencl"] {
             let a = try opencl.floats("input"), scale = input.map(abs).max()!
             #expect(zip(a, input).allSatisfy { abs($0 - $1) <= Tolerance.relevance * scale + Tolerance.relevanceAbsolute })

@@ -216,6 +216,17 @@ struct RelevanceTests {
         #expect(throws: RelevanceError.self) { try RelevanceJob(network: net, inputs: x, output: .sequence, targets: [0, 1], step: 3) }
     }
 
+    @Test("A relevance that overflows float32 is refused, naming the sequence")
+    func overflowIsRefused() throws {
+        var net = try RecurrentNetwork.random(seed: 3, inputSize: 3, hiddenSizes: [64], outputs: 2, scale: 3)
+        net.readout!.V = net.readout!.V.map { $0 >= 0 ? 3e38 : -3e38 }   // finite weights, outputs past Float.greatestFiniteMagnitude
+        let x = try SequenceBatch(count: 3, steps: 4, width: 3, values: RandomInputs.floats(36, seed: 4))
+        let job = try RelevanceJob(network: net, inputs: x, output: .last, targets: [0, 1, 0])
+        for backend in try relevanceBackends() {
+            #expect(throws: RelevanceError.self) { try backend.relevance(job) }
+        }
+    }
+
     @Test("Chunked sequences give the same relevance as one pass")
     func chunking() throws {
         let net = try RecurrentNetwork.random(kind: .gru, seed: 4, inputSize: 5, hiddenSizes: [7, 6], outputs: 3)

@@ -70,8 +70,10 @@ public struct RelevanceJob: Sendable {
     /// fits).
     public func inChunks(bytes: Int, perSequenceBytes: Int, _ body: (RelevanceJob) throws -> RelevanceResult) throws -> RelevanceResult {
         let n = inputs.count, chunk = max(1, min(n, bytes / max(1, perSequenceBytes)))
-        guard chunk < n else { return try body(self) }
-        return .concatenating(try stride(from: 0, to: n, by: chunk).map { try body(try slice($0..<min(n, $0 + chunk))) })
+        let result = chunk < n ? .concatenating(try stride(from: 0, to: n, by: chunk).map { try body(try slice($0..<min(n, $0 + chunk))) })
+            : try body(self)
+        try result.checkFinite()
+        return result
     }
 
     /// The same job on sequences `range` (for chunking).
@@ -117,6 +119,19 @@ public struct RelevanceResult: Sendable, Equatable {
                                input: parts.flatMap(\.input), cellRelevance: parts.flatMap(\.cellRelevance),
                                score: parts.flatMap(\.score), rest: parts.flatMap(\.rest),
                                minimumDenominator: parts.flatMap(\.minimumDenominator))
+    }
+
+    /// - Throws: `RelevanceError.invalid` naming the first sequence whose score or relevance is
+    ///   NaN or ±Inf (the model's values overflow float32 on that input).
+    public func checkFinite() throws {
+        let per = steps * width, perCells = steps * cells
+        for s in 0..<count {
+            let finite = score[s].isFinite && rest[s].isFinite && input[(s * per)..<((s + 1) * per)].allSatisfy(\.isFinite)
+                && cellRelevance[(s * perCells)..<((s + 1) * perCells)].allSatisfy(\.isFinite)
+            if !finite {
+                throw RelevanceError.invalid("the relevance of sequence \(s) is not finite (score \(score[s])): the model's values overflow float32 on this data")
+            }
+        }
     }
 
     /// Mean |relevance| of every cell over sequences and steps [C]: the LRP ranking's score.
@@ -228,15 +243,15 @@ public enum ExplanationTarget: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The output explained for every sequence of `dataset`.
-    /// - Throws: `DataError.mismatch` when the mode needs labels the dataset lacks, or a
-    ///   regression model is asked for its prediction with more than one output; what the forward
-    ///   pass throws.
+    /// - Throws: `DataError.mismatch` when the mode needs labels the dataset lacks;
+    ///   `RelevanceError.invalid` for an output index the readout lacks, or a prediction of a
+    ///   regression model with more than one output; what the forward pass throws.
     public func resolve(network: RecurrentNetwork, task: ModelTask, output: OutputMode, dataset: Dataset, step: Int?,
                         on backend: any ComputeBackend) throws -> [Int] {
         let n = dataset.inputs.count, k = network.readout?.outputs ?? 0
         switch self {
         case .output(let index):
-            guard index < k else { throw DataError.mismatch("--target \(index): the readout has \(k) outputs (0…\(k - 1))") }
+            guard index < k else { throw RelevanceError.invalid("--target \(index): the readout has \(k) outputs (0…\(k - 1))") }
             return [Int](repeating: index, count: n)
         case .label:
             guard task == .classification, let labels = dataset.labels else {
@@ -246,7 +261,7 @@ public enum ExplanationTarget: Sendable, Equatable, CustomStringConvertible {
         case .predicted:
             guard task == .classification else {
                 guard k == 1 else {
-                    throw DataError.mismatch("a regression model has no predicted class: give --target with an output index (0…\(k - 1))")
+                    throw RelevanceError.invalid("a regression model has no predicted class: give --target with an output index (0…\(k - 1))")
                 }
                 return [Int](repeating: 0, count: n)
             }

@@ -13,6 +13,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // .npz datasets are ZIP archives (stored or deflated).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // The OpenCL C API, found through pkg-config (ocl-icd-opencl-dev + opencl-headers on Debian).
@@ -30,7 +32,7 @@ let package = Package(
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
-        .target(name: "CellAuditCore", dependencies: ["COpenBLAS"]),
+        .target(name: "CellAuditCore", dependencies: ["COpenBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),

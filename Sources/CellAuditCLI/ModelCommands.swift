@@ -20,12 +20,25 @@ struct Inspect: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
 
+    @Flag(help: "Rerun the framework's own outputs stored in the model file (golden.outputs, golden.hidden, golden_accuracy / golden_mse; the exporters write them) on --data and fail on any disagreement.")
+    var verify = false
+
     @Flag(help: "Print JSON.")
     var json = false
+
+    func validate() throws {
+        if verify && data == nil { throw ValidationError("--verify needs --data: the dataset the golden outputs were computed on") }
+    }
 
     func run() throws {
         try failing {
             let loaded = try modelOptions.load(model, data: try data.map(Dataset.load))
+            if verify, let data {
+                let report = try verifyGolden(loaded, dataPath: data, backend: try backendOptions.makeBackend())
+                if json { try printJSON(report); return }
+                print("verified \(model) against its golden outputs on \(data): " + report.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))
+                return
+            }
             let net = loaded.network
             var info: [String: Any] = [
                 "model": model, "convention": loaded.convention.rawValue, "cell": net.kind.rawValue,
@@ -119,6 +132,52 @@ struct Eval: ParsableCommand {
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
         }
     }
+}
+
+/// Reruns the golden values a model file carries on `dataPath` with `backend`.
+/// - Returns: what was compared and the largest difference of each.
+/// - Throws: `CleanFailure` naming the file when it carries no golden outputs, the dataset does not
+///   match them, or any value differs beyond `Tolerance.forward` (or a score beyond 1e-9).
+func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> [String: String] {
+    let file = try SafeTensorsFile(path: loaded.path)
+    let name = file.fileName
+    guard file.tensors["golden.outputs"] != nil else {
+        throw CleanFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
+    }
+    let dataset = try Dataset.load(dataPath)
+    try dataset.check(against: loaded)
+    let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
+    var report: [String: String] = ["backend": "\(backend.identity)"]
+    let expectedShape = Array(result.shape.dropFirst())
+    let golden = try file.floats("golden.outputs")
+    guard try file.info("golden.outputs").shape == expectedShape else {
+        throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(dataset.fileName) gives \(expectedShape): verify on the dataset the exporter used")
+    }
+    func compare(_ got: ArraySlice<Float>, _ want: [Float], _ what: String) throws {
+        var worst: Float = 0, at = 0
+        for (i, (g, w)) in zip(got, want).enumerated() where !(abs(g - w) <= worst) { worst = abs(g - w); at = i }
+        guard worst <= Tolerance.forward else {
+            throw CleanFailure(description: "\(name): \(what) differ from the framework's by up to \(worst) (element \(at), tolerance \(Tolerance.forward)): this file is not read as its framework ran it")
+        }
+        report[what] = String(format: "max |Δ| %.3g", worst)
+    }
+    try compare(result.outputs[...], golden, "outputs")
+    if file.tensors["golden.hidden"] != nil {
+        let shape = try file.info("golden.hidden").shape
+        let want = try file.floats("golden.hidden")
+        guard shape.count == 3, shape[1] == dataset.inputs.steps, shape[2] == loaded.network.layers.last!.hiddenSize, shape[0] <= dataset.inputs.count else {
+            throw CleanFailure(description: "\(name): golden hidden states are \(shape), which \(dataset.fileName) and the model cannot give")
+        }
+        try compare(result.hidden[0..<want.count], want, "hidden states")
+    }
+    let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
+    if let stored = loaded.metadata["golden_\(score.name)"].flatMap(Double.init) {
+        guard abs(stored - score.value) <= 1e-9 else {
+            throw CleanFailure(description: "\(name): \(score.name) \(score.value) on \(dataset.fileName), but the framework measured \(stored)")
+        }
+        report[score.name] = String(format: "%.6g (the framework's too)", score.value)
+    }
+    return report
 }
 
 func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {

@@ -15,43 +15,73 @@ public struct Dataset: Sendable {
         self.inputs = inputs; self.labels = labels; self.targets = targets; self.targetShape = targetShape; self.fileName = fileName
     }
 
+    /// Reads a dataset: a safetensors file, or a NumPy `.npz` archive (`numpy.savez`) holding
+    /// arrays of the same names.
+    /// - Throws: `FormatError` naming the file and what is missing, misshapen or not finite.
     public static func load(_ path: String) throws -> Dataset {
-        let file = try SafeTensorsFile(path: path)
-        let name = file.fileName
-        let info = try file.info("inputs")
-        guard info.shape.count == 3 else {
-            throw FormatError(file: name, "'inputs' has shape \(info.shape), expected [N, T, I]")
+        let source = try ArraySource(path)
+        let name = source.name
+        guard let shape = source.shape("inputs") else { throw FormatError(file: name, "missing tensor 'inputs'") }
+        guard shape.count == 3 else {
+            throw FormatError(file: name, "'inputs' has shape \(shape), expected [N, T, I]")
         }
-        guard info.shape.allSatisfy({ $0 >= 1 }) else { throw FormatError(file: name, "the dataset is empty (inputs \(info.shape))") }
-        let values = try file.floats("inputs")
+        guard shape.allSatisfy({ $0 >= 1 }) else { throw FormatError(file: name, "the dataset is empty (inputs \(shape))") }
+        let values = try source.floats("inputs")
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
         }
-        var data = Dataset(inputs: try SequenceBatch(count: info.shape[0], steps: info.shape[1], width: info.shape[2], values: values))
+        var data = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: values))
         data.fileName = name
-        if file.tensors["labels"] != nil {
-            let labels = try file.integers("labels")
-            guard try file.info("labels").shape == [info.shape[0]] else {
-                throw FormatError(file: name, "'labels' has shape \(try file.info("labels").shape), expected [\(info.shape[0])]")
+        if let labelShape = source.shape("labels") {
+            guard labelShape == [shape[0]] else {
+                throw FormatError(file: name, "'labels' has shape \(labelShape), expected [\(shape[0])]")
             }
-            data.labels = labels
+            data.labels = try source.integers("labels")
         }
-        if let t = file.tensors["targets"] {
-            guard (t.shape.count == 2 || t.shape.count == 3), t.shape[0] == info.shape[0],
-                  t.shape.count == 2 || t.shape[1] == info.shape[1] else {
-                throw FormatError(file: name, "'targets' has shape \(t.shape), expected [\(info.shape[0]), K] or [\(info.shape[0]), \(info.shape[1]), K]")
+        if let t = source.shape("targets") {
+            guard (t.count == 2 || t.count == 3), t[0] == shape[0], t.count == 2 || t[1] == shape[1] else {
+                throw FormatError(file: name, "'targets' has shape \(t), expected [\(shape[0]), K] or [\(shape[0]), \(shape[1]), K]")
             }
-            let targets = try file.floats("targets")
+            let targets = try source.floats("targets")
             if let bad = targets.firstIndex(where: { !$0.isFinite }) {
                 throw FormatError(file: name, "'targets' contains \(targets[bad]) at element \(bad)")
             }
             data.targets = targets
-            data.targetShape = t.shape
+            data.targetShape = t
         }
         guard data.labels != nil || data.targets != nil else {
             throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
         }
         return data
+    }
+}
+
+/// The named arrays of a dataset file, whichever format holds them.
+private struct ArraySource {
+    let name: String
+    let shape: (String) -> [Int]?
+    let floats: (String) throws -> [Float]
+    let integers: (String) throws -> [Int]
+
+    init(_ path: String) throws {
+        let name = (path as NSString).lastPathComponent
+        self.name = name
+        if path.lowercased().hasSuffix(".npz") {
+            let arrays = try NumPyArchive.load(path)
+            shape = { arrays[$0]?.shape }
+            // Values past Float's range become ±Inf, which the finiteness checks then name.
+            floats = { key in arrays[key]!.values.map { Float($0) } }
+            integers = { key in
+                let array = arrays[key]!
+                guard array.isInteger else { throw FormatError(file: name, "'\(key)' has dtype \(array.descr); it must hold integers") }
+                return array.values.map { Int($0) }
+            }
+        } else {
+            let file = try SafeTensorsFile(path: path)
+            shape = { file.tensors[$0]?.shape }
+            floats = { try file.floats($0) }
+            integers = { try file.integers($0) }
+        }
     }
 }
 

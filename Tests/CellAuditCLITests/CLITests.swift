@@ -792,3 +792,35 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(flagged.exitCode == 1 && flagged.stderr.contains("plain state dicts"))
     }
 }
+
+@Suite struct VerifyCLITests {
+    /// A model file checks itself against the outputs its framework stored in it.
+    @Test func verifyRerunsTheGoldenOutputs() throws {
+        let data = Fixtures.path("digits_test.safetensors")
+        for model in ["digits_lstm32x2", "digits_gru16_keras_reset_before", "digits_rnn16_onnx"] {
+            let r = try CLI.run(["inspect", Fixtures.path("\(model).safetensors"), "--data", data, "--verify", "--backend", "cpu", "--json"])
+            #expect(r.exitCode == 0, "\(model): \(r.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            #expect(json["outputs"] != nil && json["hidden states"] != nil && json["accuracy"] != nil, "\(json)")
+        }
+        // One readout weight off by 1 %: caught, named, one line.
+        let dir = try Fixtures.scratch("verify")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try SafeTensorsFile(path: Fixtures.path("digits_lstm8.safetensors"))
+        var writer = SafeTensorsWriter(metadata: source.metadata)
+        for name in source.tensors.keys.sorted() {
+            var values = try source.floats(name)
+            if name == "fc.weight" { values[3] *= 1.01 }
+            try writer.add(name, floats: values, shape: try source.info(name).shape)
+        }
+        let tampered = dir.appendingPathComponent("tampered.safetensors").path
+        try writer.write(to: tampered)
+        let bad = try CLI.run(["inspect", tampered, "--data", data, "--verify", "--backend", "cpu"])
+        #expect(bad.exitCode == 1 && bad.stderr.hasPrefix("error: tampered.safetensors: outputs differ from the framework's"), "\(bad.stderr)")
+        #expect(bad.stderr.split(separator: "\n").count == 1)
+        let none = try CLI.run(["inspect", Fixtures.path("state_dicts/lstm2_head.safetensors"), "--data", data, "--verify"])
+        #expect(none.exitCode == 1 && none.stderr.contains("no golden outputs"), "\(none.stderr)")
+        let noData = try CLI.run(["inspect", Fixtures.path("digits_lstm8.safetensors"), "--verify"])
+        #expect(noData.exitCode == 2 && noData.stderr.contains("--verify needs --data"))
+    }
+}

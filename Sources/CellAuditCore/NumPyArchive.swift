@@ -1,0 +1,133 @@
+import Foundation
+import ZIPFoundation
+
+/// One array of a NumPy `.npy` file (format versions 1–3, NEP 1): its shape and its values
+/// widened to Double, in C order.
+public struct NumPyArray: Sendable, Equatable {
+    public var shape: [Int]
+    public var values: [Double]
+    /// The dtype as NumPy writes it (`<f4`, `<i8`, `|b1`, …).
+    public var descr: String
+    public var isInteger: Bool { descr.dropFirst().first.map { "iub".contains($0) } ?? false }
+}
+
+/// Reads `.npz` archives (`numpy.savez` and `savez_compressed`: a ZIP of `.npy` files, stored or
+/// deflated) with ZIPFoundation, and the `.npy` arrays in them. Little-endian floats (f2, f4, f8),
+/// integers (i1–i8, u1–u8) and booleans are read; Fortran order is honoured by transposing;
+/// object arrays, big-endian data and anything truncated are refused.
+public enum NumPyArchive {
+    /// Every array of the archive at `path`, by name without `.npy`.
+    /// - Throws: `FormatError` naming the file (and the member) for an unreadable archive or array.
+    public static func load(_ path: String) throws -> [String: NumPyArray] {
+        let url = URL(fileURLWithPath: path)
+        let name = url.lastPathComponent
+        let archive: Archive
+        do { archive = try Archive(url: url, accessMode: .read) } catch {
+            throw FormatError(file: name, "not a readable .npz (ZIP) archive: \(error)")
+        }
+        var arrays: [String: NumPyArray] = [:]
+        for entry in archive where entry.type == .file {
+            guard entry.path.hasSuffix(".npy") else { continue }
+            guard entry.uncompressedSize <= 1 << 34 else {
+                throw FormatError(file: name, "member \(entry.path) is \(entry.uncompressedSize) bytes, more than CellAudit reads")
+            }
+            var data = Data()
+            do { _ = try archive.extract(entry, skipCRC32: false) { data.append($0) } } catch {
+                throw FormatError(file: name, "member \(entry.path) cannot be extracted: \(error)")
+            }
+            let key = String(entry.path.dropLast(4))
+            guard arrays[key] == nil else { throw FormatError(file: name, "the archive holds '\(entry.path)' twice") }
+            do { arrays[key] = try parse(data) } catch let problem as NPYProblem {
+                throw FormatError(file: name, "\(entry.path): \(problem.text)")
+            }
+        }
+        return arrays
+    }
+
+    struct NPYProblem: Error { let text: String }
+
+    /// One `.npy` file's bytes.
+    static func parse(_ data: Data) throws -> NumPyArray {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
+            throw NPYProblem(text: "not a .npy array (no \\x93NUMPY magic)")
+        }
+        let major = bytes[6]
+        let headerLength: Int, start: Int
+        switch major {
+        case 1: headerLength = Int(bytes[8]) | Int(bytes[9]) << 8; start = 10
+        case 2, 3:
+            guard bytes.count >= 12 else { throw NPYProblem(text: "truncated header") }
+            headerLength = (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }; start = 12
+        default: throw NPYProblem(text: ".npy format version \(major) is not one CellAudit reads (1–3)")
+        }
+        guard start + headerLength <= bytes.count,
+              let header = String(bytes: bytes[start..<(start + headerLength)], encoding: major == 3 ? .utf8 : .isoLatin1) else {
+            throw NPYProblem(text: "truncated header")
+        }
+        func field(_ key: String) throws -> String {
+            guard let range = header.range(of: "'\(key)':") else { throw NPYProblem(text: "header has no '\(key)'") }
+            return String(header[range.upperBound...]).trimmingCharacters(in: .whitespaces)
+        }
+        let descrText = try field("descr")
+        guard descrText.hasPrefix("'"), let end = descrText.dropFirst().firstIndex(of: "'") else {
+            throw NPYProblem(text: "a structured or object dtype, which CellAudit does not read")
+        }
+        let descr = String(descrText[descrText.index(after: descrText.startIndex)..<end])
+        let fortran = try field("fortran_order").hasPrefix("True")
+        let shapeText = try field("shape")
+        guard shapeText.hasPrefix("("), let close = shapeText.firstIndex(of: ")") else { throw NPYProblem(text: "unreadable shape") }
+        let parts = shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let shape = try parts.map { part -> Int in
+            guard let n = Int(part), n >= 0 else { throw NPYProblem(text: "unreadable shape \(shapeText[...close])") }
+            return n
+        }
+        let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        guard descr.count >= 3, let size = Int(descr.dropFirst(2)), "<|=".contains(descr.first!) || size == 1 else {
+            throw NPYProblem(text: "dtype '\(descr)' is not a little-endian number")
+        }
+        let kind = descr.dropFirst().first!
+        let body = start + headerLength
+        guard count < Int.max / 8, body + count * size == bytes.count else {
+            throw NPYProblem(text: "holds \(bytes.count - body) bytes of data; shape \(shape) of '\(descr)' needs \(count < Int.max / 8 ? count * size : -1)")
+        }
+        var values = [Double](repeating: 0, count: count)
+        try bytes.withUnsafeBytes { raw in
+            let p = raw.baseAddress! + body
+            for i in 0..<count {
+                let q = p + i * size
+                switch (kind, size) {
+                case ("f", 2): values[i] = Double(Float16(bitPattern: q.loadUnaligned(as: UInt16.self).littleEndian))
+                case ("f", 4): values[i] = Double(Float(bitPattern: q.loadUnaligned(as: UInt32.self).littleEndian))
+                case ("f", 8): values[i] = Double(bitPattern: q.loadUnaligned(as: UInt64.self).littleEndian)
+                case ("i", 1): values[i] = Double(q.loadUnaligned(as: Int8.self))
+                case ("i", 2): values[i] = Double(Int16(littleEndian: q.loadUnaligned(as: Int16.self)))
+                case ("i", 4): values[i] = Double(Int32(littleEndian: q.loadUnaligned(as: Int32.self)))
+                case ("i", 8): values[i] = Double(Int64(littleEndian: q.loadUnaligned(as: Int64.self)))
+                case ("u", 1), ("b", 1): values[i] = Double(q.loadUnaligned(as: UInt8.self))
+                case ("u", 2): values[i] = Double(UInt16(littleEndian: q.loadUnaligned(as: UInt16.self)))
+                case ("u", 4): values[i] = Double(UInt32(littleEndian: q.loadUnaligned(as: UInt32.self)))
+                case ("u", 8): values[i] = Double(UInt64(littleEndian: q.loadUnaligned(as: UInt64.self)))
+                default: throw NPYProblem(text: "dtype '\(descr)' is not one CellAudit reads (float, int, uint or bool)")
+                }
+            }
+        }
+        if fortran && shape.count > 1 { values = cOrder(values, shape: shape) }
+        return NumPyArray(shape: shape, values: values, descr: descr)
+    }
+
+    /// Column-major (Fortran) values rearranged into row-major (C) order.
+    public static func cOrder(_ values: [Double], shape: [Int]) -> [Double] {
+        var out = [Double](repeating: 0, count: values.count)
+        var index = [Int](repeating: 0, count: shape.count)
+        for c in 0..<values.count {
+            var f = 0, stride = 1
+            for d in 0..<shape.count { f += index[d] * stride; stride *= shape[d] }
+            out[c] = values[f]
+            var d = shape.count - 1
+            while d >= 0 { index[d] += 1; if index[d] < shape[d] { break }; index[d] = 0; d -= 1 }
+        }
+        return out
+    }
+}

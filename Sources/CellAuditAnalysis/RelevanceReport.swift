@@ -127,24 +127,11 @@ public struct RelevanceReport {
         return out
     }
 
-    /// Σ input + rest against the score: the conservation check, per sequence, relative to |score|.
-    public func conservationErrors() -> [Double] {
-        let per = result.steps * result.width
-        return (0..<result.count).map { s in
-            let total = result.input[(s * per)..<((s + 1) * per)].reduce(0.0) { $0 + Double($1) } + Double(result.rest[s])
-            return abs(total - Double(result.score[s])) / max(1e-12, abs(Double(result.score[s])))
-        }
-    }
-
     public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {
         func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
         var h = reportPageHead(title: title, facts: facts)
-        let errors = conservationErrors().sorted()
-        let shares = (0..<result.count).map { s -> Double in
-            let per = result.steps * result.width
-            let total = result.input[(s * per)..<((s + 1) * per)].reduce(0.0) { $0 + Double($1) }
-            return total / Double(result.score[s])
-        }.filter(\.isFinite).sorted()
+        let errors = result.conservationErrors().sorted()
+        let shares = result.inputShares().filter(\.isFinite).sorted()
         h += "<h2>Conservation</h2>\n"
         if biasFactor == 1 {
             let median = errors[errors.count / 2], worst = errors.last!

@@ -91,18 +91,13 @@ struct Explain: ParsableCommand {
                 s.explainedStep = step
                 s.seconds = seconds
                 s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
-                let report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: [], result: result, rows: rows,
-                                             shown: [], biasFactor: biasFactor)
                 if biasFactor == 1 {
-                    let errors = report.conservationErrors().sorted()
+                    let errors = result.conservationErrors().sorted()
                     s.conservationMedianRelativeError = JSONNumber(errors[errors.count / 2])
                     s.conservationWorstRelativeError = JSONNumber(errors.last!)
                 }
                 s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
-                s.inputShareOfScore = JSONNumber(median((0..<result.count).map { i in
-                    result.input[(i * result.steps * result.width)..<((i + 1) * result.steps * result.width)].reduce(0.0) { $0 + Double($1) }
-                        / Double(result.score[i])
-                }))
+                s.inputShareOfScore = JSONNumber(median(result.inputShares()))
                 s.topCells = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(10).map {
                     ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].cell, meanAbsRelevance: meanAbsolute[$0])
                 }

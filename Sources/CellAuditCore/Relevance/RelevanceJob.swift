@@ -134,6 +134,22 @@ public struct RelevanceResult: Sendable, Equatable {
         }
     }
 
+    /// Σ input of each sequence (in Double).
+    private func inputTotal(_ s: Int) -> Double {
+        input[(s * steps * width)..<((s + 1) * steps * width)].reduce(0.0) { $0 + Double($1) }
+    }
+
+    /// |Σ input + rest − score| / |score| per sequence: the conservation check (0 up to rounding
+    /// with bias factor 1).
+    public func conservationErrors() -> [Double] {
+        (0..<count).map { s in abs(inputTotal(s) + Double(rest[s]) - Double(score[s])) / max(1e-12, abs(Double(score[s]))) }
+    }
+
+    /// Σ input / score per sequence: how much of the score reaches the inputs.
+    public func inputShares() -> [Double] {
+        (0..<count).map { inputTotal($0) / Double(score[$0]) }
+    }
+
     /// Mean |relevance| of every cell over sequences and steps [C]: the LRP ranking's score.
     public func meanAbsoluteCellRelevance() -> [Double] {
         var sums = [Double](repeating: 0, count: cells)

@@ -84,11 +84,42 @@ def layer_kind(layer, k):
     return "lstm" if isinstance(layer, keras.layers.LSTM) else "gru"
 
 
+def check_structure(layers, recurrent):
+    """The only models read exactly: [InputLayer] recurrent layers (one after another), then at
+    most one linear Dense readout. Dropout is the identity at inference and is passed over;
+    anything else (Masking, a layer between the recurrent stack and the readout, a second Dense, an
+    activation on the readout) changes the outputs and is refused by name."""
+    kinds = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+    body = [l for l in layers if not isinstance(l, (keras.layers.InputLayer, keras.layers.Dropout))]
+    first, last = body.index(recurrent[0]), body.index(recurrent[-1])
+    if first != 0:
+        raise SystemExit(f"error: layer '{body[0].name}' ({type(body[0]).__name__}) comes before the first recurrent layer; "
+                         "CellAudit reads networks whose input goes straight into the recurrent stack")
+    for l in body[first:last + 1]:
+        if not isinstance(l, kinds):
+            raise SystemExit(f"error: layer '{l.name}' ({type(l).__name__}) sits between recurrent layers; CellAudit cannot represent it")
+    after = body[last + 1:]
+    if len(after) > 1:
+        raise SystemExit(f"error: layer '{after[0].name}' ({type(after[0]).__name__}) sits between the recurrent stack and the readout "
+                         f"'{after[-1].name}'; CellAudit reads one linear readout of the last recurrent layer")
+    if after:
+        readout = after[0]
+        if not isinstance(readout, keras.layers.Dense):
+            raise SystemExit(f"error: layer '{readout.name}' ({type(readout).__name__}) follows the recurrent stack; "
+                             "CellAudit reads a Dense readout only")
+        activation = keras.activations.serialize(readout.activation)
+        activation = activation if isinstance(activation, str) else activation.get("config", {}).get("name", str(activation))
+        if activation != "linear":
+            raise SystemExit(f"error: the readout Dense '{readout.name}' has activation '{activation}'; CellAudit's readout is "
+                             "linear (it reports the logits): export the model without the activation")
+
+
 def export(model, out, output, data):
     recurrent = [l for l in model.layers if isinstance(l, (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN))]
     denses = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
     if not recurrent:
         raise SystemExit("error: the model has no LSTM, GRU or SimpleRNN layer")
+    check_structure(model.layers, recurrent)
     kinds = [layer_kind(l, k) for k, l in enumerate(recurrent)]
     if len(set(kinds)) != 1:
         raise SystemExit(f"error: the recurrent layers mix cell kinds ({', '.join(kinds)})")

@@ -85,6 +85,11 @@ def torch_to_onnx(state_path, onnx_path, kind="lstm"):
     build_graph(kind, reorder(w_ih)[None], reorder(w_hh)[None], B, s["fc.weight"], s["fc.bias"], onnx_path, 1)
 
 
+# Ops that only move or reshape data: allowed between the graph input and the recurrent node, and
+# (with step selection) between the recurrent node and its readout.
+LAYOUT_OPS = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast"}
+
+
 def export(onnx_path, out, data):
     model = onnx.load(onnx_path)
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -94,12 +99,12 @@ def export(onnx_path, out, data):
     node = nodes[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if attrs.get("direction", b"forward") not in (b"forward", "forward"):
-        raise SystemExit(f"error: node '{node.name}': only forward {node.op_type}s are supported")
+        raise SystemExit(f"error: node '{node.name or node.op_type}': only forward {node.op_type}s are supported")
     for unsupported in ("clip", "input_forget"):
         if attrs.get(unsupported):
-            raise SystemExit(f"error: node '{node.name}' sets '{unsupported}', which CellAudit does not represent")
+            raise SystemExit(f"error: node '{node.name or node.op_type}' sets '{unsupported}', which CellAudit does not represent")
     if len(node.input) > 4 and node.input[4]:
-        raise SystemExit(f"error: node '{node.name}' takes a sequence_lens input, which CellAudit does not represent")
+        raise SystemExit(f"error: node '{node.name or node.op_type}' takes a sequence_lens input, which CellAudit does not represent")
     activations = [x.decode() if isinstance(x, bytes) else x for x in attrs.get("activations", [])]
     default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[node.op_type]
     if node.op_type == "RNN" and activations in ([], ["Tanh"], ["Relu"]):
@@ -107,7 +112,23 @@ def export(onnx_path, out, data):
     elif activations in ([], default):
         kind = node.op_type.lower()
     else:
-        raise SystemExit(f"error: node '{node.name}' has activations {activations}; CellAudit reads {default}")
+        raise SystemExit(f"error: node '{node.name or node.op_type}' has activations {activations}; CellAudit reads {default}")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    graph_inputs = {i.name for i in model.graph.input} - set(init)
+    # The input must reach the recurrent node through layout ops only: anything else before it
+    # (a projection, an embedding, a normalisation) is a part of the network CellAudit cannot read.
+    name, transposed = node.input[0], False
+    while name not in graph_inputs:
+        producer = producers.get(name)
+        if producer is None:
+            raise SystemExit(f"error: the input of node '{node.name or node.op_type}' is neither a graph input nor computed by the graph")
+        if producer.op_type not in LAYOUT_OPS:
+            raise SystemExit(f"error: node '{producer.name or producer.op_type}' ({producer.op_type}) comes before the "
+                             f"{node.op_type}; CellAudit reads networks whose input goes straight into the recurrent layer")
+        if producer.op_type == "Transpose":
+            transposed = not transposed
+        name = producer.input[0]
+    time_major_input = int(attrs.get("layout", 0)) == 0 and not transposed
     W, R = init[node.input[1]], init[node.input[2]]
     H = int(attrs["hidden_size"])
     G = W.shape[1] // H
@@ -118,7 +139,27 @@ def export(onnx_path, out, data):
             "hidden_sizes": str(H), "output": "last", "task": "classification", "prefix": p}
     if kind == "gru":
         meta["linear_before_reset"] = str(int(attrs.get("linear_before_reset", 0)))
-    readout = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and any(i in init for i in n.input)]
+    # The readout is the MatMul or Gemm fed (through layout and step-selection ops) by the
+    # recurrent node's output, never just the first one with an initializer.
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    frontier, readout, seen = list(node.output), [], set()
+    while frontier:
+        for n in consumers.get(frontier.pop(), []):
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.op_type in ("MatMul", "Gemm"):
+                readout.append(n)
+            elif n.op_type in LAYOUT_OPS | {"Gather", "Slice", "Flatten"}:
+                frontier.extend(n.output)
+    others = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n not in readout]
+    if others or len(readout) > 1:
+        extra = (others or readout[1:])[0]
+        raise SystemExit(f"error: node '{extra.name or extra.op_type}' ({extra.op_type}) is a second linear map besides the "
+                         "readout of the recurrent output; CellAudit reads one readout and will not leave another out")
     if readout:
         r = readout[0]
         weight = next(init[i] for i in r.input if i in init)
@@ -136,8 +177,13 @@ def export(onnx_path, out, data):
 
         d = load_file(data)
         session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        results = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: d["inputs"]})))
-        store_golden(tensors, meta, results["logits"], results.get("hidden"), d.get("labels"))
+        x = d["inputs"].transpose(1, 0, 2) if time_major_input else d["inputs"]
+        names = [o.name for o in session.get_outputs()]
+        results = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+        logits = results.get("logits", results[names[0]])
+        if logits.ndim != 2:
+            raise SystemExit(f"error: the graph's output '{names[0]}' has shape {list(logits.shape)}; --data expects [N, K] from the last step")
+        store_golden(tensors, meta, logits, results.get("hidden"), d.get("labels"))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, out, metadata=meta)
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Checks that Tools/export_keras.py refuses, in one line, every Keras model it cannot read exactly,
-and still exports the ones it can (issue 16, item 4). Needs keras (any backend) and safetensors,
-which CI does not install: run it where they are.
+"""Checks that Tools/export_keras.py and Tools/export_onnx.py refuse, in one line, every model they
+cannot read exactly, and still export the ones they can (issue 16, item 4), including the shared
+cases keras-relu, keras-two-dense, onnx-clip, onnx-input-forget, onnx-sequence-lens,
+onnx-input-projection-square and torch-onnx-export (whose export must equal torch_out.npy within
+1e-4). Needs keras (any backend), onnx, onnxruntime, numpy and safetensors, which CI does not
+install: run it where they are.
 
     KERAS_BACKEND=torch python Tools/test_exporters.py [--cases ../shared/cases]
 
@@ -13,7 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+
 import export_keras  # noqa: E402
+import export_onnx  # noqa: E402
 
 
 def outcome(model):
@@ -54,6 +61,24 @@ def main():
         ok = got is not None and expected in got
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} shared case {case}: {got or 'exported'}")
+    for case, expected in (("onnx-clip", "'clip'"), ("onnx-input-forget", "'input_forget'"),
+                           ("onnx-sequence-lens", "sequence_lens"), ("onnx-input-projection-square", "(MatMul) comes before")):
+        try:
+            export_onnx.export(os.path.join(args.cases, case, "model.onnx"), "/tmp/cellaudit-test-export.safetensors",
+                               os.path.join(args.cases, case, "data.safetensors"))
+            got = None
+        except SystemExit as e:
+            got = str(e)
+        ok = got is not None and expected in got and got.startswith("error: ") and "\n" not in got
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} shared case {case}: {got or 'exported'}")
+    case = os.path.join(args.cases, "torch-onnx-export")
+    export_onnx.export(os.path.join(case, "model.onnx"), "/tmp/cellaudit-test-export.safetensors", os.path.join(case, "data.safetensors"))
+    worst = float(np.abs(load_file("/tmp/cellaudit-test-export.safetensors")["golden.outputs"] - np.load(os.path.join(case, "torch_out.npy"))).max())
+    ok = worst <= 1e-4
+    failures += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} shared case torch-onnx-export: exported, golden outputs within {worst:.2g} of torch_out.npy "
+          "(then: cellaudit inspect OUT --data data.safetensors --verify)")
     sys.exit(1 if failures else 0)
 
 

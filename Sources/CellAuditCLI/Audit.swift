@@ -122,7 +122,7 @@ struct Audit: ParsableCommand {
         }
         if let model {
             // A state dict's task and output mode follow the dataset (read here, checked again later).
-            return (try modelOptions.load(model, data: try data.map(Dataset.load)), (model as NSString).lastPathComponent, data, {})
+            return (try modelOptions.load(model, data: try data.map { try Dataset.load($0) }), (model as NSString).lastPathComponent, data, {})
         }
         // The bundled default, unpacked for the duration of the run.
         let bundled = try BundledFiles(["digits_lstm64.safetensors", "digits_test.safetensors"])

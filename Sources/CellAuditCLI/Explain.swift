@@ -55,7 +55,8 @@ struct Explain: ParsableCommand {
 
     func run() throws {
         try failing {
-            let dataset = try Dataset.load(data)
+            // Explaining predictions needs inputs only; labels only for --target label.
+            let dataset = try Dataset.load(data, requireAnswers: false)
             let loaded = try modelOptions.load(model, data: dataset)
             guard loaded.network.readout != nil else {
                 throw CleanFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")

@@ -32,7 +32,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try failing {
-            let loaded = try modelOptions.load(model, data: try data.map(Dataset.load))
+            let loaded = try modelOptions.load(model, data: try data.map { try Dataset.load($0) })
             if verify, let data {
                 let report = try verifyGolden(loaded, dataPath: data, backend: try backendOptions.makeBackend())
                 if json { try printJSON(report); return }

@@ -16,9 +16,10 @@ public struct Dataset: Sendable {
     }
 
     /// Reads a dataset: a safetensors file, or a NumPy `.npz` archive (`numpy.savez`) holding
-    /// arrays of the same names.
+    /// arrays of the same names. `requireAnswers: false` accepts inputs alone (explaining a
+    /// model's own predictions needs no labels).
     /// - Throws: `FormatError` naming the file and what is missing, misshapen or not finite.
-    public static func load(_ path: String) throws -> Dataset {
+    public static func load(_ path: String, requireAnswers: Bool = true) throws -> Dataset {
         let source = try ArraySource(path)
         let name = source.name
         guard let shape = source.shape("inputs") else { throw FormatError(file: name, "missing tensor 'inputs'") }
@@ -49,7 +50,7 @@ public struct Dataset: Sendable {
             data.targets = targets
             data.targetShape = t
         }
-        guard data.labels != nil || data.targets != nil else {
+        guard !requireAnswers || data.labels != nil || data.targets != nil else {
             throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
         }
         return data
@@ -95,6 +96,8 @@ extension Dataset {
         guard inputs.width == network.inputSize else {
             throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
+        // Inputs alone (loaded with requireAnswers: false): nothing more to check.
+        guard labels != nil || targets != nil else { return }
         guard let readout = network.readout else { throw ModelError.shape("the model has no readout to score the data with") }
         let k = readout.outputs
         switch model.task {

@@ -73,7 +73,7 @@ public enum BackendSelection {
             }
             let index = deviceIndex ?? autoDecision(devices: devices).device?.index ?? 0
             guard devices.indices.contains(index) else {
-                throw BackendError.unavailable("--device \(index): there are \(devices.count) OpenCL devices (0…\(devices.count - 1)); see `cellaudit devices`")
+                throw BackendError.unavailable("--device \(index): \(deviceCount(devices.count)) (0…\(devices.count - 1)); see `cellaudit devices`")
             }
             do { return try OpenCLBackend(device: devices[index], settings: settings) } catch {
                 throw BackendError.unavailable("--backend opencl: device \(index) (\(devices[index].info.name)) failed: \(error)")
@@ -87,7 +87,7 @@ public enum BackendSelection {
             var decision = autoDecision(devices: devices)
             if let deviceIndex {
                 guard devices.indices.contains(deviceIndex) else {
-                    throw BackendError.unavailable("--device \(deviceIndex): there are \(devices.count) OpenCL devices; see `cellaudit devices`")
+                    throw BackendError.unavailable("--device \(deviceIndex): \(deviceCount(devices.count)); see `cellaudit devices`")
                 }
                 decision = AutoDecision(device: devices[deviceIndex], forwardOnCPU: devices[deviceIndex].info.type == .cpu, reason: "chosen")
             }
@@ -175,4 +175,9 @@ public final class RoutedBackend: ComputeBackend {
     /// Relevance runs where the full forward runs: it is the same kind of work (a batched forward
     /// and its mirror image).
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult { try forwardBackend.relevance(job) }
+}
+
+/// "there is 1 OpenCL device", "there are 3 OpenCL devices", "there is no OpenCL device".
+func deviceCount(_ n: Int) -> String {
+    n == 0 ? "there is no OpenCL device" : n == 1 ? "there is 1 OpenCL device" : "there are \(n) OpenCL devices"
 }

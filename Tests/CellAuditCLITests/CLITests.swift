@@ -763,6 +763,26 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(!FileManager.default.fileExists(atPath: out.path))
     }
 
+    /// Explaining a model's own predictions needs inputs only; `--target label` then asks for labels.
+    @Test func explainNeedsNoLabelsForPredictions() throws {
+        let dir = try Fixtures.scratch("explain-unlabelled")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try SafeTensorsFile(path: Fixtures.path("digits_test.safetensors"))
+        var writer = SafeTensorsWriter()
+        try writer.add("inputs", floats: Array(try source.floats("inputs")[0..<(20 * 64)]), shape: [20, 8, 8])
+        let data = dir.appendingPathComponent("inputs_only.safetensors").path
+        try writer.write(to: data)
+        let r = try CLI.run(["explain", Fixtures.path("digits_lstm8.safetensors"), "--data", data, "--backend", "cpu",
+                             "--out", dir.appendingPathComponent("out").path, "--quiet", "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let label = try CLI.run(["explain", Fixtures.path("digits_lstm8.safetensors"), "--data", data, "--backend", "cpu",
+                                 "--target", "label", "--out", dir.appendingPathComponent("out2").path])
+        #expect(label.exitCode == 1 && label.stderr.contains("inputs_only.safetensors") && label.stderr.contains("labels"), "\(label.stderr)")
+        // Scoring still needs the answers.
+        let eval = try CLI.run(["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", data, "--backend", "cpu"])
+        #expect(eval.exitCode == 1 && eval.stderr.contains("neither 'labels' nor 'targets'"), "\(eval.stderr)")
+    }
+
     @Test func explainRefusesAPredictionOfAMultiOutputRegression() throws {
         let out = try Fixtures.scratch("explain-regression").appendingPathComponent("out")
         let r = try CLI.run(["explain", Fixtures.path("flipflop_rnn32.safetensors"), "--data", Fixtures.path("flipflop_test.safetensors"),

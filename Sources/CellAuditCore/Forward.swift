@@ -116,7 +116,7 @@ extension CPUBackend {
         job.inputs.values.withUnsafeBufferPointer { x in
             projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!) }
         }
-        let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        let offsets = net.cellOffsets
         for start in stride(from: 0, to: configs, by: slice) {
             let masks = Array(job.masks[start..<min(configs, start + slice)])
             var y: [Float] = []

@@ -72,7 +72,7 @@ extension OpenCLBackend {
         let cellsTotal = net.cellCount
         let cells = try context.buffer(Float.self, count: n * steps * cellsTotal + canaryPadding)
         try poison(cells, count: n * steps * cellsTotal)
-        let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        let offsets = net.cellOffsets
         var rest = [Float](repeating: 0, count: n), minimum = readoutMinimum
         for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
             let layer = net.layers[l], tape = tapes[l], inputs = layer.inputSize

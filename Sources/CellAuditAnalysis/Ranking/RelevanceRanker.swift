@@ -38,7 +38,7 @@ public struct RankingEvidence: Sendable {
 extension RankingContext {
     /// Picks each row's value out of a per-cell vector over the whole network (layer after layer).
     func perRow(_ values: [Double]) -> [Double] {
-        let offsets = network.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        let offsets = network.cellOffsets
         return rows.map { values[offsets[$0.layer] + $0.cell] }
     }
 

@@ -416,7 +416,7 @@ extension CPUBackend {
         let cells = FloatBuffer(n * steps * cellsTotal), rest = FloatBuffer(n)
         let minimum = FloatBuffer(n)
         for s in 0..<n { minimum[s] = readoutMinimum[s] }
-        let offsets = net.layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) }
+        let offsets = net.cellOffsets
         for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
             let tape = tapes[l], inputs = l == 0 ? width : net.layers[l - 1].hiddenSize
             let toInput = FloatBuffer(steps * n * inputs)

@@ -29,6 +29,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // LAPACK's C interface (liblapacke-dev on Debian): the dynamics analysis's eigenvalues and solves.
+        .systemLibrary(
+            name: "CLAPACKE",
+            pkgConfig: "lapacke",
+            providers: [.apt(["liblapacke-dev"])]
+        ),
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
@@ -44,7 +50,7 @@ let package = Package(
             plugins: ["EmbedKernels"]
         ),
         // Reductions, tables and reports on top of the backends.
-        .target(name: "CellAuditAnalysis", dependencies: ["CellAuditCore", "CellAuditOpenCL"]),
+        .target(name: "CellAuditAnalysis", dependencies: ["CellAuditCore", "CellAuditOpenCL", "CLAPACKE", "COpenBLAS"]),
         .executableTarget(
             name: "CellAuditCLI",
             dependencies: [

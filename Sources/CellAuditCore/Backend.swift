@@ -100,6 +100,14 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// Relevance (LRP or gradient × input) of every input value and cell for one readout output
     /// per sequence (METHOD.md §7).
     func relevance(_ job: RelevanceJob) throws -> RelevanceResult
+    /// One step of a layer's map s' = F(s, x) for `rows` states [rows × D] at once, in Float64, with
+    /// the Jacobians ∂F/∂s [rows × D × D] when `jacobian` is true (`LayerMap.step` is the
+    /// reference). `inputs` [rows × I] gives each row its own input; nil means the map's x̄.
+    func mapStep(_ map: LayerMap, states: [Double], inputs: [Double]?, rows: Int, jacobian: Bool) throws -> (next: [Double], jacobian: [Double])
+    /// Every row run `pulseSteps` steps under its pulse input, then under x̄ until it settles
+    /// (`LayerMap.settle` is the reference).
+    func mapSettle(_ map: LayerMap, states: [Double], pulses: [Double]?, rows: Int, pulseSteps: Int, maxSteps: Int,
+                   tolerance: Double) throws -> (states: [Double], settled: [Bool])
     /// The most bytes one launch's outputs should take (the engine sizes its chunks from it).
     var chunkBytes: Int { get }
 }

@@ -150,6 +150,15 @@ public final class FallbackBackend: ComputeBackend {
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
         try run { try $0.relevance(job) }
     }
+
+    public func mapStep(_ map: LayerMap, states: [Double], inputs: [Double]?, rows: Int, jacobian: Bool) throws -> (next: [Double], jacobian: [Double]) {
+        try run { try $0.mapStep(map, states: states, inputs: inputs, rows: rows, jacobian: jacobian) }
+    }
+
+    public func mapSettle(_ map: LayerMap, states: [Double], pulses: [Double]?, rows: Int, pulseSteps: Int, maxSteps: Int,
+                          tolerance: Double) throws -> (states: [Double], settled: [Bool]) {
+        try run { try $0.mapSettle(map, states: states, pulses: pulses, rows: rows, pulseSteps: pulseSteps, maxSteps: maxSteps, tolerance: tolerance) }
+    }
 }
 
 /// Responses and trajectories on one backend, the full forward (and relevance) on another (auto on a CPU-only
@@ -175,6 +184,14 @@ public final class RoutedBackend: ComputeBackend {
     /// Relevance runs where the full forward runs: it is the same kind of work (a batched forward
     /// and its mirror image).
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult { try forwardBackend.relevance(job) }
+    /// The dynamics' map steps run where the full forward runs, for the same reason.
+    public func mapStep(_ map: LayerMap, states: [Double], inputs: [Double]?, rows: Int, jacobian: Bool) throws -> (next: [Double], jacobian: [Double]) {
+        try forwardBackend.mapStep(map, states: states, inputs: inputs, rows: rows, jacobian: jacobian)
+    }
+    public func mapSettle(_ map: LayerMap, states: [Double], pulses: [Double]?, rows: Int, pulseSteps: Int, maxSteps: Int,
+                          tolerance: Double) throws -> (states: [Double], settled: [Bool]) {
+        try forwardBackend.mapSettle(map, states: states, pulses: pulses, rows: rows, pulseSteps: pulseSteps, maxSteps: maxSteps, tolerance: tolerance)
+    }
 }
 
 /// "there is 1 OpenCL device", "there are 3 OpenCL devices", "there is no OpenCL device".

@@ -1,0 +1,107 @@
+import CellAuditCore
+import Foundation
+
+/// What `cellaudit attractors` computes for a network: per layer, the fixed and slow points of
+/// the layer under a constant input, their stability, and the excitable network between the
+/// stable ones (docs/METHOD.md §8).
+public struct AttractorAnalysis: Sendable {
+    /// One layer's part.
+    public struct Layer: Sendable {
+        public var index: Int
+        /// The constant input the layer was analysed under [I_l]: x̄ for layer 0; for a deeper
+        /// layer, the h the layer below rests at (run from the zero state under x̄).
+        public var input: [Double]
+        public var dimension: Int
+        /// Range of this layer's points in `points`.
+        public var points: Range<Int>
+        /// Edges and unresolved probes use global point indices.
+        public var graph: ExcitableNetwork
+        /// Sample trajectories of the layer's state on the data, [sequences][steps × D]; empty
+        /// without data.
+        public var trajectories: [[Double]]
+        /// Seeds run, and LM iterations taken.
+        public var seeds: Int, iterations: Int
+    }
+
+    public var points: [FixedPoint]
+    public var layers: [Layer]
+    /// Things a reader must know (a layer below that never settled, say).
+    public var notes: [String]
+
+    /// Point indices of the stable fixed points (graph nodes), in order.
+    public var stablePoints: [Int] { points.indices.filter { points[$0].isFixed && points[$0].isStable } }
+
+    /// Runs the analysis.
+    /// - Parameters:
+    ///   - input: x̄ [I] (the network's input width).
+    ///   - data: sequences whose visited states seed the search (at most `maxSequences` of them).
+    /// - Throws: `DynamicsError` for settings out of range or a LAPACK failure, `ModelError` for an
+    ///   input of the wrong width or non-finite, or the backend's error.
+    public static func run(network: RecurrentNetwork, input: [Double], data: SequenceBatch?, options: FixedPointOptions,
+                           pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
+                           progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
+        let options = try options.validated(), pulses = try pulses.validated()
+        guard input.count == network.inputSize else {
+            throw DynamicsError.invalid("--input has \(input.count) values; the network takes \(network.inputSize)")
+        }
+        var rng = SeededGenerator(seed: options.randomSeed)
+        var points: [FixedPoint] = [], layers: [Layer] = [], notes: [String] = []
+        var layerInput = input
+        // The data's inputs to the current layer, [N × T × I_l], and the number of sequences used.
+        var sequences: [Double]? = nil, N = 0, T = 0
+        if let data {
+            N = min(data.count, maxSequences); T = data.steps
+            sequences = data.values[0..<(N * T * data.width)].map(Double.init)
+        }
+        for (l, layer) in network.layers.enumerated() {
+            let map = try LayerMap(layer: layer, input: layerInput)
+            let D = map.dimension, H = layer.hiddenSize
+            // States visited on the data: run the layer over the sequences, step by step.
+            var visited: [Double]? = nil, trajectories: [[Double]] = [], nextSequences: [Double]? = nil
+            if let seqIn = sequences {
+                var s = [Double](repeating: 0, count: N * D)
+                var all = [Double](repeating: 0, count: N * T * D)
+                var out = [Double](repeating: 0, count: N * T * H)
+                let I = map.inputSize
+                for t in 0..<T {
+                    var x = [Double](repeating: 0, count: N * I)
+                    for n in 0..<N { for k in 0..<I { x[n * I + k] = seqIn[(n * T + t) * I + k] } }
+                    s = try backend.mapStep(map, states: s, inputs: x, rows: N, jacobian: false).next
+                    for n in 0..<N {
+                        for d in 0..<D { all[(n * T + t) * D + d] = s[n * D + d] }
+                        for j in 0..<H { out[(n * T + t) * H + j] = s[n * D + j] }
+                    }
+                }
+                visited = all
+                trajectories = (0..<min(N, 8)).map { Array(all[($0 * T * D)..<(($0 + 1) * T * D)]) }
+                nextSequences = out
+            }
+            progress("layer \(l): \(options.seeds) seeds, \(D)-dimensional state")
+            let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &rng)
+            let found = try FixedPointSet.find(layer: l, map: map, seeds: seeds, options: options, backend: backend)
+            let base = points.count
+            points += found.points
+            let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
+            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points")
+            // The graph over this layer's stable points (local indices inside `build`).
+            let local = stable.map { $0 - base }
+            let stateMatrix = found.points.flatMap(\.state)
+            var graph = try ExcitableNetwork.build(map: map, states: stateMatrix, stable: local, options: pulses, backend: backend)
+            graph.edges = graph.edges.map { var e = $0; e.from += base; e.to += base; return e }
+            graph.unresolved = graph.unresolved.map { var u = $0; u.from += base; return u }
+            layers.append(Layer(index: l, input: layerInput, dimension: D, points: base..<points.count, graph: graph,
+                                trajectories: trajectories, seeds: seeds.count, iterations: found.iterations))
+            // The next layer's constant input: this layer's rest from the zero state under its input.
+            if l + 1 < network.layers.count {
+                let rest = try backend.mapSettle(map, states: [Double](repeating: 0, count: D), pulses: nil, rows: 1, pulseSteps: 0,
+                                                 maxSteps: pulses.maxSteps, tolerance: pulses.settleTolerance)
+                if !rest.settled[0] {
+                    notes.append("layer \(l) did not settle within \(pulses.maxSteps) steps from the zero state; layer \(l + 1) is analysed under the h it reached")
+                }
+                layerInput = Array(rest.states[0..<H])
+                sequences = nextSequences
+            }
+        }
+        return AttractorAnalysis(points: points, layers: layers, notes: notes)
+    }
+}

@@ -1,0 +1,263 @@
+import CellAuditCore
+import COpenBLAS
+import Foundation
+
+/// One point where a layer's map rests or nearly rests: a fixed point (q below tolerance) or a
+/// slow point (the minimisation stopped above it). Ceni, Ashwin & Livi 2019; Sussillo & Barak 2013.
+public struct FixedPoint: Sendable {
+    /// Layer index in the network.
+    public var layer: Int
+    /// The state s* [D]: h, or (h, c) for an LSTM.
+    public var state: [Double]
+    /// q = ½‖F(s*, x̄) − s*‖².
+    public var q: Double
+    /// true when q < the tolerance (a fixed point), false for a slow point.
+    public var isFixed: Bool
+    /// Eigenvalues of ∂F/∂s at s* [D], as (real, imaginary), ordered by decreasing modulus.
+    public var eigenvalues: [(re: Double, im: Double)]
+
+    /// max |λ|.
+    public var spectralRadius: Double { eigenvalues.map { hypot($0.re, $0.im) }.max() ?? 0 }
+    /// Linearly stable: every |λ| < 1 (decided on the Float64 Jacobian, with no margin).
+    public var isStable: Bool { spectralRadius < 1 }
+    /// Eigenvalues with |λ| > 1.
+    public var unstableModes: Int { eigenvalues.filter { hypot($0.re, $0.im) > 1 }.count }
+    /// Time constant in steps of the slowest mode, the eigenvalue whose modulus is nearest 1:
+    /// τ = 1/|ln|λ||, which a perturbation along it takes to shrink (|λ| < 1) or grow (|λ| > 1)
+    /// by e; +∞ when |λ| = 1 exactly, 0 when every λ is 0.
+    public var slowestTimeConstant: Double {
+        guard let nearest = eigenvalues.map({ abs(log(hypot($0.re, $0.im))) }).min() else { return 0 }
+        return nearest == 0 ? .infinity : 1 / nearest
+    }
+}
+
+/// The finder's settings; the defaults are FixedPointFinder's where it has one (q tolerance
+/// 1e-12, merge distance 1e-3, outlier scale 10) and METHOD.md §7's.
+public struct FixedPointOptions: Sendable {
+    /// Seeds per layer (N).
+    public var seeds: Int = 1024
+    /// Standard deviation of the Gaussian noise added to states taken from the data.
+    public var seedNoise: Double = 0.01
+    /// A point is fixed when q < this.
+    public var qTolerance: Double = 1e-12
+    /// Levenberg–Marquardt iterations at most per seed.
+    public var maxIterations: Int = 200
+    /// Two points closer than this (Euclidean) are one; the lower q is kept.
+    public var mergeDistance: Double = 1e-3
+    /// With data, points farther than this × the seeds' spread from every seed are dropped.
+    public var outlierScale: Double = 10
+    public var randomSeed: UInt64 = 0
+
+    public init() {}
+
+    /// - Throws: `DynamicsError.invalid` naming the first setting out of range.
+    public func validated() throws -> FixedPointOptions {
+        guard seeds >= 1 else { throw DynamicsError.invalid("--seeds must be at least 1, got \(seeds)") }
+        guard seedNoise >= 0, seedNoise.isFinite else { throw DynamicsError.invalid("the seed noise must be ≥ 0, got \(seedNoise)") }
+        guard qTolerance > 0, qTolerance.isFinite else { throw DynamicsError.invalid("the q tolerance must be > 0, got \(qTolerance)") }
+        guard maxIterations >= 1 else { throw DynamicsError.invalid("the iteration limit must be at least 1, got \(maxIterations)") }
+        guard mergeDistance > 0, mergeDistance.isFinite else { throw DynamicsError.invalid("the merge distance must be > 0, got \(mergeDistance)") }
+        guard outlierScale > 0 else { throw DynamicsError.invalid("the outlier scale must be > 0, got \(outlierScale)") }
+        return self
+    }
+}
+
+/// Seeds for one layer: states visited on the data (already perturbed) and random states.
+public struct FixedPointSeeds: Sendable {
+    /// [N × D].
+    public var states: [Double]
+    public var count: Int
+    /// How many of the first rows came from the data (the outlier rule measures against them).
+    public var fromData: Int
+
+    /// `visited` [V × D] are states the layer took on the data (nil: none). 3/4 of the seeds are
+    /// drawn from them with Gaussian noise, the rest uniformly: h in (−1, 1) ((0, 1) for a ReLU
+    /// RNN, scaled to the largest |h| visited when larger), an LSTM's c in ± the largest |c| visited
+    /// (± 1 without data). The zero state is always seed 0 without data.
+    public init(map: LayerMap, visited: [Double]?, count: Int, noise: Double, rng: inout SeededGenerator) {
+        let D = map.dimension, H = map.hiddenSize
+        let V = (visited?.count ?? 0) / D
+        let fromData = V > 0 ? max(1, count * 3 / 4) : 0
+        var s = [Double](repeating: 0, count: count * D)
+        var hScale = 1.0, cScale = 1.0
+        if let visited, V > 0 {
+            for v in 0..<V {
+                for j in 0..<H { hScale = max(hScale, abs(visited[v * D + j])) }
+                if D > H { for j in H..<D { cScale = max(cScale, abs(visited[v * D + j])) } }
+            }
+            if D > H { cScale = max(1, cScale) }
+        }
+        for n in 0..<count {
+            if n < fromData, let visited {
+                let v = Int(rng.next() % UInt64(V))
+                for d in 0..<D { s[n * D + d] = visited[v * D + d] + noise * Double(rng.normal()) }
+            } else if !(V == 0 && n == 0) {
+                let relu = map.layer.kind == .rnnReLU
+                for d in 0..<D {
+                    let u = Double(rng.next() >> 11) * 0x1p-53
+                    s[n * D + d] = d < H ? (relu ? u * hScale : (2 * u - 1) * hScale) : (2 * u - 1) * cScale
+                }
+            }
+        }
+        states = s
+        self.count = count
+        self.fromData = fromData
+    }
+}
+
+/// Finds the fixed points of one layer's map by Levenberg–Marquardt on q(s) = ½‖F(s) − s‖² from
+/// every seed at once: each iteration evaluates F and ∂F/∂s for all live seeds in one backend
+/// call, then solves (AᵀA + μI) δ = −Aᵀr per seed (A = ∂F/∂s − I, r = F(s) − s; LAPACK dposv),
+/// accepting a step that lowers q (μ/3) and rejecting one that does not (μ×4). A seed stops when
+/// q ≤ 1e-4 × the tolerance, when μ passes 1e12 × its start (a minimum of q above zero: a slow
+/// point), or at the iteration limit. Gauss–Newton converges quadratically near a regular fixed
+/// point, which first-order methods do not (docs/METHOD.md §8 has the measurement).
+public enum FixedPointFinder {
+    /// - Returns: one point per seed (not deduplicated) with its q, and the number of iterations run.
+    public static func minimise(map: LayerMap, seeds: FixedPointSeeds, options: FixedPointOptions,
+                                backend: any ComputeBackend) throws -> (states: [Double], q: [Double], iterations: Int) {
+        let D = map.dimension, N = seeds.count
+        var s = seeds.states
+        var q = [Double](repeating: .infinity, count: N)
+        var mu = [Double](repeating: 0, count: N), muStart = [Double](repeating: 0, count: N)
+        var residual = [Double](repeating: 0, count: N * D), jac = [Double](repeating: 0, count: N * D * D)
+        var trial = s
+        var live = Array(0..<N)
+        var first = true
+        var iterations = 0
+        let stopQ = options.qTolerance * 1e-4
+        while !live.isEmpty && iterations <= options.maxIterations {
+            // Evaluate F and ∂F/∂s at the trial point of every live seed.
+            let batch = live.flatMap { trial[($0 * D)..<(($0 + 1) * D)] }
+            let (next, J) = try backend.mapStep(map, states: batch, inputs: nil, rows: live.count, jacobian: true)
+            var still: [Int] = []
+            for (k, n) in live.enumerated() {
+                var qt = 0.0
+                for d in 0..<D { let r = next[k * D + d] - batch[k * D + d]; qt += r * r }
+                qt *= 0.5
+                if first || qt < q[n] {
+                    // Accept: the trial becomes the point.
+                    for d in 0..<D { s[n * D + d] = batch[k * D + d]; residual[n * D + d] = next[k * D + d] - batch[k * D + d] }
+                    for e in 0..<(D * D) { jac[n * D * D + e] = J[k * D * D + e] }
+                    for d in 0..<D { jac[n * D * D + d * D + d] -= 1 }
+                    q[n] = qt.isFinite ? qt : .infinity
+                    if first {
+                        var largest = 0.0
+                        for e in 0..<(D * D) { largest = max(largest, abs(jac[n * D * D + e])) }
+                        mu[n] = 1e-3 * max(largest * largest, 1e-12)
+                        muStart[n] = mu[n]
+                    } else {
+                        mu[n] /= 3
+                    }
+                } else {
+                    mu[n] *= 4
+                }
+                guard q[n].isFinite, q[n] > stopQ, mu[n] < 1e12 * muStart[n], iterations < options.maxIterations else { continue }
+                // The next trial: s + δ with (AᵀA + μI) δ = −Aᵀr.
+                guard let delta = levenbergMarquardtStep(jacobian: jac, residual: residual, at: n, dimension: D, mu: mu[n]) else { continue }
+                for d in 0..<D { trial[n * D + d] = s[n * D + d] + delta[d] }
+                still.append(n)
+            }
+            live = still
+            first = false
+            iterations += 1
+        }
+        return (s, q, iterations)
+    }
+
+    static func levenbergMarquardtStep(jacobian: [Double], residual: [Double], at n: Int, dimension D: Int, mu: Double) -> [Double]? {
+        var normal = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
+        // normal = AᵀA (upper triangle), rhs = −Aᵀ r, A row-major [D × D] (BLAS dsyrk, dgemv).
+        jacobian.withUnsafeBufferPointer { a in
+            residual.withUnsafeBufferPointer { r in
+                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(D), Int32(D), 1, a.baseAddress! + n * D * D, Int32(D), 0, &normal, Int32(D))
+                cblas_dgemv(CblasRowMajor, CblasTrans, Int32(D), Int32(D), -1, a.baseAddress! + n * D * D, Int32(D),
+                            r.baseAddress! + n * D, 1, 0, &rhs, 1)
+            }
+        }
+        for k in 0..<D { normal[k * D + k] += mu }
+        guard LinearAlgebra.solvePositiveDefinite(&normal, &rhs, n: D), rhs.allSatisfy(\.isFinite) else { return nil }
+        return rhs
+    }
+}
+
+/// The fixed points of one layer, deduplicated, with outliers dropped and every point's
+/// linearisation decomposed (the value type FixedPointFinder calls a fixed-point object).
+public struct FixedPointSet: Sendable {
+    public var points: [FixedPoint]
+    /// Levenberg–Marquardt iterations the longest-running chunk of seeds took.
+    public var iterations: Int = 0
+
+    /// Keeps one point per cluster of points within `distance` of each other (the lowest q is
+    /// kept; points are taken in increasing q and dropped when within `distance` of a kept one).
+    public static func deduplicate(states: [Double], q: [Double], dimension D: Int, distance: Double) -> [Int] {
+        let order = q.indices.filter { n in q[n].isFinite && (0..<D).allSatisfy { d in states[n * D + d].isFinite } }
+            .sorted { (q[$0], $0) < (q[$1], $1) }
+        var kept: [Int] = []
+        for n in order {
+            let near = kept.contains { k in
+                var sum = 0.0
+                for d in 0..<D { let e = states[n * D + d] - states[k * D + d]; sum += e * e }
+                return sum.squareRoot() <= distance
+            }
+            if !near { kept.append(n) }
+        }
+        return kept
+    }
+
+    /// Indices of `candidates` within `scale` × the seeds' spread (mean distance of the data seeds
+    /// from their centroid) of the nearest data seed: FixedPointFinder's outlier rule.
+    public static func dropOutliers(_ candidates: [Int], states: [Double], seeds: FixedPointSeeds, dimension D: Int, scale: Double) -> [Int] {
+        let V = seeds.fromData
+        guard V > 0 else { return candidates }
+        var centroid = [Double](repeating: 0, count: D)
+        for v in 0..<V { for d in 0..<D { centroid[d] += seeds.states[v * D + d] / Double(V) } }
+        var spread = 0.0
+        for v in 0..<V {
+            var sum = 0.0
+            for d in 0..<D { let e = seeds.states[v * D + d] - centroid[d]; sum += e * e }
+            spread += sum.squareRoot() / Double(V)
+        }
+        let limit = scale * spread
+        return candidates.filter { n in
+            var nearest = Double.infinity
+            for v in 0..<V {
+                var sum = 0.0
+                for d in 0..<D { let e = states[n * D + d] - seeds.states[v * D + d]; sum += e * e }
+                nearest = min(nearest, sum)
+            }
+            return nearest.squareRoot() <= limit
+        }
+    }
+
+    /// Finds, deduplicates, filters and decomposes the fixed and slow points of `map`.
+    /// - Throws: `DynamicsError` when LAPACK fails, or the backend's error.
+    public static func find(layer: Int, map: LayerMap, seeds: FixedPointSeeds, options: FixedPointOptions,
+                            backend: any ComputeBackend) throws -> FixedPointSet {
+        let D = map.dimension
+        // Seeds in chunks whose Jacobians take at most 256 MB.
+        let chunk = max(1, (256 << 20) / (D * D * 8))
+        var states: [Double] = [], q: [Double] = [], iterations = 0
+        for start in stride(from: 0, to: seeds.count, by: chunk) {
+            var part = seeds
+            part.count = min(chunk, seeds.count - start)
+            part.states = Array(seeds.states[(start * D)..<((start + part.count) * D)])
+            let result = try FixedPointFinder.minimise(map: map, seeds: part, options: options, backend: backend)
+            states += result.states; q += result.q; iterations = max(iterations, result.iterations)
+        }
+        var kept = deduplicate(states: states, q: q, dimension: D, distance: options.mergeDistance)
+        kept = dropOutliers(kept, states: states, seeds: seeds, dimension: D, scale: options.outlierScale)
+        // Fixed points first, each group by increasing q (dedup's order).
+        kept = kept.filter { q[$0] < options.qTolerance } + kept.filter { q[$0] >= options.qTolerance }
+        let chosen = kept.flatMap { states[($0 * D)..<(($0 + 1) * D)] }
+        let J = try backend.mapStep(map, states: chosen, inputs: nil, rows: kept.count, jacobian: true).jacobian
+        var points: [FixedPoint] = []
+        for (k, n) in kept.enumerated() {
+            let eig = try LinearAlgebra.eigenvalues(Array(J[(k * D * D)..<((k + 1) * D * D)]), n: D)
+                .sorted { hypot($0.re, $0.im) > hypot($1.re, $1.im) }
+            points.append(FixedPoint(layer: layer, state: Array(states[(n * D)..<((n + 1) * D)]), q: q[n],
+                                     isFixed: q[n] < options.qTolerance, eigenvalues: eig))
+        }
+        return FixedPointSet(points: points, iterations: iterations)
+    }
+}

@@ -17,6 +17,8 @@ public struct AuditReport {
     public var shownCells: (top: [Int], bottom: [Int])
     /// The ablation check, when a dataset was given.
     public var ablation: AblationStudy?
+    /// Pages of the other methods written beside this one: (heading, relative href, one-line gist).
+    public var links: [(title: String, href: String, gist: String)] = []
 
     public init(title: String, facts: [(String, String)], plan: CharacterizationPlan, summaries: [CellSummary],
                 classes: [[CellClass]], scores: [Double], ranks: [Int], stepTrajectories: [Int: [Float]],
@@ -188,6 +190,9 @@ public struct AuditReport {
         // No −3 dB point within the bank: above its highest frequency.
         func bandwidth(_ x: Double) -> String { x == .infinity ? topFrequency.map { "> \(SVGPlot.label($0))" } ?? "∞" : fmt(x) }
         var h = reportPageHead(title: title, facts: facts)
+        for link in links {
+            h += "<h2>\(escape(link.title))</h2><p><a href=\"\(escape(link.href))\">\(escape(link.href))</a>: \(escape(link.gist))</p>\n"
+        }
         if let study = ablation {
             let metric = study.task == .classification ? "accuracy" : "MSE"
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"

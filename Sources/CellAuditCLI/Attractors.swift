@@ -111,7 +111,8 @@ enum AttractorOutput {
             return AttractorSummary.Layer(layer: layer.index, dimension: layer.dimension, fixedPoints: points.filter(\.isFixed).count,
                                           stableFixedPoints: points.filter { $0.isFixed && $0.isStable }.count,
                                           slowPoints: points.filter { !$0.isFixed }.count, edges: layer.graph.edges.count,
-                                          unresolvedProbes: layer.graph.unresolved.count, iterations: layer.iterations)
+                                          unresolvedProbes: layer.graph.unresolved.count, iterations: layer.iterations,
+                                          unconvergedSeeds: layer.unconverged)
         }
         let facts: [(String, String)] = [
             ("model", model), ("data", data.map { "\($0.fileName): \($0.inputs.count) sequences (states visited seed the search)" } ?? "none (random seeds)"),
@@ -208,6 +209,8 @@ struct AttractorSummary: Codable {
         var edges: Int, unresolvedProbes: Int
         /// Levenberg–Marquardt iterations of the longest-running seed chunk.
         var iterations: Int
+        /// Seeds that stopped with q ≥ 1e-4: neither fixed nor slow points, not listed.
+        var unconvergedSeeds: Int
     }
     var model = "", data: String?, backend = ""
     var input: [Double] = []
@@ -220,7 +223,7 @@ struct AttractorSummary: Codable {
         Swift.print("attractors of \(model) under x̄ = (\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
         Swift.print("backend: \(backend)")
         for l in layers {
-            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points; \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
+            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) seeds did not converge); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
         }
         for note in notes { Swift.print("note: \(note)") }
         Swift.print(String(format: "time: %.3g s", seconds))

@@ -34,6 +34,9 @@ struct Audit: ParsableCommand {
     @Flag(help: "With a dataset, skip the ablation check (score the model only).")
     var skipAblation = false
 
+    @Option(help: "With a dataset: seeds per layer of the fixed-point analysis written to DIR/attractors/ (0 skips it; `cellaudit attractors` defaults to 1024).")
+    var attractorSeeds: Int = 256
+
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
@@ -41,6 +44,10 @@ struct Audit: ParsableCommand {
     @OptionGroup var outputOptions: OutputOptions
 
 
+
+    func validate() throws {
+        guard attractorSeeds >= 0 else { throw ValidationError("--attractor-seeds must be ≥ 0, got \(attractorSeeds)") }
+    }
 
     func run() throws {
         try failing {
@@ -91,9 +98,26 @@ struct Audit: ParsableCommand {
                         study = s
                     }
                 }
+                // The network's dynamics on the same data: DIR/attractors/, linked from the report.
+                var links: [(title: String, href: String, gist: String)] = []
+                if let dataset, attractorSeeds > 0 {
+                    let sub = dir.appendingPathComponent("attractors")
+                    try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
+                    var options = FixedPointOptions()
+                    options.seeds = attractorSeeds
+                    options.randomSeed = seed
+                    let quiet = outputOptions.quiet || outputOptions.json
+                    let dynamics = try AttractorOutput.run(network: loaded.network, input: [Double](repeating: 0, count: loaded.network.inputSize),
+                                                           data: dataset, options: options, pulses: PulseOptions(), backend: backend,
+                                                           model: name, to: sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
+                    summary.attractors = dynamics.layers
+                    links.append(("Dynamics", "attractors/report.html", dynamics.layers.map {
+                        "layer \($0.layer): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
+                    }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
+                }
                 try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
                 try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
-                                scores: scores[0], ranks: ranks[0], ablation: study, backend: backend, to: dir)
+                                scores: scores[0], ranks: ranks[0], ablation: study, links: links, backend: backend, to: dir)
                 return summary
             }
             if outputOptions.json {
@@ -103,7 +127,7 @@ struct Audit: ParsableCommand {
             report.print()
             let out = outputOptions.out ?? "cellaudit-audit"
             print("wrote \(out)/report.html, \(out)/figures/, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv"
-                  + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : ""))
+                  + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : "") + (report.attractors != nil ? ", \(out)/attractors/" : ""))
         }
     }
 
@@ -139,7 +163,7 @@ struct Audit: ParsableCommand {
 /// DIR/report.html and DIR/figures/*.svg.
 func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary, summaries: [CellSummary],
                  classes: [[CellClass]], scores: [Double], ranks: [Int], ablation: AblationStudy?,
-                 backend: any ComputeBackend, to dir: URL) throws {
+                 links: [(title: String, href: String, gist: String)] = [], backend: any ComputeBackend, to dir: URL) throws {
     let shown = AuditReport.extremes(ranks: ranks)
     // The trajectories at the reference step the summaries use.
     var trajectories: [Int: [Float]] = [:]
@@ -158,8 +182,9 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary
               ("stimuli", "\(stimuli.count): \(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
               ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
               ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary.cellStimulusStepsPerSecond))]
-    let report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
+    var report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
                              scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown, ablation: ablation)
+    report.links = links
     let figures = report.figures()
     let figureDir = dir.appendingPathComponent("figures")
     try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)

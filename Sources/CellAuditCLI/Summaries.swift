@@ -123,6 +123,8 @@ struct AuditSummary: Codable {
     var accuracy: Double?
     var mse: Double?
     var ablation: AblationSummary?
+    /// With a dataset: the fixed-point analysis of each layer (DIR/attractors/summary.json has it all).
+    var attractors: [AttractorSummary.Layer]?
 
     init(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
          reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) {
@@ -166,6 +168,9 @@ struct AuditSummary: Codable {
         if let accuracy { Swift.print(String(format: "accuracy on %@: %.4f", data ?? "", accuracy)) }
         if let mse { Swift.print(String(format: "mse on %@: %.4f", data ?? "", mse)) }
         ablation?.print()
+        for l in attractors ?? [] {
+            Swift.print("dynamics, layer \(l.layer): \(l.fixedPoints) fixed points (\(l.stableFixedPoints) stable), \(l.edges) input-driven transitions (attractors/report.html)")
+        }
         Swift.print("\(cells) \(cellKind) cells × \(stimuli.count) stimuli (\(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids), window \(stimuli.window)")
         Swift.print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", cellStimulusStepsPerSecond, 100 * respondedShare))
         let counts = classCounts.filter { $0.value > 0 }.sorted { $0.key < $1.key }

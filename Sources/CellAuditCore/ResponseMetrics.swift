@@ -159,6 +159,11 @@ public enum Tolerance {
     /// that flows, not with each value); plus `relevanceAbsolute`.
     public static let relevance: Float = 1e-4
     public static let relevanceAbsolute: Float = 1e-6
+    /// A layer's map and its Jacobian in float64, cpu vs opencl (each backend's own exp and
+    /// tanh, a few ulp apart), relative to max(1, |value|).
+    public static let mapStep: Double = 1e-12
+    /// States after settling runs, cpu vs opencl: the runs stop within 1e-6 of rest on each side.
+    public static let settledState: Double = 1e-5
 }
 
 /// How closely two computations of the metrics must agree: |a − b| ≤ absolute + relative·max(|a|, |b|),

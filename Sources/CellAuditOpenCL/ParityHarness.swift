@@ -21,6 +21,9 @@ public enum ParityHarness {
         case trajectories
         /// LRP through a network (forward with its record, then `lrp_backward` per layer).
         case relevance
+        /// The dynamics' map in float64: one step with its Jacobian (`map_step`), per-row inputs,
+        /// and settling runs after a pulse (`map_settle`).
+        case mapStep = "map_step"
     }
 
     /// One row of the table.
@@ -88,6 +91,8 @@ public enum ParityHarness {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33], seed: 33))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [13, 6], seed: 13))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [33], seed: 34))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [7], seed: 71))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [93], seed: 93))
             }
         }
         return cases
@@ -112,6 +117,7 @@ public enum ParityHarness {
             for resetAfter in kind == .gru ? [true, false] : [true] {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [5, 3], seed: 5))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [3], seed: 6))
             }
         }
         return cases
@@ -216,6 +222,34 @@ public enum ParityHarness {
                 worst = max(worst, scale > 0 ? d / scale : d)
             }
             return .passed("max |opencl − cpu| \(worst) of the scale")
+        case .mapStep:
+            guard device.info.supportsFP64 else { return .unsupported("\(device.info.name) has no cl_khr_fp64") }
+            // Weights at scale 0.9 keep the ReLU RNN bounded, so settling runs end somewhere.
+            let layer = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, scale: c.kind == .rnnReLU ? 0.9 : 2,
+                                                    resetAfter: c.resetAfter).layers[0]
+            var rng = SeededGenerator(seed: c.seed + 1)
+            let map = try LayerMap(layer: layer, input: [0.2, -0.4, 0.1])
+            let rows = 5, D = map.dimension
+            let states = (0..<(rows * D)).map { _ in Double(rng.uniform(-1.5, 1.5)) }
+            let inputs = (0..<(rows * 3)).map { _ in Double(rng.uniform(-2, 2)) }
+            var worst = 0.0
+            for (rowInputs, jacobian) in [(nil, true), (inputs, false)] as [([Double]?, Bool)] {
+                let a = try opencl.mapStep(map, states: states, inputs: rowInputs, rows: rows, jacobian: jacobian)
+                let b = try cpu.mapStep(map, states: states, inputs: rowInputs, rows: rows, jacobian: jacobian)
+                guard a.next.count == b.next.count, a.jacobian.count == b.jacobian.count else { return .failed("shapes differ") }
+                for (x, y) in zip(a.next + a.jacobian, b.next + b.jacobian) {
+                    guard x.isFinite else { return .failed("NaN or Inf in the OpenCL map") }
+                    worst = max(worst, abs(x - y) / max(1, abs(y)))
+                }
+            }
+            guard worst <= Tolerance.mapStep else { return .failed("map: max |opencl − cpu| / max(1, |cpu|) \(worst) > \(Tolerance.mapStep)") }
+            let a = try opencl.mapSettle(map, states: states, pulses: inputs, rows: rows, pulseSteps: 2, maxSteps: 3000, tolerance: 1e-9)
+            let b = try cpu.mapSettle(map, states: states, pulses: inputs, rows: rows, pulseSteps: 2, maxSteps: 3000, tolerance: 1e-9)
+            guard a.settled == b.settled else { return .failed("settled \(a.settled) on opencl, \(b.settled) on cpu") }
+            let settledWorst = zip(a.states, b.states).map { abs($0 - $1) }.max() ?? 0
+            return settledWorst <= Tolerance.settledState
+                ? .passed("map and Jacobian within \(worst) relative; \(b.settled.filter { $0 }.count) of \(rows) runs settled, states within \(settledWorst)")
+                : .failed("settled states differ by \(settledWorst) > \(Tolerance.settledState)")
         }
     }
 }

@@ -843,4 +843,63 @@ enum CapacityMetricCount { static let value = 10 }
         let noData = try CLI.run(["inspect", Fixtures.path("digits_lstm8.safetensors"), "--verify"])
         #expect(noData.exitCode == 2 && noData.stderr.contains("--verify needs --data"))
     }
+
+    /// attractors writes every output, each consistent with the others: one CSV row and one
+    /// safetensors row per point, graph nodes = the stable fixed points, the dot file has every edge.
+    @Test func attractorsWritesPointsGraphAndReport() throws {
+        let out = try Fixtures.scratch("attractors").appendingPathComponent("out")
+        let model = Fixtures.path("dynamics/flipflop3_gru16.safetensors"), data = Fixtures.path("dynamics/flipflop3_test.safetensors")
+        let r = try CLI.run(["attractors", model, "--data", data, "--seeds", "200", "--backend", "cpu", "--out", out.path, "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let layer = try #require((json["layers"] as? [[String: Any]])?.first)
+        #expect(layer["stable_fixed_points"] as? Int == 8 && layer["edges"] as? Int ?? 0 >= 24, "\(layer)")
+        let csv = try String(contentsOf: out.appendingPathComponent("fixed_points.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(csv.first == "index,layer,kind,stable,q,spectral_radius,unstable_modes,slowest_time_constant")
+        let rows = csv.dropFirst().map { $0.split(separator: ",").map(String.init) }
+        #expect(rows.enumerated().allSatisfy { Int($0.element[0]) == $0.offset })
+        let file = try SafeTensorsFile(path: out.appendingPathComponent("fixed_points.safetensors").path)
+        #expect(try file.info("states").shape == [rows.count, 16] && file.info("states").dtype == .F64)
+        #expect(try file.info("eigenvalues").shape == [rows.count, 16, 2])
+        let graph = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("graph.json"))) as? [String: Any])
+        let nodes = try #require(graph["nodes"] as? [[String: Any]]).compactMap { $0["index"] as? Int }
+        let stableRows = rows.filter { $0[2] == "fixed" && $0[3] == "true" }.map { Int($0[0])! }
+        #expect(nodes == stableRows && nodes.count == 8)
+        let edges = try #require(graph["edges"] as? [[String: Any]])
+        #expect(edges.allSatisfy { nodes.contains($0["from"] as! Int) && nodes.contains($0["to"] as! Int) && [1, -1].contains($0["sign"] as! Int) })
+        let dot = try String(contentsOf: out.appendingPathComponent("graph.dot"), encoding: .utf8)
+        #expect(dot.hasPrefix("digraph") && dot.components(separatedBy: " -> ").count - 1 == edges.count)
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("excitable network") && FileManager.default.fileExists(atPath: out.appendingPathComponent("figures/layer0_graph.svg").path))
+        // The same output again is refused.
+        let again = try CLI.run(["attractors", model, "--out", out.path, "--backend", "cpu"])
+        #expect(again.exitCode != 0 && again.stderr.contains("--force"))
+    }
+
+    @Test(arguments: [
+        (["--input", "0,0"], "3 input channels"), (["--input", "0,nan,0"], "--input"), (["--seeds", "0"], "--seeds"),
+        (["--max-amplitude", "-1"], "--max-amplitude"), (["--pulse-length", "0"], "--pulse-length"),
+    ])
+    func attractorsRefusesBadOptions(_ extra: [String], _ named: String) throws {
+        let out = try Fixtures.scratch("attractors-bad").appendingPathComponent("out")
+        let r = try CLI.run(["attractors", Fixtures.path("dynamics/flipflop3_gru16.safetensors"), "--backend", "cpu", "--out", out.path] + extra)
+        #expect(r.exitCode == 2 && r.stderr.hasPrefix("error: ") && r.stderr.contains(named), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    /// audit --data writes the dynamics beside the audit and its report links to them.
+    @Test func auditWithDataLinksTheAttractors() throws {
+        let args = try auditArguments([Fixtures.path("dynamics/flipflop3_lstm16.safetensors"), "--data", Fixtures.path("dynamics/flipflop3_test.safetensors"),
+                                       "--backend", "cpu", "--skip-ablation", "--attractor-seeds", "128", "--json"], label: "audit-attractors")
+        let out = URL(fileURLWithPath: args[2])
+        let r = try CLI.run(args)
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let layer = try #require((json["attractors"] as? [[String: Any]])?.first)
+        #expect(layer["stable_fixed_points"] as? Int == 8)
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("href=\"attractors/report.html\""))
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("attractors/graph.json").path))
+    }
 }

@@ -19,8 +19,8 @@ public struct AttractorAnalysis: Sendable {
         /// Sample trajectories of the layer's state on the data, [sequences][steps × D]; empty
         /// without data.
         public var trajectories: [[Double]]
-        /// Seeds run, and LM iterations taken.
-        public var seeds: Int, iterations: Int
+        /// Seeds run, LM iterations taken, and seeds that stopped with q ≥ the slow-point limit.
+        public var seeds: Int, iterations: Int, unconverged: Int
     }
 
     public var points: [FixedPoint]
@@ -82,7 +82,7 @@ public struct AttractorAnalysis: Sendable {
             let base = points.count
             points += found.points
             let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
-            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points")
+            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) seeds did not converge")
             // The graph over this layer's stable points (local indices inside `build`).
             let local = stable.map { $0 - base }
             let stateMatrix = found.points.flatMap(\.state)
@@ -90,7 +90,8 @@ public struct AttractorAnalysis: Sendable {
             graph.edges = graph.edges.map { var e = $0; e.from += base; e.to += base; return e }
             graph.unresolved = graph.unresolved.map { var u = $0; u.from += base; return u }
             layers.append(Layer(index: l, input: layerInput, dimension: D, points: base..<points.count, graph: graph,
-                                trajectories: trajectories, seeds: seeds.count, iterations: found.iterations))
+                                trajectories: trajectories, seeds: seeds.count, iterations: found.iterations,
+                                unconverged: found.unconverged))
             // The next layer's constant input: this layer's rest from the zero state under its input.
             if l + 1 < network.layers.count {
                 let rest = try backend.mapSettle(map, states: [Double](repeating: 0, count: D), pulses: nil, rows: 1, pulseSteps: 0,

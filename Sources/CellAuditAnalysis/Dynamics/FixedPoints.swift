@@ -40,6 +40,9 @@ public struct FixedPointOptions: Sendable {
     public var seedNoise: Double = 0.01
     /// A point is fixed when q < this.
     public var qTolerance: Double = 1e-12
+    /// Points that stop with q at or above this are not kept as slow points: the seed did not
+    /// converge (‖F(s) − s‖ ≈ 0.014 per step at 1e-4); they are counted, not listed.
+    public var slowPointLimit: Double = 1e-4
     /// Levenberg–Marquardt iterations at most per seed.
     public var maxIterations: Int = 200
     /// Two points closer than this (Euclidean) are one; the lower q is kept.
@@ -55,6 +58,7 @@ public struct FixedPointOptions: Sendable {
         guard seeds >= 1 else { throw DynamicsError.invalid("--seeds must be at least 1, got \(seeds)") }
         guard seedNoise >= 0, seedNoise.isFinite else { throw DynamicsError.invalid("the seed noise must be ≥ 0, got \(seedNoise)") }
         guard qTolerance > 0, qTolerance.isFinite else { throw DynamicsError.invalid("the q tolerance must be > 0, got \(qTolerance)") }
+        guard slowPointLimit >= qTolerance else { throw DynamicsError.invalid("the slow-point limit must be ≥ the q tolerance, got \(slowPointLimit)") }
         guard maxIterations >= 1 else { throw DynamicsError.invalid("the iteration limit must be at least 1, got \(maxIterations)") }
         guard mergeDistance > 0, mergeDistance.isFinite else { throw DynamicsError.invalid("the merge distance must be > 0, got \(mergeDistance)") }
         guard outlierScale > 0 else { throw DynamicsError.invalid("the outlier scale must be > 0, got \(outlierScale)") }
@@ -110,6 +114,7 @@ public struct FixedPointSeeds: Sendable {
 /// call, then solves (AᵀA + μI) δ = −Aᵀr per seed (A = ∂F/∂s − I, r = F(s) − s; LAPACK dposv),
 /// accepting a step that lowers q (μ/3) and rejecting one that does not (μ×4). A seed stops when
 /// q ≤ 1e-4 × the tolerance, when μ passes 1e12 × its start (a minimum of q above zero: a slow
+/// point), when q above the tolerance has not halved in 10 iterations (creeping towards a slow
 /// point), or at the iteration limit. Gauss–Newton converges quadratically near a regular fixed
 /// point, which first-order methods do not (docs/METHOD.md §8 has the measurement).
 public enum FixedPointFinder {
@@ -122,6 +127,9 @@ public enum FixedPointFinder {
         var mu = [Double](repeating: 0, count: N), muStart = [Double](repeating: 0, count: N)
         var residual = [Double](repeating: 0, count: N * D), jac = [Double](repeating: 0, count: N * D * D)
         var trial = s
+        // q at the last checkpoint (every 10 iterations): a seed that has not halved q since is
+        // creeping along a valley of q > 0 and stops there as a slow point.
+        var checkpoint = [Double](repeating: .infinity, count: N)
         var live = Array(0..<N)
         var first = true
         var iterations = 0
@@ -153,11 +161,39 @@ public enum FixedPointFinder {
                     mu[n] *= 4
                 }
                 guard q[n].isFinite, q[n] > stopQ, mu[n] < 1e12 * muStart[n], iterations < options.maxIterations else { continue }
-                // The next trial: s + δ with (AᵀA + μI) δ = −Aᵀr.
-                guard let delta = levenbergMarquardtStep(jacobian: jac, residual: residual, at: n, dimension: D, mu: mu[n]) else { continue }
-                for d in 0..<D { trial[n * D + d] = s[n * D + d] + delta[d] }
+                if iterations % 10 == 0 && iterations > 0 {
+                    if q[n] >= options.qTolerance && q[n] > 0.5 * checkpoint[n] { continue }
+                    checkpoint[n] = q[n]
+                }
                 still.append(n)
             }
+            // The next trials, s + δ with (AᵀA + μI) δ = −Aᵀr, for all live seeds on all cores.
+            var solved = [Bool](repeating: true, count: still.count)
+            jac.withUnsafeBufferPointer { jb in residual.withUnsafeBufferPointer { rb in s.withUnsafeBufferPointer { sb in
+                trial.withUnsafeMutableBufferPointer { tb in solved.withUnsafeMutableBufferPointer { ok in
+                    let J = SendablePointer(UnsafeMutablePointer(mutating: jb.baseAddress!))
+                    let res = SendablePointer(UnsafeMutablePointer(mutating: rb.baseAddress!))
+                    let base = SendablePointer(UnsafeMutablePointer(mutating: sb.baseAddress!))
+                    let out = SendablePointer(tb.baseAddress!), flags = SendablePointer(ok.baseAddress!)
+                    let live = still, damping = mu
+                    // Workers take contiguous blocks of seeds and reuse one work space each.
+                    let workers = still.count * D * D * D > 1 << 18 ? min(ProcessInfo.processInfo.activeProcessorCount, still.count) : 1
+                    let work: @Sendable (Int) -> Void = { w in
+                        var normal = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
+                        for k in stride(from: w, to: live.count, by: workers) {
+                            let n = live[k]
+                            guard levenbergMarquardtStep(jacobian: J.pointer + n * D * D, residual: res.pointer + n * D, dimension: D,
+                                                         mu: damping[n], normal: &normal, rhs: &rhs) else {
+                                flags.pointer[k] = false; continue
+                            }
+                            for d in 0..<D { out.pointer[n * D + d] = base.pointer[n * D + d] + rhs[d] }
+                        }
+                    }
+                    if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
+                }}
+            }}}
+            // A seed whose system could not be solved stops where it is.
+            still = still.indices.filter { solved[$0] }.map { still[$0] }
             live = still
             first = false
             iterations += 1
@@ -165,19 +201,14 @@ public enum FixedPointFinder {
         return (s, q, iterations)
     }
 
-    static func levenbergMarquardtStep(jacobian: [Double], residual: [Double], at n: Int, dimension D: Int, mu: Double) -> [Double]? {
-        var normal = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
+    /// δ into `rhs` ([D]), using `normal` ([D × D]) as work space; false when the system cannot be solved.
+    static func levenbergMarquardtStep(jacobian a: UnsafePointer<Double>, residual r: UnsafePointer<Double>, dimension D: Int, mu: Double,
+                                       normal: inout [Double], rhs: inout [Double]) -> Bool {
         // normal = AᵀA (upper triangle), rhs = −Aᵀ r, A row-major [D × D] (BLAS dsyrk, dgemv).
-        jacobian.withUnsafeBufferPointer { a in
-            residual.withUnsafeBufferPointer { r in
-                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(D), Int32(D), 1, a.baseAddress! + n * D * D, Int32(D), 0, &normal, Int32(D))
-                cblas_dgemv(CblasRowMajor, CblasTrans, Int32(D), Int32(D), -1, a.baseAddress! + n * D * D, Int32(D),
-                            r.baseAddress! + n * D, 1, 0, &rhs, 1)
-            }
-        }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(D), Int32(D), 1, a, Int32(D), 0, &normal, Int32(D))
+        cblas_dgemv(CblasRowMajor, CblasTrans, Int32(D), Int32(D), -1, a, Int32(D), r, 1, 0, &rhs, 1)
         for k in 0..<D { normal[k * D + k] += mu }
-        guard LinearAlgebra.solvePositiveDefinite(&normal, &rhs, n: D), rhs.allSatisfy(\.isFinite) else { return nil }
-        return rhs
+        return LinearAlgebra.solvePositiveDefinite(&normal, &rhs, n: D) && rhs.allSatisfy(\.isFinite)
     }
 }
 
@@ -187,6 +218,8 @@ public struct FixedPointSet: Sendable {
     public var points: [FixedPoint]
     /// Levenberg–Marquardt iterations the longest-running chunk of seeds took.
     public var iterations: Int = 0
+    /// Seeds that stopped with q ≥ `FixedPointOptions.slowPointLimit` (not converged).
+    public var unconverged: Int = 0
 
     /// Keeps one point per cluster of points within `distance` of each other (the lowest q is
     /// kept; points are taken in increasing q and dropped when within `distance` of a kept one).
@@ -235,8 +268,9 @@ public struct FixedPointSet: Sendable {
     public static func find(layer: Int, map: LayerMap, seeds: FixedPointSeeds, options: FixedPointOptions,
                             backend: any ComputeBackend) throws -> FixedPointSet {
         let D = map.dimension
-        // Seeds in chunks whose Jacobians take at most 256 MB.
-        let chunk = max(1, (256 << 20) / (D * D * 8))
+        // Seeds in chunks whose Jacobians take at most 16 MB (at least 16 seeds): small enough to
+        // stay out of the page-fault path of large allocations, large enough to batch.
+        let chunk = max(16, (16 << 20) / (D * D * 8))
         var states: [Double] = [], q: [Double] = [], iterations = 0
         for start in stride(from: 0, to: seeds.count, by: chunk) {
             var part = seeds
@@ -245,7 +279,9 @@ public struct FixedPointSet: Sendable {
             let result = try FixedPointFinder.minimise(map: map, seeds: part, options: options, backend: backend)
             states += result.states; q += result.q; iterations = max(iterations, result.iterations)
         }
-        var kept = deduplicate(states: states, q: q, dimension: D, distance: options.mergeDistance)
+        let unconverged = q.filter { !($0 < options.slowPointLimit) }.count
+        let converged = q.map { $0 < options.slowPointLimit ? $0 : .infinity }
+        var kept = deduplicate(states: states, q: converged, dimension: D, distance: options.mergeDistance)
         kept = dropOutliers(kept, states: states, seeds: seeds, dimension: D, scale: options.outlierScale)
         // Fixed points first, each group by increasing q (dedup's order).
         kept = kept.filter { q[$0] < options.qTolerance } + kept.filter { q[$0] >= options.qTolerance }
@@ -258,6 +294,6 @@ public struct FixedPointSet: Sendable {
             points.append(FixedPoint(layer: layer, state: Array(states[(n * D)..<((n + 1) * D)]), q: q[n],
                                      isFixed: q[n] < options.qTolerance, eigenvalues: eig))
         }
-        return FixedPointSet(points: points, iterations: iterations)
+        return FixedPointSet(points: points, iterations: iterations, unconverged: unconverged)
     }
 }

@@ -29,6 +29,9 @@ public struct LayerMap: Sendable {
             throw ModelError.shape("the constant input has \(input.count) values, the layer takes \(layer.inputSize)")
         }
         guard input.allSatisfy(\.isFinite) else { throw ModelError.nonFinite("the constant input contains NaN or Inf") }
+        // The map's products and the analysis's solves split work over cores themselves;
+        // OpenBLAS's own threads would spin against them (sched_yield, measured 11 s of system time).
+        _ = openBLASSingleThreaded
         self.layer = layer
         self.input = input
         W = layer.W.map(Double.init); R = layer.R.map(Double.init); b = layer.b.map(Double.init)
@@ -85,69 +88,76 @@ public struct LayerMap: Sendable {
                 }
             }
         }
-        for r in 0..<rows {
-            let a = { (g: Int, j: Int) in pre[r * GH + g * H + j] + rec[r * GH + g * H + j] }
-            let h = { (j: Int) in hs[r * H + j] }
-            let jo = r * D * D
-            switch kind {
-            case .rnnTanh, .rnnReLU:
-                for i in 0..<H {
-                    let ai = a(0, i)
-                    let (y, dy) = kind == .rnnTanh ? (tanh(ai), 1 - tanh(ai) * tanh(ai)) : (max(0, ai), ai > 0 ? 1.0 : 0.0)
-                    next[r * D + i] = y
-                    if jacobian { for k in 0..<H { J[jo + i * D + k] = dy * R[i * H + k] } }
-                }
-            case .lstm:
-                for i in 0..<H {
-                    let ig = sigmoid(a(0, i)), fg = sigmoid(a(1, i)), g = tanh(a(2, i)), og = sigmoid(a(3, i))
-                    let c = states[r * D + H + i]
-                    let c2 = fg * c + ig * g, tc = tanh(c2)
-                    next[r * D + i] = og * tc
-                    next[r * D + H + i] = c2
-                    guard jacobian else { continue }
-                    let di = g * ig * (1 - ig), df = c * fg * (1 - fg), dg = ig * (1 - g * g)
-                    let dho = tc * og * (1 - og), dhc = og * (1 - tc * tc)
-                    for k in 0..<H {
-                        let dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k]
-                        J[jo + (H + i) * D + k] = dc
-                        J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhc * dc
+        pre.withUnsafeMutableBufferPointer { preB in rec.withUnsafeMutableBufferPointer { recB in hs.withUnsafeMutableBufferPointer { hsB in
+        states.withUnsafeBufferPointer { sB in next.withUnsafeMutableBufferPointer { nB in J.withUnsafeMutableBufferPointer { jB in
+        let preP = SendablePointer(preB.baseAddress!), recP = SendablePointer(recB.baseAddress!), hsP = SendablePointer(hsB.baseAddress!)
+        let sP = SendablePointer(UnsafeMutablePointer(mutating: sB.baseAddress!)), nextP = SendablePointer(nB.baseAddress!)
+        let jP = SendablePointer(jB.baseAddress ?? nB.baseAddress!)
+        forEachRow(rows, workers: rows * D * D > 1 << 16 ? productWorkers : 1) { r in
+            let pre = preP.pointer, rec = recP.pointer, hs = hsP.pointer, states = sP.pointer, next = nextP.pointer, J = jP.pointer
+                let a = { (g: Int, j: Int) in pre[r * GH + g * H + j] + rec[r * GH + g * H + j] }
+                let h = { (j: Int) in hs[r * H + j] }
+                let jo = r * D * D
+                switch kind {
+                case .rnnTanh, .rnnReLU:
+                    for i in 0..<H {
+                        let ai = a(0, i)
+                        let (y, dy) = kind == .rnnTanh ? (tanh(ai), 1 - tanh(ai) * tanh(ai)) : (max(0, ai), ai > 0 ? 1.0 : 0.0)
+                        next[r * D + i] = y
+                        if jacobian { for k in 0..<H { J[jo + i * D + k] = dy * R[i * H + k] } }
                     }
-                    J[jo + (H + i) * D + H + i] = fg
-                    J[jo + i * D + H + i] = dhc * fg
-                }
-            case .gru:
-                var outer: [Double] = []
-                if resetBefore && jacobian {
-                    // M = R_n · diag(h ⊙ r(1 − r)) · R_r, the reset gate's path inside R_n (r⊙h).
-                    var scaled = [Double](repeating: 0, count: H * H)
-                    for m in 0..<H {
-                        let rm = sigmoid(a(0, m)), w = h(m) * rm * (1 - rm)
-                        for k in 0..<H { scaled[m * H + k] = w * R[m * H + k] }
+                case .lstm:
+                    for i in 0..<H {
+                        let ig = sigmoid(a(0, i)), fg = sigmoid(a(1, i)), g = tanh(a(2, i)), og = sigmoid(a(3, i))
+                        let c = states[r * D + H + i]
+                        let c2 = fg * c + ig * g, tc = tanh(c2)
+                        next[r * D + i] = og * tc
+                        next[r * D + H + i] = c2
+                        guard jacobian else { continue }
+                        let di = g * ig * (1 - ig), df = c * fg * (1 - fg), dg = ig * (1 - g * g)
+                        let dho = tc * og * (1 - og), dhc = og * (1 - tc * tc)
+                        for k in 0..<H {
+                            let dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k]
+                            J[jo + (H + i) * D + k] = dc
+                            J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhc * dc
+                        }
+                        J[jo + (H + i) * D + H + i] = fg
+                        J[jo + i * D + H + i] = dhc * fg
                     }
-                    outer = [Double](repeating: 0, count: H * H)
-                    R.withUnsafeBufferPointer { rp in
-                        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(H), Int32(H), Int32(H), 1,
-                                    rp.baseAddress! + 2 * H * H, Int32(H), scaled, Int32(H), 0, &outer, Int32(H))
+                case .gru:
+                    var outer: [Double] = []
+                    if resetBefore && jacobian {
+                        // M = R_n · diag(h ⊙ r(1 − r)) · R_r, the reset gate's path inside R_n (r⊙h).
+                        var scaled = [Double](repeating: 0, count: H * H)
+                        for m in 0..<H {
+                            let rm = sigmoid(a(0, m)), w = h(m) * rm * (1 - rm)
+                            for k in 0..<H { scaled[m * H + k] = w * R[m * H + k] }
+                        }
+                        outer = [Double](repeating: 0, count: H * H)
+                        R.withUnsafeBufferPointer { rp in
+                            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(H), Int32(H), Int32(H), 1,
+                                        rp.baseAddress! + 2 * H * H, Int32(H), scaled, Int32(H), 0, &outer, Int32(H))
+                        }
+                    }
+                    for i in 0..<H {
+                        let rg = sigmoid(a(0, i)), z = sigmoid(a(1, i))
+                        let m = rec[r * GH + 2 * H + i] + (resetBefore ? 0 : bhn[i])
+                        let n = tanh(pre[r * GH + 2 * H + i] + (resetBefore ? m : rg * m))
+                        next[r * D + i] = (1 - z) * n + z * h(i)
+                        guard jacobian else { continue }
+                        let dn = (1 - z) * (1 - n * n), dz = (h(i) - n) * z * (1 - z)
+                        for k in 0..<H {
+                            let rn = R[(2 * H + i) * H + k]
+                            let throughN = resetBefore
+                                ? rn * sigmoid(a(0, k)) + outer[i * H + k]
+                                : m * rg * (1 - rg) * R[i * H + k] + rg * rn
+                            J[jo + i * D + k] = dn * throughN + dz * R[(H + i) * H + k]
+                        }
+                        J[jo + i * D + i] += z
                     }
                 }
-                for i in 0..<H {
-                    let rg = sigmoid(a(0, i)), z = sigmoid(a(1, i))
-                    let m = rec[r * GH + 2 * H + i] + (resetBefore ? 0 : bhn[i])
-                    let n = tanh(pre[r * GH + 2 * H + i] + (resetBefore ? m : rg * m))
-                    next[r * D + i] = (1 - z) * n + z * h(i)
-                    guard jacobian else { continue }
-                    let dn = (1 - z) * (1 - n * n), dz = (h(i) - n) * z * (1 - z)
-                    for k in 0..<H {
-                        let rn = R[(2 * H + i) * H + k]
-                        let throughN = resetBefore
-                            ? rn * sigmoid(a(0, k)) + outer[i * H + k]
-                            : m * rg * (1 - rg) * R[i * H + k] + rg * rn
-                        J[jo + i * D + k] = dn * throughN + dz * R[(H + i) * H + k]
-                    }
-                    J[jo + i * D + i] += z
-                }
-            }
         }
+        } } } } } }
         return (next, J)
     }
 

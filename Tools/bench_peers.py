@@ -4,6 +4,8 @@ CellAudit backend's ratio to each peer:
   response  Tools/peer_numpy.py (decoupled simulation with every metric, and simulate-only)
   ablation  Tools/peer_numpy_ablation.py (every single-cell ablation as one batched forward)
   relevance Tools/peer_numpy_lrp.py (LRP one sequence at a time, as ArrasL/LRP_for_LSTM runs it)
+  fixed-points  Tools/peer_fixed_points.py only (PyTorch, FixedPointFinder's defaults), from the
+            same 1024 seeds on the flip-flop GRU fixture; not part of `all`
 and, where torch is installed, the PyTorch peers of Tools/peer_torch.py (response simulate-only,
 ablation, relevance: batched autograd gradient x input with detached gates).
 
@@ -39,6 +41,21 @@ def main():
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
     workloads = ["response", "ablation", "relevance"] if args.workload == "all" else [args.workload]
     sized = {"response": args.cells, "ablation": min(args.cells, 64), "relevance": min(args.cells, 128)}
+    if args.workload == "fixed-points":
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            seeds = os.path.join(tmp, "seeds.safetensors")
+            ours = run_json([args.binary, "bench", "--workload", "fixed-points", "--seeds-out", seeds, "--json"])
+            model = os.path.join(here, "..", "Tests", "Fixtures", "dynamics", "flipflop3_gru16.safetensors")
+            peer = run_json([sys.executable, os.path.join(here, "peer_fixed_points.py"), "--model", model, "--seeds", seeds, "--json"])
+        print(f"fixed-points: {ours[0]['size']}; seeds converged to q < 1e-12 per second")
+        for row in ours:
+            print(f"  cellaudit {row['backend']:6} {row['median_per_second']:.3g}  ({row['device']})")
+        print(f"  {peer['peer']:22} {peer['per_second']:.3g}  ({peer['converged']} of {peer['seeds']} converged in "
+              f"{peer['iterations']} iterations, {peer['seconds']:.3g} s, median q {peer['median_q']:.2g})")
+        for row in ours:
+            print(f"  ratio cellaudit {row['backend']} / {peer['peer']}: {row['median_per_second'] / max(peer['per_second'], 1e-300):.3g}x")
+        return
     for w in workloads:
         cell = ["--cell", args.cell] if w == "response" else []
         ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"] + cell)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import CellAuditOpenCL
 import Foundation
@@ -13,8 +14,11 @@ struct Bench: ParsableCommand {
         every metric computed; unit: cell-stimulus-steps per second, each step counted once), \
         'forward' (full forward of a random network over random sequences; unit: sequence-steps \
         per second) and 'ablation' (every single-cell ablation plus the intact network as one \
-        batched forward; unit: configuration-sequence-steps per second). Tools/bench_peers.py runs \
-        the NumPy peers beside it and prints the ratios.
+        batched forward; unit: configuration-sequence-steps per second), 'relevance' (LRP of 256 \
+        sequences; unit: sequence-steps per second) and 'fixed-points' (the fixed-point search of \
+        `attractors` from 1024 seeds on --model, seeded from --data; unit: seeds converged to \
+        q < 1e-12 per second). Tools/bench_peers.py runs the NumPy and PyTorch peers beside it and \
+        prints the ratios.
         """
     )
 
@@ -24,8 +28,17 @@ struct Bench: ParsableCommand {
     @OptionGroup var deviceOption: DeviceOption
     var device: Int? { deviceOption.device }
 
-    @Option(help: "Workload: response, forward, ablation, relevance or all.")
+    @Option(help: "Workload: response, forward, ablation, relevance, fixed-points or all.")
     var workload: String = "all"
+
+    @Option(help: "fixed-points: the model (default: the repository's Tests/Fixtures/dynamics/flipflop3_gru16.safetensors).")
+    var model: String?
+
+    @Option(help: "fixed-points: the dataset whose visited states seed the search (default: the flip-flop test split beside it).")
+    var data: String?
+
+    @Option(help: "fixed-points: write the seeds used (safetensors, F64 'seeds' [N, D]) here, for a peer to start from.")
+    var seedsOut: String?
 
     @Option(help: "Cell kind of the random networks: lstm, gru, rnn_tanh or rnn_relu.")
     var cell: String = "lstm"
@@ -62,10 +75,11 @@ struct Bench: ParsableCommand {
             }
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            let known = ["response", "forward", "ablation", "relevance"]
-            let workloads = workload == "all" ? known : [workload]
+            let known = ["response", "forward", "ablation", "relevance", "fixed-points"]
+            // `all` leaves out fixed-points, which reads a model file rather than a random network.
+            let workloads = workload == "all" ? Array(known.dropLast()) : [workload]
             for w in workloads where !known.contains(w) {
-                throw CleanFailure(description: "--workload must be response, forward, ablation, relevance or all, got '\(w)'")
+                throw CleanFailure(description: "--workload must be response, forward, ablation, relevance, fixed-points or all, got '\(w)'")
             }
             var backends: [any ComputeBackend] = []
             switch backend {
@@ -113,6 +127,7 @@ struct Bench: ParsableCommand {
         let task: () throws -> Void
         let work: Int, size: String, unit: String
         var nativeError: [String: Double]?
+        var kindName = cell
         switch workload {
         case "response":
             let layer = try RecurrentLayer.random(kind: kind, inputSize: 16, hiddenSize: cells, using: &rng)
@@ -150,6 +165,35 @@ struct Bench: ParsableCommand {
             size = "\(n) sequences × \(steps) steps, \(hidden) cells"
             unit = "sequence-steps"
             task = { _ = try backend.relevance(job) }
+        case "fixed-points":
+            // `attractors`' search on a trained network: the same seeds every run (data states with
+            // noise, and random states), LM to q < 1e-12; a seed counts when it gets there.
+            let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Tests/Fixtures/dynamics").standardized
+            let modelPath = model ?? fixtures.appendingPathComponent("flipflop3_gru16.safetensors").path
+            let dataPath = data ?? (model == nil ? fixtures.appendingPathComponent("flipflop3_test.safetensors").path : nil)
+            guard FileManager.default.fileExists(atPath: modelPath) else {
+                throw CleanFailure(description: "bench --workload fixed-points: \(modelPath) does not exist; give --model (and --data)")
+            }
+            let loaded = try ModelFile.load(modelPath)
+            let dataset = try dataPath.map { try Dataset.load($0, requireAnswers: false) }
+            if let dataset { try dataset.check(against: loaded) }
+            let map = try LayerMap(layer: loaded.network.layers[0], input: [Double](repeating: 0, count: loaded.network.inputSize))
+            kindName = loaded.network.kind.rawValue
+            var options = FixedPointOptions()
+            options.seeds = 1024
+            var seedRng = SeededGenerator(seed: 0)
+            let visited = try dataset.map { try AttractorAnalysis.visitedStates(map: map, data: $0.inputs, backend: backend) }
+            let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &seedRng)
+            if let seedsOut {
+                var writer = SafeTensorsWriter(metadata: ["model": (modelPath as NSString).lastPathComponent, "q_tolerance": "\(options.qTolerance)"])
+                try writer.add("seeds", dtype: .F64, shape: [seeds.count, map.dimension], bytes: seeds.states.withUnsafeBufferPointer { Data(buffer: $0) })
+                try writer.write(to: seedsOut)
+            }
+            let converged = try FixedPointFinder.minimise(map: map, seeds: seeds, options: options, backend: backend).q.filter { $0 < options.qTolerance }.count
+            work = converged
+            size = "\(seeds.count) seeds on \((modelPath as NSString).lastPathComponent) (\(map.dimension)-dimensional state), \(converged) converge"
+            unit = "seeds converged"
+            task = { _ = try FixedPointFinder.minimise(map: map, seeds: seeds, options: options, backend: backend) }
         case "ablation":
             // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
             let hidden = min(cells, 64)
@@ -185,7 +229,7 @@ struct Bench: ParsableCommand {
         let sorted = times.sorted(), median = sorted[sorted.count / 2]
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return Row(workload: workload, cell: cell, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
+        return Row(workload: workload, cell: kindName, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
                    median_per_second: Double(work) / median, min_per_second: Double(work) / sorted.last!,
                    max_per_second: Double(work) / sorted.first!, median_seconds: median,
                    kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,

@@ -344,6 +344,20 @@ struct KernelEmbeddingTests {
         let bad = try CLI.run(["bench", "--workload", "nap"])
         #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("--workload"))
     }
+
+    /// The fixed-point workload counts the seeds that converge and writes the seeds it used.
+    @Test func benchFixedPointsCountsConvergedSeeds() throws {
+        let seeds = try Fixtures.scratch("bench-fp").appendingPathComponent("seeds.safetensors")
+        let r = try CLI.run(["bench", "--workload", "fixed-points", "--backend", "cpu", "--repeats", "1", "--seeds-out", seeds.path, "--json"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let row = try #require((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])?.first)
+        #expect(row["cell"] as? String == "gru" && row["unit"] as? String == "seeds converged")
+        let work = try #require(row["work"] as? Int)
+        #expect(work > 512 && work <= 1024, "\(row)")
+        #expect(try SafeTensorsFile(path: seeds.path).info("seeds").shape == [1024, 16])
+        let missing = try CLI.run(["bench", "--workload", "fixed-points", "--model", "/nonexistent/m.safetensors"])
+        #expect(missing.exitCode == 1 && missing.stderr.contains("does not exist"))
+    }
 }
 
 @Suite struct AblateCLITests {

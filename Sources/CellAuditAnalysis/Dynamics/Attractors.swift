@@ -59,22 +59,10 @@ public struct AttractorAnalysis: Sendable {
             // States visited on the data: run the layer over the sequences, step by step.
             var visited: [Double]? = nil, trajectories: [[Double]] = [], nextSequences: [Double]? = nil
             if let seqIn = sequences {
-                var s = [Double](repeating: 0, count: N * D)
-                var all = [Double](repeating: 0, count: N * T * D)
-                var out = [Double](repeating: 0, count: N * T * H)
-                let I = map.inputSize
-                for t in 0..<T {
-                    var x = [Double](repeating: 0, count: N * I)
-                    for n in 0..<N { for k in 0..<I { x[n * I + k] = seqIn[(n * T + t) * I + k] } }
-                    s = try backend.mapStep(map, states: s, inputs: x, rows: N, jacobian: false).next
-                    for n in 0..<N {
-                        for d in 0..<D { all[(n * T + t) * D + d] = s[n * D + d] }
-                        for j in 0..<H { out[(n * T + t) * H + j] = s[n * D + j] }
-                    }
-                }
-                visited = all
-                trajectories = (0..<min(N, 8)).map { Array(all[($0 * T * D)..<(($0 + 1) * T * D)]) }
-                nextSequences = out
+                let run = try Self.run(map: map, sequences: seqIn, count: N, steps: T, backend: backend)
+                visited = run.states
+                trajectories = (0..<min(N, 8)).map { Array(run.states[($0 * T * D)..<(($0 + 1) * T * D)]) }
+                nextSequences = run.outputs
             }
             progress("layer \(l): \(options.seeds) seeds, \(D)-dimensional state")
             let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &rng)
@@ -104,5 +92,33 @@ public struct AttractorAnalysis: Sendable {
             }
         }
         return AttractorAnalysis(points: points, layers: layers, notes: notes)
+    }
+
+    /// The states [N × T × D] a layer's map visits over `count` sequences of its inputs
+    /// [N × T × I], and its h [N × T × H] (the next layer's inputs), stepped on `backend`.
+    static func run(map: LayerMap, sequences: [Double], count N: Int, steps T: Int,
+                    backend: any ComputeBackend) throws -> (states: [Double], outputs: [Double]) {
+        let D = map.dimension, H = map.hiddenSize, I = map.inputSize
+        var s = [Double](repeating: 0, count: N * D)
+        var all = [Double](repeating: 0, count: N * T * D), out = [Double](repeating: 0, count: N * T * H)
+        for t in 0..<T {
+            var x = [Double](repeating: 0, count: N * I)
+            for n in 0..<N { for k in 0..<I { x[n * I + k] = sequences[(n * T + t) * I + k] } }
+            s = try backend.mapStep(map, states: s, inputs: x, rows: N, jacobian: false).next
+            for n in 0..<N {
+                for d in 0..<D { all[(n * T + t) * D + d] = s[n * D + d] }
+                for j in 0..<H { out[(n * T + t) * H + j] = s[n * D + j] }
+            }
+        }
+        return (all, out)
+    }
+
+    /// The states a first layer visits on `data` (at most `maxSequences` sequences), [V × D]:
+    /// what `run` seeds the search with.
+    public static func visitedStates(map: LayerMap, data: SequenceBatch, backend: any ComputeBackend,
+                                     maxSequences: Int = 256) throws -> [Double] {
+        let N = min(data.count, maxSequences)
+        return try run(map: map, sequences: data.values[0..<(N * data.steps * data.width)].map(Double.init), count: N,
+                       steps: data.steps, backend: backend).states
     }
 }

@@ -19,8 +19,8 @@ extension OpenCLBackend {
 
     private struct MapWeights { let W: Buffer<Double>, R: Buffer<Double>, b: Buffer<Double>, bhn: Buffer<Double> }
 
-    private func upload(_ values: [Double]) throws -> Buffer<Double> {
-        let buffer = try context.buffer(Double.self, count: max(1, values.count), access: .readOnly)
+    private func upload(_ values: [Double], access: BufferAccess = .readOnly) throws -> Buffer<Double> {
+        let buffer = try context.buffer(Double.self, count: max(1, values.count), access: access)
         try queue.write(buffer, from: values.isEmpty ? [0] : values)
         return buffer
     }
@@ -70,7 +70,7 @@ extension OpenCLBackend {
         let D = map.dimension, H = map.hiddenSize, I = map.inputSize, scratchWidth = map.layer.gateRows + 2 * H
         let kernel = try KernelLibrary.program("dynamics.cl", in: context, defines: dynamicsDefines(map, jacobian: false)).kernel(named: "map_settle")
         let w = try weights(map)
-        let s = try upload(states)
+        let s = try upload(states, access: .readWrite)   // updated in place
         let p = try upload(pulses ?? [Double](repeating: 0, count: rows * I))
         let xbar = try upload(map.input)
         let scratch = try context.buffer(Double.self, count: rows * scratchWidth)

@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 @Test func includesExpandWithLineMarkersThatPointBackToTheKernelFile() throws {
-    #expect(Set(KernelLibrary.kernelFiles) == ["response.cl", "forward.cl", "relevance.cl"])
+    #expect(Set(KernelLibrary.kernelFiles) == ["response.cl", "forward.cl", "relevance.cl", "dynamics.cl"])
     #expect(KernelLibrary.fileNames.contains("cell_gru.h"))
     let repoKernels = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Kernels")
     for name in KernelLibrary.kernelFiles {
@@ -27,11 +27,13 @@ import TestSupport
 /// only where the kind has a memory c, and a kernel asked for PROBE_C on another kind refuses to build.
 @Test(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device"), arguments: [[], ["NATIVE_MATH"], ["PROBE_C"], ["RECORD_TAPE=1"]])
 func everyKernelFileBuildsInEveryVariant(defines: [String]) throws {
-    let context = try Context(device: try OpenCLTestSupport.device())
+    let device = try OpenCLTestSupport.device()
+    let context = try Context(device: device)
     var built = 0
     for kind in CellKind.allCases where !defines.contains("PROBE_C") || kind.hasCellState {
         for resetAfter in kind == .gru ? [true, false] : [true] {
-            for name in KernelLibrary.kernelFiles {
+            // dynamics.cl is in double precision: only devices with cl_khr_fp64 are asked to build it.
+            for name in KernelLibrary.kernelFiles where name != "dynamics.cl" || device.info.supportsFP64 {
                 _ = try KernelLibrary.program(name, in: context, defines: defines + OpenCLBackend.contractDefines
                                                   + OpenCLBackend.cellDefines(kind, resetAfter: resetAfter))
                 built += 1

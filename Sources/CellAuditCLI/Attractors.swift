@@ -97,7 +97,7 @@ enum AttractorOutput {
         let analysis = try AttractorAnalysis.run(network: network, input: input, data: data?.inputs, options: options, pulses: pulses,
                                                  backend: backend, progress: progress)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        try write(analysis, options: options, model: model, data: data?.fileName, backend: backend, to: dir)
+        try write(analysis, network: network, options: options, model: model, data: data?.fileName, backend: backend, to: dir)
         var s = AttractorSummary()
         s.model = model
         s.data = data?.fileName
@@ -121,7 +121,7 @@ enum AttractorOutput {
             ("pulses", "\(pulses.length) step(s), amplitude bisected in (0, \(pulses.maxAmplitude)] to \(Int(pulses.resolution * 100)) %"),
             ("time", String(format: "%.3g s", seconds)),
         ]
-        let report = AttractorReport(title: "CellAudit attractors: \(model)", facts: facts, analysis: analysis)
+        let report = AttractorReport(title: "CellAudit attractors: \(model)", facts: facts, analysis: analysis, network: network)
         let figures = try report.figures()
         let figureDir = dir.appendingPathComponent("figures")
         try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
@@ -132,7 +132,7 @@ enum AttractorOutput {
     }
 
     /// fixed_points.csv, fixed_points.safetensors, graph.json and graph.dot.
-    static func write(_ analysis: AttractorAnalysis, options: FixedPointOptions, model: String, data: String?,
+    static func write(_ analysis: AttractorAnalysis, network: RecurrentNetwork, options: FixedPointOptions, model: String, data: String?,
                       backend: any ComputeBackend, to dir: URL) throws {
         let points = analysis.points, P = points.count
         var csv = ["index,layer,kind,stable,q,spectral_radius,unstable_modes,slowest_time_constant"]
@@ -167,7 +167,10 @@ enum AttractorOutput {
         try writer.write(to: dir.appendingPathComponent("fixed_points.safetensors").path)
 
         let graph = AttractorGraph(
-            nodes: analysis.stablePoints.map { AttractorGraph.Node(index: $0, layer: points[$0].layer, spectralRadius: points[$0].spectralRadius) },
+            nodes: analysis.stablePoints.map {
+                AttractorGraph.Node(index: $0, layer: points[$0].layer, spectralRadius: points[$0].spectralRadius,
+                                    readout: analysis.readout(at: $0, of: network))
+            },
             edges: analysis.layers.flatMap { l in l.graph.edges.map { AttractorGraph.Edge(layer: l.index, edge: $0) } },
             unresolved: analysis.layers.flatMap { l in l.graph.unresolved.map { AttractorGraph.Unresolved(layer: l.index, probe: $0) } })
         try encodeSummary(graph).write(to: dir.appendingPathComponent("graph.json"))
@@ -185,7 +188,11 @@ enum AttractorOutput {
 
 /// DIR/graph.json.
 struct AttractorGraph: Codable {
-    struct Node: Codable { var index: Int, layer: Int, spectralRadius: Double }
+    struct Node: Codable {
+        var index: Int, layer: Int, spectralRadius: Double
+        /// The readout V h + a at the point (last layer, models with a readout).
+        var readout: [Double]?
+    }
     struct Edge: Codable {
         var layer: Int, from: Int, to: Int, channel: Int, sign: Int, threshold: Double
         init(layer: Int, edge e: ExcitableNetwork.Edge) {
@@ -223,7 +230,7 @@ struct AttractorSummary: Codable {
         Swift.print("attractors of \(model) under x̄ = (\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
         Swift.print("backend: \(backend)")
         for l in layers {
-            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) seeds did not converge); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
+            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds did not converge); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
         }
         for note in notes { Swift.print("note: \(note)") }
         Swift.print(String(format: "time: %.3g s", seconds))

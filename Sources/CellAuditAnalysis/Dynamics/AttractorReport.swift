@@ -8,9 +8,11 @@ public struct AttractorReport {
     public var title: String
     public var facts: [(String, String)]
     public var analysis: AttractorAnalysis
+    /// The network analysed: the table shows the readout at each point of the last layer.
+    public var network: RecurrentNetwork
 
-    public init(title: String, facts: [(String, String)], analysis: AttractorAnalysis) {
-        self.title = title; self.facts = facts; self.analysis = analysis
+    public init(title: String, facts: [(String, String)], analysis: AttractorAnalysis, network: RecurrentNetwork) {
+        self.title = title; self.facts = facts; self.analysis = analysis; self.network = network
     }
 
     /// SVG figures by file name.
@@ -49,7 +51,8 @@ public struct AttractorReport {
             spectrum.width = 400; spectrum.height = 400
             let circle = (0...96).map { 2 * Double.pi * Double($0) / 96 }
             spectrum.series.append(.init(label: "|λ| = 1", x: circle.map(cos), y: circle.map(sin), mark: .line, color: "#999999"))
-            for (label, color, stable) in [("at stable points", "#1f77b4", true), ("at unstable points", "#d62728", false)] {
+            // Unstable first, so the stable points' eigenvalues are drawn on top.
+            for (label, color, stable) in [("at unstable points", "#d62728", false), ("at stable points", "#1f77b4", true)] {
                 let eig = points.filter { $0.isFixed && $0.isStable == stable }.flatMap(\.eigenvalues)
                 if !eig.isEmpty { spectrum.series.append(.init(label: label, x: eig.map(\.re), y: eig.map(\.im), mark: .points, color: color)) }
             }
@@ -117,11 +120,12 @@ public struct AttractorReport {
                 + "\(points.filter { !$0.isFixed }.count) slow points (q < 1e-4) from \(layer.seeds) seeds, of which \(layer.unconverged) did not converge; \(layer.graph.edges.count) edges, "
                 + "\(layer.graph.unresolved.count) unresolved probes.</p>\n<div class=\"grid\">\n"
             for (name, svg) in figures where name.hasPrefix("layer\(layer.index)_") { h += svg }
-            h += "</div>\n<table><tr><th>point</th><th class=\"l\">kind</th><th class=\"l\">stable</th><th>q</th><th>|λ|max</th><th>unstable modes</th><th>slowest τ (steps)</th></tr>\n"
+            h += "</div>\n<table><tr><th>point</th><th class=\"l\">kind</th><th class=\"l\">stable</th><th>q</th><th>|λ|max</th><th>unstable modes</th><th>slowest τ (steps)</th><th class=\"l\">readout V h + a</th></tr>\n"
             for (i, p) in zip(layer.points, points) {
                 h += "<tr><td>\(i)</td><td class=\"l\">\(p.isFixed ? "fixed" : "slow")</td><td class=\"l\">\(p.isStable ? "yes" : "no")</td>"
                     + "<td>\(String(format: "%.2e", p.q))</td><td>\(String(format: "%.6f", p.spectralRadius))</td><td>\(p.unstableModes)</td>"
-                    + "<td>\(String(format: "%.4g", p.slowestTimeConstant))</td></tr>\n"
+                    + "<td>\(String(format: "%.4g", p.slowestTimeConstant))</td>"
+                    + "<td class=\"l\">\(analysis.readout(at: i, of: network).map { $0.map { String(format: "%+.3f", $0) }.joined(separator: " ") } ?? "")</td></tr>\n"
             }
             h += "</table>\n"
             if !layer.graph.edges.isEmpty {

@@ -28,6 +28,15 @@ public struct AttractorAnalysis: Sendable {
     /// Things a reader must know (a layer below that never settled, say).
     public var notes: [String]
 
+    /// The readout y = V h + a at point `index` when it belongs to the last layer and the network
+    /// has a readout [K]; nil otherwise.
+    public func readout(at index: Int, of network: RecurrentNetwork) -> [Double]? {
+        let point = points[index]
+        guard point.layer == network.layers.count - 1, let r = network.readout else { return nil }
+        let H = network.layers[point.layer].hiddenSize
+        return (0..<r.outputs).map { k in (0..<H).reduce(Double(r.a[k])) { $0 + Double(r.V[k * H + $1]) * point.state[$1] } }
+    }
+
     /// Point indices of the stable fixed points (graph nodes), in order.
     public var stablePoints: [Int] { points.indices.filter { points[$0].isFixed && points[$0].isStable } }
 
@@ -66,11 +75,11 @@ public struct AttractorAnalysis: Sendable {
             }
             progress("layer \(l): \(options.seeds) seeds, \(D)-dimensional state")
             let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &rng)
-            let found = try FixedPointSet.find(layer: l, map: map, seeds: seeds, options: options, backend: backend)
+            let found = try FixedPointSet.find(layer: l, map: map, seeds: seeds, options: options, backend: backend, progress: progress)
             let base = points.count
             points += found.points
             let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
-            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) seeds did not converge")
+            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) of the seeds did not converge")
             // The graph over this layer's stable points (local indices inside `build`).
             let local = stable.map { $0 - base }
             let stateMatrix = found.points.flatMap(\.state)

@@ -266,7 +266,7 @@ public struct FixedPointSet: Sendable {
     /// Finds, deduplicates, filters and decomposes the fixed and slow points of `map`.
     /// - Throws: `DynamicsError` when LAPACK fails, or the backend's error.
     public static func find(layer: Int, map: LayerMap, seeds: FixedPointSeeds, options: FixedPointOptions,
-                            backend: any ComputeBackend) throws -> FixedPointSet {
+                            backend: any ComputeBackend, progress: (String) -> Void = { _ in }) throws -> FixedPointSet {
         let D = map.dimension
         // Seeds in chunks whose Jacobians take at most 16 MB (at least 16 seeds): small enough to
         // stay out of the page-fault path of large allocations, large enough to batch.
@@ -278,6 +278,7 @@ public struct FixedPointSet: Sendable {
             part.states = Array(seeds.states[(start * D)..<((start + part.count) * D)])
             let result = try FixedPointFinder.minimise(map: map, seeds: part, options: options, backend: backend)
             states += result.states; q += result.q; iterations = max(iterations, result.iterations)
+            if seeds.count > chunk { progress("layer \(layer): \(start + part.count) of \(seeds.count) seeds searched") }
         }
         let unconverged = q.filter { !($0 < options.slowPointLimit) }.count
         let converged = q.map { $0 < options.slowPointLimit ? $0 : .infinity }

@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // .npz datasets are ZIP archives (stored or deflated).
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // ONNX models are protobuf messages; the Swift code is generated from onnx.proto once
+        // (Tools/generate_onnx_swift.sh) and committed.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The OpenCL C API, found through pkg-config (ocl-icd-opencl-dev + opencl-headers on Debian).
@@ -39,6 +42,8 @@ let package = Package(
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
         .target(name: "CellAuditCore", dependencies: ["COpenBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        // ONNX graphs read natively: the generated protobuf messages and the graph walk.
+        .target(name: "CellAuditONNX", dependencies: ["CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
@@ -54,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "CellAuditCLI",
             dependencies: [
-                "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "OpenCLKit",
+                "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditONNX", "OpenCLKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             plugins: ["EmbedDefaultModel"]
@@ -63,7 +68,7 @@ let package = Package(
         .testTarget(name: "OpenCLKitTests", dependencies: ["OpenCLKit", "TestSupport"]),
         .testTarget(
             name: "CellAuditCoreTests",
-            dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "TestSupport"]
+            dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditONNX", "TestSupport"]
         ),
         .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "TestSupport"]),
     ],

@@ -174,7 +174,7 @@ struct Bench: ParsableCommand {
             guard FileManager.default.fileExists(atPath: modelPath) else {
                 throw CleanFailure(description: "bench --workload fixed-points: \(modelPath) does not exist; give --model (and --data)")
             }
-            let loaded = try ModelFile.load(modelPath)
+            let loaded = try readModel(modelPath)
             let dataset = try dataPath.map { try Dataset.load($0, requireAnswers: false) }
             if let dataset { try dataset.check(against: loaded) }
             let map = try LayerMap(layer: loaded.network.layers[0], input: [Double](repeating: 0, count: loaded.network.inputSize))

@@ -37,7 +37,7 @@ struct Capacity: ParsableCommand {
                 paths = family.map(bundled.path)
             }
             guard paths.count >= 2 else { throw CleanFailure(description: "capacity compares at least two models, got \(paths.count)") }
-            let loaded = try paths.map { try ModelFile.load($0) }
+            let loaded = try paths.map { try readModel($0) }
             let names = paths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
             guard Set(names).count == names.count else { throw CleanFailure(description: "two models have the same file name") }
             // A family is one task at different sizes: the same task and the same inputs.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellAuditCore
+import CellAuditONNX
 import CellAuditOpenCL
 import Foundation
 import OpenCLKit
@@ -110,6 +111,18 @@ struct ModelOptions: ParsableArguments {
         var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix, task: task.flatMap(ModelTask.init(rawValue:)),
                                output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
         if let data { hints.follow(data) }
-        return try ModelFile.load(path, hints: hints)
+        return try readModel(path, hints: hints)
     }
+}
+
+/// Reads a model file of any format CellAudit reads: an `.onnx` graph natively, otherwise a
+/// safetensors file (a CellAudit model file or a plain PyTorch state dict).
+func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
+    guard ONNXModel.isONNX(path) else { return try ModelFile.load(path, hints: hints) }
+    // An ONNX graph says everything but the task; the dataset or --task may say that.
+    for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
+                          ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {
+        throw CleanFailure(description: "\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
+    }
+    return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task))
 }

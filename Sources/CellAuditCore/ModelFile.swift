@@ -42,7 +42,12 @@ public enum ModelFile {
     ///   feature CellAudit cannot represent, an ambiguity the hints do not settle, a tensor the
     ///   model would not use, hints given for a file that describes itself.
     public static func load(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
-        let file = try SafeTensorsFile(path: path)
+        try load(file: try SafeTensorsFile(path: path), path: path, hints: hints)
+    }
+
+    /// Reads a model from an opened safetensors file (from disk, or built in memory by another
+    /// reader such as the ONNX one, which hands its weights over in the onnx convention).
+    public static func load(file: SafeTensorsFile, path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
         let name = file.fileName
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
         let meta = file.metadata

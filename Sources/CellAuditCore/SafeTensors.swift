@@ -280,7 +280,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
 extension Float {
     /// IEEE 754 binary16 to binary32.
-    init(halfBits h: UInt16) {
+    public init(halfBits h: UInt16) {
         let sign = UInt32(h >> 15) << 31
         let exponent = Int((h >> 10) & 0x1F)
         let mantissa = UInt32(h & 0x3FF)

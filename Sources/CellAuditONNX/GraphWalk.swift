@@ -1,0 +1,395 @@
+import CellAuditCore
+import Foundation
+
+/// The recurrent op types and their CellAudit names.
+private let recurrentOps: Set<String> = ["LSTM", "GRU", "RNN"]
+/// Ops that move data without computing on it, followed on the data path with their axes.
+private let layoutOps: Set<String> = ["Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "Reshape", "Flatten", "Gather", "Slice"]
+
+extension GraphReader {
+    /// Walks the graph and returns the weights in ONNX's layouts (tensor names and metadata of the
+    /// onnx convention of CellAudit model files).
+    mutating func read(task: ModelTask?) throws -> (tensors: [String: FloatTensor], metadata: [String: String]) {
+        for (i, node) in graph.node.enumerated() where !node.domain.isEmpty && node.domain != "ai.onnx" {
+            throw fail("\(label(i)) is from the operator domain '\(node.domain)'; CellAudit reads standard ONNX ops")
+        }
+        let recurrent = graph.node.indices.filter { recurrentOps.contains(graph.node[$0].opType) }
+        guard !recurrent.isEmpty else { throw fail("the graph has no LSTM, GRU or RNN node") }
+        let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil }
+        guard dataInputs.count == 1 else {
+            throw fail(dataInputs.isEmpty ? "the graph has no input that reaches a node"
+                       : "the graph has \(dataInputs.count) inputs (\(dataInputs.map { "'\($0.name)'" }.joined(separator: ", "))); CellAudit reads one sequence input")
+        }
+        // The input's axes, by position; sizes from its declared shape.
+        let input = dataInputs[0]
+        let dims = input.type.tensorType.shape.dim
+        guard dims.count == 3 else {
+            throw fail("input '\(input.name)' has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads [batch, time, features] or [time, batch, features]")
+        }
+        let inputAxes = dims.enumerated().map { k, d in
+            Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
+        }
+
+        // From the input to the first recurrent node, and from each to the next.
+        var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int)] = []
+        var start = (tensor: input.name, axes: inputAxes)
+        var readoutInput: (node: Int, axes: [Axis], last: Bool)?
+        while true {
+            let reached = try walk(from: start.tensor, axes: start.axes, last: false, before: layers.isEmpty)
+            if let next = reached.recurrent {
+                guard layers.count < recurrent.count, !layers.contains(where: { $0.node == next.node }) else { throw fail("\(label(next.node)) is reached twice") }
+                let layer = try checkRecurrent(next.node, inputAxes: next.axes, first: layers.isEmpty, previousHidden: layers.last?.hidden)
+                if let first = layers.first {
+                    let a = graph.node[first.node], b = graph.node[next.node]
+                    guard a.opType == b.opType, layer.kind == first.kind else {
+                        throw fail("\(label(next.node)) is a \(layer.kind.rawValue) after a \(first.kind.rawValue); CellAudit reads stacks of one cell kind")
+                    }
+                    guard int(a, "linear_before_reset") ?? 0 == int(b, "linear_before_reset") ?? 0 else {
+                        throw fail("\(label(next.node)) sets linear_before_reset differently from the layer below; CellAudit reads stacks of one GRU cell")
+                    }
+                }
+                layers.append((next.node, layer.kind, layer.hidden, layer.inputs))
+                explained.insert(next.node)
+                // The next walk starts at Y; Y_h (the last step) may feed the readout, Y_c may not.
+                let node = graph.node[next.node]
+                let batchMajor = int(node, "layout") ?? 0 == 1
+                let H = layer.hidden
+                let yAxes = batchMajor ? [Axis(role: .batch, size: .symbol("batch")), Axis(role: .time, size: .symbol("time")), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
+                    : [Axis(role: .time, size: .symbol("time")), Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: .symbol("batch")), Axis(role: .feature, size: .known(H))]
+                if node.output.count > 2, !node.output[2].isEmpty, consumers[node.output[2]] != nil || graph.output.contains(where: { $0.name == node.output[2] }) {
+                    throw fail("\(label(next.node))'s memory output Y_c is used by the graph; CellAudit's readout reads h")
+                }
+                if node.output.count > 1, !node.output[1].isEmpty, consumers[node.output[1]] != nil {
+                    let hAxes = batchMajor ? [Axis(role: .batch, size: .symbol("batch")), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
+                        : [Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: .symbol("batch")), Axis(role: .feature, size: .known(H))]
+                    let fromLast = try walk(from: node.output[1], axes: hAxes, last: true, before: false)
+                    if let r = fromLast.recurrent { throw fail("\(label(r.node)) reads \(label(next.node))'s last state Y_h; CellAudit stacks layers on the whole sequence Y") }
+                    if let r = fromLast.readout { readoutInput = r }
+                }
+                guard !node.output.isEmpty, !node.output[0].isEmpty else { break }
+                start = (node.output[0], yAxes)
+                if consumers[node.output[0]] == nil { break }
+                if readoutInput != nil {
+                    // Y_h fed the readout: nothing but layout branches may follow from Y.
+                    let rest = try walk(from: node.output[0], axes: yAxes, last: false, before: false)
+                    if let r = rest.recurrent ?? rest.readout.map({ ($0.node, $0.axes) }) {
+                        throw fail("\(label(r.0)) follows a layer whose last state already feeds the readout; CellAudit reads the readout on the top layer only")
+                    }
+                    break
+                }
+                continue
+            }
+            if let r = reached.readout {
+                guard readoutInput == nil else { throw fail("\(label(r.node)) is a second linear map besides the readout; CellAudit reads one readout and will not leave another out") }
+                readoutInput = r
+            }
+            break
+        }
+        if let missed = recurrent.first(where: { r in !layers.contains { $0.node == r } }) {
+            throw fail("\(label(missed)) is not on the path from the input through the recurrent stack; CellAudit reads one stack")
+        }
+        // The readout, if any, and nothing after it but layout ops to the graph's outputs.
+        var tensors: [String: FloatTensor] = [:]
+        let kind = layers[0].kind
+        let prefix = kind == .lstm ? "lstm_" : kind == .gru ? "gru_" : "rnn_"
+        var metadata: [String: String] = [
+            "convention": "onnx", "cell": kind.rawValue, "layers": "\(layers.count)", "input_size": "\(layers[0].inputs)",
+            "hidden_sizes": layers.map { "\($0.hidden)" }.joined(separator: ","), "prefix": prefix,
+            "task": (task ?? .classification).rawValue, "source": "onnx graph, read natively",
+        ]
+        if kind == .gru { metadata["linear_before_reset"] = "\(int(graph.node[layers[0].node], "linear_before_reset") ?? 0)" }
+        for (k, layer) in layers.enumerated() {
+            let node = graph.node[layer.node]
+            let G = kind.gateCount, H = layer.hidden
+            tensors["\(prefix)\(k).W"] = try weight(node.input[1], layer.node, "W", shape: [1, G * H, layer.inputs])
+            tensors["\(prefix)\(k).R"] = try weight(node.input[2], layer.node, "R", shape: [1, G * H, H])
+            tensors["\(prefix)\(k).B"] = node.input.count > 3 && !node.input[3].isEmpty
+                ? try weight(node.input[3], layer.node, "B", shape: [1, 2 * G * H])
+                : FloatTensor(shape: [1, 2 * G * H], values: [Float](repeating: 0, count: 2 * G * H))
+        }
+        if let readout = readoutInput {
+            let (V, a, last) = try readoutWeights(readout, hidden: layers.last!.hidden)
+            tensors["readout.weight"] = V
+            metadata["readout_weight"] = "readout.weight"
+            if let a { tensors["readout.bias"] = a; metadata["readout_bias"] = "readout.bias" }
+            metadata["output"] = last ? "last" : "sequence"
+        } else {
+            metadata["output"] = "last"
+        }
+        // Every MatMul or Gemm is the readout; every node is accounted for.
+        if let other = graph.node.indices.first(where: { ["MatMul", "Gemm"].contains(graph.node[$0].opType) && !explained.contains($0) }) {
+            throw fail("\(label(other)) is a second linear map besides the readout of the recurrent output; CellAudit reads one readout and will not leave another out")
+        }
+        for i in graph.node.indices where !explained.contains(i) && !isDead(i) {
+            throw fail("\(label(i)) is not part of the input path, the recurrent stack or the readout that CellAudit reads; CellAudit will not leave it out")
+        }
+        return (tensors, metadata)
+    }
+
+    /// A node none of whose outputs is used or is a graph output.
+    func isDead(_ i: Int) -> Bool {
+        graph.node[i].output.allSatisfy { o in o.isEmpty || (consumers[o] == nil && !graph.output.contains { $0.name == o }) }
+    }
+
+    struct Reached {
+        var recurrent: (node: Int, axes: [Axis])?
+        var readout: (node: Int, axes: [Axis], last: Bool)?
+    }
+
+    /// Follows data from `tensor` (with `axes`) through layout ops. Returns the recurrent node or
+    /// the linear map it reaches; side branches may end in graph outputs or Shape ops. `before`:
+    /// this is the path from the network input (no step selection allowed).
+    mutating func walk(from tensor: String, axes: [Axis], last: Bool, before: Bool) throws -> Reached {
+        var result = Reached()
+        knownAxes[tensor] = axes
+        var frontier = [(tensor, axes, last)]
+        while let (name, axes, last) = frontier.popLast() {
+            for c in consumers[name] ?? [] {
+                let node = graph.node[c]
+                if node.opType == "Shape" { explained.insert(c); continue }
+                if recurrentOps.contains(node.opType) {
+                    guard node.input.first == name else {
+                        throw fail("\(label(c)) reads the data as its \(inputName(node.input.firstIndex(of: name) ?? 0, node.opType)); CellAudit reads recurrent nodes driven by the sequence alone")
+                    }
+                    guard !last else { throw fail("\(label(c)) runs on a single step; CellAudit reads stacks on the whole sequence") }
+                    guard result.recurrent == nil && result.readout == nil else { throw fail("\(label(c)) is a second branch of the network; CellAudit reads one stack") }
+                    result.recurrent = (c, axes)
+                    continue
+                }
+                if node.opType == "MatMul" || node.opType == "Gemm" {
+                    guard !before else {
+                        throw fail("\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer")
+                    }
+                    guard result.readout == nil && result.recurrent == nil else {
+                        throw fail("\(label(c)) is a second linear map besides the readout; CellAudit reads one readout and will not leave another out")
+                    }
+                    result.readout = (c, axes, last)
+                    explained.insert(c)
+                    continue
+                }
+                guard layoutOps.contains(node.opType) else {
+                    throw fail(before ? "\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer"
+                               : "\(label(c)) computes on the recurrent output; CellAudit reads a stack of recurrent layers and one linear readout")
+                }
+                guard node.input.first == name else { throw fail("\(label(c)) uses the data as a shape or index; CellAudit cannot follow it") }
+                let (outAxes, outLast) = try apply(c, axes, last: last, before: before)
+                explained.insert(c)
+                for o in node.output where !o.isEmpty { knownAxes[o] = outAxes; frontier.append((o, outAxes, outLast)) }
+            }
+        }
+        return result
+    }
+
+    func inputName(_ k: Int, _ op: String) -> String {
+        let names = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
+        return k < names.count ? "input \(names[k])" : "input \(k)"
+    }
+
+    /// The axes after layout op `c`, and whether a single (last) step has been selected.
+    mutating func apply(_ c: Int, _ axes: [Axis], last: Bool, before: Bool) throws -> ([Axis], Bool) {
+        let node = graph.node[c]
+        let rank = axes.count
+        func normalise(_ a: Int, _ r: Int) throws -> Int { try normaliseAxis(a, r, c) }
+        func axesList() throws -> [Int]? {
+            if node.input.count > 1, !node.input[1].isEmpty {
+                guard let v = try constantIntegers(node.input[1], "\(label(c)) axes") else { throw fail("\(label(c)) takes computed axes; CellAudit cannot follow them") }
+                return v
+            }
+            return attribute(node, "axes").map { $0.ints.map(Int.init) }
+        }
+        switch node.opType {
+        case "Identity":
+            return (axes, last)
+        case "Cast":
+            guard let to = int(node, "to"), [1, 10, 11].contains(to) else { throw fail("\(label(c)) casts to a non-float type") }
+            return (axes, last)
+        case "Transpose":
+            let perm = attribute(node, "perm").map { $0.ints.map(Int.init) } ?? Array((0..<rank).reversed())
+            guard perm.sorted() == Array(0..<rank) else { throw fail("\(label(c)) has perm \(perm) for a \(rank)-dimensional tensor") }
+            return (perm.map { axes[$0] }, last)
+        case "Squeeze":
+            let list = try axesList()
+            let drop = try list.map { try Set($0.map { try normalise($0, rank) }) } ?? Set(axes.indices.filter { axes[$0].size.isOne })
+            for a in drop where !axes[a].size.isOne { throw fail("\(label(c)) squeezes axis \(a), which is not of size 1") }
+            return (axes.indices.filter { !drop.contains($0) }.map { axes[$0] }, last)
+        case "Unsqueeze":
+            guard let list = try axesList() else { throw fail("\(label(c)) has no axes") }
+            let outRank = rank + list.count
+            let insert = try Set(list.map { try normalise($0, outRank) })
+            var out: [Axis] = [], it = axes.makeIterator()
+            for k in 0..<outRank { out.append(insert.contains(k) ? Axis(role: .unit, size: .known(1)) : it.next()!) }
+            return (out, last)
+        case "Reshape":
+            guard node.input.count > 1, let target = try shapeValue(node.input[1]) else {
+                throw fail("\(label(c)) reshapes to a shape computed in a way CellAudit cannot follow")
+            }
+            let allowZero = int(node, "allowzero") ?? 0 == 1
+            let resolved: [AxisSize?] = try target.enumerated().map { k, s in
+                if s == .known(0) && !allowZero {
+                    guard k < rank else { throw fail("\(label(c)) copies axis \(k) of a \(rank)-dimensional tensor") }
+                    return axes[k].size
+                }
+                return s == .known(-1) ? nil : s
+            }
+            return (try neutralReshape(c, axes, resolved), last)
+        case "Flatten":
+            let a = try normalise(int(node, "axis") ?? 1, rank + 1)
+            var out: [Axis] = []
+            for group in [Array(axes[..<a]), Array(axes[a...])] {
+                let big = group.filter { !$0.size.isOne }
+                guard big.count <= 1 else { throw fail("\(label(c)) merges axes of the data (time, batch or features); CellAudit cannot follow it") }
+                out.append(big.first ?? Axis(role: .unit, size: .known(1)))
+            }
+            return (out, last)
+        case "Gather", "Slice":
+            guard !before else { throw fail("\(label(c)) selects part of the input before the recurrent node; CellAudit reads whole sequences") }
+            return try select(c, axes, last: last, rank: rank)
+        default:
+            throw fail("\(label(c)) is not a layout op")
+        }
+    }
+
+    /// Gather or Slice: a step selection on the time axis (the last step only), or a no-op on a
+    /// unit axis.
+    func normaliseAxis(_ a: Int, _ r: Int, _ c: Int) throws -> Int {
+        let v = a < 0 ? a + r : a
+        guard (0..<r).contains(v) else { throw fail("\(label(c)) names axis \(a) of a \(r)-dimensional tensor") }
+        return v
+    }
+
+    mutating func select(_ c: Int, _ axes: [Axis], last: Bool, rank: Int) throws -> ([Axis], Bool) {
+        let node = graph.node[c]
+        func normalise(_ a: Int, _ r: Int) throws -> Int { try normaliseAxis(a, r, c) }
+        if node.opType == "Gather" {
+            let axis = try normalise(int(node, "axis") ?? 0, rank)
+            guard node.input.count > 1, let t = try constant(node.input[1]) else { throw fail("\(label(c)) gathers computed indices; CellAudit cannot follow them") }
+            let indices = try integers(t, "\(label(c)) indices")
+            guard indices.count == 1 else { throw fail("\(label(c)) gathers \(indices.count) entries; CellAudit reads the last step or every step") }
+            let scalar = t.dims.isEmpty
+            var out = axes
+            switch axes[axis].role {
+            case .time:
+                guard indices[0] == -1 || axes[axis].size == .known(indices[0] + 1) else {
+                    throw fail("\(label(c)) reads step \(indices[0]); CellAudit's readouts read the last step or every step")
+                }
+                if scalar { out.remove(at: axis) } else { out[axis] = Axis(role: .unit, size: .known(1)) }
+                return (out, true)
+            case .unit:
+                guard indices[0] == 0 || indices[0] == -1 else { throw fail("\(label(c)) reads entry \(indices[0]) of an axis of size 1") }
+                if scalar { out.remove(at: axis) }
+                return (out, last)
+            default:
+                throw fail("\(label(c)) selects along the \(axes[axis].role) axis; CellAudit reads every sequence and every feature")
+            }
+        }
+        // Slice(data, starts, ends, axes?, steps?)
+        func list(_ k: Int) throws -> [Int]? {
+            guard node.input.count > k, !node.input[k].isEmpty else { return nil }
+            guard let v = try constantIntegers(node.input[k], "\(label(c)) \(["data", "starts", "ends", "axes", "steps"][k])") else {
+                throw fail("\(label(c)) slices with computed bounds; CellAudit cannot follow them")
+            }
+            return v
+        }
+        guard let starts = try list(1), let ends = try list(2) else { throw fail("\(label(c)) has no starts or ends") }
+        let sliced = try (try list(3) ?? Array(0..<starts.count)).map { try normalise($0, rank) }
+        let steps = try list(4) ?? [Int](repeating: 1, count: starts.count)
+        var out = axes, selected = last
+        for (k, a) in sliced.enumerated() {
+            let (s, e, step) = (starts[k], ends[k], steps[k])
+            let huge = e >= Int(Int32.max)
+            let full = step == 1 && s == 0 && (huge || axes[a].size == .known(e))
+            if full { continue }
+            if axes[a].role == .time, step == 1, s == -1, huge {
+                out[a] = Axis(role: .unit, size: .known(1)); selected = true; continue
+            }
+            if axes[a].role == .time, step == 1, case .known(let T) = axes[a].size, s == T - 1, huge || e >= T {
+                out[a] = Axis(role: .unit, size: .known(1)); selected = true; continue
+            }
+            throw fail("\(label(c)) slices [\(s):\(e):\(step)] along the \(axes[a].role) axis; CellAudit reads the last step or every step of every sequence")
+        }
+        return (out, selected)
+    }
+
+    /// A Reshape that only adds or drops axes of size 1: the non-1 target sizes equal the non-1
+    /// axes in order (one nil target, -1, stands for one axis).
+    func neutralReshape(_ c: Int, _ axes: [Axis], _ target: [AxisSize?]) throws -> [Axis] {
+        let big = axes.filter { !$0.size.isOne }
+        var out: [Axis] = [], k = 0
+        for t in target {
+            if t == .known(1) { out.append(Axis(role: .unit, size: .known(1))); continue }
+            guard k < big.count, t == nil || t == big[k].size else {
+                throw fail("\(label(c)) reshapes the data in a way that mixes time, batch or features; CellAudit cannot follow it")
+            }
+            out.append(big[k]); k += 1
+        }
+        guard k == big.count else { throw fail("\(label(c)) reshapes the data in a way that mixes time, batch or features; CellAudit cannot follow it") }
+        return out
+    }
+
+    /// The value of a shape tensor: constants, and Shape / Gather / Slice / Concat / Mul /
+    /// Unsqueeze / Squeeze / Reshape / Cast / Identity of them, with the data's symbolic sizes.
+    /// Marks the nodes it reads as accounted for; nil when it cannot follow.
+    mutating func shapeValue(_ name: String) throws -> [AxisSize]? {
+        if let values = try constantIntegers(name, "shape '\(name)'") { return values.map { .known($0) } }
+        guard let p = producer[name] else { return nil }
+        let node = graph.node[p]
+        explained.insert(p)
+        switch node.opType {
+        case "Shape":
+            guard let axes = axesOf(node.input[0]) else { return nil }
+            let r = axes.count
+            var s = int(node, "start") ?? 0, e = int(node, "end") ?? r
+            if s < 0 { s += r }; if e < 0 { e += r }
+            s = max(0, min(r, s)); e = max(s, min(r, e))
+            return axes[s..<e].map(\.size)
+        case "Identity", "Cast", "Squeeze", "Unsqueeze", "Reshape":
+            return try shapeValue(node.input[0])
+        case "Concat":
+            var out: [AxisSize] = []
+            for i in node.input { guard let v = try shapeValue(i) else { return nil }; out += v }
+            return out
+        case "Gather":
+            guard let v = try shapeValue(node.input[0]), let idx = try constantIntegers(node.input[1], "shape index") else { return nil }
+            return try idx.map { i in
+                let j = i < 0 ? i + v.count : i
+                guard v.indices.contains(j) else { throw fail("\(label(p)) gathers entry \(i) of a \(v.count)-entry shape") }
+                return v[j]
+            }
+        case "Slice":
+            guard let v = try shapeValue(node.input[0]), let s0 = try constantIntegers(node.input[1], "slice start"),
+                  let e0 = try constantIntegers(node.input[2], "slice end"), s0.count == 1, e0.count == 1 else { return nil }
+            if node.input.count > 4, !node.input[4].isEmpty, try constantIntegers(node.input[4], "slice step") != [1] { return nil }
+            var s = s0[0], e = e0[0]
+            if s < 0 { s += v.count }; if e < 0 { e += v.count }
+            s = max(0, min(v.count, s)); e = max(s, min(v.count, e))
+            return Array(v[s..<e])
+        case "Mul":
+            guard let a = try shapeValue(node.input[0]), let b = try shapeValue(node.input[1]), a.count == b.count else { return nil }
+            return zip(a, b).map { x, y in
+                switch (x, y) {
+                case (.known(let p), .known(let q)): .known(p * q)
+                case (.known(1), let other), (let other, .known(1)): other
+                case (.symbol(let p), .symbol(let q)): .symbol("\(p)*\(q)")
+                case (.known(let p), .symbol(let q)), (.symbol(let q), .known(let p)): .symbol("\(p)*\(q)")
+                }
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// The axes of a tensor on the data path (re-walked from the input when asked by a Shape op).
+    func axesOf(_ name: String) -> [Axis]? { knownAxes[name] }
+}
+
+extension Axis.Role: CustomStringConvertible {
+    var description: String {
+        switch self {
+        case .time: "time"
+        case .batch: "batch"
+        case .feature: "feature"
+        case .unit: "size-1"
+        case .input(let k): "input axis \(k)"
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import CellAuditCore
+import Foundation
+
+extension GraphReader {
+    /// Checks one LSTM/GRU/RNN node: attributes, optional inputs, and the axes its X arrives
+    /// with. Returns the cell kind and sizes.
+    mutating func checkRecurrent(_ c: Int, inputAxes: [Axis], first: Bool, previousHidden: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int) {
+        let node = graph.node[c]
+        let op = node.opType
+        guard let hidden = int(node, "hidden_size"), hidden > 0 else { throw fail("\(label(c)) has no positive hidden_size") }
+        let direction = strings(node, "direction")?.first ?? "forward"
+        guard direction == "forward" else {
+            throw fail("\(label(c)) has direction '\(direction)'; CellAudit reads forward recurrent layers only and will not audit half of a \(direction) one")
+        }
+        if attribute(node, "clip") != nil { throw fail("\(label(c)) sets attribute 'clip' (cell clipping), which CellAudit does not represent") }
+        if op == "LSTM", let v = int(node, "input_forget"), v != 0 {
+            throw fail("\(label(c)) sets attribute 'input_forget' (coupled input and forget gates), which CellAudit does not represent")
+        }
+        for name in ["activation_alpha", "activation_beta"] where attribute(node, name) != nil {
+            throw fail("\(label(c)) sets attribute '\(name)'; CellAudit reads the default activations only")
+        }
+        let defaults = ["LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]][op]!
+        let activations = strings(node, "activations") ?? []
+        let kind: CellKind
+        if op == "RNN" && (activations.isEmpty || activations == ["Tanh"] || activations == ["Relu"]) {
+            kind = activations == ["Relu"] ? .rnnReLU : .rnnTanh
+        } else if activations.isEmpty || activations == defaults {
+            kind = op == "LSTM" ? .lstm : .gru
+        } else {
+            throw fail("\(label(c)) has attribute 'activations' \(activations); CellAudit reads \(defaults)\(op == "RNN" ? " or [Relu]" : "")")
+        }
+        let layout = int(node, "layout") ?? 0
+        guard layout == 0 || layout == 1 else { throw fail("\(label(c)) has attribute 'layout' \(layout); ONNX defines 0 and 1") }
+        if op == "GRU", let lbr = int(node, "linear_before_reset"), lbr != 0 && lbr != 1 {
+            throw fail("\(label(c)) has attribute 'linear_before_reset' \(lbr); ONNX defines 0 and 1")
+        }
+        // Optional inputs: sequence_lens (4) refused; initial_h (5), initial_c (6) and P (7) only when provably zero.
+        func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
+        if given(4) != nil {
+            throw fail("\(label(c)) takes input 'sequence_lens' (sequences of different lengths), which CellAudit does not represent")
+        }
+        for (k, name) in [(5, "initial_h"), (6, "initial_c")] {
+            guard let tensor = given(k) else { continue }
+            guard try isZero(tensor) else {
+                throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state")
+            }
+        }
+        if let p = given(7) {
+            guard try isZero(p) else { throw fail("\(label(c)) takes input 'P' (peephole weights), which CellAudit does not represent") }
+        }
+        // X arrives as [time, batch, features] (layout 0) or [batch, time, features] (layout 1).
+        guard inputAxes.count == 3 else {
+            throw fail("\(label(c)) receives a \(inputAxes.count)-dimensional input; CellAudit follows [time, batch, features] into it")
+        }
+        let (t, b, f) = layout == 0 ? (inputAxes[0], inputAxes[1], inputAxes[2]) : (inputAxes[1], inputAxes[0], inputAxes[2])
+        if first {
+            guard f.role == .input(2), [t.role, b.role] == [.input(0), .input(1)] || [t.role, b.role] == [.input(1), .input(0)] else {
+                throw fail("\(label(c)) reads the network input with its axes rearranged (features are not the input's last axis); CellAudit cannot follow it")
+            }
+        } else {
+            guard t.role == .time, b.role == .batch, f.role == .feature, f.size == .known(previousHidden ?? -1) else {
+                throw fail("\(label(c)) reads the layer below with its axes rearranged; CellAudit cannot follow it")
+            }
+        }
+        guard node.input.count > 2, let W = try constant(node.input[1]) else { throw fail("\(label(c)) has an input 'W' that is not a constant") }
+        guard W.dims.count == 3 else { throw fail("\(label(c)) input 'W' has shape \(W.dims); expected [1, G·H, I]") }
+        let inputs = Int(W.dims[2])
+        if case .known(let n) = f.size, n != inputs { throw fail("\(label(c)) reads \(n) features but its W has \(inputs) columns") }
+        return (kind, hidden, inputs)
+    }
+
+    /// A constant weight of `shape` named by a node input.
+    mutating func weight(_ name: String, _ c: Int, _ what: String, shape: [Int]) throws -> FloatTensor {
+        guard let t = try constant(name) else { throw fail("\(label(c)) has an input '\(what)' that is not a constant") }
+        let tensor = try floats(t, "\(label(c)) input '\(what)'")
+        guard tensor.shape == shape else { throw fail("\(label(c)) input '\(what)' has shape \(tensor.shape); expected \(shape)") }
+        return tensor
+    }
+
+    /// Whether a tensor is provably zero: a constant of zeros, ConstantOfShape of 0, or layout
+    /// and broadcast ops (Expand, Slice, Tile…) of such. Marks what it reads as accounted for.
+    mutating func isZero(_ name: String) throws -> Bool {
+        if let t = try constant(name) {
+            return try floats(t, "constant '\(name)'").values.allSatisfy { $0 == 0 }
+        }
+        guard let p = producer[name] else { return false }
+        let node = graph.node[p]
+        switch node.opType {
+        case "ConstantOfShape":
+            if let a = attribute(node, "value"), a.hasT, try !floats(a.t, "\(label(p)) value").values.allSatisfy({ $0 == 0 }) { return false }
+            explained.insert(p)
+            markShapeAncestry(node.input.first ?? "")
+            return true
+        case "Expand", "Slice", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Tile", "Transpose":
+            guard try isZero(node.input[0]) else { return false }
+            explained.insert(p)
+            for other in node.input.dropFirst() where !other.isEmpty { markShapeAncestry(other) }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Marks the nodes that compute a shape or index (up to Shape ops, which read only the shape
+    /// of the data) as accounted for.
+    mutating func markShapeAncestry(_ name: String) {
+        var stack = [name]
+        while let n = stack.popLast() {
+            guard let p = producer[n], !explained.contains(p) else { continue }
+            explained.insert(p)
+            if graph.node[p].opType == "Shape" { continue }
+            stack += graph.node[p].input.filter { !$0.isEmpty }
+        }
+    }
+
+    /// The readout's V [K, H] and a [K] from a MatMul (+ Add) or Gemm fed by the recurrent
+    /// output, honouring Gemm's transA, transB, alpha and beta; and whether it reads the last step.
+    mutating func readoutWeights(_ r: (node: Int, axes: [Axis], last: Bool), hidden H: Int) throws -> (FloatTensor, FloatTensor?, Bool) {
+        let c = r.node, node = graph.node[c]
+        let big = r.axes.filter { !$0.size.isOne }
+        let hasTime = big.contains { $0.role == .time }
+        guard hasTime || r.last else { throw fail("\(label(c)) reads the recurrent output without a step selection CellAudit can follow") }
+        guard node.input.count >= 2, let bt = try constant(node.input[1]) else {
+            throw fail("\(label(c)) does not multiply the recurrent output by a constant weight matrix as its second input")
+        }
+        let B = try floats(bt, "\(label(c)) weight")
+        var V: [Float], K: Int
+        var bias: [Float]?
+        var output = node.output.first ?? ""
+        if node.opType == "Gemm" {
+            let transA = int(node, "transA") ?? 0, transB = int(node, "transB") ?? 0
+            let alpha = attribute(node, "alpha").map { $0.f } ?? 1, beta = attribute(node, "beta").map { $0.f } ?? 1
+            guard r.axes.count == 2 else { throw fail("\(label(c)) (Gemm) receives a \(r.axes.count)-dimensional input") }
+            let feature = transA == 0 ? r.axes[1] : r.axes[0], other = transA == 0 ? r.axes[0] : r.axes[1]
+            guard feature.role == .feature, other.role == .batch else { throw fail("\(label(c)) (Gemm, transA \(transA)) does not contract the features of the recurrent output") }
+            guard B.shape.count == 2, (transB == 1 ? B.shape[1] : B.shape[0]) == H else {
+                throw fail("\(label(c)) weight has shape \(B.shape), which does not read \(H) cells (transB \(transB))")
+            }
+            K = transB == 1 ? B.shape[0] : B.shape[1]
+            V = [Float](repeating: 0, count: K * H)
+            for k in 0..<K { for h in 0..<H { V[k * H + h] = alpha * (transB == 1 ? B.values[k * H + h] : B.values[h * K + k]) } }
+            if node.input.count > 2, !node.input[2].isEmpty {
+                guard let ct = try constant(node.input[2]) else { throw fail("\(label(c)) has a bias C that is not a constant") }
+                let C = try floats(ct, "\(label(c)) bias C")
+                guard C.values.count == K || C.values.count == 1 else { throw fail("\(label(c)) bias C has shape \(C.shape); expected [\(K)]") }
+                bias = (0..<K).map { beta * C.values[C.values.count == 1 ? 0 : $0] }
+            }
+        } else {
+            guard r.axes.last?.role == .feature else { throw fail("\(label(c)) (MatMul) does not contract the features of the recurrent output") }
+            guard (B.shape.count == 2 && B.shape[0] == H) || (B.shape.count == 1 && B.shape[0] == H) else {
+                throw fail("\(label(c)) weight has shape \(B.shape), which does not read \(H) cells")
+            }
+            K = B.shape.count == 2 ? B.shape[1] : 1
+            V = [Float](repeating: 0, count: K * H)
+            for k in 0..<K { for h in 0..<H { V[k * H + h] = B.values[h * K + k] } }
+            // A bias Add right after it, with a constant of K values.
+            if let adds = consumers[output], adds.count == 1, graph.node[adds[0]].opType == "Add" {
+                let add = graph.node[adds[0]]
+                if let other = add.input.first(where: { $0 != output }), let at = try constant(other) {
+                    let a = try floats(at, "\(label(adds[0])) bias")
+                    guard a.values.count == K || a.values.count == 1 else { throw fail("\(label(adds[0])) adds a bias of shape \(a.shape) to \(K) outputs") }
+                    bias = (0..<K).map { a.values[a.values.count == 1 ? 0 : $0] }
+                    explained.insert(adds[0])
+                    output = add.output.first ?? ""
+                }
+            }
+        }
+        // After the readout: layout ops to graph outputs only.
+        var stack = [output]
+        while let name = stack.popLast() {
+            for k in consumers[name] ?? [] {
+                let n = graph.node[k]
+                guard ["Identity", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Flatten", "Shape"].contains(n.opType) else {
+                    throw fail("\(label(k)) follows the readout; CellAudit reports the readout's own values and will not leave it out")
+                }
+                explained.insert(k)
+                for other in n.input.dropFirst() where !other.isEmpty { markShapeAncestry(other) }
+                if n.opType != "Shape" { stack += n.output.filter { !$0.isEmpty } }
+            }
+        }
+        guard V.allSatisfy(\.isFinite), bias?.allSatisfy(\.isFinite) ?? true else { throw fail("\(label(c)) readout weights contain NaN or Inf") }
+        return (FloatTensor(shape: [K, H], values: V), bias.map { FloatTensor(shape: [K], values: $0) }, !hasTime)
+    }
+}

@@ -14,7 +14,18 @@ extension GraphReader {
             throw fail("\(label(i)) is from the operator domain '\(node.domain)'; CellAudit reads standard ONNX ops")
         }
         let recurrent = graph.node.indices.filter { recurrentOps.contains(graph.node[$0].opType) }
-        guard !recurrent.isEmpty else { throw fail("the graph has no LSTM, GRU or RNN node") }
+        guard !recurrent.isEmpty else {
+            // A recurrence unrolled over a fixed number of steps: one weight matrix multiplied in
+            // step after step, through an activation (torch.onnx.export with dynamo=True writes
+            // nn.RNN so).
+            var uses: [String: Int] = [:]
+            for node in graph.node where node.opType == "MatMul" && node.input.count > 1 { uses[node.input[1], default: 0] += 1 }
+            let activations = graph.node.filter { ["Tanh", "Relu", "Sigmoid"].contains($0.opType) }.count
+            if let repeated = uses.first(where: { $0.value > 1 }), activations > 1 {
+                throw fail("the graph has no LSTM, GRU or RNN node: it multiplies '\(repeated.key)' in \(repeated.value) times through \(activations) activations, a recurrence unrolled over a fixed number of steps (torch.onnx.export with dynamo=True writes nn.RNN so); CellAudit reads recurrent nodes: export with dynamo=False, or save the state dict")
+            }
+            throw fail("the graph has no LSTM, GRU or RNN node")
+        }
         let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil }
         guard dataInputs.count == 1 else {
             throw fail(dataInputs.isEmpty ? "the graph has no input that reaches a node"

@@ -44,6 +44,10 @@ let package = Package(
         .target(name: "CellAuditCore", dependencies: ["COpenBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // ONNX graphs read natively: the generated protobuf messages and the graph walk.
         .target(name: "CellAuditONNX", dependencies: ["CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The readers under libFuzzer (Tools/fuzz.sh builds it with -sanitize=fuzzer); a plain
+        // build replays a corpus through the same entry point.
+        .target(name: "CLibFuzzer"),
+        .executableTarget(name: "CellAuditFuzz", dependencies: ["CellAuditCore", "CellAuditONNX", "CLibFuzzer"]),
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),

@@ -3,7 +3,8 @@
 # baseline (as `swift build` does), then built as Tools/cellaudit.sh builds for this CPU, whose
 # vector math fuses its multiply-adds and so rounds differently:
 #   bash Tools/test.sh
-# CELLAUDIT_TEST_BUILDS=baseline (or native) runs only one of them.
+# CELLAUDIT_TEST_BUILDS=baseline (or native) runs only one of them. Then Tools/fuzz.sh fuzzes the
+# safetensors and ONNX readers for CELLAUDIT_FUZZ_SECONDS (default 60).
 # With CELLAUDIT_REQUIRE_OPENCL=1 (as CI sets it) a missing OpenCL device fails the OpenCL
 # tests; without it they are skipped where no device exists.
 set -euo pipefail
@@ -24,4 +25,10 @@ if [[ " $builds " == *" native "* ]]; then
     echo "== tests, built for this CPU (${native_flags[*]})" >&2
     swift build --build-tests --scratch-path "$root/.build-native-tests" "${native_flags[@]}"
     swift test --skip-build --disable-xctest --scratch-path "$root/.build-native-tests" "${native_flags[@]}"
+fi
+# The readers under libFuzzer for a bounded time (CELLAUDIT_FUZZ_SECONDS, default 60; 0 skips).
+fuzz_seconds="${CELLAUDIT_FUZZ_SECONDS:-60}"
+if [[ "$fuzz_seconds" != 0 ]]; then
+    echo "== fuzzing the safetensors and ONNX readers for ${fuzz_seconds} s" >&2
+    bash "$root/Tools/fuzz.sh" "$fuzz_seconds"
 fi

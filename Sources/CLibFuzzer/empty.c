@@ -1,0 +1,1 @@
+// CLibFuzzer only declares libFuzzer's driver (include/CLibFuzzer.h); SwiftPM needs a source file.

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fuzzes the safetensors header parser (with the model loader behind it) and the ONNX reader
+# with libFuzzer for a bounded time, starting from the test fixtures:
+#   bash Tools/fuzz.sh [SECONDS]     (default 60; CI runs it)
+# The target is Sources/CellAuditFuzz (first input byte: even = safetensors, odd = ONNX). A crash
+# or an error that is not a clean FormatError/ModelError fails the run; libFuzzer leaves the input
+# as crash-* in .build-fuzz/findings. Replay inputs without the fuzzer:
+#   swift run CellAuditFuzz FILE…
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seconds="${1:-60}"
+cd "$root"
+scratch="$root/.build-fuzz"
+swift build --product CellAuditFuzz --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library \
+    -Xswiftc -DCELLAUDIT_FUZZ >&2
+bin="$(swift build --product CellAuditFuzz --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library -Xswiftc -DCELLAUDIT_FUZZ --show-bin-path)/CellAuditFuzz"
+corpus="$scratch/corpus"; findings="$scratch/findings"
+rm -rf "$corpus"; mkdir -p "$corpus" "$findings"
+# Seeds: small fixtures, each behind its selector byte.
+for f in Tests/Fixtures/digits_lstm8.safetensors Tests/Fixtures/digits_gru16.safetensors Tests/Fixtures/state_dicts/*.safetensors \
+         Tests/Fixtures/cases/*.safetensors; do
+    [[ -f "$f" && $(stat -c %s "$f") -lt 200000 ]] || continue
+    { printf '\x00'; cat "$f"; } > "$corpus/st-$(basename "$f")"
+done
+for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx; do
+    { printf '\x01'; cat "$f"; } > "$corpus/onnx-$(basename "$f")"
+done
+echo "fuzzing for ${seconds} s from $(ls "$corpus" | wc -l) seeds" >&2
+"$bin" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+    -artifact_prefix="$findings/" -print_final_stats=1 2>&1 | tail -25

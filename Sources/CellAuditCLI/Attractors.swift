@@ -43,9 +43,11 @@ struct Attractors: ParsableCommand {
     @OptionGroup var outputOptions: OutputOptions
 
     func validate() throws {
-        guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
-        guard maxAmplitude.isFinite, maxAmplitude > 0 else { throw ValidationError("--max-amplitude must be a positive number, got \(maxAmplitude)") }
-        guard pulseLength >= 1, pulseLength < 2000 else { throw ValidationError("--pulse-length must lie in 1…1999 steps, got \(pulseLength)") }
+        guard (1...4_194_304).contains(seeds) else { throw ValidationError("--seeds must lie in 1…4194304, got \(seeds)") }
+        guard maxAmplitude.isFinite, maxAmplitude > 0, maxAmplitude <= 1e6 else {
+            throw ValidationError("--max-amplitude must lie in (0, 1e6], got \(maxAmplitude)")
+        }
+        guard (1...10_000).contains(pulseLength) else { throw ValidationError("--pulse-length must lie in 1…10000 steps, got \(pulseLength)") }
         if let input { _ = try parseInput(input) }
     }
 
@@ -112,7 +114,8 @@ enum AttractorOutput {
                                           stableFixedPoints: points.filter { $0.isFixed && $0.isStable }.count,
                                           slowPoints: points.filter { !$0.isFixed }.count, edges: layer.graph.edges.count,
                                           unresolvedProbes: layer.graph.unresolved.count, iterations: layer.iterations,
-                                          unconvergedSeeds: layer.unconverged)
+                                          unconvergedSeeds: layer.unconverged, unreachablePoints: layer.unreachable,
+                                          outlierPoints: layer.outliers)
         }
         let facts: [(String, String)] = [
             ("model", model), ("data", data.map { "\($0.fileName): \($0.inputs.count) sequences (states visited seed the search)" } ?? "none (random seeds)"),
@@ -163,7 +166,7 @@ enum AttractorOutput {
         try doubles("q", points.map(\.q), [P])
         try writer.add("layer", int32s: points.map { Int32($0.layer) }, shape: [P])
         try writer.add("dimension", int32s: points.map { Int32($0.state.count) }, shape: [P])
-        try writer.add("stable", int32s: points.map { Int32($0.isFixed && $0.isStable ? 1 : 0) }, shape: [P])
+        try writer.add("stable", int32s: points.map { Int32($0.isStable ? 1 : 0) }, shape: [P])
         try writer.write(to: dir.appendingPathComponent("fixed_points.safetensors").path)
 
         let graph = AttractorGraph(
@@ -216,8 +219,11 @@ struct AttractorSummary: Codable {
         var edges: Int, unresolvedProbes: Int
         /// Levenberg–Marquardt iterations of the longest-running seed chunk.
         var iterations: Int
-        /// Seeds that stopped with q ≥ 1e-4: neither fixed nor slow points, not listed.
+        /// Seeds that stopped with q ≥ 1e-4 (a local minimum of q that high, or the iteration
+        /// limit): neither fixed nor slow points, not listed.
         var unconvergedSeeds: Int
+        /// Distinct points dropped: outside the states the map can produce, and outliers.
+        var unreachablePoints: Int, outlierPoints: Int
     }
     var model = "", data: String?, backend = ""
     var input: [Double] = []
@@ -230,7 +236,7 @@ struct AttractorSummary: Codable {
         Swift.print("attractors of \(model) under x̄ = (\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
         Swift.print("backend: \(backend)")
         for l in layers {
-            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds did not converge); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
+            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds stopped with q ≥ 1e-4\(l.unreachablePoints + l.outlierPoints > 0 ? "; \(l.unreachablePoints) points outside the states the layer can take and \(l.outlierPoints) outliers dropped" : "")); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
         }
         for note in notes { Swift.print("note: \(note)") }
         Swift.print(String(format: "time: %.3g s", seconds))

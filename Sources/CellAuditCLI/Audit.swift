@@ -46,7 +46,7 @@ struct Audit: ParsableCommand {
 
 
     func validate() throws {
-        guard attractorSeeds >= 0 else { throw ValidationError("--attractor-seeds must be ≥ 0, got \(attractorSeeds)") }
+        guard (0...4_194_304).contains(attractorSeeds) else { throw ValidationError("--attractor-seeds must lie in 0…4194304, got \(attractorSeeds)") }
     }
 
     func run() throws {

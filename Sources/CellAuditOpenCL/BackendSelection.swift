@@ -174,7 +174,7 @@ public final class RoutedBackend: ComputeBackend {
 
     public var identity: BackendIdentity {
         let r = responsesBackend.identity
-        return BackendIdentity(kind: r.kind, device: "\(r.device); full forward on \(forwardBackend.identity)")
+        return BackendIdentity(kind: r.kind, device: "\(r.device); full forward, relevance and dynamics on \(forwardBackend.identity)")
     }
 
     public var chunkBytes: Int { min(responsesBackend.chunkBytes, forwardBackend.chunkBytes) }

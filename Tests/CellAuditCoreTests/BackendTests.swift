@@ -82,7 +82,7 @@ struct CrossBackendTests {
         let device = try OpenCLTestSupport.device()
         let backend = try BackendSelection.make(.auto, deviceIndex: device.index) { _ in }
         #expect(backend.identity.kind == .opencl)
-        #expect(backend.identity.device.contains("full forward on cpu") == (device.info.type == .cpu))
+        #expect(backend.identity.device.contains("full forward, relevance and dynamics on cpu") == (device.info.type == .cpu))
         let decision = BackendSelection.autoDecision(devices: [device])
         #expect(decision.device?.index == device.index)
         #expect(decision.forwardOnCPU == (device.info.type == .cpu))

@@ -117,7 +117,7 @@ public struct AttractorReport {
         for layer in analysis.layers {
             let points = analysis.points[layer.points]
             h += "<h2>Layer \(layer.index)</h2>\n<p>\(points.filter(\.isFixed).count) fixed points (\(points.filter { $0.isFixed && $0.isStable }.count) stable), "
-                + "\(points.filter { !$0.isFixed }.count) slow points (q < 1e-4) from \(layer.seeds) seeds, of which \(layer.unconverged) did not converge; \(layer.graph.edges.count) edges, "
+                + "\(points.filter { !$0.isFixed }.count) slow points (q < 1e-4) from \(layer.seeds) seeds; \(layer.unconverged) seeds stopped with q ≥ 1e-4 (at a local minimum of q that high, or the iteration limit); \(layer.unreachable) points outside the states the layer can take and \(layer.outliers) outliers dropped; \(layer.graph.edges.count) edges, "
                 + "\(layer.graph.unresolved.count) unresolved probes.</p>\n<div class=\"grid\">\n"
             for (name, svg) in figures where name.hasPrefix("layer\(layer.index)_") { h += svg }
             h += "</div>\n<table><tr><th>point</th><th class=\"l\">kind</th><th class=\"l\">stable</th><th>q</th><th>|λ|max</th><th>unstable modes</th><th>slowest τ (steps)</th><th class=\"l\">readout V h + a</th></tr>\n"

@@ -19,8 +19,9 @@ public struct AttractorAnalysis: Sendable {
         /// Sample trajectories of the layer's state on the data, [sequences][steps × D]; empty
         /// without data.
         public var trajectories: [[Double]]
-        /// Seeds run, LM iterations taken, and seeds that stopped with q ≥ the slow-point limit.
-        public var seeds: Int, iterations: Int, unconverged: Int
+        /// Seeds run, LM iterations taken, seeds that stopped with q ≥ the slow-point limit, and
+        /// distinct points dropped as outside the map's range or as outliers.
+        public var seeds: Int, iterations: Int, unconverged: Int, unreachable: Int, outliers: Int
     }
 
     public var points: [FixedPoint]
@@ -50,6 +51,10 @@ public struct AttractorAnalysis: Sendable {
                            pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
         let options = try options.validated(), pulses = try pulses.validated()
+        let widest = network.layers.map { $0.kind.hasCellState ? 2 * $0.hiddenSize : $0.hiddenSize }.max()!
+        guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {
+            throw DynamicsError.invalid("\(options.seeds) seeds of a \(widest)-dimensional state are more than CellAudit holds (at most 4,194,304 seeds and 2^30 values)")
+        }
         guard input.count == network.inputSize else {
             throw DynamicsError.invalid("--input has \(input.count) values; the network takes \(network.inputSize)")
         }
@@ -79,7 +84,7 @@ public struct AttractorAnalysis: Sendable {
             let base = points.count
             points += found.points
             let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
-            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) of the seeds did not converge")
+            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) seeds stopped with q ≥ 1e-4")
             // The graph over this layer's stable points (local indices inside `build`).
             let local = stable.map { $0 - base }
             let stateMatrix = found.points.flatMap(\.state)
@@ -88,7 +93,7 @@ public struct AttractorAnalysis: Sendable {
             graph.unresolved = graph.unresolved.map { var u = $0; u.from += base; return u }
             layers.append(Layer(index: l, input: layerInput, dimension: D, points: base..<points.count, graph: graph,
                                 trajectories: trajectories, seeds: seeds.count, iterations: found.iterations,
-                                unconverged: found.unconverged))
+                                unconverged: found.unconverged, unreachable: found.unreachable, outliers: found.outliers))
             // The next layer's constant input: this layer's rest from the zero state under its input.
             if l + 1 < network.layers.count {
                 let rest = try backend.mapSettle(map, states: [Double](repeating: 0, count: D), pulses: nil, rows: 1, pulseSteps: 0,

@@ -38,7 +38,7 @@ public struct PulseOptions: Sendable {
     public var resolution: Double = 0.01
     /// Settled when ‖s_{t+1} − s_t‖∞ is below this.
     public var settleTolerance: Double = 1e-6
-    /// Steps at most after the pulse starts.
+    /// Steps at most after the pulse ends.
     public var maxSteps: Int = 2000
     /// A settled state within this (Euclidean) of a stable point has reached it.
     public var arrivalDistance: Double = 1e-2
@@ -50,7 +50,8 @@ public struct PulseOptions: Sendable {
         guard length >= 1 else { throw DynamicsError.invalid("--pulse-length must be at least 1 step, got \(length)") }
         guard maxAmplitude > 0, maxAmplitude.isFinite else { throw DynamicsError.invalid("--max-amplitude must be a positive number, got \(maxAmplitude)") }
         guard resolution > 0, resolution < 1 else { throw DynamicsError.invalid("the bisection resolution must lie in (0, 1), got \(resolution)") }
-        guard maxSteps > length else { throw DynamicsError.invalid("the step limit (\(maxSteps)) must exceed the pulse length (\(length))") }
+        guard length <= 10_000 else { throw DynamicsError.invalid("--pulse-length must be at most 10000 steps, got \(length)") }
+        guard maxSteps >= 1 else { throw DynamicsError.invalid("the step limit must be at least 1, got \(maxSteps)") }
         return self
     }
 }
@@ -85,7 +86,7 @@ extension ExcitableNetwork {
                 pulses += x
             }
             let (end, settled) = try backend.mapSettle(map, states: start, pulses: pulses, rows: rows.count, pulseSteps: options.length,
-                                                       maxSteps: options.maxSteps, tolerance: options.settleTolerance)
+                                                       maxSteps: options.length + options.maxSteps, tolerance: options.settleTolerance)
             return rows.indices.map { k -> Int? in
                 guard settled[k] else { return nil }
                 var best: (Int, Double)?

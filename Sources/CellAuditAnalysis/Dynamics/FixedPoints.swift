@@ -218,8 +218,11 @@ public struct FixedPointSet: Sendable {
     public var points: [FixedPoint]
     /// Levenberg–Marquardt iterations the longest-running chunk of seeds took.
     public var iterations: Int = 0
-    /// Seeds that stopped with q ≥ `FixedPointOptions.slowPointLimit` (not converged).
+    /// Seeds that stopped with q ≥ `FixedPointOptions.slowPointLimit`: at a local minimum of q
+    /// that high, or at the iteration limit (neither fixed nor slow points).
     public var unconverged: Int = 0
+    /// Distinct points dropped: outside the states the map can produce, or outliers.
+    public var unreachable: Int = 0, outliers: Int = 0
 
     /// Keeps one point per cluster of points within `distance` of each other (the lowest q is
     /// kept; points are taken in increasing q and dropped when within `distance` of a kept one).
@@ -251,7 +254,9 @@ public struct FixedPointSet: Sendable {
             for d in 0..<D { let e = seeds.states[v * D + d] - centroid[d]; sum += e * e }
             spread += sum.squareRoot() / Double(V)
         }
-        let limit = scale * spread
+        // A spread below the merge distance (a handful of seeds from one state) would drop every
+        // point: the limit never falls below scale × 1e-3.
+        let limit = scale * max(spread, 1e-3)
         return candidates.filter { n in
             var nearest = Double.infinity
             for v in 0..<V {
@@ -283,7 +288,12 @@ public struct FixedPointSet: Sendable {
         let unconverged = q.filter { !($0 < options.slowPointLimit) }.count
         let converged = q.map { $0 < options.slowPointLimit ? $0 : .infinity }
         var kept = deduplicate(states: states, q: converged, dimension: D, distance: options.mergeDistance)
-        kept = dropOutliers(kept, states: states, seeds: seeds, dimension: D, scale: options.outlierScale)
+        // Only states the map can produce: h = tanh(·) or o·tanh(c) lies in (−1, 1), a ReLU RNN's
+        // h is ≥ 0. A GRU "fixed point" outside (−1, 1) needs its update gate to round to exactly 1.
+        let reachable = kept.filter { map.canProduce(states[($0 * D)..<(($0 + 1) * D)]) }
+        let unreachable = kept.count - reachable.count
+        kept = dropOutliers(reachable, states: states, seeds: seeds, dimension: D, scale: options.outlierScale)
+        let outliers = reachable.count - kept.count
         // Fixed points first, each group by increasing q (dedup's order).
         kept = kept.filter { q[$0] < options.qTolerance } + kept.filter { q[$0] >= options.qTolerance }
         let chosen = kept.flatMap { states[($0 * D)..<(($0 + 1) * D)] }
@@ -295,6 +305,6 @@ public struct FixedPointSet: Sendable {
             points.append(FixedPoint(layer: layer, state: Array(states[(n * D)..<((n + 1) * D)]), q: q[n],
                                      isFixed: q[n] < options.qTolerance, eigenvalues: eig))
         }
-        return FixedPointSet(points: points, iterations: iterations, unconverged: unconverged)
+        return FixedPointSet(points: points, iterations: iterations, unconverged: unconverged, unreachable: unreachable, outliers: outliers)
     }
 }

@@ -42,6 +42,13 @@ public struct LayerMap: Sendable {
         drive = d
     }
 
+    /// Whether a state lies where the map's outputs lie: h in (−1, 1) for the tanh RNN, the GRU
+    /// (from any start inside it) and the LSTM (h = o·tanh(c)); h ≥ 0 for the ReLU RNN; c free.
+    public func canProduce(_ state: ArraySlice<Double>) -> Bool {
+        let h = state.prefix(hiddenSize)
+        return layer.kind == .rnnReLU ? h.allSatisfy { $0 >= 0 } : h.allSatisfy { abs($0) < 1 }
+    }
+
     /// The weights the kernels read, in Float64 and the canonical layout: W [G·H × I],
     /// R [G·H × H], b [G·H], b_hn [H] (zeros for kinds without it).
     public var parameters: (W: [Double], R: [Double], b: [Double], bhn: [Double]) {

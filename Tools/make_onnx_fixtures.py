@@ -19,7 +19,8 @@ Refusals made from real framework objects where torch can build them: a bidirect
 Linear before the LSTM, a Softmax after the readout, a readout of step 0, two heads, a readout of
 the memory c, the state fed back as initial_h from a graph input. The rest are ONNX nodes torch
 never writes, built with onnx.helper from a trained-shape LSTM: peepholes P, clip, input_forget,
-non-default activations, a non-zero initial_h constant, sequence_lens, direction reverse.
+non-default activations, a non-zero initial_h constant, sequence_lens, direction reverse; and the
+dynamo export of nn.RNN with one unrolled step's weight changed (no longer one recurrent layer).
 
 Needs torch, onnx, onnxruntime, onnxscript and safetensors.  python3 Tools/make_onnx_fixtures.py
 """
@@ -143,6 +144,18 @@ def lstm_node_model(path, **changes):
     onnx.save(model, path)
 
 
+def untied_unrolled(source, path):
+    """The dynamo export of nn.RNN (unrolled over its steps) with one step's recurrent weight
+    replaced by another matrix: no longer one recurrent layer, so it must be refused."""
+    model = onnx.load(source)
+    steps = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[0].startswith("tanh")]
+    weight = next(t for t in model.graph.initializer if t.name == steps[2].input[1])
+    other = numpy_helper.to_array(weight) * 0.5
+    model.graph.initializer.append(numpy_helper.from_array(other.astype(np.float32), weight.name + "_untied"))
+    steps[2].input[1] = weight.name + "_untied"
+    onnx.save(model, path, save_as_external_data=False)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
@@ -190,6 +203,7 @@ def main():
     lstm_node_model(os.path.join(OUT, "refuse_initial_h.onnx"), extra_inputs={5: ("h0", np.full((1, N, H), 0.5, np.float32))})
     lstm_node_model(os.path.join(OUT, "refuse_sequence_lens.onnx"), extra_inputs={4: ("lens", np.full((N,), T, np.int32))})
     lstm_node_model(os.path.join(OUT, "refuse_reverse.onnx"), direction="reverse")
+    untied_unrolled(os.path.join(OUT, "rnn1_dynamo.onnx"), os.path.join(OUT, "refuse_unrolled_untied.onnx"))
     for f in sorted(os.listdir(OUT)):
         print(f"{f}: {os.path.getsize(os.path.join(OUT, f))} bytes")
 

@@ -22,7 +22,7 @@ extension GraphReader {
             for node in graph.node where node.opType == "MatMul" && node.input.count > 1 { uses[node.input[1], default: 0] += 1 }
             let activations = graph.node.filter { ["Tanh", "Relu", "Sigmoid"].contains($0.opType) }.count
             if let repeated = uses.first(where: { $0.value > 1 }), activations > 1 {
-                throw fail("the graph has no LSTM, GRU or RNN node: it multiplies '\(repeated.key)' in \(repeated.value) times through \(activations) activations, a recurrence unrolled over a fixed number of steps (torch.onnx.export with dynamo=True writes nn.RNN so); CellAudit reads recurrent nodes: export with dynamo=False, or save the state dict")
+                throw fail("the graph has no LSTM, GRU or RNN node: it multiplies '\(repeated.key)' in \(repeated.value) times through \(activations) activations, a recurrence unrolled over a fixed number of steps that is not one RNN layer step for step (every step the same weights, consecutive slices, a zero start); CellAudit reads LSTM, GRU and RNN nodes and such unrolled RNNs: export with dynamo=False, or save the state dict")
             }
             throw fail("the graph has no LSTM, GRU or RNN node")
         }

@@ -52,7 +52,9 @@ public enum ONNXModel {
         if hints.rnnPrefix != nil || hints.readoutPrefix != nil || hints.output != nil || hints.nonlinearity != nil {
             throw FormatError(file: name, "an ONNX graph states its own architecture; of the state-dict flags only --task applies")
         }
-        var reader = GraphReader(graph: model.graph, file: name, directory: (path as NSString).deletingLastPathComponent)
+        let directory = (path as NSString).deletingLastPathComponent
+        let graph = try GraphReader.liftUnrolledRecurrences(model.graph, file: name, directory: directory)
+        var reader = GraphReader(graph: graph, file: name, directory: directory)
         let (tensors, metadata) = try reader.read(task: hints.task)
         var writer = SafeTensorsWriter(metadata: metadata)
         for (tensorName, tensor) in tensors.sorted(by: { $0.key < $1.key }) {

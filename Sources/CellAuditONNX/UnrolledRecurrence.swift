@@ -1,0 +1,153 @@
+import CellAuditCore
+import Foundation
+
+/// The dynamo exporter of `torch.onnx.export` writes `nn.RNN` without an RNN node: the input
+/// projection of all steps, then per step t a slice x_t of it, and h_t = act(h_{t−1}·Rᵀ + b_hh + x_t)
+/// (act Tanh or Relu), the steps joined by a Concat. This pass recognises exactly that recurrence,
+/// checks every step uses the same weights, the steps are consecutive from 0 and the first state
+/// is provably zero, and replaces it by the RNN node it is (W = Wᵀ of the projection, R, B =
+/// [b_ih, b_hh]) followed by a Squeeze to the Concat's [T, N, H], so the ordinary walk reads it.
+/// Anything that only partly matches is left alone (and then refused by the walk).
+extension GraphReader {
+    static func liftUnrolledRecurrences(_ graph: Onnx_GraphProto, file: String, directory: String) throws -> Onnx_GraphProto {
+        var reader = GraphReader(graph: graph, file: file, directory: directory)
+        var remove = Set<Int>()
+        var newNodes: [(at: Int, nodes: [Onnx_NodeProto])] = []
+        var newInitializers: [Onnx_TensorProto] = []
+        var lifted = 0
+        for (ci, concat) in graph.node.enumerated() where concat.opType == "Concat" && concat.input.count >= 2 {
+            guard reader.int(concat, "axis") == 0, let match = try reader.matchUnrolled(concat, at: ci) else { continue }
+            let name = "cellaudit_unrolled_rnn_\(lifted)"
+            lifted += 1
+            remove.formUnion(match.nodes)
+            remove.insert(ci)
+            func tensor(_ suffix: String, _ dims: [Int], _ values: [Float]) -> String {
+                var t = Onnx_TensorProto()
+                t.name = "\(name).\(suffix)"; t.dims = dims.map(Int64.init); t.dataType = 1; t.floatData = values
+                newInitializers.append(t)
+                return t.name
+            }
+            var axes = Onnx_TensorProto()
+            axes.name = "\(name).dir_axis"; axes.dims = [1]; axes.dataType = 7; axes.int64Data = [1]
+            newInitializers.append(axes)
+            var rnn = Onnx_NodeProto()
+            rnn.opType = "RNN"; rnn.name = "\(name) (\(match.steps) unrolled steps)"
+            rnn.input = [match.input, tensor("W", [1, match.hidden, match.inputs], match.W), tensor("R", [1, match.hidden, match.hidden], match.R),
+                         tensor("B", [1, 2 * match.hidden], match.B)]
+            rnn.output = ["\(name).Y"]
+            var hidden = Onnx_AttributeProto(); hidden.name = "hidden_size"; hidden.type = .int; hidden.i = Int64(match.hidden)
+            var act = Onnx_AttributeProto(); act.name = "activations"; act.type = .strings; act.strings = [Data(match.activation.utf8)]
+            rnn.attribute = [hidden, act]
+            var squeeze = Onnx_NodeProto()
+            squeeze.opType = "Squeeze"; squeeze.name = "\(name) squeeze"
+            squeeze.input = ["\(name).Y", axes.name]; squeeze.output = [concat.output[0]]
+            newNodes.append((ci, [rnn, squeeze]))
+        }
+        guard lifted > 0 else { return graph }
+        var out = graph
+        out.node = []
+        for (i, node) in graph.node.enumerated() {
+            if let added = newNodes.first(where: { $0.at == i }) { out.node += added.nodes }
+            if !remove.contains(i) { out.node.append(node) }
+        }
+        out.initializer += newInitializers
+        // Drop what fed only the removed steps (the zero state's construction, slice bounds).
+        while true {
+            var used = Set(out.output.map(\.name))
+            for node in out.node { used.formUnion(node.input) }
+            let before = out.node.count
+            out.node.removeAll { node in node.output.allSatisfy { !used.contains($0) } }
+            if out.node.count == before { break }
+        }
+        return out
+    }
+
+    struct UnrolledMatch {
+        var nodes: Set<Int>
+        var input: String
+        var steps: Int, inputs: Int, hidden: Int
+        var W: [Float], R: [Float], B: [Float]
+        var activation: String
+    }
+
+    /// Matches the unrolled recurrence whose steps `concat` joins; nil when it is not one.
+    mutating func matchUnrolled(_ concat: Onnx_NodeProto, at concatIndex: Int) throws -> UnrolledMatch? {
+        var nodes = Set<Int>()
+        var recurrent: String?, hiddenBias: String?, projection: String?, activation: String?
+        var previous: String?
+        for (t, stepName) in concat.input.enumerated() {
+            guard let a = producer[stepName], ["Tanh", "Relu"].contains(graph.node[a].opType) else { return nil }
+            guard activation == nil || activation == graph.node[a].opType else { return nil }
+            activation = graph.node[a].opType
+            nodes.insert(a)
+            // The activation's argument: a sum of the recurrent product, the bias b_hh and x_t.
+            var leaves: [String] = [], stack = [graph.node[a].input[0]]
+            while let n = stack.popLast() {
+                if let p = producer[n], graph.node[p].opType == "Add", leaves.count + stack.count < 4 {
+                    nodes.insert(p); stack += graph.node[p].input
+                } else { leaves.append(n) }
+            }
+            guard leaves.count == 3 else { return nil }
+            var product: String?, bias: String?, slice: String?
+            for leaf in leaves {
+                if let p = producer[leaf], graph.node[p].opType == "MatMul" { product = leaf }
+                else if initializers[leaf] != nil { bias = leaf }
+                else { slice = leaf }
+            }
+            guard let product, let bias, let slice, let mp = producer[product] else { return nil }
+            let matmul = graph.node[mp]
+            guard initializers[matmul.input[1]] != nil, recurrent == nil || recurrent == matmul.input[1], hiddenBias == nil || hiddenBias == bias else { return nil }
+            recurrent = matmul.input[1]; hiddenBias = bias
+            nodes.insert(mp)
+            // h_{t−1}: the previous step's output, or a provable zero at t = 0.
+            if t == 0 {
+                guard try isZero(matmul.input[0]) else { return nil }
+            } else {
+                guard matmul.input[0] == previous else { return nil }
+            }
+            previous = stepName
+            // x_t = Squeeze(Slice(P, [t], [t + 1], axes [0])) or Gather(P, t, axis 0).
+            guard let sp = producer[slice] else { return nil }
+            var source: String
+            if graph.node[sp].opType == "Squeeze", let inner = producer[graph.node[sp].input[0]], graph.node[inner].opType == "Slice" {
+                let s = graph.node[inner]
+                guard s.input.count >= 3, try constantIntegers(s.input[1], "slice start") == [t], try constantIntegers(s.input[2], "slice end") == [t + 1] else { return nil }
+                if s.input.count > 3, !s.input[3].isEmpty, try constantIntegers(s.input[3], "slice axes") != [0] { return nil }
+                if s.input.count > 4, !s.input[4].isEmpty, try constantIntegers(s.input[4], "slice steps") != [1] { return nil }
+                nodes.insert(sp); nodes.insert(inner)
+                source = s.input[0]
+            } else if graph.node[sp].opType == "Gather", int(graph.node[sp], "axis") ?? 0 == 0,
+                      try constantIntegers(graph.node[sp].input[1], "gather index") == [t] {
+                nodes.insert(sp)
+                source = graph.node[sp].input[0]
+            } else { return nil }
+            guard projection == nil || projection == source else { return nil }
+            projection = source
+        }
+        // P = layer input · Wᵀ + b_ih.
+        guard let projection, let recurrent, let hiddenBias, let activation, let add = producer[projection], graph.node[add].opType == "Add" else { return nil }
+        let addNode = graph.node[add]
+        guard let inputBias = addNode.input.first(where: { initializers[$0] != nil }),
+              let productName = addNode.input.first(where: { initializers[$0] == nil }),
+              let mp = producer[productName], graph.node[mp].opType == "MatMul", let wt = initializers[graph.node[mp].input[1]] else { return nil }
+        // The projection and the steps must be used by nothing else.
+        let owned = nodes.union([add, mp])
+        for n in owned {
+            for o in graph.node[n].output where !o.isEmpty {
+                let users = (consumers[o] ?? []).filter { !owned.contains($0) && $0 != concatIndex }
+                if !users.isEmpty || graph.output.contains(where: { $0.name == o }) { return nil }
+            }
+        }
+        let Wt = try floats(wt, "projection weight"), Rt = try floats(initializers[recurrent]!, "recurrent weight")
+        let bih = try floats(initializers[inputBias]!, "input bias"), bhh = try floats(initializers[hiddenBias]!, "recurrent bias")
+        guard Wt.shape.count == 2, Rt.shape.count == 2 else { return nil }
+        let I = Wt.shape[0], H = Wt.shape[1]
+        guard Rt.shape == [H, H], bih.values.count == H, bhh.values.count == H else { return nil }
+        // ONNX RNN weights: W [H × I] = Wtᵀ, R [H × H] = Rtᵀ (the steps multiply h·Rt).
+        var W = [Float](repeating: 0, count: H * I), R = [Float](repeating: 0, count: H * H)
+        for i in 0..<I { for h in 0..<H { W[h * I + i] = Wt.values[i * H + h] } }
+        for k in 0..<H { for h in 0..<H { R[h * H + k] = Rt.values[k * H + h] } }
+        return UnrolledMatch(nodes: owned, input: graph.node[mp].input[0], steps: concat.input.count, inputs: I, hidden: H,
+                             W: W, R: R, B: bih.values + bhh.values, activation: activation)
+    }
+}

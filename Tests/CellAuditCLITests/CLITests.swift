@@ -916,4 +916,25 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(html.contains("href=\"attractors/report.html\""))
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("attractors/graph.json").path))
     }
+
+    /// Every command reads an .onnx file itself: eval equals PyTorch, a refusal is one line.
+    @Test func commandsReadONNXNatively() throws {
+        let model = Fixtures.path("cases/onnx/torch-onnx-export.onnx"), data = Fixtures.path("cases/onnx/torch-onnx-export.data.safetensors")
+        let out = try Fixtures.scratch("onnx-eval").appendingPathComponent("outputs.safetensors")
+        let r = try CLI.run(["eval", model, "--data", data, "--out", out.path, "--backend", "cpu"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let got = try SafeTensorsFile(path: out.path).floats("outputs")
+        let want = try SafeTensorsFile(path: Fixtures.path("cases/onnx/torch-onnx-export.torch_out.safetensors")).floats("outputs")
+        #expect(zip(got, want).allSatisfy { abs($0 - $1) <= 1e-4 })
+        let inspect = try CLI.run(["inspect", Fixtures.path("onnx/gru2_dynamo.onnx"), "--json"])
+        #expect(inspect.exitCode == 0 && inspect.stdout.contains("\"gru\""), "\(inspect.stdout) \(inspect.stderr)")
+        let refused = try CLI.run(["inspect", Fixtures.path("cases/onnx/onnx-clip.onnx")])
+        #expect(refused.exitCode == 1 && refused.stderr.hasPrefix("error: onnx-clip.onnx: ") && refused.stderr.contains("'clip'"))
+        #expect(refused.stderr.split(separator: "\n").count == 1)
+        let flag = try CLI.run(["inspect", model, "--rnn-prefix", "rnn."])
+        #expect(flag.exitCode != 0 && flag.stderr.contains("--rnn-prefix applies to plain state dicts"), "\(flag.stderr)")
+        let dyn = try Fixtures.scratch("onnx-attractors").appendingPathComponent("out")
+        let a = try CLI.run(["attractors", Fixtures.path("onnx/lstm2_dynamo.onnx"), "--seeds", "32", "--backend", "cpu", "--out", dyn.path, "--quiet"])
+        #expect(a.exitCode == 0 && a.stdout.contains("layer 1"), "\(a.stderr)")
+    }
 }

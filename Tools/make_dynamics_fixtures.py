@@ -32,20 +32,12 @@ from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_pytorch import export_recurrent  # noqa: E402
+import train_fixtures  # noqa: E402
 
 
 def flipflop(n, steps, rng, p=0.03):
     """Pulses of ±1 with probability p per step and channel; every channel is set at step 0."""
-    pulses = rng.random((n, steps, 3)) < p
-    signs = np.where(rng.random((n, steps, 3)) < 0.5, -1.0, 1.0)
-    x = (pulses * signs).astype(np.float32)
-    x[:, 0, :] = np.where(rng.random((n, 3)) < 0.5, -1.0, 1.0)
-    y = np.zeros_like(x)
-    state = np.zeros((n, 3), dtype=np.float32)
-    for t in range(steps):
-        state = np.where(x[:, t] != 0, x[:, t], state)
-        y[:, t] = state
-    return x, y
+    return train_fixtures.flipflop(n, steps, rng, p=p, set_first=True)
 
 
 def train(kind, hidden, rng, iterations):

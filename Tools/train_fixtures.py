@@ -81,10 +81,14 @@ def digits(seed):
     return x[train], y[train], x[test], y[test]
 
 
-def flipflop(n, steps, rng, p=0.05):
+def flipflop(n, steps, rng, p=0.05, set_first=False):
+    """3-bit flip-flop sequences: ±1 pulses with probability p per step and channel; each target
+    holds the sign of its channel's last pulse. set_first: every channel is set at step 0."""
     pulses = rng.random((n, steps, 3)) < p
     signs = np.where(rng.random((n, steps, 3)) < 0.5, -1.0, 1.0)
     x = (pulses * signs).astype(np.float32)
+    if set_first:
+        x[:, 0, :] = np.where(rng.random((n, 3)) < 0.5, -1.0, 1.0)
     y = np.zeros_like(x)
     state = np.zeros((n, 3), dtype=np.float32)
     for t in range(steps):

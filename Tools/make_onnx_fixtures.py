@@ -56,6 +56,14 @@ class Net(torch.nn.Module):
         return self.fc(y if self.step == "sequence" else y[:, 0] if self.step == "first" else y[:, -1])
 
 
+class LastState(Net):
+    """fc(h_n[-1]): the readout on the top layer's last state, as tutorials write it."""
+    def forward(self, x):
+        _, state = self.rnn(x)
+        h = state[0] if isinstance(state, tuple) else state
+        return self.fc(h[-1])
+
+
 class ProjectionFirst(Net):
     def __init__(self):
         super().__init__("lstm", 1)
@@ -117,7 +125,7 @@ def lstm_node_model(path, **changes):
     R = rng.uniform(-0.4, 0.4, (1, 4 * H, H)).astype(np.float32)
     B = rng.uniform(-0.4, 0.4, (1, 8 * H)).astype(np.float32)
     V = rng.uniform(-0.4, 0.4, (K, H)).astype(np.float32)
-    a = rng.uniform(-0.4, 0.4, (K,)).astype(np.float32)
+    a = rng.uniform(-0.4, 0.4, changes.pop("bias_shape", (K,))).astype(np.float32)
     batch_major = changes.pop("layout", 0) == 1
     inits = [numpy_helper.from_array(t, n) for t, n in [(W, "W"), (R, "R"), (B, "B"), (V, "V"), (a, "a"),
                                                         (np.array(-1, np.int64), "last"), (np.array([1], np.int64), "dir_axis")]]
@@ -142,6 +150,52 @@ def lstm_node_model(path, **changes):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", K])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, path)
+
+
+def review_cases(out):
+    """Graphs a review found read wrong or refused wrongly, kept as tests: a static-shape dynamo
+    export of each kind and fc(h_n[-1]) of 2-layer stacks from both exporters (to read), and a Gemm bias of shape [K, 1], a Cast to float16, an unrolled
+    RNN shorter than its input and a Reshape whose symbolic sizes only match by name (to refuse)."""
+    golden = {}
+    x = np.random.default_rng(0).standard_normal((N, T, I)).astype(np.float32)
+    for kind in ["lstm", "gru", "rnn"]:
+        torch.manual_seed(1)
+        net = Net(kind, 2).eval()
+        path = os.path.join(out, f"{kind}2_dynamo_static.onnx")
+        torch.onnx.export(net, (torch.from_numpy(x),), path, dynamo=True, input_names=["x"], output_names=["y"])
+        golden[f"{kind}2_dynamo_static"] = run(path, x)
+    for kind in ["lstm", "gru"]:
+        torch.manual_seed(2)
+        net = LastState(kind, 2)
+        for exporter in ["ts", "dynamo"]:
+            name = f"{kind}2_last_state_{exporter}"
+            export(net, os.path.join(out, name + ".onnx"), exporter)
+            golden[name] = run(os.path.join(out, name + ".onnx"), x)
+    lstm_node_model(os.path.join(out, "refuse_bias_column.onnx"), bias_shape=(K, 1))
+    model = onnx.load(os.path.join(out, "lstm1_time_major.onnx"))
+    transpose = model.graph.node[0]
+    transpose.output[0] = "x_tm_f"
+    model.graph.node.insert(1, helper.make_node("Cast", ["x_tm_f"], ["x_tm_h"], name="to_half", to=TensorProto.FLOAT16))
+    model.graph.node.insert(2, helper.make_node("Cast", ["x_tm_h"], ["x_tm"], name="to_float", to=TensorProto.FLOAT))
+    onnx.save(model, os.path.join(out, "refuse_cast_half.onnx"))
+    model = onnx.load(os.path.join(out, "rnn1_dynamo.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = T + 2
+    onnx.save(model, os.path.join(out, "refuse_unrolled_short.onnx"), save_as_external_data=False)
+    # Input [N, T, I] whose axes are named 'time' and 'batch' the wrong way round; after the LSTM,
+    # a Reshape [T, N, H] -> Shape(x)[0:2] + [H], a real reshape that scrambles the data.
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.uniform(-0.4, 0.4, s).astype(np.float32), n) for n, s in
+             [("W", (1, 4 * H, I)), ("R", (1, 4 * H, H)), ("V", (H, K))]]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in [("ax1", [1]), ("s0", [0]), ("s2", [2]), ("hh", [H])]]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["xt", "W", "R"], ["Y"], name="lstm", hidden_size=H),
+             helper.make_node("Squeeze", ["Y", "ax1"], ["Ys"]), helper.make_node("Shape", ["x"], ["sx"]),
+             helper.make_node("Slice", ["sx", "s0", "s2"], ["nt"]), helper.make_node("Concat", ["nt", "hh"], ["shp"], axis=0),
+             helper.make_node("Reshape", ["Ys", "shp"], ["Yr"], name="scramble"), helper.make_node("MatMul", ["Yr", "V"], ["y"])]
+    graph = helper.make_graph(nodes, "swapped_names", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["time", "batch", I])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), os.path.join(out, "refuse_swapped_names.onnx"))
+    return golden
 
 
 def untied_unrolled(source, path):
@@ -183,6 +237,7 @@ def main():
     lstm_node_model(os.path.join(OUT, "lstm1_time_major.onnx"))
     golden["lstm1_batch_major"] = run(os.path.join(OUT, "lstm1_time_major.onnx"), x)
     golden["lstm1_time_major"] = golden["lstm1_batch_major"]
+    golden.update(review_cases(OUT))
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in golden.items()}, os.path.join(OUT, "golden.safetensors"))
 
     # Refusals from torch.

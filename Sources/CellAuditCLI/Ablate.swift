@@ -13,7 +13,7 @@ struct Ablate: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors).")
+    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
     var model: String
 
     @Option(help: "The dataset to score on.")

@@ -17,7 +17,7 @@ struct Attractors: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors).")
+    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
     var model: String
 
     @Option(help: "A dataset whose visited states seed the search (3/4 of the seeds, with noise) and drop outliers.")

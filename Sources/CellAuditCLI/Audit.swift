@@ -13,7 +13,7 @@ struct Audit: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors, see README); default: the bundled digits model.")
+    @Argument(help: "The model (.safetensors or .onnx, see README); default: the bundled digits model.")
     var model: String?
 
     @Option(help: "A dataset to score the model on (default with the bundled model: its test split).")

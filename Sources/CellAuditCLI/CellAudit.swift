@@ -89,7 +89,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts: the readout nn.Linear's tensor prefix (e.g. 'head.') when several read the last layer.")
     var readoutPrefix: String?
 
-    @Option(help: "State dicts: classification or regression (default: what the dataset holds, else classification).")
+    @Option(help: "State dicts and ONNX graphs: classification or regression (default: what the dataset holds, else classification).")
     var task: String?
 
     @Option(help: "State dicts: last or sequence, where the readout is applied (default: what the dataset holds, else last).")

@@ -80,7 +80,7 @@ struct Characterize: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors, see README).")
+    @Argument(help: "The model (.safetensors or .onnx, see README).")
     var model: String
 
     @Option(help: "Characterize only this layer (default: every layer).")

@@ -14,7 +14,7 @@ struct Explain: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors).")
+    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
     var model: String
 
     @Option(help: "The dataset whose sequences are explained.")

@@ -11,7 +11,7 @@ func printJSON(_ object: [String: Any]) throws {
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Describe a model file: architecture, parameters, convention.")
 
-    @Argument(help: "A CellAudit model file (.safetensors).")
+    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
     var model: String
 
     @Option(help: "A dataset to report the model's score on.")
@@ -67,7 +67,7 @@ struct Inspect: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a model on a dataset; print accuracy or MSE.")
 
-    @Argument(help: "A CellAudit model file (.safetensors).")
+    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
     var model: String
 
     @Option(help: "The dataset (.safetensors with inputs and labels or targets).")

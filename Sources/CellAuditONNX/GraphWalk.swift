@@ -45,11 +45,19 @@ extension GraphReader {
         var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int)] = []
         var start = (tensor: input.name, axes: inputAxes)
         var readoutInput: (node: Int, axes: [Axis], last: Bool)?
+        // The sizes of the time and batch axes, taken from the input axes the first node reads as
+        // such (a known number, or the input's own symbol), and carried through every layer.
+        var timeSize = AxisSize.symbol("?time"), batchSize = AxisSize.symbol("?batch")
         while true {
             let reached = try walk(from: start.tensor, axes: start.axes, last: false, before: layers.isEmpty)
             if let next = reached.recurrent {
                 guard layers.count < recurrent.count, !layers.contains(where: { $0.node == next.node }) else { throw fail("\(label(next.node)) is reached twice") }
                 let layer = try checkRecurrent(next.node, inputAxes: next.axes, first: layers.isEmpty, previousHidden: layers.last?.hidden)
+                if layers.isEmpty {
+                    let major = int(graph.node[next.node], "layout") ?? 0 == 1
+                    timeSize = next.axes[major ? 1 : 0].size
+                    batchSize = next.axes[major ? 0 : 1].size
+                }
                 if let first = layers.first {
                     let a = graph.node[first.node], b = graph.node[next.node]
                     guard a.opType == b.opType, layer.kind == first.kind else {
@@ -65,14 +73,14 @@ extension GraphReader {
                 let node = graph.node[next.node]
                 let batchMajor = int(node, "layout") ?? 0 == 1
                 let H = layer.hidden
-                let yAxes = batchMajor ? [Axis(role: .batch, size: .symbol("batch")), Axis(role: .time, size: .symbol("time")), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
-                    : [Axis(role: .time, size: .symbol("time")), Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: .symbol("batch")), Axis(role: .feature, size: .known(H))]
+                let yAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .time, size: timeSize), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
+                    : [Axis(role: .time, size: timeSize), Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                 if node.output.count > 2, !node.output[2].isEmpty, consumers[node.output[2]] != nil || graph.output.contains(where: { $0.name == node.output[2] }) {
                     throw fail("\(label(next.node))'s memory output Y_c is used by the graph; CellAudit's readout reads h")
                 }
                 if node.output.count > 1, !node.output[1].isEmpty, consumers[node.output[1]] != nil {
-                    let hAxes = batchMajor ? [Axis(role: .batch, size: .symbol("batch")), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
-                        : [Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: .symbol("batch")), Axis(role: .feature, size: .known(H))]
+                    let hAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
+                        : [Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                     let fromLast = try walk(from: node.output[1], axes: hAxes, last: true, before: false)
                     if let r = fromLast.recurrent { throw fail("\(label(r.node)) reads \(label(next.node))'s last state Y_h; CellAudit stacks layers on the whole sequence Y") }
                     if let r = fromLast.readout { readoutInput = r }
@@ -212,7 +220,9 @@ extension GraphReader {
         case "Identity":
             return (axes, last)
         case "Cast":
-            guard let to = int(node, "to"), [1, 10, 11].contains(to) else { throw fail("\(label(c)) casts to a non-float type") }
+            guard let to = int(node, "to"), [1, 11].contains(to) else {
+                throw fail("\(label(c)) casts the data to ONNX type \(int(node, "to") ?? -1); CellAudit follows casts to float and double only (a narrower type rounds the data)")
+            }
             return (axes, last)
         case "Transpose":
             let perm = attribute(node, "perm").map { $0.ints.map(Int.init) } ?? Array((0..<rank).reversed())

@@ -46,14 +46,15 @@ public enum ONNXModel {
             options.messageDepthLimit = 64
             model = try Onnx_ModelProto(serializedBytes: data, options: options)
         } catch {
-            throw FormatError(file: name, "not a readable ONNX model (protobuf: \(error))")
+            throw FormatError(file: name, "is not an ONNX model: it does not parse as ONNX's protobuf (\(error))")
         }
         guard model.hasGraph else { throw FormatError(file: name, "the ONNX model has no graph") }
         if hints.rnnPrefix != nil || hints.readoutPrefix != nil || hints.output != nil || hints.nonlinearity != nil {
             throw FormatError(file: name, "an ONNX graph states its own architecture; of the state-dict flags only --task applies")
         }
         let directory = (path as NSString).deletingLastPathComponent
-        let graph = try GraphReader.liftUnrolledRecurrences(model.graph, file: name, directory: directory)
+        let lifted = try GraphReader.liftUnrolledRecurrences(model.graph, file: name, directory: directory)
+        let graph = try GraphReader.selectTopLastState(lifted, file: name, directory: directory)
         var reader = GraphReader(graph: graph, file: name, directory: directory)
         let (tensors, metadata) = try reader.read(task: hints.task)
         var writer = SafeTensorsWriter(metadata: metadata)
@@ -73,6 +74,12 @@ enum AxisSize: Equatable {
     case known(Int)
     case symbol(String)
     var isOne: Bool { self == .known(1) }
+    var description: String {
+        switch self {
+        case .known(let n): "\(n)"
+        case .symbol: "a variable number of"
+        }
+    }
 }
 
 /// What an axis of a tensor on the data path means.

@@ -30,6 +30,12 @@ extension GraphReader {
             throw fail("\(label(c)) has attribute 'activations' \(activations); CellAudit reads \(defaults)\(op == "RNN" ? " or [Relu]" : "")")
         }
         let layout = int(node, "layout") ?? 0
+        if let steps = int(node, "cellaudit_unrolled_steps") {
+            let time = inputAxes[layout == 0 ? 0 : 1].size
+            guard time == .known(steps) else {
+                throw fail("\(label(c)) is a recurrence unrolled over \(steps) steps, but the input has \(time.description) steps; CellAudit reads it only when the unrolled steps are all of them")
+            }
+        }
         guard layout == 0 || layout == 1 else { throw fail("\(label(c)) has attribute 'layout' \(layout); ONNX defines 0 and 1") }
         if op == "GRU", let lbr = int(node, "linear_before_reset"), lbr != 0 && lbr != 1 {
             throw fail("\(label(c)) has attribute 'linear_before_reset' \(lbr); ONNX defines 0 and 1")
@@ -142,7 +148,10 @@ extension GraphReader {
             if node.input.count > 2, !node.input[2].isEmpty {
                 guard let ct = try constant(node.input[2]) else { throw fail("\(label(c)) has a bias C that is not a constant") }
                 let C = try floats(ct, "\(label(c)) bias C")
-                guard C.values.count == K || C.values.count == 1 else { throw fail("\(label(c)) bias C has shape \(C.shape); expected [\(K)]") }
+                // C broadcasts over [batch, K]: [K], [1, K], [1] or a scalar; [K, 1] would add one value per sequence.
+                guard C.shape == [K] || C.shape == [1, K] || C.values.count == 1 && C.shape.allSatisfy({ $0 == 1 }) else {
+                    throw fail("\(label(c)) bias C has shape \(C.shape); CellAudit reads a bias of [\(K)] or [1, \(K)] (one value per output)")
+                }
                 bias = (0..<K).map { beta * C.values[C.values.count == 1 ? 0 : $0] }
             }
         } else {
@@ -158,7 +167,13 @@ extension GraphReader {
                 let add = graph.node[adds[0]]
                 if let other = add.input.first(where: { $0 != output }), let at = try constant(other) {
                     let a = try floats(at, "\(label(adds[0])) bias")
-                    guard a.values.count == K || a.values.count == 1 else { throw fail("\(label(adds[0])) adds a bias of shape \(a.shape) to \(K) outputs") }
+                    // Broadcast over [..., K]: every axis but the last of size 1, the last K (or 1).
+                    guard a.shape.dropLast().allSatisfy({ $0 == 1 }) && (a.shape.last == K || a.shape.last == 1 || a.shape.isEmpty) else {
+                        throw fail("\(label(adds[0])) adds a bias of shape \(a.shape) to \(K) outputs; CellAudit reads one value per output ([\(K)])")
+                    }
+                    if let mo = consumers[output], mo.count > 1 || graph.output.contains(where: { $0.name == output }) {
+                        throw fail("\(label(c))'s product before the bias is also used elsewhere; CellAudit reads one readout output")
+                    }
                     bias = (0..<K).map { a.values[a.values.count == 1 ? 0 : $0] }
                     explained.insert(adds[0])
                     output = add.output.first ?? ""

@@ -37,7 +37,9 @@ extension GraphReader {
             rnn.output = ["\(name).Y"]
             var hidden = Onnx_AttributeProto(); hidden.name = "hidden_size"; hidden.type = .int; hidden.i = Int64(match.hidden)
             var act = Onnx_AttributeProto(); act.name = "activations"; act.type = .strings; act.strings = [Data(match.activation.utf8)]
-            rnn.attribute = [hidden, act]
+            // The walk checks this against the input's time axis: the lift holds only for all steps.
+            var steps = Onnx_AttributeProto(); steps.name = "cellaudit_unrolled_steps"; steps.type = .int; steps.i = Int64(match.steps)
+            rnn.attribute = [hidden, act, steps]
             var squeeze = Onnx_NodeProto()
             squeeze.opType = "Squeeze"; squeeze.name = "\(name) squeeze"
             squeeze.input = ["\(name).Y", axes.name]; squeeze.output = [concat.output[0]]
@@ -75,6 +77,8 @@ extension GraphReader {
         var nodes = Set<Int>()
         var recurrent: String?, hiddenBias: String?, projection: String?, activation: String?
         var previous: String?
+        // Step 0 without its recurrent product: the constant it adds instead (nil: none).
+        var foldedFirstBias: String?? = nil
         for (t, stepName) in concat.input.enumerated() {
             guard let a = producer[stepName], ["Tanh", "Relu"].contains(graph.node[a].opType) else { return nil }
             guard activation == nil || activation == graph.node[a].opType else { return nil }
@@ -87,23 +91,30 @@ extension GraphReader {
                     nodes.insert(p); stack += graph.node[p].input
                 } else { leaves.append(n) }
             }
-            guard leaves.count == 3 else { return nil }
+            // Three leaves; at step 0 the exporter may have folded h0·Rᵀ = 0 away (and b_hh with it).
+            guard leaves.count == 3 || (t == 0 && (1...2).contains(leaves.count)) else { return nil }
             var product: String?, bias: String?, slice: String?
             for leaf in leaves {
                 if let p = producer[leaf], graph.node[p].opType == "MatMul" { product = leaf }
                 else if initializers[leaf] != nil { bias = leaf }
                 else { slice = leaf }
             }
-            guard let product, let bias, let slice, let mp = producer[product] else { return nil }
-            let matmul = graph.node[mp]
-            guard initializers[matmul.input[1]] != nil, recurrent == nil || recurrent == matmul.input[1], hiddenBias == nil || hiddenBias == bias else { return nil }
-            recurrent = matmul.input[1]; hiddenBias = bias
-            nodes.insert(mp)
-            // h_{t−1}: the previous step's output, or a provable zero at t = 0.
-            if t == 0 {
-                guard try isZero(matmul.input[0]) else { return nil }
+            guard let slice else { return nil }
+            if let product {
+                guard let bias, let mp = producer[product] else { return nil }
+                let matmul = graph.node[mp]
+                guard initializers[matmul.input[1]] != nil, recurrent == nil || recurrent == matmul.input[1], hiddenBias == nil || hiddenBias == bias else { return nil }
+                recurrent = matmul.input[1]; hiddenBias = bias
+                nodes.insert(mp)
+                // h_{t−1}: the previous step's output, or a provable zero at t = 0.
+                if t == 0 {
+                    guard try isZero(matmul.input[0]) else { return nil }
+                } else {
+                    guard matmul.input[0] == previous else { return nil }
+                }
             } else {
-                guard matmul.input[0] == previous else { return nil }
+                guard leaves.count == (bias == nil ? 1 : 2) else { return nil }
+                foldedFirstBias = .some(bias)
             }
             previous = stepName
             // x_t = Squeeze(Slice(P, [t], [t + 1], axes [0])) or Gather(P, t, axis 0).
@@ -140,6 +151,18 @@ extension GraphReader {
         }
         let Wt = try floats(wt, "projection weight"), Rt = try floats(initializers[recurrent]!, "recurrent weight")
         let bih = try floats(initializers[inputBias]!, "input bias"), bhh = try floats(initializers[hiddenBias]!, "recurrent bias")
+        // A folded step 0 must add exactly b_hh, possibly broadcast over the batch ([1, N, H]), or
+        // nothing when b_hh is zero.
+        if case .some(let folded) = foldedFirstBias {
+            if let folded {
+                let added = try floats(initializers[folded]!, "step 0 bias")
+                let H = bhh.values.count
+                guard H > 0, added.values.count % H == 0, added.shape.last == H,
+                      stride(from: 0, to: added.values.count, by: H).allSatisfy({ Array(added.values[$0..<($0 + H)]) == bhh.values }) else { return nil }
+            } else {
+                guard bhh.values.allSatisfy({ $0 == 0 }) else { return nil }
+            }
+        }
         guard Wt.shape.count == 2, Rt.shape.count == 2 else { return nil }
         let I = Wt.shape[0], H = Wt.shape[1]
         guard Rt.shape == [H, H], bih.values.count == H, bhh.values.count == H else { return nil }
@@ -149,5 +172,56 @@ extension GraphReader {
         for k in 0..<H { for h in 0..<H { R[h * H + k] = Rt.values[k * H + h] } }
         return UnrolledMatch(nodes: owned, input: graph.node[mp].input[0], steps: concat.input.count, inputs: I, hidden: H,
                              W: W, R: R, B: bih.values + bhh.values, activation: activation)
+    }
+}
+
+extension GraphReader {
+    /// `fc(h_n[-1])` of a stack: both exporters concatenate every layer's last state Y_h along
+    /// axis 0 and Gather the last entry. That is the top layer's Y_h: the pair is replaced by a
+    /// Squeeze of it, so the walk reads the readout on the top layer's last step. Any other
+    /// selection (a lower layer's state) is left alone, and then refused by the walk.
+    static func selectTopLastState(_ graph: Onnx_GraphProto, file: String, directory: String) throws -> Onnx_GraphProto {
+        var reader = GraphReader(graph: graph, file: file, directory: directory)
+        let recurrent = graph.node.indices.filter { ["LSTM", "GRU", "RNN"].contains(graph.node[$0].opType) }
+        guard recurrent.count > 1 else { return graph }
+        // The top node: its Y reaches no other recurrent node.
+        func reachesRecurrent(from start: String) -> Bool {
+            var stack = [start], seen = Set<String>()
+            while let name = stack.popLast() {
+                guard seen.insert(name).inserted else { continue }
+                for c in reader.consumers[name] ?? [] {
+                    if recurrent.contains(c) { return true }
+                    stack += graph.node[c].output
+                }
+            }
+            return false
+        }
+        let tops = recurrent.filter { !reachesRecurrent(from: graph.node[$0].output.first ?? "") }
+        guard tops.count == 1, let top = tops.first, graph.node[top].output.count > 1 else { return graph }
+        let states = Dictionary(uniqueKeysWithValues: recurrent.compactMap { r in
+            graph.node[r].output.count > 1 ? (graph.node[r].output[1], r) : nil })
+        var out = graph, replaced = false
+        for (ci, concat) in graph.node.enumerated() where concat.opType == "Concat" && reader.int(concat, "axis") == 0 {
+            guard concat.input.count == recurrent.count, concat.input.allSatisfy({ states[$0] != nil }),
+                  Set(concat.input.map { states[$0]! }).count == recurrent.count,
+                  let users = reader.consumers[concat.output[0]], users.count == 1,
+                  !graph.output.contains(where: { $0.name == concat.output[0] }) else { continue }
+            let gather = graph.node[users[0]]
+            guard gather.opType == "Gather", reader.int(gather, "axis") ?? 0 == 0, gather.input.count > 1,
+                  let t = try reader.constant(gather.input[1]), t.dims.isEmpty,
+                  let index = try reader.integers(t, "state index").first else { continue }
+            let picked = index < 0 ? index + concat.input.count : index
+            guard concat.input.indices.contains(picked), states[concat.input[picked]] == top else { continue }
+            var axes = Onnx_TensorProto()
+            axes.name = "cellaudit_top_state_axis_\(ci)"; axes.dims = [1]; axes.dataType = 7; axes.int64Data = [0]
+            out.initializer.append(axes)
+            var squeeze = Onnx_NodeProto()
+            squeeze.opType = "Squeeze"; squeeze.name = "h_n[-1] (the top layer's last state)"
+            squeeze.input = [concat.input[picked], axes.name]; squeeze.output = [gather.output[0]]
+            out.node = out.node.filter { $0 != concat && $0 != gather }
+            out.node.append(squeeze)
+            replaced = true
+        }
+        return replaced ? out : graph
     }
 }

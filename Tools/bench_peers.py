@@ -7,7 +7,9 @@ CellAudit backend's ratio to each peer:
   fixed-points  Tools/peer_fixed_points.py only (PyTorch, FixedPointFinder's defaults), from the
             same 1024 seeds on the flip-flop GRU fixture; not part of `all`
 and, where torch is installed, the PyTorch peers of Tools/peer_torch.py (response simulate-only,
-ablation, relevance: batched autograd gradient x input with detached gates).
+ablation, relevance: batched autograd gradient x input with detached gates; forward: nn.LSTM /
+nn.GRU / nn.RNN of --cell with a Linear readout, 512 sequences x 64 steps, the only peer of the
+forward workload).
 
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|relevance|all] [--cell KIND]
                                 [--binary .build/release/cellaudit]
@@ -39,8 +41,8 @@ def main():
     args = p.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
-    workloads = ["response", "ablation", "relevance"] if args.workload == "all" else [args.workload]
-    sized = {"response": args.cells, "ablation": min(args.cells, 64), "relevance": min(args.cells, 128)}
+    workloads = ["response", "ablation", "relevance", "forward"] if args.workload == "all" else [args.workload]
+    sized = {"response": args.cells, "ablation": min(args.cells, 64), "relevance": min(args.cells, 128), "forward": min(args.cells, 256)}
     if args.workload == "fixed-points":
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
@@ -57,13 +59,15 @@ def main():
             print(f"  ratio cellaudit {row['backend']} / {peer['peer']}: {row['median_per_second'] / max(peer['per_second'], 1e-300):.3g}x")
         return
     for w in workloads:
-        cell = ["--cell", args.cell] if w == "response" else []
+        cell = ["--cell", args.cell] if w in ("response", "forward") else []
         ours = run_json([args.binary, "bench", "--workload", w, "--cells", str(args.cells), "--window", str(args.window), "--json"] + cell)
         if w == "response":
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy.py"), "--cells", str(args.cells),
                                "--window", str(args.window), "--json"] + cell + extra) for extra in ([], ["--simulate-only"])]
         elif w == "ablation":
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_ablation.py"), "--cells", str(sized[w]), "--json"])]
+        elif w == "forward":
+            peers = []
         else:
             peers = [run_json([sys.executable, os.path.join(here, "peer_numpy_lrp.py"), "--cells", str(sized[w]), "--json"])]
         try:
@@ -73,7 +77,7 @@ def main():
                                    "--window", str(args.window), "--json"] + cell))
         except ImportError:
             print("(torch is not installed: no PyTorch peer)")
-        print(f"{w} ({args.cell if w == 'response' else 'lstm'}): {ours[0]['size']}; {ours[0]['unit']} per second")
+        print(f"{w} ({args.cell if w in ('response', 'forward') else 'lstm'}): {ours[0]['size']}; {ours[0]['unit']} per second")
         for row in ours:
             print(f"  cellaudit {row['backend']:6} {row['median_per_second']:.3g}  ({row['device']})")
         for peer in peers:

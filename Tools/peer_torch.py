@@ -8,6 +8,7 @@ epsilon -> 0, bias factor 0), batched over all sequences.
     python Tools/peer_torch.py response [--cells 256] [--window 400] [--json]
     python Tools/peer_torch.py ablation [--cells 64] [--sequences 256] [--steps 16] [--json]
     python Tools/peer_torch.py relevance [--cells 128] [--sequences 256] [--steps 32] [--json]
+    python Tools/peer_torch.py forward [--cell lstm|gru|rnn_tanh|rnn_relu] [--cells 256] [--sequences 512] [--steps 64] [--json]
 
 Needs torch and numpy.
 """
@@ -137,21 +138,47 @@ def relevance(args):
     return dict(peer="torch autograd gxi", cells=H, work=work, median_seconds=seconds, per_second=work / seconds)
 
 
+def forward(args):
+    """nn.LSTM / nn.GRU / nn.RNN forward with a Linear readout of the last step, as `cellaudit bench
+    --workload forward` runs it: 16 inputs, 10 outputs, no gradient, all threads."""
+    torch.manual_seed(5)
+    I, H = 16, args.cells
+    if args.cell == "lstm":
+        rnn = torch.nn.LSTM(I, H, batch_first=True)
+    elif args.cell == "gru":
+        rnn = torch.nn.GRU(I, H, batch_first=True)
+    else:
+        rnn = torch.nn.RNN(I, H, batch_first=True, nonlinearity=args.cell[4:])
+    fc = torch.nn.Linear(H, 10)
+    x = torch.rand(args.sequences, args.steps, I) * 2 - 1
+
+    def run():
+        with torch.no_grad():
+            y, _ = rnn(x)
+            fc(y[:, -1])
+
+    seconds = median_time(run, args.repeat)
+    return {"peer": f"pytorch nn.{type(rnn).__name__}", "per_second": args.sequences * args.steps / seconds, "seconds": seconds,
+            "threads": torch.get_num_threads()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["response", "ablation", "relevance"])
+    p.add_argument("workload", choices=["response", "ablation", "relevance", "forward"])
     p.add_argument("--cells", type=int, default=None)
     p.add_argument("--window", type=int, default=400)
     p.add_argument("--sequences", type=int, default=256)
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
-                   help="cell kind of the response workload")
+                   help="cell kind of the response and forward workloads")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.cells is None:
-        args.cells = {"response": 256, "ablation": 64, "relevance": 128}[args.workload]
-    row = {"response": response, "ablation": ablation, "relevance": relevance}[args.workload](args)
+        args.cells = {"response": 256, "ablation": 64, "relevance": 128, "forward": 256}[args.workload]
+    if args.workload == "forward" and args.sequences == 256 and args.steps == 16:
+        args.sequences, args.steps = 512, 64   # bench's forward workload
+    row = {"response": response, "ablation": ablation, "relevance": relevance, "forward": forward}[args.workload](args)
     print(json.dumps(row) if args.json else f"{row['peer']}: {row['per_second']:.3g} per second ({row['median_seconds']:.3f} s)")
 
 

@@ -23,7 +23,7 @@ struct Attractors: ParsableCommand {
     @Option(help: "A dataset whose visited states seed the search (3/4 of the seeds, with noise) and drop outliers.")
     var data: String?
 
-    @Option(help: "The constant input x̄, comma-separated, one value per input channel (default: zeros).")
+    @Option(help: "The constant input x̄, comma-separated, one value per input channel (default: zeros); write --input=-1,0,0 when it starts with a minus sign.")
     var input: String?
 
     @Option(help: "Seeds per layer.")

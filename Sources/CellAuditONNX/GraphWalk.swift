@@ -168,7 +168,7 @@ extension GraphReader {
                 if node.opType == "Shape" { explained.insert(c); continue }
                 if recurrentOps.contains(node.opType) {
                     guard node.input.first == name else {
-                        throw fail("\(label(c)) reads the data as its \(inputName(node.input.firstIndex(of: name) ?? 0, node.opType)); CellAudit reads recurrent nodes driven by the sequence alone")
+                        throw fail("\(label(c)) reads the data as its \(inputName(node.input.firstIndex(of: name) ?? 0)); CellAudit reads recurrent nodes driven by the sequence alone")
                     }
                     guard !last else { throw fail("\(label(c)) runs on a single step; CellAudit reads stacks on the whole sequence") }
                     guard result.recurrent == nil && result.readout == nil else { throw fail("\(label(c)) is a second branch of the network; CellAudit reads one stack") }
@@ -199,7 +199,7 @@ extension GraphReader {
         return result
     }
 
-    func inputName(_ k: Int, _ op: String) -> String {
+    func inputName(_ k: Int) -> String {
         let names = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
         return k < names.count ? "input \(names[k])" : "input \(k)"
     }

@@ -91,8 +91,7 @@ extension ExcitableNetwork {
                 guard settled[k] else { return nil }
                 var best: (Int, Double)?
                 for p in stable {
-                    var sum = 0.0
-                    for d in 0..<D { let e = end[k * D + d] - states[p * D + d]; sum += e * e }
+                    let sum = squaredDistance(end, k, states, p, dimension: D)
                     if best == nil || sum < best!.1 { best = (p, sum) }
                 }
                 guard let best, best.1.squareRoot() <= options.arrivalDistance else { return nil }

@@ -231,11 +231,7 @@ public struct FixedPointSet: Sendable {
             .sorted { (q[$0], $0) < (q[$1], $1) }
         var kept: [Int] = []
         for n in order {
-            let near = kept.contains { k in
-                var sum = 0.0
-                for d in 0..<D { let e = states[n * D + d] - states[k * D + d]; sum += e * e }
-                return sum.squareRoot() <= distance
-            }
+            let near = kept.contains { k in squaredDistance(states, n, states, k, dimension: D).squareRoot() <= distance }
             if !near { kept.append(n) }
         }
         return kept
@@ -249,21 +245,13 @@ public struct FixedPointSet: Sendable {
         var centroid = [Double](repeating: 0, count: D)
         for v in 0..<V { for d in 0..<D { centroid[d] += seeds.states[v * D + d] / Double(V) } }
         var spread = 0.0
-        for v in 0..<V {
-            var sum = 0.0
-            for d in 0..<D { let e = seeds.states[v * D + d] - centroid[d]; sum += e * e }
-            spread += sum.squareRoot() / Double(V)
-        }
+        for v in 0..<V { spread += squaredDistance(seeds.states, v, centroid, 0, dimension: D).squareRoot() / Double(V) }
         // A spread below the merge distance (a handful of seeds from one state) would drop every
         // point: the limit never falls below scale × 1e-3.
         let limit = scale * max(spread, 1e-3)
         return candidates.filter { n in
             var nearest = Double.infinity
-            for v in 0..<V {
-                var sum = 0.0
-                for d in 0..<D { let e = states[n * D + d] - seeds.states[v * D + d]; sum += e * e }
-                nearest = min(nearest, sum)
-            }
+            for v in 0..<V { nearest = min(nearest, squaredDistance(states, n, seeds.states, v, dimension: D)) }
             return nearest.squareRoot() <= limit
         }
     }
@@ -307,4 +295,11 @@ public struct FixedPointSet: Sendable {
         }
         return FixedPointSet(points: points, iterations: iterations, unconverged: unconverged, unreachable: unreachable, outliers: outliers)
     }
+}
+
+/// ‖a[i] − b[j]‖² between row i of `a` and row j of `b`, both flat [rows × D].
+func squaredDistance(_ a: [Double], _ i: Int, _ b: [Double], _ j: Int, dimension D: Int) -> Double {
+    var sum = 0.0
+    for d in 0..<D { let e = a[i * D + d] - b[j * D + d]; sum += e * e }
+    return sum
 }

@@ -38,10 +38,17 @@ let package = Package(
             pkgConfig: "lapacke",
             providers: [.apt(["liblapacke-dev"])]
         ),
+        // OpenSSL's libcrypto (libssl-dev on Debian): SHA-256 content hashes of models, banks and
+        // shard files (docs/METHOD.md §9).
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
-        .target(name: "CellAuditCore", dependencies: ["COpenBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "CellAuditCore", dependencies: ["COpenBLAS", "CLibCrypto", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // ONNX graphs read natively: the generated protobuf messages and the graph walk.
         .target(name: "CellAuditONNX", dependencies: ["CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The readers under libFuzzer (Tools/fuzz.sh builds it with -sanitize=fuzzer); a plain

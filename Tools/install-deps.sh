@@ -4,7 +4,7 @@
 # OpenBLAS (the CPU backend's matrix products).
 # Needs a Swift 6 toolchain already on PATH (https://www.swift.org/install/).
 set -euo pipefail
-packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd oclgrind pkg-config libopenblas-dev liblapacke-dev)
+packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd oclgrind pkg-config libopenblas-dev liblapacke-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

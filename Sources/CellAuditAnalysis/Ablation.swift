@@ -81,6 +81,7 @@ public struct AblationStudy: Sendable {
     public static func run(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                            rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
                            seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
+                           single precomputed: SingleAblation? = nil,
                            on backend: any ComputeBackend) throws -> AblationStudy {
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
@@ -96,11 +97,13 @@ public struct AblationStudy: Sendable {
         }
         func scores(_ masks: [CellMask]) throws -> [Double] { try scores(try run(masks), masks.count) }
 
-        // Baseline, all cells, and each cell alone: one batched pass.
-        let singleMasks = [CellMask.none(cells: n), .ablating(0..<n, of: n)] + (0..<n).map { CellMask.ablating([$0], of: n) }
-        let singleResult = try run(singleMasks)
-        let single = try scores(singleResult, singleMasks.count)
-        let losses = try singleMasks.indices.map { try Score.loss(singleResult, config: $0, dataset: dataset, task: task, output: output) }
+        // Baseline, all cells, and each cell alone: one batched pass (or the merged shards' passes).
+        let evaluated = try precomputed ?? singleAblations(network: network, dataset: dataset, task: task, output: output,
+                                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend)
+        guard evaluated.scores.count == n + 2, evaluated.losses.count == n + 2 else {
+            throw ModelError.shape("the single-cell ablations hold \(evaluated.scores.count) configurations; the network needs \(n + 2)")
+        }
+        let single = evaluated.scores, losses = evaluated.losses
         let baseline = single[0]
         let damage = losses.dropFirst(2).map { $0 - losses[0] }
         let accuracyDrop = task == .classification ? single.dropFirst(2).map { baseline - $0 } : nil
@@ -139,6 +142,49 @@ public struct AblationStudy: Sendable {
         }
         return AblationStudy(task: task, baseline: baseline, baselineLoss: losses[0], allAblated: single[1], damage: damage,
                              accuracyDrop: accuracyDrop, curves: curves, rankers: correlate(rankings), metrics: correlate(metrics))
+    }
+}
+
+/// Scores and continuous losses of a block of the single-cell configurations (see
+/// `AblationStudy.singleConfigurationCount`), in configuration order.
+public struct SingleAblation: Sendable, Equatable {
+    public var scores: [Double]
+    public var losses: [Double]
+    public init(scores: [Double], losses: [Double]) { self.scores = scores; self.losses = losses }
+}
+
+extension AblationStudy {
+    /// The single-cell configurations: 0 ablates nothing, 1 ablates every cell, 2 + j ablates
+    /// cell j alone (flat cell order). `ablate --shard` splits these among the shards.
+    public static func singleConfigurationCount(cells: Int) -> Int { cells + 2 }
+
+    /// Configuration `index` of the single-cell family.
+    public static func singleConfiguration(_ index: Int, cells n: Int) -> CellMask {
+        switch index {
+        case 0: .none(cells: n)
+        case 1: .ablating(0..<n, of: n)
+        default: .ablating([index - 2], of: n)
+        }
+    }
+
+    /// Score and loss of each single-cell configuration in `configurations`, as one batched
+    /// forward pass (the backend slices it by memory). With the clamp `mean`, the fill values come
+    /// from the whole dataset, as in `run`.
+    /// - Throws: `ModelError.shape` for a range outside the family; the backend's errors.
+    public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
+                                       clamp: Clamp = .zero, configurations: Range<Int>,
+                                       on backend: any ComputeBackend) throws -> SingleAblation {
+        let n = network.cellCount
+        guard configurations.lowerBound >= 0, configurations.upperBound <= singleConfigurationCount(cells: n) else {
+            throw ModelError.shape("single-cell configurations \(configurations) lie outside 0..<\(singleConfigurationCount(cells: n))")
+        }
+        guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
+        let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
+        let masks = configurations.map { singleConfiguration($0, cells: n) }
+        let result = try backend.forward(try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill))
+        let scores = try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
+        let losses = try masks.indices.map { try Score.loss(result, config: $0, dataset: dataset, task: task, output: output) }
+        return SingleAblation(scores: scores, losses: losses)
     }
 }
 

@@ -77,28 +77,70 @@ public struct ChunkProgress: Sendable {
 /// memory limits, handing each finished chunk to `sink` (which writes it out), so host and device
 /// memory stay bounded whatever the network and bank.
 public enum Characterizer {
-    public static func run(_ plan: CharacterizationPlan, on backend: any ComputeBackend,
+    /// Runs the whole plan, or with `pairs` only the (row, column) pairs whose row-major index
+    /// row · columnCount + column lies in it (a shard's block, docs/METHOD.md §9). Every value is
+    /// computed exactly as in the whole run: decoupled cells are bit-identical under any slicing,
+    /// and mode network runs each of its stimulus chunks whole and keeps the part asked for.
+    /// Returns the seconds spent.
+    public static func run(_ plan: CharacterizationPlan, on backend: any ComputeBackend, pairs: Range<Int>? = nil,
                            sink: (ResponseChunk) throws -> Void,
                            progress: (ChunkProgress) -> Void = { _ in }) throws -> Double {
         let budget = max(1 << 10, plan.chunkBytes ?? backend.chunkBytes)
-        let work = try units(plan, budget: budget)
+        let columns = plan.columnCount
+        let work = try units(plan, budget: budget).compactMap { unit -> (Unit, [GridRectangle])? in
+            guard let pairs else { return (unit, [unit.rectangle]) }
+            let pieces = unit.rectangle.intersection(pairs: pairs, columnCount: columns)
+            return pieces.isEmpty ? nil : (unit, pieces)
+        }
+        let chunks = work.reduce(0) { $0 + $1.1.count }
         let clock = DispatchTime.now().uptimeNanoseconds
-        var done = 0
-        for (index, unit) in work.enumerated() {
-            let block = try unit.run(backend)
-            done += unit.simulatedSteps
-            try sink(ResponseChunk(rowStart: unit.rowStart, columnStart: unit.columnStart, block: block))
-            progress(ChunkProgress(chunk: index + 1, chunks: work.count, simulatedSteps: done,
-                                   seconds: Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9))
+        var done = 0, index = 0
+        for (unit, pieces) in work {
+            // Mode network computes the unit whole once; its pieces are crops of it.
+            let whole = unit.runsWhole ? try unit.run(backend, unit.rectangle) : nil
+            if unit.runsWhole { done += unit.simulatedSteps(unit.rectangle) }
+            for piece in pieces {
+                let block: ResponseBlock
+                if let whole {
+                    block = whole.cropped(cells: (piece.rows.lowerBound - unit.rectangle.rows.lowerBound)..<(piece.rows.upperBound - unit.rectangle.rows.lowerBound),
+                                          stimuli: (piece.columns.lowerBound - unit.rectangle.columns.lowerBound)..<(piece.columns.upperBound - unit.rectangle.columns.lowerBound))
+                } else {
+                    block = try unit.run(backend, piece)
+                    done += unit.simulatedSteps(piece)
+                }
+                index += 1
+                try sink(ResponseChunk(rowStart: piece.rows.lowerBound, columnStart: piece.columns.lowerBound, block: block))
+                progress(ChunkProgress(chunk: index, chunks: chunks, simulatedSteps: done,
+                                       seconds: Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9))
+            }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9
     }
 
-    /// One launch's worth of work.
+    /// Cell-stimulus-steps simulated for the pairs in `pairs` (all when nil), each step counted once.
+    public static func simulatedSteps(_ plan: CharacterizationPlan, pairs: Range<Int>? = nil) -> Int {
+        guard let pairs else { return plan.simulatedSteps }
+        let columns = plan.columnCount, bank = plan.bank
+        guard columns > 0 else { return 0 }
+        // Steps per column (stimulus), summed over each row's share of the range.
+        var prefix = [0]
+        for c in 0..<columns { prefix.append(prefix[c] + bank.schedules[c % bank.count].end) }
+        var total = 0
+        for piece in GridRectangle(rows: 0..<plan.rows.count, columns: 0..<columns).intersection(pairs: pairs, columnCount: columns) {
+            total += piece.rows.count * (prefix[piece.columns.upperBound] - prefix[piece.columns.lowerBound])
+        }
+        return total
+    }
+
+    /// One launch's worth of work: a rectangle of the [rows × columns] grid (global indices).
     struct Unit {
-        var rowStart: Int, columnStart: Int
-        var simulatedSteps: Int
-        var run: (any ComputeBackend) throws -> ResponseBlock
+        var rectangle: GridRectangle
+        /// Mode network: the unit is computed whole (a coupled layer under a batch of stimuli) and cropped.
+        var runsWhole: Bool
+        /// Steps simulated for a piece of the rectangle.
+        var simulatedSteps: (GridRectangle) -> Int
+        /// The metrics of a piece of the rectangle (the rectangle itself when `runsWhole`).
+        var run: (any ComputeBackend, GridRectangle) throws -> ResponseBlock
     }
 
     static func units(_ plan: CharacterizationPlan, budget: Int) throws -> [Unit] {
@@ -119,8 +161,9 @@ public enum Characterizer {
                     for s0 in stride(from: 0, to: bank.count, by: chunk) {
                         let range = s0..<min(bank.count, s0 + chunk)
                         let sub = try networkBank.subset(range)
-                        units.append(Unit(rowStart: rowStart, columnStart: columnStart + s0,
-                                          simulatedSteps: n * sub.simulatedSteps) { backend in
+                        let steps = n * sub.simulatedSteps
+                        units.append(Unit(rectangle: GridRectangle(rows: rowStart..<(rowStart + n), columns: (columnStart + s0)..<(columnStart + range.upperBound)),
+                                          runsWhole: true, simulatedSteps: { _ in steps }) { backend, _ in
                             try networkResponses(layer: layer, direction: direction, bank: sub, probe: plan.probe,
                                                  settlingBand: plan.settlingBand, on: backend)
                         })
@@ -134,14 +177,18 @@ public enum Characterizer {
                 let stimulusChunk = max(1, min(bank.count, budget / 4 / max(steps * 8, 1)))
                 let pairBytes = Metric.allCases.count * MemoryLayout<Float>.stride
                 let cellChunk = max(1, min(n, budget / (stimulusChunk * pairBytes)))
+                let (rows0, columns0) = (rowStart, columnStart)
                 for s0 in stride(from: 0, to: bank.count, by: stimulusChunk) {
                     let stimuli = s0..<min(bank.count, s0 + stimulusChunk)
-                    let stepsPerCell = stimuli.reduce(0) { $0 + bank.schedules[$1].end }
                     for c0 in stride(from: 0, to: n, by: cellChunk) {
                         let cellRange = c0..<min(n, c0 + cellChunk)
-                        units.append(Unit(rowStart: rowStart + c0, columnStart: columnStart + s0,
-                                          simulatedSteps: cellRange.count * stepsPerCell) { backend in
-                            try backend.responses(try job.slice(cells: cellRange, stimuli: stimuli))
+                        let rectangle = GridRectangle(rows: (rows0 + cellRange.lowerBound)..<(rows0 + cellRange.upperBound),
+                                                      columns: (columns0 + stimuli.lowerBound)..<(columns0 + stimuli.upperBound))
+                        units.append(Unit(rectangle: rectangle, runsWhole: false, simulatedSteps: { piece in
+                            piece.rows.count * piece.columns.reduce(0) { $0 + bank.schedules[$1 - columns0].end }
+                        }) { backend, piece in
+                            try backend.responses(try job.slice(cells: (piece.rows.lowerBound - rows0)..<(piece.rows.upperBound - rows0),
+                                                                stimuli: (piece.columns.lowerBound - columns0)..<(piece.columns.upperBound - columns0)))
                         })
                     }
                 }

@@ -36,57 +36,106 @@ struct Ablate: ParsableCommand {
     @OptionGroup var backendOptions: BackendOptions
 
     @OptionGroup var outputOptions: OutputOptions
-
-
+    @OptionGroup var shardOptions: ShardOptions
 
     func run() throws {
         try failing {
-            guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
-                throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
-            }
-            guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
-            let dataset = try Dataset.load(data)
-            let loaded = try modelOptions.load(model, data: dataset)
-            try dataset.check(against: loaded)
-            let plan = try stimulusOptions.plan(loaded.network, layers: nil)
-            // Rankings from files are read (and checked) before any work starts.
-            let names = ranking.isEmpty ? RankerRegistry.names : ranking
-            let builtIn = Set(RankerRegistry.names)
-            let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
-            var fromFiles: [String: (String, [Double])] = [:]
-            for name in names where !builtIn.contains(name) { fromFiles[name] = try namedRanking(name, context: bare, seed: seed) }
-            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force)
+            let subject = try prepare()
             let backend = try backendOptions.makeBackend()
+            if let shard = try shardOptions.resolve() {
+                let network = subject.loaded.network
+                let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
+                                                    backend: backend, out: outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force,
+                                                    progress: ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate"),
+                                                    ablation: ({ range in
+                    try AblationStudy.singleAblations(network: network, dataset: subject.dataset, task: subject.loaded.task,
+                                                      output: subject.loaded.output, clamp: subject.clamp, configurations: range, on: backend)
+                }, AblationStudy.singleConfigurationCount(cells: network.cellCount)))
+                try ShardSummary(manifest, path: path).print(json: outputOptions.json)
+                return
+            }
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force)
             let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate")
             let summary = try output.build { dir -> AblationSummary in
-                _ = try writeCharacterization(plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
-                let summaries = try summarizeWritten(plan, in: dir)
-                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries,
-                                             evidence: RankingEvidence(dataset: dataset, task: loaded.task, output: loaded.output,
-                                                                       backend: backend))
-                let rankings = try names.map { try fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
-                let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
-                                                  rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
-                                                  clamp: clampMode, on: backend)
-                try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
-                // Which ranking to trust: the same figure as the audit report's.
-                try AuditReport.rankerComparison(study).render()
-                    .write(to: dir.appendingPathComponent("rankers.svg"), atomically: false, encoding: .utf8)
-                var s = AblationSummary(study)
-                s.model = (model as NSString).lastPathComponent
-                s.data = (data as NSString).lastPathComponent
-                s.backend = "\(backend.identity)"
-                s.clamp = clampMode.rawValue
-                // Only an LSTM has a memory c to clamp beside h.
-                s.clampedState = loaded.network.kind.hasCellState ? "h and c" : "h"
-                try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
-                return s
+                _ = try writeCharacterization(subject.plan, backend: backend, to: dir, model: model, selection: nil, progress: progress)
+                return try finish(subject, backend: backend, dir: dir, single: nil)
             }
-            if outputOptions.json { try printJSON(summary); return }
-            summary.print()
-            let out = outputOptions.out ?? "cellaudit-ablation"
-            print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/rankers.svg, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
+            try printOutcome(summary, out: outputOptions.out ?? "cellaudit-ablation", json: outputOptions.json)
         }
+    }
+
+    /// Everything the study needs before it runs.
+    struct Subject {
+        var loaded: LoadedModel
+        var dataset: Dataset
+        var plan: CharacterizationPlan
+        var clamp: AblationStudy.Clamp
+        var names: [String]
+        var fromFiles: [String: (String, [Double])]
+    }
+
+    func prepare() throws -> Subject {
+        guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
+            throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
+        }
+        guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
+        let dataset = try Dataset.load(data)
+        let loaded = try modelOptions.load(model, data: dataset)
+        try dataset.check(against: loaded)
+        let plan = try stimulusOptions.plan(loaded.network, layers: nil)
+        // Rankings from files are read (and checked) before any work starts.
+        let names = ranking.isEmpty ? RankerRegistry.names : ranking
+        let builtIn = Set(RankerRegistry.names)
+        let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
+        var fromFiles: [String: (String, [Double])] = [:]
+        for name in names where !builtIn.contains(name) { fromFiles[name] = try namedRanking(name, context: bare, seed: seed) }
+        return Subject(loaded: loaded, dataset: dataset, plan: plan, clamp: clampMode, names: names, fromFiles: fromFiles)
+    }
+
+    /// The identity every shard of this study must share (docs/METHOD.md §9).
+    func shardContext(_ subject: Subject, backend: any ComputeBackend) throws -> ShardContext {
+        var options = ShardContext.planOptions(subject.plan, backend: backend)
+        options["rankings"] = subject.names.joined(separator: " ")
+        for name in subject.names where subject.fromFiles[name] != nil { options["ranking " + name] = try ShardContext.fileHash(name) }
+        options["seeds"] = "\(seeds)"
+        options["seed"] = "\(seed)"
+        options["clamp"] = subject.clamp.rawValue
+        return ShardContext(command: "ablate", options: options,
+                            model: try ShardContext.subject(subject.loaded, name: (model as NSString).lastPathComponent, path: model),
+                            data: try ShardContext.dataFile(data))
+    }
+
+    /// The study after the characterization written into `dir` (with `single`, the merged shards'
+    /// single-cell ablations): rankings, curves, correlations, files.
+    func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, single: SingleAblation?) throws -> AblationSummary {
+        let loaded = subject.loaded, dataset = subject.dataset, plan = subject.plan
+        let summaries = try summarizeWritten(plan, in: dir)
+        let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries,
+                                     evidence: RankingEvidence(dataset: dataset, task: loaded.task, output: loaded.output,
+                                                               backend: backend))
+        let rankings = try subject.names.map { try subject.fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
+        let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
+                                          rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
+                                          clamp: subject.clamp, single: single, on: backend)
+        try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
+        // Which ranking to trust: the same figure as the audit report's.
+        try AuditReport.rankerComparison(study).render()
+            .write(to: dir.appendingPathComponent("rankers.svg"), atomically: false, encoding: .utf8)
+        var s = AblationSummary(study)
+        s.model = (model as NSString).lastPathComponent
+        s.data = (data as NSString).lastPathComponent
+        s.backend = "\(backend.identity)"
+        s.clamp = subject.clamp.rawValue
+        // Only an LSTM has a memory c to clamp beside h.
+        s.clampedState = loaded.network.kind.hasCellState ? "h and c" : "h"
+        try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
+        return s
+    }
+
+    func printOutcome(_ summary: AblationSummary, out: String, json: Bool) throws {
+        if json { try printJSON(summary); return }
+        summary.print()
+        print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/rankers.svg, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
     }
 }
 

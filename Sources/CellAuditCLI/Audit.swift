@@ -42,8 +42,7 @@ struct Audit: ParsableCommand {
     @OptionGroup var backendOptions: BackendOptions
 
     @OptionGroup var outputOptions: OutputOptions
-
-
+    @OptionGroup var shardOptions: ShardOptions
 
     func validate() throws {
         guard (0...4_194_304).contains(attractorSeeds) else { throw ValidationError("--attractor-seeds must lie in 0…4194304, got \(attractorSeeds)") }
@@ -51,8 +50,48 @@ struct Audit: ParsableCommand {
 
     func run() throws {
         try failing {
-            let (loaded, name, dataPath, cleanup) = try loadSubject()
-            defer { cleanup() }
+            let subject = try prepare()
+            defer { subject.cleanup() }
+            let backend = try backendOptions.makeBackend()
+            if let shard = try shardOptions.resolve() {
+                let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.dataset.flatMap { dataset in
+                    skipAblation ? nil : ({ range in
+                        try AblationStudy.singleAblations(network: subject.loaded.network, dataset: dataset, task: subject.loaded.task,
+                                                          output: subject.loaded.output, configurations: range, on: backend)
+                    }, AblationStudy.singleConfigurationCount(cells: subject.loaded.network.cellCount))
+                }
+                let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
+                                                    backend: backend, out: outputOptions.out ?? "cellaudit-audit", force: outputOptions.force,
+                                                    progress: ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit"),
+                                                    ablation: ablation)
+                try ShardSummary(manifest, path: path).print(json: outputOptions.json)
+                return
+            }
+            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-audit", force: outputOptions.force)
+            let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit")
+            let report = try output.build { dir -> AuditSummary in
+                let result = try writeCharacterization(subject.plan, backend: backend, to: dir, model: subject.name, selection: nil,
+                                                       progress: progress)
+                return try finish(subject, backend: backend, dir: dir, result: result, single: nil)
+            }
+            try printOutcome(report, out: outputOptions.out ?? "cellaudit-audit", json: outputOptions.json)
+        }
+    }
+
+    /// Everything an audit needs before it runs: the model, its data, the plan.
+    struct Subject {
+        var loaded: LoadedModel
+        var name: String
+        var dataPath: String?
+        var dataset: Dataset?
+        var thresholds: ClassThresholds
+        var plan: CharacterizationPlan
+        var cleanup: () -> Void
+    }
+
+    func prepare() throws -> Subject {
+        let (loaded, name, dataPath, cleanup) = try loadSubject()
+        do {
             let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
             // The dataset is checked against the model before any cell is characterized.
             let dataset = try dataPath.map { path -> Dataset in
@@ -61,74 +100,93 @@ struct Audit: ParsableCommand {
                 return d
             }
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
-            let output = try OutputDirectory(outputOptions.out ?? "cellaudit-audit", force: outputOptions.force)
-            let backend = try backendOptions.makeBackend()
-            let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit")
-            let report = try output.build { dir -> AuditSummary in
-                let result = try writeCharacterization(plan, backend: backend, to: dir, model: name, selection: nil,
-                                                       progress: progress)
-                let start = DispatchTime.now().uptimeNanoseconds
-                let summaries = try summarizeWritten(plan, in: dir)
-                let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
-                let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
-                let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
-                let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil)
-                let scores = try rankers.map { try $0.scores(context) }
-                let ranks = try rankers.map { try $0.ranks(context) }
-                let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                try cellsCSV(plan: plan, summaries: summaries, classes: classes, rankers: rankers, scores: scores, ranks: ranks)
-                    .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
-                var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
-                                           summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
-                var study: AblationStudy?
-                if let dataPath {
-                    summary.data = (dataPath as NSString).lastPathComponent
-                    if skipAblation {
-                        let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
-                        summary.record(score)
-                    } else {
-                        // Does the ranking hold? Single-cell damage and curves on the user's data.
-                        let rankings = zip(rankers, scores).map { ($0.name, $1) }
-                        let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
-                                                      output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
-                                                      on: backend)
-                        try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
-                        if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
-                        summary.ablation = AblationSummary(s)
-                        study = s
-                    }
-                }
-                // The network's dynamics on the same data: DIR/attractors/, linked from the report.
-                var links: [(title: String, href: String, gist: String)] = []
-                if let dataset, attractorSeeds > 0 {
-                    let sub = dir.appendingPathComponent("attractors")
-                    try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
-                    var options = FixedPointOptions()
-                    options.seeds = attractorSeeds
-                    options.randomSeed = seed
-                    let quiet = outputOptions.quiet || outputOptions.json
-                    let dynamics = try AttractorOutput.run(network: loaded.network, input: [Double](repeating: 0, count: loaded.network.inputSize),
-                                                           data: dataset, options: options, pulses: PulseOptions(), backend: backend,
-                                                           model: name, to: sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
-                    summary.attractors = dynamics.layers
-                    links.append(("Dynamics", "attractors/report.html", dynamics.layers.map {
-                        "layer \($0.layer): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
-                    }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
-                }
-                try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
-                try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
-                                scores: scores[0], ranks: ranks[0], ablation: study, links: links, backend: backend, to: dir)
-                return summary
-            }
-            if outputOptions.json {
-                try printJSON(report)
-                return
-            }
-            report.print()
-            let out = outputOptions.out ?? "cellaudit-audit"
-            print("wrote \(out)/report.html, \(out)/figures/, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv"
-                  + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : "") + (report.attractors != nil ? ", \(out)/attractors/" : ""))
+            return Subject(loaded: loaded, name: name, dataPath: dataPath, dataset: dataset, thresholds: thresholds, plan: plan, cleanup: cleanup)
+        } catch {
+            cleanup()
+            throw error
         }
+    }
+
+    /// The identity every shard of this audit must share (docs/METHOD.md §9).
+    func shardContext(_ subject: Subject, backend: any ComputeBackend) throws -> ShardContext {
+        var options = ShardContext.planOptions(subject.plan, backend: backend)
+        options["seed"] = "\(seed)"
+        options["class_thresholds"] = try ShardContext.fileHash(classThresholds)
+        options["skip_ablation"] = "\(skipAblation)"
+        options["attractor_seeds"] = "\(attractorSeeds)"
+        return ShardContext(command: "audit", options: options,
+                            model: try ShardContext.subject(subject.loaded, name: subject.name, path: cells == nil ? model : nil),
+                            data: try subject.dataPath.map(ShardContext.dataFile))
+    }
+
+    /// The audit after the characterization written into `dir`: summaries, classes, rankings,
+    /// the ablation check (with `single`, from merged shards), the dynamics, the report.
+    func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, result: CharacterizationResult,
+                single: SingleAblation?) throws -> AuditSummary {
+        let (loaded, name, dataPath, dataset, thresholds, plan) = (subject.loaded, subject.name, subject.dataPath, subject.dataset,
+                                                                   subject.thresholds, subject.plan)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let summaries = try summarizeWritten(plan, in: dir)
+        let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
+        let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
+        let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
+        let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil)
+        let scores = try rankers.map { try $0.scores(context) }
+        let ranks = try rankers.map { try $0.ranks(context) }
+        let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        try cellsCSV(plan: plan, summaries: summaries, classes: classes, rankers: rankers, scores: scores, ranks: ranks)
+            .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
+        var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
+                                   summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
+        var study: AblationStudy?
+        if let dataPath {
+            summary.data = (dataPath as NSString).lastPathComponent
+            if skipAblation {
+                let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
+                summary.record(score)
+            } else {
+                // Does the ranking hold? Single-cell damage and curves on the user's data.
+                let rankings = zip(rankers, scores).map { ($0.name, $1) }
+                let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
+                                              output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
+                                              single: single, on: backend)
+                try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
+                if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
+                summary.ablation = AblationSummary(s)
+                study = s
+            }
+        }
+        // The network's dynamics on the same data: DIR/attractors/, linked from the report.
+        var links: [(title: String, href: String, gist: String)] = []
+        if let dataset, attractorSeeds > 0 {
+            let sub = dir.appendingPathComponent("attractors")
+            try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
+            var options = FixedPointOptions()
+            options.seeds = attractorSeeds
+            options.randomSeed = seed
+            let quiet = outputOptions.quiet || outputOptions.json
+            let dynamics = try AttractorOutput.run(network: loaded.network, input: [Double](repeating: 0, count: loaded.network.inputSize),
+                                                   data: dataset, options: options, pulses: PulseOptions(), backend: backend,
+                                                   model: name, to: sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
+            summary.attractors = dynamics.layers
+            links.append(("Dynamics", "attractors/report.html", dynamics.layers.map {
+                "layer \($0.layer): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
+            }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
+        }
+        try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
+        try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
+                        scores: scores[0], ranks: ranks[0], ablation: study, links: links, backend: backend, to: dir)
+        return summary
+    }
+
+    func printOutcome(_ report: AuditSummary, out: String, json: Bool) throws {
+        if json {
+            try printJSON(report)
+            return
+        }
+        report.print()
+        print("wrote \(out)/report.html, \(out)/figures/, \(out)/cells.csv, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv"
+              + (report.ablation != nil ? ", \(out)/ablation.csv, \(out)/curves.csv" : "") + (report.attractors != nil ? ", \(out)/attractors/" : ""))
     }
 
     /// The model to audit, its display name, its dataset, and what to remove afterwards.

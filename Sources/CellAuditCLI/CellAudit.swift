@@ -11,7 +11,7 @@ struct CellAudit: ParsableCommand {
         commandName: "cellaudit",
         abstract: "Audit what the cells of a trained recurrent network do.",
         version: version,
-        subcommands: [Audit.self, Characterize.self, Explain.self, Attractors.self, Ablate.self, Capacity.self, Inspect.self, Eval.self, Bench.self, Devices.self, CheckKernels.self]
+        subcommands: [Audit.self, Characterize.self, Explain.self, Attractors.self, Ablate.self, Merge.self, Capacity.self, Inspect.self, Eval.self, Bench.self, Devices.self, CheckKernels.self]
     )
 }
 

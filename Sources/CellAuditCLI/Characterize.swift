@@ -91,6 +91,7 @@ struct Characterize: ParsableCommand {
     @OptionGroup var backendOptions: BackendOptions
 
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var shardOptions: ShardOptions
 
     @Option(help: "Also store whole trajectories for CELLS:STIMULI (lists and ranges of row and column numbers, e.g. 0-3,9:0,40-47).")
     var trajectories: String?
@@ -102,6 +103,22 @@ struct Characterize: ParsableCommand {
             let loaded = try modelOptions.load(model)
             let plan = try stimulusOptions.plan(loaded.network, layers: layer.map { [$0] })
             let selection = try trajectories.map { try TrajectorySelection.parse($0, rows: plan.rows.count, columns: plan.columnCount, steps: plan.bank.steps) }
+            if let shard = try shardOptions.resolve() {
+                guard selection == nil else {
+                    throw CleanFailure(description: "--trajectories is not sharded: run it without shards on the cells you want (see --layer)")
+                }
+                let backend = try backendOptions.makeBackend()
+                var options = ShardContext.planOptions(plan, backend: backend)
+                options["layer"] = layer.map(String.init) ?? "all"
+                let context = ShardContext(command: "characterize", options: options,
+                                           model: try ShardContext.subject(loaded, name: (model as NSString).lastPathComponent, path: model), data: nil)
+                let (path, manifest) = try runShard(shard, context: context, plan: plan, backend: backend, out: outputOptions.out ?? "cellaudit-responses",
+                                                    force: outputOptions.force,
+                                                    progress: ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "characterize"),
+                                                    ablation: nil)
+                try ShardSummary(manifest, path: path).print(json: outputOptions.json)
+                return
+            }
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-responses", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "characterize")
@@ -135,20 +152,9 @@ struct CharacterizationResult {
 func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBackend, to dir: URL, model: String,
                            selection: TrajectorySelection?, progress: ProgressReporter) throws -> CharacterizationResult {
     let rows = plan.rows.count, columns = plan.columnCount
-    var metadata = [
-        "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
-        "directions": plan.directionLabels.joined(separator: " "), "backend": "\(backend.identity)",
-        "pre_steps": "\(plan.bank.preSteps)", "onset": "\(plan.bank.onset)", "window": "\(plan.bank.window)",
-        "settling_band": "\(plan.settlingBand)", "rest_tolerance": "\(plan.restTolerance)",
-        "start": plan.bank.startsAtRest ? "resting state (found by iteration)" : "h = c = 0, \(plan.bank.preSteps) rest steps", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
-        "cellaudit": CellAudit.version,
-    ]
-    metadata["layers"] = plan.layers.map(String.init).joined(separator: ",")
-    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [rows, columns]) }
-    declarations += [.init("responded", .U8, [rows, columns]), .init("at_rest", .U8, [rows]),
-                     .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    let metadata = responsesMetadata(plan, backend: backend, model: model)
     let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                             tensors: declarations, metadata: metadata)
+                                             tensors: responsesDeclarations(rows: rows, columns: columns), metadata: metadata)
     try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
     try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
     try Characterizer.atRest(plan, on: backend).map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
@@ -179,6 +185,29 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
                               metadata: metadata)
     }
     return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
+}
+
+/// The metadata of responses.safetensors: what was run, how, on what.
+func responsesMetadata(_ plan: CharacterizationPlan, backend: any ComputeBackend, model: String) -> [String: String] {
+    var metadata = [
+        "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
+        "directions": plan.directionLabels.joined(separator: " "), "backend": "\(backend.identity)",
+        "pre_steps": "\(plan.bank.preSteps)", "onset": "\(plan.bank.onset)", "window": "\(plan.bank.window)",
+        "settling_band": "\(plan.settlingBand)", "rest_tolerance": "\(plan.restTolerance)",
+        "start": plan.bank.startsAtRest ? "resting state (found by iteration)" : "h = c = 0, \(plan.bank.preSteps) rest steps", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
+        "cellaudit": CellAudit.version,
+    ]
+    metadata["layers"] = plan.layers.map(String.init).joined(separator: ",")
+    return metadata
+}
+
+/// The tensors of a whole run's responses.safetensors: one [rows, columns] plane per metric
+/// ('responded' as U8), then per row 'at_rest', 'layer' and 'cell'.
+func responsesDeclarations(rows: Int, columns: Int) -> [SafeTensorsStreamWriter.Declaration] {
+    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [rows, columns]) }
+    declarations += [.init("responded", .U8, [rows, columns]), .init("at_rest", .U8, [rows]),
+                     .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    return declarations
 }
 
 /// The cell summaries of the responses.safetensors that `writeCharacterization` wrote into `dir`.

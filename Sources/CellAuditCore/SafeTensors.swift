@@ -431,6 +431,22 @@ public final class SafeTensorsStreamWriter {
         }
     }
 
+    /// Writes raw bytes (whole elements of the tensor's dtype, little-endian as stored) into
+    /// tensor `name` from element `element` on: copying a tensor from another file unchanged.
+    /// - Throws: `FormatError` when the bytes are not whole elements or fall outside the tensor.
+    public func write(_ name: String, at element: Int, bytes: UnsafeRawBufferPointer) throws {
+        guard let (start, dtype, count) = offsets[name], bytes.count % dtype.byteSize == 0, element >= 0,
+              element + bytes.count / dtype.byteSize <= count else {
+            throw FormatError(file: (path as NSString).lastPathComponent, "write outside tensor \(name)")
+        }
+        do {
+            try handle.seek(toOffset: UInt64(start + element * dtype.byteSize))
+            try handle.write(contentsOf: bytes)
+        } catch {
+            throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(fileErrorReason(error))")
+        }
+    }
+
     /// Flushes to disk and closes.
     public func finish() throws {
         do { try handle.synchronize(); try handle.close() } catch {

@@ -1,0 +1,284 @@
+import ArgumentParser
+import CellAuditAnalysis
+import CellAuditCore
+import Foundation
+
+/// `--shard K/N` and `--shards N`: shared by `characterize`, `audit` and `ablate`.
+struct ShardOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Run shard K of N (K counted from 0) and write DIR/shard-K-of-N/ for `cellaudit merge` (default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX; --shard 0/1 runs whole).", valueName: "K/N"))
+    var shard: String?
+
+    @Option(help: "The number of shards, for a Kubernetes Indexed Job (JOB_COMPLETION_INDEX gives K).")
+    var shards: Int?
+
+    /// This process's shard, or nil for a whole run (`--shard 0/1` included).
+    func resolve() throws -> ShardAssignment? {
+        let shard: ShardAssignment?
+        do {
+            shard = try ShardAssignment.resolve(flag: self.shard, shards: shards, environment: ProcessInfo.processInfo.environment)
+        } catch let error as StimulusError {
+            throw CleanFailure(description: "\(error)")
+        }
+        guard let shard, shard.count > 1 else { return nil }
+        return shard
+    }
+}
+
+/// What a shard directory's `shard.json` records (docs/METHOD.md §9): enough for `merge` to
+/// prove that the shards belong to one run and tile its work exactly once, and to finish it.
+struct ShardManifest: Codable, Equatable {
+    static let formatName = "cellaudit-shard/1"
+    static let fileName = "shard.json"
+
+    struct Work: Codable, Equatable {
+        /// Items of the whole run: (row, column) pairs, or single-cell ablation configurations.
+        var total: Int
+        var start: Int
+        var end: Int
+        var range: Range<Int> { start..<end }
+    }
+
+    struct Subject: Codable, Equatable {
+        /// As the run names it (file name, "… (bundled)", "random lstm (…)").
+        var name: String
+        /// The path given, made absolute; empty for the bundled and random networks.
+        var path: String
+        /// `RecurrentNetwork.contentHash()`: every weight, bit for bit.
+        var sha256: String
+        var task: String
+        var output: String
+    }
+
+    struct DataFile: Codable, Equatable {
+        var path: String
+        /// SHA-256 of the file's bytes.
+        var sha256: String
+    }
+
+    var format = ShardManifest.formatName
+    var cellauditVersion: String
+    /// characterize, audit or ablate.
+    var command: String
+    /// The command's arguments without the shard and output options: `merge` parses them again.
+    var arguments: [String]
+    /// Where they were given: relative paths among them are relative to it.
+    var workingDirectory: String
+    /// The resolved options that decide the numbers; all shards must agree on every one.
+    var options: [String: String]
+    var model: Subject
+    var data: DataFile?
+    /// SHA-256 of the stimulus bank and directions as stimuli.csv lists them, and the clock.
+    var bankSha256: String
+    var backend: String
+    var index: Int
+    var count: Int
+    /// How K and N were found (the flag or the engine's variables).
+    var source: String
+    var rows: Int
+    var columns: Int
+    var pairs: Work
+    /// Rows the pairs touch (their at_rest, layer and cell values are stored).
+    var rowStart: Int
+    var rowEnd: Int
+    /// The single-cell ablation configurations this shard ran (audit with data, ablate).
+    var ablation: Work?
+    /// The responses file's metadata as a whole run writes it.
+    var metadata: [String: String]
+    /// SHA-256 of each file of the shard.
+    var files: [String: String]
+    /// Seconds of the characterization, and of the single-cell ablations.
+    var seconds: Double
+    var ablationSeconds: Double
+    var simulatedSteps: Int
+    var responded: Int
+    var host: String
+
+    /// The directory name of shard K of N: shard-K-of-N, K zero-padded to N's digits so that they sort.
+    static func directoryName(index: Int, count: Int) -> String {
+        let width = String(count - 1).count
+        let k = String(index)
+        return "shard-" + String(repeating: "0", count: max(0, width - k.count)) + k + "-of-\(count)"
+    }
+}
+
+/// A command's identity for its shards: what `merge` compares and how it runs the rest.
+struct ShardContext {
+    var command: String
+    var options: [String: String]
+    var model: ShardManifest.Subject
+    var data: ShardManifest.DataFile?
+
+    /// The running command's arguments after its name, without --shard, --shards, --out,
+    /// --force, --quiet and --json.
+    static func arguments(command: String) -> [String] {
+        let all = Array(CommandLine.arguments.dropFirst())
+        guard let at = all.firstIndex(of: command) else { return [] }
+        var out: [String] = []
+        var i = at + 1
+        let valued: Set<String> = ["--shard", "--shards", "--out"], flags: Set<String> = ["--force", "--quiet", "--json"]
+        while i < all.count {
+            let a = all[i]
+            if a == "--" { out += all[i...]; break }
+            if valued.contains(a) { i += 2; continue }
+            if flags.contains(a) || valued.contains(where: { a.hasPrefix($0 + "=") }) { i += 1; continue }
+            out.append(a)
+            i += 1
+        }
+        return out
+    }
+
+    /// The resolved plan options every shard must share.
+    static func planOptions(_ plan: CharacterizationPlan, backend: any ComputeBackend) -> [String: String] {
+        [
+            "layers": plan.layers.map(String.init).joined(separator: ","), "mode": plan.mode.rawValue,
+            "directions": plan.directionLabels.joined(separator: " "), "probe": plan.probe.rawValue,
+            "settling_band": "\(plan.settlingBand)", "rest_tolerance": "\(plan.restTolerance)",
+            // Mode network's numbers depend on its chunking, which follows the backend's budget.
+            "chunk_bytes": "\(plan.chunkBytes ?? backend.chunkBytes)",
+            // Backends agree within tolerances, not bit for bit: shards of one run share one kind.
+            "backend": backend.identity.kind == .cpu ? "cpu" : "\(backend.identity)",
+        ]
+    }
+
+    static func subject(_ loaded: LoadedModel, name: String, path: String?) throws -> ShardManifest.Subject {
+        ShardManifest.Subject(name: name, path: path.map(absolutePath) ?? "", sha256: try loaded.network.contentHash(),
+                              task: loaded.task.rawValue, output: loaded.output.rawValue)
+    }
+
+    static func dataFile(_ path: String) throws -> ShardManifest.DataFile {
+        do { return ShardManifest.DataFile(path: absolutePath(path), sha256: try ContentHash.file(path)) } catch let error as FormatError {
+            throw CleanFailure(description: "\(error)")
+        }
+    }
+
+    /// SHA-256 of a file given as an option (class thresholds, a ranking CSV), or "" when none.
+    static func fileHash(_ path: String?) throws -> String {
+        guard let path else { return "" }
+        return (try? ContentHash.file(path)) ?? "unreadable \(absolutePath(path))"
+    }
+}
+
+func absolutePath(_ path: String) -> String {
+    URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
+        .standardizedFileURL.path
+}
+
+/// SHA-256 of the bank: every column as stimuli.csv lists it, and the clock.
+func bankHash(_ plan: CharacterizationPlan) throws -> String {
+    try ContentHash.of("pre_steps \(plan.bank.preSteps) starts_at_rest \(plan.bank.startsAtRest) steps \(plan.bank.steps)\n" + stimuliCSV(plan))
+}
+
+/// The tensors of a shard's responses.safetensors: each metric flat over the shard's pairs
+/// (row-major pair index start..<end of the whole [rows, columns] grid), and at_rest, layer and
+/// cell over the rows the pairs touch.
+func shardDeclarations(pairs: Int, rows: Int) -> [SafeTensorsStreamWriter.Declaration] {
+    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [pairs]) }
+    declarations += [.init("responded", .U8, [pairs]), .init("at_rest", .U8, [rows]), .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    return declarations
+}
+
+/// Runs shard `shard` of a command into DIR/shard-K-of-N/ (whole or not at all): its block of
+/// the characterization pairs and, with `ablation`, its block of the single-cell ablation
+/// configurations; `shard.json` is written last. Returns the shard directory's path.
+func runShard(_ shard: ShardAssignment, context: ShardContext, plan: CharacterizationPlan, backend: any ComputeBackend,
+              out: String, force: Bool, progress: ProgressReporter,
+              ablation: ((Range<Int>) throws -> SingleAblation, Int)?) throws -> (path: String, manifest: ShardManifest) {
+    let name = ShardManifest.directoryName(index: shard.index, count: shard.count)
+    let path = URL(fileURLWithPath: out).appendingPathComponent(name).path
+    let output = try OutputDirectory(path, force: force)
+    let rows = plan.rows.count, columns = plan.columnCount
+    let pairs = shard.range(of: rows * columns)
+    let rowSpan = pairs.isEmpty ? 0..<0 : (pairs.lowerBound / columns)..<((pairs.upperBound - 1) / columns + 1)
+    let manifest = try output.build { dir -> ShardManifest in
+        let metadata = responsesMetadata(plan, backend: backend, model: context.model.name)
+        let responses = dir.appendingPathComponent("responses.safetensors")
+        var shardMetadata = metadata
+        shardMetadata["shard"] = "\(shard.index)/\(shard.count)"
+        shardMetadata["pairs"] = "\(pairs.lowerBound)..<\(pairs.upperBound) of \(rows * columns), row-major over [\(rows), \(columns)]"
+        let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: shardDeclarations(pairs: pairs.count, rows: rowSpan.count),
+                                                 metadata: shardMetadata)
+        let spanRows = Array(plan.rows[rowSpan])
+        try spanRows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
+        try spanRows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
+        let atRest = try Characterizer.atRest(plan, on: backend)
+        try atRest[rowSpan].map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
+        var responded = 0
+        let seconds = try Characterizer.run(plan, on: backend, pairs: pairs, sink: { chunk in
+            let b = chunk.block
+            for metric in Metric.allCases {
+                let plane = b.plane(metric)
+                for r in 0..<b.cellCount {
+                    let start = plane.startIndex + r * b.stimulusCount
+                    let segment = plane[start..<(start + b.stimulusCount)]
+                    let at = (chunk.rowStart + r) * columns + chunk.columnStart - pairs.lowerBound
+                    if metric == .responded {
+                        let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
+                        responded += flags.reduce(0) { $0 + Int($1) }
+                        try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
+                    } else {
+                        try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
+                    }
+                }
+            }
+        }, progress: progress.report)
+        progress.finish()
+        try writer.finish()
+        let csv = dir.appendingPathComponent("stimuli.csv")
+        try stimuliCSV(plan).write(to: csv, atomically: false, encoding: .utf8)
+        var files = ["responses.safetensors": try ContentHash.file(responses.path), "stimuli.csv": try ContentHash.file(csv.path)]
+        var ablationWork: ShardManifest.Work?
+        var abSeconds = 0.0
+        if let (evaluate, total) = ablation {
+            let block = shard.range(of: total)
+            let clock = DispatchTime.now().uptimeNanoseconds
+            let single = try evaluate(block)
+            abSeconds = Double(DispatchTime.now().uptimeNanoseconds - clock) * 1e-9
+            var w = SafeTensorsWriter(metadata: ["configurations": "\(block.lowerBound)..<\(block.upperBound) of \(total): 0 none, 1 all, 2 + j cell j alone"])
+            try w.add("score", dtype: .F64, shape: [block.count], bytes: single.scores.withUnsafeBytes { Data($0) })
+            try w.add("loss", dtype: .F64, shape: [block.count], bytes: single.losses.withUnsafeBytes { Data($0) })
+            let file = dir.appendingPathComponent("ablation.safetensors")
+            try w.write(to: file.path)
+            files["ablation.safetensors"] = try ContentHash.file(file.path)
+            ablationWork = .init(total: total, start: block.lowerBound, end: block.upperBound)
+        }
+        let manifest = ShardManifest(
+            cellauditVersion: CellAudit.version, command: context.command, arguments: ShardContext.arguments(command: context.command),
+            workingDirectory: FileManager.default.currentDirectoryPath, options: context.options, model: context.model, data: context.data,
+            bankSha256: try bankHash(plan), backend: "\(backend.identity)", index: shard.index, count: shard.count, source: shard.source,
+            rows: rows, columns: columns, pairs: .init(total: rows * columns, start: pairs.lowerBound, end: pairs.upperBound),
+            rowStart: rowSpan.lowerBound, rowEnd: rowSpan.upperBound, ablation: ablationWork, metadata: metadata, files: files,
+            seconds: seconds, ablationSeconds: abSeconds, simulatedSteps: Characterizer.simulatedSteps(plan, pairs: pairs), responded: responded,
+            host: ProcessInfo.processInfo.hostName)
+        // Last: a directory with shard.json is a finished shard.
+        try encodeSummary(manifest).write(to: dir.appendingPathComponent(ShardManifest.fileName))
+        return manifest
+    }
+    return (path, manifest)
+}
+
+/// What a shard run prints.
+struct ShardSummary: Codable {
+    var shard: String
+    var source: String
+    var out: String
+    var pairs: String
+    var ablationConfigurations: String?
+    var backend: String
+    var seconds: Double
+    var cellStimulusSteps: Int
+
+    init(_ m: ShardManifest, path: String) {
+        shard = "\(m.index)/\(m.count)"; source = m.source; out = path
+        pairs = "\(m.pairs.start)..<\(m.pairs.end) of \(m.pairs.total)"
+        ablationConfigurations = m.ablation.map { "\($0.start)..<\($0.end) of \($0.total)" }
+        backend = m.backend; seconds = m.seconds + m.ablationSeconds; cellStimulusSteps = m.simulatedSteps
+    }
+
+    func print(json: Bool) throws {
+        if json { try printJSON(self); return }
+        Swift.print("shard \(shard) (\(source)): cell-stimulus pairs \(pairs)" + (ablationConfigurations.map { ", single-cell ablations \($0)" } ?? ""))
+        Swift.print("backend: \(backend)")
+        Swift.print(String(format: "%.3g cell-stimulus-steps in %.3f s", Double(cellStimulusSteps), seconds))
+        Swift.print("wrote \(out)/ (merge the shards with `cellaudit merge`)")
+    }
+}

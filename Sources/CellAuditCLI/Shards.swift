@@ -16,7 +16,7 @@ struct ShardOptions: ParsableArguments {
         let shard: ShardAssignment?
         do {
             shard = try ShardAssignment.resolve(flag: self.shard, shards: shards, environment: ProcessInfo.processInfo.environment)
-        } catch let error as StimulusError {
+        } catch let error as ShardError {
             throw CleanFailure(description: "\(error)")
         }
         guard let shard, shard.count > 1 else { return nil }

@@ -6,7 +6,9 @@
 # CELLAUDIT_TEST_BUILDS=baseline (or native) runs only one of them. Then Tools/fuzz.sh fuzzes the
 # safetensors and ONNX readers for CELLAUDIT_FUZZ_SECONDS (default 60).
 # With CELLAUDIT_REQUIRE_OPENCL=1 (as CI sets it) a missing OpenCL device fails the OpenCL
-# tests; without it they are skipped where no device exists.
+# tests; without it they are skipped where no device exists. Tools/slurm/ci-check.sh then runs a
+# sharded characterize on the Slurm cluster that answers (.ci/run starts one); with
+# CELLAUDIT_REQUIRE_SLURM=1 (CI) no cluster is a failure, without it the check says it did not run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/Tools/install-deps.sh"
@@ -19,6 +21,8 @@ if [[ " $builds " == *" baseline "* ]]; then
     echo "== tests, baseline build" >&2
     swift build --build-tests
     swift test --skip-build --disable-xctest
+    echo "== a sharded run on Slurm" >&2
+    bash "$root/Tools/slurm/ci-check.sh" "$(swift build --show-bin-path)/cellaudit"
 fi
 if [[ " $builds " == *" native "* ]]; then
     source "$root/Tools/native-flags.sh"

@@ -35,7 +35,7 @@ struct Devices: ParsableCommand {
             var openclError: String?
             do { platforms = try OpenCL.platforms() } catch { openclError = "\(error)" }
             let decision = BackendSelection.autoDecision(devices: platforms.flatMap(\.devices))
-            let threads = ProcessInfo.processInfo.activeProcessorCount
+            let threads = Parallelism.cores
             let listing = Listing(
                 platforms: platforms.map { p in
                     .init(name: p.name, vendor: p.vendor, version: p.version,

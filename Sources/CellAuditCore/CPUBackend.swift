@@ -7,7 +7,7 @@ public final class CPUBackend: ComputeBackend {
     /// ablation configurations than fit run them in slices.
     public let forwardWorkingSetBytes: Int
 
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, forwardWorkingSetBytes: Int = 256 << 20) {
+    public init(threads: Int = Parallelism.cores, forwardWorkingSetBytes: Int = 256 << 20) {
         self.threads = max(1, threads)
         self.forwardWorkingSetBytes = forwardWorkingSetBytes
     }

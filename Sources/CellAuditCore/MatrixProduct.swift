@@ -5,7 +5,7 @@ import Foundation
 /// workers instead. (OpenBLAS's threads and the backend's dispatch workers spun against each
 /// other on 2 cores: a fifth of the time went to the scheduler.)
 let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
-let productWorkers = ProcessInfo.processInfo.activeProcessorCount
+let productWorkers = Parallelism.cores
 
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
 /// canonical W and R matrices), all row-major with the given leading dimensions. Large products

@@ -180,6 +180,15 @@ import Testing
         }
     }
 
+    /// A Slurm task or a pinned process uses the cores it was given, not the machine's.
+    @Test func cpuListsCount() {
+        #expect(Parallelism.cpuListCount("0-3,8,10-11") == 7)
+        #expect(Parallelism.cpuListCount("5") == 1)
+        #expect(Parallelism.cpuListCount(" 0-63\n") == 64)
+        for bad in ["", "3-1", "a", "1-2-3", "1,,2"] { #expect(Parallelism.cpuListCount(bad) == nil, "\(bad)") }
+        #expect(Parallelism.cores >= 1)
+    }
+
     @Test func contentHashesChangeWithAnyWeight() throws {
         let a = try RecurrentNetwork.random(kind: .lstm, seed: 1, inputSize: 3, hiddenSizes: [4], outputs: 2, scale: 1)
         var b = a

@@ -177,7 +177,7 @@ public enum FixedPointFinder {
                     let out = SendablePointer(tb.baseAddress!), flags = SendablePointer(ok.baseAddress!)
                     let live = still, damping = mu
                     // Workers take contiguous blocks of seeds and reuse one work space each.
-                    let workers = still.count * D * D * D > 1 << 18 ? min(ProcessInfo.processInfo.activeProcessorCount, still.count) : 1
+                    let workers = still.count * D * D * D > 1 << 18 ? min(Parallelism.cores, still.count) : 1
                     let work: @Sendable (Int) -> Void = { w in
                         var normal = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
                         for k in stride(from: w, to: live.count, by: workers) {

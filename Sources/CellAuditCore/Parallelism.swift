@@ -23,7 +23,7 @@ public enum Parallelism {
     /// The number of CPUs in a kernel CPU list such as "0-3,8,10-11"; nil when it does not parse.
     public static func cpuListCount(_ list: String) -> Int? {
         var count = 0
-        for part in list.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+        for part in list.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
             switch bounds.count {
             case 1: guard bounds[0] != nil else { return nil }; count += 1

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A batch of input sequences [N × T × I], row-major.
 public struct SequenceBatch: Sendable, Equatable {
@@ -39,6 +40,10 @@ public struct ForwardJob: Sendable {
     /// What an ablated cell's h and c are clamped to, one value per cell over all layers: zeros
     /// (plain ablation, METHOD.md §6) or the cells' mean over the data (mean ablation).
     public var clampH: [Float], clampC: [Float]
+    /// Whether masks were given: an ablation job, whose configurations are computed one by one
+    /// (so each configuration's numbers never depend on the others in the job), rather than a
+    /// plain forward pass.
+    public var isAblation: Bool
 
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
                 clamp: (h: [Float], c: [Float])? = nil) throws {
@@ -46,6 +51,7 @@ public struct ForwardJob: Sendable {
             throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
         guard network.readout != nil else { throw ModelError.shape("the model has no readout to produce outputs") }
+        isAblation = masks != nil
         let masks = masks ?? [.none(cells: network.cellCount)]
         guard !masks.isEmpty, masks.allSatisfy({ $0.keep.count == network.cellCount }) else {
             throw ModelError.shape("every ablation mask needs one factor per cell (\(network.cellCount))")
@@ -76,6 +82,43 @@ public struct ForwardResult: Sendable {
 }
 
 extension RecurrentNetwork {
+    /// The network of the cells whose `keep` factor (one per cell over all layers) is 1: each
+    /// layer's W, R, b and b_hn restricted to its kept cells' gate rows, and to the kept cells of
+    /// the layer below (layer 0 keeps every input); the readout restricted to the last layer's kept
+    /// cells. With the dropped cells held at h = c = 0 the two networks compute the same outputs.
+    /// Returns it with the last layer's kept cells, or nil when some layer keeps no cell.
+    public func keeping(_ keep: [Float]) -> (network: RecurrentNetwork, lastKept: [Int])? {
+        precondition(keep.count == cellCount)
+        let offsets = cellOffsets
+        var layersOut: [RecurrentLayer] = []
+        var inputs = Array(0..<inputSize)
+        for (l, layer) in layers.enumerated() {
+            let kept = (0..<layer.hiddenSize).filter { keep[offsets[l] + $0] == 1 }
+            guard !kept.isEmpty else { return nil }
+            let hs = layer.hiddenSize, m = kept.count, gates = kind.gateCount, width = layer.inputSize
+            var W = [Float](), R = [Float](), b = [Float]()
+            W.reserveCapacity(gates * m * inputs.count); R.reserveCapacity(gates * m * m); b.reserveCapacity(gates * m)
+            for g in 0..<gates {
+                for j in kept {
+                    let row = g * hs + j
+                    for i in inputs { W.append(layer.W[row * width + i]) }
+                    for i in kept { R.append(layer.R[row * hs + i]) }
+                    b.append(layer.b[row])
+                }
+            }
+            let bhn = layer.hiddenBiasN.isEmpty ? nil : kept.map { layer.hiddenBiasN[$0] }
+            // Restricting valid weights cannot make them invalid.
+            layersOut.append(try! RecurrentLayer(kind: kind, inputSize: inputs.count, hiddenSize: m, W: W, R: R, b: b,
+                                                 hiddenBiasN: bhn, resetAfter: layer.resetAfter))
+            inputs = kept
+        }
+        let readoutOut = readout.map { r in
+            let h = layers.last!.hiddenSize
+            return Readout(V: (0..<r.outputs).flatMap { o in inputs.map { r.V[o * h + $0] } }, a: r.a)
+        }
+        return (try! RecurrentNetwork(layers: layersOut, readout: readoutOut), inputs)
+    }
+
     /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N).
     public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode) -> [Float] {
         let readout = self.readout!
@@ -101,6 +144,13 @@ extension CPUBackend {
     /// was done for all steps at once (`RecurrentLayer.advance`). Masked cells' h (and c) are
     /// clamped after every step.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
+        if job.isAblation, let result = try forwardDroppingAblated(job) { return result }
+        return maskedForward(job, workers: threads)
+    }
+
+    /// Every configuration as rows of one batch, masked cells clamped after every step, its
+    /// products and rows spread over `workers` threads.
+    public func maskedForward(_ job: ForwardJob, workers: Int) -> ForwardResult {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps
         let configs = job.masks.count
         let hLast = net.layers.last!.hiddenSize
@@ -114,7 +164,7 @@ extension CPUBackend {
         let first = net.layers[0]
         var projected0 = [Float](repeating: 0, count: n * steps * first.gateRows)
         job.inputs.values.withUnsafeBufferPointer { x in
-            projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!) }
+            projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!, workers: workers) }
         }
         let offsets = net.cellOffsets
         for start in stride(from: 0, to: configs, by: slice) {
@@ -126,14 +176,14 @@ extension CPUBackend {
                 let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
                 if l == 0 {
                     y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps)
+                                 fill: fill, sequences: n, steps: steps, workers: workers)
                 } else {
                     var projected = [Float](repeating: 0, count: masks.count * n * steps * layer.gateRows)
                     y.withUnsafeBufferPointer { x in
-                        projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!) }
+                        projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!, workers: workers) }
                     }
                     y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps)
+                                 fill: fill, sequences: n, steps: steps, workers: workers)
                 }
             }
             let base = start * n * steps * hLast
@@ -145,16 +195,65 @@ extension CPUBackend {
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
     }
 
+    /// Ablation by zero (plain ablation, METHOD.md §6) without the ablated cells: a cell held at
+    /// h = c = 0 adds nothing to any product, gate or readout, so each configuration runs as the
+    /// network of its kept cells alone (`RecurrentNetwork.keeping`). Ablating k of n cells then
+    /// costs ((n − k)/n)² of the recurrent products and (n − k)/n of the gate work instead of all
+    /// of it; a top-k, bottom-k or random-k curve averages about a third. Each configuration runs
+    /// by itself (a configuration that leaves a layer empty through the masked pass, alone), so its
+    /// numbers never depend on the others in the job: the shards of `ablate` equal one run.
+    /// nil when the clamp is not zero or a mask is not all 0 and 1 (the masked pass handles those).
+    func forwardDroppingAblated(_ job: ForwardJob) throws -> ForwardResult? {
+        guard job.clampH.allSatisfy({ $0 == 0 }), job.clampC.allSatisfy({ $0 == 0 }),
+              job.masks.allSatisfy({ $0.keep.allSatisfy { $0 == 0 || $0 == 1 } }) else { return nil }
+        let net = job.network, n = job.inputs.count, steps = job.inputs.steps
+        let hLast = net.layers.last!.hiddenSize, k = net.readout!.outputs
+        let perConfigOutputs = job.outputsPerSequence * n, perConfigHidden = n * steps * hLast
+        var outputs = [Float](repeating: 0, count: job.masks.count * perConfigOutputs)
+        var hidden = [Float](repeating: 0, count: job.masks.count * perConfigHidden)
+        // Configurations side by side, one thread each: a configuration's rows are too few to
+        // split every step's product and gates between threads without waiting on each other.
+        let jobs = try job.masks.map { mask -> (ForwardJob, [Int]) in
+            if let (compact, lastKept) = net.keeping(mask.keep) {
+                return (try ForwardJob(network: compact, inputs: job.inputs, output: job.output), lastKept)
+            }
+            return (try ForwardJob(network: net, inputs: job.inputs, output: job.output, masks: [mask]), Array(0..<hLast))
+        }
+        let next = Mutex(0)
+        outputs.withUnsafeMutableBufferPointer { outputBuffer in hidden.withUnsafeMutableBufferPointer { hiddenBuffer in
+        let O = SendablePointer(outputBuffer.baseAddress!), H = SendablePointer(hiddenBuffer.baseAddress!)
+        DispatchQueue.concurrentPerform(iterations: min(threads, jobs.count)) { _ in
+            while true {
+                let c: Int = next.withLock { value in defer { value += 1 }; return value }
+                guard c < jobs.count else { return }
+                let (compactJob, kept) = jobs[c]
+                let result = maskedForward(compactJob, workers: 1)
+                result.outputs.withUnsafeBufferPointer { (O.pointer + c * perConfigOutputs).update(from: $0.baseAddress!, count: perConfigOutputs) }
+                // The last layer's h, ablated cells at 0, as the masked pass writes it.
+                let width = kept.count
+                result.hidden.withUnsafeBufferPointer { from in
+                    for row in 0..<(n * steps) {
+                        let target = H.pointer + c * perConfigHidden + row * hLast, source = from.baseAddress! + row * width
+                        if width == hLast { target.update(from: source, count: hLast); continue }
+                        for (i, j) in kept.enumerated() { target[j] = source[i] }
+                    }
+                }
+            }
+        }
+        } }
+        let shape = job.output == .last ? [job.masks.count, n, k] : [job.masks.count, n, steps, k]
+        return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
+    }
+
     /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
     /// x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the sequences only, shared by
     /// every configuration. `keep` is [configurations × H]. Returns h for every (row, step).
     private func runLayer(_ layer: RecurrentLayer, projected: [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
-                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int) -> [Float] {
+                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int) -> [Float] {
         let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
         var y = [Float](repeating: 0, count: rows * steps * hs)
         var gates = [Float](repeating: 0, count: rows * width)
         var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
-        let workers = threads
         projected.withUnsafeBufferPointer { proj in
             keep.withUnsafeBufferPointer { keepPointer in
                 fill.h.withUnsafeBufferPointer { fillH in

@@ -118,8 +118,11 @@ extension Float32x16 {
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>, count: Int) -> Float32x16 {
         if count == 16 { return UnsafeRawPointer(p).loadUnaligned(as: Float32x16.self) }
+        // One copy into a zeroed vector: a lane-by-lane insert stalls on every lane (each
+        // scalar store to the stack is reread as part of a vector), which made the tails of
+        // layers whose size is not a multiple of 16 cost more than the rest of the row.
         var v = Float32x16()
-        for i in 0..<count { v[i] = p[i] }
+        withUnsafeMutableBytes(of: &v) { $0.baseAddress!.copyMemory(from: p, byteCount: count * MemoryLayout<Float>.stride) }
         return v
     }
 
@@ -127,6 +130,6 @@ extension Float32x16 {
     @inline(__always)
     func store(_ p: UnsafeMutablePointer<Float>, count: Int) {
         if count == 16 { UnsafeMutableRawPointer(p).storeBytes(of: self, as: Float32x16.self); return }
-        for i in 0..<count { p[i] = self[i] }
+        withUnsafeBytes(of: self) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: count * MemoryLayout<Float>.stride) }
     }
 }

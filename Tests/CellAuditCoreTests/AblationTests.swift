@@ -120,3 +120,44 @@ import TestSupport
         #expect(throws: ModelError.self) { try ForwardJob(network: net, inputs: inputs, output: .last, clamp: (h: [1], c: [1])) }
     }
 }
+
+/// Plain ablation drops the ablated cells (`RecurrentNetwork.keeping`): the same outputs as the
+/// masked pass, which computes every cell and holds the ablated ones at 0.
+@Suite struct DroppedCellTests {
+    @Test(arguments: [(CellKind.lstm, true), (.gru, true), (.gru, false), (.rnnTanh, true), (.rnnReLU, true)])
+    func droppingAblatedCellsEqualsMasking(kind: CellKind, resetAfter: Bool) throws {
+        let network = try RecurrentNetwork.random(kind: kind, seed: 21, inputSize: 3, hiddenSizes: [7, 19], outputs: 4, scale: 2,
+                                                  resetAfter: resetAfter)
+        var rng = SeededGenerator(seed: 5)
+        let inputs = try SequenceBatch(count: 9, steps: 6, width: 3, values: (0..<(9 * 6 * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
+        let n = network.cellCount
+        var masks: [CellMask] = [.none(cells: n), .ablating(0..<n, of: n), .ablating(0..<7, of: n), .ablating(7..<n, of: n)]
+        masks += (0..<12).map { _ in .ablating((0..<n).filter { _ in Bool.random(using: &rng) }, of: n) }
+        for output in [OutputMode.last, .sequence] {
+            let job = try ForwardJob(network: network, inputs: inputs, output: output, masks: masks)
+            let dropped = try CPUBackend().forward(job)
+            let masked = CPUBackend().maskedForward(job, workers: 2)
+            #expect(dropped.shape == masked.shape)
+            let worst = zip(dropped.outputs, masked.outputs).map { abs($0 - $1) }.max()!
+            #expect(worst <= 1e-5, "\(kind) \(output): outputs differ by \(worst)")
+            let worstHidden = zip(dropped.hidden, masked.hidden).map { abs($0 - $1) }.max()!
+            #expect(worstHidden <= 1e-5, "\(kind) \(output): hidden differs by \(worstHidden)")
+            // Ablated cells of the last layer read 0, as the masked pass writes them.
+            for (c, mask) in masks.enumerated() {
+                for j in 0..<19 where mask.keep[7 + j] == 0 {
+                    #expect((0..<(9 * 6)).allSatisfy { dropped.hidden[(c * 9 * 6 + $0) * 19 + j] == 0 })
+                }
+            }
+            // A configuration computes alike alone or among others (shards rely on it).
+            for c in [0, 5, 15] {
+                let alone = try CPUBackend().forward(try ForwardJob(network: network, inputs: inputs, output: output, masks: [masks[c]]))
+                let per = alone.outputs.count
+                #expect(Array(dropped.outputs[(c * per)..<((c + 1) * per)]) == alone.outputs)
+            }
+        }
+        // The kept network: sizes, and nil when a layer keeps nothing.
+        let (kept, lastKept) = try #require(network.keeping(CellMask.ablating([0, 8, 9], of: n).keep))
+        #expect(kept.layers.map(\.hiddenSize) == [6, 17] && kept.layers[1].inputSize == 6 && Array(lastKept.prefix(2)) == [0, 3])
+        #expect(network.keeping(CellMask.ablating(0..<7, of: n).keep) == nil)
+    }
+}

@@ -97,12 +97,12 @@ extension RecurrentLayer {
     }
 
     /// out[rows × G·H] = x[rows × width] · Wᵀ + b.
-    func project(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+    func project(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, workers: Int = productWorkers) {
         let width = gateRows
         for r in 0..<rows { (out + r * width).update(from: b, count: width) }
         W.withUnsafeBufferPointer { w in
             multiplyTransposed(m: rows, n: width, k: inputSize, x, lda: inputSize, w.baseAddress!, ldb: inputSize,
-                               out, ldc: width, beta: 1)
+                               out, ldc: width, beta: 1, workers: workers)
         }
     }
 

@@ -14,7 +14,8 @@ struct Merge: ParsableCommand {
         version, shards 0…N−1 each exactly once, their blocks tiling the work, every file as its \
         manifest hashed it; anything else is refused, naming the shard. The merged \
         responses.safetensors equals a single run's tensor for tensor; for audit and ablate, the \
-        summaries, rankings, curves and report are computed from the merged data.
+        summaries, rankings, curves and report are computed from the merged data (default DIR \
+        cellaudit-merged; it may not be, hold or lie inside a shard directory).
         """
     )
 
@@ -35,6 +36,14 @@ struct Merge: ParsableCommand {
         try failing {
             let shards = try ShardSet.read(shardDirectories.map(absolutePath))
             let out = absolutePath(outputOptions.out ?? "cellaudit-merged")
+            let target = URL(fileURLWithPath: out).resolvingSymlinksInPath().path
+            for path in shards.paths {
+                let shard = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+                let parent = (shard as NSString).deletingLastPathComponent
+                if target == shard || target == parent || shard.hasPrefix(target + "/") || target.hasPrefix(shard + "/") {
+                    throw CleanFailure(description: "--out \(out) would overwrite the shard \(path) or the directory holding it; merge into another directory")
+                }
+            }
             let quiet = outputOptions.quiet || outputOptions.json
             let first = shards.manifests[0]
             switch first.command {
@@ -48,10 +57,12 @@ struct Merge: ParsableCommand {
                 command.outputOptions.quiet = quiet
                 command.outputOptions.json = outputOptions.json
                 let summary: AuditSummary = try inWorkingDirectory(first) {
+                    try shards.checkDataFile()
                     let subject = try command.prepare()
                     defer { subject.cleanup() }
                     try shards.check(model: subject.loaded, data: subject.dataPath, plan: subject.plan)
                     let backend = try makeBackend(command.backendOptions)
+                    try shards.check(options: try command.shardContext(subject, backend: backend).options)
                     let output = try OutputDirectory(out, force: outputOptions.force)
                     return try output.build { dir in
                         let result = try shards.writeResponses(to: dir)
@@ -63,9 +74,11 @@ struct Merge: ParsableCommand {
                 var command = try parse(Ablate.self, first)
                 command.outputOptions.quiet = quiet
                 let summary: AblationSummary = try inWorkingDirectory(first) {
+                    try shards.checkDataFile()
                     let subject = try command.prepare()
                     try shards.check(model: subject.loaded, data: command.data, plan: subject.plan)
                     let backend = try makeBackend(command.backendOptions)
+                    try shards.check(options: try command.shardContext(subject, backend: backend).options)
                     let output = try OutputDirectory(out, force: outputOptions.force)
                     return try output.build { dir in
                         _ = try shards.writeResponses(to: dir)
@@ -89,7 +102,9 @@ struct Merge: ParsableCommand {
     func makeBackend(_ options: BackendOptions) throws -> any ComputeBackend {
         var options = options
         if let backend { options.backend = backend; if backend == "cpu" { options.deviceOption.device = nil } }
-        return try options.makeBackend()
+        do { return try options.makeBackend() } catch {
+            throw CleanFailure(description: "\(error) (the shards' backend; `cellaudit merge --backend cpu` finishes on the CPU)")
+        }
     }
 
     /// Runs `body` in the directory the shards ran in, where their relative paths point.
@@ -117,7 +132,9 @@ struct ShardSet {
     static func read(_ directories: [String]) throws -> ShardSet {
         let fm = FileManager.default
         var paths: [String] = []
-        for dir in directories {
+        for given in directories {
+            // A shard's shard.json stands for its directory.
+            let dir = (given as NSString).lastPathComponent == ShardManifest.fileName ? (given as NSString).deletingLastPathComponent : given
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw CleanFailure(description: "\(dir): no such shard directory")
@@ -133,6 +150,9 @@ struct ShardSet {
             }
             paths += finished.map { (dir as NSString).appendingPathComponent($0) }
         }
+        // The same directory named twice (directly and through its parent) is one shard.
+        var seenPaths = Set<String>()
+        paths = paths.filter { seenPaths.insert(URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path).inserted }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         var manifests: [ShardManifest] = []
@@ -140,8 +160,15 @@ struct ShardSet {
             let file = (path as NSString).appendingPathComponent(ShardManifest.fileName)
             guard let data = fm.contents(atPath: file) else { throw CleanFailure(description: "\(file): cannot read") }
             let m: ShardManifest
-            do { m = try decoder.decode(ShardManifest.self, from: data) } catch {
+            do { m = try decoder.decode(ShardManifest.self, from: data) } catch let DecodingError.keyNotFound(key, _) {
+                throw CleanFailure(description: "\(file): not a CellAudit shard manifest (\(ShardManifest.formatName)): no '\(key.stringValue)'")
+            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+                throw CleanFailure(description: "\(file): not a CellAudit shard manifest (\(ShardManifest.formatName)): '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+            } catch {
                 throw CleanFailure(description: "\(file): not a CellAudit shard manifest (\(ShardManifest.formatName))")
+            }
+            if let problem = m.inconsistency {
+                throw CleanFailure(description: "\(file): \(problem); the manifest was edited or damaged, run that shard again")
             }
             guard m.format == ShardManifest.formatName else {
                 throw CleanFailure(description: "\(file): format '\(m.format)', this CellAudit reads \(ShardManifest.formatName)")
@@ -183,7 +210,7 @@ struct ShardSet {
             }
             if m.count != a.count { throw refuse("shard count", "\(m.count)", "\(a.count)") }
             if m.pairs.total != a.pairs.total || m.rows != a.rows || m.columns != a.columns {
-                throw refuse("grid", "\(m.rows) × \(m.columns)", "\(a.rows) × \(a.columns)")
+                throw refuse("grid", "\(m.rows) × \(m.columns), \(m.pairs.total) pairs", "\(a.rows) × \(a.columns), \(a.pairs.total) pairs")
             }
             if m.ablation?.total != a.ablation?.total {
                 throw refuse("single-cell ablations", m.ablation.map { "\($0.total)" } ?? "none", a.ablation.map { "\($0.total)" } ?? "none")
@@ -215,7 +242,14 @@ struct ShardSet {
         let missing = (0..<n).filter { seen[$0] == nil }
         guard missing.isEmpty else {
             let list = missing.prefix(10).map(String.init).joined(separator: ", ") + (missing.count > 10 ? ", … (\(missing.count) in all)" : "")
-            throw CleanFailure(description: "missing shard\(missing.count > 1 ? "s" : "") \(list) of \(n); every shard 0…\(n - 1) must be given once")
+            let parents = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
+            let partial = parents.flatMap { parent in
+                ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { entry in
+                    missing.contains { entry.hasPrefix("." + ShardManifest.directoryName(index: $0, count: n) + ".partial-") }
+                }.map { (parent as NSString).appendingPathComponent($0) }
+            }
+            throw CleanFailure(description: "missing shard\(missing.count > 1 ? "s" : "") \(list) of \(n); every shard 0…\(n - 1) must be given once"
+                               + (partial.isEmpty ? "" : " (\(partial.sorted()[0]) is an interrupted attempt: run that shard again)"))
         }
         // In index order from here on; consecutive blocks must meet end to start.
         let order = (0..<n).map { seen[$0]! }
@@ -246,6 +280,30 @@ struct ShardSet {
             guard m.files.count == expected else {
                 throw CleanFailure(description: "\(paths[i])/\(ShardManifest.fileName): lists \(m.files.count) files, a \(m.command) shard writes \(expected)")
             }
+        }
+    }
+
+    /// The shards' dataset file still holds what they ran on (checked before it is read).
+    func checkDataFile() throws {
+        guard let data = manifests[0].data else { return }
+        guard FileManager.default.fileExists(atPath: data.path) else {
+            throw CleanFailure(description: "\(data.path): the shards' dataset is gone; merge needs it to finish the run")
+        }
+        let now = try ShardContext.dataFile(data.path)
+        guard now.sha256 == data.sha256 else {
+            throw CleanFailure(description: "\(data.path): the dataset has changed since the shards ran (sha256 \(now.sha256.prefix(12)), shards \(data.sha256.prefix(12)))")
+        }
+        if !manifests[0].model.path.isEmpty, !FileManager.default.fileExists(atPath: manifests[0].model.path) {
+            throw CleanFailure(description: "\(manifests[0].model.path): the shards' model is gone; merge needs it to finish the run")
+        }
+    }
+
+    /// The options read now (files named by options included) are the shards'; the backend
+    /// and its budget, which only decide how merge computes, aside.
+    func check(options now: [String: String]) throws {
+        let recorded = manifests[0].options
+        for key in Set(now.keys).union(recorded.keys).sorted() where !["backend", "chunk_bytes"].contains(key) && now[key] != recorded[key] {
+            throw CleanFailure(description: "option \(key) now reads \(now[key] ?? "unset"), the shards ran with \(recorded[key] ?? "unset") (a file it names changed since?); run the shards again or restore it")
         }
     }
 

@@ -41,6 +41,11 @@ struct OutputDirectory {
         if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw CleanFailure(description: "\(path) exists and is not a directory") }
             let contents = (try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? []
+            // Finished shards of a sharded run are never replaced by a whole run, even with --force.
+            if let shard = contents.sorted().first(where: { $0.wholeMatch(of: /shard-[0-9]+-of-[0-9]+/) != nil }),
+               FileManager.default.fileExists(atPath: target.appendingPathComponent(shard).appendingPathComponent("shard.json").path) {
+                throw CleanFailure(description: "\(path) holds shards of a sharded run (\(shard)); merge them with `cellaudit merge \(path)`, run a shard with --shard K/N, or choose another --out")
+            }
             if !contents.isEmpty && !force {
                 throw CleanFailure(description: "\(path) exists and is not empty; use --force to replace it")
             }

@@ -93,6 +93,27 @@ struct ShardManifest: Codable, Equatable {
     var responded: Int
     var host: String
 
+    /// What makes the manifest impossible, if anything: blocks out of order or outside the work,
+    /// a grid whose size is not its pair count, rows that the pairs do not touch.
+    var inconsistency: String? {
+        let (grid, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard rows > 0, columns > 0, !overflow, grid == pairs.total else {
+            return "the grid \(rows) × \(columns) does not hold its \(pairs.total) pairs"
+        }
+        guard (1...ShardAssignment.maxCount).contains(count), (0..<count).contains(index) else { return "shard \(index) of \(count) cannot exist" }
+        for (name, work) in [("pairs", pairs), ("ablation", ablation)] {
+            guard let work else { continue }
+            guard work.total >= 0, work.start >= 0, work.start <= work.end, work.end <= work.total else {
+                return "its \(name) block \(work.start)..<\(work.end) does not lie in 0..<\(work.total)"
+            }
+        }
+        let span = pairs.start == pairs.end ? 0..<0 : (pairs.start / columns)..<((pairs.end - 1) / columns + 1)
+        guard rowStart == span.lowerBound, rowEnd == span.upperBound else {
+            return "its rows \(rowStart)..<\(rowEnd) are not the rows its pairs touch"
+        }
+        return nil
+    }
+
     /// The directory name of shard K of N: shard-K-of-N, K zero-padded to N's digits so that they sort.
     static func directoryName(index: Int, count: Int) -> String {
         let width = String(count - 1).count
@@ -136,7 +157,7 @@ struct ShardContext {
             // Mode network's numbers depend on its chunking, which follows the backend's budget.
             "chunk_bytes": "\(plan.chunkBytes ?? backend.chunkBytes)",
             // Backends agree within tolerances, not bit for bit: shards of one run share one kind.
-            "backend": backend.identity.kind == .cpu ? "cpu" : "\(backend.identity)",
+            "backend": backend.identity.kind == .cpu ? "cpu" : "\(backend.identity)".replacing(/Swift on [0-9]+ threads?/, with: "Swift"),
         ]
     }
 

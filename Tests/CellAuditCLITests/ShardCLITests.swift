@@ -95,6 +95,15 @@ import TestSupport
             #expect(s.exitCode == 0, "\(s.stderr)")
             #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ablate-shards/shard-\((id - 1) / 2)-of-4/shard.json").path))
         }
+        // A ranking file the shards hashed, changed before the merge: refused.
+        let ranking = dir.appendingPathComponent("ranking.csv").path
+        try "layer,cell,score\n" .appending((0..<8).map { "0,\($0),\($0)" }.joined(separator: "\n")).write(toFile: ranking, atomically: true, encoding: .utf8)
+        for k in 0..<2 {
+            #expect(try CLI.run(ablate + ["--ranking", ranking, "random", "--shard", "\(k)/2", "--out", dir.appendingPathComponent("ranked").path]).exitCode == 0)
+        }
+        try "layer,cell,score\n" .appending((0..<8).map { "0,\($0),\(8 - $0)" }.joined(separator: "\n")).write(toFile: ranking, atomically: true, encoding: .utf8)
+        let changed = try CLI.run(["merge", dir.appendingPathComponent("ranked").path, "--out", dir.appendingPathComponent("ranked-merged").path, "--quiet"])
+        #expect(changed.exitCode != 0 && changed.stderr.contains("option ranking") && changed.stderr.contains("changed"), "\(changed.stderr)")
         let mergedAblate = dir.appendingPathComponent("merged-ablate").path
         let a = try CLI.run(["merge", dir.appendingPathComponent("ablate-shards").path, "--out", mergedAblate, "--quiet"])
         #expect(a.exitCode == 0, "\(a.stderr)")
@@ -121,7 +130,10 @@ import TestSupport
         // Missing.
         try expectRefused([shards[0], shards[2], "--out", out], naming: ["missing shard 1 of 3"], "missing")
         // Duplicated: the same directory twice, and a copy of it.
-        try expectRefused([shards[0], shards[1], shards[1], shards[2], "--out", out], naming: ["shard 1 of 3 is given twice", shards[1]], "duplicate")
+        // The same directory named twice (or through its parent) is one shard; a copy is a duplicate.
+        let twice = try CLI.run(["merge", shards[0], shards[1], shards[1], shards[2], dir.appendingPathComponent("shards").path,
+                                 "--out", dir.appendingPathComponent("merged-twice").path, "--quiet"])
+        #expect(twice.exitCode == 0, "\(twice.stderr)")
         let copy = dir.appendingPathComponent("copy-of-1").path
         try FileManager.default.copyItem(atPath: shards[1], toPath: copy)
         try expectRefused(shards + [copy, "--out", out], naming: ["given twice", copy], "copied duplicate")
@@ -153,6 +165,24 @@ import TestSupport
         try handle.write(contentsOf: Data([0x7f, 0x7f]))
         try handle.close()
         try expectRefused([shards[0], tampered, shards[2], "--out", out], naming: ["\(tampered)/responses.safetensors", "changed since shard 1 wrote it"], "tampered")
+        // An edited manifest: an inverted block, a grid that does not hold its pairs.
+        for (label, from, to) in [("inverted", "\"end\" : ", "\"end\" : -5, \"was\" : "), ("rows", "\"rows\" : 8", "\"rows\" : 9")] {
+            let edited = dir.appendingPathComponent("edited-\(label)").path
+            try FileManager.default.copyItem(atPath: shards[1], toPath: edited)
+            let text = try String(contentsOfFile: "\(edited)/shard.json", encoding: .utf8)
+            #expect(text.contains(from))
+            try text.replacingOccurrences(of: from, with: to).write(toFile: "\(edited)/shard.json", atomically: true, encoding: .utf8)
+            try expectRefused([shards[0], edited, shards[2], "--out", out], naming: ["\(edited)/shard.json", "edited or damaged"], "manifest \(label)")
+        }
+        // The output may not be, hold or lie in a shard directory, even with --force.
+        for target in [shards[1], dir.appendingPathComponent("shards").path, shards[1] + "/inside"] {
+            try expectRefused(shards + ["--out", target, "--force"], naming: ["would overwrite the shard"], "out \(target)")
+        }
+        #expect(FileManager.default.fileExists(atPath: "\(shards[1])/shard.json"))
+        // A whole run never replaces a directory of shards, even with --force.
+        let whole = try CLI.run(["characterize", model, "--shard", "0/1", "--force", "--out", dir.appendingPathComponent("shards").path] + Self.bank)
+        #expect(whole.exitCode != 0 && whole.stderr.contains("holds shards of a sharded run"), "\(whole.stderr)")
+        #expect(FileManager.default.fileExists(atPath: "\(shards[0])/shard.json"))
         // Not a shard at all.
         try expectRefused([dir.appendingPathComponent("other").path.appending("/nowhere"), "--out", out], naming: ["no such shard directory"], "no directory")
         #expect(!FileManager.default.fileExists(atPath: out))

@@ -23,6 +23,8 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/cellaudit-slurm-check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 model="$root/Tests/Fixtures/digits_lstm32x2.safetensors"
 bank=(--step-amplitudes 0.25,0.5,1,2 --frequencies 0.02,0.05,0.1,0.2 --sine-amplitudes 0.5,1 --window 120 --backend cpu --quiet)
+# sbatch exports this shell's environment; each task's one core must come from Slurm.
+unset CELLAUDIT_THREADS
 start=$(date +%s.%N)
 read -r array merge < <(cd "$work" && CELLAUDIT="$binary" bash "$root/Tools/slurm/submit.sh" -n 4 -m 4 -- \
     characterize "$model" "${bank[@]}" --out "$work/shards")

@@ -15,10 +15,10 @@ usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2;
 n="" m="" gpus=0 merged="" sbatch_options=()
 while (($#)); do
     case "$1" in
-        -n) n="$2"; shift 2 ;;
-        -m) m="$2"; shift 2 ;;
+        -n) n="${2:?-n needs the number of shards}"; shift 2 ;;
+        -m) m="${2:?-m needs the number of shards at once}"; shift 2 ;;
         --gpus) gpus=1; shift ;;
-        --merged) merged="$2"; shift 2 ;;
+        --merged) merged="${2:?--merged needs a directory}"; shift 2 ;;
         --) shift
             # A second `--` separates sbatch options from the command.
             if [[ " $* " == *" -- "* ]]; then
@@ -31,6 +31,7 @@ while (($#)); do
     esac
 done
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "submit.sh: -n N (the number of shards) is required" >&2; exit 2; }
+((n >= 2)) || { echo "submit.sh: one shard is a whole run; run the command itself (sbatch --wrap 'cellaudit ...')" >&2; exit 2; }
 m="${m:-$n}"
 [[ "$m" =~ ^[1-9][0-9]*$ ]] || { echo "submit.sh: -m M must be a positive number" >&2; exit 2; }
 (($# >= 2)) || usage

@@ -2,6 +2,17 @@ import ArgumentParser
 import Foundation
 import OpenCLKit
 
+#if canImport(Glibc)
+import Glibc
+// Buffers of a few MiB come and go for every ablation configuration: glibc's mallopt keeps them
+// in the heap (M_MMAP_THRESHOLD = -3) instead of fresh mappings, each of which costs a round of
+// page faults and zeroing. (malloc.h is not part of Swift's Glibc module: found at run time.)
+if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 256 << 20)
+}
+#endif
+
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
 OpenCL.preparePoclCache()
 

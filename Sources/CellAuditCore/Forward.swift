@@ -119,20 +119,21 @@ extension RecurrentNetwork {
         return (try! RecurrentNetwork(layers: layersOut, readout: readoutOut), inputs)
     }
 
-    /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N).
-    public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode) -> [Float] {
+    /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N): one
+    /// matrix product (OpenBLAS) over the last step of each sequence, or over every step.
+    public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode, workers: Int = Parallelism.cores) -> [Float] {
         let readout = self.readout!
         let h = layers.last!.hiddenSize, k = readout.outputs
         let rows = output == .last ? sequences : sequences * steps
         var out = [Float](repeating: 0, count: rows * k)
-        for row in 0..<rows {
-            let (s, t) = output == .last ? (row, steps - 1) : (row / steps, row % steps)
-            let base = (s * steps + t) * h
-            for o in 0..<k {
-                var acc = readout.a[o]
-                for j in 0..<h { acc += readout.V[o * h + j] * hidden[base + j] }
-                out[row * k + o] = acc
-            }
+        out.withUnsafeMutableBufferPointer { o in
+            for row in 0..<rows { (o.baseAddress! + row * k).update(from: readout.a, count: k) }
+            hidden.withUnsafeBufferPointer { x in readout.V.withUnsafeBufferPointer { v in
+                // `last`: row s is the hidden state at step T − 1 of sequence s, a stride of T·H apart.
+                let first = output == .last ? x.baseAddress! + (steps - 1) * h : x.baseAddress!
+                multiplyTransposed(m: rows, n: k, k: h, first, lda: output == .last ? steps * h : h, v.baseAddress!, ldb: h,
+                                   o.baseAddress!, ldc: k, beta: 1, workers: workers)
+            }}
         }
         return out
     }
@@ -159,7 +160,7 @@ extension CPUBackend {
         // Per sequence and configuration: projections (G·H) and outputs (H) of the widest layer.
         let bytesPerConfig = n * steps * (gateBlocks + 1) * widest * MemoryLayout<Float>.stride
         let slice = max(1, min(configs, forwardWorkingSetBytes / max(bytesPerConfig, 1)))
-        var hidden = [Float](repeating: 0, count: configs * n * steps * hLast)
+        var hidden = slice >= configs ? [] : [Float](repeating: 0, count: configs * n * steps * hLast)
         // Layer 0's input projection does not depend on the mask: computed once for all slices.
         let first = net.layers[0]
         var projected0 = [Float](repeating: 0, count: n * steps * first.gateRows)
@@ -186,10 +187,11 @@ extension CPUBackend {
                                  fill: fill, sequences: n, steps: steps, workers: workers)
                 }
             }
+            if slice >= configs { hidden = y; break }   // one slice: y is the whole result
             let base = start * n * steps * hLast
             hidden.replaceSubrange(base..<(base + y.count), with: y)
         }
-        let outputs = net.readoutOutputs(hidden: hidden, sequences: configs * n, steps: steps, output: job.output)
+        let outputs = net.readoutOutputs(hidden: hidden, sequences: configs * n, steps: steps, output: job.output, workers: workers)
         let k = net.readout!.outputs
         let shape = job.output == .last ? [configs, n, k] : [configs, n, steps, k]
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
@@ -213,7 +215,10 @@ extension CPUBackend {
         var hidden = [Float](repeating: 0, count: job.masks.count * perConfigHidden)
         // Configurations side by side, one thread each: a configuration's rows are too few to
         // split every step's product and gates between threads without waiting on each other.
-        let jobs = try job.masks.map { mask -> (ForwardJob, [Int]) in
+        let lastLayer = net.cellOffsets[net.layers.count - 1]..<net.cellCount
+        let jobs = try job.masks.map { mask -> (ForwardJob, [Int])? in
+            // Every cell of the last layer at 0: the outputs are the readout's bias, h is 0.
+            if mask.keep[lastLayer].allSatisfy({ $0 == 0 }) { return nil }
             if let (compact, lastKept) = net.keeping(mask.keep) {
                 return (try ForwardJob(network: compact, inputs: job.inputs, output: job.output), lastKept)
             }
@@ -226,7 +231,11 @@ extension CPUBackend {
             while true {
                 let c: Int = next.withLock { value in defer { value += 1 }; return value }
                 guard c < jobs.count else { return }
-                let (compactJob, kept) = jobs[c]
+                guard let (compactJob, kept) = jobs[c] else {
+                    let bias = net.readout!.a
+                    for row in 0..<(perConfigOutputs / k) { (O.pointer + c * perConfigOutputs + row * k).update(from: bias, count: k) }
+                    continue
+                }
                 let result = maskedForward(compactJob, workers: 1)
                 result.outputs.withUnsafeBufferPointer { (O.pointer + c * perConfigOutputs).update(from: $0.baseAddress!, count: perConfigOutputs) }
                 // The last layer's h, ablated cells at 0, as the masked pass writes it.

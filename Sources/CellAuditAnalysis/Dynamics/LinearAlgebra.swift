@@ -18,7 +18,9 @@ enum LinearAlgebra {
     /// Solves the symmetric positive definite system A x = b in place of `b` (LAPACK `dposv`);
     /// false when A is not positive definite.
     static func solvePositiveDefinite(_ a: inout [Double], _ b: inout [Double], n: Int) -> Bool {
-        LAPACKE_dposv(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), 1, &a, Int32(n), &b, 1) == 0
+        // A symmetric matrix whose upper triangle is stored row-major is its lower triangle stored
+        // column-major: LAPACK reads it in place (the row-major interface would transpose it first).
+        LAPACKE_dposv(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "L")), Int32(n), 1, &a, Int32(n), &b, Int32(n)) == 0
     }
 }
 

@@ -9,7 +9,10 @@ import Glibc
 // page faults and zeroing. (malloc.h is not part of Swift's Glibc module: found at run time.)
 if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
     typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-    _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 256 << 20)
+    // 32 MiB is the largest threshold glibc accepts on 64-bit; M_TRIM_THRESHOLD (-1) keeps freed
+    // memory for the next configuration instead of returning it at once.
+    _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 32 << 20)
+    _ = unsafeBitCast(symbol, to: Mallopt.self)(-1, 256 << 20)
 }
 #endif
 

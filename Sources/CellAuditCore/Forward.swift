@@ -176,14 +176,15 @@ extension CPUBackend {
                 let keep = masks.flatMap { $0.keep[cells] }
                 let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
                 if l == 0 {
-                    y = runLayer(layer, projected: projected0, sharedAcross: n, keep: keep, configurations: masks.count,
+                    // One slice of one configuration owns layer 0's projection; otherwise it is shared.
+                    y = runLayer(layer, projected: &projected0, sharedAcross: configs == 1 ? nil : n, keep: keep, configurations: masks.count,
                                  fill: fill, sequences: n, steps: steps, workers: workers)
                 } else {
                     var projected = [Float](repeating: 0, count: masks.count * n * steps * layer.gateRows)
                     y.withUnsafeBufferPointer { x in
                         projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!, workers: workers) }
                     }
-                    y = runLayer(layer, projected: projected, sharedAcross: nil, keep: keep, configurations: masks.count,
+                    y = runLayer(layer, projected: &projected, sharedAcross: nil, keep: keep, configurations: masks.count,
                                  fill: fill, sequences: n, steps: steps, workers: workers)
                 }
             }
@@ -257,13 +258,13 @@ extension CPUBackend {
     /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
     /// x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the sequences only, shared by
     /// every configuration. `keep` is [configurations × H]. Returns h for every (row, step).
-    private func runLayer(_ layer: RecurrentLayer, projected: [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
+    private func runLayer(_ layer: RecurrentLayer, projected: inout [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
                           fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int) -> [Float] {
         let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
         var y = [Float](repeating: 0, count: rows * steps * hs)
-        var gates = [Float](repeating: 0, count: rows * width)
+        var gates = [Float](repeating: 0, count: sharedAcross == nil ? 1 : rows * width)
         var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
-        projected.withUnsafeBufferPointer { proj in
+        projected.withUnsafeMutableBufferPointer { proj in
             keep.withUnsafeBufferPointer { keepPointer in
                 fill.h.withUnsafeBufferPointer { fillH in
                     fill.c.withUnsafeBufferPointer { fillC in
@@ -272,16 +273,22 @@ extension CPUBackend {
                                 c.withUnsafeMutableBufferPointer { cp in
                                     scratch.withUnsafeMutableBufferPointer { sp in
                                         y.withUnsafeMutableBufferPointer { yp in
-                                            let P = SendablePointer(UnsafeMutablePointer(mutating: proj.baseAddress!))
+                                            let P = SendablePointer(proj.baseAddress!)
                                             let G = SendablePointer(g.baseAddress!), Y = SendablePointer(yp.baseAddress!)
                                             let mask = StepMask(keep: keepPointer.baseAddress!, rowsPerConfiguration: n,
                                                                 fillH: fillH.baseAddress!, fillC: fillC.baseAddress!)
+                                            // Rows that own their projection take each step's products in place
+                                            // (rows step·G·H apart); shared projections are copied first.
+                                            let inPlace = sharedAcross == nil
                                             for t in 0..<steps {
-                                                forEachRow(rows, workers: workers) { r in
-                                                    let source = sharedAcross.map { r % $0 } ?? r
-                                                    (G.pointer + r * width).update(from: P.pointer + (source * steps + t) * width, count: width)
+                                                if !inPlace {
+                                                    forEachRow(rows, workers: workers) { r in
+                                                        let source = sharedAcross.map { r % $0 } ?? r
+                                                        (G.pointer + r * width).update(from: P.pointer + (source * steps + t) * width, count: width)
+                                                    }
                                                 }
-                                                layer.advance(rows: rows, gates: G.pointer, h: hp.baseAddress!, c: cp.baseAddress!,
+                                                layer.advance(rows: rows, gates: inPlace ? P.pointer + t * width : G.pointer,
+                                                              gateStride: inPlace ? steps * width : width, h: hp.baseAddress!, c: cp.baseAddress!,
                                                               scratch: sp.baseAddress!, hIsZero: t == 0, workers: workers, mask: mask,
                                                               output: { r in Y.pointer + (r * steps + t) * hs })
                                             }

@@ -163,8 +163,14 @@ extension CPUBackend {
         var hidden = slice >= configs ? [] : [Float](repeating: 0, count: configs * n * steps * hLast)
         // Layer 0's input projection does not depend on the mask: computed once for all slices.
         let first = net.layers[0]
+        // Time-major ([T × N] rows): each step's rows are contiguous, for its product and its gates.
+        let width0 = job.inputs.width
+        var inputsByStep = [Float](repeating: 0, count: n * steps * width0)
+        job.inputs.values.withUnsafeBufferPointer { x in inputsByStep.withUnsafeMutableBufferPointer { out in
+            for r in 0..<n { for t in 0..<steps { (out.baseAddress! + (t * n + r) * width0).update(from: x.baseAddress! + (r * steps + t) * width0, count: width0) } }
+        }}
         var projected0 = [Float](repeating: 0, count: n * steps * first.gateRows)
-        job.inputs.values.withUnsafeBufferPointer { x in
+        inputsByStep.withUnsafeBufferPointer { x in
             projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!, workers: workers) }
         }
         let offsets = net.cellOffsets
@@ -175,17 +181,19 @@ extension CPUBackend {
                 let cells = offsets[l]..<offsets[l + 1]
                 let keep = masks.flatMap { $0.keep[cells] }
                 let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
+                // Layers below the last keep their h time-major, as the next layer's projection wants it.
+                let timeMajor = l < net.layers.count - 1
                 if l == 0 {
                     // One slice of one configuration owns layer 0's projection; otherwise it is shared.
                     y = runLayer(layer, projected: &projected0, sharedAcross: configs == 1 ? nil : n, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers)
+                                 fill: fill, sequences: n, steps: steps, workers: workers, timeMajorOutput: timeMajor)
                 } else {
                     var projected = [Float](repeating: 0, count: masks.count * n * steps * layer.gateRows)
                     y.withUnsafeBufferPointer { x in
                         projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!, workers: workers) }
                     }
                     y = runLayer(layer, projected: &projected, sharedAcross: nil, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers)
+                                 fill: fill, sequences: n, steps: steps, workers: workers, timeMajorOutput: timeMajor)
                 }
             }
             if slice >= configs { hidden = y; break }   // one slice: y is the whole result
@@ -256,10 +264,12 @@ extension CPUBackend {
     }
 
     /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
-    /// x·Wᵀ + b per (row, step); with `sharedAcross` it holds it for the sequences only, shared by
-    /// every configuration. `keep` is [configurations × H]. Returns h for every (row, step).
+    /// x·Wᵀ + b per (step, row), time-major; with `sharedAcross` it holds it for the sequences
+    /// only, shared by every configuration (copied into the gates each step), otherwise each step's
+    /// products are added in place. `keep` is [configurations × H]. Returns h for every row and
+    /// step: [rows × T × H], or [T × rows × H] with `timeMajorOutput`.
     private func runLayer(_ layer: RecurrentLayer, projected: inout [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
-                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int) -> [Float] {
+                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int, timeMajorOutput: Bool) -> [Float] {
         let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
         var y = [Float](repeating: 0, count: rows * steps * hs)
         var gates = [Float](repeating: 0, count: sharedAcross == nil ? 1 : rows * width)
@@ -277,20 +287,26 @@ extension CPUBackend {
                                             let G = SendablePointer(g.baseAddress!), Y = SendablePointer(yp.baseAddress!)
                                             let mask = StepMask(keep: keepPointer.baseAddress!, rowsPerConfiguration: n,
                                                                 fillH: fillH.baseAddress!, fillC: fillC.baseAddress!)
-                                            // Rows that own their projection take each step's products in place
-                                            // (rows step·G·H apart); shared projections are copied first.
+                                            // Rows that own their projection take each step's products in place;
+                                            // shared projections are copied into the gates first.
                                             let inPlace = sharedAcross == nil
+                                            let projectedRows = sharedAcross ?? rows
                                             for t in 0..<steps {
-                                                if !inPlace {
+                                                if let shared = sharedAcross {
                                                     forEachRow(rows, workers: workers) { r in
-                                                        let source = sharedAcross.map { r % $0 } ?? r
-                                                        (G.pointer + r * width).update(from: P.pointer + (source * steps + t) * width, count: width)
+                                                        (G.pointer + r * width).update(from: P.pointer + (t * projectedRows + r % shared) * width, count: width)
                                                     }
                                                 }
-                                                layer.advance(rows: rows, gates: inPlace ? P.pointer + t * width : G.pointer,
-                                                              gateStride: inPlace ? steps * width : width, h: hp.baseAddress!, c: cp.baseAddress!,
+                                                let gatesAtT: UnsafeMutablePointer<Float> = inPlace ? P.pointer + t * rows * width : G.pointer
+                                                let output: @Sendable (Int) -> UnsafeMutablePointer<Float>
+                                                if timeMajorOutput {
+                                                    output = { r in Y.pointer + (t * rows + r) * hs }
+                                                } else {
+                                                    output = { r in Y.pointer + (r * steps + t) * hs }
+                                                }
+                                                layer.advance(rows: rows, gates: gatesAtT, h: hp.baseAddress!, c: cp.baseAddress!,
                                                               scratch: sp.baseAddress!, hIsZero: t == 0, workers: workers, mask: mask,
-                                                              output: { r in Y.pointer + (r * steps + t) * hs })
+                                                              output: output)
                                             }
                                         }
                                     }

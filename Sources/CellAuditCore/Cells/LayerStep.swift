@@ -29,18 +29,16 @@ extension RecurrentLayer {
     /// - `scratch` [rows × H]: GRU work space.
     /// - `mask`: ablation, applied to h and c after the update.
     /// - `output`: where row r's h_t is also stored (nil: not stored).
-    func advance(rows: Int, gates: UnsafeMutablePointer<Float>, gateStride: Int? = nil, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>,
+    func advance(rows: Int, gates: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>,
                  scratch: UnsafeMutablePointer<Float>, hIsZero: Bool, workers: Int, mask: StepMask?,
                  output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?) {
-        // `width`: the distance between rows of `gates` (G·H, or more when the rows are one
-        // step of a [rows × steps × G·H] projection updated in place).
-        let hs = hiddenSize, width = gateStride ?? gateRows, kind = self.kind, resetAfter = self.resetAfter
+        let hs = hiddenSize, width = gateRows, kind = self.kind, resetAfter = self.resetAfter
         let G = SendablePointer(gates), Hp = SendablePointer(h), Cp = SendablePointer(c), S = SendablePointer(scratch)
         R.withUnsafeBufferPointer { rBuffer in
             let r = rBuffer.baseAddress!
             if !hIsZero {
                 // Every block but the GRU's n reads R·h_{t-1} directly.
-                let direct = kind == .gru ? 2 * hs : gateRows
+                let direct = kind == .gru ? 2 * hs : width
                 multiplyTransposed(m: rows, n: direct, k: hs, h, lda: hs, r, ldb: hs, gates, ldc: width, beta: 1, workers: workers)
             }
             guard kind == .gru else { return }

@@ -34,32 +34,27 @@ extension RecurrentLayer {
                  output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?) {
         let hs = hiddenSize, width = gateRows, kind = self.kind, resetAfter = self.resetAfter
         let G = SendablePointer(gates), Hp = SendablePointer(h), Cp = SendablePointer(c), S = SendablePointer(scratch)
-        R.withUnsafeBufferPointer { rBuffer in
-            let r = rBuffer.baseAddress!
-            if !hIsZero {
-                // Every block but the GRU's n reads R·h_{t-1} directly.
-                let direct = kind == .gru ? 2 * hs : width
-                multiplyTransposed(m: rows, n: direct, k: hs, h, lda: hs, r, ldb: hs, gates, ldc: width, beta: 1, workers: workers)
-            }
-            guard kind == .gru else { return }
-            if resetAfter {
-                // scratch = h·R_nᵀ; the reset gate multiplies it (plus b_hn) in the update.
-                multiplyTransposed(m: rows, n: hs, k: hs, h, lda: hs, r + 2 * hs * hs, ldb: hs, scratch, ldc: hs, beta: 0, workers: workers)
-            } else if !hIsZero {
-                // scratch = r ⊙ h, then the n block gets (r ⊙ h)·R_nᵀ.
-                forEachRow(rows, workers: workers) { row in
-                    let pre = G.pointer + row * width, hr = Hp.pointer + row * hs, sr = S.pointer + row * hs
-                    for j in stride(from: 0, to: hs, by: 16) {
-                        let w = min(16, hs - j)
-                        (GRUCell.reset(.load(pre + j, count: w)) * .load(hr + j, count: w)).store(sr + j, count: w)
-                    }
-                }
-                multiplyTransposed(m: rows, n: hs, k: hs, scratch, lda: hs, r + 2 * hs * hs, ldb: hs, gates + 2 * hs, ldc: width, beta: 1, workers: workers)
-            }
-        }
-        hiddenBiasN.withUnsafeBufferPointer { bhnBuffer in
+        R.withUnsafeBufferPointer { rBuffer in hiddenBiasN.withUnsafeBufferPointer { bhnBuffer in
+            let r = SendablePointer(UnsafeMutablePointer(mutating: rBuffer.baseAddress!))
             let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuffer.baseAddress ?? UnsafePointer(scratch)))
-            forEachRow(rows, workers: workers) { row in
+            // Every block but the GRU's n reads R·h_{t-1} directly.
+            let direct = kind == .gru ? 2 * hs : width
+            /// The products of rows r0..<r1 (one worker's block; rows depend only on themselves).
+            @Sendable func products(_ r0: Int, _ r1: Int) {
+                let m = r1 - r0
+                guard m > 0 else { return }
+                if !hIsZero {
+                    multiplyTransposed(m: m, n: direct, k: hs, Hp.pointer + r0 * hs, lda: hs, r.pointer, ldb: hs,
+                                       G.pointer + r0 * width, ldc: width, beta: 1, workers: 1)
+                }
+                if kind == .gru && resetAfter {
+                    // scratch = h·R_nᵀ; the reset gate multiplies it (plus b_hn) in the update.
+                    multiplyTransposed(m: m, n: hs, k: hs, Hp.pointer + r0 * hs, lda: hs, r.pointer + 2 * hs * hs, ldb: hs,
+                                       S.pointer + r0 * hs, ldc: hs, beta: 0, workers: 1)
+                }
+            }
+            /// The update of one row from its pre-activations, in place.
+            @Sendable func update(_ row: Int) {
                 let pre = G.pointer + row * width, hr = Hp.pointer + row * hs, cr = Cp.pointer + row * hs
                 let sr = S.pointer + row * hs
                 let y = output?(row)
@@ -93,7 +88,38 @@ extension RecurrentLayer {
                     if let y { hv.store(y + j, count: w) }
                 }
             }
-        }
+            if kind == .gru && !resetAfter {
+                // The reset-before GRU needs (r ⊙ h)·R_nᵀ between the products and the update.
+                if !hIsZero {
+                    multiplyTransposed(m: rows, n: direct, k: hs, h, lda: hs, r.pointer, ldb: hs, gates, ldc: width, beta: 1, workers: workers)
+                    // scratch = r ⊙ h, then the n block gets (r ⊙ h)·R_nᵀ.
+                    forEachRow(rows, workers: workers) { row in
+                        let pre = G.pointer + row * width, hr = Hp.pointer + row * hs, sr = S.pointer + row * hs
+                        for j in stride(from: 0, to: hs, by: 16) {
+                            let w = min(16, hs - j)
+                            (GRUCell.reset(.load(pre + j, count: w)) * .load(hr + j, count: w)).store(sr + j, count: w)
+                        }
+                    }
+                    multiplyTransposed(m: rows, n: hs, k: hs, scratch, lda: hs, r.pointer + 2 * hs * hs, ldb: hs, gates + 2 * hs, ldc: width,
+                                       beta: 1, workers: workers)
+                }
+                forEachRow(rows, workers: workers, update)
+                return
+            }
+            // Each worker takes a block of rows through its products and straight on to their
+            // update while the pre-activations are still in cache: one hand-off per step.
+            let blocks = rows * direct * hs >= 1 << 18 ? min(max(1, workers), max(1, rows / 16)) : 1
+            if blocks == 1 {
+                products(0, rows)
+                for row in 0..<rows { update(row) }
+                return
+            }
+            DispatchQueue.concurrentPerform(iterations: blocks) { i in
+                let r0 = rows * i / blocks, r1 = rows * (i + 1) / blocks
+                products(r0, r1)
+                for row in r0..<r1 { update(row) }
+            }
+        }}
     }
 
     /// out[rows × G·H] = x[rows × width] · Wᵀ + b.

@@ -160,22 +160,7 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     try Characterizer.atRest(plan, on: backend).map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
     var responded = 0
     let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
-        let b = chunk.block
-        for metric in Metric.allCases {
-            let plane = b.plane(metric)
-            for r in 0..<b.cellCount {
-                let start = plane.startIndex + r * b.stimulusCount
-                let segment = plane[start..<(start + b.stimulusCount)]
-                let at = (chunk.rowStart + r) * columns + chunk.columnStart
-                if metric == .responded {
-                    let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
-                    responded += flags.reduce(0) { $0 + Int($1) }
-                    try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
-                } else {
-                    try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
-                }
-            }
-        }
+        responded += try writeChunk(chunk, to: writer, columns: columns, firstPair: 0)
     }, progress: progress.report)
     progress.finish()
     try writer.finish()
@@ -185,6 +170,29 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
                               metadata: metadata)
     }
     return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
+}
+
+/// Writes a chunk's metric planes into the metric tensors, each row's stimuli at flat pair index
+/// row · columns + column − `firstPair` ('responded' as 0/1 bytes); returns how many pairs responded.
+func writeChunk(_ chunk: ResponseChunk, to writer: SafeTensorsStreamWriter, columns: Int, firstPair: Int) throws -> Int {
+    let b = chunk.block
+    var responded = 0
+    for metric in Metric.allCases {
+        let plane = b.plane(metric)
+        for r in 0..<b.cellCount {
+            let start = plane.startIndex + r * b.stimulusCount
+            let segment = plane[start..<(start + b.stimulusCount)]
+            let at = (chunk.rowStart + r) * columns + chunk.columnStart - firstPair
+            if metric == .responded {
+                let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
+                responded += flags.reduce(0) { $0 + Int($1) }
+                try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
+            } else {
+                try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
+            }
+        }
+    }
+    return responded
 }
 
 /// The metadata of responses.safetensors: what was run, how, on what.

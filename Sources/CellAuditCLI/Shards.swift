@@ -225,22 +225,7 @@ func runShard(_ shard: ShardAssignment, context: ShardContext, plan: Characteriz
         try atRest[rowSpan].map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
         var responded = 0
         let seconds = try Characterizer.run(plan, on: backend, pairs: pairs, sink: { chunk in
-            let b = chunk.block
-            for metric in Metric.allCases {
-                let plane = b.plane(metric)
-                for r in 0..<b.cellCount {
-                    let start = plane.startIndex + r * b.stimulusCount
-                    let segment = plane[start..<(start + b.stimulusCount)]
-                    let at = (chunk.rowStart + r) * columns + chunk.columnStart - pairs.lowerBound
-                    if metric == .responded {
-                        let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
-                        responded += flags.reduce(0) { $0 + Int($1) }
-                        try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
-                    } else {
-                        try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
-                    }
-                }
-            }
+            responded += try writeChunk(chunk, to: writer, columns: columns, firstPair: pairs.lowerBound)
         }, progress: progress.report)
         progress.finish()
         try writer.finish()

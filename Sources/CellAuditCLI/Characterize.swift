@@ -154,7 +154,7 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     let rows = plan.rows.count, columns = plan.columnCount
     let metadata = responsesMetadata(plan, backend: backend, model: model)
     let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                             tensors: responsesDeclarations(rows: rows, columns: columns), metadata: metadata)
+                                             tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows), metadata: metadata)
     try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
     try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
     try Characterizer.atRest(plan, on: backend).map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
@@ -209,11 +209,12 @@ func responsesMetadata(_ plan: CharacterizationPlan, backend: any ComputeBackend
     return metadata
 }
 
-/// The tensors of a whole run's responses.safetensors: one [rows, columns] plane per metric
-/// ('responded' as U8), then per row 'at_rest', 'layer' and 'cell'.
-func responsesDeclarations(rows: Int, columns: Int) -> [SafeTensorsStreamWriter.Declaration] {
-    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [rows, columns]) }
-    declarations += [.init("responded", .U8, [rows, columns]), .init("at_rest", .U8, [rows]),
+/// The tensors of responses.safetensors: one tensor of shape `pairShape` per metric ('responded'
+/// as U8), then 'at_rest', 'layer' and 'cell' over `rows` rows. A whole run's pairs are
+/// [rows, columns]; a shard's are flat over its block of pairs, its rows those the block touches.
+func responsesDeclarations(pairShape: [Int], rows: Int) -> [SafeTensorsStreamWriter.Declaration] {
+    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, pairShape) }
+    declarations += [.init("responded", .U8, pairShape), .init("at_rest", .U8, [rows]),
                      .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
     return declarations
 }

@@ -332,7 +332,7 @@ struct ShardSet {
         let first = manifests[0]
         let rows = first.rows, columns = first.columns
         let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                                 tensors: responsesDeclarations(rows: rows, columns: columns), metadata: first.metadata)
+                                                 tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows), metadata: first.metadata)
         let perPair = Metric.allCases.map(\.name)
         var rowValues: [String: [Int: [UInt8]]] = [:]
         var seconds = 0.0, responded = 0

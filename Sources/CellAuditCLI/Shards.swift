@@ -107,7 +107,7 @@ struct ShardManifest: Codable, Equatable {
                 return "its \(name) block \(work.start)..<\(work.end) does not lie in 0..<\(work.total)"
             }
         }
-        let span = pairs.start == pairs.end ? 0..<0 : (pairs.start / columns)..<((pairs.end - 1) / columns + 1)
+        let span = rowsTouched(by: pairs.range, columns: columns)
         guard rowStart == span.lowerBound, rowEnd == span.upperBound else {
             return "its rows \(rowStart)..<\(rowEnd) are not the rows its pairs touch"
         }
@@ -189,13 +189,9 @@ func bankHash(_ plan: CharacterizationPlan) throws -> String {
     try ContentHash.of("pre_steps \(plan.bank.preSteps) starts_at_rest \(plan.bank.startsAtRest) steps \(plan.bank.steps)\n" + stimuliCSV(plan))
 }
 
-/// The tensors of a shard's responses.safetensors: each metric flat over the shard's pairs
-/// (row-major pair index start..<end of the whole [rows, columns] grid), and at_rest, layer and
-/// cell over the rows the pairs touch.
-func shardDeclarations(pairs: Int, rows: Int) -> [SafeTensorsStreamWriter.Declaration] {
-    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, [pairs]) }
-    declarations += [.init("responded", .U8, [pairs]), .init("at_rest", .U8, [rows]), .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
-    return declarations
+/// The rows that the row-major pairs `pairs` of a grid `columns` wide touch.
+func rowsTouched(by pairs: Range<Int>, columns: Int) -> Range<Int> {
+    pairs.isEmpty ? 0..<0 : (pairs.lowerBound / columns)..<((pairs.upperBound - 1) / columns + 1)
 }
 
 /// Runs shard `shard` of a command into DIR/shard-K-of-N/ (whole or not at all): its block of
@@ -209,14 +205,14 @@ func runShard(_ shard: ShardAssignment, context: ShardContext, plan: Characteriz
     let output = try OutputDirectory(path, force: force)
     let rows = plan.rows.count, columns = plan.columnCount
     let pairs = shard.range(of: rows * columns)
-    let rowSpan = pairs.isEmpty ? 0..<0 : (pairs.lowerBound / columns)..<((pairs.upperBound - 1) / columns + 1)
+    let rowSpan = rowsTouched(by: pairs, columns: columns)
     let manifest = try output.build { dir -> ShardManifest in
         let metadata = responsesMetadata(plan, backend: backend, model: context.model.name)
         let responses = dir.appendingPathComponent("responses.safetensors")
         var shardMetadata = metadata
         shardMetadata["shard"] = "\(shard.index)/\(shard.count)"
         shardMetadata["pairs"] = "\(pairs.lowerBound)..<\(pairs.upperBound) of \(rows * columns), row-major over [\(rows), \(columns)]"
-        let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: shardDeclarations(pairs: pairs.count, rows: rowSpan.count),
+        let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: responsesDeclarations(pairShape: [pairs.count], rows: rowSpan.count),
                                                  metadata: shardMetadata)
         let spanRows = Array(plan.rows[rowSpan])
         try spanRows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }

@@ -289,15 +289,16 @@ extension CPUBackend {
                                                                 fillH: fillH.baseAddress!, fillC: fillC.baseAddress!)
                                             // Rows that own their projection take each step's products in place;
                                             // shared projections are copied into the gates first.
-                                            let inPlace = sharedAcross == nil
-                                            let projectedRows = sharedAcross ?? rows
                                             for t in 0..<steps {
+                                                let gatesAtT: UnsafeMutablePointer<Float>
                                                 if let shared = sharedAcross {
                                                     forEachRow(rows, workers: workers) { r in
-                                                        (G.pointer + r * width).update(from: P.pointer + (t * projectedRows + r % shared) * width, count: width)
+                                                        (G.pointer + r * width).update(from: P.pointer + (t * shared + r % shared) * width, count: width)
                                                     }
+                                                    gatesAtT = G.pointer
+                                                } else {
+                                                    gatesAtT = P.pointer + t * rows * width
                                                 }
-                                                let gatesAtT: UnsafeMutablePointer<Float> = inPlace ? P.pointer + t * rows * width : G.pointer
                                                 let output: @Sendable (Int) -> UnsafeMutablePointer<Float>
                                                 if timeMajorOutput {
                                                     output = { r in Y.pointer + (t * rows + r) * hs }

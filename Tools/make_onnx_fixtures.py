@@ -195,7 +195,20 @@ def review_cases(out):
     graph = helper.make_graph(nodes, "swapped_names", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["time", "batch", I])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), os.path.join(out, "refuse_swapped_names.onnx"))
+    huge_dims(out)
     return golden
+
+
+def huge_dims(out):
+    """Constants whose dimensions multiply past any memory (2^62 × 8 values): the Squeeze axes
+    and the Gather index of the readout. A fuzz finding, read as a clean refusal rather than an
+    integer overflow."""
+    model = onnx.load(os.path.join(out, "lstm1_time_major.onnx"))
+    for t in model.graph.initializer:
+        if t.name in ("dir_axis", "last"):
+            del t.dims[:]
+            t.dims.extend([2 ** 62, 8])
+    onnx.save(model, os.path.join(out, "refuse_huge_dims.onnx"))
 
 
 def untied_unrolled(source, path):

@@ -290,7 +290,7 @@ extension GraphReader {
             var out = axes
             switch axes[axis].role {
             case .time:
-                guard indices[0] == -1 || axes[axis].size == .known(indices[0] + 1) else {
+                guard indices[0] == -1 || (indices[0] >= 0 && axes[axis].size == .known(indices[0] &+ 1)) else {
                     throw fail("\(label(c)) reads step \(indices[0]); CellAudit's readouts read the last step or every step")
                 }
                 if scalar { out.remove(at: axis) } else { out[axis] = Axis(role: .unit, size: .known(1)) }
@@ -386,6 +386,8 @@ extension GraphReader {
             return Array(v[s..<e])
         case "Mul":
             guard let a = try shapeValue(node.input[0]), let b = try shapeValue(node.input[1]), a.count == b.count else { return nil }
+            // A product that overflows is no size: the value cannot be followed.
+            for case (.known(let p), .known(let q)) in zip(a, b) where p.multipliedReportingOverflow(by: q).overflow { return nil }
             return zip(a, b).map { x, y in
                 switch (x, y) {
                 case (.known(let p), .known(let q)): .known(p * q)

@@ -165,7 +165,7 @@ struct GraphReader {
             throw fail("\(what) is stored in external data file '\(location)', which cannot be opened beside the model")
         }
         defer { try? handle.close() }
-        let count = t.dims.reduce(1) { $0 * Int($1) } * (t.dataType == 11 ? 8 : t.dataType == 10 ? 2 : 4)
+        let count = try byteCount(t.dims, bytes: t.dataType == 11 ? 8 : t.dataType == 10 ? 2 : 4, what)
         guard offset >= 0, (length ?? count) == count else { throw fail("\(what): external data offset or length does not match its shape") }
         try handle.seek(toOffset: UInt64(offset))
         let bytes = handle.readData(ofLength: count)
@@ -173,11 +173,23 @@ struct GraphReader {
         return bytes
     }
 
+    /// The number of values of a tensor of shape `dims` times `bytes` per value, checked: a
+    /// negative dimension or a product past 2^40 is a refusal, never an overflow trap.
+    func byteCount(_ dims: [Int64], bytes: Int, _ what: String) throws -> Int {
+        var count = bytes
+        for d in dims {
+            guard d >= 0 else { throw fail("\(what) has a negative dimension") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: Int(d))
+            guard !overflow, product <= 1 << 40 else { throw fail("\(what) has shape \(dims), too large to hold") }
+            count = product
+        }
+        return count
+    }
+
     /// A constant as Float values, with its shape. FLOAT, DOUBLE and FLOAT16 are read.
     func floats(_ t: Onnx_TensorProto, _ what: String) throws -> FloatTensor {
+        let count = try byteCount(t.dims, bytes: 1, what)
         let shape = t.dims.map(Int.init)
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("\(what) has a negative dimension") }
-        let count = shape.reduce(1, *)
         var values: [Float]
         switch t.dataType {
         case 1:
@@ -204,7 +216,7 @@ struct GraphReader {
 
     /// A constant as integers (INT64 or INT32), for axes, indices and shapes.
     func integers(_ t: Onnx_TensorProto, _ what: String) throws -> [Int] {
-        let count = t.dims.reduce(1) { $0 * Int($1) }
+        let count = try byteCount(t.dims, bytes: 1, what)
         switch t.dataType {
         case 7:
             if let raw = try rawBytes(t, what) {

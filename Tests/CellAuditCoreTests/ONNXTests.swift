@@ -77,6 +77,7 @@ struct ONNXTests {
         ("onnx/refuse_unrolled_short", "unrolled over 9 steps, but the input has 11 steps"),
         ("onnx/refuse_bias_column", "bias C has shape [3, 1]"),
         ("onnx/refuse_cast_half", "'to_half' (Cast) casts the data to ONNX type 10"),
+        ("onnx/refuse_huge_dims", "too large to hold"),
         ("onnx/refuse_swapped_names", "'scramble' (Reshape) reshapes the data in a way that mixes"),
         ("cases/onnx/onnx-clip", "sets attribute 'clip'"),
         ("cases/onnx/onnx-input-forget", "sets attribute 'input_forget'"),

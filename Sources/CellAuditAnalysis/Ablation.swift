@@ -90,7 +90,9 @@ public struct AblationStudy: Sendable {
         }
         guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
         func run(_ masks: [CellMask]) throws -> ForwardResult {
-            try backend.forward(try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill))
+            var job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
+            job.keepsHidden = false   // scored from the readout alone
+            return try backend.forward(job)
         }
         func scores(_ result: ForwardResult, _ count: Int) throws -> [Double] {
             try (0..<count).map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
@@ -181,7 +183,9 @@ extension AblationStudy {
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let masks = configurations.map { singleConfiguration($0, cells: n) }
-        let result = try backend.forward(try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill))
+        var job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
+        job.keepsHidden = false   // scored from the readout alone
+        let result = try backend.forward(job)
         let scores = try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
         let losses = try masks.indices.map { try Score.loss(result, config: $0, dataset: dataset, task: task, output: output) }
         return SingleAblation(scores: scores, losses: losses)
@@ -245,14 +249,60 @@ public enum Statistics {
     }
 
     /// ρ and a 95 % percentile bootstrap interval (resampling pairs with replacement, seeded).
+    /// A resample is a multiset of the pairs, so its average ranks follow from how often it draws
+    /// each pair, walked in the order of the full sample: O(n) per resample instead of two sorts.
+    /// Values with NaN take the sorting path, where NaN copies rank apart.
     public static func spearmanWithBootstrap(_ a: [Double], _ b: [Double], resamples: Int, seed: UInt64) -> (Double, Double, Double) {
         let rho = spearman(a, b)
-        guard resamples > 0, a.count >= 3 else { return (rho, .nan, .nan) }
+        let n = a.count
+        guard resamples > 0, n >= 3 else { return (rho, .nan, .nan) }
         var rng = SeededGenerator(seed: seed)
         var samples: [Double] = []
+        samples.reserveCapacity(resamples)
+        let exact = a.contains(where: \.isNaN) || b.contains(where: \.isNaN)
+        /// Indices by increasing value, cut into runs of equal values.
+        func tiedRuns(_ x: [Double]) -> [[Int]] {
+            let order = x.indices.sorted { x[$0] < x[$1] }
+            var runs: [[Int]] = []
+            for i in order {
+                if let last = runs.last?.first, x[last] == x[i] { runs[runs.count - 1].append(i) } else { runs.append([i]) }
+            }
+            return runs
+        }
+        let runsA = exact ? [] : tiedRuns(a), runsB = exact ? [] : tiedRuns(b)
+        var draws = [Int](repeating: 0, count: n)
+        var rankA = [Double](repeating: 0, count: n), rankB = [Double](repeating: 0, count: n)
+        /// The average rank, within the resample, of every pair it draws.
+        func resampleRanks(_ runs: [[Int]], into rank: inout [Double]) {
+            var below = 0
+            for run in runs {
+                let m = run.reduce(0) { $0 + draws[$1] }
+                guard m > 0 else { continue }
+                let mean = Double(below) + Double(m + 1) / 2
+                for i in run { rank[i] = mean }
+                below += m
+            }
+        }
         for _ in 0..<resamples {
-            let idx = (0..<a.count).map { _ in Int(rng.next() % UInt64(a.count)) }
-            let r = spearman(idx.map { a[$0] }, idx.map { b[$0] })
+            let idx = (0..<n).map { _ in Int(rng.next() % UInt64(n)) }
+            let r: Double
+            if exact {
+                r = spearman(idx.map { a[$0] }, idx.map { b[$0] })
+            } else {
+                for i in 0..<n { draws[i] = 0 }
+                for i in idx { draws[i] += 1 }
+                resampleRanks(runsA, into: &rankA)
+                resampleRanks(runsB, into: &rankB)
+                // Pearson of the ranks, each drawn pair counted as often as it was drawn; both
+                // rank means are (n + 1)/2.
+                let mean = Double(n + 1) / 2
+                var sab = 0.0, saa = 0.0, sbb = 0.0
+                for i in 0..<n where draws[i] > 0 {
+                    let w = Double(draws[i]), x = rankA[i] - mean, y = rankB[i] - mean
+                    sab += w * x * y; saa += w * x * x; sbb += w * y * y
+                }
+                r = saa > 0 && sbb > 0 ? sab / (saa * sbb).squareRoot() : .nan
+            }
             if r.isFinite { samples.append(r) }
         }
         guard samples.count >= 10 else { return (rho, .nan, .nan) }

@@ -44,6 +44,10 @@ public struct ForwardJob: Sendable {
     /// (so each configuration's numbers never depend on the others in the job), rather than a
     /// plain forward pass.
     public var isAblation: Bool
+    /// Whether the result carries the last layer's hidden states; false leaves
+    /// `ForwardResult.hidden` empty on the CPU backend, so an ablation scored from the readout
+    /// alone neither stores nor copies configurations × N × T × H values.
+    public var keepsHidden: Bool = true
 
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask]? = nil,
                 clamp: (h: [Float], c: [Float])? = nil) throws {
@@ -71,7 +75,8 @@ public struct ForwardJob: Sendable {
 }
 
 /// Readout values [configurations × N × K] (`last`) or [configurations × N × T × K] (`sequence`),
-/// and the last layer's hidden states [configurations × N × T × H].
+/// and the last layer's hidden states [configurations × N × T × H] (empty when the job's
+/// `keepsHidden` is false and the backend honours it).
 public struct ForwardResult: Sendable {
     public var outputs: [Float]
     public var hidden: [Float]
@@ -154,24 +159,25 @@ extension CPUBackend {
     public func maskedForward(_ job: ForwardJob, workers: Int) -> ForwardResult {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps
         let configs = job.masks.count
-        let hLast = net.layers.last!.hiddenSize
         let widest = net.layers.map(\.hiddenSize).max()!
         let gateBlocks = net.kind.gateCount
         // Per sequence and configuration: projections (G·H) and outputs (H) of the widest layer.
         let bytesPerConfig = n * steps * (gateBlocks + 1) * widest * MemoryLayout<Float>.stride
         let slice = max(1, min(configs, forwardWorkingSetBytes / max(bytesPerConfig, 1)))
-        var hidden = slice >= configs ? [] : [Float](repeating: 0, count: configs * n * steps * hLast)
+        // Without the hidden states, a `last` readout needs the last layer's h at T − 1 only.
+        let lastStepOnly = !job.keepsHidden && job.output == .last
+        var hidden: [Float] = [], outputs: [Float] = []
         // Layer 0's input projection does not depend on the mask: computed once for all slices.
         let first = net.layers[0]
         // Time-major ([T × N] rows): each step's rows are contiguous, for its product and its gates.
         let width0 = job.inputs.width
-        var inputsByStep = [Float](repeating: 0, count: n * steps * width0)
-        job.inputs.values.withUnsafeBufferPointer { x in inputsByStep.withUnsafeMutableBufferPointer { out in
-            for r in 0..<n { for t in 0..<steps { (out.baseAddress! + (t * n + r) * width0).update(from: x.baseAddress! + (r * steps + t) * width0, count: width0) } }
-        }}
-        var projected0 = [Float](repeating: 0, count: n * steps * first.gateRows)
-        inputsByStep.withUnsafeBufferPointer { x in
-            projected0.withUnsafeMutableBufferPointer { first.project(x.baseAddress!, rows: n * steps, into: $0.baseAddress!, workers: workers) }
+        let inputsByStep = uninitializedFloats(n * steps * width0) { out in
+            job.inputs.values.withUnsafeBufferPointer { x in
+                for r in 0..<n { for t in 0..<steps { (out + (t * n + r) * width0).update(from: x.baseAddress! + (r * steps + t) * width0, count: width0) } }
+            }
+        }
+        var projected0 = uninitializedFloats(n * steps * first.gateRows) { out in
+            inputsByStep.withUnsafeBufferPointer { x in first.project(x.baseAddress!, rows: n * steps, into: out, workers: workers) }
         }
         let offsets = net.cellOffsets
         for start in stride(from: 0, to: configs, by: slice) {
@@ -182,25 +188,30 @@ extension CPUBackend {
                 let keep = masks.flatMap { $0.keep[cells] }
                 let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
                 // Layers below the last keep their h time-major, as the next layer's projection wants it.
-                let timeMajor = l < net.layers.count - 1
+                let last = l == net.layers.count - 1
+                let stored: LayerOutput = !last ? .timeMajor : lastStepOnly ? .lastStep : .sequenceMajor
                 if l == 0 {
                     // One slice of one configuration owns layer 0's projection; otherwise it is shared.
                     y = runLayer(layer, projected: &projected0, sharedAcross: configs == 1 ? nil : n, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers, timeMajorOutput: timeMajor)
+                                 fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
                 } else {
-                    var projected = [Float](repeating: 0, count: masks.count * n * steps * layer.gateRows)
-                    y.withUnsafeBufferPointer { x in
-                        projected.withUnsafeMutableBufferPointer { layer.project(x.baseAddress!, rows: masks.count * n * steps, into: $0.baseAddress!, workers: workers) }
+                    var projected = uninitializedFloats(masks.count * n * steps * layer.gateRows) { out in
+                        y.withUnsafeBufferPointer { x in layer.project(x.baseAddress!, rows: masks.count * n * steps, into: out, workers: workers) }
                     }
                     y = runLayer(layer, projected: &projected, sharedAcross: nil, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers, timeMajorOutput: timeMajor)
+                                 fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
                 }
             }
-            if slice >= configs { hidden = y; break }   // one slice: y is the whole result
-            let base = start * n * steps * hLast
-            hidden.replaceSubrange(base..<(base + y.count), with: y)
+            let part = net.readoutOutputs(hidden: y, sequences: masks.count * n, steps: lastStepOnly ? 1 : steps, output: job.output, workers: workers)
+            if slice >= configs {
+                // One slice: its arrays are the whole result.
+                outputs = part
+                if job.keepsHidden { hidden = y }
+                break
+            }
+            outputs += part
+            if job.keepsHidden { hidden += y }
         }
-        let outputs = net.readoutOutputs(hidden: hidden, sequences: configs * n, steps: steps, output: job.output, workers: workers)
         let k = net.readout!.outputs
         let shape = job.output == .last ? [configs, n, k] : [configs, n, steps, k]
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
@@ -221,32 +232,43 @@ extension CPUBackend {
         let hLast = net.layers.last!.hiddenSize, k = net.readout!.outputs
         let perConfigOutputs = job.outputsPerSequence * n, perConfigHidden = n * steps * hLast
         var outputs = [Float](repeating: 0, count: job.masks.count * perConfigOutputs)
-        var hidden = [Float](repeating: 0, count: job.masks.count * perConfigHidden)
+        var hidden = [Float](repeating: 0, count: job.keepsHidden ? job.masks.count * perConfigHidden : 0)
         // Configurations side by side, one thread each: a configuration's rows are too few to
         // split every step's product and gates between threads without waiting on each other.
         let lastLayer = net.cellOffsets[net.layers.count - 1]..<net.cellCount
-        let jobs = try job.masks.map { mask -> (ForwardJob, [Int])? in
-            // Every cell of the last layer at 0: the outputs are the readout's bias, h is 0.
+        /// Configuration c's job: its compact network (built by the thread that runs it), or the
+        /// masked pass of the whole network when a layer below the last keeps no cell; nil when
+        /// every cell of the last layer is at 0 (the outputs are then the readout's bias, h is 0).
+        @Sendable func configuration(_ c: Int) throws -> (ForwardJob, [Int])? {
+            let mask = job.masks[c]
             if mask.keep[lastLayer].allSatisfy({ $0 == 0 }) { return nil }
-            if let (compact, lastKept) = net.keeping(mask.keep) {
-                return (try ForwardJob(network: compact, inputs: job.inputs, output: job.output), lastKept)
+            var compact: ForwardJob, lastKept: [Int]
+            if let (network, kept) = net.keeping(mask.keep) {
+                (compact, lastKept) = (try ForwardJob(network: network, inputs: job.inputs, output: job.output), kept)
+            } else {
+                (compact, lastKept) = (try ForwardJob(network: net, inputs: job.inputs, output: job.output, masks: [mask]), Array(0..<hLast))
             }
-            return (try ForwardJob(network: net, inputs: job.inputs, output: job.output, masks: [mask]), Array(0..<hLast))
+            compact.keepsHidden = job.keepsHidden
+            return (compact, lastKept)
         }
-        let next = Mutex(0)
+        let count = job.masks.count
+        let next = Mutex(0), failure = Mutex<(any Error)?>(nil)
         outputs.withUnsafeMutableBufferPointer { outputBuffer in hidden.withUnsafeMutableBufferPointer { hiddenBuffer in
         let O = SendablePointer(outputBuffer.baseAddress!), H = SendablePointer(hiddenBuffer.baseAddress!)
-        DispatchQueue.concurrentPerform(iterations: min(threads, jobs.count)) { _ in
+        DispatchQueue.concurrentPerform(iterations: min(threads, count)) { _ in
             while true {
                 let c: Int = next.withLock { value in defer { value += 1 }; return value }
-                guard c < jobs.count else { return }
-                guard let (compactJob, kept) = jobs[c] else {
+                guard c < count else { return }
+                let prepared: (ForwardJob, [Int])?
+                do { prepared = try configuration(c) } catch { failure.withLock { $0 = $0 ?? error }; return }
+                guard let (compactJob, kept) = prepared else {
                     let bias = net.readout!.a
                     for row in 0..<(perConfigOutputs / k) { (O.pointer + c * perConfigOutputs + row * k).update(from: bias, count: k) }
                     continue
                 }
                 let result = maskedForward(compactJob, workers: 1)
                 result.outputs.withUnsafeBufferPointer { (O.pointer + c * perConfigOutputs).update(from: $0.baseAddress!, count: perConfigOutputs) }
+                guard compactJob.keepsHidden else { continue }
                 // The last layer's h, ablated cells at 0, as the masked pass writes it.
                 let width = kept.count
                 result.hidden.withUnsafeBufferPointer { from in
@@ -259,6 +281,7 @@ extension CPUBackend {
             }
         }
         } }
+        if let error = failure.withLock({ $0 }) { throw error }
         let shape = job.output == .last ? [job.masks.count, n, k] : [job.masks.count, n, steps, k]
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
     }
@@ -266,12 +289,12 @@ extension CPUBackend {
     /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
     /// x·Wᵀ + b per (step, row), time-major; with `sharedAcross` it holds it for the sequences
     /// only, shared by every configuration (copied into the gates each step), otherwise each step's
-    /// products are added in place. `keep` is [configurations × H]. Returns h for every row and
-    /// step: [rows × T × H], or [T × rows × H] with `timeMajorOutput`.
+    /// products are added in place. `keep` is [configurations × H]. Returns h as `output` says.
     private func runLayer(_ layer: RecurrentLayer, projected: inout [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
-                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int, timeMajorOutput: Bool) -> [Float] {
+                          fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int, output stored: LayerOutput) -> [Float] {
         let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
-        var y = [Float](repeating: 0, count: rows * steps * hs)
+        // Every row's h is written at every stored step, so y starts uninitialised.
+        var y = uninitializedFloats(rows * (stored == .lastStep ? 1 : steps) * hs) { _ in }
         var gates = [Float](repeating: 0, count: sharedAcross == nil ? 1 : rows * width)
         var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
         projected.withUnsafeMutableBufferPointer { proj in
@@ -299,11 +322,12 @@ extension CPUBackend {
                                                 } else {
                                                     gatesAtT = P.pointer + t * rows * width
                                                 }
-                                                let output: @Sendable (Int) -> UnsafeMutablePointer<Float>
-                                                if timeMajorOutput {
-                                                    output = { r in Y.pointer + (t * rows + r) * hs }
-                                                } else {
-                                                    output = { r in Y.pointer + (r * steps + t) * hs }
+                                                let output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?
+                                                switch stored {
+                                                case .timeMajor: output = { r in Y.pointer + (t * rows + r) * hs }
+                                                case .sequenceMajor: output = { r in Y.pointer + (r * steps + t) * hs }
+                                                case .lastStep:
+                                                    if t == steps - 1 { output = { r in Y.pointer + r * hs } } else { output = nil }
                                                 }
                                                 layer.advance(rows: rows, gates: gatesAtT, h: hp.baseAddress!, c: cp.baseAddress!,
                                                               scratch: sp.baseAddress!, hIsZero: t == 0, workers: workers, mask: mask,
@@ -319,5 +343,23 @@ extension CPUBackend {
             }
         }
         return y
+    }
+}
+
+/// Which of a layer's hidden states `runLayer` returns.
+enum LayerOutput {
+    /// [T × rows × H]: every step, each step's rows contiguous (the next layer's projection input).
+    case timeMajor
+    /// [rows × T × H]: every step, each row's steps contiguous (`ForwardResult.hidden`).
+    case sequenceMajor
+    /// [rows × H]: the last step only (a `last` readout when the hidden states are not kept).
+    case lastStep
+}
+
+/// A Float array of `count` elements that `fill` initialises completely (no zeroing first).
+func uninitializedFloats(_ count: Int, _ fill: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if count > 0 { fill(buffer.baseAddress!) }
+        initialized = count
     }
 }

@@ -16,6 +16,37 @@ import TestSupport
         let (rho, low, high) = Statistics.spearmanWithBootstrap((0..<30).map(Double.init), (0..<30).map { Double($0 % 7) }, resamples: 300, seed: 1)
         #expect(low <= rho && rho <= high && low < high)
     }
+
+    /// The counting path of the bootstrap equals Spearman's ρ of every resample sorted out in full,
+    /// with ties in both variables, on awkward sizes.
+    @Test(arguments: [3, 7, 64, 131])
+    func bootstrapCountsEqualSortedResamples(n: Int) {
+        var rng = SeededGenerator(seed: UInt64(n))
+        // Few distinct values: many ties within and across resamples.
+        let a = (0..<n).map { _ in Double(rng.next() % 5) }, b = (0..<n).map { i in Double(rng.next() % 9) + (i % 3 == 0 ? 0.5 : 0) }
+        let resamples = 400, seed: UInt64 = 11
+        var draw = SeededGenerator(seed: seed)
+        var samples: [Double] = []
+        for _ in 0..<resamples {
+            let idx = (0..<n).map { _ in Int(draw.next() % UInt64(n)) }
+            let r = Statistics.spearman(idx.map { a[$0] }, idx.map { b[$0] })
+            if r.isFinite { samples.append(r) }
+        }
+        samples.sort()
+        let (rho, low, high) = Statistics.spearmanWithBootstrap(a, b, resamples: resamples, seed: seed)
+        #expect(rho == Statistics.spearman(a, b))
+        if samples.count >= 10 {
+            #expect(abs(low - samples[Int(0.025 * Double(samples.count - 1))]) < 1e-12)
+            #expect(abs(high - samples[Int(0.975 * Double(samples.count - 1))]) < 1e-12)
+        } else {
+            #expect(low.isNaN && high.isNaN)
+        }
+        // With a NaN the sorting path runs, and still gives an interval around ρ.
+        var withNaN = a
+        withNaN[n / 2] = .nan
+        let (r2, l2, h2) = Statistics.spearmanWithBootstrap(withNaN, b, resamples: 50, seed: seed)
+        #expect(l2.isNaN || (l2 <= h2 && !r2.isNaN))
+    }
 }
 
 @Suite struct AblationStudyTests {

@@ -125,90 +125,84 @@ public enum FixedPointFinder {
         var s = seeds.states
         var q = [Double](repeating: .infinity, count: N)
         var mu = [Double](repeating: 0, count: N), muStart = [Double](repeating: 0, count: N)
-        var residual = [Double](repeating: 0, count: N * D), jac = [Double](repeating: 0, count: N * D * D)
+        // At each seed's accepted point: AᵀA (upper triangle, row-major [D × D]) and Aᵀr [D]. A
+        // rejected step changes only μ, so these are formed once per accepted point.
+        var normal = [Double](repeating: 0, count: N * D * D), gradient = [Double](repeating: 0, count: N * D)
         var trial = s
         // q at the last checkpoint (every 10 iterations): a seed that has not halved q since is
         // creeping along a valley of q > 0 and stops there as a slow point.
         var checkpoint = [Double](repeating: .infinity, count: N)
         var live = Array(0..<N)
-        var first = true
         var iterations = 0
         let stopQ = options.qTolerance * 1e-4
         while !live.isEmpty && iterations <= options.maxIterations {
             // Evaluate F and ∂F/∂s at the trial point of every live seed.
-            let batch = live.flatMap { trial[($0 * D)..<(($0 + 1) * D)] }
+            var gathered = [Double](repeating: 0, count: live.count * D)
+            for (k, n) in live.enumerated() { for d in 0..<D { gathered[k * D + d] = trial[n * D + d] } }
+            let batch = gathered
             let (next, J) = try backend.mapStep(map, states: batch, inputs: nil, rows: live.count, jacobian: true)
-            var still: [Int] = []
-            for (k, n) in live.enumerated() {
-                var qt = 0.0
-                for d in 0..<D { let r = next[k * D + d] - batch[k * D + d]; qt += r * r }
-                qt *= 0.5
-                if first || qt < q[n] {
-                    // Accept: the trial becomes the point.
-                    for d in 0..<D { s[n * D + d] = batch[k * D + d]; residual[n * D + d] = next[k * D + d] - batch[k * D + d] }
-                    for e in 0..<(D * D) { jac[n * D * D + e] = J[k * D * D + e] }
-                    for d in 0..<D { jac[n * D * D + d * D + d] -= 1 }
-                    q[n] = qt.isFinite ? qt : .infinity
-                    if first {
-                        var largest = 0.0
-                        for e in 0..<(D * D) { largest = max(largest, abs(jac[n * D * D + e])) }
-                        mu[n] = 1e-3 * max(largest * largest, 1e-12)
-                        muStart[n] = mu[n]
-                    } else {
-                        mu[n] /= 3
-                    }
-                } else {
-                    mu[n] *= 4
-                }
-                guard q[n].isFinite, q[n] > stopQ, mu[n] < 1e12 * muStart[n], iterations < options.maxIterations else { continue }
-                if iterations % 10 == 0 && iterations > 0 {
-                    if q[n] >= options.qTolerance && q[n] > 0.5 * checkpoint[n] { continue }
-                    checkpoint[n] = q[n]
-                }
-                still.append(n)
-            }
-            // The next trials, s + δ with (AᵀA + μI) δ = −Aᵀr, for all live seeds on all cores.
-            var solved = [Bool](repeating: true, count: still.count)
-            jac.withUnsafeBufferPointer { jb in residual.withUnsafeBufferPointer { rb in s.withUnsafeBufferPointer { sb in
-                trial.withUnsafeMutableBufferPointer { tb in solved.withUnsafeMutableBufferPointer { ok in
-                    let J = SendablePointer(UnsafeMutablePointer(mutating: jb.baseAddress!))
-                    let res = SendablePointer(UnsafeMutablePointer(mutating: rb.baseAddress!))
-                    let base = SendablePointer(UnsafeMutablePointer(mutating: sb.baseAddress!))
-                    let out = SendablePointer(tb.baseAddress!), flags = SendablePointer(ok.baseAddress!)
-                    let live = still, damping = mu
-                    // Workers take contiguous blocks of seeds and reuse one work space each.
-                    let workers = still.count * D * D * D > 1 << 18 ? min(Parallelism.cores, still.count) : 1
-                    let work: @Sendable (Int) -> Void = { w in
-                        var normal = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
-                        for k in stride(from: w, to: live.count, by: workers) {
-                            let n = live[k]
-                            guard levenbergMarquardtStep(jacobian: J.pointer + n * D * D, residual: res.pointer + n * D, dimension: D,
-                                                         mu: damping[n], normal: &normal, rhs: &rhs) else {
-                                flags.pointer[k] = false; continue
+            // Per seed, on all cores: accept or reject the trial, decide whether to go on, and
+            // solve (AᵀA + μI) δ = −Aᵀr for the next trial.
+            var goOn = [Bool](repeating: false, count: live.count)
+            let first = iterations == 0, iteration = iterations
+            s.withUnsafeMutableBufferPointer { sb in q.withUnsafeMutableBufferPointer { qb in
+            mu.withUnsafeMutableBufferPointer { mb in muStart.withUnsafeMutableBufferPointer { m0 in
+            normal.withUnsafeMutableBufferPointer { nb in gradient.withUnsafeMutableBufferPointer { gb in
+            trial.withUnsafeMutableBufferPointer { tb in checkpoint.withUnsafeMutableBufferPointer { cb in
+            goOn.withUnsafeMutableBufferPointer { ob in
+                let S = SendablePointer(sb.baseAddress!), Q = SendablePointer(qb.baseAddress!)
+                let M = SendablePointer(mb.baseAddress!), M0 = SendablePointer(m0.baseAddress!)
+                let AtA = SendablePointer(nb.baseAddress!), Atr = SendablePointer(gb.baseAddress!)
+                let T = SendablePointer(tb.baseAddress!), C = SendablePointer(cb.baseAddress!), O = SendablePointer(ob.baseAddress!)
+                let rows = live
+                let workers = rows.count * D * D * D > 1 << 18 ? min(Parallelism.cores, rows.count) : 1
+                let work: @Sendable (Int) -> Void = { w in
+                    var a = [Double](repeating: 0, count: D * D), r = [Double](repeating: 0, count: D)
+                    var system = [Double](repeating: 0, count: D * D), rhs = [Double](repeating: 0, count: D)
+                    for k in stride(from: w, to: rows.count, by: workers) {
+                        let n = rows[k]
+                        var qt = 0.0
+                        for d in 0..<D { r[d] = next[k * D + d] - batch[k * D + d]; qt += r[d] * r[d] }
+                        qt *= 0.5
+                        if first || qt < Q.pointer[n] {
+                            // Accept: the trial becomes the point; A = ∂F/∂s − I there.
+                            for d in 0..<D { S.pointer[n * D + d] = batch[k * D + d] }
+                            for e in 0..<(D * D) { a[e] = J[k * D * D + e] }
+                            for d in 0..<D { a[d * D + d] -= 1 }
+                            Q.pointer[n] = qt.isFinite ? qt : .infinity
+                            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(D), Int32(D), 1, a, Int32(D), 0, AtA.pointer + n * D * D, Int32(D))
+                            cblas_dgemv(CblasRowMajor, CblasTrans, Int32(D), Int32(D), 1, a, Int32(D), r, 1, 0, Atr.pointer + n * D, 1)
+                            if first {
+                                var largest = 0.0
+                                for e in 0..<(D * D) { largest = max(largest, abs(a[e])) }
+                                M.pointer[n] = 1e-3 * max(largest * largest, 1e-12)
+                                M0.pointer[n] = M.pointer[n]
+                            } else {
+                                M.pointer[n] /= 3
                             }
-                            for d in 0..<D { out.pointer[n * D + d] = base.pointer[n * D + d] + rhs[d] }
+                        } else {
+                            M.pointer[n] *= 4
                         }
+                        let qn = Q.pointer[n]
+                        guard qn.isFinite, qn > stopQ, M.pointer[n] < 1e12 * M0.pointer[n], iteration < options.maxIterations else { continue }
+                        if iteration % 10 == 0 && iteration > 0 {
+                            if qn >= options.qTolerance && qn > 0.5 * C.pointer[n] { continue }
+                            C.pointer[n] = qn
+                        }
+                        // The next trial, s + δ; a seed whose system cannot be solved stops where it is.
+                        for e in 0..<(D * D) { system[e] = AtA.pointer[n * D * D + e] }
+                        for d in 0..<D { system[d * D + d] += M.pointer[n]; rhs[d] = -Atr.pointer[n * D + d] }
+                        guard LinearAlgebra.solvePositiveDefinite(&system, &rhs, n: D), rhs.allSatisfy(\.isFinite) else { continue }
+                        for d in 0..<D { T.pointer[n * D + d] = S.pointer[n * D + d] + rhs[d] }
+                        O.pointer[k] = true
                     }
-                    if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
-                }}
-            }}}
-            // A seed whose system could not be solved stops where it is.
-            still = still.indices.filter { solved[$0] }.map { still[$0] }
-            live = still
-            first = false
+                }
+                if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
+            }}}}}}}}}
+            live = live.indices.filter { goOn[$0] }.map { live[$0] }
             iterations += 1
         }
         return (s, q, iterations)
-    }
-
-    /// δ into `rhs` ([D]), using `normal` ([D × D]) as work space; false when the system cannot be solved.
-    static func levenbergMarquardtStep(jacobian a: UnsafePointer<Double>, residual r: UnsafePointer<Double>, dimension D: Int, mu: Double,
-                                       normal: inout [Double], rhs: inout [Double]) -> Bool {
-        // normal = AᵀA (upper triangle), rhs = −Aᵀ r, A row-major [D × D] (BLAS dsyrk, dgemv).
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(D), Int32(D), 1, a, Int32(D), 0, &normal, Int32(D))
-        cblas_dgemv(CblasRowMajor, CblasTrans, Int32(D), Int32(D), -1, a, Int32(D), r, 1, 0, &rhs, 1)
-        for k in 0..<D { normal[k * D + k] += mu }
-        return LinearAlgebra.solvePositiveDefinite(&normal, &rhs, n: D) && rhs.allSatisfy(\.isFinite)
     }
 }
 

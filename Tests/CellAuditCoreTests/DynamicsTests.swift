@@ -154,6 +154,25 @@ struct DynamicsTests {
         #expect(flips == 24)
     }
 
+    @Test("LSTM: Levenberg–Marquardt with c eliminated takes the full solve's steps", arguments: ["dynamics/flipflop3_lstm16", "digits_lstm32"])
+    func cellStateElimination(_ name: String) throws {
+        let loaded = try ModelFile.load(Fixtures.path("\(name).safetensors"))
+        let layer = loaded.network.layers[0]
+        let map = try LayerMap(layer: layer, input: [Double](repeating: 0, count: layer.inputSize))
+        var rng = SeededGenerator(seed: 3)
+        let seeds = FixedPointSeeds(map: map, visited: nil, count: 40, noise: 0, rng: &rng)
+        for iterations in [1, 2, 4] {
+            var blocked = FixedPointOptions(), dense = FixedPointOptions()
+            blocked.maxIterations = iterations; dense.maxIterations = iterations
+            dense.eliminateCellState = false
+            let a = try FixedPointFinder.minimise(map: map, seeds: seeds, options: blocked, backend: CPUBackend())
+            let b = try FixedPointFinder.minimise(map: map, seeds: seeds, options: dense, backend: CPUBackend())
+            let worst = zip(a.states, b.states).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-9, "\(name), \(iterations) iterations: states differ by \(worst)")
+            for (qa, qb) in zip(a.q, b.q) { #expect(abs(qa - qb) <= 1e-9 * max(qa, qb) + 1e-20) }
+        }
+    }
+
     @Test("Both backends find the same points and the same graph")
     func backendsAgree() throws {
         let backends = try dynamicsBackends()

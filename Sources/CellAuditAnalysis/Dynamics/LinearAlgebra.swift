@@ -18,9 +18,18 @@ enum LinearAlgebra {
     /// Solves the symmetric positive definite system A x = b in place of `b` (LAPACK `dposv`);
     /// false when A is not positive definite.
     static func solvePositiveDefinite(_ a: inout [Double], _ b: inout [Double], n: Int) -> Bool {
+        a.withUnsafeMutableBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in
+            solvePositiveDefinite(ap.baseAddress!, bp.baseAddress!, n: n)
+        }}
+    }
+
+    /// The same on raw storage: `a` [n × n] (upper triangle, row-major; overwritten), `b` [n].
+    static func solvePositiveDefinite(_ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>, n: Int) -> Bool {
         // A symmetric matrix whose upper triangle is stored row-major is its lower triangle stored
         // column-major: LAPACK reads it in place (the row-major interface would transpose it first).
-        LAPACKE_dposv(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "L")), Int32(n), 1, &a, Int32(n), &b, Int32(n)) == 0
+        // The _work entry skips LAPACKE's NaN scan of the matrix: a NaN fails the factorisation or
+        // shows in the solution, which the callers check.
+        LAPACKE_dposv_work(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "L")), Int32(n), 1, a, Int32(n), b, Int32(n)) == 0
     }
 }
 

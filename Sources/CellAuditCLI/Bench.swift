@@ -201,7 +201,9 @@ struct Bench: ParsableCommand {
             let n = 256, steps = 16
             let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
             let masks = [CellMask.none(cells: hidden)] + (0..<hidden).map { CellMask.ablating([$0], of: hidden) }
-            let job = try ForwardJob(network: network, inputs: inputs, output: .last, masks: masks)
+            var job = try ForwardJob(network: network, inputs: inputs, output: .last, masks: masks)
+            // Scored from the readout, as `ablate` and the peers do: no hidden states kept.
+            job.keepsHidden = false
             work = masks.count * n * steps
             size = "\(masks.count) configurations × \(n) sequences × \(steps) steps, \(hidden) cells"
             unit = "configuration-sequence-steps"

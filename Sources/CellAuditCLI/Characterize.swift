@@ -155,14 +155,12 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     let metadata = responsesMetadata(plan, backend: backend, model: model)
     let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
                                              tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows), metadata: metadata)
+    let atRest = try Characterizer.atRest(plan, on: backend)
+    let (seconds, responded) = try streamResponses(plan, on: backend, pairs: nil, to: writer, columns: columns, firstPair: 0, progress: progress)
+    // The per-row tensors lie after the metrics: written last, so the file grows in order.
     try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
     try plan.rows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
-    try Characterizer.atRest(plan, on: backend).map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
-    var responded = 0
-    let seconds = try Characterizer.run(plan, on: backend, sink: { chunk in
-        responded += try writeChunk(chunk, to: writer, columns: columns, firstPair: 0)
-    }, progress: progress.report)
-    progress.finish()
+    try atRest.map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
     try writer.finish()
     try stimuliCSV(plan).write(to: dir.appendingPathComponent("stimuli.csv"), atomically: false, encoding: .utf8)
     if let selection {
@@ -172,13 +170,82 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
 }
 
+/// Runs the plan (the pairs in `pairs`, all when nil) and writes every chunk into `writer` on a
+/// writer thread while the engine computes the next one: at most `inFlight` chunks wait, so memory
+/// stays bounded by the chunk size. Returns the engine's seconds and how many pairs responded.
+/// A write error stops the run at the next chunk; either side's error is thrown after the writer
+/// has drained, so nothing writes into the output once this returns.
+func streamResponses(_ plan: CharacterizationPlan, on backend: any ComputeBackend, pairs: Range<Int>?, to writer: SafeTensorsStreamWriter,
+                     columns: Int, firstPair: Int, progress: ProgressReporter, inFlight: Int = 2) throws -> (seconds: Double, responded: Int) {
+    let queue = DispatchQueue(label: "cellaudit.responses-writer")
+    let slots = DispatchSemaphore(value: inFlight)
+    let state = WriterState()
+    let output = UncheckedSendable(writer)
+    func drain() { queue.sync {} }
+    let seconds: Double
+    do {
+        seconds = try Characterizer.run(plan, on: backend, pairs: pairs, sink: { chunk in
+            if let error = state.error { throw error }
+            slots.wait()
+            queue.async {
+                defer { slots.signal() }
+                guard state.error == nil else { return }
+                do {
+                    state.add(try writeChunk(chunk, to: output.value, columns: columns, firstPair: firstPair))
+                } catch {
+                    state.fail(error)
+                }
+            }
+        }, progress: progress.report)
+    } catch {
+        drain()
+        progress.finish()
+        throw error
+    }
+    drain()
+    progress.finish()
+    if let error = state.error { throw error }
+    return (seconds, state.responded)
+}
+
+/// What the writer thread reports back: pairs that responded, and its first error.
+private final class WriterState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0, failure: (any Error)?
+    var responded: Int { lock.withLock { count } }
+    var error: (any Error)? { lock.withLock { failure } }
+    func add(_ n: Int) { lock.withLock { count += n } }
+    func fail(_ error: any Error) { lock.withLock { if failure == nil { failure = error } } }
+}
+
+/// A value handed to one other thread at a time (here: the stream writer, used by the writer
+/// queue while the engine runs and by the caller only after it has drained).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
 /// Writes a chunk's metric planes into the metric tensors, each row's stimuli at flat pair index
 /// row · columns + column − `firstPair` ('responded' as 0/1 bytes); returns how many pairs responded.
 func writeChunk(_ chunk: ResponseChunk, to writer: SafeTensorsStreamWriter, columns: Int, firstPair: Int) throws -> Int {
     let b = chunk.block
     var responded = 0
+    // A chunk of whole rows is one contiguous run of each metric tensor: one write per metric
+    // (fewer system calls, and fewer partly written pages for the kernel to zero first).
+    let wholeRows = chunk.columnStart == 0 && b.stimulusCount == columns
     for metric in Metric.allCases {
         let plane = b.plane(metric)
+        if wholeRows {
+            let at = chunk.rowStart * columns - firstPair
+            if metric == .responded {
+                let flags = plane.map { UInt8($0 == 1 ? 1 : 0) }
+                responded += flags.reduce(0) { $0 + Int($1) }
+                try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
+            } else {
+                try plane.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
+            }
+            continue
+        }
         for r in 0..<b.cellCount {
             let start = plane.startIndex + r * b.stimulusCount
             let segment = plane[start..<(start + b.stimulusCount)]

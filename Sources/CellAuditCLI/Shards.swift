@@ -215,15 +215,12 @@ func runShard(_ shard: ShardAssignment, context: ShardContext, plan: Characteriz
         let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: responsesDeclarations(pairShape: [pairs.count], rows: rowSpan.count),
                                                  metadata: shardMetadata)
         let spanRows = Array(plan.rows[rowSpan])
+        let atRest = try Characterizer.atRest(plan, on: backend)
+        let (seconds, responded) = try streamResponses(plan, on: backend, pairs: pairs, to: writer, columns: columns,
+                                                       firstPair: pairs.lowerBound, progress: progress)
         try spanRows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
         try spanRows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
-        let atRest = try Characterizer.atRest(plan, on: backend)
         try atRest[rowSpan].map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
-        var responded = 0
-        let seconds = try Characterizer.run(plan, on: backend, pairs: pairs, sink: { chunk in
-            responded += try writeChunk(chunk, to: writer, columns: columns, firstPair: pairs.lowerBound)
-        }, progress: progress.report)
-        progress.finish()
         try writer.finish()
         let csv = dir.appendingPathComponent("stimuli.csv")
         try stimuliCSV(plan).write(to: csv, atomically: false, encoding: .utf8)

@@ -16,6 +16,10 @@ if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
 }
 #endif
 
+// A file-size limit (ulimit -f, a quota) raises SIGXFSZ, which would kill the run without a word:
+// ignored, the write fails with EFBIG and the run ends with a one-line error like a full disk's.
+signal(SIGXFSZ, SIG_IGN)
+
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
 OpenCL.preparePoclCache()
 

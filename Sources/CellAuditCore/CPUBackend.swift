@@ -12,8 +12,11 @@ public final class CPUBackend: ComputeBackend {
         self.forwardWorkingSetBytes = forwardWorkingSetBytes
     }
 
-    /// Host memory one chunk of engine output may take.
-    public var chunkBytes: Int { 64 << 20 }
+    /// Host memory one chunk of engine output may take: 16 MiB, below glibc's largest mmap
+    /// threshold (32 MiB, which the CLI sets), so each chunk's block comes from the heap that the
+    /// last one was freed to instead of a fresh mapping faulted in page by page (2.1 million
+    /// minor faults in the 7 GB characterize of BENCHMARKS.md at 64 MiB).
+    public var chunkBytes: Int { 16 << 20 }
 
     public var identity: BackendIdentity {
         BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(Self.arithmetic)")

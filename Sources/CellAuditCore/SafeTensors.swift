@@ -244,7 +244,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     return f
                 }
             case .F16:
-                return (0..<n).map { Float(halfBits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+                // Float16 → Float is exact; the loop over raw storage compiles to the CPU's
+                // conversion instructions (F16C) where the build targets them, 10× the closure map.
+                return [Float](unsafeUninitializedCapacity: n) { out, initialized in
+                    for i in 0..<n {
+                        out[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
+                    }
+                    initialized = n
+                }
             case .BF16:
                 return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
             default:
@@ -382,6 +389,10 @@ public final class SafeTensorsStreamWriter {
     private let handle: FileHandle
     private let path: String
     private var offsets: [String: (start: Int, dtype: DType, count: Int)] = [:]
+    /// Header plus every tensor: the size `finish` gives the file (the writes fill it in any order;
+    /// space is not reserved up front, so a full disk or a file-size limit fails the write that
+    /// meets it).
+    private let fileSize: Int
 
     public init(path: String, tensors: [Declaration], metadata: [String: String]) throws {
         var header: [String: Any] = [:]
@@ -406,12 +417,12 @@ public final class SafeTensorsStreamWriter {
             throw FormatError(file: (path as NSString).lastPathComponent, "cannot create the file")
         }
         self.handle = handle
+        fileSize = dataStart + offset
         do {
             var prefix = Data()
             withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
             prefix.append(json)
             try handle.write(contentsOf: prefix)
-            try handle.truncate(atOffset: UInt64(dataStart + offset))
         } catch {
             throw FormatError(file: (path as NSString).lastPathComponent, "cannot write: \(fileErrorReason(error))")
         }
@@ -447,9 +458,9 @@ public final class SafeTensorsStreamWriter {
         }
     }
 
-    /// Flushes to disk and closes.
+    /// Sets the file to its full size, flushes to disk and closes.
     public func finish() throws {
-        do { try handle.synchronize(); try handle.close() } catch {
+        do { try handle.truncate(atOffset: UInt64(fileSize)); try handle.synchronize(); try handle.close() } catch {
             throw FormatError(file: (path as NSString).lastPathComponent, "cannot finish: \(error.localizedDescription)")
         }
     }

@@ -492,6 +492,31 @@ enum CapacityMetricCount { static let value = 10 }
         return false
     }
 
+    /// A file-size limit met while the writer thread streams responses.safetensors (as a full
+    /// disk would be): one line naming the file and the system's reason, a non-zero exit, and no
+    /// output that looks complete.
+    @Test func aWriteFailureOnTheWriterThreadEndsTheRunCleanly() throws {
+        let dir = try Fixtures.scratch("fsize")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        // 100 KiB: past the header and the first metric tensors, short of the 261 KB file.
+        process.arguments = ["-c", "ulimit -f 100; exec \"$0\" \"$@\"", CLI.binary.path, "characterize",
+                             Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--out", out, "--quiet"]
+        let stderr = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = stderr
+        try process.run()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(process.terminationReason) \(process.terminationStatus)")
+        #expect(text.split(separator: "\n").count == 1 && text.contains("responses.safetensors") && text.contains("File too large"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { !$0.hasSuffix(".lock") }
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+
     @Test func aSecondRunToTheSameTargetFailsAtOnceAndASignalLeavesNothing() throws {
         let dir = try Fixtures.scratch("lock")
         defer { try? FileManager.default.removeItem(at: dir) }

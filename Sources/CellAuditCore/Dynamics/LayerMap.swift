@@ -82,7 +82,9 @@ public struct LayerMap: Sendable {
         var rec = [Double](repeating: 0, count: rows * GH)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(GH), Int32(H), 1, hs, Int32(H), R, Int32(H), 0, &rec, Int32(GH))
         var next = [Double](repeating: 0, count: rows * D)
-        var J = [Double](repeating: 0, count: jacobian ? rows * D * D : 0)
+        // Every entry of J is written below, row by row on the workers (the LSTM's c columns get
+        // their zeros there), so it is not zeroed first: a serial pass over rows × D² doubles.
+        var J = [Double](unsafeUninitializedCapacity: jacobian ? rows * D * D : 0) { _, initialized in initialized = jacobian ? rows * D * D : 0 }
         let resetBefore = kind == .gru && !layer.resetAfter
         // The reset-before GRU needs r first: rec's n block becomes R_n (r⊙h).
         if resetBefore {
@@ -128,6 +130,9 @@ public struct LayerMap: Sendable {
                             J[jo + (H + i) * D + k] = dc
                             J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhc * dc
                         }
+                        // ∂/∂c is diagonal: zeros but for cell i's own c.
+                        (J + jo + (H + i) * D + H).update(repeating: 0, count: H)
+                        (J + jo + i * D + H).update(repeating: 0, count: H)
                         J[jo + (H + i) * D + H + i] = fg
                         J[jo + i * D + H + i] = dhc * fg
                     }

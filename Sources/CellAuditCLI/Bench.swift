@@ -229,7 +229,9 @@ struct Bench: ParsableCommand {
             // Kernel time is that of the last launch: meaningful for one-launch workloads only.
             if workload != "fixed-points", let cl = backend as? OpenCLBackend { kernels.append(cl.lastKernelSeconds) }
         }
-        let sorted = times.sorted(), median = sorted[sorted.count / 2]
+        // The median: the middle run, or the mean of the two middle runs of an even count.
+        let sorted = times.sorted(), half = sorted.count / 2
+        let median = sorted.count % 2 == 1 ? sorted[half] : (sorted[half - 1] + sorted[half]) / 2
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         return Row(workload: workload, cell: kindName, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,

@@ -66,6 +66,15 @@ struct CleanFailure: Error, CustomStringConvertible {
     let description: String
 }
 
+/// One line for a failure. A file-system error from Foundation (writing a report, a figure, a
+/// bundled file) becomes the file's name and the system's reason instead of the NSError dump.
+func describeFailure(_ error: any Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
+    let file = (ns.userInfo[NSFilePathErrorKey] as? String).map { ($0 as NSString).lastPathComponent }
+    return (file.map { "\($0): " } ?? "") + "cannot read or write: \(fileErrorReason(error))"
+}
+
 extension ParsableCommand {
     func failing<R>(_ body: () throws -> R) throws -> R {
         do { return try body() } catch let error as ValidationError {
@@ -75,7 +84,7 @@ extension ParsableCommand {
         } catch let error as CleanExit {
             throw error
         } catch {
-            Terminal.warn("error: \(error)")
+            Terminal.warn("error: \(describeFailure(error))")
             throw ExitCode(1)
         }
     }

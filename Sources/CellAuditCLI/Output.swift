@@ -152,13 +152,32 @@ final class SignalCleanup: @unchecked Sendable {
     private let phase = Mutex<Phase>(.working)
     private static let queue = DispatchQueue(label: "cellaudit.signals")
 
-    /// On SIGINT or SIGTERM while the job works: the staging directory is first renamed (so the
-    /// job, still writing on the main thread, can add nothing more to it), then removed with the
-    /// lock file, and the process exits 128 + signal. A signal during the final move waits for
-    /// it (`commit`): the output is then complete, and the process exits 128 + signal after it.
+    /// Signals that end a run with cleanup: interrupt, terminate, and a closed terminal.
+    static let handled: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    /// Temporary paths of this run (the unpacked bundled files) that an interrupted run removes.
+    private static let temporaries = Mutex<[URL]>([])
+    static func removeOnInterrupt(_ url: URL) { temporaries.withLock { $0.append(url) } }
+    static func keepOnInterrupt(_ url: URL) { temporaries.withLock { $0.removeAll { $0 == url } } }
+
+    /// Leaves at once with `status`, after removing the run's temporaries. `_exit`, not `exit`:
+    /// the handler runs on its own thread while the main thread may be inside OpenBLAS, and
+    /// `exit` would run the libraries' destructors under it (a segfault on interrupt).
+    /// `flush` writes out buffered standard output first (only from the main thread: the signal
+    /// thread must not wait on a stream lock the main thread may hold).
+    static func leave(_ status: Int32, flush: Bool = false) -> Never {
+        for url in temporaries.withLock({ $0 }) { try? FileManager.default.removeItem(at: url) }
+        if flush { fflush(nil) }   // nil: every output stream
+        _exit(status)
+    }
+
+    /// On SIGINT, SIGTERM or SIGHUP while the job works: the staging directory is first renamed
+    /// (so the job, still writing on the main thread, can add nothing more to it), then removed
+    /// with the lock file, and the process exits 128 + signal. A signal during the final move
+    /// waits for it (`commit`): the output is then complete, and the process exits 128 + signal
+    /// after it.
     static func install(staging: URL, lock: URL) -> SignalCleanup {
         let cleanup = SignalCleanup()
-        for signalNumber in [SIGINT, SIGTERM] {
+        for signalNumber in handled {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             source.setEventHandler {
@@ -172,7 +191,7 @@ final class SignalCleanup: @unchecked Sendable {
                         try? FileManager.default.removeItem(at: gone)
                         try? FileManager.default.removeItem(at: lock)
                         Terminal.warn("error: interrupted (\(signalName(signalNumber))); removed the partial output \(staging.lastPathComponent)")
-                        exit(128 + signalNumber)
+                        SignalCleanup.leave(128 + signalNumber)
                     case .committing:
                         phase = .lateSignal(signalNumber)
                     case .interrupted, .lateSignal, .done:
@@ -203,18 +222,17 @@ final class SignalCleanup: @unchecked Sendable {
         }
         if let late {
             Terminal.warn("error: interrupted (\(signalName(late))) after the output was complete")
-            exit(128 + late)
+            SignalCleanup.leave(128 + late, flush: true)
         }
     }
 
     func uninstall() {
         for source in sources { source.cancel() }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
+        for number in Self.handled { signal(number, SIG_DFL) }
     }
 }
 
-private func signalName(_ number: Int32) -> String { number == SIGINT ? "SIGINT" : "SIGTERM" }
+private func signalName(_ number: Int32) -> String { number == SIGINT ? "SIGINT" : number == SIGHUP ? "SIGHUP" : "SIGTERM" }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
 final class ProgressReporter: @unchecked Sendable {
@@ -254,6 +272,7 @@ struct BundledFiles {
     init(_ names: [String]) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("cellaudit-bundled-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        SignalCleanup.removeOnInterrupt(directory)
         do {
             for name in names {
                 guard let base64 = EmbeddedDefaultModel.files[name], let bytes = Data(base64Encoded: base64) else {
@@ -268,7 +287,10 @@ struct BundledFiles {
     }
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-    func remove() { try? FileManager.default.removeItem(at: directory) }
+    func remove() {
+        try? FileManager.default.removeItem(at: directory)
+        SignalCleanup.keepOnInterrupt(directory)
+    }
 }
 
 /// A number in a CSV cell: `nan`, `inf` and `-inf` spelled out, others to six significant digits.

@@ -470,8 +470,11 @@ public final class SafeTensorsStreamWriter {
 /// "Permission denied"), never a Foundation error domain and code.
 public func fileErrorReason(_ error: Error) -> String {
     let ns = error as NSError
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        return String(cString: strerror(Int32(underlying.code)))
+    // Foundation on Linux stores the system's error as a Swift POSIXError, which only bridges
+    // through `Error` (a cast straight to NSError misses it: "file system error 512").
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error {
+        let system = underlying as NSError
+        if system.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(system.code))) }
     }
     if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
     if ns.domain == NSCocoaErrorDomain {

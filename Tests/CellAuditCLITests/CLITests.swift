@@ -517,6 +517,42 @@ enum CapacityMetricCount { static let value = 10 }
         #expect(left.isEmpty, "left behind: \(left)")
     }
 
+    /// Foundation's own writes (the report, figures) under a file-size limit: the file and the
+    /// system's reason on one line, not an NSError dump.
+    @Test func aReportWriteFailureNamesTheFile() throws {
+        let dir = try Fixtures.scratch("fsize-report")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "ulimit -f 30; exec \"$0\" \"$@\"", CLI.binary.path, "audit", Fixtures.path("digits_lstm8.safetensors"),
+                             "--data", Fixtures.path("digits_test.safetensors"), "--frequencies", "none", "--backend", "cpu",
+                             "--out", out, "--quiet"]
+        let stderr = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = stderr
+        try process.run()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 1)
+        #expect(text.split(separator: "\n").count == 1 && text.contains("File too large") && !text.contains("NSCocoaErrorDomain"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    /// SIGHUP (a closed terminal) cleans up like SIGINT and SIGTERM: 128 + 1, nothing left.
+    @Test func aHangupLeavesNothing() throws {
+        let dir = try Fixtures.scratch("hangup")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out").path
+        let run = try startSlowRun(out: out)
+        #expect(waitForLock(dir.appendingPathComponent(".out.lock").path, pid: run.processIdentifier))
+        kill(run.processIdentifier, SIGHUP)
+        run.waitUntilExit()
+        #expect(run.terminationReason == .exit && run.terminationStatus == 128 + SIGHUP)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { !$0.hasSuffix(".lock") }
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+
     @Test func aSecondRunToTheSameTargetFailsAtOnceAndASignalLeavesNothing() throws {
         let dir = try Fixtures.scratch("lock")
         defer { try? FileManager.default.removeItem(at: dir) }

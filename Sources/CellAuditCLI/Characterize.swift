@@ -230,33 +230,28 @@ struct UncheckedSendable<T>: @unchecked Sendable {
 func writeChunk(_ chunk: ResponseChunk, to writer: SafeTensorsStreamWriter, columns: Int, firstPair: Int) throws -> Int {
     let b = chunk.block
     var responded = 0
+    /// One contiguous run of a metric's values into its tensor at flat pair index `at`.
+    func write(_ metric: Metric, _ values: ArraySlice<Float>, at: Int) throws {
+        if metric == .responded {
+            let flags = values.map { UInt8($0 == 1 ? 1 : 0) }
+            responded += flags.reduce(0) { $0 + Int($1) }
+            try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
+        } else {
+            try values.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
+        }
+    }
     // A chunk of whole rows is one contiguous run of each metric tensor: one write per metric
     // (fewer system calls, and fewer partly written pages for the kernel to zero first).
     let wholeRows = chunk.columnStart == 0 && b.stimulusCount == columns
     for metric in Metric.allCases {
         let plane = b.plane(metric)
         if wholeRows {
-            let at = chunk.rowStart * columns - firstPair
-            if metric == .responded {
-                let flags = plane.map { UInt8($0 == 1 ? 1 : 0) }
-                responded += flags.reduce(0) { $0 + Int($1) }
-                try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
-            } else {
-                try plane.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
-            }
+            try write(metric, plane, at: chunk.rowStart * columns - firstPair)
             continue
         }
         for r in 0..<b.cellCount {
             let start = plane.startIndex + r * b.stimulusCount
-            let segment = plane[start..<(start + b.stimulusCount)]
-            let at = (chunk.rowStart + r) * columns + chunk.columnStart - firstPair
-            if metric == .responded {
-                let flags = segment.map { UInt8($0 == 1 ? 1 : 0) }
-                responded += flags.reduce(0) { $0 + Int($1) }
-                try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
-            } else {
-                try segment.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
-            }
+            try write(metric, plane[start..<(start + b.stimulusCount)], at: (chunk.rowStart + r) * columns + chunk.columnStart - firstPair)
         }
     }
     return responded

@@ -492,6 +492,21 @@ enum CapacityMetricCount { static let value = 10 }
         return false
     }
 
+    /// Runs cellaudit under `ulimit -f` (bash counts KiB) with SIGXFSZ at its default: the exit
+    /// status (128 + signal if one ended it) and stderr.
+    func runUnderFileSizeLimit(kibibytes: Int, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "ulimit -f \(kibibytes); exec \"$0\" \"$@\"", CLI.binary.path] + arguments
+        let stderr = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = stderr
+        try process.run()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus, text)
+    }
+
     /// A file-size limit met while the writer thread streams responses.safetensors (as a full
     /// disk would be): one line naming the file and the system's reason, a non-zero exit, and no
     /// output that looks complete.
@@ -499,18 +514,10 @@ enum CapacityMetricCount { static let value = 10 }
         let dir = try Fixtures.scratch("fsize")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
         // 100 KiB: past the header and the first metric tensors, short of the 261 KB file.
-        process.arguments = ["-c", "ulimit -f 100; exec \"$0\" \"$@\"", CLI.binary.path, "characterize",
-                             Fixtures.path("digits_lstm8.safetensors"), "--backend", "cpu", "--out", out, "--quiet"]
-        let stderr = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = stderr
-        try process.run()
-        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(process.terminationReason) \(process.terminationStatus)")
+        let (status, text) = try runUnderFileSizeLimit(kibibytes: 100, ["characterize", Fixtures.path("digits_lstm8.safetensors"),
+                                                                       "--backend", "cpu", "--out", out, "--quiet"])
+        #expect(status == 1, "exit status \(status)")
         #expect(text.split(separator: "\n").count == 1 && text.contains("responses.safetensors") && text.contains("File too large"), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: out))
         let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { !$0.hasSuffix(".lock") }
@@ -523,18 +530,10 @@ enum CapacityMetricCount { static let value = 10 }
         let dir = try Fixtures.scratch("fsize-report")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "ulimit -f 30; exec \"$0\" \"$@\"", CLI.binary.path, "audit", Fixtures.path("digits_lstm8.safetensors"),
-                             "--data", Fixtures.path("digits_test.safetensors"), "--frequencies", "none", "--backend", "cpu",
-                             "--out", out, "--quiet"]
-        let stderr = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = stderr
-        try process.run()
-        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 1)
+        let (status, text) = try runUnderFileSizeLimit(kibibytes: 30, ["audit", Fixtures.path("digits_lstm8.safetensors"),
+                                                                      "--data", Fixtures.path("digits_test.safetensors"), "--frequencies", "none",
+                                                                      "--backend", "cpu", "--out", out, "--quiet"])
+        #expect(status == 1, "exit status \(status)")
         #expect(text.split(separator: "\n").count == 1 && text.contains("File too large") && !text.contains("NSCocoaErrorDomain"), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }

@@ -152,7 +152,11 @@ func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws 
     }
     var byCell: [String: Double] = [:]
     for row in lines.dropFirst() where row.count > max(l, c, s) {
-        guard let v = Double(row[s]) else { throw CleanFailure(description: "--ranking \(name): score '\(row[s])' is not a number") }
+        // A NaN or infinite score has no place in an order (it would rank differently in the
+        // curves and in Spearman's ρ): refused like text.
+        guard let v = Double(row[s]), v.isFinite else {
+            throw CleanFailure(description: "--ranking \(name): score '\(row[s])' of layer \(row[l]) cell \(row[c]) is not a finite number")
+        }
         byCell["\(row[l]),\(row[c])"] = v
     }
     let scores = try context.rows.map { row -> Double in

@@ -394,6 +394,12 @@ struct KernelEmbeddingTests {
                                "--backend", "cpu", "--out", out.path + "-bad", "--ranking", "vibes"])
         #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("vibes"))
         #expect(!FileManager.default.fileExists(atPath: out.path + "-bad"))
+        // A NaN score is refused, naming the file's cell.
+        try Data(("layer,cell,score\n" + (0..<8).map { "0,\($0),\($0 == 3 ? "nan" : "\(8 - $0)")" }.joined(separator: "\n")).utf8).write(to: csv)
+        let nan = try CLI.run(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                               "--backend", "cpu", "--out", out.path + "-nan", "--ranking", csv.path])
+        #expect(nan.exitCode == 1 && nan.stderr.split(separator: "\n").count == 1 && nan.stderr.contains("layer 0 cell 3"), "\(nan.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path + "-nan"))
     }
 }
 

@@ -244,8 +244,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     return f
                 }
             case .F16:
-                // Float16 → Float is exact; the loop over raw storage compiles to the CPU's
-                // conversion instructions (F16C) where the build targets them, 10× the closure map.
+                // Float16 → Float is exact (F16C's conversion where the build targets it), written
+                // straight into uninitialised storage.
                 return [Float](unsafeUninitializedCapacity: n) { out, initialized in
                     for i in 0..<n {
                         out[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))

@@ -15,15 +15,9 @@ enum LinearAlgebra {
         return (0..<n).map { (wr[$0], wi[$0]) }
     }
 
-    /// Solves the symmetric positive definite system A x = b in place of `b` (LAPACK `dposv`);
-    /// false when A is not positive definite.
-    static func solvePositiveDefinite(_ a: inout [Double], _ b: inout [Double], n: Int) -> Bool {
-        a.withUnsafeMutableBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in
-            solvePositiveDefinite(ap.baseAddress!, bp.baseAddress!, n: n)
-        }}
-    }
-
-    /// The same on raw storage: `a` [n × n] (upper triangle, row-major; overwritten), `b` [n].
+    /// Solves the symmetric positive definite system A x = b in place of `b` (LAPACK `dposv`):
+    /// `a` [n × n] (upper triangle, row-major; overwritten), `b` [n]; false when A is not positive
+    /// definite.
     static func solvePositiveDefinite(_ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>, n: Int) -> Bool {
         // A symmetric matrix whose upper triangle is stored row-major is its lower triangle stored
         // column-major: LAPACK reads it in place (the row-major interface would transpose it first).

@@ -41,8 +41,9 @@ public enum BackendSelection {
     /// `auto`'s rule: an OpenCL GPU or accelerator if there is one (the one with the most
     /// global memory) for everything. On a machine whose only OpenCL devices are CPUs (PoCL),
     /// the response kernels run there (their float8 work-items are SIMD on the same cores and
-    /// measured 1.6× the Swift path) while the full forward stays on the Swift path (OpenBLAS,
-    /// measured 4× PoCL's fused kernel); docs/METHOD.md has the numbers. No device: cpu.
+    /// measured 1.6× the Swift path) while the full forward stays on the Swift path (OpenBLAS:
+    /// 9.4× PoCL's tiled forward kernel, `bench --workload forward --cells 256`, BENCHMARKS.md).
+    /// No device: cpu.
     public static func autoDecision(devices: [Device]) -> AutoDecision {
         let accelerated = devices.filter { $0.info.type == .gpu || $0.info.type == .accelerator }
         if let best = accelerated.max(by: { $0.info.globalMemoryBytes < $1.info.globalMemoryBytes }) {
@@ -50,7 +51,7 @@ public enum BackendSelection {
         }
         if let cpu = devices.filter({ $0.info.type == .cpu }).max(by: { $0.info.computeUnits < $1.info.computeUnits }) {
             return AutoDecision(device: cpu, forwardOnCPU: true,
-                                reason: "only OpenCL CPU devices found: response kernels on device \(cpu.index) (vectorised, faster than the Swift path), full forward on the Swift path (OpenBLAS, faster than the fused kernel)")
+                                reason: "only OpenCL CPU devices found: response kernels on device \(cpu.index) (vectorised, faster than the Swift path), full forward on the Swift path (OpenBLAS, faster than the tiled forward kernel there)")
         }
         return AutoDecision(device: nil, reason: "no OpenCL device found")
     }

@@ -16,13 +16,31 @@ public struct KernelSettings: Sendable, Equatable {
     public var workGroupSize: Int
     /// native_exp / native_recip in the sigmoid (faster, less precise).
     public var nativeMath: Bool
+    /// The full forward with `forward.cl`'s one-work-group-per-sequence kernel instead of the
+    /// tiled `forward_tiled.cl` (what devices with work-groups under 256 items always run).
+    public var perSequenceForward: Bool = false
+    /// The most (configuration, sequence) pairs one chunk of the tiled forward holds; nil: as
+    /// many as `OpenCLBackend.chunkBytes` allows. The parity harness sets it small so chunk
+    /// edges are compared too.
+    public var forwardChunkPairs: Int? = nil
+    /// Work-items per side of the tiled forward's step work-group (4, 8 or 16); each computes
+    /// (32 / n)² outputs of every gate block of its 32 × 32 tile. nil: 16 on GPUs, 4 on CPU
+    /// devices (PoCL keeps each item's accumulators across barriers in memory, so fewer items
+    /// with more outputs each ran 2× faster there, BENCHMARKS.md).
+    public var forwardTileItems: Int? = nil
 
-    public init(vectorWidth: Int? = nil, chains: Int? = nil, workGroupSize: Int = 64, nativeMath: Bool = false) {
+    public init(vectorWidth: Int? = nil, chains: Int? = nil, workGroupSize: Int = 64, nativeMath: Bool = false,
+                perSequenceForward: Bool = false, forwardChunkPairs: Int? = nil, forwardTileItems: Int? = nil) {
         self.vectorWidth = vectorWidth; self.chains = chains; self.workGroupSize = workGroupSize; self.nativeMath = nativeMath
+        self.perSequenceForward = perSequenceForward; self.forwardChunkPairs = forwardChunkPairs
+        self.forwardTileItems = forwardTileItems
     }
 
-    /// `CELLAUDIT_VW`, `CELLAUDIT_CHAINS` (or its old name `CELLAUDIT_NV`) and `CELLAUDIT_WG`.
-    /// - Throws: `CLError` (`.invalidValue`) naming the variable when one is not a whole number.
+    /// `CELLAUDIT_VW`, `CELLAUDIT_CHAINS` (or its old name `CELLAUDIT_NV`), `CELLAUDIT_WG`,
+    /// `CELLAUDIT_FORWARD_TILE` (`forwardTileItems`) and `CELLAUDIT_FORWARD` (`tiled`, the
+    /// default, or `per-sequence`).
+    /// - Throws: `CLError` (`.invalidValue`) naming the variable when one is not a whole number
+    ///   or not one of the values it takes.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
                                        nativeMath: Bool = false) throws -> KernelSettings {
         func number(_ key: String) throws -> Int? {
@@ -38,9 +56,15 @@ public struct KernelSettings: Sendable, Equatable {
             throw CLError(status: .invalidValue, call: "CELLAUDIT_WG",
                           detail: "CELLAUDIT_WG must be 1…\(KernelSettings.maxWorkGroupSize), got \(workGroup)")
         }
-        return KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
-                              chains: try number("CELLAUDIT_CHAINS") ?? number("CELLAUDIT_NV"),
-                              workGroupSize: workGroup, nativeMath: nativeMath)
+        let forward = environment["CELLAUDIT_FORWARD"] ?? ""
+        guard ["", "tiled", "per-sequence"].contains(forward) else {
+            throw CLError(status: .invalidValue, call: "CELLAUDIT_FORWARD",
+                          detail: "CELLAUDIT_FORWARD must be tiled or per-sequence, got '\(forward)'")
+        }
+        return try KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
+                                  chains: try number("CELLAUDIT_CHAINS") ?? number("CELLAUDIT_NV"),
+                                  workGroupSize: workGroup, nativeMath: nativeMath,
+                                  perSequenceForward: forward == "per-sequence", forwardTileItems: try number("CELLAUDIT_FORWARD_TILE")).validated()
     }
 
     /// The largest response-kernel work-group CellAudit launches (the device's own limit also applies).
@@ -51,6 +75,13 @@ public struct KernelSettings: Sendable, Equatable {
         guard (1...Self.maxWorkGroupSize).contains(workGroupSize) else {
             throw CLError(status: .invalidValue, call: "KernelSettings",
                           detail: "the work-group size must be 1…\(Self.maxWorkGroupSize), got \(workGroupSize)")
+        }
+        if let forwardTileItems, ![4, 8, 16].contains(forwardTileItems) {
+            throw CLError(status: .invalidValue, call: "CELLAUDIT_FORWARD_TILE",
+                          detail: "the forward's tile must be 4, 8 or 16 work-items per side, got \(forwardTileItems)")
+        }
+        if let forwardChunkPairs, forwardChunkPairs < 1 {
+            throw CLError(status: .invalidValue, call: "KernelSettings", detail: "a forward chunk needs at least one pair, got \(forwardChunkPairs)")
         }
         return self
     }
@@ -290,58 +321,5 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             throw CLError(status: .invalidOperation, call: kernel,
                           detail: "wrote past the end of its output (element \(start + bad) of \(start))")
         }
-    }
-
-    public func forward(_ job: ForwardJob) throws -> ForwardResult {
-        let net = job.network, n = job.inputs.count, steps = job.inputs.steps, configs = job.masks.count
-        let pairs = configs * n
-        let widest = net.layers.map(\.hiddenSize).max()!
-        let group = (widest + 31) / 32 * 32
-        guard group <= device.info.maxWorkGroupSize else {
-            throw CLError(status: .invalidWorkGroupSize, call: "layer_forward",
-                          detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
-        }
-        let program = try KernelLibrary.program("forward.cl", in: context,
-                                                defines: mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter))
-        let kernel = try program.kernel(named: "layer_forward")
-        var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
-        try queue.write(x, from: job.inputs.values)
-        var offset = 0
-        var kernelTime = 0.0
-        for (l, layer) in net.layers.enumerated() {
-            let h = layer.hiddenSize
-            let W = try context.buffer(Float.self, count: layer.W.count, access: .readOnly)
-            let R = try context.buffer(Float.self, count: layer.R.count, access: .readOnly)
-            let b = try context.buffer(Float.self, count: layer.b.count, access: .readOnly)
-            let bhn = try context.buffer(Float.self, count: max(1, layer.hiddenBiasN.count), access: .readOnly)
-            let keep = try context.buffer(Float.self, count: configs * h, access: .readOnly)
-            let clampH = try context.buffer(Float.self, count: h, access: .readOnly)
-            let clampC = try context.buffer(Float.self, count: h, access: .readOnly)
-            let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)
-            try queue.write(W, from: layer.W)
-            try queue.write(R, from: layer.R)
-            try queue.write(b, from: layer.b)
-            try queue.write(bhn, from: layer.hiddenBiasN.isEmpty ? [0] : layer.hiddenBiasN)
-            try queue.write(keep, from: job.masks.flatMap { $0.keep[offset..<(offset + h)] })
-            try queue.write(clampH, from: Array(job.clampH[offset..<(offset + h)]))
-            try queue.write(clampC, from: Array(job.clampC[offset..<(offset + h)]))
-            try queue.fill(y, with: .nan)
-            if canaryPadding > 0 {
-                try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
-            }
-            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, bhn, keep, clampH, clampC, y, Int32(n), Int32(steps),
-                                    Int32(l == 0 ? job.inputs.width : net.layers[l - 1].hiddenSize), Int32(h),
-                                    LocalMemory<Float>(count: 2 * h))
-            kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
-            try checkCanary(y, from: pairs * steps * h, kernel: "layer_forward")
-            x = y
-            offset += h
-        }
-        kernelSeconds.withLock { $0 = kernelTime }
-        let hidden = try queue.read(x, count: pairs * steps * net.layers.last!.hiddenSize)
-        let outputs = net.readoutOutputs(hidden: hidden, sequences: pairs, steps: steps, output: job.output)
-        let k = net.readout!.outputs
-        return ForwardResult(outputs: outputs, hidden: hidden,
-                             shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])
     }
 }

@@ -37,6 +37,8 @@ public enum ParityHarness {
         public var probe: Probe = .h
         public var settings: KernelSettings = KernelSettings()
         public var seed: UInt64
+        /// Forward operations: sequences in the batch (each masked configuration runs all of them).
+        public var sequences: Int = 3
 
         public var description: String {
             let variant = kind == .gru && !resetAfter ? "gru(reset-before)" : kind.rawValue
@@ -45,6 +47,12 @@ public enum ParityHarness {
                 parts.append("probe \(probe.rawValue)")
                 if let w = settings.vectorWidth { parts.append("VW \(w)") }
                 if let c = settings.chains { parts.append("chains \(c)") }
+            }
+            if operation == .forward || operation == .maskedForward {
+                parts.append("\(sequences) sequences")
+                if settings.perSequenceForward { parts.append("per-sequence kernel") }
+                if let c = settings.forwardChunkPairs { parts.append("chunks of \(c) pairs") }
+                if let t = settings.forwardTileItems { parts.append("tile items \(t)×\(t)") }
             }
             return parts.joined(separator: ", ")
         }
@@ -88,7 +96,17 @@ public enum ParityHarness {
             for resetAfter in kind == .gru ? [true, false] : [true] {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6], seed: 8))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33], seed: 33))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33],
+                                  settings: KernelSettings(forwardTileItems: 16), seed: 33))
+                // Tiles of the tiled forward cut in both directions (111 pairs, 67 and 5 cells, K
+                // tiles with a partial float4), in chunks of 29 pairs, under every tile shape; and
+                // the per-sequence kernel.
+                for items in [4, 8, 16] {
+                    cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [67, 5],
+                                      settings: KernelSettings(forwardChunkPairs: 29, forwardTileItems: items), seed: 67, sequences: 37))
+                }
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6],
+                                  settings: KernelSettings(perSequenceForward: true), seed: 8))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [13, 6], seed: 13))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [33], seed: 34))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [7], seed: 71))
@@ -116,6 +134,8 @@ public enum ParityHarness {
             }
             for resetAfter in kind == .gru ? [true, false] : [true] {
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3],
+                                  settings: KernelSettings(perSequenceForward: true), seed: 4))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [5, 3], seed: 5))
                 cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [3], seed: 6))
             }
@@ -184,7 +204,7 @@ public enum ParityHarness {
             let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, outputs: 2,
                                                       scale: 2, resetAfter: c.resetAfter)
             var rng = SeededGenerator(seed: c.seed + 1)
-            let n = 3, steps = 9, cells = network.cellCount
+            let n = c.sequences, steps = 9, cells = network.cellCount
             let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
             var masks: [CellMask]? = nil
             var clamp: (h: [Float], c: [Float])? = nil

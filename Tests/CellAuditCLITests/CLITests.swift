@@ -195,6 +195,8 @@ struct CLIOpenCLTests {
             #expect(r.stdout.contains("\(kind) response_metrics") && r.stdout.contains("\(kind) trajectories"))
         }
         #expect(r.stdout.contains("gru(reset-before) masked_forward") && r.stdout.contains(" 0 failed"))
+        // Both forward kernels: the tiled one (the default) and the per-sequence one.
+        #expect(r.stdout.contains("lstm masked_forward 5x3, 3 sequences: ") && r.stdout.contains("lstm masked_forward 5x3, 3 sequences, per-sequence kernel"))
         #expect(r.stderr.isEmpty, "oclgrind reported: \(r.stderr)")
     }
 }
@@ -729,6 +731,15 @@ enum CapacityMetricCount { static let value = 10 }
                              "--frequencies", "0.1", "--out", FileManager.default.temporaryDirectory.appendingPathComponent("wg-\(getpid())").path],
                             environment: ["CELLAUDIT_WG": "4096"])
         #expect(r.exitCode == 1 && r.stderr.contains("CELLAUDIT_WG must be 1…1024, got 4096"), "\(r.exitCode) \(r.stderr)")
+    }
+
+    @Test(arguments: [("CELLAUDIT_FORWARD_TILE", "5", "the forward's tile must be 4, 8 or 16 work-items per side, got 5"),
+                      ("CELLAUDIT_FORWARD_TILE", "x", "CELLAUDIT_FORWARD_TILE must be a whole number, got 'x'"),
+                      ("CELLAUDIT_FORWARD", "blocked", "CELLAUDIT_FORWARD must be tiled or per-sequence, got 'blocked'")])
+    func aBadForwardKernelSettingIsRefused(_ variable: String, _ value: String, _ message: String) throws {
+        let r = try CLI.run(["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "opencl"], environment: [variable: value])
+        #expect(r.exitCode == 1 && r.stderr.contains(message) && r.stderr.split(separator: "\n").count == 1, "\(r.exitCode) \(r.stderr)")
     }
 
     @Test func theDatasetIsCheckedBeforeAnyCellIsCharacterized() throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CellAuditAnalysis
 import CellAuditCore
 import Foundation
+import Synchronization
 
 struct Audit: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -138,6 +139,42 @@ struct Audit: ParsableCommand {
             .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
         var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
                                    summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
+        // The network's dynamics on the same data (DIR/attractors/, linked from the report) run on
+        // a thread of their own beside the ablation: each has serial stretches (the dynamics'
+        // classification and excitable network, the ablation's scoring) that leave a core idle,
+        // and the other fills it. Neither reads what the other writes, and each is computed the
+        // same way as alone.
+        let dynamicsDone = DispatchSemaphore(value: 0)
+        let dynamics = Mutex<Result<AttractorSummary, any Error>?>(nil)
+        let dynamicsStarted: Bool
+        if let dataset, attractorSeeds > 0 {
+            let sub = dir.appendingPathComponent("attractors")
+            var options = FixedPointOptions()
+            options.seeds = attractorSeeds
+            options.randomSeed = seed
+            let quiet = outputOptions.quiet || outputOptions.json
+            let job = UncheckedSendable((network: loaded.network, inputSize: loaded.network.inputSize, data: dataset, options: options,
+                                         backend: backend, name: name, sub: sub))
+            DispatchQueue.global().async {
+                let j = job.value
+                let result = Result { () throws -> AttractorSummary in
+                    try FileManager.default.createDirectory(at: j.sub, withIntermediateDirectories: true)
+                    return try AttractorOutput.run(network: j.network, input: [Double](repeating: 0, count: j.inputSize),
+                                                   data: j.data, options: j.options, pulses: PulseOptions(), backend: j.backend,
+                                                   model: j.name, to: j.sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
+                }
+                dynamics.withLock { $0 = result }
+                dynamicsDone.signal()
+            }
+            dynamicsStarted = true
+        } else {
+            dynamicsStarted = false
+        }
+        // Whatever the ablation does, the dynamics have finished writing before this returns.
+        var waited = false
+        func waitForDynamics() { if dynamicsStarted && !waited { dynamicsDone.wait(); waited = true } }
+        defer { waitForDynamics() }
+
         var study: AblationStudy?
         if let dataPath {
             summary.data = (dataPath as NSString).lastPathComponent
@@ -156,20 +193,12 @@ struct Audit: ParsableCommand {
                 study = s
             }
         }
-        // The network's dynamics on the same data: DIR/attractors/, linked from the report.
         var links: [(title: String, href: String, gist: String)] = []
-        if let dataset, attractorSeeds > 0 {
-            let sub = dir.appendingPathComponent("attractors")
-            try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
-            var options = FixedPointOptions()
-            options.seeds = attractorSeeds
-            options.randomSeed = seed
-            let quiet = outputOptions.quiet || outputOptions.json
-            let dynamics = try AttractorOutput.run(network: loaded.network, input: [Double](repeating: 0, count: loaded.network.inputSize),
-                                                   data: dataset, options: options, pulses: PulseOptions(), backend: backend,
-                                                   model: name, to: sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
-            summary.attractors = dynamics.layers
-            links.append(("Dynamics", "attractors/report.html", dynamics.layers.map {
+        waitForDynamics()
+        if let result = dynamics.withLock({ $0 }) {
+            let attractors = try result.get()
+            summary.attractors = attractors.layers
+            links.append(("Dynamics", "attractors/report.html", attractors.layers.map {
                 "layer \($0.layer): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
             }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditCore
 import Foundation
 import OpenCLKit
 
@@ -15,6 +16,9 @@ if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
     _ = unsafeBitCast(symbol, to: Mallopt.self)(-1, 256 << 20)
 }
 #endif
+
+// OpenBLAS single-threaded, its load-time threads stopped before they spin (MatrixProduct.swift).
+useSingleThreadedBLAS()
 
 // A file-size limit (ulimit -f, a quota) raises SIGXFSZ, which would kill the run without a word:
 // ignored, the write fails with EFBIG and the run ends with a one-line error like a full disk's.

@@ -22,6 +22,17 @@ public final class CPUBackend: ComputeBackend {
         BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(Self.arithmetic)")
     }
 
+    /// Whether this binary was built for the CPU it runs on, as `Tools/cellaudit.sh` builds it
+    /// (`-target-cpu native -D CELLAUDIT_FMA`): its vector math then runs as fast as PoCL's
+    /// response kernels or faster (BENCHMARKS.md), which `--backend auto` takes into account.
+    public static var builtForThisCPU: Bool {
+        #if CELLAUDIT_FMA
+        true
+        #else
+        false
+        #endif
+    }
+
     /// How this build's vector math rounds its multiply-adds (it changes speed and the last bits).
     public static var arithmetic: String {
         #if CELLAUDIT_FMA || arch(arm64)

@@ -3,8 +3,21 @@ import Foundation
 
 /// OpenBLAS runs single-threaded: the CPU backend splits the rows of each product over its own
 /// workers instead. (OpenBLAS's threads and the backend's dispatch workers spun against each
-/// other on 2 cores: a fifth of the time went to the scheduler.)
-let openBLASSingleThreaded: Void = { openblas_set_num_threads(1) }()
+/// other on 2 cores: a fifth of the time went to the scheduler.) The pthread build also starts
+/// its worker threads when it is loaded, and they spin on sched_yield for about 0.1 s before
+/// they sleep; `blas_thread_shutdown_` (found at run time, absent from other builds) stops them.
+let openBLASSingleThreaded: Void = {
+    openblas_set_num_threads(1)
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") {
+        _ = unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
+    }
+}()
+
+/// Makes OpenBLAS single-threaded now and stops the threads it started at load, rather than at
+/// the first product. The command-line tool calls it first thing: otherwise those threads spin
+/// on one of the cores for the first 0.1 s of every run (`cellaudit audit` on 2 cores:
+/// 5–10 % of its time).
+public func useSingleThreadedBLAS() { _ = openBLASSingleThreaded }
 let productWorkers = Parallelism.cores
 
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the

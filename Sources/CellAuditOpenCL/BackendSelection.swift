@@ -39,19 +39,27 @@ public struct AutoDecision: Sendable {
 
 public enum BackendSelection {
     /// `auto`'s rule: an OpenCL GPU or accelerator if there is one (the one with the most
-    /// global memory) for everything. On a machine whose only OpenCL devices are CPUs (PoCL),
-    /// the response kernels run there (their float8 work-items are SIMD on the same cores and
-    /// measured 1.6× the Swift path) while the full forward stays on the Swift path (OpenBLAS:
-    /// 9.4× PoCL's tiled forward kernel, `bench --workload forward --cells 256`, BENCHMARKS.md).
+    /// global memory) for everything. On a machine whose only OpenCL devices are CPUs (PoCL) it
+    /// goes by what measured fastest there (docs/METHOD.md, "Backend choice"):
+    /// - a binary built for this CPU (`swiftBuiltForThisCPU`, what `Tools/cellaudit.sh` builds)
+    ///   runs everything on the Swift path: its response engine measured 1.25–1.6× PoCL's kernels
+    ///   on an AMD EPYC (AVX2) and level with them on an Intel Xeon (AVX-512), its forward 9×
+    ///   PoCL's tiled forward, and it does not pay PoCL's start (about 0.1 s, most of a small job);
+    /// - a baseline build (SSE2, `swift build -c release`) runs the response kernels on PoCL (3×
+    ///   its Swift path there) and the full forward on the Swift path.
     /// No device: cpu.
-    public static func autoDecision(devices: [Device]) -> AutoDecision {
+    public static func autoDecision(devices: [Device], swiftBuiltForThisCPU: Bool = CPUBackend.builtForThisCPU) -> AutoDecision {
         let accelerated = devices.filter { $0.info.type == .gpu || $0.info.type == .accelerator }
         if let best = accelerated.max(by: { $0.info.globalMemoryBytes < $1.info.globalMemoryBytes }) {
             return AutoDecision(device: best, reason: "OpenCL \(best.info.type.rawValue) found")
         }
         if let cpu = devices.filter({ $0.info.type == .cpu }).max(by: { $0.info.computeUnits < $1.info.computeUnits }) {
+            if swiftBuiltForThisCPU {
+                return AutoDecision(device: nil,
+                                    reason: "only OpenCL CPU devices found, and this build's Swift path (built for this CPU) is as fast as them or faster on every workload and starts without them")
+            }
             return AutoDecision(device: cpu, forwardOnCPU: true,
-                                reason: "only OpenCL CPU devices found: response kernels on device \(cpu.index) (vectorised, faster than the Swift path), full forward on the Swift path (OpenBLAS, faster than the tiled forward kernel there)")
+                                reason: "only OpenCL CPU devices found: response kernels on device \(cpu.index) (faster than this baseline build's Swift path; Tools/cellaudit.sh builds one for this CPU), full forward on the Swift path (OpenBLAS, faster than the tiled forward kernel there)")
         }
         return AutoDecision(device: nil, reason: "no OpenCL device found")
     }

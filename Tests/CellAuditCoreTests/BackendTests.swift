@@ -83,9 +83,14 @@ struct CrossBackendTests {
         let backend = try BackendSelection.make(.auto, deviceIndex: device.index) { _ in }
         #expect(backend.identity.kind == .opencl)
         #expect(backend.identity.device.contains("full forward, relevance and dynamics on cpu") == (device.info.type == .cpu))
-        let decision = BackendSelection.autoDecision(devices: [device])
-        #expect(decision.device?.index == device.index)
-        #expect(decision.forwardOnCPU == (device.info.type == .cpu))
+        // A baseline build sends the responses to a CPU device and keeps the forward; a build for
+        // this CPU keeps everything on the Swift path there. A GPU takes everything either way.
+        let baseline = BackendSelection.autoDecision(devices: [device], swiftBuiltForThisCPU: false)
+        #expect(baseline.device?.index == device.index)
+        #expect(baseline.forwardOnCPU == (device.info.type == .cpu))
+        let native = BackendSelection.autoDecision(devices: [device], swiftBuiltForThisCPU: true)
+        #expect(native.device?.index == (device.info.type == .cpu ? nil : device.index), "\(native.reason)")
+        #expect(!native.forwardOnCPU)
         #expect(BackendSelection.autoDecision(devices: []).device == nil)
     }
 

@@ -7,9 +7,15 @@ public final class CPUBackend: ComputeBackend {
     /// ablation configurations than fit run them in slices.
     public let forwardWorkingSetBytes: Int
 
-    public init(threads: Int = Parallelism.cores, forwardWorkingSetBytes: Int = 256 << 20) {
+    /// The most bytes one block of a layer's input projections takes in the forward pass: x·Wᵀ + b
+    /// is computed that many steps at a time into one reused buffer (8 MiB by default: below
+    /// glibc's mmap threshold, so the block never faults in fresh pages).
+    public let projectionBlockBytes: Int
+
+    public init(threads: Int = Parallelism.cores, forwardWorkingSetBytes: Int = 256 << 20, projectionBlockBytes: Int = 8 << 20) {
         self.threads = max(1, threads)
         self.forwardWorkingSetBytes = forwardWorkingSetBytes
+        self.projectionBlockBytes = max(1, projectionBlockBytes)
     }
 
     /// Host memory one chunk of engine output may take: 16 MiB, below glibc's largest mmap

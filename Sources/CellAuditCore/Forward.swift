@@ -167,17 +167,13 @@ extension CPUBackend {
         // Without the hidden states, a `last` readout needs the last layer's h at T − 1 only.
         let lastStepOnly = !job.keepsHidden && job.output == .last
         var hidden: [Float] = [], outputs: [Float] = []
-        // Layer 0's input projection does not depend on the mask: computed once for all slices.
-        let first = net.layers[0]
+        // Layer 0's input, time-major, shared by every slice.
         // Time-major ([T × N] rows): each step's rows are contiguous, for its product and its gates.
         let width0 = job.inputs.width
         let inputsByStep = uninitializedFloats(n * steps * width0) { out in
             job.inputs.values.withUnsafeBufferPointer { x in
                 for r in 0..<n { for t in 0..<steps { (out + (t * n + r) * width0).update(from: x.baseAddress! + (r * steps + t) * width0, count: width0) } }
             }
-        }
-        var projected0 = uninitializedFloats(n * steps * first.gateRows) { out in
-            inputsByStep.withUnsafeBufferPointer { x in first.project(x.baseAddress!, rows: n * steps, into: out, workers: workers) }
         }
         let offsets = net.cellOffsets
         for start in stride(from: 0, to: configs, by: slice) {
@@ -190,17 +186,11 @@ extension CPUBackend {
                 // Layers below the last keep their h time-major, as the next layer's projection wants it.
                 let last = l == net.layers.count - 1
                 let stored: LayerOutput = !last ? .timeMajor : lastStepOnly ? .lastStep : .sequenceMajor
-                if l == 0 {
-                    // One slice of one configuration owns layer 0's projection; otherwise it is shared.
-                    y = runLayer(layer, projected: &projected0, sharedAcross: configs == 1 ? nil : n, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
-                } else {
-                    var projected = uninitializedFloats(masks.count * n * steps * layer.gateRows) { out in
-                        y.withUnsafeBufferPointer { x in layer.project(x.baseAddress!, rows: masks.count * n * steps, into: out, workers: workers) }
-                    }
-                    y = runLayer(layer, projected: &projected, sharedAcross: nil, keep: keep, configurations: masks.count,
-                                 fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
-                }
+                // Layer 0's projection depends on the sequence alone: with several configurations
+                // it is computed once per sequence and shared.
+                let input = l == 0 ? inputsByStep : y
+                y = runLayer(layer, input: input, sharedAcross: l == 0 && masks.count > 1 ? n : nil, keep: keep, configurations: masks.count,
+                             fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
             }
             let part = net.readoutOutputs(hidden: y, sequences: masks.count * n, steps: lastStepOnly ? 1 : steps, output: job.output, workers: workers)
             if slice >= configs {
@@ -286,17 +276,25 @@ extension CPUBackend {
         return ForwardResult(outputs: outputs, hidden: hidden, shape: shape)
     }
 
-    /// Runs one layer over all steps for `configurations` × `sequences` rows. `projected` holds
-    /// x·Wᵀ + b per (step, row), time-major; with `sharedAcross` it holds it for the sequences
-    /// only, shared by every configuration (copied into the gates each step), otherwise each step's
-    /// products are added in place. `keep` is [configurations × H]. Returns h as `output` says.
-    private func runLayer(_ layer: RecurrentLayer, projected: inout [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
+    /// Runs one layer over all steps for `configurations` × `sequences` rows. `input` is the
+    /// layer's input, time-major ([T × rows × width], or [T × sequences × width] with
+    /// `sharedAcross`). Its projection x·Wᵀ + b is computed a block of steps at a time (at most
+    /// the backend's `projectionBlockBytes`, at least one step) into one reused buffer, so a long batch neither
+    /// holds every step's projections nor faults in fresh pages for them. Rows that own their
+    /// projection take each step's products in place; with `sharedAcross` the block holds the
+    /// sequences' projections only, shared by every configuration and copied into the gates each
+    /// step. `keep` is [configurations × H]. Returns h as `output` says.
+    private func runLayer(_ layer: RecurrentLayer, input: [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
                           fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int, output stored: LayerOutput) -> [Float] {
         let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
+        let inputWidth = layer.inputSize, projectedRows = sharedAcross ?? rows
+        let blockSteps = max(1, min(steps, projectionBlockBytes / max(1, projectedRows * width * MemoryLayout<Float>.stride)))
+        var projected = uninitializedFloats(blockSteps * projectedRows * width) { _ in }
         // Every row's h is written at every stored step, so y starts uninitialised.
         var y = uninitializedFloats(rows * (stored == .lastStep ? 1 : steps) * hs) { _ in }
         var gates = [Float](repeating: 0, count: sharedAcross == nil ? 1 : rows * width)
         var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
+        input.withUnsafeBufferPointer { x in
         projected.withUnsafeMutableBufferPointer { proj in
             keep.withUnsafeBufferPointer { keepPointer in
                 fill.h.withUnsafeBufferPointer { fillH in
@@ -313,14 +311,20 @@ extension CPUBackend {
                                             // Rows that own their projection take each step's products in place;
                                             // shared projections are copied into the gates first.
                                             for t in 0..<steps {
+                                                let b = t % blockSteps
+                                                if b == 0 {
+                                                    let count = min(blockSteps, steps - t)
+                                                    layer.project(x.baseAddress! + t * projectedRows * inputWidth, rows: count * projectedRows,
+                                                                  into: P.pointer, workers: workers)
+                                                }
                                                 let gatesAtT: UnsafeMutablePointer<Float>
                                                 if let shared = sharedAcross {
                                                     forEachRow(rows, workers: workers) { r in
-                                                        (G.pointer + r * width).update(from: P.pointer + (t * shared + r % shared) * width, count: width)
+                                                        (G.pointer + r * width).update(from: P.pointer + (b * shared + r % shared) * width, count: width)
                                                     }
                                                     gatesAtT = G.pointer
                                                 } else {
-                                                    gatesAtT = P.pointer + t * rows * width
+                                                    gatesAtT = P.pointer + b * rows * width
                                                 }
                                                 let output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?
                                                 switch stored {
@@ -342,8 +346,10 @@ extension CPUBackend {
                 }
             }
         }
+        }
         return y
     }
+
 }
 
 /// Which of a layer's hidden states `runLayer` returns.

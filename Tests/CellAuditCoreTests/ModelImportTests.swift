@@ -268,3 +268,35 @@ func rawFile(header: String, data: Data = Data(), lengthOverride: UInt64? = nil)
         #expect(dup(#"{"__metadata__": {"k": "v"}, "w": {"dtype": "F32"}, "w": {}}"#) == "w")
     }
 }
+
+/// The forward projects each layer's inputs a block of steps at a time (CPUBackend
+/// `projectionBlockBytes`): blocks of a single step give the result of one block, for every kind,
+/// two layers, a plain pass, a masked pass with a shared layer-0 projection (non-zero clamp) and
+/// the per-configuration pass of plain ablation, with and without the hidden states.
+@Suite struct ProjectionBlockTests {
+    @Test(arguments: [(CellKind.lstm, true), (.gru, true), (.gru, false), (.rnnTanh, true), (.rnnReLU, true)])
+    func blocksOfOneStepEqualOneBlock(_ kind: CellKind, _ resetAfter: Bool) throws {
+        let network = try RecurrentNetwork.random(kind: kind, seed: 21, inputSize: 3, hiddenSizes: [11, 6], outputs: 2,
+                                                  scale: kind == .rnnReLU ? 0.9 : 2, resetAfter: resetAfter)
+        var rng = SeededGenerator(seed: 22)
+        let n = 5, steps = 7, cells = network.cellCount
+        let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
+        let masks: [CellMask] = [.none(cells: cells), .ablating([1, 4, 12], of: cells), .ablating(0..<11, of: cells)]
+        let clamp = (h: (0..<cells).map { Float($0) * 0.05 - 0.2 }, c: (0..<cells).map { Float($0) * -0.03 })
+        let whole = CPUBackend(), stepwise = CPUBackend(projectionBlockBytes: 1)
+        for (m, c) in [(nil, nil), (masks, nil), (masks, clamp)] as [([CellMask]?, (h: [Float], c: [Float])?)] {
+            for output in [OutputMode.sequence, .last] {
+                for keepsHidden in [true, false] {
+                    var job = try ForwardJob(network: network, inputs: inputs, output: output, masks: m, clamp: c)
+                    job.keepsHidden = keepsHidden
+                    let a = try whole.forward(job), b = try stepwise.forward(job)
+                    #expect(a.shape == b.shape && a.outputs.count == b.outputs.count && a.hidden.count == b.hidden.count)
+                    let finite = a.outputs.allSatisfy { $0.isFinite }
+                    #expect(finite)
+                    #expect(maxDifference(a.outputs, b.outputs) <= Tolerance.forward, "\(kind) masks \(m != nil) clamp \(c != nil) \(output)")
+                    if !a.hidden.isEmpty { #expect(maxDifference(a.hidden, b.hidden) <= Tolerance.forward) }
+                }
+            }
+        }
+    }
+}

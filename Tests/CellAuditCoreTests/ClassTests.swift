@@ -54,3 +54,13 @@ import TestSupport
         #expect("\(try #require(throws: ClassThresholdError.self) { try ClassThresholds.load(json: dir.path) })".contains("is a directory"))
     }
 }
+
+/// The figures' coordinate formatter writes what "%.1f" writes.
+@Test func figureCoordinatesFormatLikePrintf() {
+    let plot = SVGPlot(title: "t", xLabel: "x", yLabel: "y")
+    var rng = SeededGenerator(seed: 5)
+    var values: [Double] = [0, -0.0, 0.04, -0.04, 0.05000001, 9.96, -9.96, 123.44, 1e13 + 0.3, -1e13, 1e15, .infinity, -.infinity, .nan]
+    values += (0..<5000).map { _ in Double(rng.uniform(-2000, 2000)) }
+    values += (0..<2000).map { _ in Double(rng.uniform(-1, 1)) * 1e-3 }
+    for x in values { #expect(plot.f(x) == String(format: "%.1f", x), "\(x)") }
+}

@@ -174,7 +174,12 @@ public struct SVGPlot {
     /// String(format:) took most of their time.
     func f(_ x: Double) -> String {
         guard x.isFinite, abs(x) < 1e14 else { return String(format: "%.1f", x) }
-        let tenths = Int((x * 10).rounded(.toNearestOrEven)), m = tenths.magnitude
+        // x·10 = p + e exactly (e from a fused multiply-add). A tie in p is decided by e, so
+        // the rounding is of x itself, as printf's is, not of the rounded product.
+        let p = x * 10, e = (-p).addingProduct(x, 10)
+        var rounded = p.rounded(.toNearestOrEven)
+        if abs(p - rounded) == 0.5 && e != 0 { rounded = e > 0 ? p.rounded(.up) : p.rounded(.down) }
+        let tenths = Int(rounded), m = tenths.magnitude
         return (tenths < 0 || (tenths == 0 && x.sign == .minus) ? "-" : "") + String(m / 10) + "." + String(m % 10)
     }
 }

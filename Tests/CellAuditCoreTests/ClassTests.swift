@@ -62,5 +62,7 @@ import TestSupport
     var values: [Double] = [0, -0.0, 0.04, -0.04, 0.05000001, 9.96, -9.96, 123.44, 1e13 + 0.3, -1e13, 1e15, .infinity, -.infinity, .nan]
     values += (0..<5000).map { _ in Double(rng.uniform(-2000, 2000)) }
     values += (0..<2000).map { _ in Double(rng.uniform(-1, 1)) * 1e-3 }
+    // Ties at the second decimal, exact and inexact in binary, and plot coordinates like the figures'.
+    values += (-2000..<2000).map { Double($0) / 20 } + (0..<4000).map { 58 + Double($0) / 400 * 262 }
     for x in values { #expect(plot.f(x) == String(format: "%.1f", x), "\(x)") }
 }

@@ -3,6 +3,13 @@ import Foundation
 import OpenCLKit
 
 extension OpenCLBackend {
+    /// A read-only device buffer holding `values` (one 0 when empty: OpenCL has no empty buffers).
+    func upload(_ values: [Float]) throws -> Buffer<Float> {
+        let buffer = try context.buffer(Float.self, count: max(1, values.count), access: .readOnly)
+        try queue.write(buffer, from: values.isEmpty ? [0] : values)
+        return buffer
+    }
+
     /// Work-items per work-group of `forward_tiled.cl` (16 × 16, fixed by its
     /// `reqd_work_group_size`).
     static let tiledGroupItems = 256
@@ -66,11 +73,6 @@ extension OpenCLBackend {
         var layers: [LayerBuffers] = []
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            func upload(_ values: [Float]) throws -> Buffer<Float> {
-                let buffer = try context.buffer(Float.self, count: max(1, values.count), access: .readOnly)
-                try queue.write(buffer, from: values.isEmpty ? [0] : values)
-                return buffer
-            }
             let projCount = l == 0 ? sharedCount : chunk * steps * gates * h
             let buffers = LayerBuffers(
                 W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), bhn: try upload(layer.hiddenBiasN),

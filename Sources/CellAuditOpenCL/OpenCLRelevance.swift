@@ -43,11 +43,6 @@ extension OpenCLBackend {
         var input = x0
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            func upload(_ values: [Float]) throws -> Buffer<Float> {
-                let buffer = try context.buffer(Float.self, count: max(1, values.count), access: .readOnly)
-                try queue.write(buffer, from: values.isEmpty ? [0] : values)
-                return buffer
-            }
             let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.hiddenBiasN)
             let keep = try upload([Float](repeating: 1, count: h)), zeros = try upload([Float](repeating: 0, count: h))
             let y = try context.buffer(Float.self, count: n * steps * h)

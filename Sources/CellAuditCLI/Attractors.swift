@@ -127,8 +127,11 @@ enum AttractorOutput {
         let report = AttractorReport(title: "CellAudit attractors: \(model)", facts: facts, analysis: analysis, network: network)
         let figures = try report.figures()
         let figureDir = dir.appendingPathComponent("figures")
-        try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
-        for (name, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(name), atomically: false, encoding: .utf8) }
+        try makeOutputSubdirectory(figureDir)
+        for (i, (name, svg)) in figures.enumerated() {
+            try svg.write(to: figureDir.appendingPathComponent(name), atomically: false, encoding: .utf8)
+            if i == 0 { signalSelfForTesting(at: "attractors-figures") }
+        }
         try report.html(figures: figures).write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
         try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
         return s

@@ -158,7 +158,7 @@ struct Audit: ParsableCommand {
             DispatchQueue.global().async {
                 let j = job.value
                 let result = Result { () throws -> AttractorSummary in
-                    try FileManager.default.createDirectory(at: j.sub, withIntermediateDirectories: true)
+                    try makeOutputSubdirectory(j.sub)
                     return try AttractorOutput.run(network: j.network, input: [Double](repeating: 0, count: j.inputSize),
                                                    data: j.data, options: j.options, pulses: PulseOptions(), backend: j.backend,
                                                    model: j.name, to: j.sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
@@ -274,8 +274,11 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary
     report.links = links
     let figures = report.figures()
     let figureDir = dir.appendingPathComponent("figures")
-    try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
-    for (file, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(file), atomically: false, encoding: .utf8) }
+    try makeOutputSubdirectory(figureDir)
+    for (i, (file, svg)) in figures.enumerated() {
+        try svg.write(to: figureDir.appendingPathComponent(file), atomically: false, encoding: .utf8)
+        if i == 0 { signalSelfForTesting(at: "figures") }
+    }
     try report.html(figures: figures).write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
 }
 

@@ -56,7 +56,7 @@ struct Capacity: ParsableCommand {
                 var members: [CapacityStudy.Member] = []
                 for (k, plan) in plans.enumerated() {
                     let sub = dir.appendingPathComponent(names[k])
-                    try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
+                    try makeOutputSubdirectory(sub)
                     let progress = ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: names[k])
                     _ = try writeCharacterization(plan, backend: backend, to: sub, model: paths[k], selection: nil, progress: progress)
                     let summaries = try summarizeWritten(plan, in: sub)
@@ -119,7 +119,7 @@ func writeCapacity(_ study: CapacityStudy, to dir: URL) throws {
         figures.append(("capacity_\(name).svg", plot.render()))
     }
     let figureDir = dir.appendingPathComponent("figures")
-    try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
+    try makeOutputSubdirectory(figureDir)
     for (file, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(file), atomically: false, encoding: .utf8) }
     var h = """
     <!DOCTYPE html>

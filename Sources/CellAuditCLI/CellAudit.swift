@@ -84,6 +84,9 @@ extension ParsableCommand {
         } catch let error as CleanExit {
             throw error
         } catch {
+            // A write that failed because a signal is removing the output: the handler reports
+            // the interrupt and exits.
+            SignalCleanup.awaitExitIfInterrupted()
             Terminal.warn("error: \(describeFailure(error))")
             throw ExitCode(1)
         }

@@ -138,7 +138,7 @@ struct Explain: ParsableCommand {
                                      biasFactor: biasFactor)
         let figures = report.figures(meanAbsolute: meanAbsolute, ranks: ranks)
         let figureDir = dir.appendingPathComponent("figures")
-        try FileManager.default.createDirectory(at: figureDir, withIntermediateDirectories: true)
+        try makeOutputSubdirectory(figureDir)
         for (name, svg) in figures { try svg.write(to: figureDir.appendingPathComponent(name), atomically: false, encoding: .utf8) }
         try report.html(figures: figures, meanAbsolute: meanAbsolute, ranks: ranks)
             .write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)

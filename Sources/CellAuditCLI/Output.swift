@@ -159,6 +159,31 @@ final class SignalCleanup: @unchecked Sendable {
     static func removeOnInterrupt(_ url: URL) { temporaries.withLock { $0.append(url) } }
     static func keepOnInterrupt(_ url: URL) { temporaries.withLock { $0.removeAll { $0 == url } } }
 
+    /// Set once a signal has begun removing the output: from then on a failing write is the
+    /// interrupt's doing, and the thread that meets it waits for the handler's exit
+    /// (`awaitExitIfInterrupted`) instead of reporting an error of its own.
+    private static let interruptedFlag = Mutex(false)
+    static var isInterrupted: Bool { interruptedFlag.withLock { $0 } }
+
+    /// Never returns when a signal is removing the output (the handler exits the process).
+    static func awaitExitIfInterrupted() {
+        guard isInterrupted else { return }
+        while true { pause() }
+    }
+
+    /// Removes `paths` until none exists: a thread still writing when the signal came (audit
+    /// writes its report on the main thread while its dynamics write on another) can add a file
+    /// to a directory after its listing, which makes one removal fail. Writers cannot create the
+    /// staging directory again (`makeOutputSubdirectory` never creates parents), so this ends;
+    /// it gives up after about a second.
+    private static func removeAll(_ paths: [URL]) {
+        for _ in 0..<200 {
+            for url in paths { try? FileManager.default.removeItem(at: url) }
+            if !paths.contains(where: { FileManager.default.fileExists(atPath: $0.path) }) { return }
+            usleep(5_000)
+        }
+    }
+
     /// Leaves at once with `status`, after removing the run's temporaries. `_exit`, not `exit`:
     /// the handler runs on its own thread while the main thread may be inside OpenBLAS, and
     /// `exit` would run the libraries' destructors under it (a segfault on interrupt).
@@ -185,10 +210,11 @@ final class SignalCleanup: @unchecked Sendable {
                     switch phase {
                     case .working:
                         phase = .interrupted
+                        interruptedFlag.withLock { $0 = true }
                         let doomed = staging.deletingLastPathComponent()
                             .appendingPathComponent(staging.lastPathComponent.replacingOccurrences(of: ".partial-", with: ".doomed-"))
-                        let gone = (try? FileManager.default.moveItem(at: staging, to: doomed)) != nil ? doomed : staging
-                        try? FileManager.default.removeItem(at: gone)
+                        let moved = (try? FileManager.default.moveItem(at: staging, to: doomed)) != nil
+                        removeAll(moved ? [doomed, staging] : [staging])
                         try? FileManager.default.removeItem(at: lock)
                         Terminal.warn("error: interrupted (\(signalName(signalNumber))); removed the partial output \(staging.lastPathComponent)")
                         SignalCleanup.leave(128 + signalNumber)
@@ -265,6 +291,26 @@ final class ProgressReporter: @unchecked Sendable {
 }
 
 /// Files compiled into the binary (the bundled models and test split), unpacked into a fresh
+/// `CELLAUDIT_SIGNAL_SELF_AT=point` (testing only): the process sends itself SIGTERM when it
+/// reaches `point`, waits until the handler has begun removing the output, and carries on
+/// writing, so a test interrupts a run in the middle of its writes. Points: `figures` (audit's
+/// report figures, on the main thread) and `attractors-figures` (the dynamics' figures, on
+/// their own thread in audit).
+func signalSelfForTesting(at point: String) {
+    guard ProcessInfo.processInfo.environment["CELLAUDIT_SIGNAL_SELF_AT"] == point else { return }
+    kill(getpid(), SIGTERM)
+    for _ in 0..<1000 where !SignalCleanup.isInterrupted { usleep(1000) }
+}
+
+/// Creates a directory inside a run's output (its parent must exist), or accepts one that is
+/// there. It never creates parents: once an interrupt has moved the staging directory away, a
+/// late write fails instead of creating the staging directory again.
+func makeOutputSubdirectory(_ url: URL) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue { return }
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
+}
+
 /// temporary folder for one run; `remove()` deletes it.
 struct BundledFiles {
     let directory: URL

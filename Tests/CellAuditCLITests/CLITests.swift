@@ -614,6 +614,25 @@ enum CapacityMetricCount { static let value = 10 }
         }
     }
 
+    /// audit writes its report on the main thread while its dynamics write theirs on another: a
+    /// signal at either moment (the process signals itself there, CELLAUDIT_SIGNAL_SELF_AT) ends
+    /// the run with 143 and one line, and leaves nothing: no staging or doomed directory, no lock,
+    /// no error from a write the cleanup made fail.
+    @Test(arguments: ["figures", "attractors-figures"])
+    func aSignalWhileTwoThreadsWriteLeavesNothing(_ point: String) throws {
+        let dir = try Fixtures.scratch("signal-two-writers")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["audit", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                             "--backend", "cpu", "--window", "40", "--frequencies", "0.1", "--attractor-seeds", "32",
+                             "--out", dir.appendingPathComponent("out").path, "--quiet"],
+                            environment: ["CELLAUDIT_SIGNAL_SELF_AT": point])
+        #expect(r.exitCode == 143, "\(r.exitCode) \(r.stderr)")
+        let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("audit:") }
+        #expect(lines.count == 1 && lines[0].hasPrefix("error: interrupted (SIGTERM)"), "\(r.stderr)")
+        let entries = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        #expect(entries.isEmpty, "left behind: \(entries)")
+    }
+
     /// The root, the working directory and the folders above it are never replaced, even with --force.
     @Test func outputsThatWouldDeleteWhereTheUserStandsAreRefused() throws {
         let dir = try Fixtures.scratch("out-here")

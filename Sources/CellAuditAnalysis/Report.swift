@@ -155,7 +155,7 @@ public struct AuditReport {
             var curves = SVGPlot(title: "Cumulative ablation along each ranking", xLabel: "cells ablated (k)", yLabel: metric)
             curves.width = 560
             for (i, c) in study.curves.enumerated() {
-                curves.series.append(.init(label: "\(c.ranking) \(c.order == c.ranking ? "" : c.order)", x: c.k.map(Double.init), y: c.score,
+                curves.series.append(.init(label: c.order == c.ranking ? c.ranking : "\(c.ranking) \(c.order)", x: c.k.map(Double.init), y: c.score,
                                            mark: .line, color: SVGPlot.palette[i % SVGPlot.palette.count]))
             }
             out.append(("ablation_curves.svg", curves.render()))

@@ -134,6 +134,8 @@ struct Ablate: ParsableCommand {
 
     func printOutcome(_ summary: AblationSummary, out: String, json: Bool) throws {
         if json { try printJSON(summary); return }
+        // Like every command that computes: the backend that ran it.
+        if let backend = summary.backend { print("backend: \(backend)") }
         summary.print()
         print("wrote \(out)/ablation.csv, \(out)/curves.csv, \(out)/rankers.svg, \(out)/summary.json, \(out)/responses.safetensors, \(out)/stimuli.csv")
     }

@@ -39,32 +39,34 @@ public struct KernelSettings: Sendable, Equatable {
     /// `CELLAUDIT_VW`, `CELLAUDIT_CHAINS` (or its old name `CELLAUDIT_NV`), `CELLAUDIT_WG`,
     /// `CELLAUDIT_FORWARD_TILE` (`forwardTileItems`) and `CELLAUDIT_FORWARD` (`tiled`, the
     /// default, or `per-sequence`).
-    /// - Throws: `CLError` (`.invalidValue`) naming the variable when one is not a whole number
-    ///   or not one of the values it takes.
+    /// - Throws: `KernelSettingError` naming the variable when one is not a whole number or not
+    ///   one of the values it takes.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
                                        nativeMath: Bool = false) throws -> KernelSettings {
         func number(_ key: String) throws -> Int? {
             guard let text = environment[key], !text.isEmpty else { return nil }
             guard let value = Int(text) else {
-                throw CLError(status: .invalidValue, call: key, detail: "\(key) must be a whole number, got '\(text)'")
+                throw KernelSettingError(description: "\(key) must be a whole number, got '\(text)'")
             }
             return value
         }
         let workGroup = try number("CELLAUDIT_WG") ?? 64
         // PoCL accepts a group of 4096 on paper and crashed running the response kernel in one.
         guard (1...KernelSettings.maxWorkGroupSize).contains(workGroup) else {
-            throw CLError(status: .invalidValue, call: "CELLAUDIT_WG",
-                          detail: "CELLAUDIT_WG must be 1…\(KernelSettings.maxWorkGroupSize), got \(workGroup)")
+            throw KernelSettingError(description: "CELLAUDIT_WG must be 1…\(KernelSettings.maxWorkGroupSize), got \(workGroup)")
         }
         let forward = environment["CELLAUDIT_FORWARD"] ?? ""
         guard ["", "tiled", "per-sequence"].contains(forward) else {
-            throw CLError(status: .invalidValue, call: "CELLAUDIT_FORWARD",
-                          detail: "CELLAUDIT_FORWARD must be tiled or per-sequence, got '\(forward)'")
+            throw KernelSettingError(description: "CELLAUDIT_FORWARD must be tiled or per-sequence, got '\(forward)'")
+        }
+        let tile = try number("CELLAUDIT_FORWARD_TILE")
+        if let tile, ![4, 8, 16].contains(tile) {
+            throw KernelSettingError(description: "CELLAUDIT_FORWARD_TILE must be 4, 8 or 16 (work-items per side of the forward's step tile), got \(tile)")
         }
         return try KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
                                   chains: try number("CELLAUDIT_CHAINS") ?? number("CELLAUDIT_NV"),
                                   workGroupSize: workGroup, nativeMath: nativeMath,
-                                  perSequenceForward: forward == "per-sequence", forwardTileItems: try number("CELLAUDIT_FORWARD_TILE")).validated()
+                                  perSequenceForward: forward == "per-sequence", forwardTileItems: tile).validated()
     }
 
     /// The largest response-kernel work-group CellAudit launches (the device's own limit also applies).
@@ -77,7 +79,7 @@ public struct KernelSettings: Sendable, Equatable {
                           detail: "the work-group size must be 1…\(Self.maxWorkGroupSize), got \(workGroupSize)")
         }
         if let forwardTileItems, ![4, 8, 16].contains(forwardTileItems) {
-            throw CLError(status: .invalidValue, call: "CELLAUDIT_FORWARD_TILE",
+            throw CLError(status: .invalidValue, call: "KernelSettings",
                           detail: "the forward's tile must be 4, 8 or 16 work-items per side, got \(forwardTileItems)")
         }
         if let forwardChunkPairs, forwardChunkPairs < 1 {
@@ -85,6 +87,13 @@ public struct KernelSettings: Sendable, Equatable {
         }
         return self
     }
+}
+
+/// A kernel setting from the environment that the kernels do not have; the description names the
+/// variable and the values it takes (one line, no OpenCL status: no OpenCL call failed).
+public struct KernelSettingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// The OpenCL backend: decoupled-cell simulations and the full forward as kernels from

@@ -66,14 +66,17 @@ struct CleanFailure: Error, CustomStringConvertible {
     let description: String
 }
 
-/// One line for a failure. A file-system error from Foundation (writing a report, a figure, a
-/// bundled file) becomes the file's name and the system's reason instead of the NSError dump.
-func describeFailure(_ error: any Error) -> String {
+/// A file-system error from Foundation (writing a report, a figure, a bundled file) as one line:
+/// the file's name and the system's reason instead of the NSError dump; nil for other errors.
+func fileFailure(_ error: any Error) -> String? {
     let ns = error as NSError
-    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return nil }
     let file = (ns.userInfo[NSFilePathErrorKey] as? String).map { ($0 as NSString).lastPathComponent }
     return (file.map { "\($0): " } ?? "") + "cannot read or write: \(fileErrorReason(error))"
 }
+
+/// One line for a failure: `fileFailure`'s for a file-system error, the error's own otherwise.
+func describeFailure(_ error: any Error) -> String { fileFailure(error) ?? "\(error)" }
 
 extension ParsableCommand {
     func failing<R>(_ body: () throws -> R) throws -> R {

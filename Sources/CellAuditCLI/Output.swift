@@ -290,7 +290,6 @@ final class ProgressReporter: @unchecked Sendable {
     }
 }
 
-/// Files compiled into the binary (the bundled models and test split), unpacked into a fresh
 /// `CELLAUDIT_SIGNAL_SELF_AT=point` (testing only): the process sends itself SIGTERM when it
 /// reaches `point`, waits until the handler has begun removing the output, and carries on
 /// writing, so a test interrupts a run in the middle of its writes. Points: `figures` (audit's
@@ -311,6 +310,7 @@ func makeOutputSubdirectory(_ url: URL) throws {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
 }
 
+/// Files compiled into the binary (the bundled models and test split), unpacked into a fresh
 /// temporary folder for one run; `remove()` deletes it.
 struct BundledFiles {
     let directory: URL

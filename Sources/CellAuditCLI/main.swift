@@ -34,8 +34,7 @@ do {
     try command.run()
 } catch {
     let code = CellAudit.exitCode(for: error)
-    let ns = error as NSError
-    let message = ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain ? describeFailure(error) : CellAudit.message(for: error)
+    let message = fileFailure(error) ?? CellAudit.message(for: error)
     if code == .success || message.isEmpty {
         CellAudit.exit(withError: error)
     }

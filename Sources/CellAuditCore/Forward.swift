@@ -167,8 +167,8 @@ extension CPUBackend {
         // Without the hidden states, a `last` readout needs the last layer's h at T − 1 only.
         let lastStepOnly = !job.keepsHidden && job.output == .last
         var hidden: [Float] = [], outputs: [Float] = []
-        // Layer 0's input, time-major, shared by every slice.
-        // Time-major ([T × N] rows): each step's rows are contiguous, for its product and its gates.
+        // Layer 0's input, shared by every slice, time-major ([T × N] rows): each step's rows are
+        // contiguous, for its product and its gates.
         let width0 = job.inputs.width
         let inputsByStep = uninitializedFloats(n * steps * width0) { out in
             job.inputs.values.withUnsafeBufferPointer { x in
@@ -279,8 +279,8 @@ extension CPUBackend {
     /// Runs one layer over all steps for `configurations` × `sequences` rows. `input` is the
     /// layer's input, time-major ([T × rows × width], or [T × sequences × width] with
     /// `sharedAcross`). Its projection x·Wᵀ + b is computed a block of steps at a time (at most
-    /// the backend's `projectionBlockBytes`, at least one step) into one reused buffer, so a long batch neither
-    /// holds every step's projections nor faults in fresh pages for them. Rows that own their
+    /// the backend's `projectionBlockBytes`, at least one step) into one reused buffer, so a long
+    /// batch neither holds every step's projections nor faults in fresh pages for them. Rows that own their
     /// projection take each step's products in place; with `sharedAcross` the block holds the
     /// sequences' projections only, shared by every configuration and copied into the gates each
     /// step. `keep` is [configurations × H]. Returns h as `output` says.
@@ -349,7 +349,6 @@ extension CPUBackend {
         }
         return y
     }
-
 }
 
 /// Which of a layer's hidden states `runLayer` returns.

@@ -28,6 +28,8 @@ public struct KernelSettings: Sendable, Equatable {
     /// devices (PoCL keeps each item's accumulators across barriers in memory, so fewer items
     /// with more outputs each ran 2× faster there, BENCHMARKS.md).
     public var forwardTileItems: Int? = nil
+    /// The values `forwardTileItems` takes (the kernel's 32 × 32 tile split evenly).
+    public static let forwardTileChoices = [4, 8, 16]
 
     public init(vectorWidth: Int? = nil, chains: Int? = nil, workGroupSize: Int = 64, nativeMath: Bool = false,
                 perSequenceForward: Bool = false, forwardChunkPairs: Int? = nil, forwardTileItems: Int? = nil) {
@@ -60,7 +62,7 @@ public struct KernelSettings: Sendable, Equatable {
             throw KernelSettingError(description: "CELLAUDIT_FORWARD must be tiled or per-sequence, got '\(forward)'")
         }
         let tile = try number("CELLAUDIT_FORWARD_TILE")
-        if let tile, ![4, 8, 16].contains(tile) {
+        if let tile, !Self.forwardTileChoices.contains(tile) {
             throw KernelSettingError(description: "CELLAUDIT_FORWARD_TILE must be 4, 8 or 16 (work-items per side of the forward's step tile), got \(tile)")
         }
         return try KernelSettings(vectorWidth: try number("CELLAUDIT_VW"),
@@ -78,7 +80,7 @@ public struct KernelSettings: Sendable, Equatable {
             throw CLError(status: .invalidValue, call: "KernelSettings",
                           detail: "the work-group size must be 1…\(Self.maxWorkGroupSize), got \(workGroupSize)")
         }
-        if let forwardTileItems, ![4, 8, 16].contains(forwardTileItems) {
+        if let forwardTileItems, !Self.forwardTileChoices.contains(forwardTileItems) {
             throw CLError(status: .invalidValue, call: "KernelSettings",
                           detail: "the forward's tile must be 4, 8 or 16 work-items per side, got \(forwardTileItems)")
         }

@@ -61,6 +61,8 @@ extension OpenCLBackend {
         struct LayerBuffers {
             let W, R, b, bhn, keep, clampH, clampC: Buffer<Float>
             let proj: Buffer<Float>, y: Buffer<Float>, state: Buffer<Float>, rh: Buffer<Float>
+            /// Elements of `proj` and `y` before their canary padding.
+            let projCount: Int, yCount: Int
         }
         var events: [Event] = []
         func launch(_ kernel: Kernel, columns: Int, rows: Int, tile: Int) throws {
@@ -73,18 +75,19 @@ extension OpenCLBackend {
         var layers: [LayerBuffers] = []
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            let projCount = l == 0 ? sharedCount : chunk * steps * gates * h
+            let projCount = l == 0 ? sharedCount : chunk * steps * gates * h, yCount = chunk * steps * h
             let buffers = LayerBuffers(
                 W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), bhn: try upload(layer.hiddenBiasN),
                 keep: try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] }),
                 clampH: try upload(Array(job.clampH[offset..<(offset + h)])), clampC: try upload(Array(job.clampC[offset..<(offset + h)])),
                 proj: try context.buffer(Float.self, count: projCount + canaryPadding),
-                y: try context.buffer(Float.self, count: chunk * steps * h + canaryPadding),
+                y: try context.buffer(Float.self, count: yCount + canaryPadding),
                 state: try context.buffer(Float.self, count: hasState ? chunk * h : 1),
-                rh: try context.buffer(Float.self, count: resetBefore ? chunk * h : 1))
+                rh: try context.buffer(Float.self, count: resetBefore ? chunk * h : 1),
+                projCount: projCount, yCount: yCount)
             if canaryPadding > 0 {
                 try queue.write(buffers.proj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: projCount)
-                try queue.write(buffers.y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: chunk * steps * h)
+                try queue.write(buffers.y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: yCount)
             }
             layers.append(buffers)
             offset += h
@@ -106,7 +109,7 @@ extension OpenCLBackend {
             for (l, layer) in net.layers.enumerated() {
                 let h = layer.hiddenSize, buffers = layers[l]
                 if canaryPadding > 0 {
-                    try queue.write(buffers.y, from: [Float](repeating: .nan, count: chunk * steps * h))
+                    try queue.write(buffers.y, from: [Float](repeating: .nan, count: buffers.yCount))
                 }
                 if l > 0 {
                     let below = net.layers[l - 1].hiddenSize
@@ -131,10 +134,9 @@ extension OpenCLBackend {
             outputs += net.readoutOutputs(hidden: y, sequences: count, steps: steps, output: job.output)
             if job.keepsHidden { hidden += y }
         }
-        for (l, layer) in net.layers.enumerated() where canaryPadding > 0 {
-            let projCount = l == 0 ? sharedCount : chunk * steps * gates * layer.hiddenSize
-            try checkCanary(layers[l].proj, from: projCount, kernel: "input_projection")
-            try checkCanary(layers[l].y, from: chunk * steps * layer.hiddenSize, kernel: "recurrent_step")
+        for buffers in layers where canaryPadding > 0 {
+            try checkCanary(buffers.proj, from: buffers.projCount, kernel: "input_projection")
+            try checkCanary(buffers.y, from: buffers.yCount, kernel: "recurrent_step")
         }
         let total = try events.reduce(0.0) { $0 + (try $1.durationSeconds()) }
         kernelSeconds.withLock { $0 = total }
@@ -164,21 +166,10 @@ extension OpenCLBackend {
         var kernelTime = 0.0
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            let W = try context.buffer(Float.self, count: layer.W.count, access: .readOnly)
-            let R = try context.buffer(Float.self, count: layer.R.count, access: .readOnly)
-            let b = try context.buffer(Float.self, count: layer.b.count, access: .readOnly)
-            let bhn = try context.buffer(Float.self, count: max(1, layer.hiddenBiasN.count), access: .readOnly)
-            let keep = try context.buffer(Float.self, count: configs * h, access: .readOnly)
-            let clampH = try context.buffer(Float.self, count: h, access: .readOnly)
-            let clampC = try context.buffer(Float.self, count: h, access: .readOnly)
+            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.hiddenBiasN)
+            let keep = try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] })
+            let clampH = try upload(Array(job.clampH[offset..<(offset + h)])), clampC = try upload(Array(job.clampC[offset..<(offset + h)]))
             let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)
-            try queue.write(W, from: layer.W)
-            try queue.write(R, from: layer.R)
-            try queue.write(b, from: layer.b)
-            try queue.write(bhn, from: layer.hiddenBiasN.isEmpty ? [0] : layer.hiddenBiasN)
-            try queue.write(keep, from: job.masks.flatMap { $0.keep[offset..<(offset + h)] })
-            try queue.write(clampH, from: Array(job.clampH[offset..<(offset + h)]))
-            try queue.write(clampC, from: Array(job.clampC[offset..<(offset + h)]))
             try queue.fill(y, with: .nan)
             if canaryPadding > 0 {
                 try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
@@ -197,4 +188,5 @@ extension OpenCLBackend {
         let k = net.readout!.outputs
         return ForwardResult(outputs: outputs, hidden: hidden,
                              shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])
-    }}
+    }
+}

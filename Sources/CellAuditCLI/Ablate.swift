@@ -144,6 +144,7 @@ struct Ablate: ParsableCommand {
 /// A ranking by name (response, readout_weight, random) or from a CSV with layer, cell and score columns.
 func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws -> (String, [Double]) {
     if let ranker = RankerRegistry.ranker(named: name, seed: seed) { return (name, try ranker.scores(context)) }
+    InputFiles.record(name)
     guard let text = try? String(contentsOfFile: name, encoding: .utf8) else {
         throw CleanFailure(description: "--ranking \(name): not \(RankerRegistry.names.joined(separator: ", ")) or a readable CSV file")
     }

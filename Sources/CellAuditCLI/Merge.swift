@@ -34,6 +34,7 @@ struct Merge: ParsableCommand {
 
     func run() throws {
         try failing {
+            shardDirectories.forEach(InputFiles.record)
             let shards = try ShardSet.read(shardDirectories.map(absolutePath))
             let out = absolutePath(outputOptions.out ?? "cellaudit-merged")
             let target = URL(fileURLWithPath: out).resolvingSymlinksInPath().path

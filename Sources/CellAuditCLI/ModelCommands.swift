@@ -115,6 +115,9 @@ struct Eval: ParsableCommand {
             let seconds = times.sorted()[times.count / 2]
             let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
             if let out {
+                if let input = InputFiles.conflict(withOutput: out) {
+                    throw CleanFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
+                }
                 var writer = SafeTensorsWriter(metadata: ["model": (model as NSString).lastPathComponent,
                                                           "backend": "\(backend.identity)"])
                 try writer.add("outputs", floats: result.outputs, shape: Array(result.shape.dropFirst()))

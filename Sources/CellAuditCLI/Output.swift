@@ -37,6 +37,7 @@ struct OutputDirectory {
         if there == "/" || here == there || here.hasPrefix(there.hasSuffix("/") ? there : there + "/") {
             throw CleanFailure(description: "--out \(path) is \(there == "/" ? "the root directory" : "the working directory or a folder above it"); give a new directory for the output")
         }
+        try Self.refuseInputs(target: target.path, spelled: path)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw CleanFailure(description: "\(path) exists and is not a directory") }
@@ -49,7 +50,26 @@ struct OutputDirectory {
             if !contents.isEmpty && !force {
                 throw CleanFailure(description: "\(path) exists and is not empty; use --force to replace it")
             }
+            // --force replaces only what CellAudit wrote: a folder of other files is never deleted.
+            if !contents.isEmpty && !contents.contains(Self.markerName) {
+                throw CleanFailure(description: "\(path) holds files that cellaudit did not write (it has no \(Self.markerName) marker); --force replaces only a cellaudit output directory: choose another --out, or empty or remove it yourself")
+            }
         }
+    }
+
+    /// The file every output directory carries, so that `--force` knows a directory CellAudit
+    /// wrote (and may replace) from a folder of the user's files (which it never deletes).
+    static let markerName = ".cellaudit-output"
+
+    /// Refuses an output at `target` (resolved) that is, holds or lies inside any input this run
+    /// has read (`InputFiles`), symbolic links resolved: writing there could replace the input.
+    /// - Throws: `CleanFailure` naming both paths.
+    static func refuseInputs(target: String, spelled: String) throws {
+        guard let input = InputFiles.conflict(withOutput: target) else { return }
+        let resolved = InputFiles.resolve(target)
+        let relation = InputFiles.path(input, isWithin: resolved)
+            ? (input == resolved ? "is the input" : "holds the input") : "lies inside the input directory"
+        throw CleanFailure(description: "--out \(spelled) (\(resolved)) \(relation) \(input); cellaudit never writes over its inputs: choose an --out outside the inputs' folders")
     }
 
     /// Runs `body` on a staging directory and moves the result into place. While it runs, an
@@ -63,6 +83,8 @@ struct OutputDirectory {
         do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw CleanFailure(description: "cannot create \(parent.path): \(fileErrorReason(error))")
         }
+        // Again here: a command may read an input after choosing its output directory.
+        try Self.refuseInputs(target: target.path, spelled: target.path)
         let lock = try OutputLock(parent.appendingPathComponent(".\(target.lastPathComponent).lock"), target: target)
         defer { lock.release() }
         removeStaleStaging(in: parent)
@@ -71,6 +93,10 @@ struct OutputDirectory {
         try? fm.removeItem(at: staging)
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
             throw CleanFailure(description: "cannot write in \(parent.path): \(fileErrorReason(error))")
+        }
+        do { try Data("written by cellaudit \(CellAudit.version)\n".utf8).write(to: staging.appendingPathComponent(Self.markerName)) } catch {
+            try? fm.removeItem(at: staging)
+            throw CleanFailure(description: "cannot write in \(staging.path): \(fileErrorReason(error))")
         }
         let cleanup = SignalCleanup.install(staging: staging, lock: parent.appendingPathComponent(".\(target.lastPathComponent).lock"))
         defer { cleanup.uninstall() }
@@ -81,7 +107,19 @@ struct OutputDirectory {
         }
         let old = parent.appendingPathComponent(".\(target.lastPathComponent).old-\(pid)")
         try cleanup.commit {
-            if fm.fileExists(atPath: target.path) { try fm.moveItem(at: target, to: old) }
+            do { try Self.refuseInputs(target: target.path, spelled: target.path) } catch {
+                try? fm.removeItem(at: staging)
+                throw error
+            }
+            if fm.fileExists(atPath: target.path) {
+                // Checked again at the last moment: the directory may have changed since the start.
+                let contents = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
+                guard contents.isEmpty || contents.contains(Self.markerName) else {
+                    try? fm.removeItem(at: staging)
+                    throw CleanFailure(description: "\(target.path) gained files that cellaudit did not write while it ran; nothing was replaced")
+                }
+                try fm.moveItem(at: target, to: old)
+            }
             do { try fm.moveItem(at: staging, to: target) } catch {
                 if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
                 try? fm.removeItem(at: staging)

@@ -16,6 +16,7 @@ public struct JSONInput {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail("\(name): no such \(what)") }
         guard !isDirectory.boolValue else { throw fail("\(name) is a directory, not a \(what)") }
+        InputFiles.record(path)
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("\(name): cannot read the \(what)") }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: data) } catch {

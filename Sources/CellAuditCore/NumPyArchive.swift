@@ -22,6 +22,7 @@ public enum NumPyArchive {
         let url = URL(fileURLWithPath: path)
         let name = url.lastPathComponent
         let archive: Archive
+        InputFiles.record(path)
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw FormatError(file: name, "not a readable .npz (ZIP) archive: \(error)")
         }

@@ -52,6 +52,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw FormatError(file: name, "no such file") }
         guard !isDirectory.boolValue else { throw FormatError(file: name, "is a directory, not a safetensors file") }
+        InputFiles.record(path)
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw FormatError(file: name, "cannot read: \(fileErrorReason(error))")

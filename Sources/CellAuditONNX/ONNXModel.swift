@@ -31,6 +31,7 @@ public enum ONNXModel {
     public static func load(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
         let name = (path as NSString).lastPathComponent
         let data: Data
+        InputFiles.record(path)
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw FormatError(file: name, "cannot read: \(fileErrorReason(error))")
         }
@@ -161,6 +162,13 @@ struct GraphReader {
             throw fail("\(what) is stored in external data without a location inside the model's directory")
         }
         let url = URL(fileURLWithPath: directory.isEmpty ? "." : directory).appendingPathComponent(location)
+        // As onnxruntime requires: the file, every symbolic link resolved, lies inside the model's
+        // directory (a link to /etc/passwd is not LSTM weights).
+        let folder = InputFiles.resolve(directory.isEmpty ? "." : directory), resolved = InputFiles.resolve(url.path)
+        guard InputFiles.path(resolved, isWithin: folder), resolved != folder else {
+            throw fail("\(what) is stored in external data file '\(location)', which resolves to \(resolved), outside the model's directory \(folder)")
+        }
+        InputFiles.record(url.path)
         guard let handle = try? FileHandle(forReadingFrom: url) else {
             throw fail("\(what) is stored in external data file '\(location)', which cannot be opened beside the model")
         }

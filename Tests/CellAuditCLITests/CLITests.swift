@@ -323,10 +323,18 @@ struct KernelEmbeddingTests {
         let r = try CLI.run(["characterize", model, "--backend", "cpu", "--out", full.path, "--step-amplitudes", "1", "--frequencies", "none"])
         #expect(r.exitCode != 0 && r.stderr.contains("--force"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: full.path) == ["mine.txt"])
-        let forced = try CLI.run(["characterize", model, "--backend", "cpu", "--out", full.path, "--step-amplitudes", "1",
-                                  "--frequencies", "none", "--force", "--quiet"])
-        #expect(forced.exitCode == 0, "\(forced.stderr)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: full.path).sorted() == ["responses.safetensors", "stimuli.csv"])
+        // --force never deletes a folder of the user's files: only a directory cellaudit wrote.
+        let refused = try CLI.run(["characterize", model, "--backend", "cpu", "--out", full.path, "--step-amplitudes", "1",
+                                   "--frequencies", "none", "--force", "--quiet"])
+        #expect(refused.exitCode == 1 && refused.stderr.contains("did not write") && refused.stderr.contains(full.path), "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: full.path) == ["mine.txt"])
+        let written = scratch.appendingPathComponent("written").path
+        for _ in 0..<2 {   // the second run replaces the first's output
+            let forced = try CLI.run(["characterize", model, "--backend", "cpu", "--out", written, "--step-amplitudes", "1",
+                                      "--frequencies", "none", "--force", "--quiet"])
+            #expect(forced.exitCode == 0, "\(forced.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: written).sorted() == [".cellaudit-output", "responses.safetensors", "stimuli.csv"])
+        }
         // Nothing staged is left beside it.
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).allSatisfy { !$0.contains("partial") && !$0.contains(".old-") })
     }

@@ -18,11 +18,11 @@ corpus="$scratch/corpus"; findings="$scratch/findings"
 rm -rf "$corpus"; mkdir -p "$corpus" "$findings"
 # Seeds: small fixtures, each behind its selector byte.
 for f in Tests/Fixtures/digits_lstm8.safetensors Tests/Fixtures/digits_gru16.safetensors Tests/Fixtures/state_dicts/*.safetensors \
-         Tests/Fixtures/cases/*.safetensors; do
+         Tests/Fixtures/cases/*.safetensors Tests/Fixtures/cases/2026-12-07/*.safetensors; do
     [[ -f "$f" && $(stat -c %s "$f") -lt 200000 ]] || continue
     { printf '\x00'; cat "$f"; } > "$corpus/st-$(basename "$f")"
 done
-for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx; do
+for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx Tests/Fixtures/cases/2026-12-07/*.onnx; do
     { printf '\x01'; cat "$f"; } > "$corpus/onnx-$(basename "$f")"
 done
 echo "fuzzing for ${seconds} s from $(ls "$corpus" | wc -l) seeds" >&2

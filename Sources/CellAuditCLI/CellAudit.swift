@@ -133,7 +133,9 @@ struct ModelOptions: ParsableArguments {
 /// Reads a model file of any format CellAudit reads: an `.onnx` graph natively, otherwise a
 /// safetensors file (a CellAudit model file or a plain PyTorch state dict).
 func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
-    guard ONNXModel.isONNX(path) else { return try ModelFile.load(path, hints: hints) }
+    let format = FileFormat.sniff(path)
+    if let refusal = format.modelRefusal { throw CleanFailure(description: "\((path as NSString).lastPathComponent) \(refusal)") }
+    guard format == .onnx else { return try ModelFile.load(path, hints: hints) }
     // An ONNX graph says everything but the task; the dataset or --task may say that.
     for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
                           ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellAuditCore
+import CellAuditONNX
 import Foundation
 
 func printJSON(_ object: [String: Any]) throws {
@@ -142,8 +143,11 @@ struct Eval: ParsableCommand {
 /// - Throws: `CleanFailure` naming the file when it carries no golden outputs, the dataset does not
 ///   match them, or any value differs beyond `Tolerance.forward` (or a score beyond 1e-9).
 func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> [String: String] {
+    let name = (loaded.path as NSString).lastPathComponent
+    if FileFormat.sniff(loaded.path) == .onnx {
+        throw CleanFailure(description: "\(name) is an ONNX graph, which carries no golden outputs; --verify reads 'golden.outputs' from a CellAudit model file (the exporters in Tools/ write them): compare with `cellaudit eval \(name) --data DATA --out FILE` instead")
+    }
     let file = try SafeTensorsFile(path: loaded.path)
-    let name = file.fileName
     guard file.tensors["golden.outputs"] != nil else {
         throw CleanFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
     }
@@ -157,6 +161,10 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
         throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(dataset.fileName) gives \(expectedShape): verify on the dataset the exporter used")
     }
     func compare(_ got: ArraySlice<Float>, _ want: [Float], _ what: String) throws {
+        // A NaN or infinity in a golden is a broken golden, never a value to skip.
+        if let bad = want.firstIndex(where: { !$0.isFinite }) {
+            throw CleanFailure(description: "\(name): golden \(what) hold \(want[bad]) at element \(bad); a golden must be finite to verify against")
+        }
         var worst: Float = 0, at = 0
         for (i, (g, w)) in zip(got, want).enumerated() where !(abs(g - w) <= worst) { worst = abs(g - w); at = i }
         guard worst <= Tolerance.forward else {
@@ -174,7 +182,14 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
         try compare(result.hidden[0..<want.count], want, "hidden states")
     }
     let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
-    if let stored = loaded.metadata["golden_\(score.name)"].flatMap(Double.init) {
+    let key = "golden_\(score.name)"
+    if let text = loaded.metadata[key], Double(text)?.isFinite != true {
+        throw CleanFailure(description: "\(name): metadata '\(key)' is '\(text)', not a finite number; fix or remove it to verify")
+    }
+    for other in ["golden_accuracy", "golden_mse"] where other != key && loaded.metadata[other] != nil {
+        throw CleanFailure(description: "\(name): metadata '\(other)' does not fit the model's task (\(loaded.task.rawValue) scores \(score.name)); fix or remove it to verify")
+    }
+    if let stored = loaded.metadata[key].flatMap(Double.init) {
         guard abs(stored - score.value) <= 1e-9 else {
             throw CleanFailure(description: "\(name): \(score.name) \(score.value) on \(dataset.fileName), but the framework measured \(stored)")
         }

@@ -67,7 +67,10 @@ private struct ArraySource {
     init(_ path: String) throws {
         let name = (path as NSString).lastPathComponent
         self.name = name
-        if path.lowercased().hasSuffix(".npz") {
+        let format = FileFormat.sniff(path)
+        if format == .missing { throw FormatError(file: name, "no such file") }
+        if let refusal = format.datasetRefusal { throw FormatError(file: name, refusal.hasPrefix("is ") ? String(refusal.dropFirst(3)) : refusal) }
+        if format == .npz || (format == .zip && path.lowercased().hasSuffix(".npz")) {
             let arrays = try NumPyArchive.load(path)
             shape = { arrays[$0]?.shape }
             // Values past Float's range become ±Inf, which the finiteness checks then name.
@@ -75,7 +78,13 @@ private struct ArraySource {
             integers = { key in
                 let array = arrays[key]!
                 guard array.isInteger else { throw FormatError(file: name, "'\(key)' has dtype \(array.descr); it must hold integers") }
-                return array.values.map { Int($0) }
+                return try array.values.enumerated().map { i, value in
+                    // Exactly representable only: a uint64 label of 2^63 or more is refused, not trapped on.
+                    guard let exact = Int(exactly: value) else {
+                        throw FormatError(file: name, "'\(key)' holds \(value) at index \(i), outside the integers CellAudit reads")
+                    }
+                    return exact
+                }
             }
         } else {
             let file = try SafeTensorsFile(path: path)

@@ -69,10 +69,15 @@ public enum ModelFile {
             throw fail("unknown cell kind '\(cellName)' (supported: \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let layerCount = Int(try required("layers")), layerCount >= 1 else { throw fail("'layers' must be a positive integer") }
+        guard layerCount <= NetworkLimits.maxLayers else { throw fail("'layers' is \(layerCount), more than the \(NetworkLimits.maxLayers) CellAudit represents") }
         guard let inputSize = Int(try required("input_size")), inputSize >= 1 else { throw fail("'input_size' must be a positive integer") }
+        if let problem = NetworkLimits.problem(width: inputSize, "'input_size'") { throw fail(problem) }
         let hidden = try required("hidden_sizes").split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard hidden.count == layerCount, hidden.allSatisfy({ ($0 ?? 0) >= 1 }) else {
             throw fail("'hidden_sizes' must list \(layerCount) positive integers, got '\(meta["hidden_sizes"]!)'")
+        }
+        for size in hidden.compactMap({ $0 }) {
+            if let problem = NetworkLimits.problem(width: size, "a hidden size in 'hidden_sizes'") { throw fail(problem) }
         }
         let output = try meta["output"].map { value in
             guard let mode = OutputMode(rawValue: value) else { throw fail("unknown output mode '\(value)' (last or sequence)") }

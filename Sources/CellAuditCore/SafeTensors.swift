@@ -100,11 +100,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard let dtype = DType(rawValue: dtypeName) else { throw fail("tensor '\(tensorName)' has unknown dtype '\(dtypeName)'") }
             guard let shapeValues = entry["shape"] as? [Any],
                   let shape = Self.integers(shapeValues), shape.allSatisfy({ $0 >= 0 }) else {
-                throw fail("tensor '\(tensorName)' has no valid shape")
+                throw fail("tensor '\(tensorName)' has no valid shape (a list of JSON integers ≥ 0; 10.0, 1e1 and true are not integers)")
             }
             guard let offsetValues = entry["data_offsets"] as? [Any], let offsets = Self.integers(offsetValues),
                   offsets.count == 2 else {
-                throw fail("tensor '\(tensorName)' has no valid data_offsets")
+                throw fail("tensor '\(tensorName)' has no valid data_offsets (two JSON integers)")
             }
             guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
                 throw fail("tensor '\(tensorName)' data_offsets \(offsets) fall outside the \(dataLength) data bytes")
@@ -136,7 +136,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private static func integers(_ values: [Any]) -> [Int]? {
         var out: [Int] = []
         for value in values {
-            guard let number = value as? NSNumber else { return nil }
+            // JSON integers only, as the format's reference reader requires: 10.0, 1e1 and true
+            // parse to numbers too, and are refused (the parser marks them double and bool).
+            guard let number = value as? NSNumber, !["d", "f", "c", "B"].contains(String(cString: number.objCType)) else { return nil }
             let d = number.doubleValue
             guard d == d.rounded(), d >= -9.0e15, d <= 9.0e15 else { return nil }
             out.append(number.intValue)
@@ -269,11 +271,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         let n = info.elementCount, size = info.dtype.byteSize
         return try withBytes(name) { raw in
-            (0..<n).map { i -> Int in
+            try (0..<n).map { i throws -> Int in
                 let o = i * size
                 switch info.dtype {
                 case .I64: return Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int64.self)))
-                case .U64: return Int(truncatingIfNeeded: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)))
+                case .U64:
+                    let value = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self))
+                    guard let exact = Int(exactly: value) else {
+                        throw FormatError(file: fileName, "tensor '\(name)' holds \(value) at index \(i), larger than any label or id CellAudit reads")
+                    }
+                    return exact
                 case .I32: return Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int32.self)))
                 case .U32: return Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
                 case .I16: return Int(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int16.self)))

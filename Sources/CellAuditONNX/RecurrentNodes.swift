@@ -8,6 +8,7 @@ extension GraphReader {
         let node = graph.node[c]
         let op = node.opType
         guard let hidden = int(node, "hidden_size"), hidden > 0 else { throw fail("\(label(c)) has no positive hidden_size") }
+        if let problem = NetworkLimits.problem(width: hidden, "hidden_size") { throw fail("\(label(c)): \(problem)") }
         let direction = strings(node, "direction")?.first ?? "forward"
         guard direction == "forward" else {
             throw fail("\(label(c)) has direction '\(direction)'; CellAudit reads forward recurrent layers only and will not audit half of a \(direction) one")
@@ -71,6 +72,7 @@ extension GraphReader {
         guard node.input.count > 2, let W = try constant(node.input[1]) else { throw fail("\(label(c)) has an input 'W' that is not a constant") }
         guard W.dims.count == 3 else { throw fail("\(label(c)) input 'W' has shape \(W.dims); expected [1, G·H, I]") }
         let inputs = Int(W.dims[2])
+        if let problem = NetworkLimits.problem(width: inputs, "the input width (W's last dimension)") { throw fail("\(label(c)): \(problem)") }
         if case .known(let n) = f.size, n != inputs { throw fail("\(label(c)) reads \(n) features but its W has \(inputs) columns") }
         return (kind, hidden, inputs)
     }

@@ -722,7 +722,7 @@ enum CapacityMetricCount { static let value = 10 }
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try CLI.run(["inspect", dir.path])
         #expect(r.exitCode == 1)
-        #expect(r.stderr == "error: \(dir.lastPathComponent): is a directory, not a safetensors file\n", "\(r.stderr)")
+        #expect(r.stderr == "error: \(dir.lastPathComponent) is a directory; give the model file\n", "\(r.stderr)")
         #expect(!r.stderr.contains("NSCocoaErrorDomain"))
     }
 

@@ -83,15 +83,16 @@ struct Bench: ParsableCommand {
             }
             var backends: [any ComputeBackend] = []
             switch backend {
-            case "cpu": backends = [CPUBackend()]
+            case "cpu": backends = [CPUBackend(threads: try hostThreads())]
             case "opencl", "all":
-                if backend == "all" { backends.append(CPUBackend()) }
+                if backend == "all" { backends.append(CPUBackend(threads: try hostThreads())) }
                 try installFaultsFromEnvironment()
                 do {
                     let devices = try OpenCL.devices()
                     let index = device ?? BackendSelection.autoDecision(devices: devices).device?.index ?? 0
                     guard devices.indices.contains(index) else { throw BackendError.unavailable("no OpenCL device \(index) (found \(devices.count))") }
-                    backends.append(try OpenCLBackend(device: devices[index], settings: try KernelSettings.fromEnvironment(nativeMath: nativeMath)))
+                    backends.append(try OpenCLBackend(device: devices[index], settings: try KernelSettings.fromEnvironment(ProcessInfo.processInfo.environment, nativeMath: nativeMath),
+                                                      hostThreads: try hostThreads()))
                 } catch where backend == "all" {
                     Terminal.warn("warning: no OpenCL backend to measure (\(error))")
                 }

@@ -35,17 +35,28 @@ struct BackendOptions: ParsableArguments {
     var device: Int? { deviceOption.device }
 
     func validate() throws {
-        let choice = try BackendChoice.resolve(flag: backend)
+        let choice = try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment)
         if choice == .cpu, let device { throw ValidationError("--device \(device) applies to OpenCL; --backend cpu uses none") }
     }
 
     func makeBackend() throws -> any ComputeBackend {
         try installFaultsFromEnvironment()
-        return try BackendSelection.make(try BackendChoice.resolve(flag: backend), deviceIndex: device,
-                                         settings: try KernelSettings.fromEnvironment()) {
+        return try BackendSelection.make(try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment), deviceIndex: device,
+                                         settings: try KernelSettings.fromEnvironment(ProcessInfo.processInfo.environment), threads: try hostThreads(),
+                                         poclCacheDirectory: ProcessInfo.processInfo.environment["POCL_CACHE_DIR"]) {
             Terminal.warn($0)
         }
     }
+}
+
+/// The host threads a run uses: `CELLAUDIT_THREADS` when set (a whole number ≥ 1), otherwise
+/// the cores this process may use (`Parallelism.cores`: affinity mask and cgroup quota). The
+/// CLI is the only place that reads it; the backends take the count as a parameter.
+/// - Throws: `CleanFailure` naming the variable when it is not a whole number ≥ 1.
+func hostThreads(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
+    guard let text = environment["CELLAUDIT_THREADS"], !text.isEmpty else { return Parallelism.cores }
+    guard let n = Int(text), n >= 1 else { throw CleanFailure(description: "CELLAUDIT_THREADS must be a whole number ≥ 1, got '\(text)'") }
+    return n
 }
 
 /// `CELLAUDIT_OPENCL_FAULT=call=CL_STATUS` makes an OpenCL call fail, to test fallbacks.

@@ -35,7 +35,7 @@ struct Devices: ParsableCommand {
             var openclError: String?
             do { platforms = try OpenCL.platforms() } catch { openclError = "\(error)" }
             let decision = BackendSelection.autoDecision(devices: platforms.flatMap(\.devices))
-            let threads = Parallelism.cores
+            let threads = try hostThreads()
             let listing = Listing(
                 platforms: platforms.map { p in
                     .init(name: p.name, vendor: p.vendor, version: p.version,
@@ -55,7 +55,7 @@ struct Devices: ParsableCommand {
             if platforms.isEmpty { print("OpenCL: no platform found") }
             for p in platforms {
                 print("platform: \(p.name) (\(p.vendor)), \(p.version)")
-                if p.devices.isEmpty { print("  no devices" + (OpenCL.poclCacheProblem.map { " (\($0))" } ?? "")) }
+                if p.devices.isEmpty { print("  no devices" + (OpenCL.poclCacheProblem(directory: ProcessInfo.processInfo.environment["POCL_CACHE_DIR"]).map { " (\($0))" } ?? "")) }
                 for d in p.devices {
                     let i = d.info
                     print("  device \(d.index): \(i.name)")

@@ -29,7 +29,7 @@ struct Merge: ParsableCommand {
 
     func validate() throws {
         guard !shardDirectories.isEmpty else { throw ValidationError("give the shard directories to merge") }
-        if let backend { _ = try BackendChoice.resolve(flag: backend) }
+        if let backend { _ = try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment) }
     }
 
     func run() throws {

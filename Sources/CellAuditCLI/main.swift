@@ -25,7 +25,7 @@ useSingleThreadedBLAS()
 signal(SIGXFSZ, SIG_IGN)
 
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
-OpenCL.preparePoclCache()
+if ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil { setenv("POCL_CACHE_DIR", OpenCL.defaultPoclCacheDirectory(), 0) }
 
 // Every failure is one line on stderr: usage errors from the parser too (help and --version
 // print as usual).

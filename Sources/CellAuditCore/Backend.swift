@@ -110,6 +110,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
                    tolerance: Double) throws -> (states: [Double], settled: [Bool])
     /// The most bytes one launch's outputs should take (the engine sizes its chunks from it).
     var chunkBytes: Int { get }
+    /// Host threads this backend's CPU work may use (the CPU backend's every product and update;
+    /// an OpenCL backend's host-side work: readouts, the fixed-point solves around its map steps).
+    /// Analyses that work on the host beside a backend use this count too, never a global one.
+    var hostThreads: Int { get }
 }
 
 extension ResponseBlock {

@@ -23,6 +23,7 @@ public final class CPUBackend: ComputeBackend {
     /// last one was freed to instead of a fresh mapping faulted in page by page (2.1 million
     /// minor faults in the 7 GB characterize of BENCHMARKS.md at 64 MiB).
     public var chunkBytes: Int { 16 << 20 }
+    public var hostThreads: Int { threads }
 
     public var identity: BackendIdentity {
         BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(Self.arithmetic)")

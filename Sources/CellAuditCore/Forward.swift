@@ -126,7 +126,7 @@ extension RecurrentNetwork {
 
     /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N): one
     /// matrix product (OpenBLAS) over the last step of each sequence, or over every step.
-    public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode, workers: Int = Parallelism.cores) -> [Float] {
+    public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode, workers: Int) -> [Float] {
         let readout = self.readout!
         let h = layers.last!.hiddenSize, k = readout.outputs
         let rows = output == .last ? sequences : sequences * steps

@@ -18,7 +18,6 @@ let openBLASSingleThreaded: Void = {
 /// on one of the cores for the first 0.1 s of every run (`cellaudit audit` on 2 cores:
 /// 5–10 % of its time).
 public func useSingleThreadedBLAS() { _ = openBLASSingleThreaded }
-let productWorkers = Parallelism.cores
 
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
 /// canonical W and R matrices), all row-major with the given leading dimensions. Large products
@@ -32,7 +31,7 @@ func multiplyTransposed(
     _ a: UnsafePointer<Float>, lda: Int,
     _ b: UnsafePointer<Float>, ldb: Int,
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
-    beta: Float, workers: Int = productWorkers
+    beta: Float, workers: Int
 ) {
     gemm(transposeB: true, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta, workers: workers)
 }
@@ -45,7 +44,7 @@ func multiply(
     _ a: UnsafePointer<Float>, lda: Int,
     _ b: UnsafePointer<Float>, ldb: Int,
     _ c: UnsafeMutablePointer<Float>, ldc: Int,
-    beta: Float, workers: Int = productWorkers
+    beta: Float, workers: Int
 ) {
     gemm(transposeB: false, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc, beta: beta, workers: workers)
 }

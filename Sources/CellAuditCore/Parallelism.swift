@@ -1,12 +1,14 @@
 import Foundation
 
-/// How many cores this process may use: `CELLAUDIT_THREADS` when set, otherwise the CPUs in its
+/// How many cores this process may use: the CPUs in its
 /// affinity mask (taskset, Slurm's task/affinity, cpusets), capped by a cgroup CPU quota
 /// (Kubernetes' CPU limit, Slurm's cgroup plugin). A Slurm task with --cpus-per-task=1 or a pod
-/// limited to 2 CPUs on a 64-core node gets 1 or 2 workers, not 64.
+/// limited to 2 CPUs on a 64-core node gets 1 or 2 workers, not 64. This is only a default: every
+/// backend takes its thread count as a parameter (the CLI passes `CELLAUDIT_THREADS` in), and all
+/// CPU work of a run uses its backend's count (`ComputeBackend.hostThreads`). The library reads no
+/// environment variable.
 public enum Parallelism {
     public static let cores: Int = {
-        if let text = ProcessInfo.processInfo.environment["CELLAUDIT_THREADS"], let n = Int(text), n >= 1 { return n }
         var n = affinityCount() ?? ProcessInfo.processInfo.activeProcessorCount
         if let quota = cgroupQuota() { n = min(n, quota) }
         return max(1, n)

@@ -8,7 +8,7 @@ public enum BackendChoice: String, Sendable, CaseIterable {
     case cpu, opencl, auto
 
     /// The flag wins over the environment; neither means `auto`.
-    public static func resolve(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BackendChoice {
+    public static func resolve(flag: String?, environment: [String: String]) throws -> BackendChoice {
         let (raw, source) = flag.map { ($0, "--backend") }
             ?? environment["CELLAUDIT_BACKEND"].map { ($0, "CELLAUDIT_BACKEND") } ?? ("auto", "default")
         guard let choice = BackendChoice(rawValue: raw.lowercased()) else {
@@ -66,32 +66,37 @@ public enum BackendSelection {
 
     /// The backend for `choice`. `auto` never fails for lack of OpenCL: it warns once through
     /// `warn` and uses the CPU backend, also when the device fails later, at run time.
+    /// - Parameter poclCacheDirectory: the `POCL_CACHE_DIR` the caller runs with, to say why PoCL
+    ///   shows no device when that is the reason.
+    /// - Parameter threads: host threads of every backend made (the CPU backend's workers, an
+    ///   OpenCL backend's host-side work); the CLI passes `CELLAUDIT_THREADS` here.
     public static func make(_ choice: BackendChoice, deviceIndex: Int? = nil, settings: KernelSettings = KernelSettings(),
+                            threads: Int = Parallelism.cores, poclCacheDirectory: String? = nil,
                             warn: @escaping @Sendable (String) -> Void) throws -> any ComputeBackend {
         switch choice {
         case .cpu:
-            return CPUBackend()
+            return CPUBackend(threads: threads)
         case .opencl:
             let devices: [Device]
             do { devices = try OpenCL.devices() } catch {
                 throw BackendError.unavailable("--backend opencl: cannot list OpenCL devices: \(error)")
             }
             guard !devices.isEmpty else {
-                if let problem = OpenCL.poclCacheProblem { throw BackendError.unavailable("--backend opencl: \(problem)") }
+                if let problem = OpenCL.poclCacheProblem(directory: poclCacheDirectory) { throw BackendError.unavailable("--backend opencl: \(problem)") }
                 throw BackendError.unavailable("--backend opencl: no OpenCL device found (install an OpenCL driver such as pocl-opencl-icd, or use --backend cpu)")
             }
             let index = deviceIndex ?? autoDecision(devices: devices).device?.index ?? 0
             guard devices.indices.contains(index) else {
                 throw BackendError.unavailable("--device \(index): \(deviceCount(devices.count)) (0…\(devices.count - 1)); see `cellaudit devices`")
             }
-            do { return try OpenCLBackend(device: devices[index], settings: settings) } catch {
+            do { return try OpenCLBackend(device: devices[index], settings: settings, hostThreads: threads) } catch {
                 throw BackendError.unavailable("--backend opencl: device \(index) (\(devices[index].info.name)) failed: \(error)")
             }
         case .auto:
             let devices: [Device]
             do { devices = try OpenCL.devices() } catch {
                 warn("warning: OpenCL unavailable (\(error)); using the cpu backend")
-                return CPUBackend()
+                return CPUBackend(threads: threads)
             }
             var decision = autoDecision(devices: devices)
             if let deviceIndex {
@@ -101,16 +106,16 @@ public enum BackendSelection {
                 decision = AutoDecision(device: devices[deviceIndex], forwardOnCPU: devices[deviceIndex].info.type == .cpu, reason: "chosen")
             }
             guard let device = decision.device else {
-                if let problem = OpenCL.poclCacheProblem { warn("warning: \(problem); using the cpu backend") }
-                return CPUBackend()
+                if let problem = OpenCL.poclCacheProblem(directory: poclCacheDirectory) { warn("warning: \(problem); using the cpu backend") }
+                return CPUBackend(threads: threads)
             }
             do {
-                let opencl = try OpenCLBackend(device: device, settings: settings)
-                let primary: any ComputeBackend = decision.forwardOnCPU ? RoutedBackend(responses: opencl, forward: CPUBackend()) : opencl
-                return FallbackBackend(primary: primary, fallback: CPUBackend(), warn: warn)
+                let opencl = try OpenCLBackend(device: device, settings: settings, hostThreads: threads)
+                let primary: any ComputeBackend = decision.forwardOnCPU ? RoutedBackend(responses: opencl, forward: CPUBackend(threads: threads)) : opencl
+                return FallbackBackend(primary: primary, fallback: CPUBackend(threads: threads), warn: warn)
             } catch {
                 warn("warning: OpenCL device \(device.index) (\(device.info.name)) failed (\(error)); using the cpu backend")
-                return CPUBackend()
+                return CPUBackend(threads: threads)
             }
         }
     }
@@ -143,6 +148,7 @@ public final class FallbackBackend: ComputeBackend {
     }
 
     public var chunkBytes: Int { min(primary.chunkBytes, fallback.chunkBytes) }
+    public var hostThreads: Int { failed.withLock { $0 } ? fallback.hostThreads : primary.hostThreads }
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {
         try run { try $0.responses(job) }
@@ -187,6 +193,7 @@ public final class RoutedBackend: ComputeBackend {
     }
 
     public var chunkBytes: Int { min(responsesBackend.chunkBytes, forwardBackend.chunkBytes) }
+    public var hostThreads: Int { forwardBackend.hostThreads }
     public func responses(_ job: ResponseJob) throws -> ResponseBlock { try responsesBackend.responses(job) }
     public func trajectories(_ job: ResponseJob) throws -> Trajectories { try responsesBackend.trajectories(job) }
     public func forward(_ job: ForwardJob) throws -> ForwardResult { try forwardBackend.forward(job) }

@@ -43,7 +43,7 @@ public struct KernelSettings: Sendable, Equatable {
     /// default, or `per-sequence`).
     /// - Throws: `KernelSettingError` naming the variable when one is not a whole number or not
     ///   one of the values it takes.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
+    public static func fromEnvironment(_ environment: [String: String],
                                        nativeMath: Bool = false) throws -> KernelSettings {
         func number(_ key: String) throws -> Int? {
             guard let text = environment[key], !text.isEmpty else { return nil }
@@ -120,6 +120,8 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// Extra elements past every output buffer, filled with a canary and checked after each
     /// launch (a debugging aid against out-of-bounds writes; 0 turns it off).
     public let canaryPadding: Int
+    /// Host threads for the CPU work around the kernels (`ComputeBackend.hostThreads`).
+    public let hostThreads: Int
     public static let canary: Float = -7.0e30
 
     /// Cells per work-item in the response kernels (vector lanes). On CPU devices, the device's
@@ -145,8 +147,12 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
 
     /// - Throws: `CLError` (`.invalidValue`) for a vector width or chain count the kernels do not
     ///   have, or the error of creating the context and queue.
-    public init(device: Device, settings: KernelSettings = KernelSettings(), canaryPadding: Int = 0) throws {
+    /// - Parameter hostThreads: threads for the host-side work (readouts, gradient × input on the
+    ///   CPU, the solves around the map steps); the caller's choice, default the usable cores.
+    public init(device: Device, settings: KernelSettings = KernelSettings(), canaryPadding: Int = 0,
+                hostThreads: Int = Parallelism.cores) throws {
         self.device = device
+        self.hostThreads = max(1, hostThreads)
         let width = settings.vectorWidth ?? Self.defaultVectorWidth(for: device)
         guard [1, 4, 8, 16].contains(width) else {
             throw CLError(status: .invalidValue, call: "OpenCLBackend", detail: "vector width must be 1, 4, 8 or 16, got \(width)")

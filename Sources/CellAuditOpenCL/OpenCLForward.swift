@@ -131,7 +131,7 @@ extension OpenCLBackend {
                 }
             }
             let y = try queue.read(layers.last!.y, count: count * steps * last)
-            outputs += net.readoutOutputs(hidden: y, sequences: count, steps: steps, output: job.output)
+            outputs += net.readoutOutputs(hidden: y, sequences: count, steps: steps, output: job.output, workers: hostThreads)
             if job.keepsHidden { hidden += y }
         }
         for buffers in layers where canaryPadding > 0 {
@@ -184,7 +184,7 @@ extension OpenCLBackend {
         }
         kernelSeconds.withLock { $0 = kernelTime }
         let hidden = try queue.read(x, count: pairs * steps * net.layers.last!.hiddenSize)
-        let outputs = net.readoutOutputs(hidden: hidden, sequences: pairs, steps: steps, output: job.output)
+        let outputs = net.readoutOutputs(hidden: hidden, sequences: pairs, steps: steps, output: job.output, workers: hostThreads)
         let k = net.readout!.outputs
         return ForwardResult(outputs: outputs, hidden: hidden,
                              shape: job.output == .last ? [configs, n, k] : [configs, n, steps, k])

@@ -10,7 +10,7 @@ extension OpenCLBackend {
     /// runs on the CPU backend (it serves the gradient ranker only). Sequences are taken in chunks
     /// that fit `chunkBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
-        guard case .lrp = job.rule else { return try CPUBackend().relevance(job) }
+        guard case .lrp = job.rule else { return try CPUBackend(threads: hostThreads).relevance(job) }
         let steps = job.inputs.steps
         let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 4 * $1.hiddenSize + $1.inputSize) }
             * MemoryLayout<Float>.stride

@@ -37,14 +37,14 @@ struct DynamicsTests {
         let map = try LayerMap(layer: net.layers[0], input: [0.3, -0.2, 0.7])
         let D = map.dimension, rows = 3
         let s = (0..<(rows * D)).map { _ in Double(rng.uniform(-1.5, 1.5)) }
-        let J = map.step(states: s, rows: rows, jacobian: true).jacobian
+        let J = map.step(states: s, rows: rows, jacobian: true, workers: 2).jacobian
         let e = 1e-6
         var worst = 0.0
         for r in 0..<rows {
             for k in 0..<D {
                 var plus = Array(s[(r * D)..<((r + 1) * D)]), minus = plus
                 plus[k] += e; minus[k] -= e
-                let fp = map.step(states: plus, rows: 1, jacobian: false).next, fm = map.step(states: minus, rows: 1, jacobian: false).next
+                let fp = map.step(states: plus, rows: 1, jacobian: false, workers: 1).next, fm = map.step(states: minus, rows: 1, jacobian: false, workers: 1).next
                 for i in 0..<D { worst = max(worst, abs((fp[i] - fm[i]) / (2 * e) - J[r * D * D + i * D + k])) }
             }
         }
@@ -59,7 +59,7 @@ struct DynamicsTests {
             var h = [Float](repeating: 0.1, count: 9), c = [Float](repeating: -0.3, count: 9)
             let map = try LayerMap(layer: layer, input: x.map(Double.init))
             let start = h.map(Double.init) + (kind.hasCellState ? c.map(Double.init) : [])
-            let next = map.step(states: start, rows: 1, jacobian: false).next
+            let next = map.step(states: start, rows: 1, jacobian: false, workers: 1).next
             layer.step(x[...], h: &h, c: &c)
             let want = h.map(Double.init) + (kind.hasCellState ? c.map(Double.init) : [])
             let worst = zip(next, want).map { abs($0 - $1) }.max()!

@@ -8,7 +8,7 @@ public enum OpenCLTestSupport {
     public static var required: Bool { ProcessInfo.processInfo.environment["CELLAUDIT_REQUIRE_OPENCL"] == "1" }
 
     public static let devices: [Device] = {
-        OpenCL.preparePoclCache()
+        if ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil { setenv("POCL_CACHE_DIR", OpenCL.defaultPoclCacheDirectory(), 0) }
         return (try? OpenCL.devices()) ?? []
     }()
 

@@ -162,7 +162,7 @@ public enum FixedPointFinder {
                 let AtA = SendablePointer(nb.baseAddress!), Atr = SendablePointer(gb.baseAddress!)
                 let T = SendablePointer(tb.baseAddress!), C = SendablePointer(cb.baseAddress!), O = SendablePointer(ob.baseAddress!)
                 let rows = live
-                let workers = rows.count * D * D * D > 1 << 18 ? min(Parallelism.cores, rows.count) : 1
+                let workers = rows.count * D * D * D > 1 << 18 ? min(backend.hostThreads, rows.count) : 1
                 let work: @Sendable (Int) -> Void = { w in
                     var system = LevenbergMarquardtSystem(dimension: D, hiddenSize: blockH)
                     var r = [Double](repeating: 0, count: D)

@@ -123,7 +123,7 @@ extension RecurrentLayer {
     }
 
     /// out[rows × G·H] = x[rows × width] · Wᵀ + b.
-    func project(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, workers: Int = productWorkers) {
+    func project(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, workers: Int) {
         let width = gateRows
         for r in 0..<rows { (out + r * width).update(from: b, count: width) }
         W.withUnsafeBufferPointer { w in
@@ -141,7 +141,7 @@ extension RecurrentLayer {
         let input = Array(x)
         input.withUnsafeBufferPointer { xp in
             gates.withUnsafeMutableBufferPointer { g in
-                project(xp.baseAddress!, rows: 1, into: g.baseAddress!)
+                project(xp.baseAddress!, rows: 1, into: g.baseAddress!, workers: 1)
                 h.withUnsafeMutableBufferPointer { hp in
                     c.withUnsafeMutableBufferPointer { cp in
                         scratch.withUnsafeMutableBufferPointer { sp in

@@ -62,7 +62,7 @@ public struct LayerMap: Sendable {
     /// Jacobians are the analytic derivatives of METHOD.md §1's updates (derived in
     /// docs/METHOD.md §8): RNN diag(act′(a)) R; GRU and LSTM by the chain rule through every gate,
     /// the reset-before GRU including R_n·diag(h⊙r(1−r))·R_r. ReLU′(0) = 0, as PyTorch takes it.
-    public func step(states: [Double], inputs: [Double]? = nil, rows: Int, jacobian: Bool) -> (next: [Double], jacobian: [Double]) {
+    public func step(states: [Double], inputs: [Double]? = nil, rows: Int, jacobian: Bool, workers: Int) -> (next: [Double], jacobian: [Double]) {
         let D = dimension, H = hiddenSize, GH = layer.gateRows, I = inputSize, kind = layer.kind
         precondition(states.count == rows * D && (inputs?.count ?? rows * I) == rows * I)
         // pre [rows × GH] = drive (or W x_r + b) + h · Rᵀ, the GRU's n block without R_n h.
@@ -102,7 +102,7 @@ public struct LayerMap: Sendable {
         let preP = SendablePointer(preB.baseAddress!), recP = SendablePointer(recB.baseAddress!), hsP = SendablePointer(hsB.baseAddress!)
         let sP = SendablePointer(UnsafeMutablePointer(mutating: sB.baseAddress!)), nextP = SendablePointer(nB.baseAddress!)
         let jP = SendablePointer(jB.baseAddress ?? nB.baseAddress!)
-        forEachRow(rows, workers: rows * D * D > 1 << 16 ? productWorkers : 1) { r in
+        forEachRow(rows, workers: rows * D * D > 1 << 16 ? max(1, workers) : 1) { r in
             let pre = preP.pointer, rec = recP.pointer, hs = hsP.pointer, states = sP.pointer, next = nextP.pointer, J = jP.pointer
                 let a = { (g: Int, j: Int) in pre[r * GH + g * H + j] + rec[r * GH + g * H + j] }
                 let h = { (j: Int) in hs[r * H + j] }
@@ -177,7 +177,7 @@ public struct LayerMap: Sendable {
     /// (nil: x̄), then under x̄ until it settles (‖s_{t+1} − s_t‖∞ < `tolerance`, the whole state)
     /// or `maxSteps` steps have run in all. Returns the final states and whether each settled.
     public func settle(states: [Double], pulses: [Double]?, rows: Int, pulseSteps: Int, maxSteps: Int,
-                       tolerance: Double) -> (states: [Double], settled: [Bool]) {
+                       tolerance: Double, workers: Int) -> (states: [Double], settled: [Bool]) {
         let D = dimension, I = inputSize
         var s = states
         var settled = [Bool](repeating: false, count: rows)
@@ -186,7 +186,7 @@ public struct LayerMap: Sendable {
         while t < maxSteps && !active.isEmpty {
             let batch = active.flatMap { s[($0 * D)..<(($0 + 1) * D)] }
             let inputs: [Double]? = t < pulseSteps ? pulses.map { p in active.flatMap { p[($0 * I)..<(($0 + 1) * I)] } } : nil
-            let next = step(states: batch, inputs: inputs, rows: active.count, jacobian: false).next
+            let next = step(states: batch, inputs: inputs, rows: active.count, jacobian: false, workers: workers).next
             var still: [Int] = []
             for (k, r) in active.enumerated() {
                 var change = 0.0
@@ -208,12 +208,12 @@ public struct LayerMap: Sendable {
 extension CPUBackend {
     /// `LayerMap.step`, the reference.
     public func mapStep(_ map: LayerMap, states: [Double], inputs: [Double]?, rows: Int, jacobian: Bool) throws -> (next: [Double], jacobian: [Double]) {
-        map.step(states: states, inputs: inputs, rows: rows, jacobian: jacobian)
+        map.step(states: states, inputs: inputs, rows: rows, jacobian: jacobian, workers: threads)
     }
 
     /// `LayerMap.settle`, the reference.
     public func mapSettle(_ map: LayerMap, states: [Double], pulses: [Double]?, rows: Int, pulseSteps: Int, maxSteps: Int,
                           tolerance: Double) throws -> (states: [Double], settled: [Bool]) {
-        map.settle(states: states, pulses: pulses, rows: rows, pulseSteps: pulseSteps, maxSteps: maxSteps, tolerance: tolerance)
+        map.settle(states: states, pulses: pulses, rows: rows, pulseSteps: pulseSteps, maxSteps: maxSteps, tolerance: tolerance, workers: threads)
     }
 }

@@ -125,6 +125,7 @@ struct Ablate: ParsableCommand {
         s.model = (model as NSString).lastPathComponent
         s.data = (data as NSString).lastPathComponent
         s.backend = "\(backend.identity)"
+        s.otherBackends = otherBackends(backend)
         s.clamp = subject.clamp.rawValue
         // Only an LSTM has a memory c to clamp beside h.
         s.clampedState = loaded.network.kind.hasCellState ? "h and c" : "h"

@@ -190,6 +190,7 @@ struct Audit: ParsableCommand {
                 try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
                 if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
                 summary.ablation = AblationSummary(s)
+                summary.ablation?.otherBackends = otherBackends(backend)
                 study = s
             }
         }
@@ -262,6 +263,9 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary
         }
     }
     var facts: [(String, String)] = [("model", name), ("backend", "\(backend.identity)")]
+    for (operation, ranOn) in (otherBackends(backend) ?? [:]).sorted(by: { $0.key < $1.key }) {
+        facts.append(("\(BackendOperation(rawValue: operation)?.title ?? operation) on", ranOn))
+    }
     if let acc = summary.accuracy { facts.append(("accuracy", String(format: "%.4f on %@", acc, summary.data ?? ""))) }
     if let mse = summary.mse { facts.append(("MSE", String(format: "%.4g on %@", mse, summary.data ?? ""))) }
     let stimuli = summary.stimuli

@@ -39,14 +39,22 @@ struct BackendOptions: ParsableArguments {
         if choice == .cpu, let device { throw ValidationError("--device \(device) applies to OpenCL; --backend cpu uses none") }
     }
 
+    /// The backend the options ask for, wrapped to record where each part of the run ran.
     func makeBackend() throws -> any ComputeBackend {
         try installFaultsFromEnvironment()
-        return try BackendSelection.make(try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment), deviceIndex: device,
+        return PlacementRecorder(try BackendSelection.make(try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment), deviceIndex: device,
                                          settings: try KernelSettings.fromEnvironment(ProcessInfo.processInfo.environment), threads: try hostThreads(),
                                          poclCacheDirectory: ProcessInfo.processInfo.environment["POCL_CACHE_DIR"]) {
             Terminal.warn($0)
-        }
+        })
     }
+}
+
+/// The parts of a run that ran on another backend than the one it names (an OpenCL backend's
+/// gradient × input runs on the CPU), as operation → backend; nil when everything ran there.
+func otherBackends(_ backend: any ComputeBackend) -> [String: String]? {
+    guard let recorder = backend as? PlacementRecorder, !recorder.elsewhere.isEmpty else { return nil }
+    return Dictionary(uniqueKeysWithValues: recorder.elsewhere.map { ($0.operation.rawValue, "\($0.ranOn)") })
 }
 
 /// The host threads a run uses: `CELLAUDIT_THREADS` when set (a whole number ≥ 1), otherwise

@@ -52,6 +52,8 @@ struct AblationSummary: Codable {
     var model: String?
     var data: String?
     var backend: String?
+    /// Parts that ran on another backend than `backend` (operation → backend), if any.
+    var otherBackends: [String: String]?
     var clamp: String?
     /// What ablation holds: "h and c" for an LSTM, "h" for the other kinds.
     var clampedState: String?
@@ -76,6 +78,9 @@ struct AblationSummary: Codable {
     }
 
     func print() {
+        for (operation, ranOn) in (otherBackends ?? [:]).sorted(by: { $0.key < $1.key }) {
+            Swift.print("\(BackendOperation(rawValue: operation)?.title ?? operation) ran on \(ranOn)")
+        }
         Swift.print(String(format: "%@: %.4f with every cell, %.4f with none", metric, baseline, allAblated))
         Swift.print(String(format: "%@ %.4f intact; largest single-cell damage (its increase) %.4f", damage, baselineLoss, maxSingleDamage)
                     + (maxAccuracyDrop.map { String(format: ", largest accuracy drop %.4f", $0) } ?? ""))

@@ -114,6 +114,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// an OpenCL backend's host-side work: readouts, the fixed-point solves around its map steps).
     /// Analyses that work on the host beside a backend use this count too, never a global one.
     var hostThreads: Int { get }
+    /// Where `operation` runs when this backend is asked for it: its own identity, or that of
+    /// the backend it hands the operation to (never an OpenCL label on CPU work).
+    func placement(of operation: BackendOperation) -> BackendIdentity
 }
 
 extension ResponseBlock {

@@ -24,6 +24,7 @@ public final class CPUBackend: ComputeBackend {
     /// minor faults in the 7 GB characterize of BENCHMARKS.md at 64 MiB).
     public var chunkBytes: Int { 16 << 20 }
     public var hostThreads: Int { threads }
+    public func placement(of operation: BackendOperation) -> BackendIdentity { identity }
 
     public var identity: BackendIdentity {
         BackendIdentity(kind: .cpu, device: "Swift on \(threads) thread\(threads == 1 ? "" : "s"), \(Self.arithmetic)")

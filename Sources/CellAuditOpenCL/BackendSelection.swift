@@ -149,6 +149,9 @@ public final class FallbackBackend: ComputeBackend {
 
     public var chunkBytes: Int { min(primary.chunkBytes, fallback.chunkBytes) }
     public var hostThreads: Int { failed.withLock { $0 } ? fallback.hostThreads : primary.hostThreads }
+    public func placement(of operation: BackendOperation) -> BackendIdentity {
+        (failed.withLock { $0 } ? fallback : primary).placement(of: operation)
+    }
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {
         try run { try $0.responses(job) }
@@ -194,6 +197,9 @@ public final class RoutedBackend: ComputeBackend {
 
     public var chunkBytes: Int { min(responsesBackend.chunkBytes, forwardBackend.chunkBytes) }
     public var hostThreads: Int { forwardBackend.hostThreads }
+    public func placement(of operation: BackendOperation) -> BackendIdentity {
+        [.responses, .trajectories].contains(operation) ? responsesBackend.placement(of: operation) : forwardBackend.placement(of: operation)
+    }
     public func responses(_ job: ResponseJob) throws -> ResponseBlock { try responsesBackend.responses(job) }
     public func trajectories(_ job: ResponseJob) throws -> Trajectories { try responsesBackend.trajectories(job) }
     public func forward(_ job: ForwardJob) throws -> ForwardResult { try forwardBackend.forward(job) }

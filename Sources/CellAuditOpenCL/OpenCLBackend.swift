@@ -122,6 +122,12 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     public let canaryPadding: Int
     /// Host threads for the CPU work around the kernels (`ComputeBackend.hostThreads`).
     public let hostThreads: Int
+
+    /// Every operation runs on the device but gradient × input, which runs on a CPU backend of
+    /// `hostThreads` threads (`relevance(_:)`).
+    public func placement(of operation: BackendOperation) -> BackendIdentity {
+        operation == .gradientTimesInput ? CPUBackend(threads: hostThreads).identity : identity
+    }
     public static let canary: Float = -7.0e30
 
     /// Cells per work-item in the response kernels (vector lanes). On CPU devices, the device's

@@ -312,3 +312,25 @@ struct CrossBackendTests {
 extension SeededGenerator {
     nonisolated(unsafe) static var test = SeededGenerator(seed: 99)
 }
+
+/// A run reports where each part actually ran: no OpenCL label on CPU work.
+@Suite(.enabled(if: OpenCLTestSupport.enabled, "no OpenCL device (set CELLAUDIT_REQUIRE_OPENCL=1 to fail instead)"))
+struct BackendPlacementTests {
+    @Test func gradientTimesInputOnAnOpenCLBackendIsReportedAsCPUWork() throws {
+        let opencl = try OpenCLBackend(device: try OpenCLTestSupport.device(), hostThreads: 1)
+        #expect(opencl.placement(of: .gradientTimesInput) == CPUBackend(threads: 1).identity)
+        #expect(opencl.placement(of: .lrp) == opencl.identity && opencl.placement(of: .forward) == opencl.identity)
+        let routed = RoutedBackend(responses: opencl, forward: CPUBackend(threads: 3))
+        #expect(routed.placement(of: .responses) == opencl.identity && routed.placement(of: .forward).kind == .cpu)
+        #expect(routed.hostThreads == 3)
+
+        let recorder = PlacementRecorder(opencl)
+        let network = try RecurrentNetwork.random(kind: .lstm, seed: 7, inputSize: 3, hiddenSizes: [5], outputs: 2)
+        let inputs = try SequenceBatch(count: 4, steps: 6, width: 3, values: RandomInputs.floats(72, seed: 3))
+        for rule in [RelevanceJob.Rule.lrp(epsilon: 0.01, biasFactor: 1), .gradientTimesInput] {
+            _ = try recorder.relevance(try RelevanceJob(network: network, inputs: inputs, output: .last, targets: [0, 1, 0, 1], step: nil, rule: rule))
+        }
+        #expect(recorder.placements.map(\.operation) == [.lrp, .gradientTimesInput])
+        #expect(recorder.elsewhere.map(\.operation) == [.gradientTimesInput] && recorder.elsewhere[0].ranOn.kind == .cpu)
+    }
+}

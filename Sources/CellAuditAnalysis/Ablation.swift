@@ -80,9 +80,9 @@ public struct AblationStudy: Sendable {
     /// random-k uses `seeds` random orders; k runs over at most `points` values from 1 to all cells.
     public static func run(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                            rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
-                           seeds: Int = 5, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
+                           seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            single precomputed: SingleAblation? = nil,
-                           on backend: any ComputeBackend) throws -> AblationStudy {
+                           on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
         guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
@@ -90,9 +90,8 @@ public struct AblationStudy: Sendable {
         }
         guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
         func run(_ masks: [CellMask]) throws -> ForwardResult {
-            var job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
-            job.keepsHidden = false   // scored from the readout alone
-            return try backend.forward(job)
+            try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,
+                                phase: "ranked and random curves", progress: progress)
         }
         func scores(_ result: ForwardResult, _ count: Int) throws -> [Double] {
             try (0..<count).map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
@@ -101,7 +100,8 @@ public struct AblationStudy: Sendable {
 
         // Baseline, all cells, and each cell alone: one batched pass (or the merged shards' passes).
         let evaluated = try precomputed ?? singleAblations(network: network, dataset: dataset, task: task, output: output,
-                                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend)
+                                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend,
+                                                            progress: progress)
         guard evaluated.scores.count == n + 2, evaluated.losses.count == n + 2 else {
             throw ModelError.shape("the single-cell ablations hold \(evaluated.scores.count) configurations; the network needs \(n + 2)")
         }
@@ -147,6 +147,34 @@ public struct AblationStudy: Sendable {
     }
 }
 
+/// Reports a long phase's progress: `phase` names it, `done` of `total` items (configurations,
+/// sequences) are finished. Called on the thread that runs the phase, after each block.
+public typealias WorkProgress = @Sendable (_ phase: String, _ done: Int, _ total: Int) -> Void
+
+extension AblationStudy {
+    /// The masked forward of `masks`, scored from the readout alone, in blocks of configurations
+    /// so that `progress` hears of each block (about 16 of them). Every configuration of an
+    /// ablation job is computed on its own (`ForwardJob.isAblation`), so the blocks give the same
+    /// numbers as one job.
+    static func forwardInBlocks(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask],
+                                clamp fill: (h: [Float], c: [Float])?, on backend: any ComputeBackend,
+                                phase: String, progress: WorkProgress?) throws -> ForwardResult {
+        let block = progress == nil ? masks.count : max(1, (masks.count + 15) / 16)
+        var outputs: [Float] = [], shape: [Int] = []
+        for start in stride(from: 0, to: masks.count, by: block) {
+            let part = Array(masks[start..<min(masks.count, start + block)])
+            var job = try ForwardJob(network: network, inputs: inputs, output: output, masks: part, clamp: fill)
+            job.keepsHidden = false   // scored from the readout alone
+            let result = try backend.forward(job)
+            if block == masks.count { progress?(phase, masks.count, masks.count); return result }
+            outputs += result.outputs
+            shape = result.shape
+            progress?(phase, start + part.count, masks.count)
+        }
+        return ForwardResult(outputs: outputs, hidden: [], shape: [masks.count] + shape.dropFirst())
+    }
+}
+
 /// Scores and continuous losses of a block of the single-cell configurations (see
 /// `AblationStudy.singleConfigurationCount`), in configuration order.
 public struct SingleAblation: Sendable, Equatable {
@@ -175,7 +203,7 @@ extension AblationStudy {
     /// - Throws: `ModelError.shape` for a range outside the family; the backend's errors.
     public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                                        clamp: Clamp = .zero, configurations: Range<Int>,
-                                       on backend: any ComputeBackend) throws -> SingleAblation {
+                                       on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
         let n = network.cellCount
         guard configurations.lowerBound >= 0, configurations.upperBound <= singleConfigurationCount(cells: n) else {
             throw ModelError.shape("single-cell configurations \(configurations) lie outside 0..<\(singleConfigurationCount(cells: n))")
@@ -183,9 +211,8 @@ extension AblationStudy {
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let masks = configurations.map { singleConfiguration($0, cells: n) }
-        var job = try ForwardJob(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill)
-        job.keepsHidden = false   // scored from the readout alone
-        let result = try backend.forward(job)
+        let result = try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,
+                                         phase: "single-cell ablations", progress: progress)
         let scores = try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
         let losses = try masks.indices.map { try Score.loss(result, config: $0, dataset: dataset, task: task, output: output) }
         return SingleAblation(scores: scores, losses: losses)

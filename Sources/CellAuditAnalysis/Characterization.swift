@@ -23,7 +23,7 @@ public struct CharacterizationPlan: Sendable {
 
     public init(network: RecurrentNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
                 direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
-                settlingBand: Float = 0.02, restTolerance: Float = Baseline.defaultRestTolerance, chunkBytes: Int? = nil) throws {
+                settlingBand: Float = Defaults.settlingBand, restTolerance: Float = Baseline.defaultRestTolerance, chunkBytes: Int? = nil) throws {
         let layers = layers ?? Array(network.layers.indices)
         guard !layers.isEmpty else { throw ModelError.shape("no layer chosen") }
         for l in layers where !network.layers.indices.contains(l) {

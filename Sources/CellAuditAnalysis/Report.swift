@@ -196,13 +196,19 @@ public struct AuditReport {
         if let study = ablation {
             let metric = study.task == .classification ? "accuracy" : "MSE"
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
+            // No ablation changed the loss (a readout of zeros, say): no ranking can be checked.
+            if study.damage.allSatisfy({ $0 == 0 }) {
+                h += "<p><b>No single-cell ablation changed the \(study.task == .classification ? "cross-entropy" : "MSE") on this data</b>: every damage is 0, so no ranking can be compared with it (ρ is undefined) and the curves are flat. The model's output does not depend on any one cell here; check its readout and the data.</p>\n"
+            }
             h += "<table><tr><th class=\"l\">ranking</th><th>ρ</th><th>interval</th></tr>\n"
             for r in study.rankers { h += "<tr><td class=\"l\">\(escape(r.name))</td><td>\(fmt(r.rho))</td><td>[\(fmt(r.low)), \(fmt(r.high))]</td></tr>\n" }
             h += "</table>\n"
             if let verdict = Self.rankerVerdict(study) { h += "<p>\(verdict)</p>\n" }
             h += "<div class=\"grid\">\(fig("rankers.svg"))\(fig("ablation_curves.svg"))\(fig("damage_vs_score.svg"))</div>\n"
             let strongest = study.metrics.filter { $0.rho.isFinite }.sorted { abs($0.rho) > abs($1.rho) }.prefix(4)
-            h += "<p>Metrics most correlated with the damage: " + strongest.map { "\(escape($0.name)) (ρ = \(fmt($0.rho)))" }.joined(separator: ", ") + ".</p>\n"
+            if !strongest.isEmpty {
+                h += "<p>Metrics most correlated with the damage: " + strongest.map { "\(escape($0.name)) (ρ = \(fmt($0.rho)))" }.joined(separator: ", ") + ".</p>\n"
+            }
         }
         h += "<h2>Cell classes</h2><div class=\"grid\">\(fig("classes.svg"))</div>\n"
         let drifting = classes.filter { $0.contains(.drifting) }.count

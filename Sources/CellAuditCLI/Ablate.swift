@@ -23,7 +23,7 @@ struct Ablate: ParsableCommand {
     var ranking: [String] = []
 
     @Option(help: "Random orders averaged for the random-k curve.")
-    var seeds: Int = 5
+    var seeds: Int = Defaults.ablationRandomSeeds
 
     @Option(help: "Seed of the random ranker.")
     var seed: UInt64 = 7
@@ -49,7 +49,8 @@ struct Ablate: ParsableCommand {
                                                     progress: ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate"),
                                                     ablation: ({ range in
                     try AblationStudy.singleAblations(network: network, dataset: subject.dataset, task: subject.loaded.task,
-                                                      output: subject.loaded.output, clamp: subject.clamp, configurations: range, on: backend)
+                                                      output: subject.loaded.output, clamp: subject.clamp, configurations: range, on: backend,
+                                                      progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate").callback)
                 }, AblationStudy.singleConfigurationCount(cells: network.cellCount)))
                 try ShardSummary(manifest, path: path).print(json: outputOptions.json)
                 return
@@ -74,11 +75,20 @@ struct Ablate: ParsableCommand {
         var fromFiles: [String: (String, [Double])]
     }
 
+    /// The most random orders `--seeds` takes: each adds a masked forward pass per point of the
+    /// random curve, so memory and time grow with it.
+    static let maxSeeds = 10_000
+
+    func validate() throws {
+        guard (1...Self.maxSeeds).contains(seeds) else {
+            throw ValidationError("--seeds must lie in 1…\(Self.maxSeeds) (random orders averaged into the random curve; each adds a forward pass per curve point), got \(seeds)")
+        }
+    }
+
     func prepare() throws -> Subject {
         guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
             throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
         }
-        guard seeds >= 1 else { throw CleanFailure(description: "--seeds must be at least 1, got \(seeds)") }
         let dataset = try Dataset.load(data)
         let loaded = try modelOptions.load(model, data: dataset)
         try dataset.check(against: loaded)
@@ -116,7 +126,8 @@ struct Ablate: ParsableCommand {
         let rankings = try subject.names.map { try subject.fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
         let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
                                           rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
-                                          clamp: subject.clamp, single: single, on: backend)
+                                          clamp: subject.clamp, single: single, on: backend,
+                                          progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate").callback)
         try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
         // Which ranking to trust: the same figure as the audit report's.
         try AuditReport.rankerComparison(study).render()

@@ -27,10 +27,10 @@ struct Attractors: ParsableCommand {
     var input: String?
 
     @Option(help: "Seeds per layer.")
-    var seeds: Int = 1024
+    var seeds: Int = Defaults.fixedPointSeeds
 
     @Option(help: "Largest pulse amplitude tried; thresholds are bisected in (0, max] to 1 %.")
-    var maxAmplitude: Double = 4
+    var maxAmplitude: Double = Defaults.pulseMaxAmplitude
 
     @Option(help: "Pulse length in steps.")
     var pulseLength: Int = 1
@@ -68,6 +68,7 @@ struct Attractors: ParsableCommand {
             guard x.count == loaded.network.inputSize else {
                 throw ValidationError("--input has \(x.count) values; \((model as NSString).lastPathComponent) takes \(loaded.network.inputSize) input channels")
             }
+            try AttractorAnalysis.checkMemory(network: loaded.network, seeds: seeds)
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-attractors", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             var options = FixedPointOptions()

@@ -36,7 +36,7 @@ struct Audit: ParsableCommand {
     var skipAblation = false
 
     @Option(help: "With a dataset: seeds per layer of the fixed-point analysis written to DIR/attractors/ (0 skips it; `cellaudit attractors` defaults to 1024).")
-    var attractorSeeds: Int = 256
+    var attractorSeeds: Int = Defaults.auditFixedPointSeeds
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
@@ -58,7 +58,8 @@ struct Audit: ParsableCommand {
                 let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.dataset.flatMap { dataset in
                     skipAblation ? nil : ({ range in
                         try AblationStudy.singleAblations(network: subject.loaded.network, dataset: dataset, task: subject.loaded.task,
-                                                          output: subject.loaded.output, configurations: range, on: backend)
+                                                          output: subject.loaded.output, configurations: range, on: backend,
+                                                          progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit").callback)
                     }, AblationStudy.singleConfigurationCount(cells: subject.loaded.network.cellCount))
                 }
                 let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
@@ -101,6 +102,10 @@ struct Audit: ParsableCommand {
                 return d
             }
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
+            // The dynamics run late in an audit: a search that cannot fit is refused now, not then.
+            if dataset != nil && attractorSeeds > 0 {
+                try AttractorAnalysis.checkMemory(network: loaded.network, seeds: attractorSeeds, option: "--attractor-seeds (0 skips the dynamics)")
+            }
             return Subject(loaded: loaded, name: name, dataPath: dataPath, dataset: dataset, thresholds: thresholds, plan: plan, cleanup: cleanup)
         } catch {
             cleanup()
@@ -186,7 +191,8 @@ struct Audit: ParsableCommand {
                 let rankings = zip(rankers, scores).map { ($0.name, $1) }
                 let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
                                               output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
-                                              single: single, on: backend)
+                                              single: single, on: backend,
+                                              progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit").callback)
                 try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
                 if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
                 summary.ablation = AblationSummary(s)

@@ -47,7 +47,7 @@ struct Bench: ParsableCommand {
     var cells: Int = 1024
 
     @Option(help: "Observation window of the bank (response).")
-    var window: Int = 400
+    var window: Int = Defaults.window
 
     @Option(help: "Timed runs after the warm-up.")
     var repeats: Int = 5

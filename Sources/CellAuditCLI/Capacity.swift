@@ -20,9 +20,21 @@ struct Capacity: ParsableCommand {
     @Option(help: "Class thresholds as JSON.")
     var classThresholds: String?
 
+    @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var stimulusOptions: StimulusOptions
     @OptionGroup var backendOptions: BackendOptions
     @OptionGroup var outputOptions: OutputOptions
+
+    /// Each model with the model options; `--nonlinearity` applies to the nn.RNN state dicts of
+    /// the family (an LSTM or GRU beside them is read without it).
+    func loadMember(_ path: String) throws -> LoadedModel {
+        do { return try modelOptions.load(path) } catch where modelOptions.nonlinearity != nil {
+            var options = modelOptions
+            options.nonlinearity = nil
+            guard let model = try? options.load(path), model.network.kind != .rnnTanh, model.network.kind != .rnnReLU else { throw error }
+            return model
+        }
+    }
 
     func run() throws {
         try failing {
@@ -37,7 +49,7 @@ struct Capacity: ParsableCommand {
                 paths = family.map(bundled.path)
             }
             guard paths.count >= 2 else { throw CleanFailure(description: "capacity compares at least two models, got \(paths.count)") }
-            let loaded = try paths.map { try readModel($0) }
+            let loaded = try paths.map { try loadMember($0) }
             let names = paths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
             guard Set(names).count == names.count else { throw CleanFailure(description: "two models have the same file name") }
             // A family is one task at different sizes: the same task and the same inputs.

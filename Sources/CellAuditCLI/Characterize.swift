@@ -18,13 +18,13 @@ struct StimulusOptions: ParsableArguments {
     var preSteps: Int?
 
     @Option(help: "Largest change of a cell's unstimulated run, over the longest run, for the cell to count as at rest (METHOD.md §4).")
-    var restTolerance: Float = 1e-5
+    var restTolerance: Float = Defaults.restTolerance
 
     @Option(help: "Further rest steps before onset.")
     var onset: Int = 0
 
     @Option(help: "Observation window after onset, in steps (T_obs).")
-    var window: Int = 400
+    var window: Int = Defaults.window
 
     @Option(help: "A JSON stimulus file (see README); replaces the grid options.")
     var stimuli: String?
@@ -39,7 +39,7 @@ struct StimulusOptions: ParsableArguments {
     var probe: String = "h"
 
     @Option(help: "Settling band as a fraction of |Δ|.")
-    var settlingBand: Float = 0.02
+    var settlingBand: Float = Defaults.settlingBand
 
     func bank() throws -> StimulusBank {
         if let stimuli {

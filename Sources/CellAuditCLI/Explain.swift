@@ -27,10 +27,10 @@ struct Explain: ParsableCommand {
     var step: Int?
 
     @Option(help: "ε of the ε-rule (≥ 0): stabilises every denominator z as z + ε·sign(z).")
-    var epsilon: Float = 0.001
+    var epsilon: Float = Defaults.relevanceEpsilon
 
     @Option(help: "Share of each map's bias and stabiliser given to its inputs, 0…1 (default 0; 1 conserves relevance).")
-    var biasFactor: Float = 0
+    var biasFactor: Float = Defaults.relevanceBiasFactor
 
     @Option(help: "Sequences drawn as heatmaps in the report.")
     var samples: Int = 6
@@ -66,8 +66,10 @@ struct Explain: ParsableCommand {
             let backend = try backendOptions.makeBackend()
             let targets = try parsedTarget().resolve(network: loaded.network, task: loaded.task, output: loaded.output,
                                                      dataset: dataset, step: step, on: backend)
-            let job = try RelevanceJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output, targets: targets,
+            var job = try RelevanceJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output, targets: targets,
                                        step: step, rule: .lrp(epsilon: epsilon, biasFactor: biasFactor))
+            let reporter = PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "explain")
+            job.progress = { done, total in reporter.report("relevance of sequences", done: done, total: total) }
             let summary = try output.build { dir -> ExplainSummary in
                 let start = DispatchTime.now().uptimeNanoseconds
                 let result = try backend.relevance(job)

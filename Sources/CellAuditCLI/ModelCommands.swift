@@ -104,12 +104,12 @@ struct Eval: ParsableCommand {
             try dataset.check(against: loaded)
             let backend = try backendOptions.makeBackend()
             let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
-            if repeats > 1 { _ = try backend.forward(job) }
+            if repeats > 1 { _ = try backend.outputsInBlocks(job) }
             var last: ForwardResult?
             var times: [Double] = []
             for _ in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
-                last = try backend.forward(job)
+                last = try backend.outputsInBlocks(job)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
             let result = last!
@@ -201,6 +201,6 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
 func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
     let dataset = try Dataset.load(dataPath)
     try dataset.check(against: loaded)
-    let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
+    let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
     return (try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output), "\(backend.identity)")
 }

@@ -6,10 +6,10 @@ import Synchronization
 
 /// Where a job writes, and how it talks while it runs.
 struct OutputOptions: ParsableArguments {
-    @Option(help: "Output directory (default: cellaudit-<command>).")
+    @Option(help: "Output directory (default: cellaudit-audit for audit, cellaudit-responses for characterize, cellaudit-ablation for ablate, cellaudit-explain, cellaudit-attractors, cellaudit-capacity, cellaudit-merged for merge). Never the folder of an input.")
     var out: String?
 
-    @Flag(help: "Replace an existing non-empty output directory.")
+    @Flag(help: "Replace an existing non-empty output directory that cellaudit wrote (it holds .cellaudit-output).")
     var force = false
 
     @Flag(help: "No progress on stderr.")
@@ -100,6 +100,7 @@ struct OutputDirectory {
         }
         let cleanup = SignalCleanup.install(staging: staging, lock: parent.appendingPathComponent(".\(target.lastPathComponent).lock"))
         defer { cleanup.uninstall() }
+        lock.announce()
         let result: R
         do { result = try body(staging) } catch {
             try? fm.removeItem(at: staging)
@@ -169,6 +170,12 @@ final class OutputLock {
             }
             close(handle)   // released and removed by its holder meanwhile: lock the new file
         }
+    }
+
+    /// Writes the owner's PID into the lock file. Called once the run's signal handling is in
+    /// place, so that whoever reads the PID (a second run's message, a test about to send a
+    /// signal) sees a run that a signal cleans up, never one still starting.
+    func announce() {
         let pid = "\(ProcessInfo.processInfo.processIdentifier)\n"
         _ = ftruncate(fd, 0)
         _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
@@ -297,6 +304,36 @@ final class SignalCleanup: @unchecked Sendable {
 }
 
 private func signalName(_ number: Int32) -> String { number == SIGINT ? "SIGINT" : number == SIGHUP ? "SIGHUP" : "SIGTERM" }
+
+/// Progress of a long phase that is not a characterization (the ablation's masked forwards,
+/// explain's relevance): one line on stderr at most once a second and at the end of each phase,
+/// with the share done, the time so far and an estimate of the time left from the rate so far:
+/// "ablate: single-cell ablations 120/258, 12.0 s, about 14 s left".
+final class PhaseReporter: @unchecked Sendable {
+    let quiet: Bool
+    let label: String
+    private struct State { var phase = ""; var start = DispatchTime.now().uptimeNanoseconds; var lastLine = 0.0 }
+    private let state = Mutex(State())
+
+    init(quiet: Bool, label: String) { self.quiet = quiet; self.label = label }
+
+    func report(_ phase: String, done: Int, total: Int) {
+        guard !quiet, total > 0 else { return }
+        let line: String? = state.withLock { s in
+            let now = DispatchTime.now().uptimeNanoseconds
+            if s.phase != phase { s = State(phase: phase, start: now, lastLine: 0) }
+            let seconds = Double(now - s.start) * 1e-9
+            guard done == total || seconds - s.lastLine >= 1 else { return nil }
+            s.lastLine = seconds
+            let left = done > 0 && done < total ? String(format: ", about %.0f s left", seconds / Double(done) * Double(total - done)) : ""
+            return String(format: "%@: %@ %d/%d, %.1f s%@", label, phase, done, total, seconds, left)
+        }
+        if let line { Terminal.warn(line) }
+    }
+
+    /// The reporter as the library's progress callback.
+    var callback: WorkProgress { { [self] phase, done, total in report(phase, done: done, total: total) } }
+}
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
 final class ProgressReporter: @unchecked Sendable {

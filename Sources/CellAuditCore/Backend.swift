@@ -25,7 +25,7 @@ public struct ResponseJob: Sendable {
 
     /// - Throws: `StimulusError.invalid` for no cells, a probe the kind lacks, or a settling band or
     ///   rest tolerance out of range; `ModelError.nonFinite` for NaN or Inf parameters.
-    public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = 0.02,
+    public init(cells: DecoupledCells, bank: StimulusBank, probe: Probe = .h, settlingBand: Float = Defaults.settlingBand,
                 restTolerance: Float = Baseline.defaultRestTolerance) throws {
         guard cells.cellCount > 0 else { throw StimulusError.invalid("no cells to simulate") }
         guard cells.parameters.allSatisfy(\.isFinite) else { throw ModelError.nonFinite("decoupled cell parameters contain NaN or Inf") }

@@ -23,7 +23,7 @@ public struct Baseline: Sendable, Equatable {
     public static let restChange: Float = 1e-7
     public static let restSearchLimit = 1000
     /// METHOD.md §4's default rest tolerance.
-    public static let defaultRestTolerance: Float = 1e-5
+    public static let defaultRestTolerance: Float = Defaults.restTolerance
 
     /// - Throws: `StimulusError.invalid` unless `tolerance` is a finite number ≥ 0.
     public static func checkRestTolerance(_ tolerance: Float) throws {

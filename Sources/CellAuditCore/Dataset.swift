@@ -50,6 +50,10 @@ public struct Dataset: Sendable {
             data.targets = targets
             data.targetShape = t
         }
+        // Both answers: which one a model is scored on would be a guess, so neither is used.
+        guard data.labels == nil || data.targets == nil else {
+            throw FormatError(file: name, "holds both 'labels' (classification) and 'targets' (regression); CellAudit will not guess which the model is scored on: save the dataset with only the one that fits the model")
+        }
         guard !requireAnswers || data.labels != nil || data.targets != nil else {
             throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
         }

@@ -14,6 +14,39 @@ public struct SequenceBatch: Sendable, Equatable {
         }
         self.count = count; self.steps = steps; self.width = width; self.values = values
     }
+
+    /// Sequences `range` as a batch of their own.
+    public func sequences(_ range: Range<Int>) throws -> SequenceBatch {
+        let stride = steps * width
+        return try SequenceBatch(count: range.count, steps: steps, width: width,
+                                 values: Array(values[(range.lowerBound * stride)..<(range.upperBound * stride)]))
+    }
+}
+
+extension ComputeBackend {
+    /// The readout values of `job`'s network on every sequence, computed a block of sequences at a
+    /// time so that the memory of the forward pass (every layer's states, the hidden states a
+    /// backend keeps) is bounded by `blockBytes`, not by the dataset: `eval` on a dataset of any
+    /// size holds the inputs and the outputs, nothing of size N × T × H. A job that fits in one
+    /// block runs as one call (same numbers as `forward(job)`).
+    /// - Returns: a result with the outputs ([1, N, K] or [1, N, T, K]) and no hidden states.
+    public func outputsInBlocks(_ job: ForwardJob, blockBytes: Int = 64 << 20) throws -> ForwardResult {
+        var job = job
+        job.keepsHidden = false
+        let inputs = job.inputs
+        let widest = job.network.layers.map { $0.gateRows + 2 * $0.hiddenSize }.max() ?? 1
+        let perSequence = MemoryBudget.product(inputs.steps, widest, MemoryLayout<Float>.stride)
+        let block = max(1, blockBytes / max(1, perSequence))
+        if block >= inputs.count { return try forward(job) }
+        var outputs: [Float] = [], shape: [Int] = []
+        for start in stride(from: 0, to: inputs.count, by: block) {
+            job.inputs = try inputs.sequences(start..<min(inputs.count, start + block))
+            let part = try forward(job)
+            outputs += part.outputs
+            shape = part.shape
+        }
+        return ForwardResult(outputs: outputs, hidden: [], shape: [shape[0], inputs.count] + shape.dropFirst(2))
+    }
 }
 
 /// Which cells run free (1) and which are clamped to 0 (0) in one ablation configuration,

@@ -85,6 +85,17 @@ public enum NumPyArchive {
             return n
         }
         let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        // What the dtype is, before its size is used: text and Python objects are not numbers.
+        if let kind = descr.dropFirst().first {
+            switch kind {
+            case "U", "S", "a": throw NPYProblem(text: "holds text (dtype '\(descr)'), not numbers: store labels as integer class indices and inputs as floats")
+            case "O": throw NPYProblem(text: "holds Python objects (dtype '\(descr)'), which CellAudit never unpickles: save a numeric array (np.asarray(x, dtype=np.float32))")
+            case "c": throw NPYProblem(text: "holds complex numbers (dtype '\(descr)'); CellAudit reads real floats and integers")
+            case "M", "m": throw NPYProblem(text: "holds dates or times (dtype '\(descr)'), not numbers")
+            default: break
+            }
+        }
+        guard count < Int.max / 8 else { throw NPYProblem(text: "shape \(shape) is too large: its element count overflows") }
         guard descr.count >= 3, let size = Int(descr.dropFirst(2)), "<|=".contains(descr.first!) || size == 1 else {
             throw NPYProblem(text: "dtype '\(descr)' is not a little-endian number")
         }

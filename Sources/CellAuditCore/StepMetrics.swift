@@ -29,7 +29,7 @@ public struct StepMetrics: Sendable, Equatable {
     ///   - series: the whole trajectory (pre-steps then window).
     ///   - onset: index of the first stimulated sample.
     ///   - settlingBand: the settling threshold as a fraction of |Δ| (2 % by default).
-    public init(series: ArraySlice<Float>, onset: Int, amplitude: Float, settlingBand: Float = 0.02) {
+    public init(series: ArraySlice<Float>, onset: Int, amplitude: Float, settlingBand: Float = Defaults.settlingBand) {
         let y = Array(series)
         precondition(onset >= 0 && onset < y.count, "onset outside the trajectory")
         let start: Float = onset > 0 ? y[onset - 1] : 0
@@ -39,7 +39,7 @@ public struct StepMetrics: Sendable, Equatable {
     /// METHOD.md §4 on the response r(t) = y(t) − b(t), the trajectory minus the same cell's
     /// unstimulated run. `y0` = b(t_on − 1) is the resting value reported; y_final and peak are
     /// reported as y0 + r.
-    public init(response series: ArraySlice<Float>, onset: Int, y0 start: Float, amplitude: Float, settlingBand: Float = 0.02) {
+    public init(response series: ArraySlice<Float>, onset: Int, y0 start: Float, amplitude: Float, settlingBand: Float = Defaults.settlingBand) {
         let r = Array(series)
         precondition(onset >= 0 && onset < r.count, "onset outside the trajectory")
         let window = r[onset...]

@@ -71,7 +71,7 @@ public struct StimulusBank: Sendable, Equatable {
     ///     iteration, with one simulated rest step before onset; N starts at h = c = 0 and runs
     ///     exactly N rest steps (METHOD.md §2).
     /// - Throws: `StimulusError.invalid` naming the bad parameter.
-    public init(stimuli: [Stimulus], preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws {
+    public init(stimuli: [Stimulus], preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = Defaults.window) throws {
         guard !stimuli.isEmpty else { throw StimulusError.invalid("the stimulus bank is empty") }
         startsAtRest = preSteps == nil
         let preSteps = preSteps ?? 1
@@ -160,13 +160,13 @@ public struct StimulusBank: Sendable, Equatable {
 
     /// METHOD.md §3's default bank: 32 step amplitudes ±(1/16 … 4) log-spaced, and 128
     /// frequencies log-spaced from 2/T_obs to 0.45 cycles per step at amplitudes 0.25, 0.5, 1, 2.
-    public static func standard(preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+    public static func standard(preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = Defaults.window) throws -> StimulusBank {
         try grid(stepAmplitudes: defaultStepAmplitudes, frequencies: defaultFrequencies(window: window),
                  sineAmplitudes: defaultSineAmplitudes, preSteps: preSteps, onsetDelay: onsetDelay, window: window)
     }
 
     public static func grid(stepAmplitudes: [Float], frequencies: [Float], sineAmplitudes: [Float],
-                            preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+                            preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = Defaults.window) throws -> StimulusBank {
         try StimulusBank(stimuli: gridStimuli(stepAmplitudes, frequencies, sineAmplitudes),
                          preSteps: preSteps, onsetDelay: onsetDelay, window: window)
     }
@@ -203,7 +203,7 @@ public struct StimulusBank: Sendable, Equatable {
     ///   "frequencies": [...], "sine_amplitudes": [...],
     ///   "stimuli": [{"kind": "step", "amplitude": 1}, {"kind": "sine", "amplitude": 0.5, "frequency": 0.1}]}`.
     /// Missing timing keys take the given defaults.
-    public static func load(json path: String, preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = 400) throws -> StimulusBank {
+    public static func load(json path: String, preSteps: Int? = nil, onsetDelay: Int = 0, window: Int = Defaults.window) throws -> StimulusBank {
         let fail = { (message: String) -> Error in StimulusError.invalid(message) }
         let file = try JSONInput.object(path: path, what: "stimulus file",
                                         accepted: ["pre_steps", "onset", "window", "step_amplitudes", "frequencies", "sine_amplitudes", "stimuli"],

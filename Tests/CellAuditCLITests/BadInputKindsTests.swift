@@ -94,3 +94,86 @@ import TestSupport
         #expect(!r.stderr.contains("NSError") && !r.stderr.contains("Domain="), "\(r.stderr)")
     }
 }
+
+/// Counts that set how much memory a run takes have ceilings, and a run that cannot fit is
+/// refused before any work with one line saying what it needs, never ended by the allocator
+/// (SIGABRT) or the OOM killer. Run under an address-space limit (`ulimit -v`).
+@Suite struct MemoryBoundTests {
+    static func underLimit(_ arguments: [String], kilobytes: Int = 3_000_000) throws -> CLI.Result {
+        try CLI.run(arguments, launcher: ["bash", "-c", "ulimit -v \(kilobytes); exec \"$0\" \"$@\""])
+    }
+
+    @Test func aFixedPointSearchThatCannotFitIsRefused() throws {
+        let out = try Fixtures.scratch("mem-attractors").appendingPathComponent("out").path
+        for arguments in [["attractors", Fixtures.path("digits_lstm128.safetensors"), "--seeds", "4000000", "--out", out, "--backend", "cpu"],
+                          ["audit", Fixtures.path("digits_lstm128.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                           "--attractor-seeds", "4194304", "--out", out, "--backend", "cpu"]] {
+            let r = try Self.underLimit(arguments)
+            #expect(r.exitCode == 1, "\(arguments): rc \(r.exitCode) \(r.stderr)")
+            #expect(r.stderr.hasPrefix("error: the fixed-point search") && r.stderr.contains("GB") && r.stderr.contains("seeds")
+                    && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    @Test(arguments: ["0", "10001", "100000000"])
+    func ablationSeedsHaveACeiling(seeds: String) throws {
+        let r = try Self.underLimit(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
+                                     "--seeds", seeds, "--backend", "cpu", "--out", try Fixtures.scratch("mem-ablate").appendingPathComponent("o").path])
+        #expect(r.exitCode == 2 && r.stderr.contains("--seeds must lie in 1…10000"), "\(r.stderr)")
+    }
+}
+
+/// Messages that misled (2026-12-07): each now names the file and the real problem.
+@Suite struct HonestMessageTests {
+    static func path(_ name: String) -> String { Fixtures.path("cases/2026-12-07/\(name)") }
+
+    @Test(arguments: [("d_str.npz", "holds text"), ("d_object.npz", "Python objects"), ("n_overflowshape.npz", "too large"),
+                      ("d_both.npz", "both 'labels'")])
+    func datasetArraysAreNamedForWhatTheyHold(file: String, words: String) throws {
+        try BadInputKindsTests.expectRefusal(["eval", Self.path("lstm1.safetensors"), "--data", Self.path(file), "--backend", "cpu"],
+                                             naming: [file, words])
+    }
+
+    /// ε = 0 on zero input and zero bias is 0/0, not an overflow: the message says to raise ε.
+    @Test func zeroEpsilonOnZeroInputSaysSo() throws {
+        let out = try Fixtures.scratch("eps0").appendingPathComponent("o").path
+        let r = try CLI.run(["explain", Self.path("rnn2.safetensors"), "--nonlinearity", "tanh", "--data", Self.path("zeros2.npz"),
+                             "--epsilon", "0", "--out", out, "--backend", "cpu"])
+        #expect(r.exitCode == 1 && r.stderr.contains("--epsilon > 0") && !r.stderr.contains("overflow"), "\(r.stderr)")
+    }
+
+    /// capacity takes the model options: an nn.RNN state dict beside an LSTM is read with
+    /// --nonlinearity (which the LSTM does not need).
+    @Test func capacityReadsAnRNNStateDictWithItsNonlinearity() throws {
+        let out = try Fixtures.scratch("capacity-rnn").appendingPathComponent("o").path
+        let r = try CLI.run(["capacity", Self.path("rnn1.safetensors"), Self.path("lstm1.safetensors"), "--nonlinearity", "tanh",
+                             "--step-amplitudes", "1", "--frequencies", "none", "--window", "40", "--backend", "cpu", "--out", out, "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let without = try CLI.run(["capacity", Self.path("rnn1.safetensors"), Self.path("lstm1.safetensors"),
+                                   "--step-amplitudes", "1", "--frequencies", "none", "--window", "40", "--backend", "cpu", "--out", out + "2"])
+        #expect(without.exitCode == 1 && without.stderr.contains("--nonlinearity"), "\(without.stderr)")
+    }
+
+    /// An audit in which no ablation changes the loss says so in words (not "correlated with: .").
+    @Test func aDegenerateAuditSaysThatNoAblationChangedTheLoss() throws {
+        let out = try Fixtures.scratch("zero-readout").appendingPathComponent("o")
+        let r = try CLI.run(["audit", Self.path("zero_readout.safetensors"), "--data", Self.path("data.npz"), "--attractor-seeds", "0",
+                             "--step-amplitudes", "1", "--frequencies", "none", "--window", "40", "--backend", "cpu", "--out", out.path, "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("No single-cell ablation changed") && !html.contains("correlated with the damage: ."))
+    }
+
+    /// Long phases talk: explain's relevance and the ablation's masked forwards report progress.
+    @Test func longPhasesReportProgress() throws {
+        let model = Fixtures.path("digits_lstm8.safetensors"), data = Fixtures.path("digits_test.safetensors")
+        let dir = try Fixtures.scratch("progress")
+        let explain = try CLI.run(["explain", model, "--data", data, "--backend", "cpu", "--out", dir.appendingPathComponent("e").path])
+        #expect(explain.exitCode == 0 && explain.stderr.contains("explain: relevance of sequences 360/360"), "\(explain.stderr)")
+        let ablate = try CLI.run(["ablate", model, "--data", data, "--backend", "cpu", "--step-amplitudes", "1", "--frequencies", "none",
+                                  "--window", "40", "--out", dir.appendingPathComponent("a").path])
+        #expect(ablate.exitCode == 0 && ablate.stderr.contains("ablate: single-cell ablations 10/10")
+                && ablate.stderr.contains("ablate: ranked and random curves"), "\(ablate.stderr)")
+    }
+}

@@ -41,6 +41,27 @@ public struct AttractorAnalysis: Sendable {
     /// Point indices of the stable fixed points (graph nodes), in order.
     public var stablePoints: [Int] { points.indices.filter { points[$0].isFixed && points[$0].isStable } }
 
+    /// The peak memory of the fixed-point search, in bytes: every seed's state and its minimised
+    /// point (and the copies made on the way: about 4 D-vectors of doubles per seed), plus one
+    /// chunk of seeds searched at once (`FixedPointSet.find`: at least 16 seeds, whose
+    /// Jacobians and normal matrices are D × D doubles each, or 16 MB of Jacobians); D is the
+    /// widest layer's state.
+    public static func peakBytes(network: RecurrentNetwork, seeds: Int) -> Int {
+        let widest = network.layers.map { $0.kind.hasCellState ? 2 * $0.hiddenSize : $0.hiddenSize }.max() ?? 1
+        let square = MemoryBudget.product(widest, widest, 8)
+        let chunk = MemoryBudget.product(max(16, (16 << 20) / max(1, square)), square, 3)
+        let states = MemoryBudget.product(seeds, widest, 4 * 8)
+        let (sum, overflow) = states.addingReportingOverflow(chunk)
+        return overflow ? Int.max : sum
+    }
+
+    /// Refuses a search that would not fit in memory, before any work (`MemoryBudget`).
+    /// - Throws: `ResourceError` naming the need, what is available and the option that lowers it.
+    public static func checkMemory(network: RecurrentNetwork, seeds: Int, option: String = "--seeds") throws {
+        try MemoryBudget.check(peakBytes(network: network, seeds: seeds), what: "the fixed-point search (\(seeds) seeds)",
+                               fix: "use fewer \(option)")
+    }
+
     /// Runs the analysis.
     /// - Parameters:
     ///   - input: x̄ [I] (the network's input width).
@@ -55,6 +76,7 @@ public struct AttractorAnalysis: Sendable {
         guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {
             throw DynamicsError.invalid("\(options.seeds) seeds of a \(widest)-dimensional state are more than CellAudit holds (at most 4,194,304 seeds and 2^30 values)")
         }
+        try checkMemory(network: network, seeds: options.seeds)
         guard input.count == network.inputSize else {
             throw DynamicsError.invalid("--input has \(input.count) values; the network takes \(network.inputSize)")
         }

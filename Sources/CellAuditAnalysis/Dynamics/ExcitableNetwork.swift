@@ -33,7 +33,7 @@ public struct PulseOptions: Sendable {
     /// Pulse length L in steps.
     public var length: Int = 1
     /// Largest amplitude tried; bisection runs over (0, maxAmplitude].
-    public var maxAmplitude: Double = 4
+    public var maxAmplitude: Double = Defaults.pulseMaxAmplitude
     /// Bisection stops when the bracket is within this fraction of its upper end (1 %).
     public var resolution: Double = 0.01
     /// Settled when ‖s_{t+1} − s_t‖∞ is below this.

@@ -35,7 +35,7 @@ public struct FixedPoint: Sendable {
 /// 1e-12, merge distance 1e-3, outlier scale 10) and METHOD.md §7's.
 public struct FixedPointOptions: Sendable {
     /// Seeds per layer (N).
-    public var seeds: Int = 1024
+    public var seeds: Int = Defaults.fixedPointSeeds
     /// Standard deviation of the Gaussian noise added to states taken from the data.
     public var seedNoise: Double = 0.01
     /// A point is fixed when q < this.

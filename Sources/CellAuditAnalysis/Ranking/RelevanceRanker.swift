@@ -58,7 +58,7 @@ public struct RelevanceRanker: CellRanker {
 
     public func scores(_ context: RankingContext) throws -> [Double] {
         let evidence = try context.requireEvidence(name)
-        return context.perRow(try evidence.meanAbsoluteCellRelevance(context.network, rule: .lrp(epsilon: 0.001, biasFactor: 0)))
+        return context.perRow(try evidence.meanAbsoluteCellRelevance(context.network, rule: .lrp(epsilon: Defaults.relevanceEpsilon, biasFactor: Defaults.relevanceBiasFactor)))
     }
 }
 

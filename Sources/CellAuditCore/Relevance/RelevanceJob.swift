@@ -27,13 +27,16 @@ public struct RelevanceJob: Sendable {
     /// over every step. Must be nil for `last` outputs.
     public var step: Int?
     public var rule: Rule
+    /// Told, after each chunk of sequences a backend finishes, how many of the job's sequences
+    /// are done (`inChunks`); nil: silent. Progress only: it never changes a number.
+    public var progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil
 
     /// - Throws: `DataError.mismatch` when the inputs do not fit the network or a target is out of
     ///   range; `ModelError.shape` when the network has no readout; `RelevanceError.invalid` for
     ///   ε < 0, a bias factor outside [0, 1], a non-finite parameter, or a step on a model without
     ///   outputs at every step or outside the sequence.
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, targets: [Int], step: Int? = nil,
-                rule: Rule = .lrp(epsilon: 0.001, biasFactor: 0)) throws {
+                rule: Rule = .lrp(epsilon: Defaults.relevanceEpsilon, biasFactor: Defaults.relevanceBiasFactor)) throws {
         guard inputs.width == network.inputSize else {
             throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
@@ -70,8 +73,12 @@ public struct RelevanceJob: Sendable {
     /// fits).
     public func inChunks(bytes: Int, perSequenceBytes: Int, _ body: (RelevanceJob) throws -> RelevanceResult) throws -> RelevanceResult {
         let n = inputs.count, chunk = max(1, min(n, bytes / max(1, perSequenceBytes)))
-        let result = chunk < n ? .concatenating(try stride(from: 0, to: n, by: chunk).map { try body(try slice($0..<min(n, $0 + chunk))) })
-            : try body(self)
+        let result = chunk < n ? .concatenating(try stride(from: 0, to: n, by: chunk).map { start in
+            let part = try body(try slice(start..<min(n, start + chunk)))
+            progress?(min(n, start + chunk), n)
+            return part
+        }) : try body(self)
+        if chunk >= n { progress?(n, n) }
         try result.checkFinite()
         return result
     }
@@ -129,6 +136,10 @@ public struct RelevanceResult: Sendable, Equatable {
             let finite = score[s].isFinite && rest[s].isFinite && input[(s * per)..<((s + 1) * per)].allSatisfy(\.isFinite)
                 && cellRelevance[(s * perCells)..<((s + 1) * perCells)].allSatisfy(\.isFinite)
             if !finite {
+                // A zero denominator is 0/0 under ε = 0 (zero input and zero bias do it), not an overflow.
+                if score[s].isFinite, minimumDenominator.indices.contains(s), minimumDenominator[s] == 0 {
+                    throw RelevanceError.invalid("the relevance of sequence \(s) is not finite (score \(score[s])): a linear map's output is exactly 0 there, and with ε = 0 the ε-rule divides 0 by 0; give --epsilon > 0 (the default is \(Defaults.relevanceEpsilon))")
+                }
                 throw RelevanceError.invalid("the relevance of sequence \(s) is not finite (score \(score[s])): the model's values overflow float32 on this data")
             }
         }

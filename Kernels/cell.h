@@ -1,20 +1,21 @@
-// cell.h: selects the step of one cell kind by -D CELL_KIND (0 LSTM, 1 GRU, 2 RNN tanh,
-// 3 RNN ReLU; CellKind.kernelCode on the host). Define CELL_DECOUPLED, realv and LOADV before
+// cell.h: selects the step of one cell kind by -D CELL_KIND, compared with the kind names the host
+// defines beside it (CELL_KIND_LSTM, CELL_KIND_GRU, CELL_KIND_RNN_TANH, CELL_KIND_RNN_RELU; generated
+// from CellKind by OpenCLBackend.cellDefines). Define CELL_DECOUPLED, realv and LOADV before
 // including it to get the decoupled cells (cells_v, load_cells, CELL_STEP).
 #ifndef CELL_H
 #define CELL_H
 #ifndef CELL_KIND
-#error "CELL_KIND must be defined (0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN ReLU)"
+#error "CELL_KIND must be defined (the host defines it and CELL_KIND_LSTM, _GRU, _RNN_TANH, _RNN_RELU: OpenCLBackend.cellDefines)"
 #endif
 
 // Gate pre-activation of a decoupled cell: w u + (r h + b).
 #define GATE(w, r, b, u, h) fma((w), (realv)(u), fma((r), (h), (b)))
 
-#if CELL_KIND == 0
+#if CELL_KIND == CELL_KIND_LSTM
 #include "cell_lstm.h"
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
 #include "cell_gru.h"
-#elif CELL_KIND == 2 || CELL_KIND == 3
+#elif CELL_KIND == CELL_KIND_RNN_TANH || CELL_KIND == CELL_KIND_RNN_RELU
 #include "cell_rnn.h"
 #else
 #error "unknown CELL_KIND"

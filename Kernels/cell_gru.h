@@ -1,5 +1,5 @@
 // cell_gru.h: the GRU step (METHOD.md section 1), the kernels' twin of
-// Sources/CellAuditCore/Cells/GRUCell.swift. Included by cell.h when CELL_KIND == 1.
+// Sources/CellAuditCore/Cells/GRUCell.swift. Included by cell.h when CELL_KIND == CELL_KIND_GRU.
 //
 // CELL_GATES 3 (r, z, n); CELL_PARAMS 10 decoupled parameters per cell: planes w_r, w_z, w_n,
 // r_r, r_z, r_n, b_r, b_z, b_n, b_hn. A decoupled cell's n pre-activation is

@@ -1,5 +1,5 @@
 // cell_lstm.h: the LSTM step (METHOD.md section 1), the kernels' twin of
-// Sources/CellAuditCore/Cells/LSTMCell.swift. Included by cell.h when CELL_KIND == 0.
+// Sources/CellAuditCore/Cells/LSTMCell.swift. Included by cell.h when CELL_KIND == CELL_KIND_LSTM.
 //
 // CELL_GATES 4 (i, f, g, o); CELL_PARAMS 12 decoupled parameters per cell: planes w_i..w_o,
 // r_i..r_o, b_i..b_o (params[(q * 4 + k) * n_pad + j]).

@@ -1,5 +1,5 @@
 // cell_rnn.h: the Elman RNN step (METHOD.md section 1), the kernels' twin of
-// Sources/CellAuditCore/Cells/RNNCell.swift. Included by cell.h when CELL_KIND == 2 (tanh) or
+// Sources/CellAuditCore/Cells/RNNCell.swift. Included by cell.h when CELL_KIND == CELL_KIND_RNN_TANH (tanh) or
 // 3 (ReLU).
 //
 // CELL_GATES 1; CELL_PARAMS 3 decoupled parameters per cell: planes w, r, b.
@@ -8,7 +8,7 @@
 #define CELL_PARAMS 3
 #define CELL_HAS_C 0
 
-#if CELL_KIND == 3
+#if CELL_KIND == CELL_KIND_RNN_RELU
 #define RNN_UPDATE(T, S, a, h) do { const T a_ = (a); (h) = select(a_, a_ - a_, a_ < 0.0f); } while (0)
 #else
 #define RNN_UPDATE(T, S, a, h) do { (h) = CAT(tanh_, S)(a); } while (0)

@@ -16,7 +16,7 @@
 // Kernel map_settle: each row from states [rows, D], pulse_steps steps under pulses [rows, I],
 //   then under xbar [I] until max |s' - s| < tol or max_steps steps; states is updated in place,
 //   settled [rows] (1/0) written. red: __local [WG] doubles.
-// Variants (-D): CELL_KIND (0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN ReLU), RESET_AFTER (GRU), JACOBIAN.
+// Variants (-D): CELL_KIND (one of the CELL_KIND_* names the host defines), RESET_AFTER (GRU), JACOBIAN.
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 
 #ifndef RESET_AFTER
@@ -26,10 +26,10 @@
 #define JACOBIAN 0
 #endif
 
-#if CELL_KIND == 0
+#if CELL_KIND == CELL_KIND_LSTM
 #define GATES 4
 #define DIM (2 * H)
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
 #define GATES 3
 #define DIM H
 #else
@@ -52,13 +52,13 @@ void row_step(__global const double* s, __global const double* x, __global const
         for (int k = 0; k < I; ++k) a += W[q * I + k] * x[k];
         double r = 0.0;
         for (int m = 0; m < H; ++m) r += R[q * H + m] * s[m];
-#if CELL_KIND == 1
+#if CELL_KIND == CELL_KIND_GRU
         if (q >= 2 * H) { rec_n[q - 2 * H] = r; r = 0.0; }
 #endif
         pre[q] = a + r;
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
-#if CELL_KIND == 1 && !RESET_AFTER
+#if CELL_KIND == CELL_KIND_GRU && !RESET_AFTER
     for (int m = lid; m < H; m += wg) rh[m] = sigm_d(pre[m]) * s[m];
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int i = lid; i < H; i += wg) {
@@ -69,16 +69,16 @@ void row_step(__global const double* s, __global const double* x, __global const
     barrier(CLK_GLOBAL_MEM_FENCE);
 #endif
     for (int i = lid; i < H; i += wg) {
-#if CELL_KIND == 2 || CELL_KIND == 3
+#if CELL_KIND == CELL_KIND_RNN_TANH || CELL_KIND == CELL_KIND_RNN_RELU
         const double a = pre[i];
-#if CELL_KIND == 2
+#if CELL_KIND == CELL_KIND_RNN_TANH
         const double y = tanh(a), dy = 1.0 - y * y;
 #else
         const double y = fmax(0.0, a), dy = a > 0.0 ? 1.0 : 0.0;
 #endif
         out[i] = y;
         if (jac) for (int k = 0; k < H; ++k) jac[i * DIM + k] = dy * R[i * H + k];
-#elif CELL_KIND == 0
+#elif CELL_KIND == CELL_KIND_LSTM
         const double ig = sigm_d(pre[i]), fg = sigm_d(pre[H + i]), g = tanh(pre[2 * H + i]), og = sigm_d(pre[3 * H + i]);
         const double c = s[H + i], c2 = fg * c + ig * g, tc = tanh(c2);
         out[i] = og * tc;

@@ -83,14 +83,14 @@ __kernel void layer_forward(__global const float* restrict x,
                 const size_t row = (size_t)g * H + j;
                 float acc = 0.0f;
                 for (int m = 0; m < H; ++m) acc += R[row * H + m] * local_h[m];
-#if CELL_KIND == 1
+#if CELL_KIND == CELL_KIND_GRU
                 if (g == 2) { hn = acc; continue; }
 #endif
                 a[g] += acc;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);   // every read of h(t-1) is done
-#if CELL_KIND == 1 && !RESET_AFTER
+#if CELL_KIND == CELL_KIND_GRU && !RESET_AFTER
         // n = tanh(W_n x + b_n + R_n (r h)): every cell's r h first.
         float r = 0.0f;
         if (active) { r = sigm_cell(a[0]); local_rh[j] = r * h; }
@@ -105,21 +105,21 @@ __kernel void layer_forward(__global const float* restrict x,
         const size_t at = (size_t)pair * T + t;
         if (active) {
             for (int g = 0; g < CELL_GATES; ++g) tape_pre[at * CELL_GATES * H + (size_t)g * H + j] = a[g];
-#if CELL_KIND == 1 && RESET_AFTER
+#if CELL_KIND == CELL_KIND_GRU && RESET_AFTER
             tape_aux[at * H + j] = hn;
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
             tape_aux[at * H + j] = local_rh[j];
 #endif
         }
 #endif
         if (active) {
-#if CELL_KIND == 0
+#if CELL_KIND == CELL_KIND_LSTM
             LSTM_UPDATE(float, cell, a[0], a[1], a[2], a[3], c, h);
             c = c * k + fill_c;
 #if RECORD_TAPE
             tape_c[at * H + j] = c;
 #endif
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
 #if RESET_AFTER
             const float an = fma(sigm_cell(a[0]), hn + bhn[j], a[2]);
 #else

@@ -114,7 +114,7 @@ void input_projection(__global const float* restrict A, const int lda,
 #define RB (RT * RW)
 #define RK 16
 
-#if CELL_KIND == 1 && !RESET_AFTER
+#if CELL_KIND == CELL_KIND_GRU && !RESET_AFTER
 #if STEP_PHASE == 2
 #define BLOCK0 2
 #define BLOCKS 1
@@ -190,19 +190,19 @@ void recurrent_step(__global const float* restrict proj, const int proj_shared,
             const float k = keep[config * H + j];
             const float h_prev = t > 0 ? yt[j - H] : 0.0f;
             float h = h_prev;
-#if CELL_KIND == 0
+#if CELL_KIND == CELL_KIND_LSTM
             float c = t > 0 ? state[(size_t)p * H + j] : 0.0f;
             LSTM_UPDATE(float, cell, pre[j] + acc[0][a][b], pre[H + j] + acc[1][a][b],
                         pre[2 * H + j] + acc[2][a][b], pre[3 * H + j] + acc[3][a][b], c, h);
             state[(size_t)p * H + j] = c * k + (1.0f - k) * clamp_c[j];
-#elif CELL_KIND == 1 && RESET_AFTER
+#elif CELL_KIND == CELL_KIND_GRU && RESET_AFTER
             const float an = fma(sigm_cell(pre[j] + acc[0][a][b]), acc[2][a][b] + bhn[j], pre[2 * H + j]);
             GRU_UPDATE(float, cell, pre[H + j] + acc[1][a][b], an, h);
-#elif CELL_KIND == 1 && STEP_PHASE == 1
+#elif CELL_KIND == CELL_KIND_GRU && STEP_PHASE == 1
             rh[(size_t)p * H + j] = sigm_cell(pre[j] + acc[0][a][b]) * h_prev;
             state[(size_t)p * H + j] = pre[H + j] + acc[1][a][b];
             continue;
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
             GRU_UPDATE(float, cell, state[(size_t)p * H + j], pre[2 * H + j] + acc[0][a][b], h);
 #else
             RNN_UPDATE(float, cell, pre[j] + acc[0][a][b], h);

@@ -32,7 +32,7 @@ DEFINE_CELL_MATH(float, int, cell)
 #endif
 
 // The gate block whose pre-activation carries the signal: LSTM g (2), GRU n (2), RNN (0).
-#if CELL_KIND == 0 || CELL_KIND == 1
+#if CELL_KIND == CELL_KIND_LSTM || CELL_KIND == CELL_KIND_GRU
 #define SIGNAL_BLOCK 2
 #else
 #define SIGNAL_BLOCK 0
@@ -98,7 +98,7 @@ __kernel void lrp_backward(__global const float* restrict x,
             cells[row * C + cell_offset + j] = rh;
         }
         float k_in, k_u = 0.0f, direct = 0.0f;
-#if CELL_KIND == 0
+#if CELL_KIND == CELL_KIND_LSTM
         // h = o tanh(c) sends all to c; c = f c(t-1) + i g: two signals, N = 2H.
         const float ct = active ? tape_c[row * H + j] : 0.0f;
         const float cp = (active && t > 0) ? tape_c[(row - 1) * H + j] : 0.0f;
@@ -117,7 +117,7 @@ __kernel void lrp_backward(__global const float* restrict x,
         }
         k_in = bf * group_reduce(term, red, 0) / n_in;
         if (active) msg[j] = mg;
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
         // h' = (1 - z) n + z h: two signals, N = 2H; n = tanh(a) passes.
         const float ht = active ? hs[row * H + j] : 0.0f;
         const float dh = stabilised(ht, eps);
@@ -175,10 +175,10 @@ __kernel void lrp_backward(__global const float* restrict x,
         }
         if (active) {
             float acc = 0.0f;
-#if CELL_KIND == 1 && RESET_AFTER
+#if CELL_KIND == CELL_KIND_GRU && RESET_AFTER
             for (int m = 0; m < H; ++m) acc += R[((size_t)SIGNAL_BLOCK * H + m) * H + j] * msg2[m];
             rec = hp * acc + k_u + direct;
-#elif CELL_KIND == 1
+#elif CELL_KIND == CELL_KIND_GRU
             // a's map reads r h (N = I + H); the product sends everything to h.
             for (int m = 0; m < H; ++m) acc += R[((size_t)SIGNAL_BLOCK * H + m) * H + j] * msg[m];
             rec = tape_aux[row * H + j] * acc + k_in + direct;

@@ -30,8 +30,12 @@ public enum CellKind: String, Sendable, CaseIterable, Codable {
     /// The signals a decoupled cell can be probed on.
     public var probes: [Probe] { hasCellState ? [.h, .c] : [.h] }
 
-    /// The kind's number in the kernels (`-D CELL_KIND=`): 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN ReLU.
+    /// The kind's number in the kernels (`-D CELL_KIND=`): its place in `allCases`. The kernels
+    /// never spell the number: they compare with `kernelDefineName`, which the host defines too.
     public var kernelCode: Int { Self.allCases.firstIndex(of: self)! }
+
+    /// The kind's name in the kernels: `CELL_KIND_LSTM`, `CELL_KIND_GRU`, `CELL_KIND_RNN_TANH`, `CELL_KIND_RNN_RELU`.
+    public var kernelDefineName: String { "CELL_KIND_" + rawValue.uppercased() }
 }
 
 /// One gate block of a layer: `kind.gateNames[index]`.

@@ -196,10 +196,16 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             + Metric.allCases.enumerated().map { "M_\($0.element.name.uppercased())=\($0.offset)" }
     }
 
-    /// The defines that pick a cell kind's step (cell.h), and the GRU variant.
+    /// The defines that pick a cell kind's step (cell.h), and the GRU variant. Every kind's
+    /// number is generated here from `CellKind` (`CELL_KIND_LSTM`, `CELL_KIND_GRU`,
+    /// `CELL_KIND_RNN_TANH`, `CELL_KIND_RNN_RELU`), and the kernels compare `CELL_KIND` with
+    /// those names: no kernel repeats the enum's order by hand.
     public static func cellDefines(_ kind: CellKind, resetAfter: Bool = true) -> [String] {
-        ["CELL_KIND=\(kind.kernelCode)"] + (kind == .gru ? ["RESET_AFTER=\(resetAfter ? 1 : 0)"] : [])
+        kindNameDefines + ["CELL_KIND=\(kind.kernelCode)"] + (kind == .gru ? ["RESET_AFTER=\(resetAfter ? 1 : 0)"] : [])
     }
+
+    /// `CELL_KIND_<NAME>=<code>` for every kind.
+    public static let kindNameDefines: [String] = CellKind.allCases.map { "\($0.kernelDefineName)=\($0.kernelCode)" }
 
     public func responses(_ job: ResponseJob) throws -> ResponseBlock {
         let n = job.cells.cellCount, stimuli = job.bank.count

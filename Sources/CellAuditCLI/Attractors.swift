@@ -66,7 +66,7 @@ struct Attractors: ParsableCommand {
             if let dataset { try dataset.check(against: loaded) }
             let x = try input.map(parseInput) ?? [Double](repeating: 0, count: loaded.network.inputSize)
             guard x.count == loaded.network.inputSize else {
-                throw ValidationError("--input has \(x.count) values; \((model as NSString).lastPathComponent) takes \(loaded.network.inputSize) input channels")
+                throw CleanFailure(description: "--input has \(x.count) values; \((model as NSString).lastPathComponent) takes \(loaded.network.inputSize) input channels")
             }
             try AttractorAnalysis.checkMemory(network: loaded.network, seeds: seeds)
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-attractors", force: outputOptions.force)

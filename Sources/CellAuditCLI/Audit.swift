@@ -46,6 +46,7 @@ struct Audit: ParsableCommand {
     @OptionGroup var shardOptions: ShardOptions
 
     func validate() throws {
+        if let cells, cells < 1 { throw ValidationError("--cells must be at least 1, got \(cells)") }
         guard (0...4_194_304).contains(attractorSeeds) else { throw ValidationError("--attractor-seeds must lie in 0…4194304, got \(attractorSeeds)") }
     }
 

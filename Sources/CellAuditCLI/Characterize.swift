@@ -41,6 +41,17 @@ struct StimulusOptions: ParsableArguments {
     @Option(help: "Settling band as a fraction of |Δ|.")
     var settlingBand: Float = Defaults.settlingBand
 
+    /// What each option refuses on its own (exit 2): a mode, probe or list that is malformed
+    /// whatever the model. Whether a value fits the model is checked later (exit 1).
+    func validate() throws {
+        if RecurrenceMode(rawValue: mode) == nil { throw ValidationError("--mode must be self, clamped or network, got '\(mode)'") }
+        if Probe(rawValue: probe) == nil { throw ValidationError("--probe must be h or c, got '\(probe)'") }
+        for (text, name) in [(stepAmplitudes, "--step-amplitudes"), (frequencies, "--frequencies"), (sineAmplitudes, "--sine-amplitudes")] {
+            guard let text, text != "none" else { continue }
+            do { _ = try parseFloats(text, name: name) } catch let error as CleanFailure { throw ValidationError(error.description) }
+        }
+    }
+
     func bank() throws -> StimulusBank {
         if let stimuli {
             guard stepAmplitudes == nil, frequencies == nil, sineAmplitudes == nil else {

@@ -11,6 +11,15 @@ struct ShardOptions: ParsableArguments {
     @Option(help: "The number of shards, for a Kubernetes Indexed Job (JOB_COMPLETION_INDEX gives K).")
     var shards: Int?
 
+    /// A malformed --shard or --shards is refused on its own (exit 2); whether the shard fits
+    /// the environment's job array is checked when it is resolved (exit 1).
+    func validate() throws {
+        if let shard {
+            do { _ = try ShardAssignment.parse(shard) } catch let error as ShardError { throw ValidationError("\(error)") }
+        }
+        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1, got \(shards)") }
+    }
+
     /// This process's shard, or nil for a whole run (`--shard 0/1` included).
     func resolve() throws -> ShardAssignment? {
         let shard: ShardAssignment?

@@ -177,3 +177,26 @@ import TestSupport
                 && ablate.stderr.contains("ablate: ranked and random curves"), "\(ablate.stderr)")
     }
 }
+
+/// The README's exit codes, option by option: 2 for a value an option refuses on its own
+/// (malformed whatever the model), 1 for a value that does not fit the model or its data.
+@Suite struct ExitCodeTests {
+    static let model = Fixtures.path("cases/2026-12-07/lstm1.safetensors")
+
+    @Test(arguments: [
+        (["characterize", model, "--mode", "foo"], Int32(2)), (["characterize", model, "--frequencies", "nan"], 2),
+        (["characterize", model, "--step-amplitudes", "1,x"], 2), (["characterize", model, "--probe", "q"], 2),
+        (["characterize", model, "--shard", "abc"], 2), (["characterize", model, "--shards", "0"], 2),
+        (["ablate", model, "--data", Fixtures.path("cases/2026-12-07/data.npz"), "--seeds", "0"], 2),
+        (["audit", "--cells", "0"], 2), (["explain", model, "--data", "x.npz", "--epsilon=-1"], 2),
+        (["attractors", model, "--seeds", "0"], 2),
+        (["attractors", model, "--input", "1,2"], 1), (["characterize", model, "--probe", "c", "--layer", "5"], 1),
+        (["characterize", model, "--direction", "channel:99"], 1),
+    ] as [([String], Int32)])
+    func exitCodesFollowTheReadme(arguments: [String], code: Int32) throws {
+        let out = try Fixtures.scratch("exit").appendingPathComponent("o").path
+        let r = try CLI.run(arguments + ["--out", out, "--backend", "cpu"])
+        #expect(r.exitCode == code, "\(arguments.joined(separator: " ")): rc \(r.exitCode), \(r.stderr)")
+        #expect(r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    }
+}

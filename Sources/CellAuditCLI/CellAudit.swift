@@ -153,8 +153,12 @@ struct ModelOptions: ParsableArguments {
 /// safetensors file (a CellAudit model file or a plain PyTorch state dict).
 func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
     let format = FileFormat.sniff(path)
-    if let refusal = format.modelRefusal { throw CleanFailure(description: "\((path as NSString).lastPathComponent) \(refusal)") }
-    guard format == .onnx else { return try ModelFile.load(path, hints: hints) }
+    let name = (path as NSString).lastPathComponent
+    if let refusal = format.modelRefusal { throw CleanFailure(description: "\(name) \(refusal)") }
+    // A model that loads but cannot be represented is named with its file.
+    guard format == .onnx else {
+        do { return try ModelFile.load(path, hints: hints) } catch let error as ModelError { throw CleanFailure(description: "\(name): \(error)") }
+    }
     // An ONNX graph says everything but the task; the dataset or --task may say that.
     for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
                           ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {

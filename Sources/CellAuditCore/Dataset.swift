@@ -111,12 +111,16 @@ extension Dataset {
         }
         // Inputs alone (loaded with requireAnswers: false): nothing more to check.
         guard labels != nil || targets != nil else { return }
-        guard let readout = network.readout else { throw ModelError.shape("the model has no readout to score the data with") }
+        guard let readout = network.readout else {
+            throw ModelError.shape("\(model.fileName) has no readout (no linear map reads its last layer), so there is nothing to score \(fileName) with; characterize, attractors and audit without --data need none")
+        }
         let k = readout.outputs
         switch model.task {
         case .classification:
             guard let labels else { throw fail("a classification model needs 'labels' in the dataset") }
-            guard model.output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
+            guard model.output == .last else {
+                throw ModelError.shape("\(model.fileName) reads its output at every step, and \(fileName) holds one label per sequence: a classification score needs output mode 'last' (give per-step 'targets' for a regression, or a model read at the last step)")
+            }
             if let bad = labels.first(where: { $0 < 0 || $0 >= k }) { throw fail("label \(bad) is outside the model's \(k) classes") }
         case .regression:
             guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }

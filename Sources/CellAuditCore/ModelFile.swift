@@ -18,6 +18,8 @@ public struct LoadedModel: Sendable {
     public var task: ModelTask
     public var metadata: [String: String]
     public var path: String
+    /// The model file's name, for messages.
+    public var fileName: String { (path as NSString).lastPathComponent }
 
     public init(network: RecurrentNetwork, convention: Convention, output: OutputMode, task: ModelTask,
                 metadata: [String: String], path: String) {

@@ -135,6 +135,13 @@ import TestSupport
                                              naming: [file, words])
     }
 
+    /// Errors about the model name its file.
+    @Test(arguments: [("noreadout.safetensors", "has no readout"), ("k0.safetensors", "readout V"), ("i0.safetensors", "sizes must be positive"),
+                      ("o_seq_relu.onnx", "output mode 'last'")])
+    func modelProblemsNameTheModelFile(file: String, words: String) throws {
+        try BadInputKindsTests.expectRefusal(["eval", Self.path(file), "--data", Self.path("data.npz"), "--backend", "cpu"], naming: [file, words])
+    }
+
     /// ε = 0 on zero input and zero bias is 0/0, not an overflow: the message says to raise ε.
     @Test func zeroEpsilonOnZeroInputSaysSo() throws {
         let out = try Fixtures.scratch("eps0").appendingPathComponent("o").path

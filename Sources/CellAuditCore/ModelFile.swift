@@ -137,6 +137,13 @@ public enum ModelFile {
             try checkFinite(a, "readout bias", fail)
             readout = RecurrentNetwork.Readout(V: V, a: a)
         }
+        // Every other tensor must be one the file's metadata names (or a golden value for
+        // --verify): an unused tensor is refused here as a plain state dict refuses it.
+        let named = read.union([meta["readout_weight"], meta["readout_bias"]].compactMap { $0 })
+        let unused = file.tensors.keys.filter { !named.contains($0) && !$0.hasPrefix("golden.") }.sorted()
+        if !unused.isEmpty {
+            throw fail("tensor\(unused.count == 1 ? "" : "s") \(unused.map { "'\($0)'" }.joined(separator: ", ")) \(unused.count == 1 ? "is" : "are") not part of the \(layerCount)-layer \(kind.rawValue) and readout its metadata describes; CellAudit refuses a file with parts it would leave out (a plain state dict is refused the same way)")
+        }
         return LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: convention,
                            output: output, task: task, metadata: meta, path: path)
     }

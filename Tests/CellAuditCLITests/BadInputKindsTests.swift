@@ -142,6 +142,11 @@ import TestSupport
         try BadInputKindsTests.expectRefusal(["eval", Self.path(file), "--data", Self.path("data.npz"), "--backend", "cpu"], naming: [file, words])
     }
 
+    /// An unused tensor is refused the same way in a CellAudit model file as in a state dict.
+    @Test func anUnusedTensorIsRefusedInEveryFormat() throws {
+        try BadInputKindsTests.expectRefusal(["inspect", Self.path("ca_extra_tensor.safetensors")], naming: ["ca_extra_tensor.safetensors", "'extra.weight'"])
+    }
+
     /// ε = 0 on zero input and zero bias is 0/0, not an overflow: the message says to raise ε.
     @Test func zeroEpsilonOnZeroInputSaysSo() throws {
         let out = try Fixtures.scratch("eps0").appendingPathComponent("o").path

@@ -152,14 +152,18 @@ public struct AblationStudy: Sendable {
 public typealias WorkProgress = @Sendable (_ phase: String, _ done: Int, _ total: Int) -> Void
 
 extension AblationStudy {
-    /// The masked forward of `masks`, scored from the readout alone, in blocks of configurations
-    /// so that `progress` hears of each block (about 16 of them). Every configuration of an
-    /// ablation job is computed on its own (`ForwardJob.isAblation`), so the blocks give the same
-    /// numbers as one job.
-    static func forwardInBlocks(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask],
-                                clamp fill: (h: [Float], c: [Float])?, on backend: any ComputeBackend,
-                                phase: String, progress: WorkProgress?) throws -> ForwardResult {
-        let block = progress == nil ? masks.count : max(1, (masks.count + 15) / 16)
+    /// The masked forward of `masks`, scored from the readout alone. A long phase (more than
+    /// `blockWork` multiply-adds, about a second or more) runs in 16 blocks of configurations so
+    /// that `progress` hears of each; a short one runs as one job (splitting would recompute the
+    /// shared layer-0 projection per block for nothing). Every configuration of an ablation job is
+    /// computed on its own (`ForwardJob.isAblation`), so the blocks give the same numbers as one
+    /// job (tested).
+    public static func forwardInBlocks(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask],
+                                       clamp fill: (h: [Float], c: [Float])?, on backend: any ComputeBackend,
+                                       phase: String, progress: WorkProgress?, blockWork: Int = 2_000_000_000) throws -> ForwardResult {
+        let perConfiguration = network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+        let long = MemoryBudget.product(perConfiguration, masks.count) > blockWork
+        let block = progress == nil || !long ? masks.count : max(1, (masks.count + 15) / 16)
         var outputs: [Float] = [], shape: [Int] = []
         for start in stride(from: 0, to: masks.count, by: block) {
             let part = Array(masks[start..<min(masks.count, start + block)])

@@ -1,6 +1,8 @@
 import CellAuditAnalysis
 import CellAuditCore
+import CellAuditOpenCL
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -50,6 +52,28 @@ import TestSupport
 }
 
 @Suite struct AblationStudyTests {
+    /// The ablation's masked forward in blocks (for progress) gives the same bits as one job, on
+    /// both backends, and reports every block.
+    @Test(arguments: ["cpu", "opencl"])
+    func blocksOfConfigurationsGiveTheSameNumbersAsOneJob(backendName: String) throws {
+        guard backendName == "cpu" || OpenCLTestSupport.enabled else { return }
+        let backend: any ComputeBackend = backendName == "cpu" ? CPUBackend(threads: 2) : try OpenCLBackend(device: try OpenCLTestSupport.device())
+        let loaded = try ModelFile.load(Fixtures.path("digits_gru16.safetensors"))
+        let dataset = try Dataset.load(Fixtures.path("digits_test.safetensors"))
+        let n = loaded.network.cellCount
+        let masks = (0..<(n + 5)).map { AblationStudy.singleConfiguration($0 % (n + 2), cells: n) }
+        let whole = try AblationStudy.forwardInBlocks(network: loaded.network, inputs: dataset.inputs, output: loaded.output, masks: masks,
+                                                      clamp: nil, on: backend, phase: "p", progress: nil)
+        let seen = Mutex<[Int]>([])
+        let blocked = try AblationStudy.forwardInBlocks(network: loaded.network, inputs: dataset.inputs, output: loaded.output, masks: masks,
+                                                        clamp: nil, on: backend, phase: "p", progress: { _, done, _ in seen.withLock { $0.append(done) } },
+                                                        blockWork: 0)
+        #expect(blocked.shape == whole.shape)
+        #expect(blocked.outputs.map(\.bitPattern) == whole.outputs.map(\.bitPattern))
+        #expect(seen.withLock { $0 }.count == 16 || seen.withLock { $0 }.count == (masks.count + (masks.count + 15) / 16 - 1) / ((masks.count + 15) / 16))
+        #expect(seen.withLock { $0 }.last == masks.count)
+    }
+
     @Test func studyAgreesWithDirectForwardPasses() throws {
         let loaded = try ModelFile.load(Fixtures.path("digits_lstm16.safetensors"))
         let dataset = try Dataset.load(Fixtures.path("digits_test.safetensors"))

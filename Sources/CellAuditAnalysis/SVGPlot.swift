@@ -25,6 +25,9 @@ public struct SVGPlot {
     public var categories: [String] = []
     /// A line under the title saying what the figure leaves out or how to read it.
     public var note: String?
+    /// One unit is as long on both axes (a circle is drawn round): the shorter range is widened
+    /// about its centre. For the complex plane of eigenvalues.
+    public var equalAspect = false
 
     public init(title: String, xLabel: String, yLabel: String, xScale: Scale = .linear) {
         self.title = title; self.xLabel = xLabel; self.yLabel = yLabel; self.xScale = xScale
@@ -69,6 +72,14 @@ public struct SVGPlot {
         let labelled = series.filter { !$0.label.isEmpty }
         let legendWidth = labelled.count > 1 ? Double(labelled.prefix(12).map(\.label.count).max()!) * 6.2 + 26 : 0
         let pw = width - left - right - legendWidth, ph = height - top - bottom
+        if equalAspect && !bars && xScale == .linear {
+            let xPad = (x1 - x0) * 0.05
+            x0 -= xPad; x1 += xPad
+            let unit = max((x1 - x0) / pw, (y1 - y0) / ph)
+            let (cx, cy) = ((x0 + x1) / 2, (y0 + y1) / 2)
+            (x0, x1) = (cx - unit * pw / 2, cx + unit * pw / 2)
+            (y0, y1) = (cy - unit * ph / 2, cy + unit * ph / 2)
+        }
         func px(_ x: Double) -> Double { left + ((xScale == .log ? log10(x) : x) - x0) / (x1 - x0) * pw }
         func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
         // Axes and ticks.

@@ -212,3 +212,27 @@ import TestSupport
         #expect(r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
     }
 }
+
+/// Report figures found on 2026-12-07: the eigenvalue plot's unit circle is a circle, and the
+/// excitable network's edge labels do not overlap.
+@Suite struct ReportFigureTests {
+    @Test func theUnitCircleIsRoundAndEdgeLabelsDoNotOverlap() throws {
+        let out = try Fixtures.scratch("figures").appendingPathComponent("o")
+        let r = try CLI.run(["attractors", Fixtures.path("cases/2026-12-07/lstm1.safetensors"), "--backend", "cpu", "--out", out.path, "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let spectra = try String(contentsOf: out.appendingPathComponent("figures/layer0_spectra.svg"), encoding: .utf8)
+        // The first polyline is |λ| = 1: its extent in pixels is the same across and up.
+        let points = try #require(spectra.firstMatch(of: /<polyline[^>]*points="([^"]+)"/)).1
+            .split(separator: " ").map { $0.split(separator: ",").map { Double($0)! } }
+        let width = points.map { $0[0] }.max()! - points.map { $0[0] }.min()!, height = points.map { $0[1] }.max()! - points.map { $0[1] }.min()!
+        #expect(abs(width - height) < 1, "circle \(width) × \(height) px")
+        let graph = try String(contentsOf: out.appendingPathComponent("figures/layer0_graph.svg"), encoding: .utf8)
+        let labels = graph.matches(of: /<text x="([0-9.]+)" y="([0-9.]+)" text-anchor="middle" fill="#[0-9a-f]+">([^<]+)<\/text>/).map {
+            (x: Double($0.1)!, y: Double($0.2)!, half: Double($0.3.count) * 2.9)
+        }
+        #expect(labels.count >= 2)
+        for (i, a) in labels.enumerated() {
+            for b in labels[(i + 1)...] { #expect(abs(a.x - b.x) >= a.half + b.half || abs(a.y - b.y) >= 11, "labels overlap at \(a) and \(b)") }
+        }
+    }
+}

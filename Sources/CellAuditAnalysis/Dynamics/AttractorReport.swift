@@ -48,7 +48,8 @@ public struct AttractorReport {
             out.append(("layer\(layer.index)_pca.svg", pca.render()))
 
             var spectrum = SVGPlot(title: "Layer \(layer.index): eigenvalues of ∂F/∂s", xLabel: "Re λ", yLabel: "Im λ")
-            spectrum.width = 400; spectrum.height = 400
+            spectrum.width = 540; spectrum.height = 400
+            spectrum.equalAspect = true   // the unit circle is a circle; the legend sits right of it
             let circle = (0...96).map { 2 * Double.pi * Double($0) / 96 }
             spectrum.series.append(.init(label: "|λ| = 1", x: circle.map(cos), y: circle.map(sin), mark: .line, color: "#999999"))
             // Unstable first, so the stable points' eigenvalues are drawn on top.
@@ -77,19 +78,39 @@ public struct AttractorReport {
         <text x="\(Int(centre))" y="16" text-anchor="middle" font-size="13">Layer \(layer.index): excitable network (\(nodes.count) stable points, \(layer.graph.edges.count) edges)</text>
 
         """
+        // Label boxes placed so far (and the nodes), so that no label is drawn over another.
+        var taken: [(x0: Double, y0: Double, x1: Double, y1: Double)] = nodes.map { p in
+            let (x, y) = position[p]!
+            return (x - 12, y - 12, x + 12, y + 12)
+        }
         for (e, edge) in layer.graph.edges.enumerated() {
             guard let a = position[edge.from], let b = position[edge.to] else { continue }
-            // Bend each arrow to the left so the two directions between a pair stay apart.
+            // Bend each arrow to the left so the two directions between a pair stay apart, and
+            // each input channel further out than the last.
             let (dx, dy) = (b.0 - a.0, b.1 - a.1), length = max(hypot(dx, dy), 1)
             let (nx, ny) = (-dy / length, dx / length)
-            let bend = 18.0 + Double(edge.channel) * 6
+            let bend = 22.0 + Double(edge.channel) * 22
             let (cx, cy) = ((a.0 + b.0) / 2 + nx * bend, (a.1 + b.1) / 2 + ny * bend)
             let shorten = 12 / length
             let (sx, sy) = (a.0 + dx * shorten, a.1 + dy * shorten), (tx, ty) = (b.0 - dx * shorten, b.1 - dy * shorten)
             let color = SVGPlot.palette[edge.channel % SVGPlot.palette.count]
             svg += "<path d=\"M \(f(sx)) \(f(sy)) Q \(f(cx)) \(f(cy)) \(f(tx)) \(f(ty))\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.2\" marker-end=\"url(#arrow)\"><title>point \(edge.from) → \(edge.to): channel \(edge.channel), sign \(edge.sign > 0 ? "+" : "−"), threshold \(String(format: "%.3g", edge.threshold))</title></path>\n"
             if layer.graph.edges.count <= 40 || e % max(1, layer.graph.edges.count / 40) == 0 {
-                svg += "<text x=\"\(f(cx))\" y=\"\(f(cy))\" text-anchor=\"middle\" fill=\"\(color)\">\(edge.channel)\(edge.sign > 0 ? "+" : "−") \(String(format: "%.2g", edge.threshold))</text>\n"
+                // At the curve's midpoint, moved along its normal until it overlaps no other label.
+                let text = "\(edge.channel)\(edge.sign > 0 ? "+" : "−") \(String(format: "%.2g", edge.threshold))"
+                let (mx, my) = (0.25 * a.0 + 0.5 * cx + 0.25 * b.0, 0.25 * a.1 + 0.5 * cy + 0.25 * b.1)
+                let halfWidth = Double(text.count) * 2.9 + 2
+                var spot = (mx, my)
+                for k in [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6] {
+                    let candidate = (mx + nx * Double(k) * 12, my + ny * Double(k) * 12)
+                    let box = (x0: candidate.0 - halfWidth, y0: candidate.1 - 9, x1: candidate.0 + halfWidth, y1: candidate.1 + 3)
+                    if !taken.contains(where: { $0.x0 < box.x1 && box.x0 < $0.x1 && $0.y0 < box.y1 && box.y0 < $0.y1 }) {
+                        spot = candidate
+                        break
+                    }
+                }
+                taken.append((spot.0 - halfWidth, spot.1 - 9, spot.0 + halfWidth, spot.1 + 3))
+                svg += "<text x=\"\(f(spot.0))\" y=\"\(f(spot.1))\" text-anchor=\"middle\" fill=\"\(color)\">\(text)</text>\n"
             }
         }
         for p in nodes {

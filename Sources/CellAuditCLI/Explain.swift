@@ -35,6 +35,24 @@ struct Explain: ParsableCommand {
     @Option(help: "Sequences drawn as heatmaps in the report.")
     var samples: Int = 6
 
+    @Option(help: "The per-step relevance of every cell in relevance.safetensors: all ('cells' [N, T, C]; 'cells' means the same), or none ('cells_total' [N, C], summed over steps). Default: all when it takes at most 1 GiB, else none (the summary says which).")
+    var perStep: String?
+
+    /// The per-step cell relevance written by default up to this size.
+    static let perStepDefaultBytes = 1 << 30
+
+    /// Whether `cells` [N, T, C] is written, and why, for N sequences of T steps and C cells.
+    func writesPerStep(sequences n: Int, steps t: Int, cells c: Int) -> (Bool, String) {
+        switch perStep {
+        case "all", "cells": return (true, "--per-step \(perStep!)")
+        case "none": return (false, "--per-step none")
+        default:
+            let bytes = MemoryBudget.product(n, t, c, 4)
+            return bytes <= Self.perStepDefaultBytes ? (true, "default: \(MemoryBudget.format(bytes)), at most 1 GiB")
+                : (false, "default: per-step would take \(MemoryBudget.format(bytes)), more than 1 GiB; --per-step all writes it")
+        }
+    }
+
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
     @OptionGroup var outputOptions: OutputOptions
@@ -43,6 +61,7 @@ struct Explain: ParsableCommand {
         guard epsilon.isFinite, epsilon >= 0 else { throw ValidationError("--epsilon must be finite and ≥ 0, got \(epsilon)") }
         guard biasFactor.isFinite, (0...1).contains(biasFactor) else { throw ValidationError("--bias-factor must lie in [0, 1], got \(biasFactor)") }
         guard samples >= 0 else { throw ValidationError("--samples must be ≥ 0, got \(samples)") }
+        if let perStep, !["none", "cells", "all"].contains(perStep) { throw ValidationError("--per-step must be none, cells or all, got '\(perStep)'") }
         if let step, step < 0 { throw ValidationError("--step must be ≥ 0, got \(step)") }
         _ = try parsedTarget()
     }
@@ -93,6 +112,9 @@ struct Explain: ParsableCommand {
                 s.biasFactor = Double("\(biasFactor)") ?? Double(biasFactor)
                 s.explainedStep = step
                 s.seconds = seconds
+                let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
+                s.perStep = perStepWritten ? "all" : "none"
+                s.perStepReason = why
                 s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
                 if biasFactor == 1 {
                     let errors = result.conservationErrors().sorted()
@@ -154,7 +176,18 @@ struct Explain: ParsableCommand {
             "step": step.map(String.init) ?? "all", "backend": "\(backend.identity)", "cellaudit_version": CellAudit.version,
         ])
         try writer.add("input", floats: r.input, shape: [r.count, r.steps, r.width])
-        try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
+        if writesPerStep(sequences: r.count, steps: r.steps, cells: r.cells).0 {
+            try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
+        } else {
+            var totals = [Float](repeating: 0, count: r.count * r.cells)
+            for n in 0..<r.count {
+                for t in 0..<r.steps {
+                    let base = (n * r.steps + t) * r.cells
+                    for c in 0..<r.cells { totals[n * r.cells + c] += r.cellRelevance[base + c] }
+                }
+            }
+            try writer.add("cells_total", floats: totals, shape: [r.count, r.cells])
+        }
         try writer.add("score", floats: r.score, shape: [r.count])
         try writer.add("target", int32s: targets.map(Int32.init), shape: [r.count])
         try writer.add("rest", floats: r.rest, shape: [r.count])

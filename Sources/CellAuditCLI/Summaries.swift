@@ -219,6 +219,9 @@ struct ExplainSummary: Codable {
     var inputShareOfScore = JSONNumber(.nan)
     var topCells: [Cell] = []
     var seconds = 0.0, sequenceStepsPerSecond = 0.0
+    /// Whether relevance.safetensors holds the per-step 'cells' [N, T, C] ("all") or only
+    /// 'cells_total' [N, C] ("none"), and why.
+    var perStep = "all", perStepReason = ""
 
     func print() {
         Swift.print("explained \(target)\(explainedStep.map { " at step \($0)" } ?? "") for \(sequences) sequences of \(data) with LRP (ε = \(epsilon), bias factor \(biasFactor))")
@@ -230,5 +233,6 @@ struct ExplainSummary: Codable {
         }
         Swift.print("most relevant cells (mean |R|): " + topCells.prefix(5).map { "L\($0.layer) c\($0.cell) \(String(format: "%.3g", $0.meanAbsRelevance))" }.joined(separator: ", "))
         Swift.print(String(format: "relevance: %.3g s, %.3g sequence-steps/s", seconds, sequenceStepsPerSecond))
+        Swift.print("per-step cell relevance: \(perStep == "all" ? "written ('cells' [N, T, C])" : "summed over steps ('cells_total' [N, C])") (\(perStepReason))")
     }
 }

@@ -1,3 +1,4 @@
+import CellAuditCore
 import Foundation
 import Testing
 import TestSupport
@@ -234,5 +235,35 @@ import TestSupport
         for (i, a) in labels.enumerated() {
             for b in labels[(i + 1)...] { #expect(abs(a.x - b.x) >= a.half + b.half || abs(a.y - b.y) >= 11, "labels overlap at \(a) and \(b)") }
         }
+    }
+}
+
+/// explain --per-step: the per-step cell relevance [N, T, C] is written when asked or when it
+/// fits in 1 GiB; otherwise its sum over steps, and the summary says which and why.
+@Suite struct ExplainPerStepTests {
+    @Test func perStepNoneWritesTheSumOverStepsAndAllTheWholeTensor() throws {
+        let model = Fixtures.path("digits_lstm8.safetensors"), data = Fixtures.path("digits_test.safetensors")
+        let dir = try Fixtures.scratch("per-step")
+        var files: [String: SafeTensorsFile] = [:]
+        for mode in ["none", "all"] {
+            let out = dir.appendingPathComponent(mode)
+            let r = try CLI.run(["explain", model, "--data", data, "--backend", "cpu", "--per-step", mode, "--out", out.path, "--quiet"])
+            #expect(r.exitCode == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("per-step cell relevance: " + (mode == "all" ? "written" : "summed")), "\(r.stdout)")
+            files[mode] = try SafeTensorsFile(path: out.appendingPathComponent("relevance.safetensors").path)
+        }
+        let all = try #require(files["all"]), none = try #require(files["none"])
+        #expect(none.tensors["cells"] == nil && all.tensors["cells_total"] == nil)
+        let perStep = try all.floats("cells"), totals = try none.floats("cells_total")
+        let shape = try all.info("cells").shape   // [N, T, C]
+        #expect(try none.info("cells_total").shape == [shape[0], shape[2]])
+        for n in [0, shape[0] - 1] {
+            for c in 0..<shape[2] {
+                let sum = (0..<shape[1]).reduce(Float(0)) { $0 + perStep[(n * shape[1] + $1) * shape[2] + c] }
+                #expect(abs(sum - totals[n * shape[2] + c]) <= 1e-6 * max(1, abs(sum)))
+            }
+        }
+        let bad = try CLI.run(["explain", model, "--data", data, "--per-step", "some"])
+        #expect(bad.exitCode == 2 && bad.stderr.contains("--per-step"))
     }
 }

@@ -50,7 +50,7 @@ struct Merge: ParsableCommand {
             switch first.command {
             case "characterize":
                 let output = try OutputDirectory(out, force: outputOptions.force)
-                try output.build { dir in try shards.writeResponses(to: dir) }
+                _ = try output.build { dir in try shards.writeResponses(to: dir) }
                 let merged = MergeSummary(shards, out: out)
                 try merged.print(json: outputOptions.json)
             case "audit":
@@ -115,7 +115,7 @@ struct Merge: ParsableCommand {
         guard fm.changeCurrentDirectoryPath(manifest.workingDirectory) else {
             throw CleanFailure(description: "the shards ran in \(manifest.workingDirectory), which does not exist here; their model and data paths are relative to it")
         }
-        defer { fm.changeCurrentDirectoryPath(here) }
+        defer { _ = fm.changeCurrentDirectoryPath(here) }
         return try body()
     }
 }

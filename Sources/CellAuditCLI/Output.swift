@@ -51,7 +51,7 @@ struct OutputDirectory {
                 throw CleanFailure(description: "\(path) exists and is not empty; use --force to replace it")
             }
             // --force replaces only what CellAudit wrote: a folder of other files is never deleted.
-            if !contents.isEmpty && !contents.contains(Self.markerName) {
+            if !contents.isEmpty && !Self.holdsMarker(target) {
                 throw CleanFailure(description: "\(path) holds files that cellaudit did not write (it has no \(Self.markerName) marker); --force replaces only a cellaudit output directory: choose another --out, or empty or remove it yourself")
             }
         }
@@ -60,6 +60,13 @@ struct OutputDirectory {
     /// The file every output directory carries, so that `--force` knows a directory CellAudit
     /// wrote (and may replace) from a folder of the user's files (which it never deletes).
     static let markerName = ".cellaudit-output"
+
+    /// Whether `directory` holds the marker as a regular file of its own (a symbolic link named
+    /// like it, pointing anywhere, does not count: lstat, not stat).
+    static func holdsMarker(_ directory: URL) -> Bool {
+        var info = stat()
+        return lstat(directory.appendingPathComponent(markerName).path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
 
     /// Refuses an output at `target` (resolved) that is, holds or lies inside any input this run
     /// has read (`InputFiles`), symbolic links resolved: writing there could replace the input.
@@ -81,6 +88,12 @@ struct OutputDirectory {
         let fm = FileManager.default
         let parent = target.deletingLastPathComponent()
         do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            // Name the part of the path that is a file, not the whole path.
+            var ancestor = parent, isDirectory: ObjCBool = false
+            while ancestor.path != "/" && !fm.fileExists(atPath: ancestor.path, isDirectory: &isDirectory) { ancestor.deleteLastPathComponent() }
+            if fm.fileExists(atPath: ancestor.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw CleanFailure(description: "--out \(target.path): \(ancestor.path) is a file, not a directory; choose an --out in a directory")
+            }
             throw CleanFailure(description: "cannot create \(parent.path): \(fileErrorReason(error))")
         }
         // Again here: a command may read an input after choosing its output directory.
@@ -115,7 +128,7 @@ struct OutputDirectory {
             if fm.fileExists(atPath: target.path) {
                 // Checked again at the last moment: the directory may have changed since the start.
                 let contents = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
-                guard contents.isEmpty || contents.contains(Self.markerName) else {
+                guard contents.isEmpty || Self.holdsMarker(target) else {
                     try? fm.removeItem(at: staging)
                     throw CleanFailure(description: "\(target.path) gained files that cellaudit did not write while it ran; nothing was replaced")
                 }

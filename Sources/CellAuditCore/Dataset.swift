@@ -22,7 +22,12 @@ public struct Dataset: Sendable {
     public static func load(_ path: String, requireAnswers: Bool = true) throws -> Dataset {
         let source = try ArraySource(path)
         let name = source.name
-        guard let shape = source.shape("inputs") else { throw FormatError(file: name, "missing tensor 'inputs'") }
+        guard let shape = source.shape("inputs") else {
+            if source.looksLikeModel {
+                throw FormatError(file: name, "holds a model's weights, not a dataset: a dataset is a .safetensors or .npz file with 'inputs' and 'labels' or 'targets'")
+            }
+            throw FormatError(file: name, "missing tensor 'inputs'")
+        }
         guard shape.count == 3 else {
             throw FormatError(file: name, "'inputs' has shape \(shape), expected [N, T, I]")
         }
@@ -67,6 +72,8 @@ private struct ArraySource {
     let shape: (String) -> [Int]?
     let floats: (String) throws -> [Float]
     let integers: (String) throws -> [Int]
+    /// A safetensors file of weights (a CellAudit model file or a state dict), not a dataset.
+    var looksLikeModel = false
 
     init(_ path: String) throws {
         let name = (path as NSString).lastPathComponent
@@ -92,6 +99,7 @@ private struct ArraySource {
             }
         } else {
             let file = try SafeTensorsFile(path: path)
+            looksLikeModel = file.metadata["cell"] != nil || file.tensors.keys.contains { $0.contains("weight_ih") || $0.contains("weight_hh") || $0.hasSuffix("kernel") }
             shape = { file.tensors[$0]?.shape }
             floats = { try file.floats($0) }
             integers = { try file.integers($0) }

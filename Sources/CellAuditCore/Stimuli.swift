@@ -224,8 +224,15 @@ public struct StimulusBank: Sendable, Equatable {
                 listed.append(.sine(amplitude, frequency: frequency))
             }
         }
-        return try StimulusBank(stimuli: listed, preSteps: try file.integer("pre_steps") ?? preSteps,
-                                onsetDelay: try file.integer("onset") ?? onsetDelay, window: try file.integer("window") ?? window)
+        guard !listed.isEmpty else {
+            throw fail("\(file.context) lists no stimulus: give step_amplitudes, frequencies with sine_amplitudes, or a stimuli list")
+        }
+        do {
+            return try StimulusBank(stimuli: listed, preSteps: try file.integer("pre_steps") ?? preSteps,
+                                    onsetDelay: try file.integer("onset") ?? onsetDelay, window: try file.integer("window") ?? window)
+        } catch StimulusError.invalid(let problem) {
+            throw fail("\(file.context): \(problem)")
+        }
     }
 
     public static func describe(_ error: Error) -> String {

@@ -267,3 +267,34 @@ import TestSupport
         #expect(bad.exitCode == 2 && bad.stderr.contains("--per-step"))
     }
 }
+
+/// Found by trying the work as a new user (2026-12-07).
+@Suite struct NewUserTrialTests {
+    @Test func aForgedMarkerDoesNotLetForceDeleteAFolder() throws {
+        let dir = try Fixtures.scratch("forged")
+        let out = dir.appendingPathComponent("mine")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: out.appendingPathComponent("p.txt"))
+        try Data("x".utf8).write(to: dir.appendingPathComponent("elsewhere"))
+        try FileManager.default.createSymbolicLink(atPath: out.appendingPathComponent(".cellaudit-output").path,
+                                                   withDestinationPath: dir.appendingPathComponent("elsewhere").path)
+        let r = try CLI.run(["characterize", Fixtures.path("digits_lstm8.safetensors"), "--out", out.path, "--force", "--backend", "cpu",
+                             "--step-amplitudes", "1", "--frequencies", "none", "--quiet"])
+        #expect(r.exitCode == 1 && r.stderr.contains("did not write"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("p.txt").path))
+    }
+
+    @Test func messagesNameTheFileAndTheFix() throws {
+        let dir = try Fixtures.scratch("newuser")
+        let model = Fixtures.path("digits_lstm8.safetensors")
+        let empty = dir.appendingPathComponent("empty.json"), badWindow = dir.appendingPathComponent("window.json")
+        try Data("{}".utf8).write(to: empty)
+        try Data(#"{"window": -3, "step_amplitudes": [1]}"#.utf8).write(to: badWindow)
+        try BadInputKindsTests.expectRefusal(["characterize", model, "--stimuli", empty.path, "--out", dir.appendingPathComponent("o").path],
+                                             naming: ["empty.json", "lists no stimulus"])
+        try BadInputKindsTests.expectRefusal(["characterize", model, "--stimuli", badWindow.path, "--out", dir.appendingPathComponent("o").path],
+                                             naming: ["window.json", "window"])
+        try BadInputKindsTests.expectRefusal(["characterize", model, "--out", model + "/x"], naming: ["digits_lstm8.safetensors is a file"])
+        try BadInputKindsTests.expectRefusal(["eval", model, "--data", model, "--backend", "cpu"], naming: ["digits_lstm8.safetensors", "not a dataset"])
+    }
+}

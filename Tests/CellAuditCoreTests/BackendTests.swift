@@ -276,7 +276,7 @@ struct CrossBackendTests {
                               (#"{"windw": 100, "step_amplitudes": [1]}"#, "bad.json: unknown key 'windw'"),
                               (#"{"window": "long", "step_amplitudes": [1]}"#, "'window' must be a number, got a string"),
                               (#"{"step_amplitudes": [1, 1e39]}"#, "'step_amplitudes[1]' = 1e+39 does not fit a 32-bit float"),
-                              (#"{"stimuli": []}"#, "empty"), ("{", "bad.json is not valid JSON"), (#"{"window": -5, "step_amplitudes": [1]}"#, "window")] {
+                              (#"{"stimuli": []}"#, "bad.json lists no stimulus"), ("{", "bad.json is not valid JSON"), (#"{"window": -5, "step_amplitudes": [1]}"#, "window")] {
             let bad = dir.appendingPathComponent("bad.json")
             try Data(text.utf8).write(to: bad)
             let error = try #require(throws: StimulusError.self) { try StimulusBank.load(json: bad.path) }

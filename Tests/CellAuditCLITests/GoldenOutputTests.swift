@@ -28,8 +28,11 @@ import TestSupport
     static let manifestPath = Fixtures.path("golden/\(arithmetic).json")
     static var recording: Bool { ProcessInfo.processInfo.environment["CELLAUDIT_GOLDEN_RECORD"] == "1" }
 
-    /// The environment every golden run gets: one OpenBLAS kernel and two worker threads.
-    static let environment = ["OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1", "CELLAUDIT_THREADS": "2"]
+    /// The environment every golden run gets: one OpenBLAS kernel, two worker threads, and the
+    /// OpenCL kernels' variants fixed (vector width, chains, work-group, forward tile), which
+    /// otherwise follow the device (a CPU with AVX-512 gets 16 lanes, one with AVX2 8).
+    static let environment = ["OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1", "CELLAUDIT_THREADS": "2",
+                              "CELLAUDIT_VW": "4", "CELLAUDIT_CHAINS": "1", "CELLAUDIT_WG": "64", "CELLAUDIT_FORWARD_TILE": "4"]
 
     /// One run: its name and its arguments, `OUT` standing for a fresh output path.
     struct Case: CustomStringConvertible, Sendable {

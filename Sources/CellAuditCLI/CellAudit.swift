@@ -123,7 +123,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts: the readout nn.Linear's tensor prefix (e.g. 'head.') when several read the last layer.")
     var readoutPrefix: String?
 
-    @Option(help: "State dicts and ONNX graphs: classification or regression (default: what the dataset holds, else classification).")
+    @Option(help: "State dicts and ONNX graphs: classification, binary (one logit, sigmoid; what a one-output classifier always is) or regression (default: what the dataset holds, else classification).")
     var task: String?
 
     @Option(help: "State dicts: last or sequence, where the readout is applied (default: what the dataset holds, else last).")
@@ -133,7 +133,9 @@ struct ModelOptions: ParsableArguments {
     var nonlinearity: String?
 
     func validate() throws {
-        if let task, ModelTask(rawValue: task) == nil { throw ValidationError("--task must be classification or regression, got '\(task)'") }
+        if let task, ModelTask(rawValue: task) == nil && task != "binary" {
+            throw ValidationError("--task must be classification, binary or regression, got '\(task)'")
+        }
         if let output, OutputMode(rawValue: output) == nil { throw ValidationError("--output must be last or sequence, got '\(output)'") }
         if let nonlinearity, !["tanh", "relu"].contains(nonlinearity) {
             throw ValidationError("--nonlinearity must be tanh or relu, got '\(nonlinearity)'")
@@ -142,10 +144,16 @@ struct ModelOptions: ParsableArguments {
 
     /// The model at `path`; a state dict's task and output mode follow `data` unless given.
     func load(_ path: String, data: Dataset? = nil) throws -> LoadedModel {
-        var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix, task: task.flatMap(ModelTask.init(rawValue:)),
+        // binary: a classification read from one logit (Score.isBinary), checked below.
+        var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix,
+                               task: task == "binary" ? .classification : task.flatMap(ModelTask.init(rawValue:)),
                                output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
         if let data { hints.follow(data) }
-        return try readModel(path, hints: hints)
+        let loaded = try readModel(path, hints: hints)
+        if task == "binary", let k = loaded.network.readout?.outputs, !Score.isBinary(outputs: k) {
+            throw CleanFailure(description: "\((path as NSString).lastPathComponent): --task binary reads one logit, but the readout has \(k) outputs (a softmax classifier: --task classification)")
+        }
+        return loaded
     }
 }
 

@@ -131,7 +131,9 @@ struct Eval: ParsableCommand {
                                "sequence_steps_per_second": sequenceSteps / max(seconds, 1e-12)])
                 return
             }
-            print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)")
+            let binary = loaded.task == .classification && Score.isBinary(outputs: loaded.network.readout?.outputs ?? 0)
+            print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)"
+                  + (binary ? " (a single-logit binary classifier: class 1 where the logit is above 0)" : ""))
             print("backend: \(backend.identity)")
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
         }

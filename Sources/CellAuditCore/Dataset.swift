@@ -129,7 +129,11 @@ extension Dataset {
             guard model.output == .last else {
                 throw ModelError.shape("\(model.fileName) reads its output at every step, and \(fileName) holds one label per sequence: a classification score needs output mode 'last' (give per-step 'targets' for a regression, or a model read at the last step)")
             }
-            if let bad = labels.first(where: { $0 < 0 || $0 >= k }) { throw fail("label \(bad) is outside the model's \(k) classes") }
+            // One output: a single-logit binary classifier (sigmoid), whose labels are 0 and 1.
+            let classes = Score.isBinary(outputs: k) ? 2 : k
+            if let bad = labels.first(where: { $0 < 0 || $0 >= classes }) {
+                throw fail(classes == 2 && k == 1 ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are" : "label \(bad) is outside the model's \(k) classes")
+            }
         case .regression:
             guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }
             let expected = model.output == .last ? [inputs.count, k] : [inputs.count, inputs.steps, k]
@@ -152,6 +156,12 @@ public struct Score: Sendable, Equatable {
     public var value: Double
     public var name: String { task == .classification ? "accuracy" : "mse" }
 
+    /// A classifier with one output is a single-logit binary classifier (trained with a sigmoid
+    /// and binary cross-entropy, as `nn.BCEWithLogitsLoss`): it predicts class 1 where its logit
+    /// is above 0, and its labels are 0 and 1. (A softmax over one output would always predict
+    /// class 0, so no other reading of one output exists.)
+    public static func isBinary(outputs: Int) -> Bool { outputs == 1 }
+
     /// Scores configuration `config` of a forward result.
     public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Score {
         let n = dataset.inputs.count
@@ -162,13 +172,15 @@ public struct Score: Sendable, Equatable {
         case .classification:
             guard let labels = dataset.labels else { throw DataError.mismatch("a classification model needs 'labels' in the dataset") }
             guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
-            if let bad = labels.first(where: { $0 < 0 || $0 >= k }) {
-                throw DataError.mismatch("label \(bad) is outside the model's \(k) classes")
+            let binary = isBinary(outputs: k)
+            if let bad = labels.first(where: { $0 < 0 || $0 >= (binary ? 2 : k) }) {
+                throw DataError.mismatch(binary ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are"
+                                                : "label \(bad) is outside the model's \(k) classes")
             }
             var correct = 0
             for i in 0..<n {
                 let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)]
-                let predicted = row.indices.max { row[$0] < row[$1] }! - row.startIndex
+                let predicted = binary ? (row[row.startIndex] > 0 ? 1 : 0) : row.indices.max { row[$0] < row[$1] }! - row.startIndex
                 if predicted == labels[i] { correct += 1 }
             }
             return Score(task: task, value: Double(correct) / Double(n))
@@ -193,6 +205,14 @@ public struct Score: Sendable, Equatable {
         let per = result.outputs.count / result.shape[0]
         let outs = result.outputs[(config * per)..<((config + 1) * per)]
         var total = 0.0
+        if isBinary(outputs: k) {
+            // Binary cross-entropy with logits, stably: max(y, 0) − y·label + log(1 + e^−|y|).
+            for i in 0..<n {
+                let y = Double(outs[outs.startIndex + i]), label = Double(dataset.labels![i])
+                total += max(y, 0) - y * label + log1p(exp(-abs(y)))
+            }
+            return total / Double(n)
+        }
         for i in 0..<n {
             let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)].map(Double.init)
             let top = row.max()!

@@ -298,3 +298,28 @@ import TestSupport
         try BadInputKindsTests.expectRefusal(["eval", model, "--data", model, "--backend", "cpu"], naming: ["digits_lstm8.safetensors", "not a dataset"])
     }
 }
+
+/// A classifier with one output is a single-logit binary classifier: scored as such (class 1
+/// where the logit is above 0, labels 0 and 1, binary cross-entropy as the ablation's loss), and
+/// the output says so.
+@Suite struct BinaryClassifierTests {
+    @Test func aSingleLogitClassifierIsScoredAsBinary() throws {
+        let model = Fixtures.path("cases/2026-12-07/binary_logit.safetensors"), data = Fixtures.path("cases/2026-12-07/binary_data.npz")
+        let dir = try Fixtures.scratch("binary")
+        let outputs = dir.appendingPathComponent("outputs.safetensors").path
+        let r = try CLI.run(["eval", model, "--data", data, "--backend", "cpu", "--out", outputs])
+        #expect(r.exitCode == 0 && r.stdout.contains("single-logit binary classifier"), "\(r.stdout) \(r.stderr)")
+        // The accuracy printed is the share of logits on the side of 0 their label says.
+        let logits = try SafeTensorsFile(path: outputs).floats("outputs")
+        let labels = try NumPyArchive.load(data)["labels"]!.values.map { Int($0) }
+        let expected = Double(zip(logits, labels).filter { ($0.0 > 0 ? 1 : 0) == $0.1 }.count) / Double(labels.count)
+        let printed = try #require(r.stdout.firstMatch(of: /accuracy: ([0-9.]+)/).map { Double($0.1)! })
+        #expect(abs(printed - expected) < 1e-4 && expected > 0.9, "\(printed) vs \(expected)")
+        let ablate = try CLI.run(["ablate", model, "--data", data, "--backend", "cpu", "--step-amplitudes", "1", "--frequencies", "none",
+                                  "--window", "40", "--out", dir.appendingPathComponent("a").path, "--quiet", "--json"])
+        #expect(ablate.exitCode == 0, "\(ablate.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(ablate.stdout.utf8)) as? [String: Any])
+        #expect(abs((summary["baseline"] as? Double ?? -1) - expected) < 1e-9)
+        #expect((summary["baseline_loss"] as? Double ?? -1) > 0)
+    }
+}

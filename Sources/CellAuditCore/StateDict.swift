@@ -43,6 +43,18 @@ public struct ModelHints: Sendable, Equatable {
 /// `nn.Linear` whose input width is the last hidden size, and every tensor in the file must be
 /// one of those: a tensor the model would not use is refused by name, never dropped.
 enum StateDict {
+    /// What the tensors left over most likely are, for the refusal: a second linear map reading
+    /// the last layer (--readout-prefix chooses), or a token embedding before the stack.
+    static func unusedHint(_ unused: [String], file: SafeTensorsFile, width: Int) -> String {
+        if unused.contains(where: { $0.hasSuffix("weight") && (try? file.info($0).shape).map { $0.count == 2 && $0[1] == width } == true }) {
+            return " (a second readout of the last layer's \(width) cells: --readout-prefix chooses one)"
+        }
+        if unused.contains(where: { $0.lowercased().contains("emb") }) {
+            return " (a token embedding before the recurrent stack? CellAudit reads float inputs at the first recurrent layer)"
+        }
+        return ""
+    }
+
     static func load(_ file: SafeTensorsFile, path: String, hints: ModelHints) throws -> LoadedModel {
         let name = file.fileName
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
@@ -155,10 +167,21 @@ enum StateDict {
         }
         // Every tensor accounted for.
         let unused = keys.subtracting(used).sorted()
+        // A 2-D weight left over that reads some other width: say what it reads, and what that
+        // likely is (a Linear reading 2·H: a bidirectional readout; one before the stack: a front
+        // end), instead of suggesting a second readout.
+        if readout == nil, let odd = unused.first(where: { $0.hasSuffix("weight") && ((try? file.info($0).shape.count) ?? 0) == 2 }),
+           let shape = try? file.info(odd).shape {
+            let reads = shape[1]
+            let guess = reads == 2 * width ? " (2 × \(width): a readout of a bidirectional stack's concatenated directions?)"
+                : odd.lowercased().contains("emb") ? " (a token embedding before the stack?)" : ""
+            throw fail("'\(odd)' has shape \(shape): a linear map reading \(reads) values, but the last layer has \(width) cells, so no readout reads it\(guess); "
+                       + "CellAudit will not audit a model with parts left out")
+        }
         if !unused.isEmpty {
             throw fail("\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
                        + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
-                       + "it will not audit a model with parts left out (a second readout needs --readout-prefix)")
+                       + "it will not audit a model with parts left out" + Self.unusedHint(unused, file: file, width: width))
         }
         let task = hints.task ?? hints.fromData?.task ?? .classification
         let output = hints.output ?? hints.fromData?.output ?? .last

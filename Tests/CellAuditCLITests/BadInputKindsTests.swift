@@ -148,6 +148,16 @@ import TestSupport
         try BadInputKindsTests.expectRefusal(["inspect", Self.path("ca_extra_tensor.safetensors")], naming: ["ca_extra_tensor.safetensors", "'extra.weight'"])
     }
 
+    /// Tensors a state dict leaves over are named for what they most likely are, not answered
+    /// with an irrelevant --readout-prefix hint.
+    @Test(arguments: [("wrongfc.safetensors", "reading 15 values, but the last layer has 16 cells"),
+                      ("readout2h.safetensors", "bidirectional"), ("embedding.safetensors", "token embedding")])
+    func leftoverTensorsAreNamedForWhatTheyAre(file: String, words: String) throws {
+        try BadInputKindsTests.expectRefusal(["eval", Self.path(file), "--data", Self.path("data.npz"), "--backend", "cpu"], naming: [file, words])
+        let r = try CLI.run(["eval", Self.path(file), "--data", Self.path("data.npz"), "--backend", "cpu"])
+        #expect(!r.stderr.contains("--readout-prefix"), "\(r.stderr)")
+    }
+
     /// ε = 0 on zero input and zero bias is 0/0, not an overflow: the message says to raise ε.
     @Test func zeroEpsilonOnZeroInputSaysSo() throws {
         let out = try Fixtures.scratch("eps0").appendingPathComponent("o").path

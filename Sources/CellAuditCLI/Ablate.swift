@@ -50,7 +50,7 @@ struct Ablate: ParsableCommand {
                                                     ablation: ({ range in
                     try AblationStudy.singleAblations(network: network, dataset: subject.dataset, task: subject.loaded.task,
                                                       output: subject.loaded.output, clamp: subject.clamp, configurations: range, on: backend,
-                                                      progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate").callback)
+                                                      progress: outputOptions.phaseProgress("ablate"))
                 }, AblationStudy.singleConfigurationCount(cells: network.cellCount)))
                 try ShardSummary(manifest, path: path).print(json: outputOptions.json)
                 return
@@ -127,7 +127,7 @@ struct Ablate: ParsableCommand {
         let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
                                           rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
                                           clamp: subject.clamp, single: single, on: backend,
-                                          progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate").callback)
+                                          progress: outputOptions.phaseProgress("ablate"))
         try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
         // Which ranking to trust: the same figure as the audit report's.
         try AuditReport.rankerComparison(study).render()

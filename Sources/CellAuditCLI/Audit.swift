@@ -60,7 +60,7 @@ struct Audit: ParsableCommand {
                     skipAblation ? nil : ({ range in
                         try AblationStudy.singleAblations(network: subject.loaded.network, dataset: dataset, task: subject.loaded.task,
                                                           output: subject.loaded.output, configurations: range, on: backend,
-                                                          progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit").callback)
+                                                          progress: outputOptions.phaseProgress("audit"))
                     }, AblationStudy.singleConfigurationCount(cells: subject.loaded.network.cellCount))
                 }
                 let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
@@ -193,7 +193,7 @@ struct Audit: ParsableCommand {
                 let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
                                               output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
                                               single: single, on: backend,
-                                              progress: PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "audit").callback)
+                                              progress: outputOptions.phaseProgress("audit"))
                 try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
                 if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
                 summary.ablation = AblationSummary(s)

@@ -42,9 +42,10 @@ struct BackendOptions: ParsableArguments {
     /// The backend the options ask for, wrapped to record where each part of the run ran.
     func makeBackend() throws -> any ComputeBackend {
         try installFaultsFromEnvironment()
-        return PlacementRecorder(try BackendSelection.make(try BackendChoice.resolve(flag: backend, environment: ProcessInfo.processInfo.environment), deviceIndex: device,
-                                         settings: try KernelSettings.fromEnvironment(ProcessInfo.processInfo.environment), threads: try hostThreads(),
-                                         poclCacheDirectory: ProcessInfo.processInfo.environment["POCL_CACHE_DIR"]) {
+        let environment = ProcessInfo.processInfo.environment
+        return PlacementRecorder(try BackendSelection.make(try BackendChoice.resolve(flag: backend, environment: environment), deviceIndex: device,
+                                                           settings: try KernelSettings.fromEnvironment(environment), threads: try hostThreads(environment),
+                                                           poclCacheDirectory: environment["POCL_CACHE_DIR"]) {
             Terminal.warn($0)
         })
     }

@@ -87,8 +87,8 @@ struct Explain: ParsableCommand {
                                                      dataset: dataset, step: step, on: backend)
             var job = try RelevanceJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output, targets: targets,
                                        step: step, rule: .lrp(epsilon: epsilon, biasFactor: biasFactor))
-            let reporter = PhaseReporter(quiet: outputOptions.quiet || outputOptions.json, label: "explain")
-            job.progress = { done, total in reporter.report("relevance of sequences", done: done, total: total) }
+            let progress = outputOptions.phaseProgress("explain")
+            job.progress = { done, total in progress("relevance of sequences", done, total) }
             let summary = try output.build { dir -> ExplainSummary in
                 let start = DispatchTime.now().uptimeNanoseconds
                 let result = try backend.relevance(job)
@@ -96,7 +96,9 @@ struct Explain: ParsableCommand {
                 let rows = loaded.network.layers.enumerated().flatMap { l, layer in (0..<layer.hiddenSize).map { (layer: l, cell: $0) } }
                 let meanAbsolute = result.meanAbsoluteCellRelevance()
                 let ranks = rankPositions(meanAbsolute, rows: rows)
-                try writeRelevance(result, rows: rows, targets: targets, backend: backend, to: dir.appendingPathComponent("relevance.safetensors"))
+                let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
+                try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten,
+                                   to: dir.appendingPathComponent("relevance.safetensors"))
                 var csv = ["layer,cell,mean_abs_relevance,rank"]
                 for (j, row) in rows.enumerated() { csv.append("\(row.layer),\(row.cell),\(String(format: "%.6g", meanAbsolute[j])),\(ranks[j])") }
                 try (csv.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
@@ -112,7 +114,6 @@ struct Explain: ParsableCommand {
                 s.biasFactor = Double("\(biasFactor)") ?? Double(biasFactor)
                 s.explainedStep = step
                 s.seconds = seconds
-                let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
                 s.perStep = perStepWritten ? "all" : "none"
                 s.perStepReason = why
                 s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
@@ -168,7 +169,8 @@ struct Explain: ParsableCommand {
             .write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
     }
 
-    private func writeRelevance(_ r: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int], backend: any ComputeBackend,
+    /// - Parameter perStep: write `cells` [N, T, C] (else `cells_total` [N, C]), as `writesPerStep` decided.
+    private func writeRelevance(_ r: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int], backend: any ComputeBackend, perStep: Bool,
                                 to url: URL) throws {
         var writer = SafeTensorsWriter(metadata: [
             "model": (model as NSString).lastPathComponent, "data": (data as NSString).lastPathComponent,
@@ -176,7 +178,7 @@ struct Explain: ParsableCommand {
             "step": step.map(String.init) ?? "all", "backend": "\(backend.identity)", "cellaudit_version": CellAudit.version,
         ])
         try writer.add("input", floats: r.input, shape: [r.count, r.steps, r.width])
-        if writesPerStep(sequences: r.count, steps: r.steps, cells: r.cells).0 {
+        if perStep {
             try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
         } else {
             var totals = [Float](repeating: 0, count: r.count * r.cells)

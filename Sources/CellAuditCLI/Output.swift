@@ -17,6 +17,9 @@ struct OutputOptions: ParsableArguments {
 
     @Flag(help: "Print JSON on stdout instead of text.")
     var json = false
+
+    /// The library's progress callback for `label`'s long phases: silent under --quiet or --json.
+    func phaseProgress(_ label: String) -> WorkProgress { PhaseReporter(quiet: quiet || json, label: label).callback }
 }
 
 /// An output directory that appears whole or not at all: everything is written into a staging

@@ -129,11 +129,7 @@ extension Dataset {
             guard model.output == .last else {
                 throw ModelError.shape("\(model.fileName) reads its output at every step, and \(fileName) holds one label per sequence: a classification score needs output mode 'last' (give per-step 'targets' for a regression, or a model read at the last step)")
             }
-            // One output: a single-logit binary classifier (sigmoid), whose labels are 0 and 1.
-            let classes = Score.isBinary(outputs: k) ? 2 : k
-            if let bad = labels.first(where: { $0 < 0 || $0 >= classes }) {
-                throw fail(classes == 2 && k == 1 ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are" : "label \(bad) is outside the model's \(k) classes")
-            }
+            if let problem = Score.labelProblem(labels, outputs: k) { throw fail(problem) }
         case .regression:
             guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }
             let expected = model.output == .last ? [inputs.count, k] : [inputs.count, inputs.steps, k]
@@ -162,6 +158,14 @@ public struct Score: Sendable, Equatable {
     /// class 0, so no other reading of one output exists.)
     public static func isBinary(outputs: Int) -> Bool { outputs == 1 }
 
+    /// The first label a classifier of `outputs` outputs cannot have (0…K−1, or 0 and 1 for a
+    /// single logit), as a message; nil when every label fits.
+    public static func labelProblem(_ labels: [Int], outputs k: Int) -> String? {
+        let binary = isBinary(outputs: k)
+        guard let bad = labels.first(where: { $0 < 0 || $0 >= (binary ? 2 : k) }) else { return nil }
+        return binary ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are" : "label \(bad) is outside the model's \(k) classes"
+    }
+
     /// Scores configuration `config` of a forward result.
     public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Score {
         let n = dataset.inputs.count
@@ -172,11 +176,8 @@ public struct Score: Sendable, Equatable {
         case .classification:
             guard let labels = dataset.labels else { throw DataError.mismatch("a classification model needs 'labels' in the dataset") }
             guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
+            if let problem = labelProblem(labels, outputs: k) { throw DataError.mismatch(problem) }
             let binary = isBinary(outputs: k)
-            if let bad = labels.first(where: { $0 < 0 || $0 >= (binary ? 2 : k) }) {
-                throw DataError.mismatch(binary ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are"
-                                                : "label \(bad) is outside the model's \(k) classes")
-            }
             var correct = 0
             for i in 0..<n {
                 let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)]

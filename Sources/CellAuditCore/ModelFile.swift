@@ -113,7 +113,8 @@ public enum ModelFile {
         // part of the network CellAudit would otherwise leave out silently.
         let read = Set((0..<layerCount).flatMap { tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: $0) })
         let prefix = meta["prefix"] ?? defaultPrefix(kind, convention)
-        let unread = file.tensors.keys.filter { $0.hasPrefix(prefix) && !read.contains($0) }.sorted()
+        let notRead = file.tensors.keys.filter { !read.contains($0) }
+        let unread = notRead.filter { $0.hasPrefix(prefix) }.sorted()
         if !unread.isEmpty {
             let reverse = unread.contains { $0.hasSuffix("_reverse") }
             throw fail("tensors \(unread.joined(separator: ", ")) are not part of a \(layerCount)-layer unidirectional \(kind.rawValue)"
@@ -139,8 +140,8 @@ public enum ModelFile {
         }
         // Every other tensor must be one the file's metadata names (or a golden value for
         // --verify): an unused tensor is refused here as a plain state dict refuses it.
-        let named = read.union([meta["readout_weight"], meta["readout_bias"]].compactMap { $0 })
-        let unused = file.tensors.keys.filter { !named.contains($0) && !$0.hasPrefix("golden.") }.sorted()
+        let readoutNames = Set([meta["readout_weight"], meta["readout_bias"]].compactMap { $0 })
+        let unused = notRead.filter { !readoutNames.contains($0) && !$0.hasPrefix("golden.") }.sorted()
         if !unused.isEmpty {
             throw fail("tensor\(unused.count == 1 ? "" : "s") \(unused.map { "'\($0)'" }.joined(separator: ", ")) \(unused.count == 1 ? "is" : "are") not part of the \(layerCount)-layer \(kind.rawValue) and readout its metadata describes; CellAudit refuses a file with parts it would leave out (a plain state dict is refused the same way)")
         }

@@ -1,5 +1,6 @@
-/// The largest networks CellAudit represents. Every size read from a file (a metadata entry, an
-/// ONNX attribute, a tensor dimension) is checked against these before any arithmetic, so that
+/// The largest networks CellAudit represents. Sizes a file states rather than shows (a CellAudit
+/// model file's metadata, an ONNX node's `hidden_size` and its W's input width) are checked
+/// against these before any arithmetic, so that
 /// products such as 4·H·(H + I) cannot overflow `Int` however hostile the file: a size of 2^62 is
 /// a one-line refusal, not a trap.
 public enum NetworkLimits {

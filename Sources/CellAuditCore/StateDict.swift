@@ -43,16 +43,29 @@ public struct ModelHints: Sendable, Equatable {
 /// `nn.Linear` whose input width is the last hidden size, and every tensor in the file must be
 /// one of those: a tensor the model would not use is refused by name, never dropped.
 enum StateDict {
-    /// What the tensors left over most likely are, for the refusal: a second linear map reading
-    /// the last layer (--readout-prefix chooses), or a token embedding before the stack.
-    static func unusedHint(_ unused: [String], file: SafeTensorsFile, width: Int) -> String {
-        if unused.contains(where: { $0.hasSuffix("weight") && (try? file.info($0).shape).map { $0.count == 2 && $0[1] == width } == true }) {
-            return " (a second readout of the last layer's \(width) cells: --readout-prefix chooses one)"
+    /// The refusal of tensors left over after the stack and its readout, named for what they
+    /// most likely are. With no readout found, a 2-D weight that reads another width than the
+    /// last layer's `width` cells is named with what it reads (2·width: a bidirectional readout);
+    /// otherwise the list of leftovers, with a hint: a second readout of the last layer
+    /// (--readout-prefix chooses), or a token embedding before the stack. Nil when none is left.
+    static func leftoverRefusal(_ unused: [String], file: SafeTensorsFile, width: Int, readoutFound: Bool,
+                                layers count: Int, kind: CellKind) -> String? {
+        guard !unused.isEmpty else { return nil }
+        let shapes = Dictionary(uniqueKeysWithValues: unused.map { ($0, (try? file.info($0).shape) ?? []) })
+        let isEmbedding = { (name: String) in name.lowercased().contains("emb") }
+        if !readoutFound, let odd = unused.first(where: { $0.hasSuffix("weight") && shapes[$0]!.count == 2 }) {
+            let shape = shapes[odd]!, reads = shape[1]
+            let guess = reads == 2 * width ? " (2 × \(width): a readout of a bidirectional stack's concatenated directions?)"
+                : isEmbedding(odd) ? " (a token embedding before the stack?)" : ""
+            return "'\(odd)' has shape \(shape): a linear map reading \(reads) values, but the last layer has \(width) cells, so no readout reads it\(guess); "
+                + "CellAudit will not audit a model with parts left out"
         }
-        if unused.contains(where: { $0.lowercased().contains("emb") }) {
-            return " (a token embedding before the recurrent stack? CellAudit reads float inputs at the first recurrent layer)"
-        }
-        return ""
+        let hint = unused.contains(where: { $0.hasSuffix("weight") && shapes[$0]!.count == 2 && shapes[$0]![1] == width })
+            ? " (a second readout of the last layer's \(width) cells: --readout-prefix chooses one)"
+            : unused.contains(where: isEmbedding) ? " (a token embedding before the recurrent stack? CellAudit reads float inputs at the first recurrent layer)" : ""
+        return "\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
+            + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
+            + "it will not audit a model with parts left out" + hint
     }
 
     static func load(_ file: SafeTensorsFile, path: String, hints: ModelHints) throws -> LoadedModel {
@@ -167,21 +180,8 @@ enum StateDict {
         }
         // Every tensor accounted for.
         let unused = keys.subtracting(used).sorted()
-        // A 2-D weight left over that reads some other width: say what it reads, and what that
-        // likely is (a Linear reading 2·H: a bidirectional readout; one before the stack: a front
-        // end), instead of suggesting a second readout.
-        if readout == nil, let odd = unused.first(where: { $0.hasSuffix("weight") && ((try? file.info($0).shape.count) ?? 0) == 2 }),
-           let shape = try? file.info(odd).shape {
-            let reads = shape[1]
-            let guess = reads == 2 * width ? " (2 × \(width): a readout of a bidirectional stack's concatenated directions?)"
-                : odd.lowercased().contains("emb") ? " (a token embedding before the stack?)" : ""
-            throw fail("'\(odd)' has shape \(shape): a linear map reading \(reads) values, but the last layer has \(width) cells, so no readout reads it\(guess); "
-                       + "CellAudit will not audit a model with parts left out")
-        }
-        if !unused.isEmpty {
-            throw fail("\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
-                       + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
-                       + "it will not audit a model with parts left out" + Self.unusedHint(unused, file: file, width: width))
+        if let refusal = leftoverRefusal(unused, file: file, width: width, readoutFound: readout != nil, layers: count, kind: kind) {
+            throw fail(refusal)
         }
         let task = hints.task ?? hints.fromData?.task ?? .classification
         let output = hints.output ?? hints.fromData?.output ?? .last

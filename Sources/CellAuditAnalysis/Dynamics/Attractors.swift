@@ -47,12 +47,17 @@ public struct AttractorAnalysis: Sendable {
     /// Jacobians and normal matrices are D × D doubles each, or 16 MB of Jacobians); D is the
     /// widest layer's state.
     public static func peakBytes(network: RecurrentNetwork, seeds: Int) -> Int {
-        let widest = network.layers.map { $0.kind.hasCellState ? 2 * $0.hiddenSize : $0.hiddenSize }.max() ?? 1
+        let widest = widestState(network)
         let square = MemoryBudget.product(widest, widest, 8)
         let chunk = MemoryBudget.product(max(16, (16 << 20) / max(1, square)), square, 3)
         let states = MemoryBudget.product(seeds, widest, 4 * 8)
         let (sum, overflow) = states.addingReportingOverflow(chunk)
         return overflow ? Int.max : sum
+    }
+
+    /// D of the widest layer: its state (h, or h and c for an LSTM), as `LayerMap.dimension`.
+    static func widestState(_ network: RecurrentNetwork) -> Int {
+        network.layers.map { $0.kind.hasCellState ? 2 * $0.hiddenSize : $0.hiddenSize }.max() ?? 1
     }
 
     /// Refuses a search that would not fit in memory, before any work (`MemoryBudget`).
@@ -72,7 +77,7 @@ public struct AttractorAnalysis: Sendable {
                            pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
         let options = try options.validated(), pulses = try pulses.validated()
-        let widest = network.layers.map { $0.kind.hasCellState ? 2 * $0.hiddenSize : $0.hiddenSize }.max()!
+        let widest = widestState(network)
         guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {
             throw DynamicsError.invalid("\(options.seeds) seeds of a \(widest)-dimensional state are more than CellAudit holds (at most 4,194,304 seeds and 2^30 values)")
         }

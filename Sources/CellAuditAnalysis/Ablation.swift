@@ -18,9 +18,10 @@ public struct AblationStudy: Sendable {
         var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
         for seq in 0..<inputs.count {
             var x = Array(inputs.values[(seq * inputs.steps * inputs.width)..<((seq + 1) * inputs.steps * inputs.width)])
-            var width = inputs.width, offset = 0
-            for layer in network.layers {
-                let H = layer.hiddenSize
+            var width = inputs.width
+            let layout = network.layout
+            for (l, layer) in network.layers.enumerated() {
+                let H = layer.hiddenSize, offset = layout.range(ofLayer: l).lowerBound
                 var h = [Float](repeating: 0, count: H), c = h
                 var y = [Float](repeating: 0, count: inputs.steps * H)
                 for t in 0..<inputs.steps {
@@ -30,7 +31,7 @@ public struct AblationStudy: Sendable {
                         sumH[offset + j] += Double(h[j]); sumC[offset + j] += Double(c[j])
                     }
                 }
-                x = y; width = H; offset += H
+                x = y; width = H
             }
         }
         let count = Double(inputs.count * inputs.steps)
@@ -226,19 +227,17 @@ extension AblationStudy {
 /// The ground-truth ranker: single-cell ablation damage (METHOD.md §6) as the score.
 public struct AblationRanker: CellRanker {
     public let name = "ablation"
-    /// Damage per (layer, cell).
-    public let damage: [Int: [Int: Double]]
+    /// Damage per cell.
+    public let damage: [CellID: Double]
 
-    public init(damage: [Double], rows: [(layer: Int, cell: Int)]) {
-        var d: [Int: [Int: Double]] = [:]
-        for (row, value) in zip(rows, damage) { d[row.layer, default: [:]][row.cell] = value }
-        self.damage = d
+    public init(damage: [Double], rows: [CellID]) {
+        self.damage = Dictionary(zip(rows, damage), uniquingKeysWith: { a, _ in a })
     }
 
     public func scores(_ context: RankingContext) throws -> [Double] {
         try context.rows.map { row in
-            guard let v = damage[row.layer]?[row.cell] else {
-                throw ModelError.shape("no ablation damage for layer \(row.layer) cell \(row.cell)")
+            guard let v = damage[row] else {
+                throw ModelError.shape("no ablation damage for cell \(row)")
             }
             return v
         }

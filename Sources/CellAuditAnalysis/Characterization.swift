@@ -15,7 +15,7 @@ public struct CharacterizationPlan: Sendable {
     public var chunkBytes: Int?
 
     /// One row per cell of the chosen layers, in layer order.
-    public let rows: [(layer: Int, cell: Int)]
+    public let rows: [CellID]
     /// One column per (direction, stimulus): direction-major, each direction a copy of the bank.
     public let directionLabels: [String]
     /// Largest change of a cell's unstimulated run for it to count as at rest (METHOD.md §4).
@@ -50,7 +50,7 @@ public struct CharacterizationPlan: Sendable {
         try Baseline.checkRestTolerance(restTolerance)
         self.probe = probe; self.bank = bank; self.settlingBand = settlingBand; self.chunkBytes = chunkBytes
         self.restTolerance = restTolerance
-        rows = layers.flatMap { l in (0..<network.layers[l].hiddenSize).map { (l, $0) } }
+        rows = network.layout.cells(ofLayers: layers)
         directionLabels = labels[0]
     }
 
@@ -286,7 +286,7 @@ extension Characterizer {
         let byDirection = Dictionary(grouping: columns.indices) { columns[$0] / bankCount }
         for (l, rowSlots) in byLayer {
             let layer = plan.network.layers[l]
-            let cells = rowSlots.map { plan.rows[rows[$0]].cell }
+            let cells = rowSlots.map { plan.rows[rows[$0]].index }
             let rest = plan.mode == .clamped ? layer.restState().h : nil
             let directions = plan.direction.directions(inputSize: layer.inputSize)
             for (d, columnSlots) in byDirection {

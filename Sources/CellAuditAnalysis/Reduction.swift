@@ -4,7 +4,8 @@ import Foundation
 /// What one cell did across the whole bank (METHOD.md §4, "per cell, across the bank"): its step
 /// metrics at a reference amplitude, how its gain moves with amplitude, and its frequency response.
 public struct CellSummary: Sendable, Equatable {
-    public var layer: Int, cell: Int
+    /// Which cell this is.
+    public var id: CellID
     /// Step metrics at the reference amplitude (NaN when the bank has no step).
     public var y0: Double, yFinal: Double, gain: Double, peakTime: Double, overshootPct: Double
     public var undershootPct: Double, riseTime: Double, settlingTime: Double, ringing: Double
@@ -115,7 +116,7 @@ public enum Reduction {
                     if v.isFinite { squares += v * v; count += 1 }
                 }
                 results.pointer[j] = CellSummary(
-                    layer: plan.rows[rowOffset + j].layer, cell: plan.rows[rowOffset + j].cell,
+                    id: plan.rows[rowOffset + j],
                     y0: value(.y0), yFinal: value(.yFinal), gain: value(.gain), peakTime: value(.peakTime),
                     overshootPct: value(.overshootPct), undershootPct: value(.undershootPct), riseTime: value(.riseTime),
                     settlingTime: value(.settlingTime), ringing: value(.ringing),

@@ -71,12 +71,12 @@ public struct RelevanceReport {
     public var facts: [(String, String)]
     public var result: RelevanceResult
     /// (layer, cell) of every column of `result.cellRelevance`.
-    public var rows: [(layer: Int, cell: Int)]
+    public var rows: [CellID]
     /// Sequences shown as heatmaps, and a caption for each (target, label, score).
     public var shown: [(index: Int, caption: String)]
     public var biasFactor: Float
 
-    public init(title: String, facts: [(String, String)], result: RelevanceResult, rows: [(layer: Int, cell: Int)],
+    public init(title: String, facts: [(String, String)], result: RelevanceResult, rows: [CellID],
                 shown: [(index: Int, caption: String)], biasFactor: Float) {
         self.title = title; self.facts = facts; self.result = result; self.rows = rows; self.shown = shown; self.biasFactor = biasFactor
     }
@@ -100,7 +100,7 @@ public struct RelevanceReport {
         let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(40)
         var bars = SVGPlot(title: "Cells by mean |relevance| over the data and steps", xLabel: "cell (layer:cell)", yLabel: "mean |R|")
         bars.width = max(420, Double(order.count) * 16 + 80)
-        bars.categories = order.map { "\(rows[$0].layer):\(rows[$0].cell)" }
+        bars.categories = order.map { rows[$0].compactLabel }
         bars.series = [.init(label: "", x: order.indices.map { Double($0 - order.startIndex) }, y: order.map { meanAbsolute[$0] },
                              mark: .bars, color: SVGPlot.palette[0])]
         if ranks.count > 40 { bars.note = "the 40 most relevant of \(ranks.count) cells" }
@@ -119,7 +119,7 @@ public struct RelevanceReport {
             let c = result.cells
             let values = top.map { j in (0..<t).map { step in Double(result.cellRelevance[(first.index * t + step) * c + j]) } }
             var map = SVGHeatmap(title: "Sequence \(first.index): relevance of the top cells' h", values: values,
-                                 rowLabels: top.map { "\(rows[$0].layer):\(rows[$0].cell)" }, columnLabels: (0..<t).map(String.init),
+                                 rowLabels: top.map { rows[$0].compactLabel }, columnLabels: (0..<t).map(String.init),
                                  xLabel: "step", yLabel: "cell (layer:cell)")
             map.cell = t > 60 ? 6 : 14
             out.append(("cells_over_time.svg", map.render()))
@@ -151,7 +151,7 @@ public struct RelevanceReport {
         h += "<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
         h += "<h2>All cells, by mean |relevance|</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>mean |R|</th></tr>\n"
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
-            h += "<tr><td>\(ranks[j])</td><td>\(rows[j].layer)</td><td>\(rows[j].cell)</td><td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"
+            h += "<tr><td>\(ranks[j])</td><td>\(rows[j].layer)</td><td>\(rows[j].index)</td><td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"
         }
         h += "</table>\n<p>Made by CellAudit (LRP after Arras et al. 2019). The figures are also saved as SVG files beside this page.</p>\n</body></html>\n"
         return h

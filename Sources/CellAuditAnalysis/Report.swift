@@ -112,7 +112,7 @@ public struct AuditReport {
             plot.width = layers.count > 1 ? 470 : 420
             plot.note = Self.histogramNote(name, summaries.map(value), bank: plan.bank)
             for (k, l) in layers.enumerated() {
-                let values = summaries.filter { $0.layer == l }.map(value)
+                let values = summaries.filter { $0.id.layer == l }.map(value)
                 let h = SVGPlot.histogram(values, bins: 16)
                 plot.series.append(.init(label: "layer \(l)", x: h.centers, y: h.counts, mark: layers.count > 1 ? .line : .bars,
                                          color: SVGPlot.palette[k % SVGPlot.palette.count]))
@@ -135,7 +135,7 @@ public struct AuditReport {
                                 yLabel: "phase (degrees)", xScale: .log)
             for (k, j) in rows.enumerated() {
                 let color = SVGPlot.palette[k % SVGPlot.palette.count]
-                let label = "#\(ranks[j]) L\(summaries[j].layer) c\(summaries[j].cell)"
+                let label = "#\(ranks[j]) \(summaries[j].id)"
                 if let y = stepTrajectories[j] {
                     let onset = plan.bank.onset
                     let end = min(y.count, onset + plan.bank.window)
@@ -170,7 +170,7 @@ public struct AuditReport {
             scatter.note = Self.histogramNote(name, summaries.map(value), bank: plan.bank)
             // One colour per layer, so the layers can be told apart.
             for (k, l) in layers.enumerated() {
-                let rows = summaries.indices.filter { summaries[$0].layer == l }
+                let rows = summaries.indices.filter { summaries[$0].id.layer == l }
                 scatter.series.append(.init(label: layers.count > 1 ? "layer \(l)" : "", x: rows.map { value(summaries[$0]) },
                                             y: rows.map { scores[$0] }, mark: .points, color: SVGPlot.palette[k % SVGPlot.palette.count]))
             }
@@ -228,7 +228,7 @@ public struct AuditReport {
         h += "</div>\n<h2>All cells, by rank</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>score</th><th class=\"l\">classes</th><th>gain</th><th>settling</th><th>rise</th><th>overshoot %</th><th>bandwidth</th><th>linearity</th><th>m<sub>j</sub></th></tr>\n"
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
             let s = summaries[j]
-            h += "<tr><td>\(ranks[j])</td><td>\(s.layer)</td><td>\(s.cell)</td><td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
+            h += "<tr><td>\(ranks[j])</td><td>\(s.id.layer)</td><td>\(s.id.index)</td><td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
             h += [fmt(s.gain), fmt(s.settlingTime), fmt(s.riseTime), percent(s.overshootPct), bandwidth(s.bandwidth), fmt(s.linearity),
                   fmt(s.responseMagnitude)].map { "<td>\($0)</td>" }.joined()
             h += "</tr>\n"

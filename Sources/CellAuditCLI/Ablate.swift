@@ -175,8 +175,8 @@ func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws 
         byCell["\(row[l]),\(row[c])"] = v
     }
     let scores = try context.rows.map { row -> Double in
-        guard let v = byCell["\(row.layer),\(row.cell)"] else {
-            throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.cell)")
+        guard let v = byCell["\(row.layer),\(row.index)"] else {
+            throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.index)")
         }
         return v
     }
@@ -190,7 +190,7 @@ func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
      ("response_magnitude", s.map(\.responseMagnitude))]
 }
 
-func writeAblation(_ study: AblationStudy, rows: [(layer: Int, cell: Int)], rankings: [(String, [Double])], to dir: URL) throws {
+func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(String, [Double])], to dir: URL) throws {
     let ablationRanks = rankPositions(study.damage, rows: rows)
     // damage: the continuous loss increase (METHOD.md §6); accuracy_drop beside it for classification.
     let drop = study.accuracyDrop
@@ -198,9 +198,10 @@ func writeAblation(_ study: AblationStudy, rows: [(layer: Int, cell: Int)], rank
                   + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
     let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
     for (j, row) in rows.enumerated() {
-        lines.append(([String(row.layer), String(row.cell), String(format: "%.6g", study.damage[j])]
-                      + (drop.map { [String(format: "%.6g", $0[j])] } ?? []) + [String(ablationRanks[j])]
-                      + rankColumns.map { String($0[j]) }).joined(separator: ","))
+        let identity = [String(row.layer), String(row.index)]
+        let values = [String(format: "%.6g", study.damage[j])] + (drop.map { [String(format: "%.6g", $0[j])] } ?? [])
+        let ranks = [String(ablationRanks[j])] + rankColumns.map { String($0[j]) }
+        lines.append((identity + values + ranks).joined(separator: ","))
     }
     try (lines.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("ablation.csv"), atomically: false, encoding: .utf8)
     var curves = ["ranking,order,k,\(study.task == .classification ? "accuracy" : "mse"),spread"]

@@ -302,7 +302,7 @@ func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[C
     var lines = [header.joined(separator: ",")]
     let f = csvNumber
     for (j, s) in summaries.enumerated() {
-        var row = [String(s.layer), String(s.cell), String(ranks[0][j]), f(scores[0][j]),
+        var row = [String(s.id.layer), String(s.id.index), String(ranks[0][j]), f(scores[0][j]),
                    classes[j].map(\.rawValue).joined(separator: " ")]
         row += [s.y0, s.yFinal, s.gain, s.peakTime, s.overshootPct, s.undershootPct, s.riseTime, s.settlingTime, s.ringing].map(f)
         row += [s.responded ? "1" : "0"]

@@ -93,14 +93,14 @@ struct Explain: ParsableCommand {
                 let start = DispatchTime.now().uptimeNanoseconds
                 let result = try backend.relevance(job)
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                let rows = loaded.network.layers.enumerated().flatMap { l, layer in (0..<layer.hiddenSize).map { (layer: l, cell: $0) } }
+                let rows = loaded.network.layout.all
                 let meanAbsolute = result.meanAbsoluteCellRelevance()
                 let ranks = rankPositions(meanAbsolute, rows: rows)
                 let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
                 try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten,
                                    to: dir.appendingPathComponent("relevance.safetensors"))
                 var csv = ["layer,cell,mean_abs_relevance,rank"]
-                for (j, row) in rows.enumerated() { csv.append("\(row.layer),\(row.cell),\(String(format: "%.6g", meanAbsolute[j])),\(ranks[j])") }
+                for (j, row) in rows.enumerated() { csv.append("\(row.layer),\(row.index),\(String(format: "%.6g", meanAbsolute[j])),\(ranks[j])") }
                 try (csv.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
 
                 var s = ExplainSummary()
@@ -125,7 +125,7 @@ struct Explain: ParsableCommand {
                 s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
                 s.inputShareOfScore = JSONNumber(median(result.inputShares()))
                 s.topCells = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(10).map {
-                    ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].cell, meanAbsRelevance: meanAbsolute[$0])
+                    ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].index, meanAbsRelevance: meanAbsolute[$0])
                 }
                 try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, meanAbsolute: meanAbsolute,
                                        ranks: ranks, to: dir)
@@ -145,7 +145,7 @@ struct Explain: ParsableCommand {
     }
 
     /// DIR/report.html and DIR/figures/*.svg.
-    private func writeExplainReport(_ s: ExplainSummary, result: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int],
+    private func writeExplainReport(_ s: ExplainSummary, result: RelevanceResult, rows: [CellID], targets: [Int],
                                     dataset: Dataset, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
         // The first sequences, as LRP_for_LSTM shows sentences one by one.
         let shown = (0..<min(samples, result.count)).map { i -> (index: Int, caption: String) in
@@ -170,7 +170,7 @@ struct Explain: ParsableCommand {
     }
 
     /// - Parameter perStep: write `cells` [N, T, C] (else `cells_total` [N, C]), as `writesPerStep` decided.
-    private func writeRelevance(_ r: RelevanceResult, rows: [(layer: Int, cell: Int)], targets: [Int], backend: any ComputeBackend, perStep: Bool,
+    private func writeRelevance(_ r: RelevanceResult, rows: [CellID], targets: [Int], backend: any ComputeBackend, perStep: Bool,
                                 to url: URL) throws {
         var writer = SafeTensorsWriter(metadata: [
             "model": (model as NSString).lastPathComponent, "data": (data as NSString).lastPathComponent,
@@ -195,7 +195,7 @@ struct Explain: ParsableCommand {
         try writer.add("rest", floats: r.rest, shape: [r.count])
         try writer.add("min_denominator", floats: r.minimumDenominator, shape: [r.count])
         try writer.add("layer", int32s: rows.map { Int32($0.layer) }, shape: [rows.count])
-        try writer.add("cell", int32s: rows.map { Int32($0.cell) }, shape: [rows.count])
+        try writer.add("cell", int32s: rows.map { Int32($0.index) }, shape: [rows.count])
         try writer.write(to: url.path)
     }
 }

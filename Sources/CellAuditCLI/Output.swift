@@ -482,6 +482,6 @@ func writeTrajectories(_ plan: CharacterizationPlan, selection: TrajectorySelect
     try writer.add("rows", int64s: selection.rows, shape: [selection.rows.count])
     try writer.add("columns", int64s: selection.columns, shape: [selection.columns.count])
     try writer.add("layer", int64s: selection.rows.map { plan.rows[$0].layer }, shape: [selection.rows.count])
-    try writer.add("cell", int64s: selection.rows.map { plan.rows[$0].cell }, shape: [selection.rows.count])
+    try writer.add("cell", int64s: selection.rows.map { plan.rows[$0].index }, shape: [selection.rows.count])
     try writer.write(to: url.path)
 }

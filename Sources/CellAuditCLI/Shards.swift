@@ -228,7 +228,7 @@ func runShard(_ shard: ShardAssignment, context: ShardContext, plan: Characteriz
         let (seconds, responded) = try streamResponses(plan, on: backend, pairs: pairs, to: writer, columns: columns,
                                                        firstPair: pairs.lowerBound, progress: progress)
         try spanRows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
-        try spanRows.map { Int32($0.cell) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
+        try spanRows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
         try atRest[rowSpan].map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
         try writer.finish()
         let csv = dir.appendingPathComponent("stimuli.csv")

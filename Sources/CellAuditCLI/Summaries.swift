@@ -137,7 +137,7 @@ struct AuditSummary: Codable {
         for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
         let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
         topCells = order.prefix(10).map { j in
-            TopCell(layer: summaries[j].layer, cell: summaries[j].cell, rank: ranks[j], score: scores[j],
+            TopCell(layer: summaries[j].id.layer, cell: summaries[j].id.index, rank: ranks[j], score: scores[j],
                     classes: classes[j].map(\.rawValue), gain: JSONNumber(summaries[j].gain),
                     settlingTime: JSONNumber(summaries[j].settlingTime), bandwidth: JSONNumber(summaries[j].bandwidth))
         }

@@ -127,11 +127,11 @@ extension RecurrentNetwork {
     /// Returns it with the last layer's kept cells, or nil when some layer keeps no cell.
     public func keeping(_ keep: [Float]) -> (network: RecurrentNetwork, lastKept: [Int])? {
         precondition(keep.count == cellCount)
-        let offsets = cellOffsets
+        let layout = layout
         var layersOut: [RecurrentLayer] = []
         var inputs = Array(0..<inputSize)
         for (l, layer) in layers.enumerated() {
-            let kept = (0..<layer.hiddenSize).filter { keep[offsets[l] + $0] == 1 }
+            let kept = layout.cells(ofLayer: l).filter { keep[layout.offset(of: $0)] == 1 }.map(\.index)
             guard !kept.isEmpty else { return nil }
             let hs = layer.hiddenSize, m = kept.count, gates = kind.gateCount, width = layer.inputSize
             var W = [Float](), R = [Float](), b = [Float]()
@@ -208,12 +208,12 @@ extension CPUBackend {
                 for r in 0..<n { for t in 0..<steps { (out + (t * n + r) * width0).update(from: x.baseAddress! + (r * steps + t) * width0, count: width0) } }
             }
         }
-        let offsets = net.cellOffsets
+        let layout = net.layout
         for start in stride(from: 0, to: configs, by: slice) {
             let masks = Array(job.masks[start..<min(configs, start + slice)])
             var y: [Float] = []
             for (l, layer) in net.layers.enumerated() {
-                let cells = offsets[l]..<offsets[l + 1]
+                let cells = layout.range(ofLayer: l)
                 let keep = masks.flatMap { $0.keep[cells] }
                 let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
                 // Layers below the last keep their h time-major, as the next layer's projection wants it.
@@ -258,7 +258,7 @@ extension CPUBackend {
         var hidden = [Float](repeating: 0, count: job.keepsHidden ? job.masks.count * perConfigHidden : 0)
         // Configurations side by side, one thread each: a configuration's rows are too few to
         // split every step's product and gates between threads without waiting on each other.
-        let lastLayer = net.cellOffsets[net.layers.count - 1]..<net.cellCount
+        let lastLayer = net.layout.range(ofLayer: net.layers.count - 1)
         /// Configuration c's job: its compact network (built by the thread that runs it), or the
         /// masked pass of the whole network when a layer below the last keeps no cell; nil when
         /// every cell of the last layer is at 0 (the outputs are then the readout's bias, h is 0).

@@ -172,11 +172,8 @@ public struct RecurrentNetwork: Sendable, Equatable {
 
     public var kind: CellKind { layers[0].kind }
     public var inputSize: Int { layers[0].inputSize }
-    public var cellCount: Int { layers.reduce(0) { $0 + $1.hiddenSize } }
+    public var cellCount: Int { layout.count }
 
-    /// Where each layer's cells start in the flat cell order (layer after layer), and the total:
-    /// [0, H₀, H₀ + H₁, …, cellCount].
-    public var cellOffsets: [Int] { layers.reduce(into: [0]) { $0.append($0.last! + $1.hiddenSize) } }
 
     /// A seeded random network, for demos, tests and benchmarks.
     public static func random(kind: CellKind = .lstm, seed: UInt64, inputSize: Int, hiddenSizes: [Int], outputs: Int = 0,

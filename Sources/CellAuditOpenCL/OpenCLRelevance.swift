@@ -67,7 +67,7 @@ extension OpenCLBackend {
         let cellsTotal = net.cellCount
         let cells = try context.buffer(Float.self, count: n * steps * cellsTotal + canaryPadding)
         try poison(cells, count: n * steps * cellsTotal)
-        let offsets = net.cellOffsets
+        let layout = net.layout
         var rest = [Float](repeating: 0, count: n), minimum = readoutMinimum
         for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
             let layer = net.layers[l], tape = tapes[l], inputs = layer.inputSize
@@ -77,7 +77,7 @@ extension OpenCLBackend {
             let h = layer.hiddenSize
             try backward.setArguments(l == 0 ? x0 : tapes[l - 1].h, tape.W, tape.R, tape.b, tape.bhn, tape.pre, tape.aux, tape.c,
                                       tape.h, injected, toInput, cells, restOut, minOut,
-                                      Int32(steps), Int32(inputs), Int32(h), Int32(cellsTotal), Int32(offsets[l]),
+                                      Int32(steps), Int32(inputs), Int32(h), Int32(cellsTotal), Int32(layout.range(ofLayer: l).lowerBound),
                                       epsilon, biasFactor,
                                       LocalMemory<Float>(count: h), LocalMemory<Float>(count: h), LocalMemory<Float>(count: group))
             kernelTime += try queue.launch(backward, global: [group, n], local: [group, 1]).durationSeconds()

@@ -121,7 +121,7 @@ import TestSupport
         #expect(random.spread.allSatisfy { $0 >= 0 } && random.spread.contains { $0 > 0 })
         #expect(study.rankers.count == 1 && study.metrics.count == 1 && study.rankers[0].rho.isFinite)
         // The ablation ranker keeps the rankers' contract: permuting rows permutes its scores.
-        let rows = (0..<n).map { (layer: 0, cell: $0) }
+        let rows = (0..<n).map { CellID(layer: 0, index: $0) }
         let ranker = AblationRanker(damage: study.damage, rows: rows)
         let context = RankingContext(network: net, rows: rows, summaries: [])
         let reversed = RankingContext(network: net, rows: rows.reversed(), summaries: [])

@@ -6,7 +6,7 @@ import TestSupport
 
 @Suite struct ClassTests {
     static let base = CellSummary(
-        layer: 0, cell: 0, y0: 0, yFinal: 1, gain: 1, peakTime: 5, overshootPct: 0, undershootPct: 0, riseTime: 3,
+        id: CellID(layer: 0, index: 0), y0: 0, yFinal: 1, gain: 1, peakTime: 5, overshootPct: 0, undershootPct: 0, riseTime: 3,
         settlingTime: 40, ringing: 0, responded: true, gainSpread: 0, linearity: 1, saturation: 1,
         frequencies: [0.01, 0.1, 0.4], sineGains: [1, 1, 1], phases: [0, 0, 0], lowFrequencyGain: 1,
         bandwidth: .infinity, resonance: 1, resonanceFrequency: .nan, responseMagnitude: 0.5)

@@ -26,7 +26,7 @@ import TestSupport
         let job = try ResponseJob(cells: try DecoupledCells(layer: l0), bank: bank, probe: .c)
         let block = try CPUBackend().responses(job)
         let s = Reduction.summarize(block, plan: plan, referenceAmplitude: 0.01)
-        #expect(s.count == 6 && s[3].layer == 0 && s[3].cell == 3)
+        #expect(s.count == 6 && s[3].id == CellID(layer: 0, index: 3))
         let cell = s[0]
         #expect(cell.gain == Double(block[.gain, 0, 2]) && cell.settlingTime == Double(block[.settlingTime, 0, 2]))
         #expect(cell.linearity > 0.9999, "\(cell.linearity)")
@@ -70,7 +70,7 @@ import TestSupport
         let fromMemory = Reduction.summarize(block, plan: plan)
         #expect(fromFile.count == 11)
         for (a, b) in zip(fromFile, fromMemory) {
-            #expect(a.cell == b.cell && a.settlingTime.isNaN == b.settlingTime.isNaN)
+            #expect(a.id == b.id && a.settlingTime.isNaN == b.settlingTime.isNaN)
             #expect(a.responseMagnitude == b.responseMagnitude && a.sineGains == b.sineGains && a.gain == b.gain)
         }
     }

@@ -5,12 +5,12 @@ import Foundation
 /// (for the data-driven rankers) the data.
 public struct RankingContext: Sendable {
     public var network: RecurrentNetwork
-    public var rows: [(layer: Int, cell: Int)]
+    public var rows: [CellID]
     public var summaries: [CellSummary]
     /// The dataset and backend the relevance rankers need; nil without data.
     public var evidence: RankingEvidence?
 
-    public init(network: RecurrentNetwork, rows: [(layer: Int, cell: Int)], summaries: [CellSummary], evidence: RankingEvidence? = nil) {
+    public init(network: RecurrentNetwork, rows: [CellID], summaries: [CellSummary], evidence: RankingEvidence? = nil) {
         precondition(summaries.isEmpty || summaries.count == rows.count)
         self.network = network; self.rows = rows; self.summaries = summaries; self.evidence = evidence
     }
@@ -29,16 +29,16 @@ public protocol CellRanker: Sendable {
 }
 
 extension CellRanker {
-    /// Rank of each row, 1 = most important; ties go to the lower (layer, cell).
+    /// Rank of each row, 1 = most important; ties go to the cell first in flat order.
     public func ranks(_ context: RankingContext) throws -> [Int] {
         rankPositions(try scores(context), rows: context.rows)
     }
 }
 
-/// Rank of each row by score, 1 = highest; ties go to the lower (layer, cell).
-public func rankPositions(_ s: [Double], rows: [(layer: Int, cell: Int)]) -> [Int] {
+/// Rank of each row by score, 1 = highest; ties go to the cell first in flat order (`CellID`'s order).
+public func rankPositions(_ s: [Double], rows: [CellID]) -> [Int] {
     let order = s.indices.sorted { a, b in
-        s[a] != s[b] ? s[a] > s[b] : (rows[a].layer, rows[a].cell) < (rows[b].layer, rows[b].cell)
+        s[a] != s[b] ? s[a] > s[b] : rows[a] < rows[b]
     }
     var ranks = [Int](repeating: 0, count: s.count)
     for (position, row) in order.enumerated() { ranks[row] = position + 1 }

@@ -9,7 +9,7 @@ public struct RandomRanker: CellRanker {
 
     public func scores(_ context: RankingContext) throws -> [Double] {
         context.rows.map { row in
-            var g = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(row.layer) << 32 &+ UInt64(row.cell))
+            var g = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(row.layer) << 32 &+ UInt64(row.index))
             return Double(g.next() >> 11) / Double(1 << 53)
         }
     }

@@ -8,10 +8,11 @@ public struct ReadoutWeightRanker: CellRanker {
     public init() {}
 
     public func scores(_ context: RankingContext) throws -> [Double] {
-        try context.rows.map { try Self.outgoingNorm(context.network, layer: $0.layer, cell: $0.cell) }
+        try context.rows.map { try Self.outgoingNorm(context.network, of: $0) }
     }
 
-    static func outgoingNorm(_ network: RecurrentNetwork, layer: Int, cell: Int) throws -> Double {
+    static func outgoingNorm(_ network: RecurrentNetwork, of id: CellID) throws -> Double {
+        let layer = id.layer, cell = id.index
         let h = network.layers[layer].hiddenSize
         if layer + 1 < network.layers.count {
             let next = network.layers[layer + 1]

@@ -38,8 +38,8 @@ public struct RankingEvidence: Sendable {
 extension RankingContext {
     /// Picks each row's value out of a per-cell vector over the whole network (layer after layer).
     func perRow(_ values: [Double]) -> [Double] {
-        let offsets = network.cellOffsets
-        return rows.map { values[offsets[$0.layer] + $0.cell] }
+        let layout = network.layout
+        return rows.map { values[layout.offset(of: $0)] }
     }
 
     func requireEvidence(_ ranker: String) throws -> RankingEvidence {

@@ -13,7 +13,7 @@ public struct ResponseRanker: CellRanker {
         }
         return try context.rows.indices.map { i in
             let m = context.summaries[i].responseMagnitude
-            let w = try ReadoutWeightRanker.outgoingNorm(context.network, layer: context.rows[i].layer, cell: context.rows[i].cell)
+            let w = try ReadoutWeightRanker.outgoingNorm(context.network, of: context.rows[i])
             return m.isFinite ? w * m : 0
         }
     }

@@ -416,13 +416,13 @@ extension CPUBackend {
         let cells = FloatBuffer(n * steps * cellsTotal), rest = FloatBuffer(n)
         let minimum = FloatBuffer(n)
         for s in 0..<n { minimum[s] = readoutMinimum[s] }
-        let offsets = net.cellOffsets
+        let layout = net.layout
         for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
             let tape = tapes[l], inputs = l == 0 ? width : net.layers[l - 1].hiddenSize
             let toInput = FloatBuffer(steps * n * inputs)
             let io = BackwardIO(input: l == 0 ? x.pointer : tapes[l - 1].h.pointer,
                                 rowStride: l == 0 ? steps * width : inputs, stepStride: l == 0 ? width : n * inputs,
-                                injected: injected.pointer, toInput: toInput.pointer, cells: cells.pointer, cellOffset: offsets[l],
+                                injected: injected.pointer, toInput: toInput.pointer, cells: cells.pointer, cellOffset: layout.range(ofLayer: l).lowerBound,
                                 totalCells: cellsTotal, rest: rest.pointer, minimumDenominator: minimum.pointer)
             switch job.rule {
             case .lrp(let epsilon, let biasFactor): tape.lrpBackward(io, epsilon: epsilon, biasFactor: biasFactor, workers: threads)

@@ -48,13 +48,18 @@ let package = Package(
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
-        .target(name: "CellAuditCore", dependencies: ["COpenBLAS", "CLibCrypto", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        // ONNX graphs read natively: the generated protobuf messages and the graph walk.
-        .target(name: "CellAuditONNX", dependencies: ["CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "CellAuditCore", dependencies: ["COpenBLAS", "CLibCrypto"]),
+        // Every file format a model or dataset comes in, behind one registry that sniffs content:
+        // CellAudit model files and plain state dicts (safetensors), ONNX graphs (protobuf code
+        // generated once and committed), NumPy .npz datasets.
+        .target(name: "CellAuditImport", dependencies: [
+            "CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        ]),
         // The readers under libFuzzer (Tools/fuzz.sh builds it with -sanitize=fuzzer); a plain
         // build replays a corpus through the same entry point.
         .target(name: "CLibFuzzer"),
-        .executableTarget(name: "CellAuditFuzz", dependencies: ["CellAuditCore", "CellAuditONNX", "CLibFuzzer"]),
+        .executableTarget(name: "CellAuditFuzz", dependencies: ["CellAuditCore", "CellAuditImport", "CLibFuzzer"]),
         // Turns Kernels/*.cl into Swift source at build time, so every binary carries its kernels.
         .executableTarget(name: "KernelEmbedder"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KernelEmbedder"]),
@@ -70,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "CellAuditCLI",
             dependencies: [
-                "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditONNX", "OpenCLKit",
+                "CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditImport", "OpenCLKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             plugins: ["EmbedDefaultModel"]
@@ -79,9 +84,9 @@ let package = Package(
         .testTarget(name: "OpenCLKitTests", dependencies: ["OpenCLKit", "TestSupport"]),
         .testTarget(
             name: "CellAuditCoreTests",
-            dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditONNX", "TestSupport"]
+            dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditImport", "TestSupport"]
         ),
-        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "TestSupport"]),
+        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "CellAuditImport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/CellAuditONNX/onnx.pb.swift from ONNX's own schema, onnx.proto, with
+# Regenerates Sources/CellAuditImport/ONNX/onnx.pb.swift from ONNX's own schema, onnx.proto, with
 # apple/swift-protobuf's protoc plugin. Run once per ONNX schema change; the generated file is
 # committed, so builds and CI need neither protoc nor the plugin.
 #
@@ -28,5 +28,5 @@ trap 'rm -rf "$work"' EXIT
 cp "$proto" "$work/onnx.proto"
 protoc --plugin=protoc-gen-swift="$plugin" --proto_path="$work" --swift_opt=Visibility=Internal \
     --swift_out="$work" "$work/onnx.proto"
-cp "$work/onnx.pb.swift" "$root/Sources/CellAuditONNX/onnx.pb.swift"
-echo "wrote Sources/CellAuditONNX/onnx.pb.swift from $proto ($(python3 -c 'import onnx; print("onnx", onnx.__version__)' 2>/dev/null || echo 'given schema'))"
+cp "$work/onnx.pb.swift" "$root/Sources/CellAuditImport/ONNX/onnx.pb.swift"
+echo "wrote Sources/CellAuditImport/ONNX/onnx.pb.swift from $proto ($(python3 -c 'import onnx; print("onnx", onnx.__version__)' 2>/dev/null || echo 'given schema'))"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellAuditAnalysis
 import CellAuditCore
+import CellAuditImport
 import Foundation
 
 struct Ablate: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellAuditAnalysis
 import CellAuditCore
+import CellAuditImport
 import CellAuditOpenCL
 import Foundation
 import OpenCLKit

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CellAuditCore
-import CellAuditONNX
+import CellAuditImport
 import CellAuditOpenCL
 import Foundation
 import OpenCLKit
@@ -158,20 +158,7 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Reads a model file of any format CellAudit reads: an `.onnx` graph natively, otherwise a
-/// safetensors file (a CellAudit model file or a plain PyTorch state dict).
+/// Reads a model file of any format CellAudit reads (`ModelImport`, which sniffs the content).
 func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
-    let format = FileFormat.sniff(path)
-    let name = (path as NSString).lastPathComponent
-    if let refusal = format.modelRefusal { throw CleanFailure(description: "\(name) \(refusal)") }
-    // A model that loads but cannot be represented is named with its file.
-    guard format == .onnx else {
-        do { return try ModelFile.load(path, hints: hints) } catch let error as ModelError { throw CleanFailure(description: "\(name): \(error)") }
-    }
-    // An ONNX graph says everything but the task; the dataset or --task may say that.
-    for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
-                          ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {
-        throw CleanFailure(description: "\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
-    }
-    return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task))
+    do { return try ModelImport.load(path, hints: hints) } catch let refusal as ModelRefusal { throw CleanFailure(description: refusal.description) }
 }

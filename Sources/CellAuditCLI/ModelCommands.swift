@@ -1,6 +1,6 @@
 import ArgumentParser
 import CellAuditCore
-import CellAuditONNX
+import CellAuditImport
 import Foundation
 
 func printJSON(_ object: [String: Any]) throws {

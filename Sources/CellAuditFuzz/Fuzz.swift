@@ -1,5 +1,5 @@
 import CellAuditCore
-import CellAuditONNX
+import CellAuditImport
 import CLibFuzzer
 import Foundation
 

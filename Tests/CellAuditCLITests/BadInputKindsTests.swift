@@ -1,4 +1,5 @@
 import CellAuditCore
+import CellAuditImport
 import Foundation
 import Testing
 import TestSupport

@@ -1,4 +1,5 @@
 import CellAuditCore
+import CellAuditImport
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML

@@ -1,5 +1,6 @@
 import CellAuditAnalysis
 import CellAuditCore
+import CellAuditImport
 import CellAuditOpenCL
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import CellAuditCore
+import CellAuditImport
 import CellAuditOpenCL
 import Foundation
 import Testing

@@ -1,5 +1,5 @@
 import CellAuditCore
-import CellAuditONNX
+import CellAuditImport
 import CellAuditOpenCL
 import Foundation
 import Testing

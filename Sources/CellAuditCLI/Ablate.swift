@@ -14,7 +14,7 @@ struct Ablate: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "The dataset to score on.")

@@ -18,7 +18,7 @@ struct Attractors: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "A dataset whose visited states seed the search (3/4 of the seeds, with noise) and drop outliers.")

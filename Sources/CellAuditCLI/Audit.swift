@@ -15,7 +15,7 @@ struct Audit: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors or .onnx, see README); default: the bundled digits model.")
+    @Argument(help: ArgumentHelp(modelArgumentHelp + " Default: the bundled digits model."))
     var model: String?
 
     @Option(help: "A dataset to score the model on (default with the bundled model: its test split).")
@@ -138,7 +138,7 @@ struct Audit: ParsableCommand {
         let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
         let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
         let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
-        let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil)
+        let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil, withReadout: loaded.network.readout != nil)
         let scores = try rankers.map { try $0.scores(context) }
         let ranks = try rankers.map { try $0.ranks(context) }
         let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -146,6 +146,7 @@ struct Audit: ParsableCommand {
             .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
         var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
                                    summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
+        summary.describe(loaded)
         // The network's dynamics on the same data (DIR/attractors/, linked from the report) run on
         // a thread of their own beside the ablation: each has serial stretches (the dynamics'
         // classification and excitable network, the ablation's scoring) that leave a core idle,
@@ -281,6 +282,8 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary
               ("stimuli", "\(stimuli.count): \(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
               ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
               ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary.cellStimulusStepsPerSecond))]
+    if let ignored = summary.ignored { facts.append(("ignored (--core)", ignored.joined(separator: "; "))) }
+    if let note = summary.readoutNote { facts.append(("readout", "none: \(note)")) }
     var report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
                              scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown, ablation: ablation)
     report.links = links

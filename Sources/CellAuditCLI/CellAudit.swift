@@ -116,6 +116,9 @@ extension ParsableCommand {
     }
 }
 
+/// The help of every command's model argument.
+let modelArgumentHelp = "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), a torch.save state dict (.pt, .pth, .bin) or an ONNX graph (.onnx), told by content (README, \"Model files\")."
+
 /// How to read a plain PyTorch state dict, which has no CellAudit metadata (README, "Model files").
 struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts: the recurrent module's tensor prefix (e.g. 'rnn.' or 'module.lstm.') when there are several.")
@@ -133,6 +136,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts of nn.RNN: tanh or relu (the state dict does not record it).")
     var nonlinearity: String?
 
+    @Flag(help: "State dicts and torch.save files of a bigger model: read the recurrent stack and the linear map that reads it (if any), and list every other tensor as ignored instead of refusing the file. Data is then the stack's input.")
+    var core = false
+
     func validate() throws {
         if let task, ModelTask(rawValue: task) == nil && task != "binary" {
             throw ValidationError("--task must be classification, binary or regression, got '\(task)'")
@@ -149,6 +155,7 @@ struct ModelOptions: ParsableArguments {
         var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix,
                                task: task == "binary" ? .classification : task.flatMap(ModelTask.init(rawValue:)),
                                output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
+        hints.core = core
         if let data { hints.follow(data) }
         let loaded = try readModel(path, hints: hints)
         if task == "binary", let k = loaded.network.readout?.outputs, !Score.isBinary(outputs: k) {

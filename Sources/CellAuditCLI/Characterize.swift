@@ -91,7 +91,7 @@ struct Characterize: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model (.safetensors or .onnx, see README).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "Characterize only this layer (default: every layer).")

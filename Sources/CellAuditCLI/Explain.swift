@@ -15,7 +15,7 @@ struct Explain: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "The dataset whose sequences are explained.")

@@ -12,7 +12,7 @@ func printJSON(_ object: [String: Any]) throws {
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Describe a model file: architecture, parameters, convention.")
 
-    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "A dataset to report the model's score on.")
@@ -49,6 +49,8 @@ struct Inspect: ParsableCommand {
                 "task": loaded.task.rawValue, "parameters": loaded.parameterCount, "cells": net.cellCount,
             ]
             if net.kind == .gru { info["reset_after"] = net.layers[0].resetAfter }
+            if !loaded.ignored.isEmpty { info["ignored"] = loaded.ignored }
+            if let note = loaded.readoutNote { info["readout_note"] = note }
             if let data {
                 let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
                 info[score.name] = score.value
@@ -60,6 +62,11 @@ struct Inspect: ParsableCommand {
             print("  convention \(loaded.convention.rawValue), \(net.kind.rawValue)\(variant), \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
             print("  input \(net.inputSize) → cells \(net.layers.map { String($0.hiddenSize) }.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step)")
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
+            if let note = loaded.readoutNote { print("  readout: none, \(note)") }
+            if !loaded.ignored.isEmpty {
+                print("  ignored by --core (\(loaded.ignored.count) tensor\(loaded.ignored.count == 1 ? "" : "s") outside the recurrent core):")
+                for name in loaded.ignored { print("    \(name)") }
+            }
             for key in ["accuracy", "mse"] { if let v = info[key] as? Double { print("  \(key) on \(data!): \(String(format: "%.4f", v)) (\(info["backend"]!))") } }
         }
     }
@@ -68,7 +75,7 @@ struct Inspect: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a model on a dataset; print accuracy or MSE.")
 
-    @Argument(help: "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), or an ONNX graph (.onnx).")
+    @Argument(help: ArgumentHelp(modelArgumentHelp))
     var model: String
 
     @Option(help: "The dataset (.safetensors with inputs and labels or targets).")

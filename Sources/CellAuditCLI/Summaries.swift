@@ -124,12 +124,24 @@ struct AuditSummary: Codable {
     var classCounts: [String: Int]
     var topCells: [TopCell]
     var ranker: String
+    /// The response score's formula when it is not the default ‖v_j‖·m_j (a model without a readout).
+    var rankerFormula: String?
+    /// What `--core` left out of the model file, and why the core has no readout if it has none.
+    var ignored: [String]?
+    var readoutNote: String?
     var data: String?
     var accuracy: Double?
     var mse: Double?
     var ablation: AblationSummary?
     /// With a dataset: the fixed-point analysis of each layer (DIR/attractors/summary.json has it all).
     var attractors: [AttractorSummary.Layer]?
+
+    /// Records what the model file's reading left out (`--core`) and a response score that is not the default.
+    mutating func describe(_ loaded: LoadedModel) {
+        if !loaded.ignored.isEmpty { ignored = loaded.ignored }
+        readoutNote = loaded.readoutNote
+        if loaded.network.readout == nil { rankerFormula = ResponseRanker.formula(for: loaded.network) }
+    }
 
     init(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
          reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) {
@@ -180,7 +192,9 @@ struct AuditSummary: Codable {
         Swift.print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", cellStimulusStepsPerSecond, 100 * respondedShare))
         let counts = classCounts.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         Swift.print("classes: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        Swift.print("top cells by response score (‖v_j‖·m_j):")
+        if let ignored { Swift.print("--core ignored \(ignored.count) tensor\(ignored.count == 1 ? "" : "s") outside the recurrent core: " + ignored.prefix(6).joined(separator: ", ") + (ignored.count > 6 ? ", …" : "")) }
+        if let readoutNote { Swift.print("readout: none (\(readoutNote))") }
+        Swift.print("top cells by response score (\(rankerFormula ?? "‖v_j‖·m_j")):")
         for cell in topCells.prefix(5) {
             Swift.print(String(format: "  #%d  layer %d cell %3d  score %.4g  %@", cell.rank, cell.layer, cell.cell, cell.score,
                                cell.classes.joined(separator: " ")))

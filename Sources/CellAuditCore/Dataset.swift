@@ -29,7 +29,7 @@ extension Dataset {
         // Inputs alone (loaded with requireAnswers: false): nothing more to check.
         guard labels != nil || targets != nil else { return }
         guard let readout = network.readout else {
-            throw ModelError.shape("\(model.fileName) has no readout (no linear map reads its last layer), so there is nothing to score \(fileName) with; characterize, attractors and audit without --data need none")
+            throw ModelError.shape("\(model.fileName) has no readout (\(model.readoutNote ?? "no linear map reads its last layer")), so there is nothing to score \(fileName) with; characterize, attractors and audit without --data need none")
         }
         let k = readout.outputs
         switch model.task {

@@ -18,6 +18,12 @@ public struct LoadedModel: Sendable {
     public var task: ModelTask
     public var metadata: [String: String]
     public var path: String
+    /// What `--core` left out of the file (tensor names, with a note where the reader knows what
+    /// they are): everything outside the recurrent stack and the linear map that reads it. Empty
+    /// without `--core`, where such parts are refused instead.
+    public var ignored: [String] = []
+    /// Why the model has no readout when `--core` found none or left one out, for messages and reports.
+    public var readoutNote: String?
     /// The model file's name, for messages.
     public var fileName: String { (path as NSString).lastPathComponent }
 

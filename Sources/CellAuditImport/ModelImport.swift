@@ -60,6 +60,8 @@ public struct ONNXModelReader: ModelReader {
                               ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {
             throw ModelRefusal("\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
         }
-        return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task))
+        do { return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task)) } catch let error as FormatError where hints.core {
+            throw FormatError(file: error.file, error.problem + " (--core reads the recurrent core of state dicts and torch.save files; in an ONNX graph CellAudit does not yet cut the core out of other nodes)")
+        }
     }
 }

@@ -12,6 +12,9 @@ public struct ModelHints: Sendable, Equatable {
     public var output: OutputMode?
     /// An `nn.RNN`'s activation, which its state dict does not record: tanh or relu.
     public var nonlinearity: String?
+    /// `--core`: read the recurrent stack and the linear map that reads it (if any) out of a bigger
+    /// model, and list every other tensor as ignored instead of refusing the file.
+    public var core = false
     /// Task and output mode read off a dataset: labels [N] mean classification of the last step,
     /// targets [N, K] regression of the last step, targets [N, T, K] regression at every step.
     public var fromData: (task: ModelTask, output: OutputMode)?
@@ -24,7 +27,7 @@ public struct ModelHints: Sendable, Equatable {
 
     public static func == (a: ModelHints, b: ModelHints) -> Bool {
         a.rnnPrefix == b.rnnPrefix && a.readoutPrefix == b.readoutPrefix && a.task == b.task && a.output == b.output
-            && a.nonlinearity == b.nonlinearity && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
+            && a.nonlinearity == b.nonlinearity && a.core == b.core && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
     }
 
     /// Whether any of the command-line hints was given (they apply to plain state dicts only).
@@ -59,15 +62,18 @@ enum StateDict {
             let guess = reads == 2 * width ? " (2 × \(width): a readout of a bidirectional stack's concatenated directions?)"
                 : isEmbedding(odd) ? " (a token embedding before the stack?)" : ""
             return "'\(odd)' has shape \(shape): a linear map reading \(reads) values, but the last layer has \(width) cells, so no readout reads it\(guess); "
-                + "CellAudit will not audit a model with parts left out"
+                + "CellAudit will not audit a model with parts left out" + coreHint
         }
         let hint = unused.contains(where: { $0.hasSuffix("weight") && shapes[$0]!.count == 2 && shapes[$0]![1] == width })
             ? " (a second readout of the last layer's \(width) cells: --readout-prefix chooses one)"
             : unused.contains(where: isEmbedding) ? " (a token embedding before the recurrent stack? CellAudit reads float inputs at the first recurrent layer)" : ""
         return "\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
             + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
-            + "it will not audit a model with parts left out" + hint
+            + "it will not audit a model with parts left out" + hint + coreHint
     }
+
+    /// How to audit the recurrent stack of a bigger model anyway.
+    static let coreHint = "; --core audits the recurrent stack alone (and the linear map that reads it), listing the rest as ignored"
 
     static func load(_ file: SafeTensorsFile, path: String, hints: ModelHints) throws -> LoadedModel {
         let name = file.fileName
@@ -152,9 +158,12 @@ enum StateDict {
             used.formUnion(names.filter { keys.contains($0) })
             width = h
         }
-        // The readout: an nn.Linear ('X.weight' [K, H_last], optional 'X.bias' [K]) outside the recurrent module.
+        // The readout: an nn.Linear ('X.weight' [K, H_last], optional 'X.bias' [K]) outside the
+        // recurrent module; under --core also a 1×1 nn.Conv1d ('X.weight' [K, H_last, 1]), the same map.
         let linears = keys.filter { key in
-            key.hasSuffix("weight") && !used.contains(key) && (try? file.info(key).shape).map { $0.count == 2 && $0[1] == width } == true
+            key.hasSuffix("weight") && !used.contains(key) && (try? file.info(key).shape).map { s in
+                (s.count == 2 && s[1] == width) || (hints.core && s.count == 3 && s[1] == width && s[2] == 1)
+            } == true
         }.map { String($0.dropLast("weight".count)) }.sorted()
         var readout: RecurrentNetwork.Readout?
         var readoutPrefix: String?
@@ -169,6 +178,19 @@ enum StateDict {
         } else {
             readoutPrefix = linears.first
         }
+        var readoutNote: String?
+        if hints.core, let r = readoutPrefix {
+            // A linear map whose outputs something else reads is the first layer of a deeper
+            // head: its outputs are not the model's, so the core gets no readout.
+            let k = (try file.info(r + "weight").shape)[0]
+            let after = keys.subtracting(used).subtracting([r + "weight", r + "bias"]).sorted()
+            if let next = after.first(where: { $0.hasSuffix("weight") && ((try? file.info($0).shape).map { $0.count >= 2 && $0[1] == k } ?? false) }) {
+                readoutNote = "the linear map '\(r)' reads the last layer, but '\(next)' reads its \(k) outputs (a deeper head, which --core leaves out), so the core has no readout"
+                readoutPrefix = nil
+            }
+        } else if hints.core && readoutPrefix == nil {
+            readoutNote = "no linear map reads the last layer's \(width) cells, so the core has no readout"
+        }
         if let r = readoutPrefix {
             let V = try file.floats(r + "weight")
             let k = V.count / width
@@ -179,17 +201,23 @@ enum StateDict {
             readout = .init(V: V, a: a)
             used.insert(r + "weight")
         }
-        // Every tensor accounted for.
+        // Every tensor accounted for: refused, or under --core listed as ignored.
         let unused = keys.subtracting(used).sorted()
-        if let refusal = leftoverRefusal(unused, file: file, width: width, readoutFound: readout != nil, layers: count, kind: kind) {
+        if !hints.core, let refusal = leftoverRefusal(unused, file: file, width: width, readoutFound: readout != nil, layers: count, kind: kind) {
             throw fail(refusal)
         }
         let task = hints.task ?? hints.fromData?.task ?? .classification
         let output = hints.output ?? hints.fromData?.output ?? .last
-        let metadata = ["convention": "pytorch", "cell": kind.rawValue, "prefix": prefix, "layers": "\(count)",
+        var metadata = ["convention": "pytorch", "cell": kind.rawValue, "prefix": prefix, "layers": "\(count)",
                         "inferred_from": "state dict", "readout_prefix": readoutPrefix ?? ""]
-        return LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: .pytorch, output: output,
-                           task: task, metadata: metadata, path: path)
+        if hints.core { metadata["core"] = "true" }
+        var model = LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: .pytorch, output: output,
+                                task: task, metadata: metadata, path: path)
+        if hints.core {
+            model.ignored = unused.map { name in "\(name) \((try? file.info(name).shape).map { "\($0)" } ?? "")" }
+            model.readoutNote = readoutNote
+        }
+        return model
     }
 
     private static func quoted(_ names: [String]) -> String { names.map { "'\($0)'" }.joined(separator: ", ") }

@@ -23,8 +23,13 @@ public enum RankerRegistry {
         }
     }
 
-    /// Every built-in ranker, in `names` order; those that read data only `withData`.
-    public static func all(seed: UInt64, withData: Bool) -> [any CellRanker] {
-        names.filter { withData || !needingData.contains($0) }.compactMap { ranker(named: $0, seed: seed) }
+    /// The rankers that read the readout's weights: without a readout they are left out.
+    public static let needingReadout: Set<String> = ["readout_weight", "lrp", "gradient_x_input"]
+
+    /// Every built-in ranker, in `names` order; those that read data only `withData`, those that
+    /// read the readout only `withReadout`.
+    public static func all(seed: UInt64, withData: Bool, withReadout: Bool = true) -> [any CellRanker] {
+        names.filter { (withData || !needingData.contains($0)) && (withReadout || !needingReadout.contains($0)) }
+            .compactMap { ranker(named: $0, seed: seed) }
     }
 }

@@ -84,6 +84,7 @@ public struct AblationStudy: Sendable {
                            seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            single precomputed: SingleAblation? = nil,
                            on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
+        if clamp == .mean { try network.requireForwardOnly("mean ablation (--clamp mean)") }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
         guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
@@ -214,6 +215,7 @@ extension AblationStudy {
             throw ModelError.shape("single-cell configurations \(configurations) lie outside 0..<\(singleConfigurationCount(cells: n))")
         }
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
+        if clamp == .mean { try network.requireForwardOnly("mean ablation (--clamp mean)") }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let masks = configurations.map { singleConfiguration($0, cells: n) }
         let result = try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,

@@ -24,6 +24,7 @@ public struct CharacterizationPlan: Sendable {
     public init(network: RecurrentNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
                 direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
                 settlingBand: Float = Defaults.settlingBand, restTolerance: Float = Baseline.defaultRestTolerance, chunkBytes: Int? = nil) throws {
+        try network.requireForwardOnly("characterization (characterize, audit, capacity)")
         let layers = layers ?? Array(network.layers.indices)
         guard !layers.isEmpty else { throw ModelError.shape("no layer chosen") }
         for l in layers where !network.layers.indices.contains(l) {

@@ -136,6 +136,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts of nn.RNN: tanh or relu (the state dict does not record it).")
     var nonlinearity: String?
 
+    @Option(help: "Bidirectional state dicts whose readout reads the last step: final-states (the model reads cat(h_n[-2], h_n[-1]), each direction after its last step) or last-step (it reads output[:, -1]). A state dict does not record which; CellAudit asks rather than guesses.")
+    var bidirectionalReadout: String?
+
     @Flag(help: "State dicts and torch.save files of a bigger model: read the recurrent stack and the linear map that reads it (if any), and list every other tensor as ignored instead of refusing the file. Data is then the stack's input.")
     var core = false
 
@@ -144,6 +147,9 @@ struct ModelOptions: ParsableArguments {
             throw ValidationError("--task must be classification, binary or regression, got '\(task)'")
         }
         if let output, OutputMode(rawValue: output) == nil { throw ValidationError("--output must be last or sequence, got '\(output)'") }
+        if let bidirectionalReadout, FinalStateReading(rawValue: bidirectionalReadout) == nil {
+            throw ValidationError("--bidirectional-readout must be final-states or last-step, got '\(bidirectionalReadout)'")
+        }
         if let nonlinearity, !["tanh", "relu"].contains(nonlinearity) {
             throw ValidationError("--nonlinearity must be tanh or relu, got '\(nonlinearity)'")
         }
@@ -156,6 +162,7 @@ struct ModelOptions: ParsableArguments {
                                task: task == "binary" ? .classification : task.flatMap(ModelTask.init(rawValue:)),
                                output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
         hints.core = core
+        hints.bidirectionalReadout = bidirectionalReadout.flatMap(FinalStateReading.init(rawValue:))
         if let data { hints.follow(data) }
         let loaded = try readModel(path, hints: hints)
         if task == "binary", let k = loaded.network.readout?.outputs, !Score.isBinary(outputs: k) {

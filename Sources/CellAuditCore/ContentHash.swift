@@ -71,12 +71,17 @@ extension RecurrentNetwork {
     public func contentHash() throws -> String {
         let hash = try ContentHash()
         hash.update("cellaudit-network/1 \(kind.rawValue) \(layers.count)\n")
+        // Forward-only stacks hash as they always have; a reverse direction and the level grouping
+        // (and a bidirectional readout's reading) are added where they exist.
+        if !isForwardOnly { hash.update("levels \(levels.map { $0.map(String.init).joined(separator: ",") }.joined(separator: ";"))\n") }
         for layer in layers {
+            if layer.direction != .forward { hash.update("direction \(layer.direction.rawValue)\n") }
             hash.update("\(layer.inputSize) \(layer.hiddenSize) \(layer.resetAfter)\n")
             hash.update(layer.W); hash.update(layer.R); hash.update(layer.b); hash.update(layer.hiddenBiasN)
         }
         if let readout {
             hash.update("readout \(readout.outputs)\n")
+            if !isForwardOnly { hash.update("reading \(readout.reading.rawValue)\n") }
             hash.update(readout.V); hash.update(readout.a)
         } else {
             hash.update("no readout\n")

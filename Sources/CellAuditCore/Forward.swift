@@ -160,8 +160,12 @@ extension RecurrentNetwork {
     /// Applies the readout to last-layer hidden states [S × T × H] (S = configurations × N): one
     /// matrix product (OpenBLAS) over the last step of each sequence, or over every step.
     public func readoutOutputs(hidden: [Float], sequences: Int, steps: Int, output: OutputMode, workers: Int) -> [Float] {
+        if output == .last && steps > 1 && readsFinalStates {
+            return readoutOutputs(hidden: finalStates(hidden, sequences: sequences, steps: steps), sequences: sequences, steps: 1,
+                                  output: output, workers: workers)
+        }
         let readout = self.readout!
-        let h = layers.last!.hiddenSize, k = readout.outputs
+        let h = outputWidth, k = readout.outputs
         let rows = output == .last ? sequences : sequences * steps
         var out = [Float](repeating: 0, count: rows * k)
         out.withUnsafeMutableBufferPointer { o in
@@ -174,6 +178,47 @@ extension RecurrentNetwork {
             }}
         }
         return out
+    }
+}
+
+extension RecurrentNetwork {
+    /// Whether a last-step readout reads each direction's final state rather than every
+    /// direction's h at the last time step: only for a last level with a reverse direction and
+    /// the readout's `reading` `.finalStates` (for forward stacks the two are one).
+    var readsFinalStates: Bool {
+        readout?.reading == .finalStates && levels.last!.contains { layers[$0].direction == .reverse }
+    }
+
+    /// Each direction's final state of the last level from its output at every step
+    /// ([S × T × W] → [S × W]): a forward direction's h at T − 1, a reverse direction's at 0.
+    func finalStates(_ hidden: [Float], sequences: Int, steps: Int) -> [Float] {
+        let w = outputWidth
+        var out = [Float](repeating: 0, count: sequences * w)
+        var offset = 0
+        for index in levels.last! {
+            let layer = layers[index], time = layer.direction == .forward ? steps - 1 : 0
+            for s in 0..<sequences {
+                for j in 0..<layer.hiddenSize { out[s * w + offset + j] = hidden[(s * steps + time) * w + offset + j] }
+            }
+            offset += layer.hiddenSize
+        }
+        return out
+    }
+}
+
+/// Concatenates the directions of a level along the last axis: each part is [M × h_d] (any M
+/// positions: time-major, sequence-major or one step), the result [M × Σ h_d], forward first.
+func concatenateDirections(_ parts: [(width: Int, values: [Float])]) -> [Float] {
+    if parts.count == 1 { return parts[0].values }
+    let total = parts.reduce(0) { $0 + $1.width }, positions = parts[0].values.count / max(1, parts[0].width)
+    return uninitializedFloats(positions * total) { out in
+        var offset = 0
+        for part in parts {
+            part.values.withUnsafeBufferPointer { p in
+                for m in 0..<positions { (out + m * total + offset).update(from: p.baseAddress! + m * part.width, count: part.width) }
+            }
+            offset += part.width
+        }
     }
 }
 
@@ -212,18 +257,24 @@ extension CPUBackend {
         for start in stride(from: 0, to: configs, by: slice) {
             let masks = Array(job.masks[start..<min(configs, start + slice)])
             var y: [Float] = []
-            for (l, layer) in net.layers.enumerated() {
-                let cells = layout.range(ofLayer: l)
-                let keep = masks.flatMap { $0.keep[cells] }
-                let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
+            for (l, level) in net.levels.enumerated() {
                 // Layers below the last keep their h time-major, as the next layer's projection wants it.
-                let last = l == net.layers.count - 1
-                let stored: LayerOutput = !last ? .timeMajor : lastStepOnly ? .lastStep : .sequenceMajor
+                let last = l == net.levels.count - 1
                 // Layer 0's projection depends on the sequence alone: with several configurations
                 // it is computed once per sequence and shared.
                 let input = l == 0 ? inputsByStep : y
-                y = runLayer(layer, input: input, sharedAcross: l == 0 && masks.count > 1 ? n : nil, keep: keep, configurations: masks.count,
-                             fill: fill, sequences: n, steps: steps, workers: workers, output: stored)
+                // Every direction of a level reads the same input; the level's output holds their h side by side.
+                y = concatenateDirections(level.map { index in
+                    let layer = net.layers[index]
+                    let cells = layout.range(ofLayer: l, direction: layer.direction)
+                    let keep = masks.flatMap { $0.keep[cells] }
+                    let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
+                    let stored: LayerOutput = !last ? .timeMajor : !lastStepOnly ? .sequenceMajor
+                        : net.readsFinalStates ? .finalState : .lastStep
+                    return (layer.hiddenSize, runLayer(layer, input: input, sharedAcross: l == 0 && masks.count > 1 ? n : nil, keep: keep,
+                                                       configurations: masks.count, fill: fill, sequences: n, steps: steps, workers: workers,
+                                                       output: stored))
+                })
             }
             let part = net.readoutOutputs(hidden: y, sequences: masks.count * n, steps: lastStepOnly ? 1 : steps, output: job.output, workers: workers)
             if slice >= configs {
@@ -249,7 +300,7 @@ extension CPUBackend {
     /// numbers never depend on the others in the job: the shards of `ablate` equal one run.
     /// nil when the clamp is not zero or a mask is not all 0 and 1 (the masked pass handles those).
     func forwardDroppingAblated(_ job: ForwardJob) throws -> ForwardResult? {
-        guard job.clampH.allSatisfy({ $0 == 0 }), job.clampC.allSatisfy({ $0 == 0 }),
+        guard job.network.isForwardOnly, job.clampH.allSatisfy({ $0 == 0 }), job.clampC.allSatisfy({ $0 == 0 }),
               job.masks.allSatisfy({ $0.keep.allSatisfy { $0 == 0 || $0 == 1 } }) else { return nil }
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps
         let hLast = net.layers.last!.hiddenSize, k = net.readout!.outputs
@@ -316,15 +367,16 @@ extension CPUBackend {
     /// batch neither holds every step's projections nor faults in fresh pages for them. Rows that own their
     /// projection take each step's products in place; with `sharedAcross` the block holds the
     /// sequences' projections only, shared by every configuration and copied into the gates each
-    /// step. `keep` is [configurations × H]. Returns h as `output` says.
+    /// step. `keep` is [configurations × H]. A reverse layer runs from the last step to the first:
+    /// processing step t reads and writes time T − 1 − t. Returns h as `output` says.
     private func runLayer(_ layer: RecurrentLayer, input: [Float], sharedAcross: Int?, keep: [Float], configurations: Int,
                           fill: (h: [Float], c: [Float]), sequences n: Int, steps: Int, workers: Int, output stored: LayerOutput) -> [Float] {
-        let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n
+        let hs = layer.hiddenSize, width = layer.gateRows, rows = configurations * n, reverse = layer.direction == .reverse
         let inputWidth = layer.inputSize, projectedRows = sharedAcross ?? rows
         let blockSteps = max(1, min(steps, projectionBlockBytes / max(1, projectedRows * width * MemoryLayout<Float>.stride)))
         var projected = uninitializedFloats(blockSteps * projectedRows * width) { _ in }
         // Every row's h is written at every stored step, so y starts uninitialised.
-        var y = uninitializedFloats(rows * (stored == .lastStep ? 1 : steps) * hs) { _ in }
+        var y = uninitializedFloats(rows * (stored == .lastStep || stored == .finalState ? 1 : steps) * hs) { _ in }
         var gates = [Float](repeating: 0, count: sharedAcross == nil ? 1 : rows * width)
         var h = [Float](repeating: 0, count: rows * hs), c = h, scratch = h
         input.withUnsafeBufferPointer { x in
@@ -343,13 +395,18 @@ extension CPUBackend {
                                                                 fillH: fillH.baseAddress!, fillC: fillC.baseAddress!)
                                             // Rows that own their projection take each step's products in place;
                                             // shared projections are copied into the gates first.
+                                            // A block of processing steps is projected at once, in time order:
+                                                // times blockLow ..< blockLow + count (descending steps for a reverse layer).
+                                            var blockLow = 0
                                             for t in 0..<steps {
-                                                let b = t % blockSteps
-                                                if b == 0 {
+                                                let time = reverse ? steps - 1 - t : t
+                                                if t % blockSteps == 0 {
                                                     let count = min(blockSteps, steps - t)
-                                                    layer.project(x.baseAddress! + t * projectedRows * inputWidth, rows: count * projectedRows,
+                                                    blockLow = reverse ? steps - t - count : t
+                                                    layer.project(x.baseAddress! + blockLow * projectedRows * inputWidth, rows: count * projectedRows,
                                                                   into: P.pointer, workers: workers)
                                                 }
+                                                let b = time - blockLow
                                                 let gatesAtT: UnsafeMutablePointer<Float>
                                                 if let shared = sharedAcross {
                                                     forEachRow(rows, workers: workers) { r in
@@ -361,9 +418,11 @@ extension CPUBackend {
                                                 }
                                                 let output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?
                                                 switch stored {
-                                                case .timeMajor: output = { r in Y.pointer + (t * rows + r) * hs }
-                                                case .sequenceMajor: output = { r in Y.pointer + (r * steps + t) * hs }
+                                                case .timeMajor: output = { r in Y.pointer + (time * rows + r) * hs }
+                                                case .sequenceMajor: output = { r in Y.pointer + (r * steps + time) * hs }
                                                 case .lastStep:
+                                                    if time == steps - 1 { output = { r in Y.pointer + r * hs } } else { output = nil }
+                                                case .finalState:
                                                     if t == steps - 1 { output = { r in Y.pointer + r * hs } } else { output = nil }
                                                 }
                                                 layer.advance(rows: rows, gates: gatesAtT, h: hp.baseAddress!, c: cp.baseAddress!,
@@ -390,8 +449,11 @@ enum LayerOutput {
     case timeMajor
     /// [rows × T × H]: every step, each row's steps contiguous (`ForwardResult.hidden`).
     case sequenceMajor
-    /// [rows × H]: the last step only (a `last` readout when the hidden states are not kept).
+    /// [rows × H]: the last time step only (a `last` readout when the hidden states are not kept).
     case lastStep
+    /// [rows × H]: the state after the last processing step (time T − 1 forward, 0 reverse): a
+    /// `final-states` readout of a bidirectional level when the hidden states are not kept.
+    case finalState
 }
 
 /// A Float array of `count` elements that `fill` initialises completely (no zeroing first).

@@ -66,10 +66,15 @@ extension CellKind {
 /// i, f, g, o; GRU r, z, n; RNN one block), and `b` [G·H] is the fused bias b_ih + b_hh, except
 /// for the GRU's n block, which holds b_in only: its recurrent bias b_hn [H] sits inside the
 /// reset gate and is kept apart in `hiddenBiasN`.
+///
+/// A layer runs in one `direction`: a reverse layer reads its input from the last step to the
+/// first (the second half of a bidirectional level, METHOD.md §1), with the same update.
 public struct RecurrentLayer: Sendable, Equatable {
     public let kind: CellKind
     public let inputSize: Int
     public let hiddenSize: Int
+    /// Which way the layer runs through time.
+    public var direction: TimeDirection = .forward
     public var W: [Float]
     public var R: [Float]
     public var b: [Float]
@@ -137,35 +142,75 @@ public struct RecurrentLayer: Sendable, Equatable {
     }
 }
 
-/// A stack of recurrent layers of one kind, optionally followed by a linear readout y = V h + a.
+/// Which state of a bidirectional last level a readout of the last step reads (METHOD.md §1).
+/// PyTorch code reads either, and a state dict does not say which; for a stack without reverse
+/// layers the two are the same.
+public enum FinalStateReading: String, Sendable, Equatable, CaseIterable {
+    /// `output[:, -1]`: every direction's h at the last time step (a reverse direction after one step).
+    case lastStep = "last-step"
+    /// `cat(h_n[-2], h_n[-1])`: each direction's state after its last step (a reverse direction at time 0).
+    case finalStates = "final-states"
+}
+
+/// A stack of recurrent levels of one cell kind, optionally followed by a linear readout
+/// y = V h + a. Each level holds one or two directed layers (forward, reverse, or both): every
+/// directed layer of a level reads the level below's output at each step, and a level's output is
+/// its directions' h concatenated, forward first (PyTorch `bidirectional=True`, ONNX
+/// `direction="bidirectional"`, Keras `Bidirectional(merge_mode="concat")`).
 public struct RecurrentNetwork: Sendable, Equatable {
+    /// Every directed layer, level after level, forward before reverse: the flat order of
+    /// `layout`'s (layer, direction) blocks. A stack without reverse layers has one per level.
+    /// Weights may be changed in place; sizes and directions are checked once, at `init`.
     public var layers: [RecurrentLayer]
+    /// Per level, the indices in `layers` of its directed layers.
+    public let levels: [[Int]]
     public var readout: Readout?
 
     public struct Readout: Sendable, Equatable {
-        public var V: [Float]   // [K × H_last], row-major
+        public var V: [Float]   // [K × W_last], row-major; W_last the last level's output width
         public var a: [Float]   // [K]
+        /// Which states a last-step readout reads from a bidirectional last level.
+        public var reading: FinalStateReading
         public var outputs: Int { a.count }
-        public init(V: [Float], a: [Float]) { self.V = V; self.a = a }
+        public init(V: [Float], a: [Float], reading: FinalStateReading = .lastStep) {
+            self.V = V; self.a = a; self.reading = reading
+        }
     }
 
+    /// A stack of forward layers, each its own level.
     /// - Throws: `ModelError.shape` when there is no layer, the layers mix kinds, a layer does not
     ///   read the one below, or the readout does not read the last layer.
     public init(layers: [RecurrentLayer], readout: Readout? = nil) throws {
-        guard !layers.isEmpty else { throw ModelError.shape("a network needs at least one layer") }
+        try self.init(levels: layers.map { [$0] }, readout: readout)
+    }
+
+    /// A stack of levels of one or two directed layers.
+    /// - Throws: `ModelError.shape` when there is no level, a level is empty, repeats a direction
+    ///   or has more than two, its layers read different widths, the layers mix kinds, a level does
+    ///   not read the one below's output, or the readout does not read the last level's output.
+    public init(levels: [[RecurrentLayer]], readout: Readout? = nil) throws {
+        guard !levels.isEmpty else { throw ModelError.shape("a network needs at least one layer") }
+        let layers = levels.flatMap { $0 }
         guard layers.allSatisfy({ $0.kind == layers[0].kind && $0.resetAfter == layers[0].resetAfter }) else {
             throw ModelError.shape("every layer of a network must be of one cell kind")
         }
-        for (l, pair) in zip(layers.indices.dropFirst(), zip(layers, layers.dropFirst())) {
-            guard pair.1.inputSize == pair.0.hiddenSize else {
-                throw ModelError.shape("layer \(l) takes \(pair.1.inputSize) inputs but layer \(l - 1) has \(pair.0.hiddenSize) cells")
+        var width = layers[0].inputSize
+        for (l, level) in levels.enumerated() {
+            guard !level.isEmpty, level.count <= 2, zip(level, level.dropFirst()).allSatisfy({ $0.direction < $1.direction }) else {
+                throw ModelError.shape("layer \(l) must hold a forward layer, a reverse layer, or one of each (forward first)")
             }
+            for layer in level where layer.inputSize != width {
+                throw ModelError.shape("layer \(l) takes \(layer.inputSize) inputs but " + (l == 0 ? "another direction takes \(width)" : "layer \(l - 1) gives \(width)"))
+            }
+            width = level.reduce(0) { $0 + $1.hiddenSize }
         }
         if let readout {
-            guard readout.outputs > 0, readout.V.count == readout.outputs * layers.last!.hiddenSize else {
-                throw ModelError.shape("readout V has \(readout.V.count) values, expected \(readout.outputs)×\(layers.last!.hiddenSize)")
+            guard readout.outputs > 0, readout.V.count == readout.outputs * width else {
+                throw ModelError.shape("readout V has \(readout.V.count) values, expected \(readout.outputs)×\(width)")
             }
         }
+        var next = 0
+        self.levels = levels.map { level in level.map { _ in defer { next += 1 }; return next } }
         self.layers = layers
         self.readout = readout
     }
@@ -173,6 +218,31 @@ public struct RecurrentNetwork: Sendable, Equatable {
     public var kind: CellKind { layers[0].kind }
     public var inputSize: Int { layers[0].inputSize }
     public var cellCount: Int { layout.count }
+
+    /// Whether every level is one forward layer (no reverse direction anywhere).
+    public var isForwardOnly: Bool { layers.allSatisfy { $0.direction == .forward } && levels.count == layers.count }
+
+    /// The width of level `l`'s output: its directions' cells together.
+    public func outputWidth(ofLevel l: Int) -> Int { levels[l].reduce(0) { $0 + layers[$1].hiddenSize } }
+
+    /// The width the readout reads: the last level's output.
+    public var outputWidth: Int { outputWidth(ofLevel: levels.count - 1) }
+
+    /// The directed layer a cell belongs to.
+    public func layer(of cell: CellID) -> RecurrentLayer { layers[layerIndex(level: cell.layer, direction: cell.direction)] }
+
+    /// The index in `layers` of level `level`'s `direction`.
+    public func layerIndex(level: Int, direction: TimeDirection) -> Int {
+        levels[level].first { layers[$0].direction == direction }!
+    }
+
+    /// Refuses a network with reverse layers for a part of CellAudit that does not handle them yet.
+    /// - Throws: `ModelError.shape` naming `what`.
+    public func requireForwardOnly(_ what: String) throws {
+        guard isForwardOnly else {
+            throw ModelError.shape("\(what) does not handle bidirectional or reverse layers yet (it does forward stacks only)")
+        }
+    }
 
 
     /// A seeded random network, for demos, tests and benchmarks.

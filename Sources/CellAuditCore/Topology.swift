@@ -96,6 +96,12 @@ public struct CellLayout: Sendable, Equatable {
         return CellID(layer: l, direction: layers[l][b].direction, index: flat - starts[l][b])
     }
 
+    /// The flat positions of one direction's cells in layer `layer`.
+    public func range(ofLayer layer: Int, direction: TimeDirection) -> Range<Int> {
+        guard let b = block(layer, direction) else { preconditionFailure("layer \(layer) has no \(direction) direction") }
+        return starts[layer][b]..<(starts[layer][b] + layers[layer][b].cells)
+    }
+
     /// The flat positions of layer `layer`'s cells, all its directions.
     public func range(ofLayer layer: Int) -> Range<Int> {
         let first = starts[layer][0]
@@ -115,8 +121,8 @@ public struct CellLayout: Sendable, Equatable {
 }
 
 extension RecurrentNetwork {
-    /// The flat order of this network's cells (each layer one forward direction today).
+    /// The flat order of this network's cells: level after level, forward before reverse.
     public var layout: CellLayout {
-        CellLayout(layers: layers.map { [(direction: .forward, cells: $0.hiddenSize)] })
+        CellLayout(layers: levels.map { level in level.map { (direction: layers[$0].direction, cells: layers[$0].hiddenSize) } })
     }
 }

@@ -133,11 +133,13 @@ public enum ModelFile {
         }
     }
 
-    /// The tensor names of layer `k` in a convention, as (input, recurrent, bias…).
-    public static func tensorNames(_ convention: Convention, kind: CellKind = .lstm, prefix: String?, layer k: Int) -> [String] {
-        let p = prefix ?? defaultPrefix(kind, convention)
+    /// The tensor names of layer `k` in a convention, as (input, recurrent, bias…); `direction`
+    /// `.reverse` names PyTorch's second direction (`…_l{k}_reverse`).
+    public static func tensorNames(_ convention: Convention, kind: CellKind = .lstm, prefix: String?, layer k: Int,
+                                   direction: TimeDirection = .forward) -> [String] {
+        let p = prefix ?? defaultPrefix(kind, convention), s = direction == .reverse ? "_reverse" : ""
         switch convention {
-        case .pytorch: return ["\(p)weight_ih_l\(k)", "\(p)weight_hh_l\(k)", "\(p)bias_ih_l\(k)", "\(p)bias_hh_l\(k)"]
+        case .pytorch: return ["\(p)weight_ih_l\(k)\(s)", "\(p)weight_hh_l\(k)\(s)", "\(p)bias_ih_l\(k)\(s)", "\(p)bias_hh_l\(k)\(s)"]
         case .keras: return ["\(p)\(k).kernel", "\(p)\(k).recurrent_kernel", "\(p)\(k).bias"]
         case .onnx: return ["\(p)\(k).W", "\(p)\(k).R", "\(p)\(k).B"]
         }
@@ -189,8 +191,8 @@ public enum ModelFile {
     struct CanonicalWeights { var W: [Float], R: [Float], b: [Float], bhn: [Float]? }
 
     static func canonicalWeights(_ file: SafeTensorsFile, kind: CellKind, convention: Convention, prefix: String?, layer k: Int,
-                                 input: Int, hidden h: Int, resetAfter: Bool) throws -> CanonicalWeights {
-        let names = tensorNames(convention, kind: kind, prefix: prefix, layer: k)
+                                 direction: TimeDirection = .forward, input: Int, hidden h: Int, resetAfter: Bool) throws -> CanonicalWeights {
+        let names = tensorNames(convention, kind: kind, prefix: prefix, layer: k, direction: direction)
         let g = kind.gateCount, rows = g * h
         // The framework's gate block holding canonical gate k: LSTM i,f,g,o from Keras i,f,c,o
         // and ONNX i,o,f,c; GRU r,z,n from Keras and ONNX z,r,h.

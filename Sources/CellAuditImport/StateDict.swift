@@ -15,6 +15,9 @@ public struct ModelHints: Sendable, Equatable {
     /// `--core`: read the recurrent stack and the linear map that reads it (if any) out of a bigger
     /// model, and list every other tensor as ignored instead of refusing the file.
     public var core = false
+    /// `--bidirectional-readout`: what a last-step readout of a bidirectional stack reads, which a
+    /// state dict does not record (each direction's final state, or output[:, -1]).
+    public var bidirectionalReadout: FinalStateReading?
     /// Task and output mode read off a dataset: labels [N] mean classification of the last step,
     /// targets [N, K] regression of the last step, targets [N, T, K] regression at every step.
     public var fromData: (task: ModelTask, output: OutputMode)?
@@ -27,7 +30,7 @@ public struct ModelHints: Sendable, Equatable {
 
     public static func == (a: ModelHints, b: ModelHints) -> Bool {
         a.rnnPrefix == b.rnnPrefix && a.readoutPrefix == b.readoutPrefix && a.task == b.task && a.output == b.output
-            && a.nonlinearity == b.nonlinearity && a.core == b.core && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
+            && a.nonlinearity == b.nonlinearity && a.core == b.core && a.bidirectionalReadout == b.bidirectionalReadout && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
     }
 
     /// Whether any of the command-line hints was given (they apply to plain state dicts only).
@@ -104,11 +107,14 @@ enum StateDict {
         // Layers 0, 1, … as long as they exist; what PyTorch adds for features we cannot represent is refused.
         var count = 0
         while tensor("weight_ih_l\(count)") != nil { count += 1 }
+        // bidirectional=True: every layer has a second, reverse direction ('…_l{k}_reverse').
+        let bidirectional = tensor("weight_ih_l0_reverse") != nil
+        let directions: [TimeDirection] = bidirectional ? [.forward, .reverse] : [.forward]
         for k in 0..<count {
-            if let reverse = tensor("weight_ih_l\(k)_reverse") {
-                throw fail("'\(reverse)' belongs to a bidirectional network: CellAudit reads one direction only and will not audit half of it")
+            if (tensor("weight_ih_l\(k)_reverse") != nil) != bidirectional {
+                throw fail("layer \(k) of '\(prefix)' \(bidirectional ? "has no" : "has a") reverse direction but layer 0 \(bidirectional ? "has one" : "does not"): not one nn.LSTM, nn.GRU or nn.RNN")
             }
-            if let projection = tensor("weight_hr_l\(k)") {
+            if let projection = tensor("weight_hr_l\(k)") ?? tensor("weight_hr_l\(k)_reverse") {
                 throw fail("'\(projection)' is an LSTM output projection (proj_size), which CellAudit cannot represent")
             }
         }
@@ -131,10 +137,12 @@ enum StateDict {
             throw fail("--nonlinearity \(nl) applies to nn.RNN; '\(prefix)' is an nn.\(kind == .lstm ? "LSTM" : "GRU")")
         }
         let inputSize = try file.info(prefix + "weight_ih_l0").shape.last ?? 0
-        var layers: [RecurrentLayer] = []
+        var levels: [[RecurrentLayer]] = []
         var width = inputSize
         for k in 0..<count {
-            let names = ModelFile.tensorNames(.pytorch, kind: kind, prefix: prefix, layer: k)
+          var level: [RecurrentLayer] = []
+          for direction in directions {
+            let names = ModelFile.tensorNames(.pytorch, kind: kind, prefix: prefix, layer: k, direction: direction)
             let h = try file.info(names[1]).shape.last ?? 0
             let biases = names[2...].filter { keys.contains($0) }
             guard biases.isEmpty || biases.count == 2 else {
@@ -148,15 +156,19 @@ enum StateDict {
                                 b: [Float](repeating: 0, count: rows), bhn: kind == .gru ? [Float](repeating: 0, count: h) : nil)
             } else {
                 weights = try ModelFile.canonicalWeights(file, kind: kind, convention: .pytorch, prefix: prefix, layer: k,
-                                                         input: width, hidden: h, resetAfter: true)
+                                                         direction: direction, input: width, hidden: h, resetAfter: true)
             }
             for values in [weights.W, weights.R, weights.b, weights.bhn ?? []] {
-                try ModelFile.checkFinite(values, "layer \(k) of '\(prefix)'", fail)
+                try ModelFile.checkFinite(values, "layer \(k)\(direction == .reverse ? " (reverse)" : "") of '\(prefix)'", fail)
             }
-            layers.append(try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
-                                             hiddenBiasN: weights.bhn))
+            var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
+                                           hiddenBiasN: weights.bhn)
+            layer.direction = direction
+            level.append(layer)
             used.formUnion(names.filter { keys.contains($0) })
-            width = h
+          }
+          levels.append(level)
+          width = level.reduce(0) { $0 + $1.hiddenSize }
         }
         // The readout: an nn.Linear ('X.weight' [K, H_last], optional 'X.bias' [K]) outside the
         // recurrent module; under --core also a 1×1 nn.Conv1d ('X.weight' [K, H_last, 1]), the same map.
@@ -201,17 +213,27 @@ enum StateDict {
             readout = .init(V: V, a: a)
             used.insert(r + "weight")
         }
+        let output = hints.output ?? hints.fromData?.output ?? .last
+        if bidirectional, readout != nil {
+            // Which states a last-step readout reads is in the model's forward code, not in its
+            // state dict: asked, never guessed (at every step both directions read output[:, t]).
+            if let reading = hints.bidirectionalReadout {
+                readout!.reading = reading
+            } else if output == .last {
+                throw fail("a bidirectional '\(prefix)' whose readout '\(readoutPrefix ?? "")' reads the last step: its state dict does not say which states that is; give --bidirectional-readout final-states (code that reads cat(h_n[-2], h_n[-1]): each direction after its last step) or last-step (code that reads output[:, -1]: the reverse direction after its first step)")
+            }
+        }
         // Every tensor accounted for: refused, or under --core listed as ignored.
         let unused = keys.subtracting(used).sorted()
         if !hints.core, let refusal = leftoverRefusal(unused, file: file, width: width, readoutFound: readout != nil, layers: count, kind: kind) {
             throw fail(refusal)
         }
         let task = hints.task ?? hints.fromData?.task ?? .classification
-        let output = hints.output ?? hints.fromData?.output ?? .last
         var metadata = ["convention": "pytorch", "cell": kind.rawValue, "prefix": prefix, "layers": "\(count)",
                         "inferred_from": "state dict", "readout_prefix": readoutPrefix ?? ""]
         if hints.core { metadata["core"] = "true" }
-        var model = LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: .pytorch, output: output,
+        if bidirectional { metadata["bidirectional"] = "true" }
+        var model = LoadedModel(network: try RecurrentNetwork(levels: levels, readout: readout), convention: .pytorch, output: output,
                                 task: task, metadata: metadata, path: path)
         if hints.core {
             model.ignored = unused.map { name in "\(name) \((try? file.info(name).shape).map { "\($0)" } ?? "")" }

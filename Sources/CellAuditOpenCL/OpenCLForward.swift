@@ -31,6 +31,10 @@ extension OpenCLBackend {
     /// - Throws: `CLError` from building or running the kernels, or when a layer-0 projection of
     ///   N × T × G·H floats exceeds the device's allocation limit.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
+        try onDevice(.forward, network: job.network, { try forwardOnDevice(job) }, onHost: { try $0.forward(job) })
+    }
+
+    private func forwardOnDevice(_ job: ForwardJob) throws -> ForwardResult {
         guard device.info.maxWorkGroupSize >= Self.tiledGroupItems, !settings.perSequenceForward else { return try forwardPerSequence(job) }
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps, configs = job.masks.count
         let pairs = configs * n, gates = net.kind.gateCount

@@ -76,6 +76,7 @@ public struct AttractorAnalysis: Sendable {
     public static func run(network: RecurrentNetwork, input: [Double], data: SequenceBatch?, options: FixedPointOptions,
                            pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
+        try network.requireForwardOnly("the dynamics (attractors, audit --data)")
         let options = try options.validated(), pulses = try pulses.validated()
         let widest = widestState(network)
         guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {

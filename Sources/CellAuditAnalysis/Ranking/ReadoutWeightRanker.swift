@@ -12,6 +12,7 @@ public struct ReadoutWeightRanker: CellRanker {
     }
 
     static func outgoingNorm(_ network: RecurrentNetwork, of id: CellID) throws -> Double {
+        try network.requireForwardOnly("the outgoing-weight norm (the response and readout_weight rankers)")
         let layer = id.layer, cell = id.index
         let h = network.layers[layer].hiddenSize
         if layer + 1 < network.layers.count {

@@ -41,6 +41,7 @@ public struct RelevanceJob: Sendable {
             throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
         guard let readout = network.readout else { throw ModelError.shape("the model has no readout whose output could be explained") }
+        try network.requireForwardOnly("relevance (explain, and the lrp and gradient_x_input rankers)")
         guard targets.count == inputs.count else {
             throw DataError.mismatch("\(targets.count) targets for \(inputs.count) sequences")
         }

@@ -1,0 +1,85 @@
+import CellAuditCore
+import CellAuditImport
+import CellAuditOpenCL
+import Foundation
+import Testing
+import TestSupport
+
+/// Bidirectional layers (issue 29, item 1): PyTorch `bidirectional=True` networks of every kind,
+/// one and two layers, read from their state dicts (safetensors and torch.save) and run as
+/// PyTorch runs them, for both last-step readings and at every step (Tools/make_bidirectional_fixtures.py).
+@Suite struct BidirectionalTests {
+    static let names = ["lstm1", "lstm2", "gru1", "gru2", "rnn_tanh2", "rnn_relu1"]
+
+    static func load(_ name: String, reading: FinalStateReading?, output: OutputMode = .last, torch: Bool = false) throws -> LoadedModel {
+        var hints = ModelHints(output: output, nonlinearity: name.hasPrefix("rnn_relu") ? "relu" : name.hasPrefix("rnn") ? "tanh" : nil)
+        hints.bidirectionalReadout = reading
+        return try ModelImport.load(Fixtures.path("bidirectional/\(name).\(torch ? "pt" : "safetensors")"), hints: hints)
+    }
+
+    static func backends() throws -> [any ComputeBackend] {
+        [CPUBackend(threads: 2), CPUBackend(threads: 1)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+    }
+
+    @Test(arguments: names)
+    func outputsEqualPyTorch(name: String) throws {
+        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/\(name).data.safetensors"))
+        let shape = try data.info("inputs").shape
+        let inputs = try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: try data.floats("inputs"))
+        for (reading, output, key) in [(FinalStateReading.finalStates, OutputMode.last, "final_states"), (.lastStep, .last, "last_step"),
+                                       (nil, .sequence, "sequence")] {
+            let model = try Self.load(name, reading: reading, output: output)
+            #expect(!model.network.isForwardOnly && model.network.levels.allSatisfy { $0.count == 2 })
+            #expect(try Self.load(name, reading: reading, output: output, torch: true).network == model.network)
+            let expected = try data.floats(key)
+            for backend in try Self.backends() {
+                let result = try backend.forward(try ForwardJob(network: model.network, inputs: inputs, output: output))
+                let worst = zip(result.outputs, expected).map { abs($0 - $1) }.max() ?? .infinity
+                #expect(result.outputs.count == expected.count && worst <= 1e-5, "\(name) \(key) on \(backend.identity): max |Δ| \(worst)")
+                if output == .sequence || reading == .lastStep {
+                    // The last level's output at every step: both directions side by side, forward first.
+                    let hidden = try data.floats("hidden")
+                    let got = Array(result.hidden.prefix(hidden.count))
+                    let worstHidden = zip(got, hidden).map { abs($0 - $1) }.max() ?? .infinity
+                    #expect(got.count == hidden.count && worstHidden <= 1e-5, "\(name) hidden: \(worstHidden)")
+                }
+                // Blocks of one sequence give the numbers of one pass (to the rounding of a
+                // matrix product over fewer rows).
+                let blocks = try backend.outputsInBlocks(try ForwardJob(network: model.network, inputs: inputs, output: output), blockBytes: 1)
+                #expect(zip(blocks.outputs, result.outputs).allSatisfy { abs($0 - $1) <= 1e-6 } && blocks.outputs.count == result.outputs.count)
+            }
+        }
+    }
+
+    /// A state dict does not say what a bidirectional last-step readout reads: refused, naming both choices.
+    @Test func theReadingIsAskedNeverGuessed() throws {
+        do { _ = try Self.load("lstm1", reading: nil); Issue.record("loaded without --bidirectional-readout") } catch {
+            let text = "\(error)"
+            #expect(text.contains("--bidirectional-readout") && text.contains("final-states") && text.contains("last-step"), "\(text)")
+        }
+        // At every step there is nothing to choose.
+        #expect(throws: Never.self) { try Self.load("lstm1", reading: nil, output: .sequence) }
+    }
+
+    /// Ablating every cell of one direction leaves the other: the masked pass clamps each
+    /// direction's cells by the layout, and the outputs differ from the intact network's.
+    @Test func ablationMasksFollowTheLayout() throws {
+        let model = try Self.load("gru1", reading: .finalStates)
+        let net = model.network, layout = net.layout
+        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/gru1.data.safetensors"))
+        let inputs = try SequenceBatch(count: 5, steps: 7, width: 3, values: try data.floats("inputs"))
+        let reverse = layout.range(ofLayer: 0, direction: .reverse)
+        let masks = [CellMask.none(cells: net.cellCount), CellMask.ablating(reverse, of: net.cellCount)]
+        let result = try CPUBackend(threads: 1).forward(try ForwardJob(network: net, inputs: inputs, output: .last, masks: masks))
+        // With the reverse direction at 0, the readout sees the forward half only.
+        var forwardOnly = net.readout!
+        let h = net.layers[0].hiddenSize
+        for o in 0..<forwardOnly.outputs { for j in 0..<h { forwardOnly.V[o * 2 * h + h + j] = 0 } }
+        let plain = try RecurrentNetwork(levels: [[net.layers[0], net.layers[1]]], readout: forwardOnly)
+        let expected = try CPUBackend(threads: 1).forward(try ForwardJob(network: plain, inputs: inputs, output: .last))
+        let k = net.readout!.outputs
+        #expect(Array(result.outputs[0..<(5 * k)]) == (try CPUBackend(threads: 1).forward(try ForwardJob(network: net, inputs: inputs, output: .last))).outputs)
+        let worst = zip(result.outputs[(5 * k)...], expected.outputs).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-6, "\(worst)")
+    }
+}

@@ -14,7 +14,7 @@ public struct CharacterizationPlan: Sendable {
     /// Overrides the backend's chunk size (bytes of output per launch); tests use it to force chunking.
     public var chunkBytes: Int?
 
-    /// One row per cell of the chosen layers, in layer order.
+    /// One row per cell of the chosen layers, in flat order (layer, then direction, then index).
     public let rows: [CellID]
     /// One column per (direction, stimulus): direction-major, each direction a copy of the bank.
     public let directionLabels: [String]
@@ -24,22 +24,21 @@ public struct CharacterizationPlan: Sendable {
     public init(network: RecurrentNetwork, layers: [Int]? = nil, mode: RecurrenceMode = .self,
                 direction: DirectionSpec = .single(.all), probe: Probe = .h, bank: StimulusBank,
                 settlingBand: Float = Defaults.settlingBand, restTolerance: Float = Baseline.defaultRestTolerance, chunkBytes: Int? = nil) throws {
-        try network.requireForwardOnly("characterization (characterize, audit, capacity)")
-        let layers = layers ?? Array(network.layers.indices)
+        let layers = layers ?? Array(network.levels.indices)
         guard !layers.isEmpty else { throw ModelError.shape("no layer chosen") }
-        for l in layers where !network.layers.indices.contains(l) {
-            throw ModelError.shape("layer \(l) does not exist; the network has \(network.layers.count) (0…\(network.layers.count - 1))")
+        for l in layers where !network.levels.indices.contains(l) {
+            throw ModelError.shape("layer \(l) does not exist; the network has \(network.levels.count) (0…\(network.levels.count - 1))")
         }
         guard Set(layers).count == layers.count else { throw ModelError.shape("a layer is chosen twice") }
-        let labels = layers.map { direction.directions(inputSize: network.layers[$0].inputSize).map(\.1) }
+        // The directions of a level read one input: its width is any of its directed layers'.
+        let labels = layers.map { direction.directions(inputSize: network.layers[network.levels[$0][0]].inputSize).map(\.1) }
         guard labels.allSatisfy({ $0 == labels[0] }) else {
             throw StimulusError.invalid("direction each gives the chosen layers different numbers of input channels; choose one layer with --layer")
         }
         // Every layer must accept the direction (channel in range, vector of the right length).
         for l in layers {
-            for (d, _) in direction.directions(inputSize: network.layers[l].inputSize) {
-                _ = try DecoupledCells(layer: network.layers[l], direction: d)
-            }
+            let layer = network.layers[network.levels[l][0]]
+            for (d, _) in direction.directions(inputSize: layer.inputSize) { _ = try DecoupledCells(layer: layer, direction: d) }
         }
         guard settlingBand > 0, settlingBand < 1 else {
             throw StimulusError.invalid("the settling band must lie in (0, 1), got \(settlingBand)")
@@ -56,6 +55,20 @@ public struct CharacterizationPlan: Sendable {
     }
 
     public var columnCount: Int { directionLabels.count * bank.count }
+
+    /// The directed layers of the chosen levels, in the rows' order, each as it is probed: in its
+    /// own processing time (a reverse layer is run as a forward one: the stimulus enters at its
+    /// first step).
+    public var directedLayers: [RecurrentLayer] {
+        layers.flatMap { network.levels[$0].map { directed(network.layers[$0]) } }
+    }
+
+    /// `layer` run in its own processing time.
+    func directed(_ layer: RecurrentLayer) -> RecurrentLayer {
+        var own = layer
+        own.direction = .forward
+        return own
+    }
     /// Cell-stimulus-steps simulated, each step counted once.
     public var simulatedSteps: Int { rows.count * directionLabels.count * bank.simulatedSteps }
 }
@@ -148,8 +161,9 @@ public enum Characterizer {
         let bank = plan.bank, steps = bank.steps
         var units: [Unit] = []
         var rowStart = 0
-        for l in plan.layers {
-            let layer = plan.network.layers[l]
+        // Every directed layer of the chosen levels, in the rows' order. A reverse layer's cells
+        // are probed in their own processing time, as a forward layer's (METHOD.md §2).
+        for layer in plan.directedLayers {
             let n = layer.hiddenSize
             let rest = plan.mode == .clamped ? layer.restState().h : nil
             for (d, (direction, _)) in plan.direction.directions(inputSize: layer.inputSize).enumerated() {
@@ -258,8 +272,7 @@ public enum Characterizer {
     /// Whether each row's unstimulated run stays within the plan's rest tolerance (METHOD.md §4):
     /// the decoupled cell's own (modes self and clamped) or the coupled layer's (mode network).
     public static func atRest(_ plan: CharacterizationPlan, on backend: any ComputeBackend) throws -> [Bool] {
-        try plan.layers.flatMap { l -> [Bool] in
-            let layer = plan.network.layers[l]
+        try plan.directedLayers.flatMap { layer -> [Bool] in
             if plan.mode == .network {
                 let bank = try networkClock(plan, layer: layer)
                 let baseline = try networkTrajectories(layer: layer, direction: .all, bank: try bank.subset([0]), on: backend).baseline
@@ -282,11 +295,11 @@ extension Characterizer {
                                     on backend: any ComputeBackend) throws -> [Float] {
         let steps = plan.bank.steps, bankCount = plan.bank.count
         var out = [Float](repeating: .nan, count: rows.count * columns.count * steps)
-        // Rows by layer, columns by direction: one backend call per (layer, direction).
-        let byLayer = Dictionary(grouping: rows.indices) { plan.rows[rows[$0]].layer }
+        // Rows by directed layer, columns by stimulus direction: one backend call per pair.
+        let byLayer = Dictionary(grouping: rows.indices) { plan.network.layerIndex(level: plan.rows[rows[$0]].layer, direction: plan.rows[rows[$0]].direction) }
         let byDirection = Dictionary(grouping: columns.indices) { columns[$0] / bankCount }
-        for (l, rowSlots) in byLayer {
-            let layer = plan.network.layers[l]
+        for (index, rowSlots) in byLayer {
+            let layer = plan.directed(plan.network.layers[index])
             let cells = rowSlots.map { plan.rows[rows[$0]].index }
             let rest = plan.mode == .clamped ? layer.restState().h : nil
             let directions = plan.direction.directions(inputSize: layer.inputSize)

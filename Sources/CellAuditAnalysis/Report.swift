@@ -227,10 +227,11 @@ public struct AuditReport {
         for (name, _, _) in Self.histogramMetrics { h += fig("distribution_\(name).svg") }
         h += "</div>\n<h2>Score against each metric</h2><div class=\"grid\">"
         for (name, _, _) in Self.histogramMetrics where name != "response_magnitude" { h += fig("score_vs_\(name).svg") }
-        h += "</div>\n<h2>All cells, by rank</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>score</th><th class=\"l\">classes</th><th>gain</th><th>settling</th><th>rise</th><th>overshoot %</th><th>bandwidth</th><th>linearity</th><th>m<sub>j</sub></th></tr>\n"
+        let directions = !plan.network.isForwardOnly
+        h += "</div>\n<h2>All cells, by rank</h2>\n<table><tr><th>rank</th>\(CellID.tableHeader(directions: directions).map { "<th>\($0)</th>" }.joined())<th>score</th><th class=\"l\">classes</th><th>gain</th><th>settling</th><th>rise</th><th>overshoot %</th><th>bandwidth</th><th>linearity</th><th>m<sub>j</sub></th></tr>\n"
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
             let s = summaries[j]
-            h += "<tr><td>\(ranks[j])</td><td>\(s.id.layer)</td><td>\(s.id.index)</td><td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
+            h += "<tr><td>\(ranks[j])</td>\(s.id.tableFields(directions: directions).map { "<td>\($0)</td>" }.joined())<td>\(fmt(scores[j]))</td><td class=\"l\">\(classes[j].map(\.rawValue).joined(separator: " "))</td>"
             h += [fmt(s.gain), fmt(s.settlingTime), fmt(s.riseTime), percent(s.overshootPct), bandwidth(s.bandwidth), fmt(s.linearity),
                   fmt(s.responseMagnitude)].map { "<td>\($0)</td>" }.joined()
             h += "</tr>\n"

@@ -95,7 +95,7 @@ struct Ablate: ParsableCommand {
         try dataset.check(against: loaded)
         let plan = try stimulusOptions.plan(loaded.network, layers: nil)
         // Rankings from files are read (and checked) before any work starts.
-        let names = ranking.isEmpty ? RankerRegistry.names : ranking
+        let names = ranking.isEmpty ? RankerRegistry.applicable(to: loaded.network, withData: true) : ranking
         let builtIn = Set(RankerRegistry.names)
         let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
         var fromFiles: [String: (String, [Double])] = [:]
@@ -166,18 +166,20 @@ func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws 
           let s = header.firstIndex(of: "score") else {
         throw CleanFailure(description: "--ranking \(name): the CSV needs layer, cell and score columns")
     }
+    // A network with reverse layers names each cell's direction too (absent: forward).
+    let d = header.firstIndex(of: "direction")
     var byCell: [String: Double] = [:]
-    for row in lines.dropFirst() where row.count > max(l, c, s) {
+    for row in lines.dropFirst() where row.count > max(l, c, s, d ?? 0) {
         // A NaN or infinite score has no place in an order (it would rank differently in the
         // curves and in Spearman's ρ): refused like text.
         guard let v = Double(row[s]), v.isFinite else {
             throw CleanFailure(description: "--ranking \(name): score '\(row[s])' of layer \(row[l]) cell \(row[c]) is not a finite number")
         }
-        byCell["\(row[l]),\(row[c])"] = v
+        byCell["\(row[l]),\(d.map { row[$0] } ?? TimeDirection.forward.rawValue),\(row[c])"] = v
     }
     let scores = try context.rows.map { row -> Double in
-        guard let v = byCell["\(row.layer),\(row.index)"] else {
-            throw CleanFailure(description: "--ranking \(name): no score for layer \(row.layer) cell \(row.index)")
+        guard let v = byCell["\(row.layer),\(row.direction.rawValue),\(row.index)"] else {
+            throw CleanFailure(description: "--ranking \(name): no score for \(row)")
         }
         return v
     }
@@ -195,11 +197,12 @@ func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(String, [
     let ablationRanks = rankPositions(study.damage, rows: rows)
     // damage: the continuous loss increase (METHOD.md §6); accuracy_drop beside it for classification.
     let drop = study.accuracyDrop
-    var lines = [(["layer", "cell", "damage"] + (drop != nil ? ["accuracy_drop"] : []) + ["ablation_rank"]
+    let directions = rows.contains { $0.direction == .reverse }
+    var lines = [(CellID.tableHeader(directions: directions) + ["damage"] + (drop != nil ? ["accuracy_drop"] : []) + ["ablation_rank"]
                   + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
     let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
     for (j, row) in rows.enumerated() {
-        let identity = [String(row.layer), String(row.index)]
+        let identity = row.tableFields(directions: directions)
         let values = [String(format: "%.6g", study.damage[j])] + (drop.map { [String(format: "%.6g", $0[j])] } ?? [])
         let ranks = [String(ablationRanks[j])] + rankColumns.map { String($0[j]) }
         lines.append((identity + values + ranks).joined(separator: ","))

@@ -112,7 +112,8 @@ enum AttractorOutput {
         s.notes = analysis.notes
         s.layers = analysis.layers.map { layer in
             let points = analysis.points[layer.points]
-            return AttractorSummary.Layer(layer: layer.index, dimension: layer.dimension, fixedPoints: points.filter(\.isFixed).count,
+            return AttractorSummary.Layer(layer: layer.index, dimension: layer.dimension, direction: layer.direction == .reverse ? "reverse" : nil,
+                                          fixedPoints: points.filter(\.isFixed).count,
                                           stableFixedPoints: points.filter { $0.isFixed && $0.isStable }.count,
                                           slowPoints: points.filter { !$0.isFixed }.count, edges: layer.graph.edges.count,
                                           unresolvedProbes: layer.graph.unresolved.count, iterations: layer.iterations,
@@ -143,9 +144,10 @@ enum AttractorOutput {
     static func write(_ analysis: AttractorAnalysis, network: RecurrentNetwork, options: FixedPointOptions, model: String, data: String?,
                       backend: any ComputeBackend, to dir: URL) throws {
         let points = analysis.points, P = points.count
-        var csv = ["index,layer,kind,stable,q,spectral_radius,unstable_modes,slowest_time_constant"]
+        let directions = !network.isForwardOnly
+        var csv = ["index,layer,\(directions ? "direction," : "")kind,stable,q,spectral_radius,unstable_modes,slowest_time_constant"]
         for (i, p) in points.enumerated() {
-            csv.append("\(i),\(p.layer),\(p.isFixed ? "fixed" : "slow"),\(p.isStable),\(String(format: "%.6e", p.q)),"
+            csv.append("\(i),\(p.layer),\(directions ? p.direction.rawValue + "," : "")\(p.isFixed ? "fixed" : "slow"),\(p.isStable),\(String(format: "%.6e", p.q)),"
                        + "\(String(format: "%.9g", p.spectralRadius)),\(p.unstableModes),\(String(format: "%.6g", p.slowestTimeConstant))")
         }
         try (csv.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("fixed_points.csv"), atomically: false, encoding: .utf8)
@@ -170,6 +172,7 @@ enum AttractorOutput {
         try doubles("eigenvalues", eig, [P, D, 2])
         try doubles("q", points.map(\.q), [P])
         try writer.add("layer", int32s: points.map { Int32($0.layer) }, shape: [P])
+        if directions { try writer.add("direction", int32s: points.map { $0.direction == .reverse ? 1 : 0 }, shape: [P]) }
         try writer.add("dimension", int32s: points.map { Int32($0.state.count) }, shape: [P])
         try writer.add("stable", int32s: points.map { Int32($0.isStable ? 1 : 0) }, shape: [P])
         try writer.write(to: dir.appendingPathComponent("fixed_points.safetensors").path)
@@ -177,7 +180,8 @@ enum AttractorOutput {
         let graph = AttractorGraph(
             nodes: analysis.stablePoints.map {
                 AttractorGraph.Node(index: $0, layer: points[$0].layer, spectralRadius: points[$0].spectralRadius,
-                                    readout: analysis.readout(at: $0, of: network))
+                                    readout: analysis.readout(at: $0, of: network),
+                                    direction: points[$0].direction == .reverse ? "reverse" : nil)
             },
             edges: analysis.layers.flatMap { l in l.graph.edges.map { AttractorGraph.Edge(layer: l.index, edge: $0) } },
             unresolved: analysis.layers.flatMap { l in l.graph.unresolved.map { AttractorGraph.Unresolved(layer: l.index, probe: $0) } })
@@ -185,7 +189,7 @@ enum AttractorOutput {
 
         var dot = ["digraph attractors {", "  // CellAudit excitable network: stable fixed points and the pulses that move between them",
                    "  node [shape=circle];"]
-        for node in graph.nodes { dot.append("  p\(node.index) [label=\"\(node.index)\\nL\(node.layer)\"];") }
+        for node in graph.nodes { dot.append("  p\(node.index) [label=\"\(node.index)\\nL\(node.layer)\(node.direction == nil ? "" : " rev")\"];") }
         for e in graph.edges {
             dot.append("  p\(e.from) -> p\(e.to) [label=\"ch \(e.channel)\(e.sign > 0 ? "+" : "-") \(String(format: "%.3g", e.threshold))\"];")
         }
@@ -200,6 +204,8 @@ struct AttractorGraph: Codable {
         var index: Int, layer: Int, spectralRadius: Double
         /// The readout V h + a at the point (last layer, models with a readout).
         var readout: [Double]?
+        /// "reverse" for a point of a reverse direction's map; absent for forward layers.
+        var direction: String?
     }
     struct Edge: Codable {
         var layer: Int, from: Int, to: Int, channel: Int, sign: Int, threshold: Double
@@ -220,6 +226,8 @@ struct AttractorGraph: Codable {
 struct AttractorSummary: Codable {
     struct Layer: Codable {
         var layer: Int, dimension: Int
+        /// "reverse" for a reverse direction's map; absent for forward layers.
+        var direction: String?
         var fixedPoints: Int, stableFixedPoints: Int, slowPoints: Int
         var edges: Int, unresolvedProbes: Int
         /// Levenberg–Marquardt iterations of the longest-running seed chunk.
@@ -241,7 +249,7 @@ struct AttractorSummary: Codable {
         Swift.print("attractors of \(model) under x̄ = (\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
         Swift.print("backend: \(backend)")
         for l in layers {
-            Swift.print("layer \(l.layer) (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds stopped with q ≥ 1e-4\(l.unreachablePoints + l.outlierPoints > 0 ? "; \(l.unreachablePoints) points outside the states the layer can take and \(l.outlierPoints) outliers dropped" : "")); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
+            Swift.print("layer \(l.layer)\(l.direction == nil ? "" : " rev") (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds stopped with q ≥ 1e-4\(l.unreachablePoints + l.outlierPoints > 0 ? "; \(l.unreachablePoints) points outside the states the layer can take and \(l.outlierPoints) outliers dropped" : "")); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")
         }
         for note in notes { Swift.print("note: \(note)") }
         Swift.print(String(format: "time: %.3g s", seconds))

@@ -138,7 +138,7 @@ struct Audit: ParsableCommand {
         let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
         let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
         let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
-        let rankers = RankerRegistry.all(seed: seed, withData: evidence != nil, withReadout: loaded.network.readout != nil)
+        let rankers = RankerRegistry.all(seed: seed, for: loaded.network, withData: evidence != nil)
         let scores = try rankers.map { try $0.scores(context) }
         let ranks = try rankers.map { try $0.ranks(context) }
         let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -209,7 +209,7 @@ struct Audit: ParsableCommand {
             let attractors = try result.get()
             summary.attractors = attractors.layers
             links.append(("Dynamics", "attractors/report.html", attractors.layers.map {
-                "layer \($0.layer): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
+                "layer \($0.layer)\($0.direction == nil ? "" : " rev"): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
             }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
         }
         try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
@@ -299,14 +299,15 @@ func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary
 
 func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[CellClass]], rankers: [any CellRanker],
               scores: [[Double]], ranks: [[Int]]) -> String {
-    var header = ["layer", "cell", "rank", "score", "classes", "y0", "y_final", "gain", "peak_time", "overshoot_pct",
+    let directions = !plan.network.isForwardOnly
+    var header = CellID.tableHeader(directions: directions) + ["rank", "score", "classes", "y0", "y_final", "gain", "peak_time", "overshoot_pct",
                   "undershoot_pct", "rise_time", "settling_time", "ringing", "responded", "gain_spread", "linearity",
                   "saturation", "low_frequency_gain", "bandwidth", "resonance", "resonance_frequency", "response_magnitude"]
     header += rankers.dropFirst().flatMap { ["\($0.name)_rank", "\($0.name)_score"] }
     var lines = [header.joined(separator: ",")]
     let f = csvNumber
     for (j, s) in summaries.enumerated() {
-        var row = [String(s.id.layer), String(s.id.index), String(ranks[0][j]), f(scores[0][j]),
+        var row = s.id.tableFields(directions: directions) + [String(ranks[0][j]), f(scores[0][j]),
                    classes[j].map(\.rawValue).joined(separator: " ")]
         row += [s.y0, s.yFinal, s.gain, s.peakTime, s.overshootPct, s.undershootPct, s.riseTime, s.settlingTime, s.ringing].map(f)
         row += [s.responded ? "1" : "0"]

@@ -165,13 +165,12 @@ func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBac
     let rows = plan.rows.count, columns = plan.columnCount
     let metadata = responsesMetadata(plan, backend: backend, model: model)
     let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                             tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows), metadata: metadata)
+                                             tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows,
+                                                                            directions: !plan.network.isForwardOnly), metadata: metadata)
     let atRest = try Characterizer.atRest(plan, on: backend)
     let (seconds, responded) = try streamResponses(plan, on: backend, pairs: nil, to: writer, columns: columns, firstPair: 0, progress: progress)
     // The per-row tensors lie after the metrics: written last, so the file grows in order.
-    try plan.rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
-    try plan.rows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
-    try atRest.map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
+    try writeRowIdentity(plan.rows[...], atRest: atRest[...], directions: !plan.network.isForwardOnly, to: writer)
     try writer.finish()
     try stimuliCSV(plan).write(to: dir.appendingPathComponent("stimuli.csv"), atomically: false, encoding: .utf8)
     if let selection {
@@ -283,13 +282,23 @@ func responsesMetadata(_ plan: CharacterizationPlan, backend: any ComputeBackend
 }
 
 /// The tensors of responses.safetensors: one tensor of shape `pairShape` per metric ('responded'
-/// as U8), then 'at_rest', 'layer' and 'cell' over `rows` rows. A whole run's pairs are
+/// as U8), then 'at_rest', 'layer' and 'cell' over `rows` rows, and 'direction' (0 forward,
+/// 1 reverse) where the network has reverse layers (`directions`). A whole run's pairs are
 /// [rows, columns]; a shard's are flat over its block of pairs, its rows those the block touches.
-func responsesDeclarations(pairShape: [Int], rows: Int) -> [SafeTensorsStreamWriter.Declaration] {
+func responsesDeclarations(pairShape: [Int], rows: Int, directions: Bool) -> [SafeTensorsStreamWriter.Declaration] {
     var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, pairShape) }
     declarations += [.init("responded", .U8, pairShape), .init("at_rest", .U8, [rows]),
                      .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
+    if directions { declarations.append(.init("direction", .U8, [rows])) }
     return declarations
+}
+
+/// The per-row tensors 'at_rest', 'layer', 'cell' and (with `directions`) 'direction' of `rows`.
+func writeRowIdentity(_ rows: ArraySlice<CellID>, atRest: ArraySlice<Bool>, directions: Bool, to writer: SafeTensorsStreamWriter) throws {
+    try rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
+    try rows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
+    try atRest.map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
+    if directions { try rows.map { UInt8($0.direction == .reverse ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("direction", at: 0, $0) } }
 }
 
 /// The cell summaries of the responses.safetensors that `writeCharacterization` wrote into `dir`.

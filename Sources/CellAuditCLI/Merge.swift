@@ -332,8 +332,11 @@ struct ShardSet {
     func writeResponses(to dir: URL) throws -> CharacterizationResult {
         let first = manifests[0]
         let rows = first.rows, columns = first.columns
+        // Shards of a network with reverse layers carry each row's direction.
+        let directions = try SafeTensorsFile(path: (paths[0] as NSString).appendingPathComponent("responses.safetensors")).tensors["direction"] != nil
         let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                                 tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows), metadata: first.metadata)
+                                                 tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows, directions: directions),
+                                                 metadata: first.metadata)
         let perPair = Metric.allCases.map(\.name)
         var rowValues: [String: [Int: [UInt8]]] = [:]
         var seconds = 0.0, responded = 0
@@ -347,7 +350,7 @@ struct ShardSet {
                 try file.withBytes(name) { try writer.write(name, at: m.pairs.start, bytes: $0) }
             }
             // Per-row tensors: a row split between shards must read the same in both.
-            for name in ["at_rest", "layer", "cell"] {
+            for name in ["at_rest", "layer", "cell"] + (directions ? ["direction"] : []) {
                 let info = try file.info(name)
                 guard info.shape == [m.rowEnd - m.rowStart] else {
                     throw CleanFailure(description: "\(file.path): tensor \(name) has shape \(info.shape), the shard touches \(m.rowEnd - m.rowStart) rows")

@@ -50,6 +50,11 @@ struct Inspect: ParsableCommand {
             ]
             if net.kind == .gru { info["reset_after"] = net.layers[0].resetAfter }
             if !loaded.ignored.isEmpty { info["ignored"] = loaded.ignored }
+            if !net.isForwardOnly {
+                info["hidden_sizes"] = net.levels.map { level in level.map { net.layers[$0].hiddenSize } }
+                info["directions"] = net.levels.map { level in level.map { net.layers[$0].direction.rawValue } }
+                if let reading = net.readout?.reading, loaded.output == .last { info["bidirectional_readout"] = reading.rawValue }
+            }
             if let note = loaded.readoutNote { info["readout_note"] = note }
             if let data {
                 let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
@@ -59,8 +64,14 @@ struct Inspect: ParsableCommand {
             if json { try printJSON(info); return }
             print("model: \(model)")
             let variant = net.kind == .gru ? (net.layers[0].resetAfter ? " (reset gate after R_n h + b_hn)" : " (reset gate before R_n: r ⊙ h)") : ""
-            print("  convention \(loaded.convention.rawValue), \(net.kind.rawValue)\(variant), \(net.layers.count) layer\(net.layers.count == 1 ? "" : "s")")
-            print("  input \(net.inputSize) → cells \(net.layers.map { String($0.hiddenSize) }.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step)")
+            let shape = net.isForwardOnly ? "" : net.levels.allSatisfy({ $0.count == 2 }) ? " (bidirectional)" : " (with reverse layers)"
+            print("  convention \(loaded.convention.rawValue), \(net.kind.rawValue)\(variant), \(net.levels.count) layer\(net.levels.count == 1 ? "" : "s")\(shape)")
+            let widths = net.levels.map { level in
+                net.isForwardOnly ? String(net.layers[level[0]].hiddenSize)
+                    : level.map { "\(net.layers[$0].hiddenSize) \(net.layers[$0].direction == .forward ? "fwd" : "rev")" }.joined(separator: " + ")
+            }
+            let reading = !net.isForwardOnly && loaded.output == .last ? net.readout.map { ", \($0.reading.rawValue)" } ?? "" : ""
+            print("  input \(net.inputSize) → cells \(widths.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step\(reading))")
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
             if !loaded.ignored.isEmpty {
@@ -132,16 +143,20 @@ struct Eval: ParsableCommand {
                 try writer.write(to: out)
             }
             let sequenceSteps = Double(dataset.inputs.count * dataset.inputs.steps)
+            // Where the forward actually ran, when not on the backend named (reverse layers on OpenCL).
+            let elsewhere = otherBackends(backend)
             if json {
-                try printJSON(["model": model, "data": data, score.name: score.value, "backend": "\(backend.identity)",
-                               "sequences": dataset.inputs.count, "seconds": seconds,
-                               "sequence_steps_per_second": sequenceSteps / max(seconds, 1e-12)])
+                var info: [String: Any] = ["model": model, "data": data, score.name: score.value, "backend": "\(backend.identity)",
+                                           "sequences": dataset.inputs.count, "seconds": seconds,
+                                           "sequence_steps_per_second": sequenceSteps / max(seconds, 1e-12)]
+                if let elsewhere { info["other_backends"] = elsewhere }
+                try printJSON(info)
                 return
             }
             let binary = loaded.task == .classification && Score.isBinary(outputs: loaded.network.readout?.outputs ?? 0)
             print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)"
                   + (binary ? " (a single-logit binary classifier: class 1 where the logit is above 0)" : ""))
-            print("backend: \(backend.identity)")
+            print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0): the kernels do not run reverse layers)" } ?? ""))
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
         }
     }

@@ -483,5 +483,8 @@ func writeTrajectories(_ plan: CharacterizationPlan, selection: TrajectorySelect
     try writer.add("columns", int64s: selection.columns, shape: [selection.columns.count])
     try writer.add("layer", int64s: selection.rows.map { plan.rows[$0].layer }, shape: [selection.rows.count])
     try writer.add("cell", int64s: selection.rows.map { plan.rows[$0].index }, shape: [selection.rows.count])
+    if !plan.network.isForwardOnly {
+        try writer.add("direction", int64s: selection.rows.map { plan.rows[$0].direction == .reverse ? 1 : 0 }, shape: [selection.rows.count])
+    }
     try writer.write(to: url.path)
 }

@@ -221,15 +221,14 @@ func runShard(_ shard: ShardAssignment, context: ShardContext, plan: Characteriz
         var shardMetadata = metadata
         shardMetadata["shard"] = "\(shard.index)/\(shard.count)"
         shardMetadata["pairs"] = "\(pairs.lowerBound)..<\(pairs.upperBound) of \(rows * columns), row-major over [\(rows), \(columns)]"
-        let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: responsesDeclarations(pairShape: [pairs.count], rows: rowSpan.count),
+        let writer = try SafeTensorsStreamWriter(path: responses.path, tensors: responsesDeclarations(pairShape: [pairs.count], rows: rowSpan.count,
+                                                                                                                        directions: !plan.network.isForwardOnly),
                                                  metadata: shardMetadata)
         let spanRows = Array(plan.rows[rowSpan])
         let atRest = try Characterizer.atRest(plan, on: backend)
         let (seconds, responded) = try streamResponses(plan, on: backend, pairs: pairs, to: writer, columns: columns,
                                                        firstPair: pairs.lowerBound, progress: progress)
-        try spanRows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
-        try spanRows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
-        try atRest[rowSpan].map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
+        try writeRowIdentity(spanRows[...], atRest: atRest[rowSpan], directions: !plan.network.isForwardOnly, to: writer)
         try writer.finish()
         let csv = dir.appendingPathComponent("stimuli.csv")
         try stimuliCSV(plan).write(to: csv, atomically: false, encoding: .utf8)

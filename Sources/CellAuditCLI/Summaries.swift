@@ -102,6 +102,8 @@ struct AuditSummary: Codable {
     struct Timings: Codable { var characterizeSeconds, reduceSeconds: Double }
     struct TopCell: Codable {
         var layer, cell, rank: Int
+        /// "reverse" for a cell of a reverse direction; absent for forward cells.
+        var direction: String?
         var score: Double
         var classes: [String]
         var gain, settlingTime, bandwidth: JSONNumber
@@ -149,7 +151,8 @@ struct AuditSummary: Codable {
         for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
         let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }
         topCells = order.prefix(10).map { j in
-            TopCell(layer: summaries[j].id.layer, cell: summaries[j].id.index, rank: ranks[j], score: scores[j],
+            TopCell(layer: summaries[j].id.layer, cell: summaries[j].id.index, rank: ranks[j],
+                    direction: summaries[j].id.direction == .reverse ? "reverse" : nil, score: scores[j],
                     classes: classes[j].map(\.rawValue), gain: JSONNumber(summaries[j].gain),
                     settlingTime: JSONNumber(summaries[j].settlingTime), bandwidth: JSONNumber(summaries[j].bandwidth))
         }
@@ -186,7 +189,7 @@ struct AuditSummary: Codable {
         if let mse { Swift.print(String(format: "mse on %@: %.4f", data ?? "", mse)) }
         ablation?.print()
         for l in attractors ?? [] {
-            Swift.print("dynamics, layer \(l.layer): \(l.fixedPoints) fixed points (\(l.stableFixedPoints) stable), \(l.edges) input-driven transitions (attractors/report.html)")
+            Swift.print("dynamics, layer \(l.layer)\(l.direction == nil ? "" : " rev"): \(l.fixedPoints) fixed points (\(l.stableFixedPoints) stable), \(l.edges) input-driven transitions (attractors/report.html)")
         }
         Swift.print("\(cells) \(cellKind) cells × \(stimuli.count) stimuli (\(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids), window \(stimuli.window)")
         Swift.print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", cellStimulusStepsPerSecond, 100 * respondedShare))
@@ -196,7 +199,8 @@ struct AuditSummary: Codable {
         if let readoutNote { Swift.print("readout: none (\(readoutNote))") }
         Swift.print("top cells by response score (\(rankerFormula ?? "‖v_j‖·m_j")):")
         for cell in topCells.prefix(5) {
-            Swift.print(String(format: "  #%d  layer %d cell %3d  score %.4g  %@", cell.rank, cell.layer, cell.cell, cell.score,
+            Swift.print(String(format: "  #%d  layer %d%@ cell %3d  score %.4g  %@", cell.rank, cell.layer, cell.direction == nil ? "" : " rev",
+                               cell.cell, cell.score,
                                cell.classes.joined(separator: " ")))
         }
     }

@@ -34,6 +34,15 @@ public struct CellID: Hashable, Sendable, Comparable, CustomStringConvertible {
         direction == .forward ? "L\(layer) c\(index)" : "L\(layer) rev c\(index)"
     }
 
+    /// The identity columns of a cell table (cells.csv, ablation.csv): layer and cell, with a
+    /// direction column between them where the network has reverse layers (`directions`).
+    public static func tableHeader(directions: Bool) -> [String] { directions ? ["layer", "direction", "cell"] : ["layer", "cell"] }
+
+    /// This cell's fields under `tableHeader(directions:)`.
+    public func tableFields(directions: Bool) -> [String] {
+        directions ? [String(layer), direction.rawValue, String(index)] : [String(layer), String(index)]
+    }
+
     /// `0:12`, or `0:rev:12` for a reverse cell: the short label of bar charts and heatmap rows.
     public var compactLabel: String {
         direction == .forward ? "\(layer):\(index)" : "\(layer):rev:\(index)"

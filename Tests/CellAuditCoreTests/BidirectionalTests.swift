@@ -1,6 +1,7 @@
 import CellAuditCore
 import CellAuditImport
 import CellAuditOpenCL
+import CellAuditAnalysis
 import Foundation
 import Testing
 import TestSupport
@@ -81,5 +82,49 @@ import TestSupport
         #expect(Array(result.outputs[0..<(5 * k)]) == (try CPUBackend(threads: 1).forward(try ForwardJob(network: net, inputs: inputs, output: .last))).outputs)
         let worst = zip(result.outputs[(5 * k)...], expected.outputs).map { abs($0 - $1) }.max()!
         #expect(worst <= 1e-6, "\(worst)")
+    }
+
+    /// Each direction of a bidirectional layer, probed in its own processing time, responds as the
+    /// same cells run forward alone (METHOD.md §2); its fixed points are those of the same map
+    /// (METHOD.md §8). Checked on the reverse direction of a bidirectional GRU and LSTM.
+    @Test(arguments: ["gru1", "lstm1"])
+    func eachDirectionIsItsOwnCellsAndMap(name: String) throws {
+        let model = try Self.load(name, reading: .finalStates)
+        let net = model.network
+        var alone = net.layers[1]
+        #expect(alone.direction == .reverse)
+        alone.direction = .forward
+        let single = try RecurrentNetwork(layers: [alone])
+        let bank = try StimulusBank.grid(stepAmplitudes: [-0.5, 0.25, 1], frequencies: [0.02, 0.1], sineAmplitudes: [0.5],
+                                         preSteps: 10, window: 60)
+        func blocks(_ network: RecurrentNetwork) throws -> [ResponseBlock] {
+            var out: [ResponseBlock] = []
+            _ = try Characterizer.run(try CharacterizationPlan(network: network, bank: bank), on: CPUBackend(threads: 1)) { out.append($0.block) }
+            return out
+        }
+        let both = try blocks(net), reverseAlone = try blocks(single)
+        #expect(both.count == 2 && reverseAlone.count == 1)
+        // Bit for bit (NaN marks metrics a stimulus has none of).
+        #expect(both[1].values.map(\.bitPattern) == reverseAlone[0].values.map(\.bitPattern))
+        #expect(both[0].values.map(\.bitPattern) != both[1].values.map(\.bitPattern))
+        // Rows: forward cells then reverse cells, named by direction.
+        let plan = try CharacterizationPlan(network: net, bank: bank)
+        #expect(plan.rows == net.layout.all && plan.rows[4] == CellID(layer: 0, direction: .reverse, index: 0))
+
+        var options = FixedPointOptions()
+        options.seeds = 48
+        let input = [Double](repeating: 0, count: net.inputSize)
+        let bidirectional = try AttractorAnalysis.run(network: net, input: input, data: nil, options: options, pulses: PulseOptions(),
+                                                      backend: CPUBackend(threads: 1))
+        let forward = try AttractorAnalysis.run(network: single, input: input, data: nil, options: options, pulses: PulseOptions(),
+                                                backend: CPUBackend(threads: 1))
+        let reverseLayer = try #require(bidirectional.layers.first { $0.direction == .reverse })
+        #expect(bidirectional.layers.count == 2 && reverseLayer.index == 0)
+        let mine = bidirectional.points[reverseLayer.points], theirs = forward.points
+        #expect(mine.count == theirs.count && !theirs.isEmpty)
+        for (a, b) in zip(mine, theirs) {
+            #expect(a.direction == .reverse && a.isFixed == b.isFixed && a.isStable == b.isStable)
+            #expect(zip(a.state, b.state).allSatisfy { abs($0 - $1) <= 1e-9 })
+        }
     }
 }

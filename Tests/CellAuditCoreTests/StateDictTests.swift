@@ -62,7 +62,7 @@ import TestSupport
         ("two_heads", ModelHints(readoutPrefix: "head."), "'aux.bias', 'aux.weight'"),
         ("lstm_proj", ModelHints(), "'rnn.weight_hr_l0'"),
         ("extra_tensor", ModelHints(), "'scale'"),
-        ("lstm_bidirectional", ModelHints(), "'rnn.weight_ih_l0_reverse'"),
+        ("lstm_bidirectional", ModelHints(), "--bidirectional-readout final-states"),
         ("lstm2_head", ModelHints(rnnPrefix: "lstm."), "'rnn.'"),
         ("lstm2_head", ModelHints(readoutPrefix: "fc."), "'head.'"),
         ("lstm2_head", ModelHints(nonlinearity: "relu"), "nn.LSTM"),

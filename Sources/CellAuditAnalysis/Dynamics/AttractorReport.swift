@@ -33,7 +33,7 @@ public struct AttractorReport {
                 }
                 return (x, y)
             }
-            var pca = SVGPlot(title: "Layer \(layer.index): points and trajectories (PC1, PC2)", xLabel: "PC1", yLabel: "PC2")
+            var pca = SVGPlot(title: "Layer \(layer.label): points and trajectories (PC1, PC2)", xLabel: "PC1", yLabel: "PC2")
             pca.width = 520; pca.height = 400
             for (i, t) in layer.trajectories.prefix(6).enumerated() {
                 let xy = stride(from: 0, to: t.count, by: D).map { project(t[$0..<($0 + D)]) }
@@ -45,9 +45,9 @@ public struct AttractorReport {
                 let xy = points.filter(filter).map { project($0.state[...]) }
                 if !xy.isEmpty { pca.series.append(.init(label: label, x: xy.map(\.0), y: xy.map(\.1), mark: .points, color: color)) }
             }
-            out.append(("layer\(layer.index)_pca.svg", pca.render()))
+            out.append(("\(layer.fileStem)_pca.svg", pca.render()))
 
-            var spectrum = SVGPlot(title: "Layer \(layer.index): eigenvalues of ∂F/∂s", xLabel: "Re λ", yLabel: "Im λ")
+            var spectrum = SVGPlot(title: "Layer \(layer.label): eigenvalues of ∂F/∂s", xLabel: "Re λ", yLabel: "Im λ")
             spectrum.width = 540; spectrum.height = 400
             spectrum.equalAspect = true   // the unit circle is a circle; the legend sits right of it
             let circle = (0...96).map { 2 * Double.pi * Double($0) / 96 }
@@ -57,8 +57,8 @@ public struct AttractorReport {
                 let eig = points.filter { $0.isFixed && $0.isStable == stable }.flatMap(\.eigenvalues)
                 if !eig.isEmpty { spectrum.series.append(.init(label: label, x: eig.map(\.re), y: eig.map(\.im), mark: .points, color: color)) }
             }
-            out.append(("layer\(layer.index)_spectra.svg", spectrum.render()))
-            out.append(("layer\(layer.index)_graph.svg", graphSVG(layer)))
+            out.append(("\(layer.fileStem)_spectra.svg", spectrum.render()))
+            out.append(("\(layer.fileStem)_graph.svg", graphSVG(layer)))
         }
         return out
     }
@@ -75,7 +75,7 @@ public struct AttractorReport {
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(size))" height="\(Int(size) + 20)" font-family="Helvetica, Arial, sans-serif" font-size="10">
         <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>
-        <text x="\(Int(centre))" y="16" text-anchor="middle" font-size="13">Layer \(layer.index): excitable network (\(nodes.count) stable points, \(layer.graph.edges.count) edges)</text>
+        <text x="\(Int(centre))" y="16" text-anchor="middle" font-size="13">Layer \(layer.label): excitable network (\(nodes.count) stable points, \(layer.graph.edges.count) edges)</text>
 
         """
         // Label boxes placed so far (and the nodes), so that no label is drawn over another.
@@ -137,10 +137,12 @@ public struct AttractorReport {
         """
         for layer in analysis.layers {
             let points = analysis.points[layer.points]
-            h += "<h2>Layer \(layer.index)</h2>\n<p>\(points.filter(\.isFixed).count) fixed points (\(points.filter { $0.isFixed && $0.isStable }.count) stable), "
+            h += "<h2>Layer \(layer.label)</h2>\n<p>\(points.filter(\.isFixed).count) fixed points (\(points.filter { $0.isFixed && $0.isStable }.count) stable), "
                 + "\(points.filter { !$0.isFixed }.count) slow points (q < 1e-4) from \(layer.seeds) seeds; \(layer.unconverged) seeds stopped with q ≥ 1e-4 (at a local minimum of q that high, or the iteration limit); \(layer.unreachable) points outside the states the layer can take and \(layer.outliers) outliers dropped; \(layer.graph.edges.count) edges, "
                 + "\(layer.graph.unresolved.count) unresolved probes.</p>\n<div class=\"grid\">\n"
-            for (name, svg) in figures where name.hasPrefix("layer\(layer.index)_") { h += svg }
+            // This layer's own figures (a forward layer's stem is a prefix of its reverse twin's).
+            let own = Set(["pca", "spectra", "graph"].map { "\(layer.fileStem)_\($0).svg" })
+            for (name, svg) in figures where own.contains(name) { h += svg }
             h += "</div>\n<table><tr><th>point</th><th class=\"l\">kind</th><th class=\"l\">stable</th><th>q</th><th>|λ|max</th><th>unstable modes</th><th>slowest τ (steps)</th><th class=\"l\">readout V h + a</th></tr>\n"
             for (i, p) in zip(layer.points, points) {
                 h += "<tr><td>\(i)</td><td class=\"l\">\(p.isFixed ? "fixed" : "slow")</td><td class=\"l\">\(p.isStable ? "yes" : "no")</td>"

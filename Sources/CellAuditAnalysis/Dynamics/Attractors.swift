@@ -8,6 +8,13 @@ public struct AttractorAnalysis: Sendable {
     /// One layer's part.
     public struct Layer: Sendable {
         public var index: Int
+        /// The direction of the layer's cells: each direction of a bidirectional layer is its own
+        /// map, analysed in its own processing time (METHOD.md §8).
+        public var direction: TimeDirection = .forward
+        /// "0", or "0 rev" for a reverse direction: how reports name it.
+        public var label: String { direction == .forward ? "\(index)" : "\(index) rev" }
+        /// "layer0", or "layer0_reverse": the stem of its figures' file names.
+        public var fileStem: String { direction == .forward ? "layer\(index)" : "layer\(index)_reverse" }
         /// The constant input the layer was analysed under [I_l]: x̄ for layer 0; for a deeper
         /// layer, the h the layer below rests at (run from the zero state under x̄).
         public var input: [Double]
@@ -33,7 +40,8 @@ public struct AttractorAnalysis: Sendable {
     /// has a readout [K]; nil otherwise.
     public func readout(at index: Int, of network: RecurrentNetwork) -> [Double]? {
         let point = points[index]
-        guard point.layer == network.layers.count - 1, let r = network.readout else { return nil }
+        // A direction of a bidirectional last layer alone does not give the readout's input.
+        guard network.isForwardOnly, point.layer == network.layers.count - 1, let r = network.readout else { return nil }
         let H = network.layers[point.layer].hiddenSize
         return (0..<r.outputs).map { k in (0..<H).reduce(Double(r.a[k])) { $0 + Double(r.V[k * H + $1]) * point.state[$1] } }
     }
@@ -76,7 +84,6 @@ public struct AttractorAnalysis: Sendable {
     public static func run(network: RecurrentNetwork, input: [Double], data: SequenceBatch?, options: FixedPointOptions,
                            pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
-        try network.requireForwardOnly("the dynamics (attractors, audit --data)")
         let options = try options.validated(), pulses = try pulses.validated()
         let widest = widestState(network)
         guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {
@@ -95,45 +102,82 @@ public struct AttractorAnalysis: Sendable {
             N = min(data.count, maxSequences); T = data.steps
             sequences = data.values[0..<(N * T * data.width)].map(Double.init)
         }
-        for (l, layer) in network.layers.enumerated() {
-            let map = try LayerMap(layer: layer, input: layerInput)
-            let D = map.dimension, H = layer.hiddenSize
-            // States visited on the data: run the layer over the sequences, step by step.
-            var visited: [Double]? = nil, trajectories: [[Double]] = [], nextSequences: [Double]? = nil
-            if let seqIn = sequences {
-                let run = try Self.run(map: map, sequences: seqIn, count: N, steps: T, backend: backend)
-                visited = run.states
-                trajectories = (0..<min(N, 8)).map { Array(run.states[($0 * T * D)..<(($0 + 1) * T * D)]) }
-                nextSequences = run.outputs
-            }
-            progress("layer \(l): \(options.seeds) seeds, \(D)-dimensional state")
-            let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &rng)
-            let found = try FixedPointSet.find(layer: l, map: map, seeds: seeds, options: options, backend: backend, progress: progress)
-            let base = points.count
-            points += found.points
-            let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
-            progress("layer \(l): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) seeds stopped with q ≥ 1e-4")
-            // The graph over this layer's stable points (local indices inside `build`).
-            let local = stable.map { $0 - base }
-            let stateMatrix = found.points.flatMap(\.state)
-            var graph = try ExcitableNetwork.build(map: map, states: stateMatrix, stable: local, options: pulses, backend: backend)
-            graph.edges = graph.edges.map { var e = $0; e.from += base; e.to += base; return e }
-            graph.unresolved = graph.unresolved.map { var u = $0; u.from += base; return u }
-            layers.append(Layer(index: l, input: layerInput, dimension: D, points: base..<points.count, graph: graph,
-                                trajectories: trajectories, seeds: seeds.count, iterations: found.iterations,
-                                unconverged: found.unconverged, unreachable: found.unreachable, outliers: found.outliers))
-            // The next layer's constant input: this layer's rest from the zero state under its input.
-            if l + 1 < network.layers.count {
-                let rest = try backend.mapSettle(map, states: [Double](repeating: 0, count: D), pulses: nil, rows: 1, pulseSteps: 0,
-                                                 maxSteps: pulses.maxSteps, tolerance: pulses.settleTolerance)
-                if !rest.settled[0] {
-                    notes.append("layer \(l) did not settle within \(pulses.maxSteps) steps from the zero state; layer \(l + 1) is analysed under the h it reached")
+        for (l, level) in network.levels.enumerated() {
+            // Each direction of a level is its own map under the same constant input; the next
+            // level reads their rests (and, on the data, their h at each time step) side by side.
+            var levelRest: [Double] = [], levelOutputs: [[Double]] = []
+            for index in level {
+                let layer = network.layers[index], reverse = layer.direction == .reverse
+                let map = try LayerMap(layer: layer, input: layerInput)
+                let D = map.dimension, H = layer.hiddenSize
+                // States visited on the data: run the layer over the sequences, step by step.
+                var visited: [Double]? = nil, trajectories: [[Double]] = [], nextSequences: [Double]? = nil
+                if let seqIn = sequences {
+                    // A reverse direction reads each sequence from its last step: its own processing time.
+                    let width = seqIn.count / max(1, N * T)
+                    let run = try Self.run(map: map, sequences: reverse ? Self.reversedInTime(seqIn, count: N, steps: T, width: width) : seqIn,
+                                           count: N, steps: T, backend: backend)
+                    visited = run.states
+                    trajectories = (0..<min(N, 8)).map { Array(run.states[($0 * T * D)..<(($0 + 1) * T * D)]) }
+                    nextSequences = reverse ? Self.reversedInTime(run.outputs, count: N, steps: T, width: H) : run.outputs
                 }
-                layerInput = Array(rest.states[0..<H])
-                sequences = nextSequences
+                let name = reverse ? "layer \(l) rev" : "layer \(l)"
+                progress("\(name): \(options.seeds) seeds, \(D)-dimensional state")
+                let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &rng)
+                let found = try FixedPointSet.find(layer: l, map: map, seeds: seeds, options: options, backend: backend, progress: progress)
+                let base = points.count
+                points += found.points.map { var p = $0; p.direction = layer.direction; return p }
+                let stable = (base..<points.count).filter { points[$0].isFixed && points[$0].isStable }
+                progress("\(name): \(found.points.filter(\.isFixed).count) fixed points (\(stable.count) stable), \(found.points.filter { !$0.isFixed }.count) slow points; \(found.unconverged) seeds stopped with q ≥ 1e-4")
+                // The graph over this layer's stable points (local indices inside `build`).
+                let local = stable.map { $0 - base }
+                let stateMatrix = found.points.flatMap(\.state)
+                var graph = try ExcitableNetwork.build(map: map, states: stateMatrix, stable: local, options: pulses, backend: backend)
+                graph.edges = graph.edges.map { var e = $0; e.from += base; e.to += base; return e }
+                graph.unresolved = graph.unresolved.map { var u = $0; u.from += base; return u }
+                layers.append(Layer(index: l, direction: layer.direction, input: layerInput, dimension: D, points: base..<points.count, graph: graph,
+                                    trajectories: trajectories, seeds: seeds.count, iterations: found.iterations,
+                                    unconverged: found.unconverged, unreachable: found.unreachable, outliers: found.outliers))
+                // The next layer's constant input: this layer's rest from the zero state under its input.
+                if l + 1 < network.levels.count {
+                    let rest = try backend.mapSettle(map, states: [Double](repeating: 0, count: D), pulses: nil, rows: 1, pulseSteps: 0,
+                                                     maxSteps: pulses.maxSteps, tolerance: pulses.settleTolerance)
+                    if !rest.settled[0] {
+                        notes.append("\(name) did not settle within \(pulses.maxSteps) steps from the zero state; layer \(l + 1) is analysed under the h it reached")
+                    }
+                    levelRest += rest.states[0..<H]
+                    if let nextSequences { levelOutputs.append(nextSequences) }
+                }
+            }
+            if l + 1 < network.levels.count {
+                layerInput = levelRest
+                if sequences != nil {
+                    // [N × T × Σ H]: the directions' h side by side at each time step, forward first.
+                    sequences = concatenatePerStep(levelOutputs, widths: level.map { network.layers[$0].hiddenSize })
+                }
             }
         }
         return AttractorAnalysis(points: points, layers: layers, notes: notes)
+    }
+
+    /// Sequences [N × T × W] with each sequence's steps in reverse order.
+    static func reversedInTime(_ values: [Double], count N: Int, steps T: Int, width W: Int) -> [Double] {
+        var out = values
+        for n in 0..<N { for t in 0..<T { for k in 0..<W { out[(n * T + t) * W + k] = values[(n * T + (T - 1 - t)) * W + k] } } }
+        return out
+    }
+
+    /// Parts [M × w_p] side by side: [M × Σ w_p].
+    static func concatenatePerStep(_ parts: [[Double]], widths: [Int]) -> [Double] {
+        if parts.count == 1 { return parts[0] }
+        let total = widths.reduce(0, +), positions = parts[0].count / max(1, widths[0])
+        var out = [Double](repeating: 0, count: positions * total)
+        var offset = 0
+        for (part, w) in zip(parts, widths) {
+            for m in 0..<positions { for k in 0..<w { out[m * total + offset + k] = part[m * w + k] } }
+            offset += w
+        }
+        return out
     }
 
     /// The states [N × T × D] a layer's map visits over `count` sequences of its inputs

@@ -7,6 +7,8 @@ import Foundation
 public struct FixedPoint: Sendable {
     /// Layer index in the network.
     public var layer: Int
+    /// The direction of the layer's cells (a bidirectional layer has a map per direction).
+    public var direction: TimeDirection = .forward
     /// The state s* [D]: h, or (h, c) for an LSTM.
     public var state: [Double]
     /// q = ½‖F(s*, x̄) − s*‖².

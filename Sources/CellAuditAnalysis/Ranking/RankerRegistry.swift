@@ -26,10 +26,23 @@ public enum RankerRegistry {
     /// The rankers that read the readout's weights: without a readout they are left out.
     public static let needingReadout: Set<String> = ["readout_weight", "lrp", "gradient_x_input"]
 
-    /// Every built-in ranker, in `names` order; those that read data only `withData`, those that
-    /// read the readout only `withReadout`.
-    public static func all(seed: UInt64, withData: Bool, withReadout: Bool = true) -> [any CellRanker] {
-        names.filter { (withData || !needingData.contains($0)) && (withReadout || !needingReadout.contains($0)) }
-            .compactMap { ranker(named: $0, seed: seed) }
+    /// The built-in rankers that apply to `network`, in `names` order: those that read data only
+    /// `withData`; those that read the readout only when it has one; the relevance rankers only
+    /// for forward stacks (relevance through reverse layers is not implemented yet).
+    public static func applicable(to network: RecurrentNetwork, withData: Bool) -> [String] {
+        names.filter { name in
+            (withData || !needingData.contains(name)) && (network.readout != nil || !needingReadout.contains(name))
+                && (network.isForwardOnly || !needingData.contains(name))
+        }
+    }
+
+    /// Every built-in ranker, in `names` order; those that read data only `withData`.
+    public static func all(seed: UInt64, withData: Bool) -> [any CellRanker] {
+        names.filter { withData || !needingData.contains($0) }.compactMap { ranker(named: $0, seed: seed) }
+    }
+
+    /// Every built-in ranker that applies to `network` (`applicable(to:withData:)`).
+    public static func all(seed: UInt64, for network: RecurrentNetwork, withData: Bool) -> [any CellRanker] {
+        applicable(to: network, withData: withData).compactMap { ranker(named: $0, seed: seed) }
     }
 }

@@ -1,0 +1,59 @@
+import CellAuditCore
+import Foundation
+import Testing
+import TestSupport
+
+/// A bidirectional PyTorch LSTM saved with torch.save, audited end to end from the command line
+/// (issue 29): eval, an audit with data (responses of every directed cell, the ablation check,
+/// the dynamics of each direction), named by direction everywhere.
+@Suite struct BidirectionalCLITests {
+    static let model = Fixtures.path("bidirectional/lstm2.pt")
+
+    /// inputs of the fixture and, as labels, the class PyTorch's outputs (final states) pick.
+    static func labeledData() throws -> String {
+        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/lstm2.data.safetensors"))
+        let outputs = try data.floats("final_states"), k = 3
+        let labels = (0..<(outputs.count / k)).map { n in (0..<k).max { outputs[n * k + $0] < outputs[n * k + $1] }! }
+        let path = try Fixtures.scratch("bidirectional-data").appendingPathComponent("labeled.safetensors").path
+        var writer = SafeTensorsWriter()
+        try writer.add("inputs", floats: try data.floats("inputs"), shape: try data.info("inputs").shape)
+        try writer.add("labels", int64s: labels, shape: [labels.count])
+        try writer.write(to: path)
+        return path
+    }
+
+    @Test func evalReadsAsPyTorchAndSaysWhereItRan() throws {
+        let data = try Self.labeledData()
+        let refused = try CLI.run(["eval", Self.model, "--data", data, "--backend", "cpu"])
+        #expect(refused.exitCode == 1 && refused.stderr.contains("--bidirectional-readout"), "\(refused.stderr)")
+        let cpu = try CLI.run(["eval", Self.model, "--data", data, "--bidirectional-readout", "final-states", "--backend", "cpu"])
+        #expect(cpu.exitCode == 0 && cpu.stdout.contains("accuracy: 1.0000"), "\(cpu.stdout)\(cpu.stderr)")
+        if OpenCLTestSupport.enabled {
+            let cl = try CLI.run(["eval", Self.model, "--data", data, "--bidirectional-readout", "final-states", "--backend", "opencl"])
+            #expect(cl.exitCode == 0 && cl.stdout.contains("accuracy: 1.0000"), "\(cl.stdout)\(cl.stderr)")
+            #expect(cl.stdout.contains("the forward ran on cpu"), "\(cl.stdout)")
+        }
+    }
+
+    @Test func anAuditWithDataNamesEveryDirection() throws {
+        let data = try Self.labeledData()
+        let out = try Fixtures.scratch("bidirectional-audit").appendingPathComponent("audit")
+        let r = try CLI.run(["audit", Self.model, "--data", data, "--bidirectional-readout", "final-states", "--out", out.path,
+                             "--backend", "cpu", "--attractor-seeds", "32", "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let cells = try String(contentsOf: out.appendingPathComponent("cells.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(cells.first?.hasPrefix("layer,direction,cell,rank") == true)
+        #expect(cells.count == 21 && cells.filter { $0.contains(",reverse,") }.count == 10)
+        let ablation = try String(contentsOf: out.appendingPathComponent("ablation.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(ablation.first?.hasPrefix("layer,direction,cell,damage") == true && ablation.count == 21)
+        let responses = try SafeTensorsFile(path: out.appendingPathComponent("responses.safetensors").path)
+        #expect(try responses.integers("direction") == [Int](repeating: 0, count: 5) + [Int](repeating: 1, count: 5)
+                + [Int](repeating: 0, count: 5) + [Int](repeating: 1, count: 5))
+        let points = try String(contentsOf: out.appendingPathComponent("attractors/fixed_points.csv"), encoding: .utf8)
+        #expect(points.hasPrefix("index,layer,direction,kind") && points.contains(",reverse,"))
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any]
+        #expect((summary?["accuracy"] as? Double) == 1.0)
+        let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(report.contains("<th>direction</th>") && report.contains("<td>reverse</td>"))
+    }
+}

@@ -12,29 +12,37 @@ public struct AblationStudy: Sendable {
         case mean
     }
 
-    /// Mean h and c of every cell (all layers, flat) over every sequence and step of `inputs`,
-    /// with nothing ablated; accumulated in Double.
+    /// Mean h and c of every cell (all layers, flat in `CellLayout` order) over every sequence and
+    /// step of `inputs`, with nothing ablated; accumulated in Double. Each direction runs in its
+    /// own time; the next layer reads its level's output in time order.
     public static func meanStates(_ network: RecurrentNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
         var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
+        let layout = network.layout, T = inputs.steps
         for seq in 0..<inputs.count {
-            var x = Array(inputs.values[(seq * inputs.steps * inputs.width)..<((seq + 1) * inputs.steps * inputs.width)])
+            var x = Array(inputs.values[(seq * T * inputs.width)..<((seq + 1) * T * inputs.width)])
             var width = inputs.width
-            let layout = network.layout
-            for (l, layer) in network.layers.enumerated() {
-                let H = layer.hiddenSize, offset = layout.range(ofLayer: l).lowerBound
-                var h = [Float](repeating: 0, count: H), c = h
-                var y = [Float](repeating: 0, count: inputs.steps * H)
-                for t in 0..<inputs.steps {
-                    layer.step(x[(t * width)..<((t + 1) * width)], h: &h, c: &c)
-                    for j in 0..<H {
-                        y[t * H + j] = h[j]
-                        sumH[offset + j] += Double(h[j]); sumC[offset + j] += Double(c[j])
+            for (l, level) in network.levels.enumerated() {
+                let outWidth = network.outputWidth(ofLevel: l)
+                var y = [Float](repeating: 0, count: T * outWidth)
+                var column = 0
+                for index in level {
+                    let layer = network.layers[index], H = layer.hiddenSize
+                    let offset = layout.range(ofLayer: l, direction: layer.direction).lowerBound
+                    var h = [Float](repeating: 0, count: H), c = h
+                    for step in 0..<T {
+                        let t = layer.direction == .reverse ? T - 1 - step : step
+                        layer.step(x[(t * width)..<((t + 1) * width)], h: &h, c: &c)
+                        for j in 0..<H {
+                            y[t * outWidth + column + j] = h[j]
+                            sumH[offset + j] += Double(h[j]); sumC[offset + j] += Double(c[j])
+                        }
                     }
+                    column += H
                 }
-                x = y; width = H
+                x = y; width = outWidth
             }
         }
-        let count = Double(inputs.count * inputs.steps)
+        let count = Double(inputs.count * T)
         return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
     }
 
@@ -84,7 +92,6 @@ public struct AblationStudy: Sendable {
                            seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            single precomputed: SingleAblation? = nil,
                            on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
-        if clamp == .mean { try network.requireForwardOnly("mean ablation (--clamp mean)") }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
         guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
@@ -215,7 +222,6 @@ extension AblationStudy {
             throw ModelError.shape("single-cell configurations \(configurations) lie outside 0..<\(singleConfigurationCount(cells: n))")
         }
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
-        if clamp == .mean { try network.requireForwardOnly("mean ablation (--clamp mean)") }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let masks = configurations.map { singleConfiguration($0, cells: n) }
         let result = try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,

@@ -149,9 +149,10 @@ public struct RelevanceReport {
             h += "</div>\n"
         }
         h += "<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
-        h += "<h2>All cells, by mean |relevance|</h2>\n<table><tr><th>rank</th><th>layer</th><th>cell</th><th>mean |R|</th></tr>\n"
+        let directions = rows.contains { $0.direction == .reverse }
+        h += "<h2>All cells, by mean |relevance|</h2>\n<table><tr><th>rank</th>\(CellID.tableHeader(directions: directions).map { "<th>\($0)</th>" }.joined())<th>mean |R|</th></tr>\n"
         for j in ranks.indices.sorted(by: { ranks[$0] < ranks[$1] }) {
-            h += "<tr><td>\(ranks[j])</td><td>\(rows[j].layer)</td><td>\(rows[j].index)</td><td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"
+            h += "<tr><td>\(ranks[j])</td>\(rows[j].tableFields(directions: directions).map { "<td>\($0)</td>" }.joined())<td>\(String(format: "%.4g", meanAbsolute[j]))</td></tr>\n"
         }
         h += "</table>\n<p>Made by CellAudit (LRP after Arras et al. 2019). The figures are also saved as SVG files beside this page.</p>\n</body></html>\n"
         return h

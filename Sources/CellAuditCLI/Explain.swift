@@ -100,8 +100,11 @@ struct Explain: ParsableCommand {
                 let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
                 try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten,
                                    to: dir.appendingPathComponent("relevance.safetensors"))
-                var csv = ["layer,cell,mean_abs_relevance,rank"]
-                for (j, row) in rows.enumerated() { csv.append("\(row.layer),\(row.index),\(String(format: "%.6g", meanAbsolute[j])),\(ranks[j])") }
+                let directions = !loaded.network.isForwardOnly
+                var csv = [(CellID.tableHeader(directions: directions) + ["mean_abs_relevance", "rank"]).joined(separator: ",")]
+                for (j, row) in rows.enumerated() {
+                    csv.append((row.tableFields(directions: directions) + [String(format: "%.6g", meanAbsolute[j]), String(ranks[j])]).joined(separator: ","))
+                }
                 try (csv.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
 
                 var s = ExplainSummary()
@@ -126,7 +129,8 @@ struct Explain: ParsableCommand {
                 s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
                 s.inputShareOfScore = JSONNumber(median(result.inputShares()))
                 s.topCells = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(10).map {
-                    ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].index, meanAbsRelevance: meanAbsolute[$0])
+                    ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].index, direction: rows[$0].direction == .reverse ? "reverse" : nil,
+                                        meanAbsRelevance: meanAbsolute[$0])
                 }
                 try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, meanAbsolute: meanAbsolute,
                                        ranks: ranks, to: dir)
@@ -197,6 +201,9 @@ struct Explain: ParsableCommand {
         try writer.add("min_denominator", floats: r.minimumDenominator, shape: [r.count])
         try writer.add("layer", int32s: rows.map { Int32($0.layer) }, shape: [rows.count])
         try writer.add("cell", int32s: rows.map { Int32($0.index) }, shape: [rows.count])
+        if rows.contains(where: { $0.direction == .reverse }) {
+            try writer.add("direction", int32s: rows.map { $0.direction == .reverse ? 1 : 0 }, shape: [rows.count])
+        }
         try writer.write(to: url.path)
     }
 }

@@ -222,6 +222,8 @@ struct CharacterizeSummary: Codable {
 struct ExplainSummary: Codable {
     struct Cell: Codable {
         var layer: Int, cell: Int
+        /// "reverse" for a cell of a reverse direction; absent for forward cells.
+        var direction: String?
         var meanAbsRelevance: Double
     }
     var model = "", data = "", backend = ""
@@ -249,7 +251,7 @@ struct ExplainSummary: Codable {
         } else {
             Swift.print(String(format: "inputs receive a median %.3g of the score (the rest stays with biases and stabilisers; --bias-factor 1 conserves it)", inputShareOfScore.value))
         }
-        Swift.print("most relevant cells (mean |R|): " + topCells.prefix(5).map { "L\($0.layer) c\($0.cell) \(String(format: "%.3g", $0.meanAbsRelevance))" }.joined(separator: ", "))
+        Swift.print("most relevant cells (mean |R|): " + topCells.prefix(5).map { "L\($0.layer)\($0.direction == nil ? "" : " rev") c\($0.cell) \(String(format: "%.3g", $0.meanAbsRelevance))" }.joined(separator: ", "))
         Swift.print(String(format: "relevance: %.3g s, %.3g sequence-steps/s", seconds, sequenceStepsPerSecond))
         Swift.print("per-step cell relevance: \(perStep == "all" ? "written ('cells' [N, T, C])" : "summed over steps ('cells_total' [N, C])") (\(perStepReason))")
     }

@@ -236,15 +236,6 @@ public struct RecurrentNetwork: Sendable, Equatable {
         levels[level].first { layers[$0].direction == direction }!
     }
 
-    /// Refuses a network with reverse layers for a part of CellAudit that does not handle them yet.
-    /// - Throws: `ModelError.shape` naming `what`.
-    public func requireForwardOnly(_ what: String) throws {
-        guard isForwardOnly else {
-            throw ModelError.shape("\(what) does not handle bidirectional or reverse layers yet (it does forward stacks only)")
-        }
-    }
-
-
     /// A seeded random network, for demos, tests and benchmarks.
     public static func random(kind: CellKind = .lstm, seed: UInt64, inputSize: Int, hiddenSizes: [Int], outputs: Int = 0,
                               scale: Float = 1, resetAfter: Bool = true) throws -> RecurrentNetwork {

@@ -11,6 +11,10 @@ extension OpenCLBackend {
     /// that fit `chunkBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
         guard case .lrp = job.rule else { return try CPUBackend(threads: hostThreads).relevance(job) }
+        return try onDevice(.lrp, network: job.network, { try lrpOnDevice(job) }, onHost: { try $0.relevance(job) })
+    }
+
+    private func lrpOnDevice(_ job: RelevanceJob) throws -> RelevanceResult {
         let steps = job.inputs.steps
         let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 4 * $1.hiddenSize + $1.inputSize) }
             * MemoryLayout<Float>.stride

@@ -55,5 +55,19 @@ import TestSupport
         #expect((summary?["accuracy"] as? Double) == 1.0)
         let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(report.contains("<th>direction</th>") && report.contains("<td>reverse</td>"))
+        #expect(cells.first?.contains("lrp_rank") == true)
+    }
+
+    /// explain runs through both directions and names them; the audit's rankings include LRP.
+    @Test func explainNamesDirections() throws {
+        let data = try Self.labeledData()
+        let out = try Fixtures.scratch("bidirectional-explain").appendingPathComponent("explain")
+        let r = try CLI.run(["explain", Self.model, "--data", data, "--bidirectional-readout", "final-states", "--out", out.path,
+                             "--backend", "cpu", "--quiet"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        let cells = try String(contentsOf: out.appendingPathComponent("cells.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(cells.first == "layer,direction,cell,mean_abs_relevance,rank" && cells.count == 21)
+        let relevance = try SafeTensorsFile(path: out.appendingPathComponent("relevance.safetensors").path)
+        #expect(try relevance.integers("direction").filter { $0 == 1 }.count == 10)
     }
 }

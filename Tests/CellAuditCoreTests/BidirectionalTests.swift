@@ -127,4 +127,55 @@ import TestSupport
             #expect(zip(a.state, b.state).allSatisfy { abs($0 - $1) <= 1e-9 })
         }
     }
+
+    /// Relevance through both directions (METHOD.md §7): at ε → 0 and bias factor 0, LRP equals
+    /// PyTorch's gradient × input of the graph with detached gates and linearised activations,
+    /// every direction in its own time, cells at their time steps; plain gradient × input equals
+    /// autograd (Tools/bidirectional_relevance_reference.py); with bias factor 1 and ε = 0.05 the
+    /// relevance is conserved.
+    @Test(arguments: ["lstm1", "lstm2", "gru2", "rnn_tanh2"])
+    func relevanceEqualsAutograd(name: String) throws {
+        let reference = try SafeTensorsFile(path: Fixtures.path("bidirectional/\(name).relevance.safetensors"))
+        let reading = try #require(FinalStateReading(rawValue: reference.metadata["reading"] ?? ""))
+        let model = try Self.load(name, reading: reading)
+        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/\(name).data.safetensors"))
+        let targets = try reference.integers("target"), n = targets.count
+        let inputs = try SequenceBatch(count: n, steps: 7, width: 3, values: Array(try data.floats("inputs").prefix(n * 7 * 3)))
+        for backend in try Self.backends() {
+            for (rule, keys) in [(RelevanceJob.Rule.lrp(epsilon: 0, biasFactor: 0), ("input", "cells")),
+                                 (.gradientTimesInput, ("gradient_input", "gradient_cells"))] {
+                let result = try backend.relevance(try RelevanceJob(network: model.network, inputs: inputs, output: .last, targets: targets, rule: rule))
+                let scale = max(1e-6, (try reference.floats(keys.0)).map(abs).max()!)
+                for (got, key) in [(result.input, keys.0), (result.cellRelevance, keys.1)] {
+                    let want = try reference.floats(key)
+                    let worst = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+                    #expect(got.count == want.count && worst <= 1e-4 * max(scale, want.map(abs).max()!),
+                            "\(name) \(key) on \(backend.identity): max |Δ| \(worst)")
+                }
+                let score = zip(result.score, try reference.floats("score")).map { abs($0 - $1) }.max()!
+                #expect(score <= 1e-5, "\(name) score: \(score)")
+            }
+            let lrp = try backend.relevance(try RelevanceJob(network: model.network, inputs: inputs, output: .last, targets: targets,
+                                                             rule: .lrp(epsilon: 0.05, biasFactor: 1)))
+            for s in 0..<n {
+                let total = lrp.input[(s * 21)..<((s + 1) * 21)].reduce(0.0) { $0 + Double($1) } + Double(lrp.rest[s])
+                #expect(abs(total - Double(lrp.score[s])) <= 1e-4 * max(1e-3, abs(Double(lrp.score[s]))), "\(name) sequence \(s): Σ \(total) vs \(lrp.score[s])")
+            }
+        }
+    }
+
+    /// Mean ablation's fill values: each cell's mean h over the data, each direction in its own
+    /// time, equal PyTorch's output averaged over sequences and steps.
+    @Test(arguments: ["gru1", "lstm1", "rnn_relu1"])
+    func meanStatesFollowEachDirection(name: String) throws {
+        let model = try Self.load(name, reading: .finalStates)
+        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/\(name).data.safetensors"))
+        let inputs = try SequenceBatch(count: 5, steps: 7, width: 3, values: try data.floats("inputs"))
+        let hidden = try data.floats("hidden"), w = model.network.outputWidth
+        let mean = AblationStudy.meanStates(model.network, inputs: inputs).h
+        for j in 0..<w {
+            let expected = (0..<35).reduce(0.0) { $0 + Double(hidden[$1 * w + j]) } / 35
+            #expect(abs(Double(mean[j]) - expected) <= 1e-6, "\(name) cell \(j): \(mean[j]) vs \(expected)")
+        }
+    }
 }

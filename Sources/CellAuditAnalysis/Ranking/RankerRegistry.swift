@@ -27,13 +27,9 @@ public enum RankerRegistry {
     public static let needingReadout: Set<String> = ["readout_weight", "lrp", "gradient_x_input"]
 
     /// The built-in rankers that apply to `network`, in `names` order: those that read data only
-    /// `withData`; those that read the readout only when it has one; the relevance rankers only
-    /// for forward stacks (relevance through reverse layers is not implemented yet).
+    /// `withData`; those that read the readout only when it has one.
     public static func applicable(to network: RecurrentNetwork, withData: Bool) -> [String] {
-        names.filter { name in
-            (withData || !needingData.contains(name)) && (network.readout != nil || !needingReadout.contains(name))
-                && (network.isForwardOnly || !needingData.contains(name))
-        }
+        names.filter { name in (withData || !needingData.contains(name)) && (network.readout != nil || !needingReadout.contains(name)) }
     }
 
     /// Every built-in ranker, in `names` order; those that read data only `withData`.

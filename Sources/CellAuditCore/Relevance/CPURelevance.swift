@@ -376,7 +376,9 @@ extension CPUBackend {
     /// chunks whose tapes fit `forwardWorkingSetBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
         let steps = job.inputs.steps
-        let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize) } * MemoryLayout<Float>.stride
+        // Each directed layer's record, plus a level's output and its directions' shares (both directions).
+        let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize + ($1.direction == .reverse ? 2 * $1.inputSize : 0)) }
+            * MemoryLayout<Float>.stride
         return try job.inChunks(bytes: forwardWorkingSetBytes, perSequenceBytes: perSequence, relevanceInParallel)
     }
 
@@ -400,35 +402,106 @@ extension CPUBackend {
         let cellsTotal = net.cellCount
         let x = FloatBuffer(job.inputs.values.count)
         job.inputs.values.withUnsafeBufferPointer { x.pointer.update(from: $0.baseAddress!, count: $0.count) }
-        var tapes: [LayerTape] = []
-        for layer in net.layers {
-            if let below = tapes.last {
-                tapes.append(LayerTape(layer, input: below.h.pointer, rowStride: below.layer.hiddenSize,
-                                       stepStride: n * below.layer.hiddenSize, rows: n, steps: steps, workers: threads))
+        /// Level l's input, element (row r, time t, i) at `pointer[r·rowStride + t·stepStride + i]`:
+        /// the data for level 0, the level below's time-ordered output [T][N][W] above it.
+        var outputs: [FloatBuffer] = []
+        func levelInput(_ l: Int) -> (pointer: UnsafePointer<Float>, rowStride: Int, stepStride: Int, width: Int) {
+            if l == 0 { return (UnsafePointer(x.pointer), steps * width, width, width) }
+            let w = net.outputWidth(ofLevel: l - 1)
+            return (UnsafePointer(outputs[l - 1].pointer), w, n * w, w)
+        }
+        /// A directed layer's view of its level's input, in its own processing time: a reverse
+        /// layer reads from the last step back (a negative step stride from step T − 1).
+        func ownTime(_ l: Int, _ layer: RecurrentLayer) -> (pointer: UnsafePointer<Float>, rowStride: Int, stepStride: Int) {
+            let v = levelInput(l)
+            return layer.direction == .reverse ? (v.pointer + (steps - 1) * v.stepStride, v.rowStride, -v.stepStride)
+                : (v.pointer, v.rowStride, v.stepStride)
+        }
+        var tapes: [[LayerTape]] = []
+        for (l, level) in net.levels.enumerated() {
+            let levelTapes = level.map { index in
+                let layer = net.layers[index], view = ownTime(l, layer)
+                return LayerTape(layer, input: view.pointer, rowStride: view.rowStride, stepStride: view.stepStride, rows: n, steps: steps,
+                                 workers: threads)
+            }
+            tapes.append(levelTapes)
+            // The level's output in time order, directions side by side: a lone forward layer's own record.
+            if levelTapes.count == 1 && levelTapes[0].layer.direction == .forward {
+                outputs.append(levelTapes[0].h)
             } else {
-                tapes.append(LayerTape(layer, input: x.pointer, rowStride: steps * width, stepStride: width, rows: n, steps: steps,
-                                       workers: threads))
+                let w = net.outputWidth(ofLevel: l), out = FloatBuffer(steps * n * w)
+                var offset = 0
+                for tape in levelTapes {
+                    let h = tape.layer.hiddenSize, reverse = tape.layer.direction == .reverse
+                    for t in 0..<steps {
+                        let time = reverse ? steps - 1 - t : t
+                        for r in 0..<n { (out.pointer + (time * n + r) * w + offset).update(from: tape.h.pointer + (t * n + r) * h, count: h) }
+                    }
+                    offset += h
+                }
+                outputs.append(out)
             }
         }
-        let (injectedTop, score, readoutMinimum) = job.readoutInjection(hidden: tapes.last!.h.pointer)
+        let (injectedTop, score, readoutMinimum) = job.readoutInjection(hidden: outputs.last!.pointer)
         var injected = FloatBuffer(injectedTop.count)
         injectedTop.withUnsafeBufferPointer { injected.pointer.update(from: $0.baseAddress!, count: $0.count) }
         let cells = FloatBuffer(n * steps * cellsTotal), rest = FloatBuffer(n)
         let minimum = FloatBuffer(n)
         for s in 0..<n { minimum[s] = readoutMinimum[s] }
         let layout = net.layout
-        for l in stride(from: net.layers.count - 1, through: 0, by: -1) {
-            let tape = tapes[l], inputs = l == 0 ? width : net.layers[l - 1].hiddenSize
-            let toInput = FloatBuffer(steps * n * inputs)
-            let io = BackwardIO(input: l == 0 ? x.pointer : tapes[l - 1].h.pointer,
-                                rowStride: l == 0 ? steps * width : inputs, stepStride: l == 0 ? width : n * inputs,
-                                injected: injected.pointer, toInput: toInput.pointer, cells: cells.pointer, cellOffset: layout.range(ofLayer: l).lowerBound,
-                                totalCells: cellsTotal, rest: rest.pointer, minimumDenominator: minimum.pointer)
+        func backward(_ tape: LayerTape, _ io: BackwardIO) {
             switch job.rule {
             case .lrp(let epsilon, let biasFactor): tape.lrpBackward(io, epsilon: epsilon, biasFactor: biasFactor, workers: threads)
             case .gradientTimesInput: tape.gradientBackward(io, workers: threads)
             }
-            injected = toInput
+        }
+        for l in stride(from: net.levels.count - 1, through: 0, by: -1) {
+            let inputs = levelInput(l).width
+            if tapes[l].count == 1 && tapes[l][0].layer.direction == .forward {
+                let tape = tapes[l][0], view = ownTime(l, tape.layer)
+                let toInput = FloatBuffer(steps * n * inputs)
+                backward(tape, BackwardIO(input: view.pointer, rowStride: view.rowStride, stepStride: view.stepStride,
+                                          injected: injected.pointer, toInput: toInput.pointer, cells: cells.pointer,
+                                          cellOffset: layout.range(ofLayer: l).lowerBound, totalCells: cellsTotal, rest: rest.pointer,
+                                          minimumDenominator: minimum.pointer))
+                injected = toInput
+                continue
+            }
+            // Each direction takes its columns of what reaches the level's output, runs back in its
+            // own time, and sends its share to the level's input, which sums them in time order.
+            let w = net.outputWidth(ofLevel: l), toLevelInput = FloatBuffer(steps * n * inputs)
+            var offset = 0
+            for tape in tapes[l] {
+                let h = tape.layer.hiddenSize, reverse = tape.layer.direction == .reverse, view = ownTime(l, tape.layer)
+                let own = FloatBuffer(steps * n * h), toInput = FloatBuffer(steps * n * inputs)
+                for t in 0..<steps {
+                    let time = reverse ? steps - 1 - t : t
+                    for r in 0..<n { (own.pointer + (t * n + r) * h).update(from: injected.pointer + (time * n + r) * w + offset, count: h) }
+                }
+                let cellRange = layout.range(ofLayer: l, direction: tape.layer.direction)
+                backward(tape, BackwardIO(input: view.pointer, rowStride: view.rowStride, stepStride: view.stepStride,
+                                          injected: own.pointer, toInput: toInput.pointer, cells: cells.pointer,
+                                          cellOffset: cellRange.lowerBound, totalCells: cellsTotal, rest: rest.pointer,
+                                          minimumDenominator: minimum.pointer))
+                for t in 0..<steps {
+                    let time = reverse ? steps - 1 - t : t
+                    for r in 0..<n {
+                        let to = toLevelInput.pointer + (time * n + r) * inputs, from = toInput.pointer + (t * n + r) * inputs
+                        for i in 0..<inputs { to[i] += from[i] }
+                    }
+                }
+                // The backward pass wrote this direction's cells at its processing steps: put them at their time steps.
+                if reverse {
+                    for r in 0..<n {
+                        for t in 0..<(steps / 2) {
+                            let a = cells.pointer + (r * steps + t) * cellsTotal, b = cells.pointer + (r * steps + steps - 1 - t) * cellsTotal
+                            for c in cellRange { swap(&a[c], &b[c]) }
+                        }
+                    }
+                }
+                offset += h
+            }
+            injected = toLevelInput
         }
         // [T][N][I] → [N][T][I]; gradients become gradient × input.
         var input = [Float](repeating: 0, count: n * steps * width)

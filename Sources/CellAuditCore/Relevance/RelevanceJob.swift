@@ -41,7 +41,6 @@ public struct RelevanceJob: Sendable {
             throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
         guard let readout = network.readout else { throw ModelError.shape("the model has no readout whose output could be explained") }
-        try network.requireForwardOnly("relevance (explain, and the lrp and gradient_x_input rankers)")
         guard targets.count == inputs.count else {
             throw DataError.mismatch("\(targets.count) targets for \(inputs.count) sequences")
         }
@@ -182,14 +181,30 @@ extension RelevanceJob {
     /// The readout's part, shared by every backend: for sequence n, the relevance (or gradient)
     /// that each explained step's target output sends to the last layer's h.
     ///
-    /// - `hidden`: the last layer's h, [T][N][H] (step-major), or [N][T][H] with `sequenceMajor`;
-    ///   `injected` is laid out the same way.
+    /// - `hidden`: the last layer's output, [T][N][W] (step-major), or [N][T][W] with
+    ///   `sequenceMajor`; `injected` is laid out the same way. W is the layer's output width (both
+    ///   directions of a bidirectional layer side by side, time-ordered). A final-states reading
+    ///   reads, and injects into, the reverse direction's columns at step 0, the rest at the
+    ///   explained step (`RecurrentNetwork.Readout.reading`).
     /// - Returns `injected` [T][N][H] and `score` [N]. LRP: the readout z = V h + a is a map
     ///   over H inputs whose relevance at the output is z itself, so h_j gets h_j·V_kj·z/(z + εs)
     ///   + bias_factor·(a_k + εs)·(z/(z + εs))/H. Gradient: V_kj.
     public func readoutInjection(hidden: UnsafePointer<Float>, sequenceMajor: Bool = false) -> (injected: [Float], score: [Float], minimumDenominator: [Float]) {
-        let readout = network.readout!, n = inputs.count, steps = inputs.steps, hs = network.layers.last!.hiddenSize
+        let readout = network.readout!, n = inputs.count, steps = inputs.steps, hs = network.outputWidth
         var injected = [Float](repeating: 0, count: steps * n * hs)
+        // Columns read at step 0 rather than the explained step: a final-states reading's reverse ones.
+        var reverseColumns = 0..<0
+        if output == .last && network.readsFinalStates {
+            var offset = 0
+            for index in network.levels.last! {
+                let layer = network.layers[index]
+                if layer.direction == .reverse { reverseColumns = offset..<(offset + layer.hiddenSize) }
+                offset += layer.hiddenSize
+            }
+        }
+        if !reverseColumns.isEmpty {
+            return finalStatesInjection(hidden: hidden, sequenceMajor: sequenceMajor, reverseColumns: reverseColumns)
+        }
         var score = [Float](repeating: 0, count: n)
         var minimum = [Float](repeating: .infinity, count: n)
         for t in explainedSteps {
@@ -210,6 +225,38 @@ extension RelevanceJob {
                     let share = biasFactor * (readout.a[k] + stabiliser(z, epsilon)) * m / Float(hs)
                     for j in 0..<hs { injected[out + j] = h[j] * v[v0 + j] * m + share }
                 }
+            }
+        }
+        return (injected, score, minimum)
+    }
+
+    /// `readoutInjection` for a final-states reading of a bidirectional last layer: each
+    /// sequence's readout input is its forward columns at step T − 1 and its reverse columns at
+    /// step 0, and each column's share is injected where it was read.
+    private func finalStatesInjection(hidden: UnsafePointer<Float>, sequenceMajor: Bool,
+                                      reverseColumns: Range<Int>) -> (injected: [Float], score: [Float], minimumDenominator: [Float]) {
+        let readout = network.readout!, n = inputs.count, steps = inputs.steps, hs = network.outputWidth
+        var injected = [Float](repeating: 0, count: steps * n * hs)
+        var score = [Float](repeating: 0, count: n), minimum = [Float](repeating: .infinity, count: n)
+        for s in 0..<n {
+            let k = targets[s]
+            // Where column j was read: its flat position in `hidden` and `injected`.
+            func position(_ j: Int) -> Int {
+                let t = reverseColumns.contains(j) ? 0 : steps - 1
+                return (sequenceMajor ? s * steps + t : t * n + s) * hs + j
+            }
+            var z = readout.a[k]
+            for j in 0..<hs { z += readout.V[k * hs + j] * hidden[position(j)] }
+            score[s] = z
+            switch rule {
+            case .gradientTimesInput:
+                for j in 0..<hs { injected[position(j)] = readout.V[k * hs + j] }
+            case .lrp(let epsilon, let biasFactor):
+                let den = stabilised(z, epsilon)
+                minimum[s] = abs(den)
+                let m = z / den
+                let share = biasFactor * (readout.a[k] + stabiliser(z, epsilon)) * m / Float(hs)
+                for j in 0..<hs { injected[position(j)] = hidden[position(j)] * readout.V[k * hs + j] * m + share }
             }
         }
         return (injected, score, minimum)

@@ -13,8 +13,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // .npz datasets are ZIP archives (stored or deflated).
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         // ONNX models are protobuf messages; the Swift code is generated from onnx.proto once
         // (Tools/generate_onnx_swift.sh) and committed.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -45,6 +43,13 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // libzip (libzip-dev on Debian): .npz datasets, torch.save and Keras archives, read with its
+        // consistency checks (a ZIP library that traps on hostile archives is not used).
+        .systemLibrary(
+            name: "CLibZip",
+            pkgConfig: "libzip",
+            providers: [.apt(["libzip-dev"])]
+        ),
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
@@ -54,7 +59,7 @@ let package = Package(
         // generated once and committed), NumPy .npz datasets.
         .target(name: "CellAuditImport", dependencies: [
             "CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            "CLibZip",
         ]),
         // The readers under libFuzzer (Tools/fuzz.sh builds it with -sanitize=fuzzer); a plain
         // build replays a corpus through the same entry point.

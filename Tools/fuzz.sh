@@ -32,6 +32,22 @@ done
 for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx Tests/Fixtures/cases/2026-12-07/*.onnx; do
     { printf '\x01'; cat "$f"; } > "$corpus/onnx-$(basename "$f")"
 done
+# Earlier findings, each behind the selector of the reader that met it (file name prefix).
+for f in Tests/Fixtures/fuzz/*; do
+    case "$f" in *.pt) sel='\x03';; *.onnx) sel='\x01';; *.pkl) sel='\x02';; *) sel='\x00';; esac
+    { printf "$sel"; cat "$f"; } > "$corpus/found-$(basename "$f")"
+done
 echo "fuzzing for ${seconds} s from $(ls "$corpus" | wc -l) seeds" >&2
-"$bin" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
-    -artifact_prefix="$findings/" -print_final_stats=1 2>&1 | tail -25
+# The Swift runtime's backtracer would bury the trap's message under register dumps: it is off, and on
+# a finding the log's cause lines and the crashing input's name are printed.
+log="$scratch/fuzz.log"
+status=0
+SWIFT_BACKTRACE=enable=no "$bin" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+    -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1 || status=$?
+if [[ $status -ne 0 ]]; then
+    grep -E "Fatal error|fatal error|ERROR: libFuzzer|SUMMARY|Test unit written|Illegal|Unexpected error|deadly signal" "$log" | head -20
+    tail -15 "$log"
+    echo "fuzz: a finding (exit $status); replay it with: swift run CellAuditFuzz $findings/crash-…" >&2
+    exit "$status"
+fi
+tail -12 "$log"

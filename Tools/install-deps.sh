@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CellAudit builds and tests with, where any is missing:
 # the OpenCL loader and headers, PoCL (an OpenCL CPU device), oclgrind (a kernel checker) and
-# OpenBLAS (the CPU backend's matrix products).
+# OpenBLAS (the CPU backend's matrix products), libzip (archives) and HDF5 (Keras files).
 # Needs a Swift 6 toolchain already on PATH (https://www.swift.org/install/).
 set -euo pipefail
-packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd oclgrind pkg-config libopenblas-dev liblapacke-dev libssl-dev)
+packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd oclgrind pkg-config libopenblas-dev liblapacke-dev libssl-dev libzip-dev libhdf5-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -75,6 +75,10 @@ public struct RelevanceReport {
     /// Sequences shown as heatmaps, and a caption for each (target, label, score).
     public var shown: [(index: Int, caption: String)]
     public var biasFactor: Float
+    /// For a model with a token embedding: the token ids [N, T] and, where `--vocab` gave them,
+    /// the words of ids 0..<V; the report then shows each chosen sequence as its tokens, coloured
+    /// by their relevance (the sum over embedding dimensions).
+    public var tokens: (ids: [Int], vocabulary: [String]?)?
 
     public init(title: String, facts: [(String, String)], result: RelevanceResult, rows: [CellID],
                 shown: [(index: Int, caption: String)], biasFactor: Float) {
@@ -127,6 +131,28 @@ public struct RelevanceReport {
         return out
     }
 
+    /// The chosen sequences as text: each token on a background of its relevance (red for, blue
+    /// against the explained output), scaled per sequence to its largest |R|, as LRP_for_LSTM draws
+    /// sentences; hovering a token shows its id and relevance.
+    func tokenSection(_ tokens: (ids: [Int], vocabulary: [String]?)) -> String {
+        let t = result.steps
+        let relevance = TokenEmbedding.tokenRelevance(result.input, count: result.count, steps: t, width: result.width)
+        var h = "<h2>Token relevance of chosen sequences</h2><p>Each token's relevance is the sum of its embedding's input relevance over the embedding dimensions (both directions). Red: evidence for the explained output; blue: against; each sequence scaled to its own largest |R|."
+        h += tokens.vocabulary == nil ? " Tokens are shown by id: <code>--vocab FILE</code> (one token per line, line v for id v) shows words.</p>\n" : "</p>\n"
+        for (s, caption) in shown {
+            let row = Array(relevance[(s * t)..<((s + 1) * t)])
+            let scale = row.map { abs(Double($0)) }.max() ?? 0
+            h += "<p class=\"tokens\"><b>Sequence \(s)</b> (\(escape(caption))): "
+            for step in 0..<t {
+                let id = tokens.ids[s * t + step]
+                let word = tokens.vocabulary.map { $0[id] } ?? "#\(id)"
+                h += "<span style=\"background:\(SVGHeatmap.color(Double(row[step]), scale: scale));padding:1px 2px\" title=\"step \(step), id \(id), R = \(String(format: "%.4g", row[step]))\">\(escape(word))</span> "
+            }
+            h += "</p>\n"
+        }
+        return h
+    }
+
     public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {
         func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
         var h = reportPageHead(title: title, facts: facts)
@@ -147,6 +173,9 @@ public struct RelevanceReport {
             h += "<h2>Input relevance of chosen sequences</h2><p>Red: evidence for the explained output; blue: against; each map scaled to its own largest |R|. Hover a square for its value.</p>\n<div class=\"grid\">"
             for (s, _) in shown { h += fig("input_relevance_\(s).svg") }
             h += "</div>\n"
+        }
+        if let tokens, !shown.isEmpty {
+            h += tokenSection(tokens)
         }
         h += "<h2>Cells</h2><div class=\"grid\">\(fig("cells.svg"))\(fig("steps.svg"))\(fig("cells_over_time.svg"))</div>\n"
         let directions = rows.contains { $0.direction == .reverse }

@@ -90,9 +90,9 @@ struct Ablate: ParsableCommand {
         guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
             throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
         }
-        let dataset = try Dataset.load(data)
+        var dataset = try Dataset.load(data)
         let loaded = try modelOptions.load(model, data: dataset)
-        try dataset.check(against: loaded)
+        try dataset.prepare(for: loaded)
         let plan = try stimulusOptions.plan(loaded.network, layers: nil)
         // Rankings from files are read (and checked) before any work starts.
         let names = ranking.isEmpty ? RankerRegistry.applicable(to: loaded.network, withData: true) : ranking

@@ -27,6 +27,9 @@ struct Attractors: ParsableCommand {
     @Option(help: "The constant input x̄, comma-separated, one value per input channel (default: zeros); write --input=-1,0,0 when it starts with a minus sign.")
     var input: String?
 
+    @Option(help: "Models with a token embedding: the constant input is this token's embedding vector (instead of --input).")
+    var inputToken: Int?
+
     @Option(help: "Seeds per layer.")
     var seeds: Int = Defaults.fixedPointSeeds
 
@@ -62,10 +65,20 @@ struct Attractors: ParsableCommand {
 
     func run() throws {
         try failing {
-            let dataset = try data.map { try Dataset.load($0, requireAnswers: false) }
+            var dataset = try data.map { try Dataset.load($0, requireAnswers: false) }
             let loaded = try modelOptions.load(model, data: dataset)
-            if let dataset { try dataset.check(against: loaded) }
-            let x = try input.map(parseInput) ?? [Double](repeating: 0, count: loaded.network.inputSize)
+            try dataset?.prepare(for: loaded)
+            var x = try input.map(parseInput) ?? [Double](repeating: 0, count: loaded.network.inputSize)
+            if let inputToken {
+                guard input == nil else { throw CleanFailure(description: "--input-token and --input both give the constant input; give one") }
+                guard let embedding = loaded.embedding else {
+                    throw CleanFailure(description: "\(loaded.fileName): --input-token needs a model with a token embedding, and it has none (give --input)")
+                }
+                guard (0..<embedding.vocabularySize).contains(inputToken) else {
+                    throw CleanFailure(description: "\(loaded.fileName): --input-token \(inputToken) is outside the embedding's vocabulary 0..<\(embedding.vocabularySize) ('\(embedding.source)')")
+                }
+                x = embedding.vector(inputToken).map(Double.init)
+            }
             guard x.count == loaded.network.inputSize else {
                 throw CleanFailure(description: "--input has \(x.count) values; \((model as NSString).lastPathComponent) takes \(loaded.network.inputSize) input channels")
             }
@@ -80,7 +93,7 @@ struct Attractors: ParsableCommand {
             pulses.length = pulseLength
             let quiet = outputOptions.quiet || outputOptions.json
             let summary = try output.build { dir in
-                try AttractorOutput.run(network: loaded.network, input: x, data: dataset, options: options, pulses: pulses, backend: backend,
+                try AttractorOutput.run(network: loaded.network, input: x, inputToken: inputToken, data: dataset, options: options, pulses: pulses, backend: backend,
                                         model: (model as NSString).lastPathComponent, to: dir,
                                         progress: { if !quiet { Terminal.warn("attractors: \($0)") } })
             }
@@ -95,7 +108,7 @@ struct Attractors: ParsableCommand {
 /// The dynamics outputs, shared by `attractors` and `audit --data` (which writes them under
 /// DIR/attractors/).
 enum AttractorOutput {
-    static func run(network: RecurrentNetwork, input: [Double], data: Dataset?, options: FixedPointOptions, pulses: PulseOptions,
+    static func run(network: RecurrentNetwork, input: [Double], inputToken: Int? = nil, data: Dataset?, options: FixedPointOptions, pulses: PulseOptions,
                     backend: any ComputeBackend, model: String, to dir: URL, progress: (String) -> Void) throws -> AttractorSummary {
         let start = DispatchTime.now().uptimeNanoseconds
         let analysis = try AttractorAnalysis.run(network: network, input: input, data: data?.inputs, options: options, pulses: pulses,
@@ -107,6 +120,7 @@ enum AttractorOutput {
         s.data = data?.fileName
         s.backend = "\(backend.identity)"
         s.input = input
+        s.inputToken = inputToken
         s.seeds = options.seeds
         s.seconds = seconds
         s.notes = analysis.notes
@@ -240,13 +254,15 @@ struct AttractorSummary: Codable {
     }
     var model = "", data: String?, backend = ""
     var input: [Double] = []
+    /// `--input-token`: the token whose embedding vector is the constant input.
+    var inputToken: Int?
     var seeds = 0
     var layers: [Layer] = []
     var notes: [String] = []
     var seconds = 0.0
 
     func print() {
-        Swift.print("attractors of \(model) under x̄ = (\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
+        Swift.print("attractors of \(model) under x̄ = \(inputToken.map { "the embedding of token \($0) " } ?? "")(\(input.map { String(format: "%g", $0) }.joined(separator: ", "))), \(seeds) seeds per layer\(data.map { ", seeded from \($0)" } ?? "")")
         Swift.print("backend: \(backend)")
         for l in layers {
             Swift.print("layer \(l.layer)\(l.direction == nil ? "" : " rev") (state of \(l.dimension)): \(l.fixedPoints) fixed points, \(l.stableFixedPoints) stable; \(l.slowPoints) slow points (\(l.unconvergedSeeds) of the seeds stopped with q ≥ 1e-4\(l.unreachablePoints + l.outlierPoints > 0 ? "; \(l.unreachablePoints) points outside the states the layer can take and \(l.outlierPoints) outliers dropped" : "")); \(l.edges) edges between stable points\(l.unresolvedProbes > 0 ? ", \(l.unresolvedProbes) probes unresolved" : "")")

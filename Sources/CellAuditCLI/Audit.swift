@@ -99,8 +99,8 @@ struct Audit: ParsableCommand {
             let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
             // The dataset is checked against the model before any cell is characterized.
             let dataset = try dataPath.map { path -> Dataset in
-                let d = try Dataset.load(path)
-                try d.check(against: loaded)
+                var d = try Dataset.load(path)
+                try d.prepare(for: loaded)
                 return d
             }
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)

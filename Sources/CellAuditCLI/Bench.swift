@@ -177,8 +177,8 @@ struct Bench: ParsableCommand {
                 throw CleanFailure(description: "bench --workload fixed-points: \(modelPath) does not exist; give --model (and --data)")
             }
             let loaded = try readModel(modelPath)
-            let dataset = try dataPath.map { try Dataset.load($0, requireAnswers: false) }
-            if let dataset { try dataset.check(against: loaded) }
+            var dataset = try dataPath.map { try Dataset.load($0, requireAnswers: false) }
+            try dataset?.prepare(for: loaded)
             let map = try LayerMap(layer: loaded.network.layers[0], input: [Double](repeating: 0, count: loaded.network.inputSize))
             kindName = loaded.network.kind.rawValue
             var options = FixedPointOptions()

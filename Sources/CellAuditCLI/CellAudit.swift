@@ -139,6 +139,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Bidirectional state dicts whose readout reads the last step: final-states (the model reads cat(h_n[-2], h_n[-1]), each direction after its last step) or last-step (it reads output[:, -1]). A state dict does not record which; CellAudit asks rather than guesses.")
     var bidirectionalReadout: String?
 
+    @Option(help: "State dicts: the token embedding's tensor prefix ('X.' for an nn.Embedding 'X.weight' of [V, I]) where its name does not contain 'emb'. Data are then integer token ids [N, T].")
+    var embeddingPrefix: String?
+
     @Flag(help: "State dicts and torch.save files of a bigger model: read the recurrent stack and the linear map that reads it (if any), and list every other tensor as ignored instead of refusing the file. Data is then the stack's input.")
     var core = false
 
@@ -162,6 +165,7 @@ struct ModelOptions: ParsableArguments {
                                task: task == "binary" ? .classification : task.flatMap(ModelTask.init(rawValue:)),
                                output: output.flatMap(OutputMode.init(rawValue:)), nonlinearity: nonlinearity)
         hints.core = core
+        hints.embeddingPrefix = embeddingPrefix
         hints.bidirectionalReadout = bidirectionalReadout.flatMap(FinalStateReading.init(rawValue:))
         if let data { hints.follow(data) }
         let loaded = try readModel(path, hints: hints)

@@ -11,7 +11,7 @@ struct Explain: ParsableCommand {
         LRP through the readout and every recurrent layer (Arras et al. 2019; METHOD.md §7): the \
         ε-rule on every linear map, all relevance of a gated product to its signal. Writes \
         DIR/relevance.safetensors (input [N,T,I], cells [N,T,C], score, target, rest, \
-        min_denominator, layer, cell), DIR/cells.csv, DIR/report.html and DIR/summary.json.
+        min_denominator, layer, cell; tokens [N,T] for a model with a token embedding), DIR/cells.csv, DIR/report.html and DIR/summary.json.
         """
     )
 
@@ -32,6 +32,9 @@ struct Explain: ParsableCommand {
 
     @Option(help: "Share of each map's bias and stabiliser given to its inputs, 0…1 (default 0; 1 conserves relevance).")
     var biasFactor: Float = Defaults.relevanceBiasFactor
+
+    @Option(help: "Models with a token embedding: a text file of the vocabulary, one token per line (line v is id v, as many lines as the embedding has tokens); the report then shows the explained sequences as words.")
+    var vocab: String?
 
     @Option(help: "Sequences drawn as heatmaps in the report.")
     var samples: Int = 6
@@ -76,12 +79,13 @@ struct Explain: ParsableCommand {
     func run() throws {
         try failing {
             // Explaining predictions needs inputs only; labels only for --target label.
-            let dataset = try Dataset.load(data, requireAnswers: false)
+            var dataset = try Dataset.load(data, requireAnswers: false)
             let loaded = try modelOptions.load(model, data: dataset)
             guard loaded.network.readout != nil else {
                 throw CleanFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")
             }
-            try dataset.check(against: loaded)
+            try dataset.prepare(for: loaded)
+            let vocabulary = try vocab.map { try readVocabulary($0, model: loaded) }
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             let targets = try parsedTarget().resolve(network: loaded.network, task: loaded.task, output: loaded.output,
@@ -98,7 +102,7 @@ struct Explain: ParsableCommand {
                 let meanAbsolute = result.meanAbsoluteCellRelevance()
                 let ranks = rankPositions(meanAbsolute, rows: rows)
                 let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
-                try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten,
+                try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten, tokens: dataset.tokens != nil,
                                    to: dir.appendingPathComponent("relevance.safetensors"))
                 let directions = !loaded.network.isForwardOnly
                 var csv = [(CellID.tableHeader(directions: directions) + ["mean_abs_relevance", "rank"]).joined(separator: ",")]
@@ -132,8 +136,8 @@ struct Explain: ParsableCommand {
                     ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].index, direction: rows[$0].direction == .reverse ? "reverse" : nil,
                                         meanAbsRelevance: meanAbsolute[$0])
                 }
-                try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, meanAbsolute: meanAbsolute,
-                                       ranks: ranks, to: dir)
+                try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, vocabulary: vocabulary,
+                                       meanAbsolute: meanAbsolute, ranks: ranks, to: dir)
                 try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
                 return s
             }
@@ -151,7 +155,7 @@ struct Explain: ParsableCommand {
 
     /// DIR/report.html and DIR/figures/*.svg.
     private func writeExplainReport(_ s: ExplainSummary, result: RelevanceResult, rows: [CellID], targets: [Int],
-                                    dataset: Dataset, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
+                                    dataset: Dataset, vocabulary: [String]?, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
         // The first sequences, as LRP_for_LSTM shows sentences one by one.
         let shown = (0..<min(samples, result.count)).map { i -> (index: Int, caption: String) in
             var caption = "target \(targets[i]), score \(String(format: "%.3g", result.score[i]))"
@@ -164,8 +168,9 @@ struct Explain: ParsableCommand {
             ("rule", "LRP ε-rule, ε = \(epsilon), bias factor \(biasFactor); signal-take-all at gated products"),
             ("time", String(format: "%.3g s (%.3g sequence-steps/s)", s.seconds, s.sequenceStepsPerSecond)),
         ]
-        let report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: facts, result: result, rows: rows, shown: shown,
+        var report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: facts, result: result, rows: rows, shown: shown,
                                      biasFactor: biasFactor)
+        if let tokens = dataset.tokens { report.tokens = (tokens.ids, vocabulary) }
         let figures = report.figures(meanAbsolute: meanAbsolute, ranks: ranks)
         let figureDir = dir.appendingPathComponent("figures")
         try makeOutputSubdirectory(figureDir)
@@ -175,14 +180,20 @@ struct Explain: ParsableCommand {
     }
 
     /// - Parameter perStep: write `cells` [N, T, C] (else `cells_total` [N, C]), as `writesPerStep` decided.
+    /// - Parameter tokens: also write `tokens` [N, T], each token's relevance (the sum of its
+    ///   embedding's input relevance over the embedding dimensions).
     private func writeRelevance(_ r: RelevanceResult, rows: [CellID], targets: [Int], backend: any ComputeBackend, perStep: Bool,
-                                to url: URL) throws {
+                                tokens: Bool, to url: URL) throws {
         var writer = SafeTensorsWriter(metadata: [
             "model": (model as NSString).lastPathComponent, "data": (data as NSString).lastPathComponent,
             "rule": "lrp", "epsilon": "\(epsilon)", "bias_factor": "\(biasFactor)", "target": target,
             "step": step.map(String.init) ?? "all", "backend": "\(backend.identity)", "cellaudit_version": CellAudit.version,
         ])
         try writer.add("input", floats: r.input, shape: [r.count, r.steps, r.width])
+        if tokens {
+            try writer.add("tokens", floats: TokenEmbedding.tokenRelevance(r.input, count: r.count, steps: r.steps, width: r.width),
+                           shape: [r.count, r.steps])
+        }
         if perStep {
             try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
         } else {
@@ -205,5 +216,24 @@ struct Explain: ParsableCommand {
             try writer.add("direction", int32s: rows.map { $0.direction == .reverse ? 1 : 0 }, shape: [rows.count])
         }
         try writer.write(to: url.path)
+    }
+
+    /// The vocabulary file: one token per line, exactly as many as the model's embedding has.
+    private func readVocabulary(_ path: String, model: LoadedModel) throws -> [String] {
+        let name = (path as NSString).lastPathComponent
+        guard let embedding = model.embedding else {
+            throw CleanFailure(description: "\(name): --vocab names the tokens of a token embedding, and \(model.fileName) has none")
+        }
+        InputFiles.record(path)
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw CleanFailure(description: "\(name): \(FileManager.default.fileExists(atPath: path) ? "not readable as UTF-8 text" : "no such file")")
+        }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
+        if lines.last == "" { lines.removeLast() }
+        guard lines.count == embedding.vocabularySize else {
+            throw CleanFailure(description: "\(name): \(lines.count) tokens, but the embedding '\(embedding.source)' of \(model.fileName) has \(embedding.vocabularySize); line v must name id v")
+        }
+        return lines
     }
 }

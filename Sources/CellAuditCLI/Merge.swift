@@ -311,7 +311,7 @@ struct ShardSet {
     /// The model, data and bank of the command that `merge` is about to finish are the shards'.
     func check(model: LoadedModel, data: String?, plan: CharacterizationPlan) throws {
         let m = manifests[0]
-        let hash = try model.network.contentHash()
+        let hash = try model.contentHash()
         guard hash == m.model.sha256 else {
             throw CleanFailure(description: "\(m.model.path.isEmpty ? m.model.name : m.model.path): the model has changed since the shards ran (sha256 \(hash.prefix(12)), shards \(m.model.sha256.prefix(12)))")
         }

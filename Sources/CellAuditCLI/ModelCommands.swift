@@ -56,6 +56,7 @@ struct Inspect: ParsableCommand {
                 if let reading = net.readout?.reading, loaded.output == .last { info["bidirectional_readout"] = reading.rawValue }
             }
             if let note = loaded.readoutNote { info["readout_note"] = note }
+            if let e = loaded.embedding { info["embedding"] = ["source": e.source, "vocabulary_size": e.vocabularySize, "width": e.width] as [String: Any] }
             if let data {
                 let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
                 info[score.name] = score.value
@@ -72,6 +73,9 @@ struct Inspect: ParsableCommand {
             }
             let reading = !net.isForwardOnly && loaded.output == .last ? net.readout.map { ", \($0.reading.rawValue)" } ?? "" : ""
             print("  input \(net.inputSize) → cells \(widths.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step\(reading))")
+            if let e = loaded.embedding {
+                print("  token embedding '\(e.source)': \(e.vocabularySize) tokens → \(e.width) dimensions (data: token ids [N, T])")
+            }
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
             if !loaded.ignored.isEmpty {
@@ -117,9 +121,9 @@ struct Eval: ParsableCommand {
                     guard force else { throw CleanFailure(description: "--out \(out) exists; use --force to replace it") }
                 }
             }
-            let dataset = try Dataset.load(data)
+            var dataset = try Dataset.load(data)
             let loaded = try modelOptions.load(model, data: dataset)
-            try dataset.check(against: loaded)
+            try dataset.prepare(for: loaded)
             let backend = try backendOptions.makeBackend()
             let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
             if repeats > 1 { _ = try backend.outputsInBlocks(job) }
@@ -175,8 +179,8 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     guard file.tensors["golden.outputs"] != nil else {
         throw CleanFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
     }
-    let dataset = try Dataset.load(dataPath)
-    try dataset.check(against: loaded)
+    var dataset = try Dataset.load(dataPath)
+    try dataset.prepare(for: loaded)
     let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
     var report: [String: String] = ["backend": "\(backend.identity)"]
     let expectedShape = Array(result.shape.dropFirst())
@@ -223,8 +227,8 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
 }
 
 func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
-    let dataset = try Dataset.load(dataPath)
-    try dataset.check(against: loaded)
+    var dataset = try Dataset.load(dataPath)
+    try dataset.prepare(for: loaded)
     let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
     return (try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output), "\(backend.identity)")
 }

@@ -171,7 +171,7 @@ struct ShardContext {
     }
 
     static func subject(_ loaded: LoadedModel, name: String, path: String?) throws -> ShardManifest.Subject {
-        ShardManifest.Subject(name: name, path: path.map(absolutePath) ?? "", sha256: try loaded.network.contentHash(),
+        ShardManifest.Subject(name: name, path: path.map(absolutePath) ?? "", sha256: try loaded.contentHash(),
                               task: loaded.task.rawValue, output: loaded.output.rawValue)
     }
 

@@ -89,3 +89,16 @@ extension RecurrentNetwork {
         return hash.finish()
     }
 }
+
+extension LoadedModel {
+    /// `RecurrentNetwork.contentHash()`, with the token embedding's size and every value where the
+    /// model has one (a model without one hashes as its network).
+    public func contentHash() throws -> String {
+        let network = try self.network.contentHash()
+        guard let embedding else { return network }
+        let hash = try ContentHash()
+        hash.update("cellaudit-model/1 \(network) embedding \(embedding.vocabularySize) \(embedding.width)\n")
+        hash.update(embedding.table)
+        return hash.finish()
+    }
+}

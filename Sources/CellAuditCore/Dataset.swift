@@ -3,7 +3,13 @@ import Foundation
 /// A dataset file: `inputs` [N, T, I] float, and `labels` [N] integer (classification) or
 /// `targets` [N, K] / [N, T, K] float (regression).
 public struct Dataset: Sendable {
+    /// The recurrent stack's inputs [N, T, I]. For a dataset of token ids, a placeholder [N, T, 1]
+    /// holding the ids until `prepare(for:)` embeds them with the model's embedding.
     public var inputs: SequenceBatch
+    /// Token ids [N, T], for a model whose front end is a token embedding (else nil).
+    public var tokens: TokenBatch?
+    /// The embedding `inputs` were made with (its source tensor), once `prepare(for:)` has run.
+    public private(set) var embeddedWith: String?
     public var labels: [Int]?
     public var targets: [Float]?
     public var targetShape: [Int]?
@@ -17,12 +23,37 @@ public struct Dataset: Sendable {
 }
 
 extension Dataset {
-    /// Checks, before any work, that the dataset fits `model`: its input width, and labels in
-    /// range (classification, last-step output) or targets of the output's shape (regression).
-    /// - Throws: `DataError.mismatch` naming this dataset's file and the problem.
-    public func check(against model: LoadedModel) throws {
+    /// A dataset of token ids [N, T] (for a model with a token embedding); `inputs` holds the ids
+    /// as a placeholder until `prepare(for:)` embeds them.
+    public init(tokens: TokenBatch, labels: [Int]? = nil, targets: [Float]? = nil, targetShape: [Int]? = nil, fileName: String = "") throws {
+        self.init(inputs: try SequenceBatch(count: tokens.count, steps: tokens.steps, width: 1, values: tokens.ids.map(Float.init)),
+                  labels: labels, targets: targets, targetShape: targetShape, fileName: fileName)
+        self.tokens = tokens
+    }
+}
+
+extension Dataset {
+    /// Checks, before any work, that the dataset fits `model`, and embeds token ids where the model
+    /// has a token embedding: token ids for a model with an embedding (each id in its vocabulary)
+    /// and float vectors of its input width for one without, labels in range (classification,
+    /// last-step output) or targets of the output's shape (regression).
+    /// - Throws: `DataError.mismatch` naming this dataset's file and the problem (an id out of
+    ///   range by sequence and step).
+    public mutating func prepare(for model: LoadedModel) throws {
         func fail(_ problem: String) -> DataError { .mismatch("\(fileName): \(problem)") }
         let network = model.network
+        switch (model.embedding, tokens) {
+        case (let embedding?, let tokens?):
+            if embeddedWith != embedding.source {
+                inputs = try embedding.embed(tokens, file: fileName)
+                embeddedWith = embedding.source
+            }
+        case (let embedding?, nil):
+            throw fail("'inputs' holds float vectors [\(inputs.count), \(inputs.steps), \(inputs.width)], but \(model.fileName) begins with a token embedding ('\(embedding.source)', \(embedding.vocabularySize) tokens): give integer token ids [N, T]")
+        case (nil, _?):
+            throw fail("'inputs' holds integer token ids [\(inputs.count), \(inputs.steps)], but \(model.fileName) has no token embedding: its first layer reads float vectors of \(network.inputSize) channels [N, T, \(network.inputSize)]")
+        case (nil, nil): break
+        }
         guard inputs.width == network.inputSize else {
             throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }

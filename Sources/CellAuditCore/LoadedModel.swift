@@ -22,6 +22,9 @@ public struct LoadedModel: Sendable {
     /// they are): everything outside the recurrent stack and the linear map that reads it. Empty
     /// without `--core`, where such parts are refused instead.
     public var ignored: [String] = []
+    /// The token embedding before the first recurrent layer, if the model has one: its data are
+    /// token ids [N, T], embedded before anything runs (`Dataset.prepare(for:)`).
+    public var embedding: TokenEmbedding?
     /// Why the model has no readout when `--core` found none or left one out, for messages and reports.
     public var readoutNote: String?
     /// The model file's name, for messages.
@@ -35,6 +38,6 @@ public struct LoadedModel: Sendable {
 
     public var parameterCount: Int {
         network.layers.reduce(0) { $0 + $1.parameterCount }
-            + (network.readout.map { $0.V.count + $0.a.count } ?? 0)
+            + (network.readout.map { $0.V.count + $0.a.count } ?? 0) + (embedding?.table.count ?? 0)
     }
 }

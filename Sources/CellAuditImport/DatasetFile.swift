@@ -3,7 +3,8 @@ import Foundation
 
 extension Dataset {
     /// Reads a dataset: a safetensors file, or a NumPy `.npz` archive (`numpy.savez`) holding
-    /// arrays of the same names. `requireAnswers: false` accepts inputs alone (explaining a
+    /// arrays of the same names: `inputs` [N, T, I] floats, or [N, T] integer token ids for a model
+    /// with a token embedding; `labels` [N] or `targets` [N, K] / [N, T, K]. `requireAnswers: false` accepts inputs alone (explaining a
     /// model's own predictions needs no labels).
     /// - Throws: `FormatError` naming the file and what is missing, misshapen or not finite.
     public static func load(_ path: String, requireAnswers: Bool = true) throws -> Dataset {
@@ -15,15 +16,21 @@ extension Dataset {
             }
             throw FormatError(file: name, "missing tensor 'inputs'")
         }
-        guard shape.count == 3 else {
-            throw FormatError(file: name, "'inputs' has shape \(shape), expected [N, T, I]")
-        }
         guard shape.allSatisfy({ $0 >= 1 }) else { throw FormatError(file: name, "the dataset is empty (inputs \(shape))") }
-        let values = try source.floats("inputs")
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
+        var data: Dataset
+        if shape.count == 2 && source.isInteger("inputs") {
+            // Token ids [N, T], for a model with a token embedding (embedded by Dataset.prepare).
+            data = try Dataset(tokens: try TokenBatch(count: shape[0], steps: shape[1], ids: try source.integers("inputs")))
+        } else {
+            guard shape.count == 3 else {
+                throw FormatError(file: name, "'inputs' has shape \(shape), expected float vectors [N, T, I] (or integer token ids [N, T] for a model with a token embedding)")
+            }
+            let values = try source.floats("inputs")
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
+            }
+            data = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: values))
         }
-        var data = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: values))
         data.fileName = name
         if let labelShape = source.shape("labels") {
             guard labelShape == [shape[0]] else {
@@ -59,6 +66,8 @@ private struct ArraySource {
     let shape: (String) -> [Int]?
     let floats: (String) throws -> [Float]
     let integers: (String) throws -> [Int]
+    /// Whether the named array holds integers (token ids, labels).
+    let isInteger: (String) -> Bool
     /// A safetensors file of weights (a CellAudit model file or a state dict), not a dataset.
     var looksLikeModel = false
 
@@ -71,6 +80,7 @@ private struct ArraySource {
         if format == .npz || (format == .zip && path.lowercased().hasSuffix(".npz")) {
             let arrays = try NumPyArchive.load(path)
             shape = { arrays[$0]?.shape }
+            isInteger = { arrays[$0]?.isInteger ?? false }
             // Values past Float's range become ±Inf, which the finiteness checks then name.
             floats = { key in arrays[key]!.values.map { Float($0) } }
             integers = { key in
@@ -88,6 +98,7 @@ private struct ArraySource {
             let file = try SafeTensorsFile(path: path)
             looksLikeModel = file.metadata["cell"] != nil || file.tensors.keys.contains { $0.contains("weight_ih") || $0.contains("weight_hh") || $0.hasSuffix("kernel") }
             shape = { file.tensors[$0]?.shape }
+            isInteger = { file.tensors[$0].map { !$0.dtype.isFloatingPoint } ?? false }
             floats = { try file.floats($0) }
             integers = { try file.integers($0) }
         }

@@ -1,6 +1,5 @@
 import CellAuditCore
 import Foundation
-import ZIPFoundation
 
 /// What a file is, told from its content (magic bytes), not its name: the one door through which
 /// every command's model and dataset arguments pass, so that a file of a format CellAudit does not
@@ -44,11 +43,11 @@ public enum FileFormat: Equatable, Sendable {
     }
 
     private static func zipKind(_ path: String) -> FileFormat {
-        guard let archive = try? Archive(url: URL(fileURLWithPath: path), accessMode: .read, pathEncoding: nil) else { return .zip }
-        let names = archive.map(\.path)
+        guard let archive = try? ZipArchive(path: path) else { return .zip }
+        let names = archive.members.map(\.name)
         if names.contains(where: { $0 == "data.pkl" || $0.hasSuffix("/data.pkl") }) { return .torchSave }
         if names.contains("config.json") && names.contains(where: { $0.hasSuffix(".weights.h5") }) { return .keras3 }
-        let files = archive.filter { $0.type == .file }.map(\.path)
+        let files = names
         if !files.isEmpty && files.allSatisfy({ $0.hasSuffix(".npy") }) { return .npz }
         return .zip
     }

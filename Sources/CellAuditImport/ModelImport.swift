@@ -57,7 +57,8 @@ public struct ONNXModelReader: ModelReader {
     public var formats: [FileFormat] { [.onnx] }
     public func load(_ path: String, hints: ModelHints) throws -> LoadedModel {
         for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
-                              ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil)] where given {
+                              ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil),
+                              ("--embedding-prefix", hints.embeddingPrefix != nil)] where given {
             throw ModelRefusal("\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
         }
         do { return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task)) } catch let error as FormatError where hints.core {

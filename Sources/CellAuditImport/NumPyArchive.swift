@@ -1,6 +1,5 @@
 import CellAuditCore
 import Foundation
-import ZIPFoundation
 
 /// One array of a NumPy `.npy` file (format versions 1–3, NEP 1): its shape and its values
 /// widened to Double, in C order.
@@ -13,34 +12,23 @@ public struct NumPyArray: Sendable, Equatable {
 }
 
 /// Reads `.npz` archives (`numpy.savez` and `savez_compressed`: a ZIP of `.npy` files, stored or
-/// deflated) with ZIPFoundation, and the `.npy` arrays in them. Little-endian floats (f2, f4, f8),
+/// deflated) through `ZipArchive`, and the `.npy` arrays in them. Little-endian floats (f2, f4, f8),
 /// integers (i1–i8, u1–u8) and booleans are read; Fortran order is honoured by transposing;
 /// object arrays, big-endian data and anything truncated are refused.
 public enum NumPyArchive {
     /// Every array of the archive at `path`, by name without `.npy`.
     /// - Throws: `FormatError` naming the file (and the member) for an unreadable archive or array.
     public static func load(_ path: String) throws -> [String: NumPyArray] {
-        let url = URL(fileURLWithPath: path)
-        let name = url.lastPathComponent
-        let archive: Archive
         InputFiles.record(path)
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw FormatError(file: name, "not a readable .npz (ZIP) archive: \(error)")
-        }
+        let archive = try ZipArchive(path: path)
+        let name = archive.fileName
         var arrays: [String: NumPyArray] = [:]
-        for entry in archive where entry.type == .file {
-            guard entry.path.hasSuffix(".npy") else { continue }
-            guard entry.uncompressedSize <= 1 << 34 else {
-                throw FormatError(file: name, "member \(entry.path) is \(entry.uncompressedSize) bytes, more than CellAudit reads")
-            }
-            var data = Data()
-            do { _ = try archive.extract(entry, skipCRC32: false) { data.append($0) } } catch {
-                throw FormatError(file: name, "member \(entry.path) cannot be extracted: \(error)")
-            }
-            let key = String(entry.path.dropLast(4))
-            guard arrays[key] == nil else { throw FormatError(file: name, "the archive holds '\(entry.path)' twice") }
+        for entry in archive.members {
+            guard entry.name.hasSuffix(".npy") else { continue }
+            let data = try archive.read(entry, limit: 1 << 34)
+            let key = String(entry.name.dropLast(4))
             do { arrays[key] = try parse(data) } catch let problem as NPYProblem {
-                throw FormatError(file: name, "\(entry.path): \(problem.text)")
+                throw FormatError(file: name, "\(entry.name): \(problem.text)")
             }
         }
         return arrays

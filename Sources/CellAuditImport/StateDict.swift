@@ -18,6 +18,9 @@ public struct ModelHints: Sendable, Equatable {
     /// `--bidirectional-readout`: what a last-step readout of a bidirectional stack reads, which a
     /// state dict does not record (each direction's final state, or output[:, -1]).
     public var bidirectionalReadout: FinalStateReading?
+    /// `--embedding-prefix`: the prefix of the token embedding's tensor ('X.' for 'X.weight'), where
+    /// its name does not say "emb" (PyTorch's word-language example calls it 'encoder.').
+    public var embeddingPrefix: String?
     /// Task and output mode read off a dataset: labels [N] mean classification of the last step,
     /// targets [N, K] regression of the last step, targets [N, T, K] regression at every step.
     public var fromData: (task: ModelTask, output: OutputMode)?
@@ -30,11 +33,11 @@ public struct ModelHints: Sendable, Equatable {
 
     public static func == (a: ModelHints, b: ModelHints) -> Bool {
         a.rnnPrefix == b.rnnPrefix && a.readoutPrefix == b.readoutPrefix && a.task == b.task && a.output == b.output
-            && a.nonlinearity == b.nonlinearity && a.core == b.core && a.bidirectionalReadout == b.bidirectionalReadout && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
+            && a.nonlinearity == b.nonlinearity && a.embeddingPrefix == b.embeddingPrefix && a.core == b.core && a.bidirectionalReadout == b.bidirectionalReadout && a.fromData?.task == b.fromData?.task && a.fromData?.output == b.fromData?.output
     }
 
     /// Whether any of the command-line hints was given (they apply to plain state dicts only).
-    public var anyFlag: Bool { rnnPrefix != nil || readoutPrefix != nil || task != nil || output != nil || nonlinearity != nil }
+    public var anyFlag: Bool { rnnPrefix != nil || readoutPrefix != nil || task != nil || output != nil || nonlinearity != nil || embeddingPrefix != nil }
 
     /// The task and output mode a dataset implies.
     public mutating func follow(_ dataset: Dataset) {
@@ -69,7 +72,7 @@ enum StateDict {
         }
         let hint = unused.contains(where: { $0.hasSuffix("weight") && shapes[$0]!.count == 2 && shapes[$0]![1] == width })
             ? " (a second readout of the last layer's \(width) cells: --readout-prefix chooses one)"
-            : unused.contains(where: isEmbedding) ? " (a token embedding before the recurrent stack? CellAudit reads float inputs at the first recurrent layer)" : ""
+            : unused.contains(where: isEmbedding) ? " (a token embedding before the recurrent stack? One is read when it is 'X.weight' of [V, I], I the first layer's input width, without a bias)" : ""
         return "\(unused.count == 1 ? "tensor" : "tensors") \(quoted(Array(unused.prefix(8))))\(unused.count > 8 ? " and \(unused.count - 8) more" : "") "
             + "\(unused.count == 1 ? "is" : "are") not part of the \(count)-layer \(kind.rawValue) and its readout that CellAudit inferred; "
             + "it will not audit a model with parts left out" + hint + coreHint
@@ -170,25 +173,34 @@ enum StateDict {
           levels.append(level)
           width = level.reduce(0) { $0 + $1.hiddenSize }
         }
+        // A token embedding before the stack: an nn.Embedding's 'X.weight' [V, I] (no bias), I the
+        // first layer's input width, named "emb…" or given by --embedding-prefix.
+        let embeddings = modulePrefixes(keys, excluding: used) { key in
+            !keys.contains(String(key.dropLast("weight".count)) + "bias")
+                && (try? file.info(key).shape).map { $0.count == 2 && $0[0] >= 1 && $0[1] == inputSize } == true
+        }
+        let embeddingPrefix = try choose(hints.embeddingPrefix, flag: "--embedding-prefix", shape: "[V, \(inputSize)] without a bias",
+                                         among: embeddings, unless: embeddings.filter { $0.lowercased().contains("emb") }, fail) { named in
+            "several token embeddings could feed '\(prefix)' (\(quoted(named))): give --embedding-prefix with one of them"
+        }
+        var embedding: TokenEmbedding?
+        if let e = embeddingPrefix {
+            let shape = try file.info(e + "weight").shape
+            let table = try file.floats(e + "weight")
+            try ModelFile.checkFinite(table, "token embedding '\(e)weight'", fail)
+            embedding = try TokenEmbedding(vocabularySize: shape[0], width: shape[1], table: table, source: e + "weight")
+            used.insert(e + "weight")
+        }
         // The readout: an nn.Linear ('X.weight' [K, H_last], optional 'X.bias' [K]) outside the
         // recurrent module; under --core also a 1×1 nn.Conv1d ('X.weight' [K, H_last, 1]), the same map.
-        let linears = keys.filter { key in
-            key.hasSuffix("weight") && !used.contains(key) && (try? file.info(key).shape).map { s in
+        let linears = modulePrefixes(keys, excluding: used) { key in
+            (try? file.info(key).shape).map { s in
                 (s.count == 2 && s[1] == width) || (hints.core && s.count == 3 && s[1] == width && s[2] == 1)
             } == true
-        }.map { String($0.dropLast("weight".count)) }.sorted()
+        }
         var readout: RecurrentNetwork.Readout?
-        var readoutPrefix: String?
-        if let wanted = hints.readoutPrefix {
-            guard linears.contains(wanted) else {
-                throw fail("--readout-prefix '\(wanted)': no '\(wanted)weight' of shape [K, \(width)] in the file"
-                           + (linears.isEmpty ? "" : " (candidates: \(quoted(linears)))"))
-            }
-            readoutPrefix = wanted
-        } else if linears.count > 1 {
-            throw fail("several nn.Linear layers read the last layer's \(width) cells (\(quoted(linears))): CellAudit audits one readout and will not leave the others out; save a state dict with only the readout to audit")
-        } else {
-            readoutPrefix = linears.first
+        var readoutPrefix = try choose(hints.readoutPrefix, flag: "--readout-prefix", shape: "[K, \(width)]", among: linears, unless: linears, fail) {
+            "several nn.Linear layers read the last layer's \(width) cells (\(quoted($0))): CellAudit audits one readout and will not leave the others out; save a state dict with only the readout to audit"
         }
         var readoutNote: String?
         if hints.core, let r = readoutPrefix {
@@ -233,13 +245,36 @@ enum StateDict {
                         "inferred_from": "state dict", "readout_prefix": readoutPrefix ?? ""]
         if hints.core { metadata["core"] = "true" }
         if bidirectional { metadata["bidirectional"] = "true" }
+        if let embeddingPrefix { metadata["embedding_prefix"] = embeddingPrefix }
         var model = LoadedModel(network: try RecurrentNetwork(levels: levels, readout: readout), convention: .pytorch, output: output,
                                 task: task, metadata: metadata, path: path)
+        model.embedding = embedding
         if hints.core {
             model.ignored = unused.map { name in "\(name) \((try? file.info(name).shape).map { "\($0)" } ?? "")" }
             model.readoutNote = readoutNote
         }
         return model
+    }
+
+    /// The module prefixes ('X.' of 'X.weight') of the unused weights that pass `accepts`, sorted.
+    private static func modulePrefixes(_ keys: Set<String>, excluding used: Set<String>, _ accepts: (String) -> Bool) -> [String] {
+        keys.filter { $0.hasSuffix("weight") && !used.contains($0) && accepts($0) }.map { String($0.dropLast("weight".count)) }.sorted()
+    }
+
+    /// The prefix `wanted` (given by `flag`), which must be one of `candidates` (the refusal lists
+    /// them); without it, the one of `chosen` (the candidates taken without a flag), nil for none,
+    /// and refused by `ambiguous` for several.
+    private static func choose(_ wanted: String?, flag: String, shape: String, among candidates: [String], unless chosen: [String],
+                               _ fail: (String) -> FormatError, ambiguous: ([String]) -> String) throws -> String? {
+        guard let wanted else {
+            guard chosen.count <= 1 else { throw fail(ambiguous(chosen)) }
+            return chosen.first
+        }
+        guard candidates.contains(wanted) else {
+            throw fail("\(flag) '\(wanted)': no '\(wanted)weight' of shape \(shape) in the file"
+                       + (candidates.isEmpty ? "" : " (candidates: \(quoted(candidates)))"))
+        }
+        return wanted
     }
 
     private static func quoted(_ names: [String]) -> String { names.map { "'\($0)'" }.joined(separator: ", ") }

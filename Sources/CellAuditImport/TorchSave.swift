@@ -1,6 +1,5 @@
 import CellAuditCore
 import Foundation
-import ZIPFoundation
 
 /// Reads state dicts saved with `torch.save(model.state_dict(), "model.pt")` (torch ≥ 1.6's ZIP
 /// format: `<archive>/data.pkl`, the pickled dict; `<archive>/data/<key>`, one member per tensor
@@ -31,40 +30,23 @@ public struct TorchSaveReader: ModelReader {
         let name = (path as NSString).lastPathComponent
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
         InputFiles.record(path)
-        let archive: Archive
-        do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read, pathEncoding: nil) } catch {
-            throw fail("not a readable ZIP archive (a torch.save file is one): \(error)")
-        }
-        // (Archive(data:) is not used: ZIPFoundation's in-memory reader traps on a truncated archive.)
-        return try tensors(archive, path: path)
+        return try tensors(try ZipArchive(path: path), path: path)
     }
 
-    static func tensors(_ archive: Archive, path: String) throws -> SafeTensorsFile {
+    static func tensors(_ archive: ZipArchive, path: String) throws -> SafeTensorsFile {
         let name = (path as NSString).lastPathComponent
         func fail(_ problem: String) -> FormatError { FormatError(file: name, problem) }
-        let pickles = archive.filter { $0.type == .file && ($0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl")) }
+        let pickles = archive.members.filter { $0.name == "data.pkl" || $0.name.hasSuffix("/data.pkl") }
         guard pickles.count == 1, let pickleEntry = pickles.first else {
             throw fail(pickles.isEmpty ? "no data.pkl: not a torch.save archive" : "\(pickles.count) data.pkl members: not one torch.save archive")
         }
-        let root = String(pickleEntry.path.dropLast("data.pkl".count))
+        let root = String(pickleEntry.name.dropLast("data.pkl".count))
         func member(_ relative: String, size expected: Int?, limit: Int) throws -> Data? {
             guard let entry = archive[root + relative] else { return nil }
-            let size = Int(clamping: entry.uncompressedSize)
-            if let expected, size != expected {
-                throw fail("'\(root + relative)' holds \(size) bytes, but its tensors declare \(expected)")
+            if let expected, entry.size != expected {
+                throw fail("'\(root + relative)' holds \(entry.size) bytes, but its tensors declare \(expected)")
             }
-            guard size <= limit else { throw fail("'\(root + relative)' declares \(size) bytes, more than the \(limit) accepted") }
-            var data = Data(capacity: size)
-            do {
-                _ = try archive.extract(entry, skipCRC32: false) { chunk in
-                    guard data.count + chunk.count <= size else { throw FormatError(file: name, "'\(root + relative)' holds more bytes than it declares") }
-                    data.append(chunk)
-                }
-            } catch let error as FormatError { throw error } catch {
-                throw fail("cannot read '\(root + relative)' (truncated or damaged archive?): \(error)")
-            }
-            guard data.count == size else { throw fail("'\(root + relative)' ends after \(data.count) of \(size) bytes (truncated?)") }
-            return data
+            return try archive.read(entry, limit: limit)
         }
         if let order = try member("byteorder", size: nil, limit: 16) {
             let text = String(decoding: order, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -75,6 +75,29 @@ import TestSupport
         #expect(outcomes.refused > 0 && outcomes.loaded + outcomes.refused == (bytes.count + 96) / 97 + 1500)
     }
 
+    /// The fuzzer's finding (CI, stop 32): a ZIP64 directory whose offsets pass Int64.max made the
+    /// previous ZIP library trap (SIGILL). libzip's consistency checks refuse it, and every
+    /// directory field set to all ones is refused too.
+    @Test func hostileZipDirectoriesAreRefused() throws {
+        #expect(throws: FormatError.self) { _ = try TorchSaveReader.tensors(Fixtures.path("fuzz/zip64_offset_past_int64.pt")) }
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Self.path("views.pt"))))
+        let scratch = try Fixtures.scratch("torch-zip-directory").appendingPathComponent("x.pt")
+        // torch writes a ZIP64 end-of-central-directory record (PK\x06\x06) before the classic one:
+        // its entry counts, directory size and directory offset (8 bytes each), set to 0xFF… or
+        // 0x7F… in turn, as the fuzzer did.
+        let record = try #require((0...(bytes.count - 56)).reversed().first { Array(bytes[$0..<($0 + 4)]) == [0x50, 0x4B, 0x06, 0x06] })
+        var refused = 0
+        for field in [24, 32, 40, 48] {
+            for top: UInt8 in [0xFF, 0x7F] {
+                var copy = bytes
+                for i in 0..<8 { copy[record + field + i] = i == 7 ? top : 0xFF }
+                try Data(copy).write(to: scratch)
+                do { _ = try TorchSaveReader.tensors(scratch.path) } catch is FormatError { refused += 1 }
+            }
+        }
+        #expect(refused == 8)
+    }
+
     /// The pickle machine on hand-written hostile pickles: each is refused with its reason.
     @Test(arguments: [
         ([0x80, 0x02] + Array("cos\nsystem\n".utf8) + [0x2E], "os.system"),

@@ -1,0 +1,98 @@
+import CLibZip
+import CellAuditCore
+import Foundation
+
+/// A ZIP archive opened read-only through libzip with its consistency checks on (`ZIP_CHECKCONS`:
+/// the central directory must agree with every local header and lie inside the file), so a
+/// truncated, corrupted or hostile archive is an error naming the file, never a trap or a read
+/// outside the file. Members are read whole, stored or deflated, with their CRC checked; a member
+/// is never read past the size its directory entry declares.
+///
+/// Used for `.npz` datasets, torch.save archives and Keras 3 `.keras` files.
+public final class ZipArchive {
+    /// One file in the archive (directories are left out).
+    public struct Member: Sendable, Equatable {
+        /// The path inside the archive, as stored.
+        public let name: String
+        /// The uncompressed size in bytes, as the central directory declares it.
+        public let size: Int
+        let index: UInt64
+    }
+
+    /// The archive's file name, for messages.
+    public let fileName: String
+    /// Every file member, in directory order.
+    public let members: [Member]
+    private let handle: OpaquePointer
+
+    /// Opens `path`.
+    /// - Throws: `FormatError` naming the file: not a ZIP archive, inconsistent or truncated, a
+    ///   member name given twice.
+    public init(path: String) throws {
+        fileName = (path as NSString).lastPathComponent
+        var code: Int32 = 0
+        guard let archive = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &code) else {
+            var error = zip_error_t()
+            zip_error_init_with_code(&error, code)
+            defer { zip_error_fini(&error) }
+            throw FormatError(file: fileName, "not a readable ZIP archive: \(String(cString: zip_error_strerror(&error)))")
+        }
+        handle = archive
+        var found: [Member] = []
+        var seen = Set<String>()
+        let count = zip_get_num_entries(archive, 0)
+        guard count >= 0 else { zip_discard(archive); throw FormatError(file: fileName, "not a readable ZIP archive") }
+        for index in 0..<UInt64(count) {
+            var stat = zip_stat_t()
+            zip_stat_init(&stat)
+            guard zip_stat_index(archive, index, 0, &stat) == 0, let cName = stat.name,
+                  stat.valid & UInt64(ZIP_STAT_SIZE) != 0, stat.size <= UInt64(Int.max) else {
+                zip_discard(archive)
+                throw FormatError(file: fileName, "ZIP directory entry \(index) is unreadable")
+            }
+            let name = String(cString: cName)
+            if name.hasSuffix("/") { continue }
+            guard seen.insert(name).inserted else {
+                zip_discard(archive)
+                throw FormatError(file: fileName, "the archive holds '\(name)' twice")
+            }
+            found.append(Member(name: name, size: Int(stat.size), index: index))
+        }
+        members = found
+    }
+
+    deinit { zip_discard(handle) }
+
+    /// The member stored under exactly `name`.
+    public subscript(name: String) -> Member? { members.first { $0.name == name } }
+
+    /// The member's bytes.
+    /// - Parameter limit: the largest size accepted (a member declaring more is refused before any
+    ///   allocation).
+    /// - Throws: `FormatError` naming the file and member: over the limit, damaged data, a CRC
+    ///   mismatch, fewer or more bytes than declared.
+    public func read(_ member: Member, limit: Int) throws -> Data {
+        func fail(_ problem: String) -> FormatError { FormatError(file: fileName, "'\(member.name)' \(problem)") }
+        guard member.size <= limit else { throw fail("declares \(member.size) bytes, more than the \(limit) accepted") }
+        guard let file = zip_fopen_index(handle, member.index, 0) else {
+            throw fail("cannot be opened: \(String(cString: zip_strerror(handle)))")
+        }
+        defer { zip_fclose(file) }
+        var data = Data(count: member.size)
+        var filled = 0
+        while filled < member.size {
+            let got = data.withUnsafeMutableBytes { raw in
+                zip_fread(file, raw.baseAddress! + filled, zip_uint64_t(member.size - filled))
+            }
+            if got < 0 { throw fail("cannot be read (damaged or truncated archive?): \(String(cString: zip_file_strerror(file)))") }
+            if got == 0 { throw fail("ends after \(filled) of \(member.size) bytes (truncated?)") }
+            filled += Int(got)
+        }
+        // Past the declared size: nothing more, and the CRC is checked at the end of the data.
+        var extra: UInt8 = 0
+        let tail = zip_fread(file, &extra, 1)
+        if tail < 0 { throw fail("fails its check (damaged data?): \(String(cString: zip_file_strerror(file)))") }
+        if tail > 0 { throw fail("holds more bytes than it declares") }
+        return data
+    }
+}

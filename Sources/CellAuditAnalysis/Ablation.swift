@@ -13,13 +13,17 @@ public struct AblationStudy: Sendable {
     }
 
     /// Mean h and c of every cell (all layers, flat in `CellLayout` order) over every sequence and
-    /// step of `inputs`, with nothing ablated; accumulated in Double. Each direction runs in its
+    /// step of `inputs` (each sequence's own steps where the batch has lengths), with nothing ablated; accumulated in Double. Each direction runs in its
     /// own time; the next layer reads its level's output in time order.
     public static func meanStates(_ network: RecurrentNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
         var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
         let layout = network.layout, T = inputs.steps
+        var count = 0.0
         for seq in 0..<inputs.count {
-            var x = Array(inputs.values[(seq * T * inputs.width)..<((seq + 1) * T * inputs.width)])
+            // A padded sequence runs its own length only (METHOD.md §8, "Lengths").
+            let T = inputs.lengths?[seq] ?? T
+            count += Double(T)
+            var x = Array(inputs.values[(seq * inputs.steps * inputs.width)..<((seq * inputs.steps + T) * inputs.width)])
             var width = inputs.width
             for (l, level) in network.levels.enumerated() {
                 let outWidth = network.outputWidth(ofLevel: l)
@@ -42,7 +46,6 @@ public struct AblationStudy: Sendable {
                 x = y; width = outWidth
             }
         }
-        let count = Double(inputs.count * T)
         return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
     }
 

@@ -45,7 +45,9 @@ extension Dataset {
         switch (model.embedding, tokens) {
         case (let embedding?, let tokens?):
             if embeddedWith != embedding.source {
+                let lengths = inputs.lengths
                 inputs = try embedding.embed(tokens, file: fileName)
+                try inputs.setLengths(lengths)
                 embeddedWith = embedding.source
             }
         case (let embedding?, nil):
@@ -129,6 +131,18 @@ public struct Score: Sendable, Equatable {
             guard let targets = dataset.targets else { throw DataError.mismatch("a regression model needs 'targets' in the dataset") }
             guard targets.count == outs.count else {
                 throw DataError.mismatch("targets \(dataset.targetShape ?? []) do not match outputs \(Array(result.shape.dropFirst()))")
+            }
+            if output == .sequence, let lengths = dataset.inputs.lengths {
+                // Padded steps are no outputs of the model: the error of each sequence's own steps.
+                let T = dataset.inputs.steps, k = targets.count / max(1, n * T)
+                var sum = 0.0, count = 0
+                for s in 0..<n {
+                    for index in (s * T * k)..<((s * T + lengths[s]) * k) {
+                        let d = Double(outs[outs.startIndex + index] - targets[index]); sum += d * d
+                    }
+                    count += lengths[s] * k
+                }
+                return Score(task: task, value: sum / Double(count))
             }
             let sum = zip(outs, targets).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
             return Score(task: task, value: sum / Double(targets.count))

@@ -5,6 +5,24 @@ import Synchronization
 public struct SequenceBatch: Sendable, Equatable {
     public let count: Int, steps: Int, width: Int
     public var values: [Float]
+    /// Each sequence's own length (1…steps), for a padded batch (METHOD.md §8, "Lengths"): steps
+    /// at and after a sequence's length are padding, which never enters a state. Nil: every
+    /// sequence runs all `steps`.
+    public private(set) var lengths: [Int]?
+
+    /// Sets each sequence's length.
+    /// - Throws: `DataError.mismatch` for a count other than one per sequence or a length outside
+    ///   1…steps, naming the sequence.
+    public mutating func setLengths(_ lengths: [Int]?) throws {
+        if let lengths {
+            guard lengths.count == count else { throw DataError.mismatch("\(lengths.count) lengths for \(count) sequences") }
+            if let bad = lengths.firstIndex(where: { !(1...steps).contains($0) }) {
+                throw DataError.mismatch("sequence \(bad) has length \(lengths[bad]), outside 1…\(steps) (the steps of 'inputs')")
+            }
+        }
+        self.lengths = lengths
+    }
+
     public init(count: Int, steps: Int, width: Int, values: [Float]) throws {
         guard count >= 1, steps >= 1, width >= 1 else {
             throw ModelError.shape("a batch needs at least one sequence, step and channel, got [\(count), \(steps), \(width)]")
@@ -18,8 +36,10 @@ public struct SequenceBatch: Sendable, Equatable {
     /// Sequences `range` as a batch of their own.
     public func sequences(_ range: Range<Int>) throws -> SequenceBatch {
         let stride = steps * width
-        return try SequenceBatch(count: range.count, steps: steps, width: width,
-                                 values: Array(values[(range.lowerBound * stride)..<(range.upperBound * stride)]))
+        var part = try SequenceBatch(count: range.count, steps: steps, width: width,
+                                     values: Array(values[(range.lowerBound * stride)..<(range.upperBound * stride)]))
+        try part.setLengths(lengths.map { Array($0[range]) })
+        return part
     }
 }
 
@@ -228,6 +248,7 @@ extension CPUBackend {
     /// was done for all steps at once (`RecurrentLayer.advance`). Masked cells' h (and c) are
     /// clamped after every step.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
+        if job.inputs.isPadded { return try job.byLength { try forward($0) } }
         if job.isAblation, let result = try forwardDroppingAblated(job) { return result }
         return maskedForward(job, workers: threads)
     }

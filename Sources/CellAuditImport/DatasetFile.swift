@@ -32,6 +32,15 @@ extension Dataset {
             data = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: values))
         }
         data.fileName = name
+        if let lengthShape = source.shape("lengths") {
+            // Each sequence's own length (a padded batch): integers 1…T.
+            guard lengthShape == [shape[0]], source.isInteger("lengths") else {
+                throw FormatError(file: name, "'lengths' has shape \(lengthShape)\(source.isInteger("lengths") ? "" : " and is not integer"): expected integers [\(shape[0])], each sequence's length")
+            }
+            do { try data.inputs.setLengths(try source.integers("lengths")) } catch DataError.mismatch(let problem) {
+                throw FormatError(file: name, "'lengths': \(problem)")
+            }
+        }
         if let labelShape = source.shape("labels") {
             guard labelShape == [shape[0]] else {
                 throw FormatError(file: name, "'labels' has shape \(labelShape), expected [\(shape[0])]")

@@ -31,7 +31,8 @@ extension OpenCLBackend {
     /// - Throws: `CLError` from building or running the kernels, or when a layer-0 projection of
     ///   N × T × G·H floats exceeds the device's allocation limit.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
-        try onDevice(.forward, network: job.network, { try forwardOnDevice(job) }, onHost: { try $0.forward(job) })
+        if job.inputs.isPadded { return try job.byLength { try forward($0) } }
+        return try onDevice(.forward, network: job.network, { try forwardOnDevice(job) }, onHost: { try $0.forward(job) })
     }
 
     private func forwardOnDevice(_ job: ForwardJob) throws -> ForwardResult {

@@ -10,6 +10,7 @@ extension OpenCLBackend {
     /// runs on the CPU backend (it serves the gradient ranker only). Sequences are taken in chunks
     /// that fit `chunkBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        if job.inputs.isPadded { return try job.byLength { try relevance($0) } }
         guard case .lrp = job.rule else { return try CPUBackend(threads: hostThreads).relevance(job) }
         return try onDevice(.lrp, network: job.network, { try lrpOnDevice(job) }, onHost: { try $0.relevance(job) })
     }

@@ -84,6 +84,9 @@ public struct AttractorAnalysis: Sendable {
     public static func run(network: RecurrentNetwork, input: [Double], data: SequenceBatch?, options: FixedPointOptions,
                            pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
+        // A padded batch seeds the search with the states of every sequence's real steps: each is
+        // cut to the shortest length, so no padding enters a visited state.
+        let data = try data.map { $0.isPadded ? try $0.gathering(Array(0..<$0.count), steps: $0.lengths!.min()!) : $0 }
         let options = try options.validated(), pulses = try pulses.validated()
         let widest = widestState(network)
         guard options.seeds <= 1 << 22, options.seeds * widest <= 1 << 30 else {

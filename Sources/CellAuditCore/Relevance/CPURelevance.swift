@@ -375,6 +375,7 @@ extension CPUBackend {
     /// products (to the input and to h_{t−1}) around element-wise rules. Sequences are taken in
     /// chunks whose tapes fit `forwardWorkingSetBytes`.
     public func relevance(_ job: RelevanceJob) throws -> RelevanceResult {
+        if job.inputs.isPadded { return try job.byLength { try relevance($0) } }
         let steps = job.inputs.steps
         // Each directed layer's record, plus a level's output and its directions' shares (both directions).
         let perSequence = job.network.layers.reduce(0) { $0 + steps * ($1.gateRows + 3 * $1.hiddenSize + ($1.direction == .reverse ? 2 * $1.inputSize : 0)) }

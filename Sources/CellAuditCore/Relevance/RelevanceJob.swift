@@ -58,6 +58,9 @@ public struct RelevanceJob: Sendable {
             guard (0..<inputs.steps).contains(step) else {
                 throw RelevanceError.invalid("step \(step) is outside the sequences' \(inputs.steps) steps (0…\(inputs.steps - 1))")
             }
+            if let lengths = inputs.lengths, let short = lengths.firstIndex(where: { step >= $0 }) {
+                throw RelevanceError.invalid("step \(step) is padding in sequence \(short), whose length is \(lengths[short]): choose a step below every sequence's length")
+            }
         }
         self.network = network; self.inputs = inputs; self.output = output; self.targets = targets; self.step = step; self.rule = rule
     }

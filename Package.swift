@@ -50,6 +50,12 @@ let package = Package(
             pkgConfig: "libzip",
             providers: [.apt(["libzip-dev"])]
         ),
+        // HDF5 (libhdf5-dev on Debian): Keras weight files (.keras archives' model.weights.h5, .h5).
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
         // A typed Swift face on OpenCL. Knows nothing about recurrent networks.
         .target(name: "OpenCLKit", dependencies: ["COpenCL"]),
         // Models, stimuli, metric definitions, the backend protocol and the pure-Swift CPU backend.
@@ -59,7 +65,7 @@ let package = Package(
         // generated once and committed), NumPy .npz datasets.
         .target(name: "CellAuditImport", dependencies: [
             "CellAuditCore", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            "CLibZip",
+            "CLibZip", "CHDF5",
         ]),
         // The readers under libFuzzer (Tools/fuzz.sh builds it with -sanitize=fuzzer); a plain
         // build replays a corpus through the same entry point.

@@ -117,7 +117,7 @@ extension ParsableCommand {
 }
 
 /// The help of every command's model argument.
-let modelArgumentHelp = "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), a torch.save state dict (.pt, .pth, .bin) or an ONNX graph (.onnx), told by content (README, \"Model files\")."
+let modelArgumentHelp = "The model: a CellAudit model file or plain PyTorch state dict (.safetensors), a torch.save state dict (.pt, .pth, .bin), a Keras file (.keras, or a legacy .h5) or an ONNX graph (.onnx), told by content (README, \"Model files\")."
 
 /// How to read a plain PyTorch state dict, which has no CellAudit metadata (README, "Model files").
 struct ModelOptions: ParsableArguments {

@@ -72,20 +72,18 @@ public enum FileFormat: Equatable, Sendable {
     }
 
     /// Why a file of this format is not a model CellAudit reads, and what to do; nil for the
-    /// formats read as models (safetensors, ONNX, torch.save) and for a missing file (the reader says so).
+    /// formats read as models (safetensors, ONNX, torch.save, Keras 3) and for a missing file (the reader says so).
     public var modelRefusal: String? {
         switch self {
-        case .safetensors, .onnx, .torchSave, .missing, .unknown: nil
+        case .safetensors, .onnx, .torchSave, .keras3, .hdf5, .missing, .unknown: nil
         case .directory: "is a directory; give the model file"
         case .empty: "is an empty file"
-        case .keras3, .hdf5:
-            "is \(description), which CellAudit does not read natively yet: convert it with `python Tools/export_keras.py` (see the README)"
         case .pickle:
             "is \(description), which CellAudit does not unpickle: re-save it with a current torch (`torch.save(torch.load(path, weights_only=True), \"model.pt\")`) and pass that file"
         case .npz, .npy:
             "is \(description), which holds data, not a model: give a dataset as --data, and the model as a .safetensors, .pt or .onnx file"
         case .zip:
-            "is \(description); CellAudit reads models from safetensors, torch.save and ONNX files"
+            "is \(description); CellAudit reads models from safetensors, torch.save, ONNX and Keras .keras files"
         }
     }
 

@@ -23,7 +23,7 @@ public struct ModelRefusal: Error, CustomStringConvertible, Equatable {
 /// file is and the way forward), hand the rest to the format's reader.
 public enum ModelImport {
     /// Every reader, one per family of formats.
-    public static let readers: [any ModelReader] = [SafeTensorsModelReader(), ONNXModelReader(), TorchSaveReader()]
+    public static let readers: [any ModelReader] = [SafeTensorsModelReader(), ONNXModelReader(), TorchSaveReader(), KerasModelReader()]
 
     /// The reader for a sniffed format, if any.
     public static func reader(for format: FileFormat) -> (any ModelReader)? {

@@ -11,7 +11,7 @@ struct CellAudit: ParsableCommand {
         commandName: "cellaudit",
         abstract: "Audit what the cells of a trained recurrent network do.",
         version: version,
-        subcommands: [Audit.self, Characterize.self, Explain.self, Attractors.self, Ablate.self, Merge.self, Capacity.self, Inspect.self, Eval.self, Bench.self, Devices.self, CheckKernels.self]
+        subcommands: [Audit.self, Characterize.self, Explain.self, Attractors.self, Ablate.self, Merge.self, Capacity.self, Inspect.self, Eval.self, Bench.self, Devices.self, CheckKernels.self, ReadInIsolation.self]
     )
 }
 
@@ -177,6 +177,59 @@ struct ModelOptions: ParsableArguments {
 }
 
 /// Reads a model file of any format CellAudit reads (`ModelImport`, which sniffs the content).
+/// A file that HDF5's C library reads (a Keras .keras or .h5 file) is read once in a child process
+/// first: HDF5 1.10 can crash on a damaged or hostile file, and such a crash must end in a clear
+/// error naming the file, not in a crash of the run.
 func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
+    if [.keras3, .hdf5].contains(FileFormat.sniff(path)) { try ReadInIsolation.check(path) }
     do { return try ModelImport.load(path, hints: hints) } catch let refusal as ModelRefusal { throw CleanFailure(description: refusal.description) }
+}
+
+/// `cellaudit __read-in-isolation FILE`: reads a model file and exits (0 read, 1 refused), so the
+/// parent learns whether reading it crashes. Hidden: `readModel` runs it.
+struct ReadInIsolation: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "__read-in-isolation", shouldDisplay: false)
+
+    @Argument var model: String
+
+    func run() throws {
+        do { _ = try ModelImport.load(model) } catch { throw ExitCode(1) }
+    }
+
+    /// Runs this command on `path` in a child process.
+    /// - Throws: `CleanFailure` naming the file when the child dies of a signal (HDF5 crashed
+    ///   reading it) or cannot be started.
+    static func check(_ path: String) throws {
+        let name = (path as NSString).lastPathComponent
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = ["__read-in-isolation", path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = environment
+        do { try process.run() } catch {
+            throw CleanFailure(description: "\(name): could not start a process to read it in isolation: \(error)")
+        }
+        // HDF5 1.10 can also loop forever on a damaged file: the child gets 30 s, plus 1 s per
+        // 16 MiB of file (reading the largest models takes a fraction of that);
+        // CELLAUDIT_HDF5_SECONDS sets another limit (the tests' damaged files use 5).
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
+        let limit = ProcessInfo.processInfo.environment["CELLAUDIT_HDF5_SECONDS"].flatMap { Int($0) }.map { max(1, $0) } ?? 30 + size >> 24
+        let deadline = Date().addingTimeInterval(Double(limit))
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            usleep(100_000)
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            throw CleanFailure(description: "\(name): HDF5's library did not finish reading it within \(limit) s (it loops on some damaged files): a damaged or hostile HDF5 file, which CellAudit refuses")
+        }
+        process.waitUntilExit()
+        if process.terminationReason == .uncaughtSignal {
+            throw CleanFailure(description: "\(name): HDF5's library crashed reading it (signal \(process.terminationStatus)): a damaged or hostile HDF5 file, which CellAudit refuses")
+        }
+    }
 }

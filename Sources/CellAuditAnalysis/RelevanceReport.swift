@@ -100,6 +100,7 @@ public struct RelevanceReport {
     public func figures(meanAbsolute: [Double], ranks: [Int]) -> [(name: String, svg: String)] {
         var out: [(String, String)] = []
         for (s, caption) in shown { out.append(("input_relevance_\(s).svg", inputHeatmap(s, caption: caption).render())) }
+        if let tokens, !shown.isEmpty { out.append(("tokens.svg", tokenFigure(tokens))) }
         // Cells by mean |relevance|, the 40 most relevant.
         let order = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(40)
         var bars = SVGPlot(title: "Cells by mean |relevance| over the data and steps", xLabel: "cell (layer:cell)", yLabel: "mean |R|")
@@ -151,6 +152,44 @@ public struct RelevanceReport {
             h += "</p>\n"
         }
         return h
+    }
+
+    /// The chosen sequences' tokens as an SVG (`tokens.svg`): one line per sequence, each token a
+    /// box coloured by its relevance (scaled per sequence to its largest |R|), its word or id inside.
+    func tokenFigure(_ tokens: (ids: [Int], vocabulary: [String]?)) -> String {
+        let t = result.steps
+        let relevance = TokenEmbedding.tokenRelevance(result.input, count: result.count, steps: t, width: result.width)
+        let words = shown.map { s in (0..<t).map { step in
+            let id = tokens.ids[s.index * t + step]
+            return tokens.vocabulary.map { $0[id] } ?? "#\(id)"
+        } }
+        // Boxes as wide as their words (7 px a character in the 12 px font), lines of at most 900 px.
+        let rowHeight = 22.0, left = 110.0
+        var rows: [[(x: Double, width: Double, step: Int)]] = []
+        for line in words {
+            var x = left, placed: [(Double, Double, Int)] = []
+            for (step, word) in line.enumerated() {
+                let width = max(18, Double(word.count) * 7 + 8)
+                placed.append((x, width, step)); x += width + 3
+            }
+            rows.append(placed)
+        }
+        let width = max(420, (rows.flatMap { $0 }.map { $0.x + $0.width }.max() ?? 0) + 10)
+        let height = 40 + Double(shown.count) * (rowHeight + 8)
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<text x=\"\(Int(width / 2))\" y=\"16\" text-anchor=\"middle\" font-weight=\"bold\">Token relevance (red: for the explained output, blue: against)</text>\n"
+        for (row, (s, _)) in shown.enumerated() {
+            let y = 30 + Double(row) * (rowHeight + 8)
+            let values = (0..<t).map { Double(relevance[s * t + $0]) }
+            let scale = values.map(abs).max() ?? 0
+            svg += "<text x=\"\(Int(left - 8))\" y=\"\(Int(y + 15))\" text-anchor=\"end\">sequence \(s)</text>\n"
+            for box in rows[row] {
+                let v = values[box.step]
+                svg += "<rect x=\"\(Int(box.x))\" y=\"\(Int(y))\" width=\"\(Int(box.width))\" height=\"\(Int(rowHeight))\" fill=\"\(SVGHeatmap.color(v, scale: scale))\" stroke=\"#ccc\"><title>step \(box.step): R = \(String(format: "%.4g", v))</title></rect>"
+                svg += "<text x=\"\(Int(box.x + box.width / 2))\" y=\"\(Int(y + 15))\" text-anchor=\"middle\">\(escape(words[row][box.step]))</text>\n"
+            }
+        }
+        return svg + "</svg>\n"
     }
 
     public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {

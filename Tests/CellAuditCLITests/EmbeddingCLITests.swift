@@ -23,6 +23,8 @@ import TestSupport
         let ids = try SafeTensorsFile(path: Self.data).integers("inputs")
         let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(report.contains("Token relevance of chosen sequences") && report.contains(">w\(ids[0])</span>"))
+        let figure = try String(contentsOf: out.appendingPathComponent("figures/tokens.svg"), encoding: .utf8)
+        #expect(figure.hasPrefix("<svg") && figure.contains(">w\(ids[0])</text>") && !figure.contains("w3<&>"))
         // Words are escaped (vocab line 3 is "w3<&>").
         #expect(!report.contains("w3<&>") && (!ids.prefix(42).contains(3) || report.contains("w3&lt;&amp;&gt;")))
     }

@@ -5,6 +5,7 @@ reader (issue 30, item 2).
 Writes Tests/Fixtures/keras/:
     NAME.keras              model.save(...) of a seeded, untrained model
     lstm2_legacy.h5, emb_bigru_legacy.h5   the same models saved with Keras 3's legacy model.save("….h5")
+    lstm2_utf8.h5           lstm2_legacy.h5 with its model_config rewritten as a UTF-8 string attribute
     lstm2_keras2.h5         lstm2 written as tf.keras 2 writes model.save("model.h5") (Keras 2 config,
                             fixed-length 'weight_names', ':0' variable names), by keras2_h5 below
     weights_only.weights.h5 lstm2.save_weights(...): variables without the architecture (refused)
@@ -88,6 +89,14 @@ def main():
     lstm2 = keras.Sequential([keras.Input((None, 3)), L.LSTM(4, return_sequences=True), L.LSTM(3), L.Dense(2)])
     save("lstm2", lstm2, x)
     lstm2.save(os.path.join(OUT, "lstm2_legacy.h5"))        # Keras 3's legacy .h5
+    import shutil
+
+    import h5py
+    shutil.copy(os.path.join(OUT, "lstm2_legacy.h5"), os.path.join(OUT, "lstm2_utf8.h5"))
+    with h5py.File(os.path.join(OUT, "lstm2_utf8.h5"), "r+") as f:   # model_config as a UTF-8 string
+        text = f.attrs["model_config"]
+        del f.attrs["model_config"]
+        f.attrs["model_config"] = text if isinstance(text, str) else text.decode("utf8")
     keras2_h5(lstm2, os.path.join(OUT, "lstm2_keras2.h5"))   # as tf.keras 2 writes it
     lstm2.save_weights(os.path.join(OUT, "weights_only.weights.h5"))   # no architecture: refused
     gru = keras.Sequential([keras.Input((None, 3)), L.GRU(4, reset_after=False), L.Dense(3, activation="softmax")])

@@ -98,12 +98,14 @@ static inline int cellaudit_h5_read_floats(hid_t dataset, float *out) {
 /// strings, fixed-length or variable-length), each followed by a NUL, into `out` when it holds
 /// `capacity` bytes. Returns the bytes needed (call again with a larger buffer when it exceeds
 /// `capacity`), 0 for an empty non-string array (h5py writes an empty list so), -1 when there is
-/// no such attribute or it holds something else.
+/// no such attribute, -2 when it holds something else or cannot be read. ASCII and UTF-8 strings
+/// are both read (the memory type takes the attribute's character set).
 static inline long long cellaudit_h5_attribute_strings(hid_t location, const char *path, const char *name, char *out, size_t capacity) {
     hid_t object = path[0] ? cellaudit_h5_open_object(location, path) : location;
     if (object < 0) return -1;
     long long needed = -1;
     if (H5Aexists(object, name) > 0) {
+        needed = -2;
         hid_t attribute = H5Aopen(object, name, H5P_DEFAULT);
         hid_t type = attribute >= 0 ? H5Aget_type(attribute) : -1;
         hid_t space = attribute >= 0 ? H5Aget_space(attribute) : -1;
@@ -112,6 +114,8 @@ static inline long long cellaudit_h5_attribute_strings(hid_t location, const cha
             needed = 0;
         } else if (type >= 0 && count > 0 && count < (1 << 20) && H5Tget_class(type) == H5T_STRING) {
             hid_t memory = H5Tcopy(H5T_C_S1);
+            H5T_cset_t cset = H5Tget_cset(type);
+            if (cset >= 0) H5Tset_cset(memory, cset);
             if (H5Tis_variable_str(type) > 0) {
                 char **strings = (char **)calloc((size_t)count, sizeof(char *));
                 H5Tset_size(memory, H5T_VARIABLE);

@@ -217,7 +217,13 @@ struct ReadInIsolation: ParsableCommand {
         // 16 MiB of file (reading the largest models takes a fraction of that);
         // CELLAUDIT_HDF5_SECONDS sets another limit (the tests' damaged files use 5).
         let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
-        let limit = ProcessInfo.processInfo.environment["CELLAUDIT_HDF5_SECONDS"].flatMap { Int($0) }.map { max(1, $0) } ?? 30 + size >> 24
+        var limit = 30 + size >> 24
+        if let given = ProcessInfo.processInfo.environment["CELLAUDIT_HDF5_SECONDS"] {
+            guard let seconds = Int(given), seconds >= 1 else {
+                throw CleanFailure(description: "CELLAUDIT_HDF5_SECONDS must be a whole number of seconds ≥ 1, got '\(given)'")
+            }
+            limit = seconds
+        }
         let deadline = Date().addingTimeInterval(Double(limit))
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning {

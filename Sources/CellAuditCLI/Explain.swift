@@ -225,11 +225,15 @@ struct Explain: ParsableCommand {
             throw CleanFailure(description: "\(name): --vocab names the tokens of a token embedding, and \(model.fileName) has none")
         }
         InputFiles.record(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CleanFailure(description: "\(name): no such file") }
+        guard !isDirectory.boolValue else { throw CleanFailure(description: "\(name): is a directory; --vocab takes a text file, one token per line") }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw CleanFailure(description: "\(name): \(FileManager.default.fileExists(atPath: path) ? "not readable as UTF-8 text" : "no such file")")
+            throw CleanFailure(description: "\(name): not readable as UTF-8 text")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
+        // Lines end in \n, \r\n or \r (Swift reads "\r\n" as one Character, a newline).
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
         if lines.last == "" { lines.removeLast() }
         guard lines.count == embedding.vocabularySize else {
             throw CleanFailure(description: "\(name): \(lines.count) tokens, but the embedding '\(embedding.source)' of \(model.fileName) has \(embedding.vocabularySize); line v must name id v")

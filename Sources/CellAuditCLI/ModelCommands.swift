@@ -160,7 +160,8 @@ struct Eval: ParsableCommand {
             let binary = loaded.task == .classification && Score.isBinary(outputs: loaded.network.readout?.outputs ?? 0)
             print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)"
                   + (binary ? " (a single-logit binary classifier: class 1 where the logit is above 0)" : ""))
-            print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0): the kernels do not run reverse layers)" } ?? ""))
+            let why = loaded.network.isForwardOnly ? "" : ": the kernels do not run reverse layers"
+            print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0)\(why))" } ?? ""))
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
         }
     }

@@ -34,8 +34,8 @@ extension Dataset {
         data.fileName = name
         if let lengthShape = source.shape("lengths") {
             // Each sequence's own length (a padded batch): integers 1…T.
-            guard lengthShape == [shape[0]], source.isInteger("lengths") else {
-                throw FormatError(file: name, "'lengths' has shape \(lengthShape)\(source.isInteger("lengths") ? "" : " and is not integer"): expected integers [\(shape[0])], each sequence's length")
+            guard lengthShape == [shape[0]], source.isInteger("lengths"), !source.isBoolean("lengths") else {
+                throw FormatError(file: name, "'lengths' has shape \(lengthShape)\(source.isInteger("lengths") && !source.isBoolean("lengths") ? "" : " and is not integer"): expected integers [\(shape[0])], each sequence's length")
             }
             do { try data.inputs.setLengths(try source.integers("lengths")) } catch DataError.mismatch(let problem) {
                 throw FormatError(file: name, "'lengths': \(problem)")
@@ -77,6 +77,8 @@ private struct ArraySource {
     let integers: (String) throws -> [Int]
     /// Whether the named array holds integers (token ids, labels).
     let isInteger: (String) -> Bool
+    /// Whether the named array holds booleans (which read as integers 0 and 1).
+    let isBoolean: (String) -> Bool
     /// A safetensors file of weights (a CellAudit model file or a state dict), not a dataset.
     var looksLikeModel = false
 
@@ -90,6 +92,7 @@ private struct ArraySource {
             let arrays = try NumPyArchive.load(path)
             shape = { arrays[$0]?.shape }
             isInteger = { arrays[$0]?.isInteger ?? false }
+            isBoolean = { arrays[$0]?.descr.hasSuffix("b1") ?? false }
             // Values past Float's range become ±Inf, which the finiteness checks then name.
             floats = { key in arrays[key]!.values.map { Float($0) } }
             integers = { key in
@@ -108,6 +111,7 @@ private struct ArraySource {
             looksLikeModel = file.metadata["cell"] != nil || file.tensors.keys.contains { $0.contains("weight_ih") || $0.contains("weight_hh") || $0.hasSuffix("kernel") }
             shape = { file.tensors[$0]?.shape }
             isInteger = { file.tensors[$0].map { !$0.dtype.isFloatingPoint } ?? false }
+            isBoolean = { file.tensors[$0]?.dtype == .BOOL }
             floats = { try file.floats($0) }
             integers = { try file.integers($0) }
         }

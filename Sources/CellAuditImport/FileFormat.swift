@@ -17,6 +17,8 @@ public enum FileFormat: Equatable, Sendable {
     case safetensors, onnx, npz
     case npy, torchSave, keras3, hdf5, pickle, zip
     case unknown(firstBytes: String)
+    /// A ZIP archive that libzip cannot open (truncated, or its directory damaged), with why.
+    case damagedZip(reason: String)
 
     /// Sniffs the file at `path`; never throws (an unreadable file is `.missing`).
     public static func sniff(_ path: String) -> FileFormat {
@@ -43,10 +45,15 @@ public enum FileFormat: Equatable, Sendable {
     }
 
     private static func zipKind(_ path: String) -> FileFormat {
-        guard let archive = try? ZipArchive(path: path) else { return .zip }
+        let archive: ZipArchive
+        do { archive = try ZipArchive(path: path) } catch let error as FormatError {
+            let prefix = "not a readable ZIP archive: "
+            let reason = error.problem.hasPrefix(prefix) ? String(error.problem.dropFirst(prefix.count)) : error.problem
+            return .damagedZip(reason: "libzip: " + reason.prefix(1).lowercased() + reason.dropFirst())
+        } catch { return .zip }
         let names = archive.members.map(\.name)
         if names.contains(where: { $0 == "data.pkl" || $0.hasSuffix("/data.pkl") }) { return .torchSave }
-        if names.contains("config.json") && names.contains(where: { $0.hasSuffix(".weights.h5") }) { return .keras3 }
+        if names.contains("config.json") && (names.contains("metadata.json") || names.contains(where: { $0.hasSuffix(".weights.h5") })) { return .keras3 }
         let files = names
         if !files.isEmpty && files.allSatisfy({ $0.hasSuffix(".npy") }) { return .npz }
         return .zip
@@ -67,6 +74,7 @@ public enum FileFormat: Equatable, Sendable {
         case .hdf5: "an HDF5 file (a Keras .h5 model?)"
         case .pickle: "a Python pickle (torch.save before torch 1.6 wrote these)"
         case .zip: "a ZIP archive that is not a NumPy .npz, a torch.save file or a Keras file"
+        case .damagedZip(let reason): "a damaged or truncated ZIP archive (\(reason))"
         case .unknown(let bytes): "not a format CellAudit knows (it starts with bytes \(bytes))"
         }
     }
@@ -82,6 +90,8 @@ public enum FileFormat: Equatable, Sendable {
             "is \(description), which CellAudit does not unpickle: re-save it with a current torch (`torch.save(torch.load(path, weights_only=True), \"model.pt\")`) and pass that file"
         case .npz, .npy:
             "is \(description), which holds data, not a model: give a dataset as --data, and the model as a .safetensors, .pt or .onnx file"
+        case .damagedZip:
+            "is \(description), whose members cannot be read; save the file again"
         case .zip:
             "is \(description); CellAudit reads models from safetensors, torch.save, ONNX and Keras .keras files"
         }
@@ -98,6 +108,8 @@ public enum FileFormat: Equatable, Sendable {
             "is \(description); a dataset holds named arrays: save them together with numpy.savez(\"data.npz\", inputs=…, labels=…)"
         case .onnx, .torchSave, .keras3, .hdf5, .pickle:
             "is \(description), a model, not a dataset: a dataset is a .safetensors or .npz file with 'inputs' and 'labels' or 'targets'"
+        case .damagedZip:
+            "is \(description), whose arrays cannot be read; save the dataset again"
         case .zip, .unknown:
             "is \(description); a dataset is a .safetensors or NumPy .npz file with 'inputs' and 'labels' or 'targets'"
         }

@@ -80,17 +80,22 @@ final class HDF5File: @unchecked Sendable {
         }
     }
 
+    /// An attribute that is there but holds no text CellAudit reads.
+    struct UnreadableAttribute: Error {}
+
     /// The strings of attribute `name` of the object at `path` ("" for the file's root): a scalar
-    /// string, or an array of them; nil when there is no such string attribute.
-    func attributeStrings(_ path: String, _ name: String) -> [String]? {
+    /// string, or an array of them (ASCII or UTF-8); nil when there is no such attribute.
+    /// - Throws: `UnreadableAttribute` when it exists but holds something else or cannot be read.
+    func attributeStrings(_ path: String, _ name: String) throws -> [String]? {
         Self.lock.lock(); defer { Self.lock.unlock() }
         var capacity = 4096
         while true {
             var buffer = [CChar](repeating: 0, count: capacity)
             let needed = cellaudit_h5_attribute_strings(id, path, name, &buffer, capacity)
-            guard needed >= 0 else { return nil }
+            if needed == -1 { return nil }
+            guard needed >= 0 else { throw UnreadableAttribute() }
             guard needed <= capacity else {
-                guard needed <= 256 << 20 else { return nil }
+                guard needed <= 256 << 20 else { throw UnreadableAttribute() }
                 capacity = Int(needed); continue
             }
             var strings: [String] = [], start = 0

@@ -45,13 +45,17 @@ public struct KerasModelReader: ModelReader {
     /// `model_weights/<layer name>` in the order its `weight_names` attribute lists them.
     func loadLegacy(_ path: String, name: String, hints: ModelHints) throws -> LoadedModel {
         let file = try HDF5File(path: path)
-        guard let text = file.attributeStrings("", "model_config")?.first else {
+        let attribute: [String]?
+        do { attribute = try file.attributeStrings("", "model_config") } catch {
+            throw FormatError(file: name, "its 'model_config' attribute is there but cannot be read as text (a damaged file?)")
+        }
+        guard let text = attribute?.first else {
             throw FormatError(file: name, "an HDF5 file without a Keras 'model_config' attribute (a weights-only file from save_weights?): CellAudit needs the whole model, model.save(\"model.keras\")")
         }
         guard let config = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
             throw FormatError(file: name, "its 'model_config' attribute is not a JSON object")
         }
-        guard file.attributeStrings("model_weights", "layer_names") != nil else {
+        guard (try? file.attributeStrings("model_weights", "layer_names")) != nil else {
             throw FormatError(file: name, "a Keras .h5 file without its 'model_weights' group")
         }
         let reader = KerasGraph(fileName: name, weights: file, layout: .legacy, hints: hints)
@@ -91,7 +95,7 @@ struct KerasGraph {
             default: return vars("\(group)/vars")
             }
         case .legacy:
-            return (weights.attributeStrings("model_weights/\(name)", "weight_names") ?? []).map { "model_weights/\(name)/\($0)" }
+            return ((try? weights.attributeStrings("model_weights/\(name)", "weight_names")) ?? nil ?? []).map { "model_weights/\(name)/\($0)" }
         }
     }
 

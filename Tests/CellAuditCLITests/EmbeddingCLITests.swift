@@ -37,6 +37,12 @@ import TestSupport
                              "--out", dir.appendingPathComponent("x").path, "--backend", "cpu"])
         #expect(r.exitCode == 1 && r.stderr.contains("short.txt: 3 tokens") && r.stderr.contains("40"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x").path))
+        // Windows line endings read as lines.
+        let crlf = dir.appendingPathComponent("crlf.txt")
+        try (0..<40).map { "w\($0)" }.joined(separator: "\r\n").write(to: crlf, atomically: true, encoding: .utf8)
+        let ok = try CLI.run(["explain", Self.model, "--data", Self.data, "--bidirectional-readout", "final-states", "--vocab", crlf.path,
+                              "--out", dir.appendingPathComponent("crlf-out").path, "--backend", "cpu", "--quiet"])
+        #expect(ok.exitCode == 0, "\(ok.stderr)")
         let plain = try CLI.run(["attractors", Fixtures.path("bidirectional/lstm1.pt"), "--bidirectional-readout", "final-states",
                                  "--input-token", "2", "--out", dir.appendingPathComponent("y").path])
         #expect(plain.exitCode == 1 && plain.stderr.contains("no") && plain.stderr.contains("token embedding"), "\(plain.stderr)")

@@ -35,6 +35,17 @@ import TestSupport
         #expect(input[(2 * 27 + 3)..<(3 * 27)].allSatisfy { $0 == 0 } && input[(2 * 27)..<(2 * 27 + 3)].contains { $0 != 0 })
     }
 
+    @Test func booleanLengthsAreRefused() throws {
+        let data = try SafeTensorsFile(path: Fixtures.path("lengths/lstm_bi2.data.safetensors"))
+        let path = try Fixtures.scratch("lengths-bool").appendingPathComponent("bool.safetensors").path
+        var writer = SafeTensorsWriter()
+        try writer.add("inputs", floats: try data.floats("inputs"), shape: [6, 9, 3])
+        try writer.add("lengths", dtype: .BOOL, shape: [6], bytes: Data([1, 1, 1, 1, 1, 1]))
+        try writer.write(to: path)
+        let r = try CLI.run(["eval", Self.model, "--data", path, "--bidirectional-readout", "final-states"])
+        #expect(r.exitCode == 1 && r.stderr.contains("'lengths'") && r.stderr.contains("not integer"), "\(r.stderr)")
+    }
+
     @Test func badLengthsAreRefusedNamingTheFile() throws {
         for lengths in [[9, 4, 1, 7, 9, 10], [9, 4, 0, 7, 9, 4], [9, 4]] {
             let r = try CLI.run(["eval", Self.model, "--data", try Self.labeled(lengths: lengths), "--bidirectional-readout", "final-states"])

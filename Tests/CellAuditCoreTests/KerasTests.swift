@@ -31,7 +31,7 @@ import TestSupport
 
     /// Legacy .h5 files: Keras 3's legacy save, and the layout tf.keras 2 writes (Keras 2 config,
     /// fixed-length weight_names with ':0'), give the .keras file's outputs.
-    @Test(arguments: [("lstm2_legacy.h5", "lstm2"), ("lstm2_keras2.h5", "lstm2"), ("emb_bigru_legacy.h5", "emb_bigru")])
+    @Test(arguments: [("lstm2_legacy.h5", "lstm2"), ("lstm2_keras2.h5", "lstm2"), ("lstm2_utf8.h5", "lstm2"), ("emb_bigru_legacy.h5", "emb_bigru")])
     func legacyH5FilesEqualKeras(file: String, data: String) throws {
         let model = try ModelImport.load(Self.path(file))
         #expect(model.network == (try ModelImport.load(Self.path("\(data).keras"))).network)
@@ -87,5 +87,10 @@ import TestSupport
             }
         }
         #expect(refused > 0 && refused + loaded == 300)
+        // Truncated: named as a damaged archive, not as some other ZIP.
+        try Data(bytes.prefix(bytes.count / 2)).write(to: scratch)
+        do { _ = try ModelImport.load(scratch.path); Issue.record("half an archive loaded") } catch {
+            #expect("\(error)".contains("damaged or truncated ZIP archive"), "\(error)")
+        }
     }
 }

@@ -113,7 +113,22 @@ public enum ModelFile {
         if !unused.isEmpty {
             throw fail("tensor\(unused.count == 1 ? "" : "s") \(unused.map { "'\($0)'" }.joined(separator: ", ")) \(unused.count == 1 ? "is" : "are") not part of the \(layerCount)-layer \(kind.rawValue) and readout its metadata describes; CellAudit refuses a file with parts it would leave out (a plain state dict is refused the same way)")
         }
-        return LoadedModel(network: try RecurrentNetwork(layers: layers, readout: readout), convention: convention,
+        // Optional: each layer's time direction ("forward" or "reverse", comma-separated; a reverse
+        // layer reads steps T−1…0), and what a last-step readout of a network with a reverse layer
+        // reads ("final-states": each layer's state after its last processing step; "last-step":
+        // its output at time T−1). ONNX reverse nodes arrive so.
+        if let text = meta["directions"] {
+            let directions = text.split(separator: ",").map { TimeDirection(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+            guard directions.count == layerCount, directions.allSatisfy({ $0 != nil }) else {
+                throw fail("'directions' must list \(layerCount) of forward and reverse, got '\(text)'")
+            }
+            for (k, direction) in directions.enumerated() { layers[k].direction = direction! }
+        }
+        if let text = meta["reading"] {
+            guard let reading = FinalStateReading(rawValue: text) else { throw fail("unknown reading '\(text)' (final-states or last-step)") }
+            readout?.reading = reading
+        }
+        return LoadedModel(network: try RecurrentNetwork(levels: layers.map { [$0] }, readout: readout), convention: convention,
                            output: output, task: task, metadata: meta, path: path)
     }
 

@@ -45,6 +45,9 @@ extension GraphReader {
         var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int)] = []
         var start = (tensor: input.name, axes: inputAxes)
         var readoutInput: (node: Int, axes: [Axis], last: Bool)?
+        // Whether the readout reads a last state Y_h (each layer's state after its last processing
+        // step) rather than Y at the last time step: different for a reverse layer.
+        var readsLastState = false
         // The sizes of the time and batch axes, taken from the input axes the first node reads as
         // such (a known number, or the input's own symbol), and carried through every layer.
         var timeSize = AxisSize.symbol("?time"), batchSize = AxisSize.symbol("?batch")
@@ -83,7 +86,7 @@ extension GraphReader {
                         : [Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                     let fromLast = try walk(from: node.output[1], axes: hAxes, last: true, before: false)
                     if let r = fromLast.recurrent { throw fail("\(label(r.node)) reads \(label(next.node))'s last state Y_h; CellAudit stacks layers on the whole sequence Y") }
-                    if let r = fromLast.readout { readoutInput = r }
+                    if let r = fromLast.readout { readoutInput = r; readsLastState = true }
                 }
                 guard !node.output.isEmpty, !node.output[0].isEmpty else { break }
                 start = (node.output[0], yAxes)
@@ -117,6 +120,11 @@ extension GraphReader {
             "task": (task ?? .classification).rawValue, "source": "onnx graph, read natively",
         ]
         if kind == .gru { metadata["linear_before_reset"] = "\(int(graph.node[layers[0].node], "linear_before_reset") ?? 0)" }
+        let directions = layers.map { strings(graph.node[$0.node], "direction")?.first ?? "forward" }
+        if directions.contains("reverse") {
+            metadata["directions"] = directions.joined(separator: ",")
+            metadata["reading"] = readsLastState ? "final-states" : "last-step"
+        }
         for (k, layer) in layers.enumerated() {
             let node = graph.node[layer.node]
             let G = kind.gateCount, H = layer.hidden

@@ -10,8 +10,8 @@ extension GraphReader {
         guard let hidden = int(node, "hidden_size"), hidden > 0 else { throw fail("\(label(c)) has no positive hidden_size") }
         if let problem = NetworkLimits.problem(width: hidden, "hidden_size") { throw fail("\(label(c)): \(problem)") }
         let direction = strings(node, "direction")?.first ?? "forward"
-        guard direction == "forward" else {
-            throw fail("\(label(c)) has direction '\(direction)'; CellAudit reads forward recurrent layers only and will not audit half of a \(direction) one")
+        guard direction == "forward" || direction == "reverse" else {
+            throw fail("\(label(c)) has direction '\(direction)'; CellAudit reads forward and reverse ONNX recurrent nodes, and will not audit half of a \(direction) one (a bidirectional PyTorch model's state dict or torch.save file is read whole)")
         }
         if attribute(node, "clip") != nil { throw fail("\(label(c)) sets attribute 'clip' (cell clipping), which CellAudit does not represent") }
         if op == "LSTM", let v = int(node, "input_forget"), v != 0 {

@@ -11,6 +11,8 @@ Graphs (seeded random weights, opset 17):
     gru_rev_last_step     reverse GRU(4, linear_before_reset=1); the readout reads Y at step T−1
     lstm_fwd_rev          forward LSTM(4) → reverse LSTM(3); the readout reads Y_h of the top
     rnn_rev_sequence      reverse RNN(4, tanh); the readout at every step
+    lstm_rev_lens4        reverse LSTM(5) with a constant sequence_lens of 4 for every sequence
+    refuse_varying_lens   a GRU whose constant sequence_lens differs by batch position (refused)
 
     python Tools/make_onnx_direction_fixtures.py
 Needs onnx, onnxruntime, numpy and safetensors.
@@ -31,11 +33,15 @@ def weights(name, shape):
     return numpy_helper.from_array((RNG.standard_normal(shape) * 0.5).astype(np.float32), name)
 
 
-def recurrent(op, k, x, inputs, hidden, direction, nodes, inits, **attrs):
+def recurrent(op, k, x, inputs, hidden, direction, nodes, inits, lens=None, **attrs):
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     inits += [weights(f"W{k}", (1, gates * hidden, inputs)), weights(f"R{k}", (1, gates * hidden, hidden)),
               weights(f"B{k}", (1, 2 * gates * hidden))]
-    nodes.append(helper.make_node(op, [x, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}", f"Yh{k}"], name=f"{op.lower()}{k}",
+    extra = []
+    if lens is not None:
+        inits.append(numpy_helper.from_array(np.array(lens, dtype=np.int32), f"lens{k}"))
+        extra = [f"lens{k}"]
+    nodes.append(helper.make_node(op, [x, f"W{k}", f"R{k}", f"B{k}"] + extra, [f"Y{k}", f"Yh{k}"], name=f"{op.lower()}{k}",
                                   hidden_size=hidden, direction=direction, **attrs))
     return f"Y{k}", f"Yh{k}"
 
@@ -45,6 +51,7 @@ def build(name, layers, read, k_out=2):
     nodes.append(helper.make_node("Transpose", ["X"], ["Xt"], perm=[1, 0, 2]))
     x, width = "Xt", 3
     for k, (op, hidden, direction, attrs) in enumerate(layers):
+        attrs = dict(attrs)
         y, yh = recurrent(op, k, x, width, hidden, direction, nodes, inits, **attrs)
         if k < len(layers) - 1:
             inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"axis{k}"))
@@ -85,6 +92,10 @@ def main():
     build("gru_rev_last_step", [("GRU", 4, "reverse", {"linear_before_reset": 1})], "last_step")
     build("lstm_fwd_rev", [("LSTM", 4, "forward", {}), ("LSTM", 3, "reverse", {})], "last_state")
     build("rnn_rev_sequence", [("RNN", 4, "reverse", {})], "sequence")
+    # A constant sequence_lens of 4 for each of the 4 sequences: every sequence runs its first 4 steps.
+    build("lstm_rev_lens4", [("LSTM", 5, "reverse", {"lens": [4, 4, 4, 4]})], "last_state")
+    # Lengths that depend on the batch position: refused.
+    build("refuse_varying_lens", [("GRU", 3, "forward", {"lens": [6, 5, 4, 6]})], "last_state")
     print("wrote", sorted(os.listdir(OUT)), "with onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)
 
 

@@ -56,6 +56,10 @@ extension Dataset {
             throw fail("'inputs' holds integer token ids [\(inputs.count), \(inputs.steps)], but \(model.fileName) has no token embedding: its first layer reads float vectors of \(network.inputSize) channels [N, T, \(network.inputSize)]")
         case (nil, nil): break
         }
+        if let length = model.sequenceLength {
+            // The model runs every sequence for at most `length` steps (ONNX sequence_lens).
+            try inputs.setLengths((inputs.lengths ?? [Int](repeating: inputs.steps, count: inputs.count)).map { min($0, length) })
+        }
         guard inputs.width == network.inputSize else {
             throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }

@@ -25,6 +25,9 @@ public struct LoadedModel: Sendable {
     /// The token embedding before the first recurrent layer, if the model has one: its data are
     /// token ids [N, T], embedded before anything runs (`Dataset.prepare(for:)`).
     public var embedding: TokenEmbedding?
+    /// The number of steps every sequence runs when the model fixes it (an ONNX node's constant,
+    /// uniform `sequence_lens`): the data's lengths are cut to it (`Dataset.prepare(for:)`).
+    public var sequenceLength: Int?
     /// Why the model has no readout when `--core` found none or left one out, for messages and reports.
     public var readoutNote: String?
     /// The model file's name, for messages.

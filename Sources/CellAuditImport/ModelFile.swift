@@ -128,8 +128,13 @@ public enum ModelFile {
             guard let reading = FinalStateReading(rawValue: text) else { throw fail("unknown reading '\(text)' (final-states or last-step)") }
             readout?.reading = reading
         }
-        return LoadedModel(network: try RecurrentNetwork(levels: layers.map { [$0] }, readout: readout), convention: convention,
-                           output: output, task: task, metadata: meta, path: path)
+        var model = LoadedModel(network: try RecurrentNetwork(levels: layers.map { [$0] }, readout: readout), convention: convention,
+                                output: output, task: task, metadata: meta, path: path)
+        if let text = meta["sequence_length"] {
+            guard let length = Int(text), length >= 1 else { throw fail("'sequence_length' must be a positive integer, got '\(text)'") }
+            model.sequenceLength = length
+        }
+        return model
     }
 
     static func checkFinite(_ values: [Float], _ what: String, _ fail: (String) -> FormatError) throws {

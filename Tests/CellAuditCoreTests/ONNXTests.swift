@@ -71,7 +71,6 @@ struct ONNXTests {
         ("onnx/refuse_input_forget", "'lstm' (LSTM) sets attribute 'input_forget'"),
         ("onnx/refuse_activations", "'lstm' (LSTM) has attribute 'activations'"),
         ("onnx/refuse_initial_h", "'lstm' (LSTM) takes input 'initial_h' that is not zero"),
-        ("onnx/refuse_sequence_lens", "'lstm' (LSTM) takes input 'sequence_lens'"),
         ("onnx/refuse_unrolled_untied", "unrolled over a fixed number of steps that is not one RNN layer"),
         ("onnx/refuse_unrolled_short", "unrolled over 9 steps, but the input has 11 steps"),
         ("onnx/refuse_bias_column", "bias C has shape [3, 1]"),
@@ -80,7 +79,6 @@ struct ONNXTests {
         ("onnx/refuse_swapped_names", "'scramble' (Reshape) reshapes the data in a way that mixes"),
         ("cases/onnx/onnx-clip", "sets attribute 'clip'"),
         ("cases/onnx/onnx-input-forget", "sets attribute 'input_forget'"),
-        ("cases/onnx/onnx-sequence-lens", "takes input 'sequence_lens'"),
         ("cases/onnx/onnx-input-projection-square", "(MatMul) comes before the first recurrent node"),
     ])
     func refusals(_ name: String, _ named: String) throws {

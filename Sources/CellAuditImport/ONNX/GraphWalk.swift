@@ -120,6 +120,14 @@ extension GraphReader {
             "task": (task ?? .classification).rawValue, "source": "onnx graph, read natively",
         ]
         if kind == .gru { metadata["linear_before_reset"] = "\(int(graph.node[layers[0].node], "linear_before_reset") ?? 0)" }
+        if !sequenceLengths.isEmpty {
+            // Every layer must stop at the same step: the first layer's padding would otherwise feed a later one.
+            let lengths = Set(layers.map { sequenceLengths[$0.node] })
+            guard lengths.count == 1, let length = lengths.first! else {
+                throw fail("the recurrent nodes take different sequence_lens (\(layers.map { sequenceLengths[$0.node].map(String.init) ?? "none" }.joined(separator: ", "))); CellAudit reads one length for the whole stack")
+            }
+            metadata["sequence_length"] = "\(length)"
+        }
         let directions = layers.map { strings(graph.node[$0.node], "direction")?.first ?? "forward" }
         if directions.contains("reverse") {
             metadata["directions"] = directions.joined(separator: ",")

@@ -100,6 +100,8 @@ struct GraphReader {
     var initializers: [String: Onnx_TensorProto] = [:]
     /// Nodes the walk has accounted for.
     var explained = Set<Int>()
+    /// Recurrent nodes with a constant, uniform `sequence_lens`: node → the length every sequence runs.
+    var sequenceLengths: [Int: Int] = [:]
     /// The axes of every tensor on the data path the walk has reached (for Shape ops).
     var knownAxes: [String: [Axis]] = [:]
 

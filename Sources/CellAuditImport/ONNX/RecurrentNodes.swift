@@ -43,8 +43,17 @@ extension GraphReader {
         }
         // Optional inputs: sequence_lens (4) refused; initial_h (5), initial_c (6) and P (7) only when provably zero.
         func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
-        if given(4) != nil {
-            throw fail("\(label(c)) takes input 'sequence_lens' (sequences of different lengths), which CellAudit does not represent")
+        if let lens = given(4) {
+            // A constant sequence_lens that gives every sequence the same length L is a property of
+            // the model (each sequence runs its first L steps): honoured through the lengths of the
+            // data. Lengths that differ by batch position, or that come from a graph input, are not.
+            guard let values = try constantIntegers(lens, "\(label(c)) sequence_lens") else {
+                throw fail("\(label(c)) takes input 'sequence_lens' from the graph's inputs; CellAudit reads a constant sequence_lens (give the dataset 'lengths' and export without it)")
+            }
+            guard let length = values.first, length >= 1, values.allSatisfy({ $0 == length }) else {
+                throw fail("\(label(c)) takes input 'sequence_lens' \(values.prefix(8))\(values.count > 8 ? "…" : ""), lengths that depend on a sequence's position in the batch; CellAudit reads one length for every sequence (give the dataset 'lengths' instead)")
+            }
+            sequenceLengths[c] = length
         }
         for (k, name) in [(5, "initial_h"), (6, "initial_c")] {
             guard let tensor = given(k) else { continue }

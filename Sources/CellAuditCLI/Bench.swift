@@ -82,6 +82,12 @@ struct Bench: ParsableCommand {
             for w in workloads where !known.contains(w) {
                 throw CleanFailure(description: "--workload must be response, forward, ablation, relevance, fixed-points or all, got '\(w)'")
             }
+            // The other workloads time synthetic networks of --cells: a model or dataset given to them
+            // would be ignored, so it is refused rather than silently unused.
+            for (flag, given) in [("--model", model != nil), ("--data", data != nil), ("--seeds-out", seedsOut != nil)]
+                where given && workloads != ["fixed-points"] {
+                throw CleanFailure(description: "\(flag) applies to --workload fixed-points; the \(workload) workload times synthetic networks of --cells cells")
+            }
             var backends: [any ComputeBackend] = []
             switch backend {
             case "cpu": backends = [CPUBackend(threads: try hostThreads())]

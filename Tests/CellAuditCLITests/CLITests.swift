@@ -368,6 +368,9 @@ struct KernelEmbeddingTests {
         #expect(try SafeTensorsFile(path: seeds.path).info("seeds").shape == [1024, 16])
         let missing = try CLI.run(["bench", "--workload", "fixed-points", "--model", "/nonexistent/m.safetensors"])
         #expect(missing.exitCode == 1 && missing.stderr.contains("does not exist"))
+        // A model given to a workload that times synthetic networks is refused, not ignored.
+        let ignored = try CLI.run(["bench", "--workload", "forward", "--model", Fixtures.path("digits_lstm8.safetensors")])
+        #expect(ignored.exitCode == 1 && ignored.stderr.contains("--model applies to --workload fixed-points"), "\(ignored.stderr)")
     }
 }
 

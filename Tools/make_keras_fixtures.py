@@ -22,6 +22,9 @@ Models:
     rnn_relu       Sequential: SimpleRNN(4, relu) → Dense(2)
     bi_ave         Functional: Bidirectional(SimpleRNN(4, return_sequences)) ave → Bidirectional(SimpleRNN(3)) concat → Dense(1)
     emb_bigru      Functional: Embedding(20, 4) → Bidirectional(GRU(3)) → Dense(2)
+    conv_core      Conv1D(4, 3, same) → LSTM(3) → Dense(2); its data holds the Conv1D's outputs as inputs
+                   (the core's input) and the whole model's outputs
+    deep_head      LSTM(3) → Dense(4, relu) → Dense(2): with --core, a core without a readout
 and refusals: bi_mul (merge mode mul), masked (Embedding mask_zero=True), hard_sigmoid
 (LSTM recurrent_activation='hard_sigmoid'), mixed (a GRU under an LSTM), conv (Conv1D before the LSTM).
 
@@ -118,6 +121,14 @@ def main():
     save("emb_bigru", emb, tokens)
     emb.save(os.path.join(OUT, "emb_bigru_legacy.h5"))
 
+    # A convolutional front end and a deeper head around the recurrent core (read with --core).
+    conv_core = keras.Sequential([keras.Input((None, 3)), L.Conv1D(4, 3, padding="same"), L.LSTM(3), L.Dense(2)])
+    conv_core.save(os.path.join(OUT, "conv_core.keras"))
+    front = keras.Sequential([keras.Input((None, 3)), conv_core.layers[0]])
+    save_file({"inputs": np.ascontiguousarray(front.predict(x, verbose=0), dtype=np.float32),
+               "outputs": np.ascontiguousarray(conv_core.predict(x, verbose=0), dtype=np.float32)},
+              os.path.join(OUT, "conv_core.data.safetensors"))
+    keras.Sequential([keras.Input((None, 3)), L.LSTM(3), L.Dense(4, activation="relu"), L.Dense(2)]).save(os.path.join(OUT, "deep_head.keras"))
     save("bi_mul", keras.Sequential([keras.Input((None, 3)), L.Bidirectional(L.LSTM(2), merge_mode="mul"), L.Dense(2)]), None)
     save("masked", keras.Sequential([keras.Input((None,), dtype="int64"), L.Embedding(20, 4, mask_zero=True), L.LSTM(2), L.Dense(2)]), None)
     save("hard_sigmoid", keras.Sequential([keras.Input((None, 3)), L.LSTM(2, recurrent_activation="hard_sigmoid"), L.Dense(2)]), None)

@@ -79,7 +79,8 @@ struct Inspect: ParsableCommand {
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
             if !loaded.ignored.isEmpty {
-                print("  ignored by --core (\(loaded.ignored.count) tensor\(loaded.ignored.count == 1 ? "" : "s") outside the recurrent core):")
+                let what = loaded.convention == .keras ? "layer" : "tensor"
+                print("  ignored by --core (\(loaded.ignored.count) \(what)\(loaded.ignored.count == 1 ? "" : "s") outside the recurrent core):")
                 for name in loaded.ignored { print("    \(name)") }
             }
             for key in ["accuracy", "mse"] { if let v = info[key] as? Double { print("  \(key) on \(data!): \(String(format: "%.4f", v)) (\(info["backend"]!))") } }

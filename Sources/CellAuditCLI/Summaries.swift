@@ -195,7 +195,7 @@ struct AuditSummary: Codable {
         Swift.print(String(format: "%.3g cell-stimulus-steps/s; %.1f%% of pairs responded", cellStimulusStepsPerSecond, 100 * respondedShare))
         let counts = classCounts.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         Swift.print("classes: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        if let ignored { Swift.print("--core ignored \(ignored.count) tensor\(ignored.count == 1 ? "" : "s") outside the recurrent core: " + ignored.prefix(6).joined(separator: ", ") + (ignored.count > 6 ? ", …" : "")) }
+        if let ignored { Swift.print("--core ignored \(ignored.count) part\(ignored.count == 1 ? "" : "s") outside the recurrent core: " + ignored.prefix(6).joined(separator: ", ") + (ignored.count > 6 ? ", …" : "")) }
         if let readoutNote { Swift.print("readout: none (\(readoutNote))") }
         Swift.print("top cells by response score (\(rankerFormula ?? "‖v_j‖·m_j")):")
         for cell in topCells.prefix(5) {

@@ -21,8 +21,8 @@ public struct KerasModelReader: ModelReader {
         let name = (path as NSString).lastPathComponent
         for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
                               ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil),
-                              ("--embedding-prefix", hints.embeddingPrefix != nil), ("--bidirectional-readout", hints.bidirectionalReadout != nil),
-                              ("--core", hints.core)] where given {
+                              ("--embedding-prefix", hints.embeddingPrefix != nil), ("--bidirectional-readout", hints.bidirectionalReadout != nil)]
+            where given {
             throw ModelRefusal("\(name): \(flag) applies to plain state dicts; a Keras file states its architecture")
         }
         InputFiles.record(path)
@@ -124,15 +124,42 @@ struct KerasGraph {
         // The weights file keys each layer by its class in snake case, numbered within the model
         // in layer order ('lstm', 'lstm_1', …; Keras's saving_lib), not by the layer's name.
         var used: [String: Int] = [:]
+        // --core: layers outside the recurrent stack and the Dense layer that reads it, listed.
+        var ignored: [String] = [], readoutNote: String?, readoutLabel = "", headCut = false
+        func ignore(_ kind: String, _ name: String, _ key: String) {
+            for path in weights.datasets(under: layout == .legacy ? "model_weights/\(name)" : "layers/\(key)") { read.paths.insert(path) }
+            ignored.append("\(name) (\(kind))")
+        }
+        let coreHint = "; --core audits the recurrent stack alone (and the Dense layer that reads it), listing the rest as ignored"
         for layer in layers {
             let kind = layer["class_name"] as? String ?? "?"
             let c = layer["config"] as? [String: Any] ?? [:]
             let layerName = c["name"] as? String ?? "?"
             func refuse(_ problem: String) -> FormatError { fail("layer '\(layerName)' (\(kind)) \(problem)") }
-            let stem = Self.snakeCase[kind] ?? kind
+            let stem = Self.snakeCase(kind)
             let key: String
             if let n = used[stem] { used[stem] = n + 1; key = "\(stem)_\(n + 1)" } else { used[stem] = 0; key = stem }
-            if readout != nil { throw refuse("follows the Dense readout; CellAudit reads one linear readout last") }
+            if headCut { ignore(kind, layerName, key); continue }
+            if readout != nil {
+                if kind == "Dropout" { continue }
+                guard hints.core else { throw refuse("follows the Dense readout; CellAudit reads one linear readout last" + coreHint) }
+                // Another layer reads the Dense layer's outputs: they are not the model's.
+                readoutNote = "the Dense layer \(readoutLabel) reads the last recurrent layer, but '\(layerName)' (\(kind)) reads its outputs (a deeper head, which --core leaves out), so the core has no readout"
+                readout = nil; ignored.append(readoutLabel); headCut = true
+                ignore(kind, layerName, key)
+                continue
+            }
+            if hints.core, !["InputLayer", "Dropout", "SpatialDropout1D", "Embedding", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense"].contains(kind)
+                || (kind == "Dense" && (levels.isEmpty || !["linear", "softmax", "sigmoid"].contains(c["activation"] as? String ?? "linear"))) {
+                ignore(kind, layerName, key)
+                if levels.isEmpty {
+                    width = nil   // a front end: the first recurrent layer reads what it makes
+                } else {
+                    readoutNote = "'\(layerName)' (\(kind)\(kind == "Dense" ? ", activation \(c["activation"] as? String ?? "?")" : "")) follows the recurrent stack as the first layer of a head CellAudit does not read, so the core has no readout"
+                    headCut = true
+                }
+                continue
+            }
             switch kind {
             case "InputLayer":
                 continue
@@ -195,10 +222,10 @@ struct KerasGraph {
                 lastReturnsSequences = innerConfig["return_sequences"] as? Bool ?? false
                 reading = .finalStates
             case "Dense":
-                guard !levels.isEmpty, let h = width else { throw refuse("comes before any recurrent layer; CellAudit reads a Dense readout after the recurrent stack") }
+                guard !levels.isEmpty, let h = width else { throw refuse("comes before any recurrent layer; CellAudit reads a Dense readout after the recurrent stack" + coreHint) }
                 activation = c["activation"] as? String ?? "linear"
                 guard ["linear", "softmax", "sigmoid"].contains(activation) else {
-                    throw refuse("has activation '\(activation)'; CellAudit reads a linear readout (softmax and sigmoid are read as their logits)")
+                    throw refuse("has activation '\(activation)'; CellAudit reads a linear readout (softmax and sigmoid are read as their logits)" + coreHint)
                 }
                 let paths = layerVariables(key: key, name: layerName, className: kind)
                 let useBias = c["use_bias"] as? Bool ?? true
@@ -215,9 +242,10 @@ struct KerasGraph {
                 try ModelFile.checkFinite(a, "the bias of '\(layerName)'", fail)
                 V = Self.spread(V, rows: k, cols: h, merge: merge)
                 readout = RecurrentNetwork.Readout(V: V, a: a)
+                readoutLabel = "'\(layerName)'"
                 output = lastReturnsSequences ? .sequence : .last
             default:
-                throw refuse("is not a layer CellAudit reads (InputLayer, Embedding, LSTM, GRU, SimpleRNN, Bidirectional, Dropout, Dense)")
+                throw refuse("is not a layer CellAudit reads (InputLayer, Embedding, LSTM, GRU, SimpleRNN, Bidirectional, Dropout, Dense)" + coreHint)
             }
         }
         guard !levels.isEmpty else { throw fail("the model has no LSTM, GRU or SimpleRNN layer") }
@@ -240,13 +268,27 @@ struct KerasGraph {
         var model = LoadedModel(network: try RecurrentNetwork(levels: levels, readout: readout), convention: .keras, output: output,
                                 task: task, metadata: metadata, path: path)
         model.embedding = embedding
+        if hints.core {
+            model.ignored = ignored
+            model.readoutNote = readout == nil ? readoutNote ?? "no Dense layer reads the last recurrent layer, so the core has no readout" : nil
+            model.metadata["core"] = "true"
+        }
         return model
     }
 
-    /// Keras's `naming.to_snake_case` of the layer classes CellAudit reads.
-    static let snakeCase = ["InputLayer": "input_layer", "Dropout": "dropout", "SpatialDropout1D": "spatial_dropout1d",
-                            "Embedding": "embedding", "LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn",
-                            "Bidirectional": "bidirectional", "Dense": "dense"]
+    /// Keras's `naming.to_snake_case` of a class name ("SimpleRNN" → "simple_rnn", "Conv1D" →
+    /// "conv1d"), which keys a layer in a `.keras` weights file: non-word characters dropped, "_"
+    /// before a capital that starts a lowercase run, and between a lowercase letter and a capital.
+    static func snakeCase(_ name: String) -> String {
+        var s = name.filter { $0.isLetter || $0.isNumber || $0 == "_" }
+        func sub(_ pattern: String, _ template: String) {
+            let regex = try! NSRegularExpression(pattern: pattern)
+            s = regex.stringByReplacingMatches(in: s, range: NSRange(s.startIndex..., in: s), withTemplate: template)
+        }
+        sub("(.)([A-Z][a-z]+)", "$1_$2")
+        sub("([a-z])([A-Z])", "$1_$2")
+        return s.lowercased()
+    }
 
     /// Functional models: the layers must form one chain, each reading the one before it.
     func checkChain(_ layers: [[String: Any]], _ body: [String: Any]) throws {

@@ -29,6 +29,27 @@ import TestSupport
         }
     }
 
+    /// --core: the recurrent stack and the Dense layer that reads it, out of a bigger model; the
+    /// rest listed as ignored. The core of a Conv1D → LSTM → Dense model, fed the Conv1D's outputs,
+    /// gives the whole model's outputs; a deeper head leaves the core without a readout, and says why.
+    @Test func theCoreOfABiggerModel() throws {
+        var hints = ModelHints()
+        hints.core = true
+        let core = try ModelImport.load(Self.path("conv_core.keras"), hints: hints)
+        #expect(core.ignored.count == 1 && core.ignored[0].contains("Conv1D") && core.network.inputSize == 4)
+        let data = try SafeTensorsFile(path: Self.path("conv_core.data.safetensors"))
+        let shape = try data.info("inputs").shape
+        let inputs = try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: try data.floats("inputs"))
+        let got = try CPUBackend(threads: 1).forward(try ForwardJob(network: core.network, inputs: inputs, output: .last)).outputs
+        let expected = try data.floats("outputs")
+        #expect(got.count == expected.count && zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 })
+        let deep = try ModelImport.load(Self.path("deep_head.keras"), hints: hints)
+        #expect(deep.network.readout == nil && deep.readoutNote?.contains("relu") == true && deep.ignored.count == 2)
+        do { _ = try ModelImport.load(Self.path("deep_head.keras")); Issue.record("a deeper head loaded without --core") } catch {
+            #expect("\(error)".contains("--core"), "\(error)")
+        }
+    }
+
     /// Legacy .h5 files: Keras 3's legacy save, and the layout tf.keras 2 writes (Keras 2 config,
     /// fixed-length weight_names with ':0'), give the .keras file's outputs.
     @Test(arguments: [("lstm2_legacy.h5", "lstm2"), ("lstm2_keras2.h5", "lstm2"), ("lstm2_utf8.h5", "lstm2"), ("emb_bigru_legacy.h5", "emb_bigru")])

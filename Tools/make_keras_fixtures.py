@@ -20,6 +20,7 @@ Models:
     bi_sum_seq     Bidirectional(GRU(3, return_sequences)) sum → Dropout → GRU(2, return_sequences)
                    → Dense(2) at every step
     rnn_relu       Sequential: SimpleRNN(4, relu) → Dense(2)
+    td_seq         Sequential: LSTM(4, return_sequences) → TimeDistributed(Dense(2)) at every step
     bi_ave         Functional: Bidirectional(SimpleRNN(4, return_sequences)) ave → Bidirectional(SimpleRNN(3)) concat → Dense(1)
     emb_bigru      Functional: Embedding(20, 4) → Bidirectional(GRU(3)) → Dense(2)
     conv_core      Conv1D(4, 3, same) → LSTM(3) → Dense(2); its data holds the Conv1D's outputs as inputs
@@ -109,6 +110,7 @@ def main():
     save("bi_concat", keras.Sequential([keras.Input((None, 3)), L.Bidirectional(L.LSTM(4)), L.Dense(2)]), x)
     save("bi_sum_seq", keras.Sequential([keras.Input((None, 3)), L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum"),
                                          L.Dropout(0.3), L.GRU(2, return_sequences=True), L.Dense(2)]), x)
+    save("td_seq", keras.Sequential([keras.Input((None, 3)), L.LSTM(4, return_sequences=True), L.TimeDistributed(L.Dense(2))]), x)
     save("rnn_relu", keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4, activation="relu"), L.Dense(2)]), x)
     i = keras.Input((None, 3))
     h = L.Bidirectional(L.SimpleRNN(4, return_sequences=True), merge_mode="ave")(i)

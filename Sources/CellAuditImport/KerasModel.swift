@@ -91,6 +91,7 @@ struct KerasGraph {
             let group = "layers/\(key)"
             switch className {
             case "Bidirectional": return vars("\(group)/forward_layer/cell/vars") + vars("\(group)/backward_layer/cell/vars")
+            case "TimeDistributed": return vars("\(group)/layer/vars")
             case "LSTM", "GRU", "SimpleRNN": return vars("\(group)/cell/vars")
             default: return vars("\(group)/vars")
             }
@@ -133,8 +134,13 @@ struct KerasGraph {
         let coreHint = "; --core audits the recurrent stack alone (and the Dense layer that reads it), listing the rest as ignored"
         for layer in layers {
             let kind = layer["class_name"] as? String ?? "?"
-            let c = layer["config"] as? [String: Any] ?? [:]
-            let layerName = c["name"] as? String ?? "?"
+            let outer = layer["config"] as? [String: Any] ?? [:]
+            let layerName = outer["name"] as? String ?? "?"
+            // TimeDistributed(Dense) is the Dense layer applied at every step, as a Dense layer on a
+            // sequence is: read as one (its variables sit under the wrapper).
+            let wrapped = (outer["layer"] as? [String: Any]).flatMap { kind == "TimeDistributed" ? $0 : nil }
+            let c = wrapped?["config"] as? [String: Any] ?? outer
+            let readsAsDense = kind == "Dense" || (kind == "TimeDistributed" && wrapped?["class_name"] as? String == "Dense")
             func refuse(_ problem: String) -> FormatError { fail("layer '\(layerName)' (\(kind)) \(problem)") }
             let stem = Self.snakeCase(kind)
             let key: String
@@ -149,8 +155,8 @@ struct KerasGraph {
                 ignore(kind, layerName, key)
                 continue
             }
-            if hints.core, !["InputLayer", "Dropout", "SpatialDropout1D", "Embedding", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense"].contains(kind)
-                || (kind == "Dense" && (levels.isEmpty || !["linear", "softmax", "sigmoid"].contains(c["activation"] as? String ?? "linear"))) {
+            if hints.core, !["InputLayer", "Dropout", "SpatialDropout1D", "Embedding", "LSTM", "GRU", "SimpleRNN", "Bidirectional"].contains(kind) && !readsAsDense
+                || (readsAsDense && (levels.isEmpty || !["linear", "softmax", "sigmoid"].contains(c["activation"] as? String ?? "linear"))) {
                 ignore(kind, layerName, key)
                 if levels.isEmpty {
                     width = nil   // a front end: the first recurrent layer reads what it makes
@@ -160,7 +166,7 @@ struct KerasGraph {
                 }
                 continue
             }
-            switch kind {
+            switch readsAsDense ? "Dense" : kind {
             case "InputLayer":
                 continue
             case "Dropout", "SpatialDropout1D":
@@ -245,7 +251,7 @@ struct KerasGraph {
                 readoutLabel = "'\(layerName)'"
                 output = lastReturnsSequences ? .sequence : .last
             default:
-                throw refuse("is not a layer CellAudit reads (InputLayer, Embedding, LSTM, GRU, SimpleRNN, Bidirectional, Dropout, Dense)" + coreHint)
+                throw refuse("is not a layer CellAudit reads (InputLayer, Embedding, LSTM, GRU, SimpleRNN, Bidirectional, Dropout, Dense, TimeDistributed(Dense))" + coreHint)
             }
         }
         guard !levels.isEmpty else { throw fail("the model has no LSTM, GRU or SimpleRNN layer") }

@@ -15,7 +15,7 @@ import TestSupport
         [CPUBackend(threads: 2)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
     }
 
-    @Test(arguments: ["lstm2", "gru_before", "bi_concat", "bi_sum_seq", "rnn_relu", "bi_ave", "emb_bigru"])
+    @Test(arguments: ["lstm2", "gru_before", "bi_concat", "bi_sum_seq", "rnn_relu", "td_seq", "bi_ave", "emb_bigru"])
     func outputsEqualKeras(name: String) throws {
         let model = try ModelImport.load(Self.path("\(name).keras"))
         #expect(model.convention == .keras)

@@ -135,19 +135,27 @@ public struct RelevanceReport {
     /// The chosen sequences as text: each token on a background of its relevance (red for, blue
     /// against the explained output), scaled per sequence to its largest |R|, as LRP_for_LSTM draws
     /// sentences; hovering a token shows its id and relevance.
-    func tokenSection(_ tokens: (ids: [Int], vocabulary: [String]?)) -> String {
+    /// Each chosen sequence's tokens (its words, or "#id" without a vocabulary) and their relevance.
+    func shownTokens(_ tokens: (ids: [Int], vocabulary: [String]?)) -> [(index: Int, caption: String, words: [String], relevance: [Double])] {
         let t = result.steps
         let relevance = TokenEmbedding.tokenRelevance(result.input, count: result.count, steps: t, width: result.width)
+        return shown.map { s in
+            let ids = tokens.ids[(s.index * t)..<((s.index + 1) * t)]
+            return (s.index, s.caption, ids.map { id in tokens.vocabulary.map { $0[id] } ?? "#\(id)" },
+                    relevance[(s.index * t)..<((s.index + 1) * t)].map(Double.init))
+        }
+    }
+
+    func tokenSection(_ tokens: (ids: [Int], vocabulary: [String]?)) -> String {
+        let t = result.steps
         var h = "<h2>Token relevance of chosen sequences</h2><p>Each token's relevance is the sum of its embedding's input relevance over the embedding dimensions (both directions). Red: evidence for the explained output; blue: against; each sequence scaled to its own largest |R|."
         h += tokens.vocabulary == nil ? " Tokens are shown by id: <code>--vocab FILE</code> (one token per line, line v for id v) shows words.</p>\n" : "</p>\n"
-        for (s, caption) in shown {
-            let row = Array(relevance[(s * t)..<((s + 1) * t)])
-            let scale = row.map { abs(Double($0)) }.max() ?? 0
+        for (s, caption, words, row) in shownTokens(tokens) {
+            let scale = row.map(abs).max() ?? 0
             h += "<p class=\"tokens\"><b>Sequence \(s)</b> (\(escape(caption))): "
             for step in 0..<t {
                 let id = tokens.ids[s * t + step]
-                let word = tokens.vocabulary.map { $0[id] } ?? "#\(id)"
-                h += "<span style=\"background:\(SVGHeatmap.color(Double(row[step]), scale: scale));padding:1px 2px\" title=\"step \(step), id \(id), R = \(String(format: "%.4g", row[step]))\">\(escape(word))</span> "
+                h += "<span style=\"background:\(SVGHeatmap.color(row[step], scale: scale));padding:1px 2px\" title=\"step \(step), id \(id), R = \(String(format: "%.4g", row[step]))\">\(escape(words[step]))</span> "
             }
             h += "</p>\n"
         }
@@ -157,12 +165,8 @@ public struct RelevanceReport {
     /// The chosen sequences' tokens as an SVG (`tokens.svg`): one line per sequence, each token a
     /// box coloured by its relevance (scaled per sequence to its largest |R|), its word or id inside.
     func tokenFigure(_ tokens: (ids: [Int], vocabulary: [String]?)) -> String {
-        let t = result.steps
-        let relevance = TokenEmbedding.tokenRelevance(result.input, count: result.count, steps: t, width: result.width)
-        let words = shown.map { s in (0..<t).map { step in
-            let id = tokens.ids[s.index * t + step]
-            return tokens.vocabulary.map { $0[id] } ?? "#\(id)"
-        } }
+        let sequences = shownTokens(tokens)
+        let words = sequences.map(\.words)
         // Boxes as wide as their words (7 px a character in the 12 px font), lines of at most 900 px.
         let rowHeight = 22.0, left = 110.0
         var rows: [[(x: Double, width: Double, step: Int)]] = []
@@ -178,9 +182,8 @@ public struct RelevanceReport {
         let height = 40 + Double(shown.count) * (rowHeight + 8)
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         svg += "<text x=\"\(Int(width / 2))\" y=\"16\" text-anchor=\"middle\" font-weight=\"bold\">Token relevance (red: for the explained output, blue: against)</text>\n"
-        for (row, (s, _)) in shown.enumerated() {
+        for (row, (s, _, _, values)) in sequences.enumerated() {
             let y = 30 + Double(row) * (rowHeight + 8)
-            let values = (0..<t).map { Double(relevance[s * t + $0]) }
             let scale = values.map(abs).max() ?? 0
             svg += "<text x=\"\(Int(left - 8))\" y=\"\(Int(y + 15))\" text-anchor=\"end\">sequence \(s)</text>\n"
             for box in rows[row] {

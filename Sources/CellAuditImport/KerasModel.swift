@@ -15,18 +15,20 @@ import Foundation
 /// variable in the weights file must be one the model uses.
 public struct KerasModelReader: ModelReader {
     public init() {}
-    public var formats: [FileFormat] { [.keras3, .hdf5] }
+    public var formats: [FileFormat] { [.keras3] }
 
-    public func load(_ path: String, hints: ModelHints) throws -> LoadedModel {
+    /// Refuses the flags only a plain state dict reads, and records the file as an input.
+    static func begin(_ path: String, hints: ModelHints) throws -> String {
         let name = (path as NSString).lastPathComponent
-        for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
-                              ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil),
-                              ("--embedding-prefix", hints.embeddingPrefix != nil), ("--bidirectional-readout", hints.bidirectionalReadout != nil)]
-            where given {
+        if let flag = hints.stateDictFlagsGiven.first {
             throw ModelRefusal("\(name): \(flag) applies to plain state dicts; a Keras file states its architecture")
         }
         InputFiles.record(path)
-        if FileFormat.sniff(path) == .hdf5 { return try loadLegacy(path, name: name, hints: hints) }
+        return name
+    }
+
+    public func load(_ path: String, hints: ModelHints) throws -> LoadedModel {
+        let name = try Self.begin(path, hints: hints)
         let archive = try ZipArchive(path: path)
         guard let configMember = archive["config.json"], let weightsMember = archive["model.weights.h5"] else {
             throw FormatError(file: name, "a Keras 3 archive holds config.json and model.weights.h5; this one lacks \(archive["config.json"] == nil ? "config.json" : "model.weights.h5")")
@@ -40,10 +42,18 @@ public struct KerasModelReader: ModelReader {
         return try reader.model(config: config, path: path)
     }
 
-    /// A legacy `.h5` model file (Keras 2's `model.save("model.h5")`, and Keras 3's legacy save):
-    /// the architecture in the root attribute `model_config`, each layer's variables under
-    /// `model_weights/<layer name>` in the order its `weight_names` attribute lists them.
-    func loadLegacy(_ path: String, name: String, hints: ModelHints) throws -> LoadedModel {
+}
+
+/// Legacy Keras `.h5` model files (Keras 2's `model.save("model.h5")`, and Keras 3's legacy save):
+/// the architecture in the root attribute `model_config`, each layer's variables under
+/// `model_weights/<layer name>` in the order its `weight_names` attribute lists them; read as
+/// `KerasModelReader` reads `.keras` archives (`KerasGraph`).
+public struct KerasLegacyModelReader: ModelReader {
+    public init() {}
+    public var formats: [FileFormat] { [.hdf5] }
+
+    public func load(_ path: String, hints: ModelHints) throws -> LoadedModel {
+        let name = try KerasModelReader.begin(path, hints: hints)
         let file = try HDF5File(path: path)
         let attribute: [String]?
         do { attribute = try file.attributeStrings("", "model_config") } catch {

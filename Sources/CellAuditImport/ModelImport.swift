@@ -23,7 +23,7 @@ public struct ModelRefusal: Error, CustomStringConvertible, Equatable {
 /// file is and the way forward), hand the rest to the format's reader.
 public enum ModelImport {
     /// Every reader, one per family of formats.
-    public static let readers: [any ModelReader] = [SafeTensorsModelReader(), ONNXModelReader(), TorchSaveReader(), KerasModelReader()]
+    public static let readers: [any ModelReader] = [SafeTensorsModelReader(), ONNXModelReader(), TorchSaveReader(), KerasModelReader(), KerasLegacyModelReader()]
 
     /// The reader for a sniffed format, if any.
     public static func reader(for format: FileFormat) -> (any ModelReader)? {
@@ -56,9 +56,8 @@ public struct ONNXModelReader: ModelReader {
     public init() {}
     public var formats: [FileFormat] { [.onnx] }
     public func load(_ path: String, hints: ModelHints) throws -> LoadedModel {
-        for (flag, given) in [("--rnn-prefix", hints.rnnPrefix != nil), ("--readout-prefix", hints.readoutPrefix != nil),
-                              ("--output", hints.output != nil), ("--nonlinearity", hints.nonlinearity != nil),
-                              ("--embedding-prefix", hints.embeddingPrefix != nil)] where given {
+        // (--bidirectional-readout is not refused: an ONNX graph's readout says what it reads.)
+        if let flag = hints.stateDictFlagsGiven.first(where: { $0 != "--bidirectional-readout" }) {
             throw ModelRefusal("\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
         }
         do { return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task)) } catch let error as FormatError where hints.core {

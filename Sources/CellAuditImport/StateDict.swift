@@ -39,6 +39,15 @@ public struct ModelHints: Sendable, Equatable {
     /// Whether any of the command-line hints was given (they apply to plain state dicts only).
     public var anyFlag: Bool { rnnPrefix != nil || readoutPrefix != nil || task != nil || output != nil || nonlinearity != nil || embeddingPrefix != nil }
 
+    /// The flags given that only a plain state dict reads (a file that states its architecture
+    /// refuses them): --rnn-prefix, --readout-prefix, --output, --nonlinearity,
+    /// --embedding-prefix, --bidirectional-readout.
+    public var stateDictFlagsGiven: [String] {
+        [("--rnn-prefix", rnnPrefix != nil), ("--readout-prefix", readoutPrefix != nil), ("--output", output != nil),
+         ("--nonlinearity", nonlinearity != nil), ("--embedding-prefix", embeddingPrefix != nil),
+         ("--bidirectional-readout", bidirectionalReadout != nil)].filter(\.1).map(\.0)
+    }
+
     /// The task and output mode a dataset implies.
     public mutating func follow(_ dataset: Dataset) {
         if dataset.labels != nil { fromData = (.classification, .last) } else if let shape = dataset.targetShape {

@@ -86,7 +86,7 @@ public enum ModelFile {
         if !unread.isEmpty {
             let reverse = unread.contains { $0.hasSuffix("_reverse") }
             throw fail("tensors \(unread.joined(separator: ", ")) are not part of a \(layerCount)-layer unidirectional \(kind.rawValue)"
-                       + (reverse ? " (a bidirectional network: CellAudit reads one direction only and will not audit half of it)" : ""))
+                       + (reverse ? " (a bidirectional network's reverse direction, which this CellAudit model file's metadata does not describe; CellAudit will not audit half of it: give the plain state dict, without CellAudit metadata, and both directions are read)" : ""))
         }
         var readout: RecurrentNetwork.Readout?
         if let vName = meta["readout_weight"] {

@@ -87,6 +87,22 @@ import TestSupport
         }
     }
 
+    /// The shared cases keras-relu (an LSTM with activation relu: outputs differ by 3.1 if read as
+    /// tanh) and keras-two-dense (LSTM → Dense(relu) → Dense): refused naming the activation and
+    /// the layer between the stack and the readout; with --core the second gives a readout-free core.
+    @Test func theSharedKerasCasesAreRefusedByName() throws {
+        do { _ = try ModelImport.load(Fixtures.path("cases/keras/keras-relu.keras")); Issue.record("keras-relu loaded") } catch {
+            #expect("\(error)".contains("keras-relu.keras") && "\(error)".contains("(LSTM) has activation 'relu'"), "\(error)")
+        }
+        do { _ = try ModelImport.load(Fixtures.path("cases/keras/keras-two-dense.keras")); Issue.record("keras-two-dense loaded") } catch {
+            #expect("\(error)".contains("keras-two-dense.keras") && "\(error)".contains("(Dense) has activation 'relu'"), "\(error)")
+        }
+        var hints = ModelHints()
+        hints.core = true
+        let core = try ModelImport.load(Fixtures.path("cases/keras/keras-two-dense.keras"), hints: hints)
+        #expect(core.network.readout == nil && core.ignored.count == 2)
+    }
+
     /// A damaged archive (truncated, or bytes overwritten) is a clean error, never a trap: its
     /// members are CRC-checked before HDF5 sees them. (A damaged .h5 goes to HDF5 as it is, and
     /// HDF5 1.10 can crash on one: the CLI reads such files in a child process first, tested in

@@ -253,7 +253,8 @@ def main():
     golden.update(review_cases(OUT))
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in golden.items()}, os.path.join(OUT, "golden.safetensors"))
 
-    # Refusals from torch.
+    # Refusals from torch (the bidirectional one, and refuse_reverse, are read since the ONNX
+    # reader follows directions; Tools/make_onnx_bidirectional_fixtures.py checks their numbers).
     export(Net("lstm", 1, bidirectional=True), os.path.join(OUT, "refuse_bidirectional.onnx"), "ts")
     export(ProjectionFirst(), os.path.join(OUT, "refuse_op_before.onnx"), "ts")
     export(SoftmaxAfter("lstm", 1), os.path.join(OUT, "refuse_softmax_after.onnx"), "ts")

@@ -59,33 +59,56 @@ public enum ModelFile {
         } ?? .classification
 
         let resetAfter = try gruResetAfter(file, kind: kind, convention: convention, hidden: hidden.first!!, fail)
-        var layers: [RecurrentLayer] = []
+        // Optional: each level's time direction, comma-separated: "forward", "reverse" (the layer
+        // reads steps T−1…0; its tensors keep their plain names) or "bidirectional" (a forward
+        // layer and a reverse one, whose tensors carry the suffix `_reverse` in the onnx
+        // convention, `…_l{k}_reverse` in PyTorch's; the next level reads both outputs
+        // concatenated, forward first). ONNX reverse and bidirectional nodes arrive so.
+        var levelDirections = [[TimeDirection]](repeating: [.forward], count: layerCount)
+        if let text = meta["directions"] {
+            let words = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parsed: [[TimeDirection]?] = words.map { $0 == "bidirectional" ? [.forward, .reverse] : TimeDirection(rawValue: $0).map { [$0] } }
+            guard parsed.count == layerCount, parsed.allSatisfy({ $0 != nil }) else {
+                throw fail("'directions' must list \(layerCount) of forward, reverse and bidirectional, got '\(text)'")
+            }
+            levelDirections = parsed.map { $0! }
+        }
+        var levels: [[RecurrentLayer]] = []
+        var read = Set<String>()
         var width = inputSize
         for (k, h) in hidden.map({ $0! }).enumerated() {
-            let weights = try canonicalWeights(file, kind: kind, convention: convention, prefix: meta["prefix"], layer: k,
-                                               input: width, hidden: h, resetAfter: resetAfter)
-            let names = tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: k)
-            let biases = names.dropFirst(2).joined(separator: ", ")
-            for (tensor, values) in [("input weights (\(names[0]))", weights.W), ("recurrent weights (\(names[1]))", weights.R),
-                                     ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? [])] {
-                if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf), canonical element \(bad)")
+            var level: [RecurrentLayer] = []
+            for direction in levelDirections[k] {
+                // A lone reverse layer keeps the plain names; the second direction of a level the suffixed ones.
+                let named: TimeDirection = level.isEmpty ? .forward : .reverse
+                let weights = try canonicalWeights(file, kind: kind, convention: convention, prefix: meta["prefix"], layer: k,
+                                                   direction: named, input: width, hidden: h, resetAfter: resetAfter)
+                let names = tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: k, direction: named)
+                read.formUnion(names)
+                let biases = names.dropFirst(2).joined(separator: ", ")
+                for (tensor, values) in [("input weights (\(names[0]))", weights.W), ("recurrent weights (\(names[1]))", weights.R),
+                                         ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? [])] {
+                    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                        throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf), canonical element \(bad)")
+                    }
                 }
+                var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
+                                               hiddenBiasN: weights.bhn, resetAfter: resetAfter)
+                layer.direction = direction
+                level.append(layer)
             }
-            layers.append(try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
-                                             hiddenBiasN: weights.bhn, resetAfter: resetAfter))
-            width = h
+            levels.append(level)
+            width = h * level.count
         }
         // Every tensor under the layers' prefix must be one the loader read: anything else (a
-        // bidirectional layer's `_reverse` tensors, a projection, a layer beyond `layers`) is a
-        // part of the network CellAudit would otherwise leave out silently.
-        let read = Set((0..<layerCount).flatMap { tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: $0) })
+        // bidirectional layer's `_reverse` tensors the metadata does not describe, a projection, a
+        // layer beyond `layers`) is a part of the network CellAudit would otherwise leave out silently.
         let prefix = meta["prefix"] ?? defaultPrefix(kind, convention)
         let notRead = file.tensors.keys.filter { !read.contains($0) }
         let unread = notRead.filter { $0.hasPrefix(prefix) }.sorted()
         if !unread.isEmpty {
             let reverse = unread.contains { $0.hasSuffix("_reverse") }
-            throw fail("tensors \(unread.joined(separator: ", ")) are not part of a \(layerCount)-layer unidirectional \(kind.rawValue)"
+            throw fail("tensors \(unread.joined(separator: ", ")) are not part of the \(layerCount)-layer \(kind.rawValue) its metadata describes"
                        + (reverse ? " (a bidirectional network's reverse direction, which this CellAudit model file's metadata does not describe; CellAudit will not audit half of it: give the plain state dict, without CellAudit metadata, and both directions are read)" : ""))
         }
         var readout: RecurrentNetwork.Readout?
@@ -113,22 +136,14 @@ public enum ModelFile {
         if !unused.isEmpty {
             throw fail("tensor\(unused.count == 1 ? "" : "s") \(unused.map { "'\($0)'" }.joined(separator: ", ")) \(unused.count == 1 ? "is" : "are") not part of the \(layerCount)-layer \(kind.rawValue) and readout its metadata describes; CellAudit refuses a file with parts it would leave out (a plain state dict is refused the same way)")
         }
-        // Optional: each layer's time direction ("forward" or "reverse", comma-separated; a reverse
-        // layer reads steps T−1…0), and what a last-step readout of a network with a reverse layer
-        // reads ("final-states": each layer's state after its last processing step; "last-step":
-        // its output at time T−1). ONNX reverse nodes arrive so.
-        if let text = meta["directions"] {
-            let directions = text.split(separator: ",").map { TimeDirection(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
-            guard directions.count == layerCount, directions.allSatisfy({ $0 != nil }) else {
-                throw fail("'directions' must list \(layerCount) of forward and reverse, got '\(text)'")
-            }
-            for (k, direction) in directions.enumerated() { layers[k].direction = direction! }
-        }
+        // Optional: what a last-step readout of a network with a reverse layer reads
+        // ("final-states": each layer's state after its last processing step; "last-step": its
+        // output at time T−1).
         if let text = meta["reading"] {
             guard let reading = FinalStateReading(rawValue: text) else { throw fail("unknown reading '\(text)' (final-states or last-step)") }
             readout?.reading = reading
         }
-        var model = LoadedModel(network: try RecurrentNetwork(levels: layers.map { [$0] }, readout: readout), convention: convention,
+        var model = LoadedModel(network: try RecurrentNetwork(levels: levels, readout: readout), convention: convention,
                                 output: output, task: task, metadata: meta, path: path)
         if let text = meta["sequence_length"] {
             guard let length = Int(text), length >= 1 else { throw fail("'sequence_length' must be a positive integer, got '\(text)'") }
@@ -160,8 +175,8 @@ public enum ModelFile {
         let p = prefix ?? defaultPrefix(kind, convention), s = direction == .reverse ? "_reverse" : ""
         switch convention {
         case .pytorch: return ["\(p)weight_ih_l\(k)\(s)", "\(p)weight_hh_l\(k)\(s)", "\(p)bias_ih_l\(k)\(s)", "\(p)bias_hh_l\(k)\(s)"]
-        case .keras: return ["\(p)\(k).kernel", "\(p)\(k).recurrent_kernel", "\(p)\(k).bias"]
-        case .onnx: return ["\(p)\(k).W", "\(p)\(k).R", "\(p)\(k).B"]
+        case .keras: return ["\(p)\(k).kernel\(s)", "\(p)\(k).recurrent_kernel\(s)", "\(p)\(k).bias\(s)"]
+        case .onnx: return ["\(p)\(k).W\(s)", "\(p)\(k).R\(s)", "\(p)\(k).B\(s)"]
         }
     }
 

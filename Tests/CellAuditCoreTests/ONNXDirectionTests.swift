@@ -50,13 +50,13 @@ import TestSupport
         }
     }
 
-    /// Tools/make_onnx_fixtures.py's reverse node, made when such nodes were refused, now reads
-    /// as one reverse layer; a bidirectional node is still refused by name.
+    /// Tools/make_onnx_fixtures.py's reverse and bidirectional nodes, made when such nodes were
+    /// refused, now read as one reverse layer and as a level of both directions.
     @Test func theEarlierRefusalFixturesReadAsTheyShould() throws {
         let reverse = try ModelImport.load(Fixtures.path("onnx/refuse_reverse.onnx"))
         #expect(reverse.network.layers.map(\.direction) == [.reverse])
-        do { _ = try ModelImport.load(Fixtures.path("onnx/refuse_bidirectional.onnx")); Issue.record("bidirectional node loaded") } catch {
-            #expect("\(error)".contains("direction 'bidirectional'"), "\(error)")
-        }
+        let both = try ModelImport.load(Fixtures.path("onnx/refuse_bidirectional.onnx"))
+        #expect(both.network.levels.count == 1 && both.network.layers.map(\.direction) == [.forward, .reverse])
+        #expect(both.network.readout?.reading == .lastStep)
     }
 }

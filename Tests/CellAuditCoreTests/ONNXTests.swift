@@ -59,7 +59,6 @@ struct ONNXTests {
     /// One refusal per kind of graph CellAudit cannot represent, each naming the node and what it
     /// sets: made with torch where torch can build it, with onnx.helper where torch never writes it.
     @Test("What CellAudit cannot represent is refused in one line naming the node and the attribute", arguments: [
-        ("onnx/refuse_bidirectional", "'/rnn/LSTM' (LSTM) has direction 'bidirectional'"),
         ("onnx/refuse_op_before", "'/proj/MatMul' (MatMul) comes before the first recurrent node"),
         ("onnx/refuse_softmax_after", "'/Softmax' (Softmax) follows the readout"),
         ("onnx/refuse_first_step", "'/Gather' (Gather) reads step 0"),

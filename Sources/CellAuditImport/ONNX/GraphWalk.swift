@@ -42,7 +42,7 @@ extension GraphReader {
         }
 
         // From the input to the first recurrent node, and from each to the next.
-        var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int)] = []
+        var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int, directions: Int)] = []
         var start = (tensor: input.name, axes: inputAxes)
         var readoutInput: (node: Int, axes: [Axis], last: Bool)?
         // Whether the readout reads a last state Y_h (each layer's state after its last processing
@@ -55,7 +55,8 @@ extension GraphReader {
             let reached = try walk(from: start.tensor, axes: start.axes, last: false, before: layers.isEmpty)
             if let next = reached.recurrent {
                 guard layers.count < recurrent.count, !layers.contains(where: { $0.node == next.node }) else { throw fail("\(label(next.node)) is reached twice") }
-                let layer = try checkRecurrent(next.node, inputAxes: next.axes, first: layers.isEmpty, previousHidden: layers.last?.hidden)
+                let layer = try checkRecurrent(next.node, inputAxes: next.axes, first: layers.isEmpty,
+                                               previousWidth: layers.last.map { $0.hidden * $0.directions })
                 if layers.isEmpty {
                     let major = int(graph.node[next.node], "layout") ?? 0 == 1
                     timeSize = next.axes[major ? 1 : 0].size
@@ -70,20 +71,23 @@ extension GraphReader {
                         throw fail("\(label(next.node)) sets linear_before_reset differently from the layer below; CellAudit reads stacks of one GRU cell")
                     }
                 }
-                layers.append((next.node, layer.kind, layer.hidden, layer.inputs))
+                layers.append((next.node, layer.kind, layer.hidden, layer.inputs, layer.directions))
                 explained.insert(next.node)
                 // The next walk starts at Y; Y_h (the last step) may feed the readout, Y_c may not.
                 let node = graph.node[next.node]
                 let batchMajor = int(node, "layout") ?? 0 == 1
                 let H = layer.hidden
-                let yAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .time, size: timeSize), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
-                    : [Axis(role: .time, size: timeSize), Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
+                // Y's and Y_h's direction axis: size 1 for a forward or reverse node, 2 (forward,
+                // then reverse) for a bidirectional one.
+                let d = layer.directions == 2 ? Axis(role: .direction, size: .known(2)) : Axis(role: .unit, size: .known(1))
+                let yAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .time, size: timeSize), d, Axis(role: .feature, size: .known(H))]
+                    : [Axis(role: .time, size: timeSize), d, Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                 if node.output.count > 2, !node.output[2].isEmpty, consumers[node.output[2]] != nil || graph.output.contains(where: { $0.name == node.output[2] }) {
                     throw fail("\(label(next.node))'s memory output Y_c is used by the graph; CellAudit's readout reads h")
                 }
                 if node.output.count > 1, !node.output[1].isEmpty, consumers[node.output[1]] != nil {
-                    let hAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .unit, size: .known(1)), Axis(role: .feature, size: .known(H))]
-                        : [Axis(role: .unit, size: .known(1)), Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
+                    let hAxes = batchMajor ? [Axis(role: .batch, size: batchSize), d, Axis(role: .feature, size: .known(H))]
+                        : [d, Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                     let fromLast = try walk(from: node.output[1], axes: hAxes, last: true, before: false)
                     if let r = fromLast.recurrent { throw fail("\(label(r.node)) reads \(label(next.node))'s last state Y_h; CellAudit stacks layers on the whole sequence Y") }
                     if let r = fromLast.readout { readoutInput = r; readsLastState = true }
@@ -129,21 +133,28 @@ extension GraphReader {
             metadata["sequence_length"] = "\(length)"
         }
         let directions = layers.map { strings(graph.node[$0.node], "direction")?.first ?? "forward" }
-        if directions.contains("reverse") {
+        if directions.contains(where: { $0 != "forward" }) {
             metadata["directions"] = directions.joined(separator: ",")
             metadata["reading"] = readsLastState ? "final-states" : "last-step"
         }
         for (k, layer) in layers.enumerated() {
             let node = graph.node[layer.node]
-            let G = kind.gateCount, H = layer.hidden
-            tensors["\(prefix)\(k).W"] = try weight(node.input[1], layer.node, "W", shape: [1, G * H, layer.inputs])
-            tensors["\(prefix)\(k).R"] = try weight(node.input[2], layer.node, "R", shape: [1, G * H, H])
-            tensors["\(prefix)\(k).B"] = node.input.count > 3 && !node.input[3].isEmpty
-                ? try weight(node.input[3], layer.node, "B", shape: [1, 2 * G * H])
-                : FloatTensor(shape: [1, 2 * G * H], values: [Float](repeating: 0, count: 2 * G * H))
+            let G = kind.gateCount, H = layer.hidden, D = layer.directions
+            let W = try weight(node.input[1], layer.node, "W", shape: [D, G * H, layer.inputs])
+            let R = try weight(node.input[2], layer.node, "R", shape: [D, G * H, H])
+            let B = node.input.count > 3 && !node.input[3].isEmpty
+                ? try weight(node.input[3], layer.node, "B", shape: [D, 2 * G * H])
+                : FloatTensor(shape: [D, 2 * G * H], values: [Float](repeating: 0, count: D * 2 * G * H))
+            // A bidirectional node's weights hold the forward direction, then the reverse one.
+            for (direction, suffix) in zip(0..<D, ["", "_reverse"]) {
+                for (name, t) in [("W", W), ("R", R), ("B", B)] {
+                    let n = t.values.count / D
+                    tensors["\(prefix)\(k).\(name)\(suffix)"] = FloatTensor(shape: [1] + t.shape.dropFirst(), values: Array(t.values[(direction * n)..<((direction + 1) * n)]))
+                }
+            }
         }
         if let readout = readoutInput {
-            let (V, a, last) = try readoutWeights(readout, hidden: layers.last!.hidden)
+            let (V, a, last) = try readoutWeights(readout, hidden: layers.last!.hidden * layers.last!.directions)
             tensors["readout.weight"] = V
             metadata["readout_weight"] = "readout.weight"
             if let a { tensors["readout.bias"] = a; metadata["readout_bias"] = "readout.bias" }
@@ -273,7 +284,11 @@ extension GraphReader {
             let a = try normalise(int(node, "axis") ?? 1, rank + 1)
             var out: [Axis] = []
             for group in [Array(axes[..<a]), Array(axes[a...])] {
-                let big = group.filter { !$0.size.isOne }
+                var big = group.filter { !$0.size.isOne }
+                // Both directions of a bidirectional node's output, forward first: their concatenation.
+                if big.count == 2, big[0].role == .direction, big[1].role == .feature, case .known(let H) = big[1].size {
+                    big = [Axis(role: .feature, size: .known(2 * H))]
+                }
                 guard big.count <= 1 else { throw fail("\(label(c)) merges axes of the data (time, batch or features); CellAudit cannot follow it") }
                 out.append(big.first ?? Axis(role: .unit, size: .known(1)))
             }
@@ -350,7 +365,13 @@ extension GraphReader {
     /// A Reshape that only adds or drops axes of size 1: the non-1 target sizes equal the non-1
     /// axes in order (one nil target, -1, stands for one axis).
     func neutralReshape(_ c: Int, _ axes: [Axis], _ target: [AxisSize?]) throws -> [Axis] {
-        let big = axes.filter { !$0.size.isOne }
+        var big = axes.filter { !$0.size.isOne }
+        // A bidirectional node's direction axis followed by its features: one feature axis of
+        // both directions concatenated (forward first), where the target has one axis for both.
+        if let d = big.firstIndex(where: { $0.role == .direction }), d + 1 < big.count, big[d + 1].role == .feature,
+           case .known(let H) = big[d + 1].size, target.filter({ $0 != .known(1) }).count == big.count - 1 {
+            big.replaceSubrange(d...(d + 1), with: [Axis(role: .feature, size: .known(2 * H))])
+        }
         var out: [Axis] = [], k = 0
         for t in target {
             if t == .known(1) { out.append(Axis(role: .unit, size: .known(1))); continue }
@@ -428,6 +449,7 @@ extension Axis.Role: CustomStringConvertible {
         case .batch: "batch"
         case .feature: "feature"
         case .unit: "size-1"
+        case .direction: "direction"
         case .input(let k): "input axis \(k)"
         }
     }

@@ -14,10 +14,13 @@ import SwiftProtobuf
 /// op that would mix time, batch and features is refused, not trusted. What CellAudit cannot
 /// represent exactly is refused, naming the node and the attribute or input: peepholes `P`,
 /// `clip`, `input_forget`, non-default `activations` (the RNN's Relu is read as `rnn_relu`),
-/// `activation_alpha`/`beta`, initial states that are not provably zero, `sequence_lens`, a
-/// reverse or bidirectional `direction`, a node of another domain, a readout that reads the memory
+/// `activation_alpha`/`beta`, initial states that are not provably zero, a `sequence_lens` that
+/// is not one constant length, a node of another domain, a readout that reads the memory
 /// c or a step other than the last, a second linear map, and any node the walk does not account
-/// for. `layout` = 1 (batch-major) is honoured. External data is read from the files the tensors
+/// for. `layout` = 1 (batch-major) is honoured, and so is `direction`: a reverse node is one
+/// reverse layer, a bidirectional node a level of a forward and a reverse layer whose outputs the
+/// next node or the readout reads concatenated (the direction axis merged into the features by
+/// a Reshape, as torch's exporter writes it). External data is read from the files the tensors
 /// name, relative to the model's directory.
 ///
 /// The weights are then handed, in ONNX's own layouts and gate orders, to the same loader that
@@ -55,7 +58,8 @@ public enum ONNXModel {
         }
         let directory = (path as NSString).deletingLastPathComponent
         let lifted = try GraphReader.liftUnrolledRecurrences(model.graph, file: name, directory: directory)
-        let graph = try GraphReader.selectTopLastState(lifted, file: name, directory: directory)
+        let selected = try GraphReader.selectTopLastState(lifted, file: name, directory: directory)
+        let graph = try GraphReader.mergeTopBidirectionalStates(selected, file: name, directory: directory)
         var reader = GraphReader(graph: graph, file: name, directory: directory)
         let (tensors, metadata) = try reader.read(task: hints.task)
         var writer = SafeTensorsWriter(metadata: metadata)
@@ -86,7 +90,10 @@ enum AxisSize: Equatable {
 /// What an axis of a tensor on the data path means.
 struct Axis: Equatable {
     /// `input(k)`: axis k of the graph input, whose meaning the first recurrent node settles.
-    enum Role: Equatable { case time, batch, feature, unit, input(Int) }
+    /// `direction`: the axis of size 2 by which a bidirectional node's Y and Y_h hold the forward
+    /// direction, then the reverse one; merged with the feature axis after it, it is PyTorch's
+    /// concatenation of both directions' outputs.
+    enum Role: Equatable { case time, batch, feature, unit, direction, input(Int) }
     var role: Role
     var size: AxisSize
 }

@@ -4,15 +4,18 @@ import Foundation
 extension GraphReader {
     /// Checks one LSTM/GRU/RNN node: attributes, optional inputs, and the axes its X arrives
     /// with. Returns the cell kind and sizes.
-    mutating func checkRecurrent(_ c: Int, inputAxes: [Axis], first: Bool, previousHidden: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int) {
+    /// `previousWidth`: the output width of the level below (both directions of a bidirectional
+    /// one). `directions`: 1, or 2 for a bidirectional node.
+    mutating func checkRecurrent(_ c: Int, inputAxes: [Axis], first: Bool, previousWidth: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int, directions: Int) {
         let node = graph.node[c]
         let op = node.opType
         guard let hidden = int(node, "hidden_size"), hidden > 0 else { throw fail("\(label(c)) has no positive hidden_size") }
         if let problem = NetworkLimits.problem(width: hidden, "hidden_size") { throw fail("\(label(c)): \(problem)") }
         let direction = strings(node, "direction")?.first ?? "forward"
-        guard direction == "forward" || direction == "reverse" else {
-            throw fail("\(label(c)) has direction '\(direction)'; CellAudit reads forward and reverse ONNX recurrent nodes, and will not audit half of a \(direction) one (a bidirectional PyTorch model's state dict or torch.save file is read whole)")
+        guard ["forward", "reverse", "bidirectional"].contains(direction) else {
+            throw fail("\(label(c)) has direction '\(direction)'; ONNX defines forward, reverse and bidirectional")
         }
+        let directions = direction == "bidirectional" ? 2 : 1
         if attribute(node, "clip") != nil { throw fail("\(label(c)) sets attribute 'clip' (cell clipping), which CellAudit does not represent") }
         if op == "LSTM", let v = int(node, "input_forget"), v != 0 {
             throw fail("\(label(c)) sets attribute 'input_forget' (coupled input and forget gates), which CellAudit does not represent")
@@ -21,7 +24,15 @@ extension GraphReader {
             throw fail("\(label(c)) sets attribute '\(name)'; CellAudit reads the default activations only")
         }
         let defaults = ["LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]][op]!
-        let activations = strings(node, "activations") ?? []
+        var activations = strings(node, "activations") ?? []
+        // A bidirectional node lists the forward direction's activations, then the reverse one's.
+        if directions == 2, !activations.isEmpty {
+            let half = activations.count / 2
+            guard activations.count % 2 == 0, Array(activations[..<half]) == Array(activations[half...]) else {
+                throw fail("\(label(c)) has attribute 'activations' \(activations), different for its two directions; CellAudit reads one cell kind per stack")
+            }
+            activations = Array(activations[..<half])
+        }
         let kind: CellKind
         if op == "RNN" && (activations.isEmpty || activations == ["Tanh"] || activations == ["Relu"]) {
             kind = activations == ["Relu"] ? .rnnReLU : .rnnTanh
@@ -74,16 +85,16 @@ extension GraphReader {
                 throw fail("\(label(c)) reads the network input with its axes rearranged (features are not the input's last axis); CellAudit cannot follow it")
             }
         } else {
-            guard t.role == .time, b.role == .batch, f.role == .feature, f.size == .known(previousHidden ?? -1) else {
+            guard t.role == .time, b.role == .batch, f.role == .feature, f.size == .known(previousWidth ?? -1) else {
                 throw fail("\(label(c)) reads the layer below with its axes rearranged; CellAudit cannot follow it")
             }
         }
         guard node.input.count > 2, let W = try constant(node.input[1]) else { throw fail("\(label(c)) has an input 'W' that is not a constant") }
-        guard W.dims.count == 3 else { throw fail("\(label(c)) input 'W' has shape \(W.dims); expected [1, G·H, I]") }
+        guard W.dims.count == 3 else { throw fail("\(label(c)) input 'W' has shape \(W.dims); expected [\(directions), G·H, I]") }
         let inputs = Int(W.dims[2])
         if let problem = NetworkLimits.problem(width: inputs, "the input width (W's last dimension)") { throw fail("\(label(c)): \(problem)") }
         if case .known(let n) = f.size, n != inputs { throw fail("\(label(c)) reads \(n) features but its W has \(inputs) columns") }
-        return (kind, hidden, inputs)
+        return (kind, hidden, inputs, directions)
     }
 
     /// A constant weight of `shape` named by a node input.
@@ -135,6 +146,9 @@ extension GraphReader {
     mutating func readoutWeights(_ r: (node: Int, axes: [Axis], last: Bool), hidden H: Int) throws -> (FloatTensor, FloatTensor?, Bool) {
         let c = r.node, node = graph.node[c]
         let big = r.axes.filter { !$0.size.isOne }
+        guard !big.contains(where: { $0.role == .direction }) else {
+            throw fail("\(label(c)) reads a bidirectional node's output with its directions on an axis of their own; CellAudit reads a readout of both directions concatenated (reshaped into one feature axis, forward first)")
+        }
         let hasTime = big.contains { $0.role == .time }
         guard hasTime || r.last else { throw fail("\(label(c)) reads the recurrent output without a step selection CellAudit can follow") }
         guard node.input.count >= 2, let bt = try constant(node.input[1]) else {

@@ -210,8 +210,19 @@ extension GraphReader {
             guard gather.opType == "Gather", reader.int(gather, "axis") ?? 0 == 0, gather.input.count > 1,
                   let t = try reader.constant(gather.input[1]), t.dims.isEmpty,
                   let index = try reader.integers(t, "state index").first else { continue }
-            let picked = index < 0 ? index + concat.input.count : index
-            guard concat.input.indices.contains(picked), states[concat.input[picked]] == top else { continue }
+            // Entries of the stack: one per direction of each node (a bidirectional node's Y_h has two).
+            let slots = concat.input.flatMap { i in
+                [Int](repeating: concat.input.firstIndex(of: i)!, count: reader.strings(graph.node[states[i]!], "direction")?.first == "bidirectional" ? 2 : 1)
+            }
+            let slot = index < 0 ? index + slots.count : index
+            guard slots.indices.contains(slot) else { continue }
+            let picked = slots[slot]
+            if slots.count != concat.input.count {
+                // A bidirectional stack: its state pairs are merged by mergeTopBidirectionalStates;
+                // a single entry read alone is half a level.
+                throw reader.fail("\(reader.label(users[0])) reads entry \(index) of h_n alone, one direction's final state of \(reader.label(states[concat.input[picked]]!)), which is bidirectional; CellAudit reads both directions' final states concatenated (cat(h_n[-2], h_n[-1])) or the output Y")
+            }
+            guard states[concat.input[picked]] == top else { continue }
             var axes = Onnx_TensorProto()
             axes.name = "cellaudit_top_state_axis_\(ci)"; axes.dims = [1]; axes.dataType = 7; axes.int64Data = [0]
             out.initializer.append(axes)
@@ -223,5 +234,72 @@ extension GraphReader {
             replaced = true
         }
         return replaced ? out : graph
+    }
+}
+
+extension GraphReader {
+    /// `fc(cat(h_n[-2], h_n[-1]))` of a bidirectional stack, as torch's exporter writes it: every
+    /// layer's Y_h concatenated along axis 0 (or the one node's Y_h), the top node's two entries
+    /// gathered (forward, then reverse) and concatenated along the features. That is the top
+    /// node's Y_h [2, N, H] with its direction axis merged into the features: the nodes are
+    /// replaced by a Transpose and a Reshape of it, which the walk follows as any other layout op.
+    /// Any other selection (a lower layer's state, the directions swapped) is left alone, and then
+    /// refused by the walk.
+    static func mergeTopBidirectionalStates(_ graph: Onnx_GraphProto, file: String, directory: String) throws -> Onnx_GraphProto {
+        var reader = GraphReader(graph: graph, file: file, directory: directory)
+        let recurrent = graph.node.indices.filter { ["LSTM", "GRU", "RNN"].contains(graph.node[$0].opType) }
+        func directions(_ r: Int) -> Int { reader.strings(graph.node[r], "direction")?.first == "bidirectional" ? 2 : 1 }
+        let states = Dictionary(recurrent.compactMap { r in graph.node[r].output.count > 1 && !graph.node[r].output[1].isEmpty ? (graph.node[r].output[1], r) : nil },
+                                uniquingKeysWith: { a, _ in a })
+        // Candidate stacks: a Concat along axis 0 of distinct nodes' Y_h, or a bidirectional node's own Y_h.
+        var stacks: [(tensor: String, slots: [(node: Int, direction: Int)], removed: [Int])] = []
+        for (ci, concat) in graph.node.enumerated() where concat.opType == "Concat" && reader.int(concat, "axis") == 0 {
+            guard !concat.input.isEmpty, concat.input.allSatisfy({ states[$0] != nil }),
+                  Set(concat.input.map { states[$0]! }).count == concat.input.count else { continue }
+            stacks.append((concat.output[0], concat.input.flatMap { i in (0..<directions(states[i]!)).map { (states[i]!, $0) } }, [ci]))
+        }
+        for r in recurrent where directions(r) == 2 && graph.node[r].output.count > 1 && !graph.node[r].output[1].isEmpty {
+            stacks.append((graph.node[r].output[1], [(r, 0), (r, 1)], []))
+        }
+        var out = graph, removed = Set<Int>(), added: [Onnx_NodeProto] = []
+        for (k, stack) in stacks.enumerated() {
+            guard let users = reader.consumers[stack.tensor], users.count == 2,
+                  !graph.output.contains(where: { $0.name == stack.tensor }) else { continue }
+            // Two scalar Gathers on axis 0, each read by one and the same Concat along the features.
+            var picked: [(gather: Int, slot: Int)] = []
+            for u in users {
+                let g = graph.node[u]
+                guard g.opType == "Gather", reader.int(g, "axis") ?? 0 == 0, g.input.count > 1, g.input[0] == stack.tensor,
+                      let t = try reader.constant(g.input[1]), t.dims.isEmpty, let index = try reader.integers(t, "state index").first else { break }
+                let slot = index < 0 ? index + stack.slots.count : index
+                guard stack.slots.indices.contains(slot) else { break }
+                picked.append((u, slot))
+            }
+            guard picked.count == 2, let c0 = reader.consumers[graph.node[picked[0].gather].output[0]], c0.count == 1,
+                  let c1 = reader.consumers[graph.node[picked[1].gather].output[0]], c1 == c0 else { continue }
+            let join = graph.node[c0[0]]
+            guard join.opType == "Concat", [1, -1].contains(reader.int(join, "axis") ?? 0), join.input.count == 2 else { continue }
+            let bySlot = Dictionary(uniqueKeysWithValues: picked.map { (graph.node[$0.gather].output[0], stack.slots[$0.slot]) })
+            guard let first = bySlot[join.input[0]], let second = bySlot[join.input[1]], first.node == second.node,
+                  first.direction == 0, second.direction == 1, reader.int(graph.node[first.node], "layout") ?? 0 == 0 else { continue }
+            // Y_h [2, N, H] → [N, 2, H] → [N, 2H].
+            let yh = graph.node[first.node].output[1]
+            var transpose = Onnx_NodeProto()
+            transpose.opType = "Transpose"; transpose.name = "cat(h_n[-2], h_n[-1]) (the top layer's final states)"
+            var perm = Onnx_AttributeProto(); perm.name = "perm"; perm.type = .ints; perm.ints = [1, 0, 2]
+            transpose.attribute = [perm]
+            transpose.input = [yh]; transpose.output = ["cellaudit_top_states_\(k)"]
+            var shape = Onnx_TensorProto()
+            shape.name = "cellaudit_top_states_shape_\(k)"; shape.dims = [2]; shape.dataType = 7; shape.int64Data = [0, -1]
+            out.initializer.append(shape)
+            var reshape = Onnx_NodeProto()
+            reshape.opType = "Reshape"; reshape.name = "both directions' final states, concatenated"
+            reshape.input = [transpose.output[0], shape.name]; reshape.output = [join.output[0]]
+            added += [transpose, reshape]
+            removed.formUnion(stack.removed + picked.map(\.gather) + c0)
+        }
+        guard !added.isEmpty else { return graph }
+        out.node = graph.node.indices.filter { !removed.contains($0) }.map { graph.node[$0] } + added
+        return out
     }
 }

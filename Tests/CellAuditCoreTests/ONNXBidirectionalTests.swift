@@ -1,0 +1,55 @@
+import CellAuditCore
+import CellAuditImport
+import CellAuditOpenCL
+import Foundation
+import Testing
+import TestSupport
+
+/// ONNX recurrent nodes with direction="bidirectional" (issue 30, item 3; issue 29, item 1): a
+/// node is a level of a forward and a reverse layer; the exporter's Transpose and Reshape that
+/// merge the direction axis into the features, and its Concat/Gather/Concat of h_n for
+/// `cat(h_n[-2], h_n[-1])`, are followed. Graphs of Tools/make_onnx_bidirectional_fixtures.py
+/// (torch.onnx.export and onnx.helper) give onnxruntime's outputs within 1e-5 on both backends.
+@Suite struct ONNXBidirectionalTests {
+    static func path(_ name: String) -> String { Fixtures.path("onnx_bidirectional/\(name)") }
+
+    static let torchGraphs: [String] = ["lstm", "gru", "rnn_tanh", "rnn_relu"].flatMap { kind in
+        [1, 2].flatMap { layers in ["final", "last", "seq"].map { "torch_\(kind)_x\(layers)_\($0)" } }
+    }
+
+    @Test(arguments: torchGraphs + ["helper_lstm_final", "helper_gru_lens4"])
+    func bidirectionalNodesEqualOnnxruntime(name: String) throws {
+        let model = try ModelImport.load(Self.path("\(name).onnx"))
+        let net = model.network
+        #expect(net.levels.allSatisfy { $0.map { net.layers[$0].direction } == [.forward, .reverse] }, "\(name): \(net.levels)")
+        if name.hasSuffix("_x2_final") || name.hasSuffix("_x1_final") || name.hasPrefix("helper") {
+            #expect(net.readout?.reading == .finalStates)
+        } else if name.hasSuffix("_last") {
+            #expect(net.readout?.reading == .lastStep)
+        } else {
+            #expect(model.output == .sequence)
+        }
+        #expect(net.layers.first?.kind == (name.contains("lstm") ? .lstm : name.contains("gru") ? .gru : name.contains("relu") ? .rnnReLU : .rnnTanh))
+        let data = try SafeTensorsFile(path: Self.path("\(name).data.safetensors"))
+        let shape = try data.info("inputs").shape
+        var dataset = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: try data.floats("inputs")))
+        try dataset.prepare(for: model)
+        let expected = try data.floats("outputs")
+        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
+            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        for backend in backends {
+            let got = try backend.forward(try ForwardJob(network: net, inputs: dataset.inputs, output: model.output)).outputs
+            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(got.count == expected.count && worst <= 1e-5, "\(name) on \(backend.identity): max |Δ| \(worst)")
+        }
+    }
+
+    /// A readout of one direction's final state (half a level), and one that keeps the
+    /// directions on an axis of their own, are refused by name.
+    @Test(arguments: [("refuse_top_reverse_only", "of h_n alone"), ("refuse_directions_split", "directions on an axis of their own")])
+    func partialReadingsAreRefused(name: String, expected: String) throws {
+        do { _ = try ModelImport.load(Self.path("\(name).onnx")); Issue.record("\(name) loaded") } catch {
+            #expect("\(error)".contains(expected) && "\(error)".contains("\(name).onnx"), "\(error)")
+        }
+    }
+}

@@ -97,7 +97,7 @@ let package = Package(
             name: "CellAuditCoreTests",
             dependencies: ["CellAuditCore", "CellAuditOpenCL", "CellAuditAnalysis", "CellAuditImport", "TestSupport"]
         ),
-        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "CellAuditImport", "TestSupport"]),
+        .testTarget(name: "CellAuditCLITests", dependencies: ["CellAuditCLI", "CellAuditCore", "CellAuditImport", "CellAuditOpenCL", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,10 @@
 #   models/model_1_weights.pt is a torch.save state dict of a Conv1d + Linear front end, a
 #   2-layer 150-cell nn.LSTM and a Linear head (3 outputs at every step): a recurrent core
 #   inside a bigger model, read with --core.
+# - silero-vad 6.2.3 (PyPI wheel, MIT): a voice-activity detector. Its
+#   data/silero_vad_16k_sequence.onnx is an ONNX graph of an STFT and four Conv1d layers, one
+#   128-cell LSTM node whose initial state comes from graph inputs (a streaming model), and a
+#   ReLU → 1×1 Conv → sigmoid head: a recurrent core without a linear readout, read with --core.
 # Tools/test.sh calls this before the tests; a file already present with the right checksum is
 # not downloaded again. Needs python3 with pip (for `pip download`) and network access to PyPI.
 set -euo pipefail
@@ -28,3 +32,5 @@ fetch() { # package version wheel sha256 member target
 }
 fetch BeatNet 1.1.3 BeatNet-1.1.3-py3-none-any.whl 1ecfa17bdcbe899975a88bdb6efebd6970d846a4f3b6cfd5c6f320647c641c7e \
     BeatNet/models/model_1_weights.pt beatnet_model_1_weights.pt
+fetch silero-vad 6.2.3 silero_vad-6.2.3-py3-none-any.whl 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8 \
+    silero_vad/data/silero_vad_16k_sequence.onnx silero_vad_16k_sequence.onnx

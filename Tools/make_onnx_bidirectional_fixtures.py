@@ -16,6 +16,15 @@ Graphs written with onnx.helper (opset 17):
                                layout=1 recurrent node, so the batch-major layout is not here)
     helper_gru_lens4           a bidirectional GRU(4, linear_before_reset=0) with a constant
                                sequence_lens of 4 for every sequence, both final states read
+    torch_emb_bilstm_final     nn.Embedding(20, 4) → bidirectional nn.LSTM(4, 5) → Linear(10, 2) of
+                               cat(h_n[-2], h_n[-1]): a Gather of the table by the int64 token
+                               ids [4, 6] (data `inputs` are the ids)
+    helper_bigru_lens_input    a bidirectional GRU(4) whose sequence_lens is a graph input `lens`
+                               [N]; the data carry `lengths` [4] (6, 3, 5, 1), its final states
+                               Y_h read
+    refuse_lens_input_last_step
+                               the same lengths input, but Y read at the last step (which ONNX
+                               zeroes past each length): refused
     refuse_top_reverse_only    torch's graph reading h_n[-1] alone (the reverse direction's final
                                state): refused
     refuse_directions_split    a readout that reads Y with its direction axis still apart: refused
@@ -60,9 +69,21 @@ class Bidirectional(torch.nn.Module):
         return self.fc(y[:, -1])
 
 
-def record(name, path, x, feeds=None):
+def record(name, path, x, feeds=None, extra=None):
     (y,) = onnxruntime.InferenceSession(path).run(None, feeds or {"x": x})
-    save_file({"inputs": x, "outputs": np.ascontiguousarray(y)}, os.path.join(OUT, name + ".data.safetensors"))
+    save_file({"inputs": x, "outputs": np.ascontiguousarray(y), **(extra or {})}, os.path.join(OUT, name + ".data.safetensors"))
+
+
+class EmbeddingBiLSTM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 4)
+        self.rnn = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+        self.fc = torch.nn.Linear(10, 2)
+
+    def forward(self, ids):
+        _, (h, _) = self.rnn(self.emb(ids))
+        return self.fc(torch.cat([h[-2], h[-1]], dim=1))
 
 
 def torch_graph(name, cell, layers, read, nonlinearity=None):
@@ -99,6 +120,12 @@ def main():
             for read in ("final", "last", "seq"):
                 torch_graph(f"torch_{tag}_x{layers}_{read}", cell, layers, read, nonlinearity)
     torch_graph("refuse_top_reverse_only", "LSTM", 2, "reverse_only")
+    torch.manual_seed(7)
+    path = os.path.join(OUT, "torch_emb_bilstm_final.onnx")
+    torch.onnx.export(EmbeddingBiLSTM().eval(), torch.randint(0, 20, (2, 6)), path, dynamo=False, input_names=["ids"],
+                      output_names=["y"], dynamic_axes={"ids": {0: "N", 1: "T"}})
+    ids = RNG.integers(0, 20, (4, 6)).astype(np.int64)
+    record("torch_emb_bilstm_final", path, ids, {"ids": ids})
 
     # Y_h [2, N, 4] → [N, 2, 4] → [N, 8] → Gemm.
     H = 4
@@ -121,6 +148,31 @@ def main():
         helper.make_node("Add", ["HV", "a"], ["y"]),
     ], [w("W", (2, 3 * H, 3)), w("R", (2, 3 * H, H)), w("B", (2, 6 * H)), ints("lens", [4, 4, 4, 4], np.int32),
         ints("shape", [0, -1]), w("V", (2 * H, 2)), w("a", (2,))], ["N", 2], x_shape=(4, 6, 3))
+    # sequence_lens from a graph input: the data's lengths.
+    lengths = np.array([6, 3, 5, 1], dtype=np.int32)
+    for name, read_last_step in [("helper_bigru_lens_input", False), ("refuse_lens_input_last_step", True)]:
+        if read_last_step:
+            head = [helper.make_node("Transpose", ["Y"], ["Yt"], perm=[0, 2, 1, 3]),
+                    helper.make_node("Reshape", ["Yt", "shape3"], ["Ym"]),
+                    helper.make_node("Gather", ["Ym", "last"], ["H"], axis=0)]
+        else:
+            head = [helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
+                    helper.make_node("Reshape", ["Yht", "shape"], ["H"])]
+        nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+                 helper.make_node("GRU", ["xt", "W", "R", "B", "lens"], ["Y", "Yh"], hidden_size=H, direction="bidirectional",
+                                  linear_before_reset=1)] + head + [
+                 helper.make_node("MatMul", ["H", "V"], ["HV"]), helper.make_node("Add", ["HV", "a"], ["y"])]
+        inits = [w("W", (2, 3 * H, 3)), w("R", (2, 3 * H, H)), w("B", (2, 6 * H)), ints("shape", [0, -1]), ints("shape3", [0, 0, -1]),
+                 ints("last", -1), w("V", (2 * H, 2)), w("a", (2,))]
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 3]),
+                                                helper.make_tensor_value_info("lens", TensorProto.INT32, ["N"])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.checker.check_model(model)
+        path = os.path.join(OUT, name + ".onnx")
+        onnx.save(model, path)
+        x = RNG.standard_normal((4, 6, 3)).astype(np.float32)
+        record(name, path, x, {"x": x, "lens": lengths}, {"lengths": lengths.astype(np.int64)})
     # The direction axis never merged: a MatMul over H features per direction.
     helper_graph("refuse_directions_split", [
         helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),

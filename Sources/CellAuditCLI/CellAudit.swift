@@ -142,7 +142,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "State dicts: the token embedding's tensor prefix ('X.' for an nn.Embedding 'X.weight' of [V, I]) where its name does not contain 'emb'. Data are then integer token ids [N, T].")
     var embeddingPrefix: String?
 
-    @Flag(help: "State dicts and torch.save files of a bigger model: read the recurrent stack and the linear map that reads it (if any), and list every other tensor as ignored instead of refusing the file. Data is then the stack's input.")
+    @Flag(help: "A bigger model (state dict, torch.save, Keras or ONNX file): read the recurrent stack and the linear map that reads it (if any), and list every other part as ignored instead of refusing the file. Data is then the stack's input.")
     var core = false
 
     func validate() throws {

@@ -72,14 +72,14 @@ struct Inspect: ParsableCommand {
                     : level.map { "\(net.layers[$0].hiddenSize) \(net.layers[$0].direction == .forward ? "fwd" : "rev")" }.joined(separator: " + ")
             }
             let reading = !net.isForwardOnly && loaded.output == .last ? net.readout.map { ", \($0.reading.rawValue)" } ?? "" : ""
-            print("  input \(net.inputSize) → cells \(widths.joined(separator: " → ")) → readout \(net.readout?.outputs ?? 0) (\(loaded.output.rawValue) step\(reading))")
+            print("  input \(net.inputSize) → cells \(widths.joined(separator: " → ")) → " + (net.readout == nil ? "no readout" : "readout \(net.readout!.outputs) (\(loaded.output.rawValue) step\(reading))"))
             if let e = loaded.embedding {
                 print("  token embedding '\(e.source)': \(e.vocabularySize) tokens → \(e.width) dimensions (data: token ids [N, T])")
             }
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
             if !loaded.ignored.isEmpty {
-                let what = loaded.convention == .keras ? "layer" : "tensor"
+                let what = loaded.convention == .keras ? "layer" : loaded.convention == .onnx ? "part" : "tensor"
                 print("  ignored by --core (\(loaded.ignored.count) \(what)\(loaded.ignored.count == 1 ? "" : "s") outside the recurrent core):")
                 for name in loaded.ignored { print("    \(name)") }
             }

@@ -60,8 +60,8 @@ public struct ONNXModelReader: ModelReader {
         if let flag = hints.stateDictFlagsGiven.first(where: { $0 != "--bidirectional-readout" }) {
             throw ModelRefusal("\((path as NSString).lastPathComponent): \(flag) applies to plain state dicts; an ONNX graph states it")
         }
-        do { return try ONNXModel.load(path, hints: ModelHints(task: hints.task ?? hints.fromData?.task)) } catch let error as FormatError where hints.core {
-            throw FormatError(file: error.file, error.problem + " (--core reads the recurrent core of state dicts and torch.save files; in an ONNX graph CellAudit does not yet cut the core out of other nodes)")
-        }
+        var own = ModelHints(task: hints.task ?? hints.fromData?.task)
+        own.core = hints.core
+        return try ONNXModel.load(path, hints: own)
     }
 }

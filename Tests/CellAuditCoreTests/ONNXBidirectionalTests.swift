@@ -46,10 +46,35 @@ import TestSupport
 
     /// A readout of one direction's final state (half a level), and one that keeps the
     /// directions on an axis of their own, are refused by name.
-    @Test(arguments: [("refuse_top_reverse_only", "of h_n alone"), ("refuse_directions_split", "directions on an axis of their own")])
+    @Test(arguments: [("refuse_top_reverse_only", "of h_n alone"), ("refuse_directions_split", "directions on an axis of their own"),
+                      ("refuse_lens_input_last_step", "ONNX zeroes Y past each sequence's length")])
     func partialReadingsAreRefused(name: String, expected: String) throws {
         do { _ = try ModelImport.load(Self.path("\(name).onnx")); Issue.record("\(name) loaded") } catch {
             #expect("\(error)".contains(expected) && "\(error)".contains("\(name).onnx"), "\(error)")
+        }
+    }
+
+    /// torch's export of nn.Embedding (a Gather of the table's rows by the int64 ids input) is
+    /// read as the model's token embedding, and a sequence_lens fed from a graph input stands for
+    /// the dataset's lengths: both give onnxruntime's outputs on both backends, the data read as
+    /// a user's would be (ids [N, T]; inputs with `lengths` [N]).
+    @Test(arguments: ["torch_emb_bilstm_final", "helper_bigru_lens_input"])
+    func tokenIdsAndLengthsInputsEqualOnnxruntime(name: String) throws {
+        let model = try ModelImport.load(Self.path("\(name).onnx"))
+        var data = try Dataset.load(Self.path("\(name).data.safetensors"), requireAnswers: false)
+        if name.contains("emb") {
+            #expect(model.embedding?.vocabularySize == 20 && model.embedding?.width == 4 && data.tokens != nil)
+        } else {
+            #expect(model.metadata["lengths_input"] == "lens" && data.inputs.lengths == [6, 3, 5, 1])
+        }
+        try data.prepare(for: model)
+        let expected = try SafeTensorsFile(path: Self.path("\(name).data.safetensors")).floats("outputs")
+        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
+            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        for backend in backends {
+            let got = try backend.forward(try ForwardJob(network: model.network, inputs: data.inputs, output: model.output)).outputs
+            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(got.count == expected.count && worst <= 1e-5, "\(name) on \(backend.identity): max |Δ| \(worst)")
         }
     }
 }

@@ -26,24 +26,35 @@ extension GraphReader {
             }
             throw fail("the graph has no LSTM, GRU or RNN node")
         }
-        let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil }
-        guard dataInputs.count == 1 else {
-            throw fail(dataInputs.isEmpty ? "the graph has no input that reaches a node"
-                       : "the graph has \(dataInputs.count) inputs (\(dataInputs.map { "'\($0.name)'" }.joined(separator: ", "))); CellAudit reads one sequence input")
-        }
-        // The input's axes, by position; sizes from its declared shape.
-        let input = dataInputs[0]
-        let dims = input.type.tensorType.shape.dim
-        guard dims.count == 3 else {
-            throw fail("input '\(input.name)' has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads [batch, time, features] or [time, batch, features]")
-        }
-        let inputAxes = dims.enumerated().map { k, d in
-            Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
+        // The graph's inputs that carry data (a sequence_lens input stands for the dataset's lengths).
+        let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? graph.node[r].input[4] : nil })
+        let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil && (core || !lengthsNames.contains($0.name)) }
+        let start0: (tensor: String, axes: [Axis])
+        if core {
+            start0 = try coreStart(recurrent)
+        } else {
+            guard dataInputs.count == 1 else {
+                throw fail(dataInputs.isEmpty ? "the graph has no input that reaches a node"
+                           : "the graph has \(dataInputs.count) inputs (\(dataInputs.map { "'\($0.name)'" }.joined(separator: ", "))); CellAudit reads one sequence input" + coreHint)
+            }
+            // The input's axes, by position; sizes from its declared shape.
+            let input = dataInputs[0]
+            let dims = input.type.tensorType.shape.dim
+            if let start = try embeddingStart(input) {
+                start0 = start
+            } else {
+            guard dims.count == 3 else {
+                throw fail("input '\(input.name)' has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads [batch, time, features] or [time, batch, features]" + coreHint)
+            }
+            start0 = (input.name, dims.enumerated().map { k, d in
+                Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
+            })
+            }
         }
 
         // From the input to the first recurrent node, and from each to the next.
         var layers: [(node: Int, kind: CellKind, hidden: Int, inputs: Int, directions: Int)] = []
-        var start = (tensor: input.name, axes: inputAxes)
+        var start = start0
         var readoutInput: (node: Int, axes: [Axis], last: Bool)?
         // Whether the readout reads a last state Y_h (each layer's state after its last processing
         // step) rather than Y at the last time step: different for a reverse layer.
@@ -51,6 +62,8 @@ extension GraphReader {
         // The sizes of the time and batch axes, taken from the input axes the first node reads as
         // such (a known number, or the input's own symbol), and carried through every layer.
         var timeSize = AxisSize.symbol("?time"), batchSize = AxisSize.symbol("?batch")
+        // Under --core: the first node that computes on the stack's output (a head left out).
+        var head: Int?
         while true {
             let reached = try walk(from: start.tensor, axes: start.axes, last: false, before: layers.isEmpty)
             if let next = reached.recurrent {
@@ -83,7 +96,8 @@ extension GraphReader {
                 let yAxes = batchMajor ? [Axis(role: .batch, size: batchSize), Axis(role: .time, size: timeSize), d, Axis(role: .feature, size: .known(H))]
                     : [Axis(role: .time, size: timeSize), d, Axis(role: .batch, size: batchSize), Axis(role: .feature, size: .known(H))]
                 if node.output.count > 2, !node.output[2].isEmpty, consumers[node.output[2]] != nil || graph.output.contains(where: { $0.name == node.output[2] }) {
-                    throw fail("\(label(next.node))'s memory output Y_c is used by the graph; CellAudit's readout reads h")
+                    guard core else { throw fail("\(label(next.node))'s memory output Y_c is used by the graph; CellAudit's readout reads h" + coreHint) }
+                    ignored.append("output Y_c '\(node.output[2])' of \(label(next.node)) (the memory, read by nodes --core leaves out or returned by the graph)")
                 }
                 if node.output.count > 1, !node.output[1].isEmpty, consumers[node.output[1]] != nil {
                     let hAxes = batchMajor ? [Axis(role: .batch, size: batchSize), d, Axis(role: .feature, size: .known(H))]
@@ -91,6 +105,7 @@ extension GraphReader {
                     let fromLast = try walk(from: node.output[1], axes: hAxes, last: true, before: false)
                     if let r = fromLast.recurrent { throw fail("\(label(r.node)) reads \(label(next.node))'s last state Y_h; CellAudit stacks layers on the whole sequence Y") }
                     if let r = fromLast.readout { readoutInput = r; readsLastState = true }
+                    if let h = fromLast.head { head = head ?? h }
                 }
                 guard !node.output.isEmpty, !node.output[0].isEmpty else { break }
                 start = (node.output[0], yAxes)
@@ -105,6 +120,7 @@ extension GraphReader {
                 }
                 continue
             }
+            if let h = reached.head { head = head ?? h }
             if let r = reached.readout {
                 guard readoutInput == nil else { throw fail("\(label(r.node)) is a second linear map besides the readout; CellAudit reads one readout and will not leave another out") }
                 readoutInput = r
@@ -153,8 +169,20 @@ extension GraphReader {
                 }
             }
         }
-        if let readout = readoutInput {
-            let (V, a, last) = try readoutWeights(readout, hidden: layers.last!.hidden * layers.last!.directions)
+        if let lengths = lengthsInput, let r = readoutInput, r.last, !readsLastState {
+            // ONNX zeroes Y past each sequence's length, so Y at the last step is not a sequence's
+            // own last output; Y_h (each direction's state at its last real step) is.
+            throw fail("\(label(r.node)) reads Y at the last step of nodes whose 'sequence_lens' come from graph input '\(lengths)'; ONNX zeroes Y past each sequence's length, so that is not the sequence's own output; CellAudit reads a readout of Y_h (the final states) with per-sequence lengths")
+        }
+        if let h = head {
+            // A head computes on the stack's output: whatever linear map the walk met is not the
+            // model's output, so the core has none.
+            readoutNote = "\(label(h)) computes on the top recurrent node's output (a head --core leaves out), so the core has no readout"
+            if let r = readoutInput { readoutNote! += "; the linear map \(label(r.node)) is left out with it" }
+            readoutInput = nil
+        }
+        if let readout = readoutInput, let read = try coreReadout(readout, hidden: layers.last!.hidden * layers.last!.directions) {
+            let (V, a, last) = read
             tensors["readout.weight"] = V
             metadata["readout_weight"] = "readout.weight"
             if let a { tensors["readout.bias"] = a; metadata["readout_bias"] = "readout.bias" }
@@ -162,12 +190,23 @@ extension GraphReader {
         } else {
             metadata["output"] = "last"
         }
+        if core {
+            // Everything the walk did not account for is left out and listed (constants apart).
+            for i in graph.node.indices where !explained.contains(i) && graph.node[i].opType != "Constant" {
+                ignored.append(label(i))
+            }
+            let used = Set(graph.node.indices.filter { explained.contains($0) }.flatMap { graph.node[$0].input })
+            for input in dataInputs where !used.contains(input.name) || stateInputs.contains(input.name) {
+                ignored.append("graph input '\(input.name)'" + (stateInputs.contains(input.name) ? " (an initial state: the core starts from the zero state)" : ""))
+            }
+            return (tensors, metadata)
+        }
         // Every MatMul or Gemm is the readout; every node is accounted for.
         if let other = graph.node.indices.first(where: { ["MatMul", "Gemm"].contains(graph.node[$0].opType) && !explained.contains($0) }) {
             throw fail("\(label(other)) is a second linear map besides the readout of the recurrent output; CellAudit reads one readout and will not leave another out")
         }
         for i in graph.node.indices where !explained.contains(i) && !isDead(i) {
-            throw fail("\(label(i)) is not part of the input path, the recurrent stack or the readout that CellAudit reads; CellAudit will not leave it out")
+            throw fail("\(label(i)) is not part of the input path, the recurrent stack or the readout that CellAudit reads; CellAudit will not leave it out" + coreHint)
         }
         return (tensors, metadata)
     }
@@ -180,6 +219,90 @@ extension GraphReader {
     struct Reached {
         var recurrent: (node: Int, axes: [Axis])?
         var readout: (node: Int, axes: [Axis], last: Bool)?
+        /// Under --core: the first node that computes on the data (a head).
+        var head: Int?
+    }
+
+    /// A token embedding before the first recurrent node: the graph's input holds integer ids
+    /// [N, T] and is read only by Shape ops and one Gather (axis 0) of rows of a constant [V, E]
+    /// table. Returns the Gather's output as the walk's start ([N, T, E], the input's axes), and
+    /// keeps the table in `embedding`; nil for an input that is not integer ids.
+    mutating func embeddingStart(_ input: Onnx_ValueInfoProto) throws -> (tensor: String, axes: [Axis])? {
+        guard [6, 7].contains(input.type.tensorType.elemType) else { return nil }
+        let readers = (consumers[input.name] ?? []).filter { graph.node[$0].opType != "Shape" }
+        guard readers.count == 1, graph.node[readers[0]].opType == "Gather", graph.node[readers[0]].input.count == 2,
+              graph.node[readers[0]].input[1] == input.name, int(graph.node[readers[0]], "axis") ?? 0 == 0,
+              let t = try constant(graph.node[readers[0]].input[0]) else {
+            throw fail("input '\(input.name)' holds integers but is not read by one Gather of rows of a constant table (a token embedding); CellAudit reads float sequences or token ids")
+        }
+        let g = readers[0]
+        let table = try floats(t, "\(label(g)) table")
+        guard table.shape.count == 2 else { throw fail("\(label(g)) gathers from a table of shape \(table.shape); a token embedding is [V, E]") }
+        for problem in [NetworkLimits.problem(width: table.shape[1], "the embedding width")].compactMap({ $0 }) { throw fail("\(label(g)): \(problem)") }
+        do {
+            embedding = try TokenEmbedding(vocabularySize: table.shape[0], width: table.shape[1], table: table.values,
+                                           source: graph.node[g].input[0])
+        } catch { throw fail("\(label(g)): \(error)") }
+        let dims = input.type.tensorType.shape.dim
+        guard dims.count == 2 else {
+            throw fail("input '\(input.name)' (token ids) has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads ids [batch, time] or [time, batch]")
+        }
+        for k in (consumers[input.name] ?? []) where graph.node[k].opType == "Shape" { explained.insert(k) }
+        explained.insert(g)
+        var axes = dims.enumerated().map { k, d in
+            Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
+        }
+        axes.append(Axis(role: .input(2), size: .known(table.shape[1])))
+        return (graph.node[g].output[0], axes)
+    }
+
+    /// The end of a refusal that --core would settle: a graph with more than the recurrent stack.
+    var coreHint: String { core ? "" : "; --core audits the recurrent stack alone (and the linear map that reads it), listing the rest as ignored" }
+
+    /// Under --core: the bottom recurrent node (the one whose X no other recurrent node computes
+    /// through layout ops) and the axes of its X, as if X were the network input: [time, batch,
+    /// features] (layout 0) or [batch, time, features] (layout 1), features from W.
+    mutating func coreStart(_ recurrent: [Int]) throws -> (tensor: String, axes: [Axis]) {
+        func fedByRecurrent(_ r: Int) -> Bool {
+            var name = graph.node[r].input.first ?? ""
+            var seen = Set<String>()
+            while seen.insert(name).inserted, let p = producer[name] {
+                if recurrentOps.contains(graph.node[p].opType) { return true }
+                guard layoutOps.contains(graph.node[p].opType), let first = graph.node[p].input.first else { return false }
+                name = first
+            }
+            return false
+        }
+        let bottoms = recurrent.filter { !fedByRecurrent($0) }
+        guard bottoms.count == 1, let bottom = bottoms.first else {
+            throw fail("the graph has \(bottoms.count) recurrent nodes that no other one feeds (\(bottoms.map(label).joined(separator: ", "))); --core reads one stack")
+        }
+        let node = graph.node[bottom]
+        guard node.input.count > 2, !node.input[0].isEmpty, let W = try constant(node.input[1]), W.dims.count == 3 else {
+            throw fail("\(label(bottom)) has no constant input 'W' of shape [directions, G·H, I]")
+        }
+        let time = Axis(role: .input(1), size: .symbol("time")), batch = Axis(role: .input(0), size: .symbol("batch"))
+        let features = Axis(role: .input(2), size: .known(Int(W.dims[2])))
+        return (node.input[0], int(node, "layout") ?? 0 == 1 ? [batch, time, features] : [time, batch, features])
+    }
+
+    /// The readout's weights; under --core nil, with a note, when a head follows the linear map
+    /// (its outputs are then not the model's).
+    mutating func coreReadout(_ r: (node: Int, axes: [Axis], last: Bool), hidden: Int) throws -> (FloatTensor, FloatTensor?, Bool)? {
+        guard core else { return try readoutWeights(r, hidden: hidden) }
+        let before = explained
+        do { return try readoutWeights(r, hidden: hidden) } catch let error as FormatError {
+            explained = before
+            explained.remove(r.node)
+            readoutNote = "the linear map \(label(r.node)) reads the top recurrent node's output, but \(error.problem), so the core has no readout"
+            return nil
+        }
+    }
+
+    /// Graph inputs that a recurrent node takes as its initial state (under --core only).
+    var stateInputs: Set<String> {
+        Set(graph.node.filter { recurrentOps.contains($0.opType) }.flatMap { n in [5, 6].compactMap { n.input.count > $0 && !n.input[$0].isEmpty ? n.input[$0] : nil } }
+            .filter { name in graph.input.contains { $0.name == name } })
     }
 
     /// Follows data from `tensor` (with `axes`) through layout ops. Returns the recurrent node or
@@ -193,6 +316,8 @@ extension GraphReader {
             for c in consumers[name] ?? [] {
                 let node = graph.node[c]
                 if node.opType == "Shape" { explained.insert(c); continue }
+                // Under --core the bottom node's X may feed the front end's other nodes: left out.
+                if core && before && !recurrentOps.contains(node.opType) { continue }
                 if recurrentOps.contains(node.opType) {
                     guard node.input.first == name else {
                         throw fail("\(label(c)) reads the data as its \(inputName(node.input.firstIndex(of: name) ?? 0)); CellAudit reads recurrent nodes driven by the sequence alone")
@@ -204,7 +329,7 @@ extension GraphReader {
                 }
                 if node.opType == "MatMul" || node.opType == "Gemm" {
                     guard !before else {
-                        throw fail("\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer")
+                        throw fail("\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer" + coreHint)
                     }
                     guard result.readout == nil && result.recurrent == nil else {
                         throw fail("\(label(c)) is a second linear map besides the readout; CellAudit reads one readout and will not leave another out")
@@ -214,8 +339,9 @@ extension GraphReader {
                     continue
                 }
                 guard layoutOps.contains(node.opType) else {
-                    throw fail(before ? "\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer"
-                               : "\(label(c)) computes on the recurrent output; CellAudit reads a stack of recurrent layers and one linear readout")
+                    if core && !before { result.head = result.head ?? c; continue }
+                    throw fail((before ? "\(label(c)) comes before the first recurrent node; CellAudit reads networks whose input goes straight into the recurrent layer"
+                                : "\(label(c)) computes on the recurrent output; CellAudit reads a stack of recurrent layers and one linear readout") + coreHint)
                 }
                 guard node.input.first == name else { throw fail("\(label(c)) uses the data as a shape or index; CellAudit cannot follow it") }
                 let (outAxes, outLast) = try apply(c, axes, last: last, before: before)

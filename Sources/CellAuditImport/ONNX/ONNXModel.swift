@@ -29,7 +29,7 @@ public enum ONNXModel {
     /// Whether `path` names an ONNX file: the `.onnx` extension.
     public static func isONNX(_ path: String) -> Bool { path.lowercased().hasSuffix(".onnx") }
 
-    /// - Parameter hints: only `task` applies (ONNX graphs say everything else).
+    /// - Parameter hints: only `task` and `core` apply (ONNX graphs say everything else).
     /// - Throws: `FormatError` naming the file and the problem.
     public static func load(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
         let name = (path as NSString).lastPathComponent
@@ -61,13 +61,22 @@ public enum ONNXModel {
         let selected = try GraphReader.selectTopLastState(lifted, file: name, directory: directory)
         let graph = try GraphReader.mergeTopBidirectionalStates(selected, file: name, directory: directory)
         var reader = GraphReader(graph: graph, file: name, directory: directory)
-        let (tensors, metadata) = try reader.read(task: hints.task)
+        reader.core = hints.core
+        var (tensors, metadata) = try reader.read(task: hints.task)
+        if hints.core { metadata["core"] = "true" }
+        if let lengths = reader.lengthsInput { metadata["lengths_input"] = lengths }
         var writer = SafeTensorsWriter(metadata: metadata)
         for (tensorName, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
             try writer.add(tensorName, floats: tensor.values, shape: tensor.shape)
         }
         let file = try SafeTensorsFile(data: try writer.serialized(), path: path)
-        return try ModelFile.load(file: file, path: path)
+        var loaded = try ModelFile.load(file: file, path: path)
+        loaded.embedding = reader.embedding
+        if hints.core {
+            loaded.ignored = reader.ignored
+            loaded.readoutNote = loaded.network.readout == nil ? reader.readoutNote ?? "no linear map reads the top recurrent node's output, so the core has no readout" : nil
+        }
+        return loaded
     }
 }
 
@@ -111,6 +120,21 @@ struct GraphReader {
     var sequenceLengths: [Int: Int] = [:]
     /// The axes of every tensor on the data path the walk has reached (for Shape ops).
     var knownAxes: [String: [Axis]] = [:]
+    /// `--core`: the walk starts at the bottom recurrent node's X (whatever computes it is a front
+    /// end, left out), stops where the top node's output meets anything but layout ops and one
+    /// linear map (a head, left out: the core then has no readout), takes initial states from
+    /// graph inputs as the zero state CellAudit starts from, and lists what it left out.
+    var core = false
+    /// The graph input that feeds the recurrent nodes' `sequence_lens`, if one does: the
+    /// dataset's `lengths` stand for it.
+    var lengthsInput: String?
+    /// A token embedding before the first recurrent node: a Gather of rows of a constant [V, E]
+    /// table by the graph's integer input (torch's export of `nn.Embedding`).
+    var embedding: TokenEmbedding?
+    /// Under `--core`: what the walk left out, for `LoadedModel.ignored`.
+    var ignored: [String] = []
+    /// Under `--core`: why the core has no readout, for `LoadedModel.readoutNote`.
+    var readoutNote: String?
 
     init(graph: Onnx_GraphProto, file: String, directory: String) {
         self.graph = graph; self.file = file; self.directory = directory

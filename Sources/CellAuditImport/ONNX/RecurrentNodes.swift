@@ -58,18 +58,39 @@ extension GraphReader {
             // A constant sequence_lens that gives every sequence the same length L is a property of
             // the model (each sequence runs its first L steps): honoured through the lengths of the
             // data. Lengths that differ by batch position, or that come from a graph input, are not.
+            if initializers[lens] == nil, producer[lens] == nil, graph.input.contains(where: { $0.name == lens }) {
+                // Lengths fed from a graph input: each sequence's own length, which the dataset's
+                // `lengths` [N] supplies (a dataset without them runs every sequence in full).
+                guard lengthsInput == nil || lengthsInput == lens else {
+                    throw fail("\(label(c)) takes 'sequence_lens' from graph input '\(lens)', another layer from '\(lengthsInput!)'; CellAudit reads one length per sequence for the whole stack")
+                }
+                lengthsInput = lens
+                return try checkRecurrentInputs(c, node: node, op: op, kind: kind, hidden: hidden, directions: directions, layout: layout,
+                                                inputAxes: inputAxes, first: first, previousWidth: previousWidth)
+            }
             guard let values = try constantIntegers(lens, "\(label(c)) sequence_lens") else {
-                throw fail("\(label(c)) takes input 'sequence_lens' from the graph's inputs; CellAudit reads a constant sequence_lens (give the dataset 'lengths' and export without it)")
+                throw fail("\(label(c)) takes input 'sequence_lens' computed by the graph; CellAudit reads a constant sequence_lens or one fed from a graph input (the dataset's 'lengths')")
             }
             guard let length = values.first, length >= 1, values.allSatisfy({ $0 == length }) else {
                 throw fail("\(label(c)) takes input 'sequence_lens' \(values.prefix(8))\(values.count > 8 ? "…" : ""), lengths that depend on a sequence's position in the batch; CellAudit reads one length for every sequence (give the dataset 'lengths' instead)")
             }
             sequenceLengths[c] = length
         }
+        return try checkRecurrentInputs(c, node: node, op: op, kind: kind, hidden: hidden, directions: directions, layout: layout,
+                                        inputAxes: inputAxes, first: first, previousWidth: previousWidth)
+    }
+
+    /// The rest of `checkRecurrent`: initial states, peepholes, the axes of X and W's width.
+    mutating func checkRecurrentInputs(_ c: Int, node: Onnx_NodeProto, op: String, kind: CellKind, hidden: Int, directions: Int, layout: Int,
+                                       inputAxes: [Axis], first: Bool, previousWidth: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int, directions: Int) {
+        func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
         for (k, name) in [(5, "initial_h"), (6, "initial_c")] {
             guard let tensor = given(k) else { continue }
             guard try isZero(tensor) else {
-                throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state")
+                // Under --core a state carried in from outside (a streaming model's graph input) is
+                // not part of the core: the core starts from zero, as every CellAudit network does.
+                if core, graph.input.contains(where: { $0.name == tensor }) { continue }
+                throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state" + coreHint)
             }
         }
         if let p = given(7) {
@@ -211,7 +232,8 @@ extension GraphReader {
             for k in consumers[name] ?? [] {
                 let n = graph.node[k]
                 guard ["Identity", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Flatten", "Shape"].contains(n.opType) else {
-                    throw fail("\(label(k)) follows the readout; CellAudit reports the readout's own values and will not leave it out")
+                    throw fail(core ? "\(label(k)) computes on its outputs (a head --core leaves out)"
+                               : "\(label(k)) follows the readout; CellAudit reports the readout's own values and will not leave it out" + coreHint)
                 }
                 explained.insert(k)
                 for other in n.input.dropFirst() where !other.isEmpty { markShapeAncestry(other) }

@@ -77,6 +77,9 @@ struct Inspect: ParsableCommand {
                 print("  token embedding '\(e.source)': \(e.vocabularySize) tokens → \(e.width) dimensions (data: token ids [N, T])")
             }
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
+            if let p = loaded.metadata["projection"] {
+                print("  output projection (proj_size \(p)): each layer's h = W_hr (o ⊙ tanh c), folded into the maps that read h; the cells are the memory cells")
+            }
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
             if !loaded.ignored.isEmpty {
                 let what = loaded.convention == .keras ? "layer" : loaded.convention == .onnx ? "part" : "tensor"

@@ -122,15 +122,25 @@ enum StateDict {
         // bidirectional=True: every layer has a second, reverse direction ('…_l{k}_reverse').
         let bidirectional = tensor("weight_ih_l0_reverse") != nil
         let directions: [TimeDirection] = bidirectional ? [.forward, .reverse] : [.forward]
+        // proj_size: every layer's h is projected by 'weight_hr_l{k}' [P, H] (METHOD.md §8).
+        let projected = tensor("weight_hr_l0") != nil
         for k in 0..<count {
             if (tensor("weight_ih_l\(k)_reverse") != nil) != bidirectional {
                 throw fail("layer \(k) of '\(prefix)' \(bidirectional ? "has no" : "has a") reverse direction but layer 0 \(bidirectional ? "has one" : "does not"): not one nn.LSTM, nn.GRU or nn.RNN")
             }
-            if let projection = tensor("weight_hr_l\(k)") ?? tensor("weight_hr_l\(k)_reverse") {
-                throw fail("'\(projection)' is an LSTM output projection (proj_size), which CellAudit cannot represent")
+            for direction in directions where (tensor("weight_hr_l\(k)\(direction == .reverse ? "_reverse" : "")") != nil) != projected {
+                throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") of '\(prefix)' \(projected ? "has no" : "has an") output projection 'weight_hr_l\(k)' but layer 0 \(projected ? "has one" : "does not"): not one nn.LSTM")
             }
         }
-        let first = try file.info(prefix + "weight_hh_l0").shape
+        var first = try file.info(prefix + "weight_hh_l0").shape
+        if projected {
+            // weight_hh is [4H, P]; H comes from weight_hr [P, H].
+            let hr = try file.info(prefix + "weight_hr_l0").shape
+            guard hr.count == 2, hr[0] >= 1, hr[1] > hr[0], first == [4 * hr[1], hr[0]] else {
+                throw fail("'\(prefix)weight_hr_l0' has shape \(hr) and '\(prefix)weight_hh_l0' \(first): not the [P, H] and [4H, P] of an nn.LSTM with proj_size P < H")
+            }
+            first = [4 * hr[1], hr[1]]
+        }
         guard first.count == 2, first[1] >= 1, first[0] % first[1] == 0, [1, 3, 4].contains(first[0] / first[1]) else {
             throw fail("'\(prefix)weight_hh_l0' has shape \(first): not the [G·H, H] of an nn.LSTM (G = 4), nn.GRU (3) or nn.RNN (1)")
         }
@@ -151,15 +161,48 @@ enum StateDict {
         let inputSize = try file.info(prefix + "weight_ih_l0").shape.last ?? 0
         var levels: [[RecurrentLayer]] = []
         var width = inputSize
+        // With proj_size: the width of the projected outputs the next level's tensors read (P per
+        // direction), and each direction's projection of the level below, [P, H] row-major.
+        var projectedWidth = inputSize
+        var projections: [Projection] = []
         for k in 0..<count {
           var level: [RecurrentLayer] = []
+          var levelProjections: [Projection] = []
           for direction in directions {
             let names = ModelFile.tensorNames(.pytorch, kind: kind, prefix: prefix, layer: k, direction: direction)
-            let h = try file.info(names[1]).shape.last ?? 0
             let biases = names[2...].filter { keys.contains($0) }
             guard biases.isEmpty || biases.count == 2 else {
                 throw fail("layer \(k) has \(biases[0]) but not its partner: a PyTorch layer has both biases or neither (bias=False)")
             }
+            if projected {
+                // h_t = W_hr (o ⊙ tanh c_t): folded into every map that reads h (the layer's own
+                // R, the next level's W, the readout), so the network's cells are the H memory
+                // cells and its state (m = o ⊙ tanh c, c); exact up to float rounding.
+                let hrName = prefix + "weight_hr_l\(k)\(direction == .reverse ? "_reverse" : "")"
+                let hrShape = try file.info(hrName).shape
+                guard hrShape.count == 2, hrShape[1] > hrShape[0], hrShape[0] >= 1 else {
+                    throw fail("'\(hrName)' has shape \(hrShape): not the [P, H] of a projection to P < H")
+                }
+                let (P, h) = (hrShape[0], hrShape[1])
+                let hr = try file.floats(hrName, shape: [P, h])
+                try ModelFile.checkFinite(hr, "projection '\(hrName)'", fail)
+                let rows = 4 * h
+                var W = try file.floats(names[0], shape: [rows, projectedWidth])
+                if k > 0 { W = fold(W, rows: rows, by: projections) }
+                let R = fold(try file.floats(names[1], shape: [rows, P]), rows: rows, by: [Projection(P: P, H: h, weight: hr)])
+                let b = biases.isEmpty ? [Float](repeating: 0, count: rows)
+                    : zip(try file.floats(names[2], shape: [rows]), try file.floats(names[3], shape: [rows])).map(+)
+                for values in [W, R, b] {
+                    try ModelFile.checkFinite(values, "layer \(k)\(direction == .reverse ? " (reverse)" : "") of '\(prefix)'", fail)
+                }
+                var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: W, R: R, b: b)
+                layer.direction = direction
+                level.append(layer)
+                levelProjections.append(Projection(P: P, H: h, weight: hr))
+                used.formUnion(names.filter { keys.contains($0) } + [hrName])
+                continue
+            }
+            let h = try file.info(names[1]).shape.last ?? 0
             let weights: ModelFile.CanonicalWeights
             if biases.isEmpty {
                 // bias=False: the same cell with zero biases, exactly.
@@ -181,6 +224,12 @@ enum StateDict {
           }
           levels.append(level)
           width = level.reduce(0) { $0 + $1.hiddenSize }
+          if projected {
+              projections = levelProjections
+              projectedWidth = levelProjections.reduce(0) { $0 + $1.P }
+          } else {
+              projectedWidth = width
+          }
         }
         // A token embedding before the stack: an nn.Embedding's 'X.weight' [V, I] (no bias), I the
         // first layer's input width, named "emb…" or given by --embedding-prefix.
@@ -204,12 +253,12 @@ enum StateDict {
         // recurrent module; under --core also a 1×1 nn.Conv1d ('X.weight' [K, H_last, 1]), the same map.
         let linears = modulePrefixes(keys, excluding: used) { key in
             (try? file.info(key).shape).map { s in
-                (s.count == 2 && s[1] == width) || (hints.core && s.count == 3 && s[1] == width && s[2] == 1)
+                (s.count == 2 && s[1] == projectedWidth) || (hints.core && s.count == 3 && s[1] == projectedWidth && s[2] == 1)
             } == true
         }
         var readout: RecurrentNetwork.Readout?
-        var readoutPrefix = try choose(hints.readoutPrefix, flag: "--readout-prefix", shape: "[K, \(width)]", among: linears, unless: linears, fail) {
-            "several nn.Linear layers read the last layer's \(width) cells (\(quoted($0))): CellAudit audits one readout and will not leave the others out; save a state dict with only the readout to audit"
+        var readoutPrefix = try choose(hints.readoutPrefix, flag: "--readout-prefix", shape: "[K, \(projectedWidth)]", among: linears, unless: linears, fail) {
+            "several nn.Linear layers read the last layer's \(projectedWidth) \(projected ? "projected outputs" : "cells") (\(quoted($0))): CellAudit audits one readout and will not leave the others out; save a state dict with only the readout to audit"
         }
         var readoutNote: String?
         if hints.core, let r = readoutPrefix {
@@ -222,11 +271,12 @@ enum StateDict {
                 readoutPrefix = nil
             }
         } else if hints.core && readoutPrefix == nil {
-            readoutNote = "no linear map reads the last layer's \(width) cells, so the core has no readout"
+            readoutNote = "no linear map reads the last layer's \(projectedWidth) \(projected ? "projected outputs" : "cells"), so the core has no readout"
         }
         if let r = readoutPrefix {
-            let V = try file.floats(r + "weight")
-            let k = V.count / width
+            var V = try file.floats(r + "weight")
+            let k = V.count / projectedWidth
+            if projected { V = fold(V, rows: k, by: projections) }
             var a = [Float](repeating: 0, count: k)
             if keys.contains(r + "bias") { a = try file.floats(r + "bias", shape: [k]); used.insert(r + "bias") }
             try ModelFile.checkFinite(V, "readout '\(r)weight'", fail)
@@ -254,6 +304,7 @@ enum StateDict {
                         "inferred_from": "state dict", "readout_prefix": readoutPrefix ?? ""]
         if hints.core { metadata["core"] = "true" }
         if bidirectional { metadata["bidirectional"] = "true" }
+        if projected { metadata["projection"] = "\(projectedWidth / directions.count)" }
         if let embeddingPrefix { metadata["embedding_prefix"] = embeddingPrefix }
         var model = LoadedModel(network: try RecurrentNetwork(levels: levels, readout: readout), convention: .pytorch, output: output,
                                 task: task, metadata: metadata, path: path)
@@ -263,6 +314,29 @@ enum StateDict {
             model.readoutNote = readoutNote
         }
         return model
+    }
+
+    /// An output projection of one direction: h = W_hr m, W_hr [P, H] row-major.
+    struct Projection { var P: Int, H: Int, weight: [Float] }
+
+    /// A map [rows, Σ P_d] that reads the projected outputs of a level's directions, folded into
+    /// the map [rows, Σ H_d] that reads the cells behind them: M · blockdiag(W_hr_d). Products
+    /// are summed in Double and rounded once.
+    static func fold(_ M: [Float], rows: Int, by projections: [Projection]) -> [Float] {
+        let inWidth = projections.reduce(0) { $0 + $1.P }, outWidth = projections.reduce(0) { $0 + $1.H }
+        var out = [Float](repeating: 0, count: rows * outWidth)
+        for r in 0..<rows {
+            var inBase = 0, outBase = 0
+            for p in projections {
+                for j in 0..<p.H {
+                    var sum = 0.0
+                    for q in 0..<p.P { sum += Double(M[r * inWidth + inBase + q]) * Double(p.weight[q * p.H + j]) }
+                    out[r * outWidth + outBase + j] = Float(sum)
+                }
+                inBase += p.P; outBase += p.H
+            }
+        }
+        return out
     }
 
     /// The module prefixes ('X.' of 'X.weight') of the unused weights that pass `accepts`, sorted.

@@ -13,7 +13,7 @@ Models (seeded, untrained: the import must be exact whatever the weights):
     rnn_relu            nn.RNN(5, 6, nonlinearity='relu') + Linear   (needs --nonlinearity relu)
     lstm_nobias_seq     nn.LSTM(5, 4, bias=False) + Linear at every step (regression)
     two_heads           an LSTM with two Linear readouts of its width (ambiguous: --readout-prefix)
-    lstm_proj           nn.LSTM(5, 6, proj_size=3) (refused: weight_hr_l0)
+    lstm_proj           nn.LSTM(5, 6, proj_size=3) (refused when made; read since proj_size is folded in)
     extra_tensor        an LSTM + Linear + an unused 'scale' tensor (refused, named)
     lstm_bidirectional  nn.LSTM(5, 4, bidirectional=True) + Linear(8) (refused: '_reverse')
 

@@ -75,8 +75,11 @@ public struct AblationStudy: Sendable {
     /// The score with every cell ablated (the readout bias alone).
     public var allAblated: Double
     /// Per cell: the continuous damage of ablating that cell alone, ablated minus intact loss
-    /// (METHOD.md §6). Rank correlations use it.
+    /// (METHOD.md §6). Rank correlations use it. NaN for a cell outside `checkedCells`.
     public var damage: [Double]
+    /// The cells whose single-cell ablation was run (flat cell order), when a subset was chosen
+    /// (`--ablate-cells`); nil when every cell was checked. Rank correlations use these cells only.
+    public var checkedCells: [Int]?
     /// Classification only: per cell, the accuracy drop (intact minus ablated accuracy), beside
     /// the continuous damage; steps of 1/N, so mostly 0 or ±1 sample on small test sets.
     public var accuracyDrop: [Double]?
@@ -90,10 +93,12 @@ public struct AblationStudy: Sendable {
 
     /// Runs the study. `rankings` are (name, score per cell) in the network's flat cell order;
     /// random-k uses `seeds` random orders; k runs over at most `points` values from 1 to all cells.
+    /// `checkedCells`: only these cells' single-cell ablations run (the damage of the others is
+    /// NaN and the correlations use the checked cells alone); nil runs every cell's.
     public static func run(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                            rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
                            seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
-                           single precomputed: SingleAblation? = nil,
+                           single precomputed: SingleAblation? = nil, checkedCells: [Int]? = nil,
                            on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
         let n = network.cellCount
@@ -111,9 +116,29 @@ public struct AblationStudy: Sendable {
         func scores(_ masks: [CellMask]) throws -> [Double] { try scores(try run(masks), masks.count) }
 
         // Baseline, all cells, and each cell alone: one batched pass (or the merged shards' passes).
-        let evaluated = try precomputed ?? singleAblations(network: network, dataset: dataset, task: task, output: output,
-                                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend,
-                                                            progress: progress)
+        if let checked = checkedCells {
+            guard precomputed == nil else { throw ModelError.shape("a subset of checked cells cannot be combined with precomputed single-cell ablations") }
+            guard !checked.isEmpty, checked.allSatisfy({ (0..<n).contains($0) }), Set(checked).count == checked.count else {
+                throw ModelError.shape("the checked cells must be distinct cells of the network's \(n)")
+            }
+        }
+        let evaluated: SingleAblation
+        if let precomputed {
+            evaluated = precomputed
+        } else if let checked = checkedCells {
+            // Configurations 0 and 1, then each checked cell's; the rest NaN.
+            let part = try singleAblations(network: network, dataset: dataset, task: task, output: output, clamp: clamp,
+                                           configurations: [0, 1] + checked.sorted().map { $0 + 2 }, on: backend, progress: progress)
+            var scores = [Double](repeating: .nan, count: n + 2), losses = scores
+            for (k, configuration) in ([0, 1] + checked.sorted().map { $0 + 2 }).enumerated() {
+                scores[configuration] = part.scores[k]; losses[configuration] = part.losses[k]
+            }
+            evaluated = SingleAblation(scores: scores, losses: losses)
+        } else {
+            evaluated = try singleAblations(network: network, dataset: dataset, task: task, output: output,
+                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend,
+                                            progress: progress)
+        }
         guard evaluated.scores.count == n + 2, evaluated.losses.count == n + 2 else {
             throw ModelError.shape("the single-cell ablations hold \(evaluated.scores.count) configurations; the network needs \(n + 2)")
         }
@@ -148,14 +173,59 @@ public struct AblationStudy: Sendable {
         let spread = ks.indices.map { k in (perSeed.map { ($0[k] - mean[k]) * ($0[k] - mean[k]) }.reduce(0, +) / Double(seeds)).squareRoot() }
         curves.append(Curve(ranking: "random", order: "random", k: ks, score: mean, spread: spread))
 
+        let measured = checkedCells?.sorted()
         func correlate(_ items: [(String, [Double])]) -> [Correlation] {
-            items.map { name, values in
+            items.map { name, all in
+                let values = measured.map { $0.map { all[$0] } } ?? all
+                let damage = measured.map { $0.map { damage[$0] } } ?? damage
                 let (rho, low, high) = Statistics.spearmanWithBootstrap(values, damage, resamples: bootstrap, seed: 7)
                 return Correlation(name: name, rho: rho, low: low, high: high)
             }
         }
         return AblationStudy(task: task, baseline: baseline, baselineLoss: losses[0], allAblated: single[1], damage: damage,
-                             accuracyDrop: accuracyDrop, curves: curves, rankers: correlate(rankings), metrics: correlate(metrics))
+                             checkedCells: measured, accuracyDrop: accuracyDrop, curves: curves, rankers: correlate(rankings),
+                             metrics: correlate(metrics))
+    }
+}
+
+extension AblationStudy {
+    /// The work of a study before it runs: masked forward passes over the whole dataset.
+    public struct WorkAhead: Sendable, Equatable {
+        /// Single-cell family: intact, all ablated, and one per checked cell.
+        public var singleConfigurations: Int
+        /// Cumulative curves: (2 per ranking + random seeds) × points.
+        public var curveConfigurations: Int
+        /// Multiply-adds of one forward pass of the dataset (the recurrent and input products).
+        public var multiplyAddsPerPass: Int
+        public var passes: Int { singleConfigurations + curveConfigurations }
+    }
+
+    /// What `run` will compute, counted as it counts it.
+    public static func workAhead(network: RecurrentNetwork, inputs: SequenceBatch, rankings: Int, seeds: Int = Defaults.ablationRandomSeeds,
+                                 points: Int = 32, checkedCells: Int? = nil) -> WorkAhead {
+        let n = network.cellCount
+        let ks = Set((1...max(1, points)).map { max(1, Int((Double($0) / Double(max(1, points)) * Double(n)).rounded())) }).count
+        let perPass = network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+        return WorkAhead(singleConfigurations: (checkedCells ?? n) + 2, curveConfigurations: (2 * rankings + seeds) * ks,
+                         multiplyAddsPerPass: perPass)
+    }
+
+    /// Seconds one masked pass of the whole dataset takes on `backend`: a batch of
+    /// `configurations` single-cell masks (batched as the study batches them) on a slice of at
+    /// most `sequences` sequences, per configuration, scaled by the sequence count. An estimate
+    /// for the user, never a number in a result.
+    public static func calibrate(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, on backend: any ComputeBackend,
+                                 sequences: Int = 32, configurations: Int = 8) throws -> Double {
+        let count = min(inputs.count, max(1, sequences))
+        let slice = try inputs.sequences(0..<count)
+        let n = network.cellCount
+        let masks = (0..<max(1, configurations)).map { singleConfiguration(2 + $0 % n, cells: n) }
+        var job = try ForwardJob(network: network, inputs: slice, output: output, masks: masks)
+        job.keepsHidden = false
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try backend.forward(job)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        return seconds / Double(masks.count) * Double(inputs.count) / Double(count)
     }
 }
 
@@ -220,9 +290,17 @@ extension AblationStudy {
     public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                                        clamp: Clamp = .zero, configurations: Range<Int>,
                                        on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
+        try singleAblations(network: network, dataset: dataset, task: task, output: output, clamp: clamp,
+                            configurations: Array(configurations), on: backend, progress: progress)
+    }
+
+    /// The same for a list of configurations, in the list's order.
+    public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
+                                       clamp: Clamp = .zero, configurations: [Int],
+                                       on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
         let n = network.cellCount
-        guard configurations.lowerBound >= 0, configurations.upperBound <= singleConfigurationCount(cells: n) else {
-            throw ModelError.shape("single-cell configurations \(configurations) lie outside 0..<\(singleConfigurationCount(cells: n))")
+        guard configurations.allSatisfy({ (0..<singleConfigurationCount(cells: n)).contains($0) }) else {
+            throw ModelError.shape("single-cell configurations \(configurations.min() ?? 0)…\(configurations.max() ?? 0) lie outside 0..<\(singleConfigurationCount(cells: n))")
         }
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil

@@ -162,7 +162,9 @@ public struct AuditReport {
             out.append(("rankers.svg", Self.rankerComparison(study).render()))
             var damage = SVGPlot(title: "Single-cell damage against the response score", xLabel: "response score",
                                  yLabel: study.task == .classification ? "cross-entropy rise" : "MSE rise")
-            damage.series = [.init(label: "", x: scores, y: study.damage, mark: .points, color: SVGPlot.palette[1])]
+            // Cells --ablate-cells left out have no damage (NaN): not drawn.
+            let measured = study.damage.indices.filter { !study.damage[$0].isNaN }
+            damage.series = [.init(label: "", x: measured.map { scores[$0] }, y: measured.map { study.damage[$0] }, mark: .points, color: SVGPlot.palette[1])]
             out.append(("damage_vs_score.svg", damage.render()))
         }
         for (name, label, value) in Self.histogramMetrics where name != "response_magnitude" {
@@ -196,8 +198,11 @@ public struct AuditReport {
         if let study = ablation {
             let metric = study.task == .classification ? "accuracy" : "MSE"
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
+            if let checked = study.checkedCells {
+                h += "<p><b>Single-cell ablation was run on \(checked.count) of the \(study.damage.count) cells</b> (--ablate-cells); the correlations use those cells only, and the others' damage is not measured (blank in ablation.csv). The cumulative curves ablate along the full rankings.</p>\n"
+            }
             // No ablation changed the loss (a readout of zeros, say): no ranking can be checked.
-            if study.damage.allSatisfy({ $0 == 0 }) {
+            if study.damage.allSatisfy({ $0 == 0 || $0.isNaN }) {
                 h += "<p><b>No single-cell ablation changed the \(study.task == .classification ? "cross-entropy" : "MSE") on this data</b>: every damage is 0, so no ranking can be compared with it (ρ is undefined) and the curves are flat. The model's output does not depend on any one cell here; check its readout and the data.</p>\n"
             }
             h += "<table><tr><th class=\"l\">ranking</th><th>ρ</th><th>interval</th></tr>\n"

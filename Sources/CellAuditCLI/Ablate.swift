@@ -38,12 +38,16 @@ struct Ablate: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var shardOptions: ShardOptions
+    @OptionGroup var ablationCells: AblationCellOptions
 
     func run() throws {
         try failing {
             let subject = try prepare()
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
+                if ablationCells.ablateCells.map({ $0 != "all" }) == true {
+                    throw CleanFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
+                }
                 let network = subject.loaded.network
                 let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
                                                     backend: backend, out: outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force,
@@ -125,9 +129,14 @@ struct Ablate: ParsableCommand {
                                      evidence: RankingEvidence(dataset: dataset, task: loaded.task, output: loaded.output,
                                                                backend: backend))
         let rankings = try subject.names.map { try subject.fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
+        let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
+        if single == nil {
+            try ablationCells.announce("ablate", network: loaded.network, dataset: dataset, output: loaded.output, rankings: rankings.count,
+                                       seeds: seeds, checked: checked, backend: backend, quiet: outputOptions.quiet || outputOptions.json)
+        }
         let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
                                           rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
-                                          clamp: subject.clamp, single: single, on: backend,
+                                          clamp: subject.clamp, single: single, checkedCells: checked, on: backend,
                                           progress: outputOptions.phaseProgress("ablate"))
         try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
         // Which ranking to trust: the same figure as the audit report's.
@@ -203,8 +212,10 @@ func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(String, [
     let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
     for (j, row) in rows.enumerated() {
         let identity = row.tableFields(directions: directions)
-        let values = [String(format: "%.6g", study.damage[j])] + (drop.map { [String(format: "%.6g", $0[j])] } ?? [])
-        let ranks = [String(ablationRanks[j])] + rankColumns.map { String($0[j]) }
+        // A cell --ablate-cells left out: its damage, drop and ablation rank are blank.
+        let measured = !study.damage[j].isNaN
+        let values = [measured ? String(format: "%.6g", study.damage[j]) : ""] + (drop.map { [measured ? String(format: "%.6g", $0[j]) : ""] } ?? [])
+        let ranks = [measured ? String(ablationRanks[j]) : ""] + rankColumns.map { String($0[j]) }
         lines.append((identity + values + ranks).joined(separator: ","))
     }
     try (lines.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("ablation.csv"), atomically: false, encoding: .utf8)

@@ -45,6 +45,7 @@ struct Audit: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var shardOptions: ShardOptions
+    @OptionGroup var ablationCells: AblationCellOptions
 
     func validate() throws {
         if let cells, cells < 1 { throw ValidationError("--cells must be at least 1, got \(cells)") }
@@ -57,6 +58,9 @@ struct Audit: ParsableCommand {
             defer { subject.cleanup() }
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
+                if ablationCells.ablateCells.map({ $0 != "all" }) == true {
+                    throw CleanFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
+                }
                 let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.dataset.flatMap { dataset in
                     skipAblation ? nil : ({ range in
                         try AblationStudy.singleAblations(network: subject.loaded.network, dataset: dataset, task: subject.loaded.task,
@@ -192,9 +196,15 @@ struct Audit: ParsableCommand {
             } else {
                 // Does the ranking hold? Single-cell damage and curves on the user's data.
                 let rankings = zip(rankers, scores).map { ($0.name, $1) }
+                let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
+                if single == nil {
+                    try ablationCells.announce("audit", network: loaded.network, dataset: dataset!, output: loaded.output, rankings: rankings.count,
+                                               seeds: Defaults.ablationRandomSeeds, checked: checked, backend: backend,
+                                               quiet: outputOptions.quiet || outputOptions.json)
+                }
                 let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
                                               output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
-                                              single: single, on: backend,
+                                              single: single, checkedCells: checked, on: backend,
                                               progress: outputOptions.phaseProgress("audit"))
                 try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
                 if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }

@@ -44,6 +44,8 @@ struct AblationSummary: Codable {
     /// The largest continuous single-cell damage, and (classification) the largest accuracy drop.
     var maxSingleDamage: Double
     var maxAccuracyDrop: Double?
+    /// With --ablate-cells: how many cells the single-cell ablation checked (nil: all).
+    var checkedCells: Int?
     var rankers: [Correlation]
     /// The ranking most consistent with the damage, and those whose intervals overlap its own.
     var mostConsistentRanking: String?
@@ -67,8 +69,9 @@ struct AblationSummary: Codable {
         allAblated = study.allAblated
         damage = study.lossName
         baselineLoss = study.baselineLoss
-        maxSingleDamage = study.damage.max() ?? 0
-        maxAccuracyDrop = study.accuracyDrop?.max()
+        maxSingleDamage = study.damage.filter { !$0.isNaN }.max() ?? 0
+        maxAccuracyDrop = study.accuracyDrop?.filter { !$0.isNaN }.max()
+        checkedCells = study.checkedCells?.count
         rankers = corr(study.rankers)
         if let (best, ties) = AuditReport.mostConsistentRanking(study) {
             mostConsistentRanking = best.name
@@ -84,6 +87,7 @@ struct AblationSummary: Codable {
         Swift.print(String(format: "%@: %.4f with every cell, %.4f with none", metric, baseline, allAblated))
         Swift.print(String(format: "%@ %.4f intact; largest single-cell damage (its increase) %.4f", damage, baselineLoss, maxSingleDamage)
                     + (maxAccuracyDrop.map { String(format: ", largest accuracy drop %.4f", $0) } ?? ""))
+        if let checkedCells { Swift.print("single-cell ablation checked \(checkedCells) cells (--ablate-cells); the correlations use those only") }
         Swift.print("Spearman ρ of each ranking with the single-cell damage (\(damage) increase; 95 % bootstrap interval):")
         for r in rankers {
             let name = r.name.padding(toLength: 16, withPad: " ", startingAt: 0)

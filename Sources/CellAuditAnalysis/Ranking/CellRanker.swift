@@ -37,8 +37,10 @@ extension CellRanker {
 
 /// Rank of each row by score, 1 = highest; ties go to the cell first in flat order (`CellID`'s order).
 public func rankPositions(_ s: [Double], rows: [CellID]) -> [Int] {
+    // NaN (a cell not measured, such as one --ablate-cells left out) ranks last.
+    let key = s.map { $0.isNaN ? -Double.infinity : $0 }
     let order = s.indices.sorted { a, b in
-        s[a] != s[b] ? s[a] > s[b] : rows[a] < rows[b]
+        key[a] != key[b] ? key[a] > key[b] : rows[a] < rows[b]
     }
     var ranks = [Int](repeating: 0, count: s.count)
     for (position, row) in order.enumerated() { ranks[row] = position + 1 }

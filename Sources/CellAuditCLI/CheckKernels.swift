@@ -17,13 +17,17 @@ struct CheckKernels: ParsableCommand {
     @OptionGroup var deviceOption: DeviceOption
     var device: Int { deviceOption.device ?? 0 }
 
+    @Flag(help: "Run the full parity table (every kind and operation at awkward sizes, as the test suite does) instead of the tiny one.")
+    var full = false
+
     func run() throws {
         try failing {
             let devices = try OpenCL.devices()
             guard devices.indices.contains(device) else {
                 throw BackendError.unavailable("no OpenCL device \(device) (found \(devices.count))")
             }
-            let results = ParityHarness.run(ParityHarness.tinyTable(device: devices[device]), device: devices[device], small: true)
+            let results = full ? ParityHarness.run(ParityHarness.fullTable(), device: devices[device])
+                : ParityHarness.run(ParityHarness.tinyTable(device: devices[device]), device: devices[device], small: true)
             for r in results { print(r) }
             let failed = results.filter { if case .failed = $0.outcome { true } else { false } }.count
             let unsupported = results.filter { if case .unsupported = $0.outcome { true } else { false } }.count

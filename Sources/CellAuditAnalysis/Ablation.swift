@@ -197,31 +197,49 @@ extension AblationStudy {
         public var curveConfigurations: Int
         /// Multiply-adds of one forward pass of the dataset (the recurrent and input products).
         public var multiplyAddsPerPass: Int
+        /// The single-cell configurations' work in whole passes: a deeper cell's runs its own
+        /// level and those above only (`reuseLowerLevels`).
+        public var singlePassEquivalents: Double
         public var passes: Int { singleConfigurations + curveConfigurations }
+        /// The work in whole passes of the dataset.
+        public var passEquivalents: Double { singlePassEquivalents + Double(curveConfigurations) }
     }
 
     /// What `run` will compute, counted as it counts it.
+    /// `checkedCells`: the subset's cells (flat order), nil for all.
     public static func workAhead(network: RecurrentNetwork, inputs: SequenceBatch, rankings: Int, seeds: Int = Defaults.ablationRandomSeeds,
-                                 points: Int = 32, checkedCells: Int? = nil) -> WorkAhead {
+                                 points: Int = 32, checkedCells: [Int]? = nil) -> WorkAhead {
         let n = network.cellCount
         let ks = Set((1...max(1, points)).map { max(1, Int((Double($0) / Double(max(1, points)) * Double(n)).rounded())) }).count
+        let levelWork = network.levels.map { level in
+            level.reduce(0.0) { $0 + Double(network.layers[$1].gateRows) * Double(network.layers[$1].inputSize + network.layers[$1].hiddenSize) }
+        }
+        let whole = levelWork.reduce(0, +)
+        // From level l up, as a share of a whole pass.
+        let fromLevel = levelWork.indices.map { l in levelWork[l...].reduce(0, +) / max(whole, 1) }
+        let layout = network.layout
+        let singles = 2 + (checkedCells ?? Array(0..<n)).reduce(0.0) { $0 + fromLevel[layout.cell(at: $1).layer] }
         let perPass = network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
-        return WorkAhead(singleConfigurations: (checkedCells ?? n) + 2, curveConfigurations: (2 * rankings + seeds) * ks,
-                         multiplyAddsPerPass: perPass)
+        return WorkAhead(singleConfigurations: (checkedCells?.count ?? n) + 2, curveConfigurations: (2 * rankings + seeds) * ks,
+                         multiplyAddsPerPass: perPass, singlePassEquivalents: singles)
     }
 
     /// Seconds one masked pass of the whole dataset takes on `backend`: a batch of
-    /// `configurations` single-cell masks (batched as the study batches them) on a slice of at
-    /// most `sequences` sequences, per configuration, scaled by the sequence count. An estimate
+    /// `configurations` single-cell masks of level-0 cells (whole passes, batched as the study
+    /// batches them) on a slice of at most `sequences` sequences, per configuration, scaled by the sequence count. An estimate
     /// for the user, never a number in a result.
     public static func calibrate(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, on backend: any ComputeBackend,
-                                 sequences: Int = 32, configurations: Int = 8) throws -> Double {
+                                 sequences: Int = 512, configurations: Int = 4) throws -> Double {
         let count = min(inputs.count, max(1, sequences))
         let slice = try inputs.sequences(0..<count)
         let n = network.cellCount
         let masks = (0..<max(1, configurations)).map { singleConfiguration(2 + $0 % n, cells: n) }
         var job = try ForwardJob(network: network, inputs: slice, output: output, masks: masks)
         job.keepsHidden = false
+        // A small run first: thread pools, kernel builds and first-touch pages are not the work.
+        var warm = try ForwardJob(network: network, inputs: try inputs.sequences(0..<min(count, 4)), output: output, masks: Array(masks.prefix(2)))
+        warm.keepsHidden = false
+        _ = try backend.forward(warm)
         let start = DispatchTime.now().uptimeNanoseconds
         _ = try backend.forward(job)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -294,9 +312,12 @@ extension AblationStudy {
                             configurations: Array(configurations), on: backend, progress: progress)
     }
 
-    /// The same for a list of configurations, in the list's order.
+    /// The same for a list of configurations, in the list's order. `reuseLowerLevels` (the
+    /// default) runs a cell's configuration from its own level up, on the intact output of the
+    /// levels below, computed once per level; false runs the whole network for every one (the
+    /// same numbers: a test compares them exactly).
     public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
-                                       clamp: Clamp = .zero, configurations: [Int],
+                                       clamp: Clamp = .zero, configurations: [Int], reuseLowerLevels: Bool = true,
                                        on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
         let n = network.cellCount
         guard configurations.allSatisfy({ (0..<singleConfigurationCount(cells: n)).contains($0) }) else {
@@ -304,12 +325,61 @@ extension AblationStudy {
         }
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
         let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
-        let masks = configurations.map { singleConfiguration($0, cells: n) }
-        let result = try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,
-                                         phase: "single-cell ablations", progress: progress)
-        let scores = try masks.indices.map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
-        let losses = try masks.indices.map { try Score.loss(result, config: $0, dataset: dataset, task: task, output: output) }
+        // A cell of level l leaves the levels below it intact: its configuration runs levels l…
+        // on their intact input, computed once per level (the configurations of level 0, and the
+        // intact and all-ablated ones, run the whole network).
+        let layout = network.layout
+        func level(_ configuration: Int) -> Int { configuration < 2 || !reuseLowerLevels ? 0 : layout.cell(at: configuration - 2).layer }
+        var scores = [Double](repeating: 0, count: configurations.count), losses = scores
+        let byLevel = Dictionary(grouping: configurations.indices, by: { level(configurations[$0]) })
+        var done = 0
+        let total = configurations.count
+        var levelInput = dataset.inputs
+        for l in network.levels.indices {
+            if l > 0 {
+                guard byLevel.keys.contains(where: { $0 >= l }) else { break }
+                levelInput = try intactOutput(of: network, level: l - 1, from: levelInput, on: backend)
+            }
+            guard let positions = byLevel[l] else { continue }
+            let offset = layout.range(ofLayer: l).lowerBound
+            let suffix = l == 0 ? network : try RecurrentNetwork(levels: network.levels[l...].map { $0.map { network.layers[$0] } },
+                                                                 readout: network.readout)
+            let m = suffix.cellCount
+            let masks = positions.map { k -> CellMask in
+                let configuration = configurations[k]
+                return l == 0 ? singleConfiguration(configuration, cells: n) : .ablating([configuration - 2 - offset], of: m)
+            }
+            let suffixFill: (h: [Float], c: [Float])? = fill.map { (h: Array($0.h[offset...]), c: Array($0.c[offset...])) }
+            var levelProgress: WorkProgress?
+            if let report = progress {
+                let before = done
+                levelProgress = { phase, finished, _ in report(phase, before + finished, total) }
+            }
+            let result = try forwardInBlocks(network: suffix, inputs: levelInput, output: output, masks: masks, clamp: suffixFill, on: backend,
+                                             phase: "single-cell ablations", progress: levelProgress)
+            for (i, k) in positions.enumerated() {
+                scores[k] = try Score.of(result, config: i, dataset: dataset, task: task, output: output).value
+                losses[k] = try Score.loss(result, config: i, dataset: dataset, task: task, output: output)
+            }
+            done += positions.count
+        }
         return SingleAblation(scores: scores, losses: losses)
+    }
+
+    /// Level `level`'s output at every step, [N, T, W] with the batch's lengths (0 at padding),
+    /// computed from `input` (that level's input) with nothing ablated: the intact input of the
+    /// level above.
+    static func intactOutput(of network: RecurrentNetwork, level: Int, from input: SequenceBatch, on backend: any ComputeBackend) throws -> SequenceBatch {
+        let width = network.outputWidth(ofLevel: level)
+        // A readout is required to run; this one is never read.
+        let probe = try RecurrentNetwork(levels: [network.levels[level].map { network.layers[$0] }],
+                                         readout: .init(V: [Float](repeating: 0, count: width), a: [0]))
+        // As an ablation job of one configuration that ablates nothing: computed as every
+        // configuration of the whole-network path computes these levels.
+        let result = try backend.forward(try ForwardJob(network: probe, inputs: input, output: .sequence, masks: [.none(cells: probe.cellCount)]))
+        var batch = try SequenceBatch(count: input.count, steps: input.steps, width: width, values: result.hidden)
+        if let lengths = input.lengths { try batch.setLengths(lengths) }
+        return batch
     }
 }
 

@@ -199,7 +199,7 @@ public struct AuditReport {
             let metric = study.task == .classification ? "accuracy" : "MSE"
             h += "<h2>Does the ranking hold?</h2><p>Each cell ablated alone (\(plan.network.kind.hasCellState ? "h and c" : "h") clamped to 0 at every step): the damage is the \(study.task == .classification ? "rise in the mean cross-entropy of the true class (the accuracy drop, in steps of one sample, is in ablation.csv beside it)" : "rise in MSE"). \(metric) \(fmt(study.baseline)) with every cell, \(fmt(study.allAblated)) with none. Spearman ρ between each ranking's scores and the damage, with a 95 % bootstrap interval over cells:</p>\n"
             if let checked = study.checkedCells {
-                h += "<p><b>Single-cell ablation was run on \(checked.count) of the \(study.damage.count) cells</b> (--ablate-cells); the correlations use those cells only, and the others' damage is not measured (blank in ablation.csv). The cumulative curves ablate along the full rankings.</p>\n"
+                h += "<p><b>Single-cell ablation was run on \(checked.count) of the \(study.damage.count) cells</b> (--ablate-cells); the correlations use those cells only, and the others' damage is not measured (blank in ablation.csv). A subset drawn from the top and bottom of one ranking spreads the damage, so ρ over it can be larger than over every cell; a random subset estimates the whole. The cumulative curves ablate along the full rankings.</p>\n"
             }
             // No ablation changed the loss (a readout of zeros, say): no ranking can be checked.
             if study.damage.allSatisfy({ $0 == 0 || $0.isNaN }) {

@@ -47,6 +47,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Cells of the random layer (response) or hidden size (forward).")
     var cells: Int = 1024
 
+    @Option(help: "ablation: stacked layers of --cells cells each; above 1, the workload is the study's whole single-cell phase (every cell and the intact and all-ablated networks, 360 sequences × 8 steps, scored), as `audit --data` runs it.")
+    var layers: Int = 1
+
     @Option(help: "Observation window of the bank (response).")
     var window: Int = Defaults.window
 
@@ -76,6 +79,10 @@ struct Bench: ParsableCommand {
             }
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
+            guard (1...64).contains(layers) else { throw CleanFailure(description: "--layers must be 1…64, got \(layers)") }
+            if layers > 1 && workload != "ablation" {
+                throw CleanFailure(description: "--layers applies to --workload ablation; the \(workload) workload times one layer")
+            }
             let known = ["response", "forward", "ablation", "relevance", "fixed-points"]
             // `all` leaves out fixed-points, which reads a model file rather than a random network.
             let workloads = workload == "all" ? Array(known.dropLast()) : [workload]
@@ -202,6 +209,19 @@ struct Bench: ParsableCommand {
             size = "\(seeds.count) seeds on \((modelPath as NSString).lastPathComponent) (\(map.dimension)-dimensional state), \(converged) converge"
             unit = "seeds converged"
             task = { _ = try FixedPointFinder.minimise(map: map, seeds: seeds, options: options, backend: backend) }
+        case "ablation" where layers > 1:
+            // The single-cell phase of `audit --data` on a stack: each cell's configuration from its
+            // own level up, on the intact output of the levels below (docs/METHOD.md §6).
+            let network = try RecurrentNetwork.random(kind: kind, seed: 6, inputSize: 16, hiddenSizes: [Int](repeating: cells, count: layers), outputs: 10)
+            let n = 360, steps = 8
+            let inputs = try SequenceBatch(count: n, steps: steps, width: 16, values: (0..<(n * steps * 16)).map { _ in rng.uniform(-1, 1) })
+            let dataset = Dataset(inputs: inputs, labels: (0..<n).map { $0 % 10 })
+            let configurations = Array(0..<AblationStudy.singleConfigurationCount(cells: network.cellCount))
+            work = configurations.count * n * steps
+            size = "\(configurations.count) configurations × \(n) sequences × \(steps) steps, \(layers) × \(cells) cells"
+            unit = "configuration-sequence-steps"
+            task = { _ = try AblationStudy.singleAblations(network: network, dataset: dataset, task: .classification, output: .last,
+                                                           configurations: configurations, on: backend) }
         case "ablation":
             // Single-cell ablation of every cell plus the intact network: masks as a batch dimension.
             let hidden = min(cells, 64)

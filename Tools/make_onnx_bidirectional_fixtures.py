@@ -28,6 +28,8 @@ Graphs written with onnx.helper (opset 17):
     refuse_top_reverse_only    torch's graph reading h_n[-1] alone (the reverse direction's final
                                state): refused
     refuse_directions_split    a readout that reads Y with its direction axis still apart: refused
+    refuse_swapped_final_states
+                               torch's graph of cat(h_n[-1], h_n[-2]) (reverse first): refused
 
     python Tools/make_onnx_bidirectional_fixtures.py
 Needs torch, onnx, onnxruntime, numpy and safetensors.
@@ -62,6 +64,8 @@ class Bidirectional(torch.nn.Module):
             h = h[0]
         if self.read == "final":
             return self.fc(torch.cat([h[-2], h[-1]], dim=1))
+        if self.read == "swapped":
+            return self.fc(torch.cat([h[-1], h[-2]], dim=1))
         if self.read == "reverse_only":
             return torch.nn.functional.linear(h[-1], self.fc.weight[:, :5], self.fc.bias)
         if self.read == "seq":
@@ -180,6 +184,7 @@ def main():
         helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
         helper.make_node("MatMul", ["Yht", "V"], ["y"]),
     ], [w("W", (2, H, 3)), w("R", (2, H, H)), w("B", (2, 2 * H)), w("V", (H, 2))], ["N", 2, 2])
+    torch_graph("refuse_swapped_final_states", "LSTM", 1, "swapped")
     print("wrote", len(os.listdir(OUT)), "files with torch", torch.__version__, "onnx", onnx.__version__,
           "onnxruntime", onnxruntime.__version__)
 

@@ -7,7 +7,7 @@ import Foundation
 /// too costly (one masked forward pass of the dataset per cell), and the work-ahead line printed
 /// before the ablation starts.
 struct AblationCellOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Check single-cell ablation on a subset only: comma-separated top:K, bottom:K (by the first ranking: the response ranking in audit, the first of --rankings in ablate), random:K (seeded) and layer:L (every cell of level L); their union is checked, the rest reported as not measured. Default: all.", valueName: "SPEC"))
+    @Option(help: ArgumentHelp("Check single-cell ablation on a subset only: comma-separated top:K, bottom:K (by the first ranking: the response ranking in audit, the first of --ranking in ablate), random:K (seeded; each random item draws its own sample) and layer:L (every cell of level L); their union, at least 3 cells, is checked, the rest reported as not measured. Default: all.", valueName: "SPEC"))
     var ablateCells: String?
 
     /// The items of the spec, checked for form before any work (exit 2 for a malformed one).
@@ -57,6 +57,10 @@ struct AblationCellOptions: ParsableArguments {
                 }
             }
         }
+        // A rank correlation over fewer than 3 cells is undefined.
+        guard chosen.count >= min(3, n) else {
+            throw CleanFailure(description: "--ablate-cells \(spec) checks \(chosen.count) cell\(chosen.count == 1 ? "" : "s"); Spearman's ρ with the damage needs at least 3: choose more")
+        }
         return chosen.count == n ? nil : chosen.sorted()
     }
 
@@ -70,7 +74,7 @@ struct AblationCellOptions: ParsableArguments {
         let total = perPass * work.passEquivalents
         let time = total < 90 ? String(format: "%.0f s", total) : total < 5400 ? String(format: "%.0f min", total / 60) : String(format: "%.1f h", total / 3600)
         let subset = checked.map { " (--ablate-cells: \($0.count) of \(network.cellCount) cells)" } ?? ""
-        Terminal.warn("\(label): ablation ahead: \(work.passes) masked forward passes of \(dataset.inputs.count) sequences × \(dataset.inputs.steps) steps — \(work.singleConfigurations) single-cell\(subset) (\(String(format: "%.0f", work.singlePassEquivalents)) passes' work: a deeper cell's run starts at its own level), \(work.curveConfigurations) for the ranked and random curves; about \(time) (one pass ≈ \(String(format: "%.3g", perPass)) s here)"
+        Terminal.warn("\(label): ablation ahead: \(work.passes) masked forward passes of \(dataset.inputs.count) sequences × \(dataset.inputs.steps) steps — \(work.singleConfigurations) single-cell (the intact network, every cell ablated, and each \(checked == nil ? "" : "checked ")cell alone\(subset)\(network.levels.count > 1 ? String(format: "; %.0f passes' work, a deeper cell's run starting at its own level", work.singlePassEquivalents) : "")), \(work.curveConfigurations) for the ranked and random curves; about \(time) (one pass ≈ \(String(format: "%.3g", perPass)) s here)"
                       + (checked == nil && total > 600 ? "; --ablate-cells top:K,bottom:K,random:K checks a subset" : ""))
     }
 }

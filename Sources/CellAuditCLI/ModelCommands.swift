@@ -78,9 +78,10 @@ struct Inspect: ParsableCommand {
             }
             print("  task \(loaded.task.rawValue), \(loaded.parameterCount) parameters (biases fused), \(net.cellCount) cells")
             if let p = loaded.metadata["projection"] {
-                print("  output projection (proj_size \(p)): each layer's h = W_hr (o ⊙ tanh c), folded into the maps that read h; the cells are the memory cells")
+                print("  output projection (proj_size \(p)): each layer's h = W_hr (o ⊙ tanh c), folded into the maps that read h; the cells are the memory cells (the parameter count is the folded network's)")
             }
             if let note = loaded.readoutNote { print("  readout: none, \(note)") }
+            if let lengths = loaded.metadata["lengths_input"] { print("  sequence_lens from graph input '\(lengths)': the data's `lengths` feed it") }
             if !loaded.ignored.isEmpty {
                 let what = loaded.convention == .keras ? "layer" : loaded.convention == .onnx ? "part" : "tensor"
                 print("  ignored by --core (\(loaded.ignored.count) \(what)\(loaded.ignored.count == 1 ? "" : "s") outside the recurrent core):")

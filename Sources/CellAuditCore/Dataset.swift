@@ -61,7 +61,8 @@ extension Dataset {
             try inputs.setLengths((inputs.lengths ?? [Int](repeating: inputs.steps, count: inputs.count)).map { min($0, length) })
         }
         guard inputs.width == network.inputSize else {
-            throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
+            throw fail("the data has \(inputs.width) input channels but the model takes \(network.inputSize)"
+                       + (model.ignored.isEmpty ? "" : " (with --core, the data is the recurrent stack's input, after the front end it leaves out)"))
         }
         // Inputs alone (loaded with requireAnswers: false): nothing more to check.
         guard labels != nil || targets != nil else { return }

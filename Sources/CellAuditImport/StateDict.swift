@@ -129,7 +129,7 @@ enum StateDict {
                 throw fail("layer \(k) of '\(prefix)' \(bidirectional ? "has no" : "has a") reverse direction but layer 0 \(bidirectional ? "has one" : "does not"): not one nn.LSTM, nn.GRU or nn.RNN")
             }
             for direction in directions where (tensor("weight_hr_l\(k)\(direction == .reverse ? "_reverse" : "")") != nil) != projected {
-                throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") of '\(prefix)' \(projected ? "has no" : "has an") output projection 'weight_hr_l\(k)' but layer 0 \(projected ? "has one" : "does not"): not one nn.LSTM")
+                throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") of '\(prefix)' \(projected ? "has no" : "has an") output projection '\(prefix)weight_hr_l\(k)\(direction == .reverse ? "_reverse" : "")' but layer 0 \(projected ? "has one" : "does not"): not one nn.LSTM")
             }
         }
         var first = try file.info(prefix + "weight_hh_l0").shape
@@ -184,6 +184,11 @@ enum StateDict {
                     throw fail("'\(hrName)' has shape \(hrShape): not the [P, H] of a projection to P < H")
                 }
                 let (P, h) = (hrShape[0], hrShape[1])
+                // One proj_size for the whole module: every projection has P rows.
+                let firstP = try file.info(prefix + "weight_hr_l0").shape.first ?? P
+                guard P == firstP else {
+                    throw fail("'\(hrName)' has shape \(hrShape) but '\(prefix)weight_hr_l0' projects to \(firstP): not one nn.LSTM (proj_size is one number)")
+                }
                 let hr = try file.floats(hrName, shape: [P, h])
                 try ModelFile.checkFinite(hr, "projection '\(hrName)'", fail)
                 let rows = 4 * h

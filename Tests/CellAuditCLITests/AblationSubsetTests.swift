@@ -58,6 +58,8 @@ import TestSupport
             let r = try CLI.run(["ablate", Self.model, "--data", Self.data, "--out", dir.appendingPathComponent("x").path, "--ablate-cells", spec])
             #expect(r.exitCode == 2 && r.stderr.contains("--ablate-cells"), "\(spec): \(r.stderr)")
         }
+        let few = try CLI.run(["ablate", Self.model, "--data", Self.data, "--out", dir.appendingPathComponent("w").path, "--ablate-cells", "top:2"])
+        #expect(few.exitCode == 1 && few.stderr.contains("needs at least 3"), "\(few.stderr)")
         let missing = try CLI.run(["ablate", Self.model, "--data", Self.data, "--out", dir.appendingPathComponent("y").path, "--ablate-cells", "layer:3"])
         #expect(missing.exitCode == 1 && missing.stderr.contains("has 1 layer"), "\(missing.stderr)")
         let sharded = try CLI.run(["ablate", Self.model, "--data", Self.data, "--out", dir.appendingPathComponent("z").path,

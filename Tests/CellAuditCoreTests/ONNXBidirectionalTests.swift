@@ -47,7 +47,8 @@ import TestSupport
     /// A readout of one direction's final state (half a level), and one that keeps the
     /// directions on an axis of their own, are refused by name.
     @Test(arguments: [("refuse_top_reverse_only", "of h_n alone"), ("refuse_directions_split", "directions on an axis of their own"),
-                      ("refuse_lens_input_last_step", "ONNX zeroes Y past each sequence's length")])
+                      ("refuse_lens_input_last_step", "ONNX zeroes Y past each sequence's length"),
+                      ("refuse_swapped_final_states", "the reverse direction's final state before the forward one")])
     func partialReadingsAreRefused(name: String, expected: String) throws {
         do { _ = try ModelImport.load(Self.path("\(name).onnx")); Issue.record("\(name) loaded") } catch {
             #expect("\(error)".contains(expected) && "\(error)".contains("\(name).onnx"), "\(error)")

@@ -73,7 +73,7 @@ import TestSupport
         let path = try Fixtures.scratch("projection").appendingPathComponent("half.safetensors").path
         try writer.write(to: path)
         do { _ = try ModelImport.load(path); Issue.record("a half-projected stack loaded") } catch {
-            #expect("\(error)".contains("output projection 'weight_hr_l1'") && "\(error)".contains("half.safetensors"), "\(error)")
+            #expect("\(error)".contains("output projection 'rnn.weight_hr_l1'") && "\(error)".contains("half.safetensors"), "\(error)")
         }
     }
 }

@@ -27,8 +27,12 @@ extension GraphReader {
         var activations = strings(node, "activations") ?? []
         // A bidirectional node lists the forward direction's activations, then the reverse one's.
         if directions == 2, !activations.isEmpty {
+            let perDirection = ["LSTM": 3, "GRU": 2, "RNN": 1][op]!
+            guard activations.count == 2 * perDirection else {
+                throw fail("\(label(c)) has \(activations.count) activations; a bidirectional \(op) node lists \(2 * perDirection) (\(perDirection) per direction, forward first)")
+            }
             let half = activations.count / 2
-            guard activations.count % 2 == 0, Array(activations[..<half]) == Array(activations[half...]) else {
+            guard Array(activations[..<half]) == Array(activations[half...]) else {
                 throw fail("\(label(c)) has attribute 'activations' \(activations), different for its two directions; CellAudit reads one cell kind per stack")
             }
             activations = Array(activations[..<half])

@@ -281,7 +281,10 @@ extension GraphReader {
             guard join.opType == "Concat", [1, -1].contains(reader.int(join, "axis") ?? 0), join.input.count == 2 else { continue }
             let bySlot = Dictionary(uniqueKeysWithValues: picked.map { (graph.node[$0.gather].output[0], stack.slots[$0.slot]) })
             guard let first = bySlot[join.input[0]], let second = bySlot[join.input[1]], first.node == second.node,
-                  first.direction == 0, second.direction == 1, reader.int(graph.node[first.node], "layout") ?? 0 == 0 else { continue }
+                  reader.int(graph.node[first.node], "layout") ?? 0 == 0 else { continue }
+            guard first.direction == 0, second.direction == 1 else {
+                throw reader.fail("\(reader.label(c0[0])) concatenates \(first.direction == second.direction ? "one direction's final state twice" : "the reverse direction's final state before the forward one") of \(reader.label(first.node)); CellAudit reads both directions' final states forward first, cat(h_n[-2], h_n[-1])")
+            }
             // Y_h [2, N, H] → [N, 2, H] → [N, 2H].
             let yh = graph.node[first.node].output[1]
             var transpose = Onnx_NodeProto()

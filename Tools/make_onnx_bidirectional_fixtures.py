@@ -22,6 +22,7 @@ Graphs written with onnx.helper (opset 17):
     helper_bigru_lens_input    a bidirectional GRU(4) whose sequence_lens is a graph input `lens`
                                [N]; the data carry `lengths` [4] (6, 3, 5, 1), its final states
                                Y_h read
+    helper_bigru_lens_int64    the same with an int64 `lens` input cast to int32 before the GRU
     refuse_lens_input_last_step
                                the same lengths input, but Y read at the last step (which ONNX
                                zeroes past each length): refused
@@ -185,6 +186,25 @@ def main():
         helper.make_node("MatMul", ["Yht", "V"], ["y"]),
     ], [w("W", (2, H, 3)), w("R", (2, H, H)), w("B", (2, 2 * H)), w("V", (H, 2))], ["N", 2, 2])
     torch_graph("refuse_swapped_final_states", "LSTM", 1, "swapped")
+    # An int64 lengths input, cast to int32 for sequence_lens (as exporters write it).
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("Cast", ["lens"], ["lens32"], to=TensorProto.INT32),
+             helper.make_node("GRU", ["xt", "W", "R", "B", "lens32"], ["Y", "Yh"], hidden_size=H, direction="bidirectional",
+                              linear_before_reset=1),
+             helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
+             helper.make_node("Reshape", ["Yht", "shape"], ["H"]),
+             helper.make_node("MatMul", ["H", "V"], ["HV"]), helper.make_node("Add", ["HV", "a"], ["y"])]
+    inits = [w("W", (2, 3 * H, 3)), w("R", (2, 3 * H, H)), w("B", (2, 6 * H)), ints("shape", [0, -1]), w("V", (2 * H, 2)), w("a", (2,))]
+    graph = helper.make_graph(nodes, "helper_bigru_lens_int64", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 3]),
+                                                                 helper.make_tensor_value_info("lens", TensorProto.INT64, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    path = os.path.join(OUT, "helper_bigru_lens_int64.onnx")
+    onnx.save(model, path)
+    x = RNG.standard_normal((4, 6, 3)).astype(np.float32)
+    lengths64 = np.array([2, 6, 4, 5], dtype=np.int64)
+    record("helper_bigru_lens_int64", path, x, {"x": x, "lens": lengths64}, {"lengths": lengths64})
     print("wrote", len(os.listdir(OUT)), "files with torch", torch.__version__, "onnx", onnx.__version__,
           "onnxruntime", onnxruntime.__version__)
 

@@ -27,7 +27,7 @@ extension GraphReader {
             throw fail("the graph has no LSTM, GRU or RNN node")
         }
         // The graph's inputs that carry data (a sequence_lens input stands for the dataset's lengths).
-        let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? graph.node[r].input[4] : nil })
+        let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? lengthsSource(graph.node[r].input[4]) : nil })
         let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil && (core || !lengthsNames.contains($0.name)) }
         let start0: (tensor: String, axes: [Axis])
         if core {
@@ -254,6 +254,28 @@ extension GraphReader {
         }
         axes.append(Axis(role: .input(2), size: .known(table.shape[1])))
         return (graph.node[g].output[0], axes)
+    }
+
+    /// The graph input that a `sequence_lens` comes from, directly or through Cast and Identity
+    /// ops (an int64 `lengths` input cast to int32, as exporters write it); the ops are accounted
+    /// for. Nil for a constant or anything computed.
+    func lengthsSource(_ name: String) -> String? {
+        var current = name
+        var seen = Set<String>()
+        while seen.insert(current).inserted {
+            if initializers[current] == nil, producer[current] == nil, graph.input.contains(where: { $0.name == current }) { return current }
+            guard let p = producer[current], ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first else { return nil }
+            current = next
+        }
+        return nil
+    }
+
+    /// Marks the Cast and Identity ops between a graph input and a `sequence_lens` as accounted for.
+    mutating func explainLengthsPath(_ name: String) {
+        var current = name
+        while let p = producer[current], ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first {
+            explained.insert(p); current = next
+        }
     }
 
     /// The end of a refusal that --core would settle: a graph with more than the recurrent stack.

@@ -62,9 +62,12 @@ extension GraphReader {
             // A constant sequence_lens that gives every sequence the same length L is a property of
             // the model (each sequence runs its first L steps): honoured through the lengths of the
             // data. Lengths that differ by batch position, or that come from a graph input, are not.
-            if initializers[lens] == nil, producer[lens] == nil, graph.input.contains(where: { $0.name == lens }) {
-                // Lengths fed from a graph input: each sequence's own length, which the dataset's
-                // `lengths` [N] supplies (a dataset without them runs every sequence in full).
+            if let source = lengthsSource(lens) {
+                // Lengths fed from a graph input (directly or through Cast): each sequence's own
+                // length, which the dataset's `lengths` [N] supplies (a dataset without them runs
+                // every sequence in full).
+                explainLengthsPath(lens)
+                let lens = source
                 guard lengthsInput == nil || lengthsInput == lens else {
                     throw fail("\(label(c)) takes 'sequence_lens' from graph input '\(lens)', another layer from '\(lengthsInput!)'; CellAudit reads one length per sequence for the whole stack")
                 }

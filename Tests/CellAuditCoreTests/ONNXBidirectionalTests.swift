@@ -78,4 +78,13 @@ import TestSupport
             #expect(got.count == expected.count && worst <= 1e-5, "\(name) on \(backend.identity): max |Δ| \(worst)")
         }
     }
+
+    /// A fuzzer finding: a Transpose writing a value an earlier node already wrote made the walk
+    /// follow a cycle for ever. A graph out of ONNX's topological order, or naming a value twice,
+    /// is refused before any walk.
+    @Test func aGraphThatIsNotTopologicallyOrderedIsRefusedAtOnce() throws {
+        do { _ = try ONNXModel.load(Fixtures.path("fuzz/onnx_value_written_twice.onnx")); Issue.record("loaded") } catch let error as FormatError {
+            #expect(error.problem.contains("names each value once"), "\(error)")
+        }
+    }
 }

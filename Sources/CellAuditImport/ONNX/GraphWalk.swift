@@ -273,7 +273,7 @@ extension GraphReader {
     /// Marks the Cast and Identity ops between a graph input and a `sequence_lens` as accounted for.
     mutating func explainLengthsPath(_ name: String) {
         var current = name
-        while let p = producer[current], ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first {
+        while let p = producer[current], !explained.contains(p), ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first {
             explained.insert(p); current = next
         }
     }

@@ -57,6 +57,7 @@ public enum ONNXModel {
             throw FormatError(file: name, "an ONNX graph states its own architecture; of the state-dict flags only --task applies")
         }
         let directory = (path as NSString).deletingLastPathComponent
+        try GraphReader.checkTopologicalOrder(model.graph, file: name)
         let lifted = try GraphReader.liftUnrolledRecurrences(model.graph, file: name, directory: directory)
         let selected = try GraphReader.selectTopLastState(lifted, file: name, directory: directory)
         let graph = try GraphReader.mergeTopBidirectionalStates(selected, file: name, directory: directory)
@@ -146,6 +147,26 @@ struct GraphReader {
     }
 
     func fail(_ problem: String) -> FormatError { FormatError(file: file, problem) }
+
+    /// ONNX requires a graph's nodes in topological order: every input a node reads is a graph
+    /// input, an initializer or the output of an earlier node, and no two nodes write one name.
+    /// Checked first, so that no walk over producers and consumers can meet a cycle.
+    static func checkTopologicalOrder(_ graph: Onnx_GraphProto, file: String) throws {
+        var available = Set(graph.input.map(\.name)).union(graph.initializer.map(\.name))
+        var written = Set<String>()
+        for (i, node) in graph.node.enumerated() {
+            let name = "node '\(node.name.isEmpty ? node.output.first ?? node.opType : node.name)' (\(node.opType))"
+            if let missing = node.input.first(where: { !$0.isEmpty && !available.contains($0) }) {
+                throw FormatError(file: file, "\(name) (node \(i)) reads '\(missing)', which no graph input, initializer or earlier node provides: the graph is not in the topological order ONNX requires (or has a cycle)")
+            }
+            for output in node.output where !output.isEmpty {
+                guard written.insert(output).inserted, !graph.input.contains(where: { $0.name == output }) else {
+                    throw FormatError(file: file, "\(name) writes '\(output)', which another node or a graph input already provides; an ONNX graph names each value once")
+                }
+                available.insert(output)
+            }
+        }
+    }
 
     func label(_ index: Int) -> String {
         let node = graph.node[index]

@@ -91,7 +91,7 @@ let package = Package(
             ],
             plugins: ["EmbedDefaultModel"]
         ),
-        .target(name: "TestSupport", dependencies: ["CellAuditCore", "OpenCLKit"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CellAuditCore", "CellAuditOpenCL", "OpenCLKit"], path: "Tests/TestSupport"),
         .testTarget(name: "OpenCLKitTests", dependencies: ["OpenCLKit", "TestSupport"]),
         .testTarget(
             name: "CellAuditCoreTests",

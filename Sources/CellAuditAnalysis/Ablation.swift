@@ -206,6 +206,12 @@ extension AblationStudy {
     }
 
     /// What `run` will compute, counted as it counts it.
+    /// Multiply-adds of one forward pass of `inputs` (every layer's input and recurrent products,
+    /// each counted by `MemoryBudget.product`).
+    static func multiplyAddsPerPass(_ network: RecurrentNetwork, _ inputs: SequenceBatch) -> Int {
+        network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+    }
+
     /// `checkedCells`: the subset's cells (flat order), nil for all.
     public static func workAhead(network: RecurrentNetwork, inputs: SequenceBatch, rankings: Int, seeds: Int = Defaults.ablationRandomSeeds,
                                  points: Int = 32, checkedCells: [Int]? = nil) -> WorkAhead {
@@ -219,7 +225,7 @@ extension AblationStudy {
         let fromLevel = levelWork.indices.map { l in levelWork[l...].reduce(0, +) / max(whole, 1) }
         let layout = network.layout
         let singles = 2 + (checkedCells ?? Array(0..<n)).reduce(0.0) { $0 + fromLevel[layout.cell(at: $1).layer] }
-        let perPass = network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+        let perPass = multiplyAddsPerPass(network, inputs)
         return WorkAhead(singleConfigurations: (checkedCells?.count ?? n) + 2, curveConfigurations: (2 * rankings + seeds) * ks,
                          multiplyAddsPerPass: perPass, singlePassEquivalents: singles)
     }
@@ -261,7 +267,7 @@ extension AblationStudy {
     public static func forwardInBlocks(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, masks: [CellMask],
                                        clamp fill: (h: [Float], c: [Float])?, on backend: any ComputeBackend,
                                        phase: String, progress: WorkProgress?, blockWork: Int = 2_000_000_000) throws -> ForwardResult {
-        let perConfiguration = network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+        let perConfiguration = multiplyAddsPerPass(network, inputs)
         let long = MemoryBudget.product(perConfiguration, masks.count) > blockWork
         let block = progress == nil || !long ? masks.count : max(1, (masks.count + 15) / 16)
         var outputs: [Float] = [], shape: [Int] = []

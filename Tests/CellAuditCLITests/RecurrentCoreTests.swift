@@ -29,18 +29,7 @@ import TestSupport
         for tensor in ["conv1.bias [2]", "conv1.weight [2, 1, 10]", "linear0.bias [150]", "linear0.weight [150, 262]"] {
             #expect(inspect.stdout.contains(tensor), "\(tensor)")
         }
-        let reference = try SafeTensorsFile(path: data)
-        let expected = try reference.floats("targets")
-        let dir = try Fixtures.scratch("beatnet-core")
-        for backend in ["cpu"] + (OpenCLTestSupport.enabled ? ["opencl"] : []) {
-            let out = dir.appendingPathComponent("outputs-\(backend).safetensors").path
-            let r = try CLI.run(["eval", model, "--core", "--data", data, "--backend", backend, "--out", out])
-            #expect(r.exitCode == 0, "\(r.stderr)")
-            let got = try SafeTensorsFile(path: out).floats("outputs")
-            #expect(got.count == expected.count)
-            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
-            #expect(worst <= 1e-4, "\(backend): max |Δ| \(worst)")
-        }
+        try Self.expectCoreEvalEqualsTargets(model: model, data: data, tolerance: 1e-4, scratch: "beatnet-core")
     }
 
     /// A head of more than one layer: the first Linear's outputs feed another, so the core has no
@@ -85,6 +74,21 @@ import TestSupport
 
     static func onnxCore(_ name: String) -> String { Fixtures.path("onnx_core/\(name)") }
 
+    /// `cellaudit eval MODEL --core --data DATA` on each backend writes outputs equal to DATA's
+    /// `targets` (a framework's own outputs of the same core) within `tolerance`.
+    static func expectCoreEvalEqualsTargets(model: String, data: String, tolerance: Float, scratch: String) throws {
+        let expected = try SafeTensorsFile(path: data).floats("targets")
+        let dir = try Fixtures.scratch(scratch)
+        for backend in ["cpu"] + (OpenCLTestSupport.enabled ? ["opencl"] : []) {
+            let out = dir.appendingPathComponent("outputs-\(backend).safetensors").path
+            let r = try CLI.run(["eval", model, "--core", "--data", data, "--backend", backend, "--out", out])
+            #expect(r.exitCode == 0, "\(r.stderr)")
+            let got = try SafeTensorsFile(path: out).floats("outputs")
+            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(got.count == expected.count && worst <= tolerance, "\(model) on \(backend): max |Δ| \(worst)")
+        }
+    }
+
     /// --core on ONNX graphs (Tools/make_onnx_core_fixtures.py, torch.onnx.export): a Conv1d
     /// front end is left out and listed, the LSTM stack reads the data at its own input, and the
     /// Linear head at every step gives PyTorch's own outputs of the same core on both backends.
@@ -96,16 +100,7 @@ import TestSupport
         let inspect = try CLI.run(["inspect", model, "--core"])
         #expect(inspect.exitCode == 0 && inspect.stdout.contains("input 6 → cells 5 → 5 → readout 3 (sequence step)"), "\(inspect.stdout)\(inspect.stderr)")
         #expect(inspect.stdout.contains("node '/conv/Conv' (Conv)") && inspect.stdout.contains("graph input 'x'"), "\(inspect.stdout)")
-        let expected = try SafeTensorsFile(path: data).floats("targets")
-        let dir = try Fixtures.scratch("onnx-core")
-        for backend in ["cpu"] + (OpenCLTestSupport.enabled ? ["opencl"] : []) {
-            let out = dir.appendingPathComponent("outputs-\(backend).safetensors").path
-            let r = try CLI.run(["eval", model, "--core", "--data", data, "--backend", backend, "--out", out])
-            #expect(r.exitCode == 0, "\(r.stderr)")
-            let got = try SafeTensorsFile(path: out).floats("outputs")
-            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
-            #expect(got.count == expected.count && worst <= 1e-5, "\(backend): max |Δ| \(worst)")
-        }
+        try Self.expectCoreEvalEqualsTargets(model: model, data: data, tolerance: 1e-5, scratch: "onnx-core")
     }
 
     /// A head that computes on the linear map's outputs (Linear → ReLU → Linear after a
@@ -150,8 +145,7 @@ import TestSupport
         var identity = [Float](repeating: 0, count: 128 * 128)
         for i in 0..<128 { identity[i * 128 + i] = 1 }
         let probe = try RecurrentNetwork(levels: [[net.layers[0]]], readout: .init(V: identity, a: [Float](repeating: 0, count: 128)))
-        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
-            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        let backends = try OpenCLTestSupport.backends()
         for backend in backends {
             let got = try backend.forward(try ForwardJob(network: probe, inputs: inputs, output: .sequence)).outputs
             let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity

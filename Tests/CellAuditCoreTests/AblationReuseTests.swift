@@ -32,8 +32,7 @@ import TestSupport
     }
 
     @Test func reusingTheLowerLevelsGivesTheSameNumbers() throws {
-        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
-            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        let backends = try OpenCLTestSupport.backends()
         for (name, model, dataset) in try Self.cases() {
             #expect(model.network.levels.count == 2)
             let all = Array(0..<AblationStudy.singleConfigurationCount(cells: model.network.cellCount))

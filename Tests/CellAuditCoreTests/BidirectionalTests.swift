@@ -19,7 +19,7 @@ import TestSupport
     }
 
     static func backends() throws -> [any ComputeBackend] {
-        [CPUBackend(threads: 2), CPUBackend(threads: 1)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        try OpenCLTestSupport.backends(cpuThreads: [2, 1])
     }
 
     @Test(arguments: names)

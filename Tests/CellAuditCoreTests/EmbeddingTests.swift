@@ -26,7 +26,7 @@ import TestSupport
     }
 
     static func backends() throws -> [any ComputeBackend] {
-        [CPUBackend(threads: 2)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        try OpenCLTestSupport.backends()
     }
 
     @Test(arguments: [("emb_bilstm.pt", "emb_bilstm.refs.safetensors", "embedding.weight"),

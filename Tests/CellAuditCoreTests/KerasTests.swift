@@ -12,7 +12,7 @@ import TestSupport
     static func path(_ name: String) -> String { Fixtures.path("keras/\(name)") }
 
     static func backends() throws -> [any ComputeBackend] {
-        [CPUBackend(threads: 2)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        try OpenCLTestSupport.backends()
     }
 
     @Test(arguments: ["lstm2", "gru_before", "bi_concat", "bi_sum_seq", "rnn_relu", "td_seq", "bi_ave", "emb_bigru"])

@@ -35,8 +35,7 @@ import TestSupport
         var dataset = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: try data.floats("inputs")))
         try dataset.prepare(for: model)
         let expected = try data.floats("outputs")
-        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
-            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        let backends = try OpenCLTestSupport.backends()
         for backend in backends {
             let got = try backend.forward(try ForwardJob(network: net, inputs: dataset.inputs, output: model.output)).outputs
             let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
@@ -70,8 +69,7 @@ import TestSupport
         }
         try data.prepare(for: model)
         let expected = try SafeTensorsFile(path: Self.path("\(name).data.safetensors")).floats("outputs")
-        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
-            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        let backends = try OpenCLTestSupport.backends()
         for backend in backends {
             let got = try backend.forward(try ForwardJob(network: model.network, inputs: data.inputs, output: model.output)).outputs
             let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity

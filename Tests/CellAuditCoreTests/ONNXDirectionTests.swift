@@ -23,8 +23,7 @@ import TestSupport
         try dataset.prepare(for: model)   // a constant sequence_lens becomes the data's lengths
         let inputs = dataset.inputs
         let expected = try data.floats("outputs")
-        let backends: [any ComputeBackend] = [CPUBackend(threads: 2)]
-            + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        let backends = try OpenCLTestSupport.backends()
         for backend in backends {
             let got = try backend.forward(try ForwardJob(network: model.network, inputs: inputs, output: model.output)).outputs
             let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity

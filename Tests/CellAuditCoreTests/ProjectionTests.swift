@@ -20,7 +20,7 @@ import TestSupport
     }
 
     static func backends() throws -> [any ComputeBackend] {
-        [CPUBackend(threads: 2)] + (OpenCLTestSupport.enabled ? [try OpenCLBackend(device: try OpenCLTestSupport.device())] : [])
+        try OpenCLTestSupport.backends()
     }
 
     @Test(arguments: names)

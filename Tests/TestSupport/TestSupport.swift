@@ -1,4 +1,5 @@
 import CellAuditCore
+import CellAuditOpenCL
 import Foundation
 import OpenCLKit
 
@@ -23,6 +24,12 @@ public enum OpenCLTestSupport {
                           detail: "no OpenCL device \(index) (found \(devices.count)); CELLAUDIT_REQUIRE_OPENCL=\(required ? 1 : 0)")
         }
         return devices[index]
+    }
+
+    /// The backends a parity test runs on: a CPU backend for each of `cpuThreads`, and the
+    /// OpenCL backend on the test device where OpenCL tests run.
+    public static func backends(cpuThreads: [Int] = [2]) throws -> [any ComputeBackend] {
+        cpuThreads.map { CPUBackend(threads: $0) } + (enabled ? [try OpenCLBackend(device: try device())] : [])
     }
 }
 

@@ -27,7 +27,7 @@ extension GraphReader {
             throw fail("the graph has no LSTM, GRU or RNN node")
         }
         // The graph's inputs that carry data (a sequence_lens input stands for the dataset's lengths).
-        let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? lengthsSource(graph.node[r].input[4]) : nil })
+        let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? lengthsSource(graph.node[r].input[4])?.input : nil })
         let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil && (core || !lengthsNames.contains($0.name)) }
         let start0: (tensor: String, axes: [Axis])
         if core {
@@ -37,18 +37,15 @@ extension GraphReader {
                 throw fail(dataInputs.isEmpty ? "the graph has no input that reaches a node"
                            : "the graph has \(dataInputs.count) inputs (\(dataInputs.map { "'\($0.name)'" }.joined(separator: ", "))); CellAudit reads one sequence input" + coreHint)
             }
-            // The input's axes, by position; sizes from its declared shape.
             let input = dataInputs[0]
-            let dims = input.type.tensorType.shape.dim
             if let start = try embeddingStart(input) {
                 start0 = start
             } else {
-            guard dims.count == 3 else {
-                throw fail("input '\(input.name)' has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads [batch, time, features] or [time, batch, features]" + coreHint)
-            }
-            start0 = (input.name, dims.enumerated().map { k, d in
-                Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
-            })
+                guard input.type.tensorType.shape.dim.count == 3 else {
+                    let rank = input.type.tensorType.shape.dim.count
+                    throw fail("input '\(input.name)' has \(rank == 0 ? "no declared" : "\(rank)-dimensional") shape; CellAudit reads [batch, time, features] or [time, batch, features]" + coreHint)
+                }
+                start0 = (input.name, inputAxes(input))
             }
         }
 
@@ -243,43 +240,37 @@ extension GraphReader {
             embedding = try TokenEmbedding(vocabularySize: table.shape[0], width: table.shape[1], table: table.values,
                                            source: graph.node[g].input[0])
         } catch { throw fail("\(label(g)): \(error)") }
-        let dims = input.type.tensorType.shape.dim
-        guard dims.count == 2 else {
-            throw fail("input '\(input.name)' (token ids) has \(dims.isEmpty ? "no declared" : "\(dims.count)-dimensional") shape; CellAudit reads ids [batch, time] or [time, batch]")
+        let rank = input.type.tensorType.shape.dim.count
+        guard rank == 2 else {
+            throw fail("input '\(input.name)' (token ids) has \(rank == 0 ? "no declared" : "\(rank)-dimensional") shape; CellAudit reads ids [batch, time] or [time, batch]")
         }
         for k in (consumers[input.name] ?? []) where graph.node[k].opType == "Shape" { explained.insert(k) }
         explained.insert(g)
-        var axes = dims.enumerated().map { k, d in
+        return (graph.node[g].output[0], inputAxes(input) + [Axis(role: .input(2), size: .known(table.shape[1]))])
+    }
+
+    /// A graph input's axes, by position, with the sizes its declared shape gives (a number, or
+    /// its named dimension).
+    func inputAxes(_ input: Onnx_ValueInfoProto) -> [Axis] {
+        input.type.tensorType.shape.dim.enumerated().map { k, d in
             Axis(role: .input(k), size: d.dimValue > 0 ? .known(Int(d.dimValue)) : .symbol(d.dimParam.isEmpty ? "\(input.name)[\(k)]" : d.dimParam))
         }
-        axes.append(Axis(role: .input(2), size: .known(table.shape[1])))
-        return (graph.node[g].output[0], axes)
     }
 
     /// The graph input that a `sequence_lens` comes from, directly or through Cast and Identity
-    /// ops (an int64 `lengths` input cast to int32, as exporters write it); the ops are accounted
-    /// for. Nil for a constant or anything computed.
-    func lengthsSource(_ name: String) -> String? {
-        var current = name
-        var seen = Set<String>()
-        while seen.insert(current).inserted {
-            if initializers[current] == nil, producer[current] == nil, graph.input.contains(where: { $0.name == current }) { return current }
+    /// ops (an int64 `lengths` input cast to int32, as exporters write it), and those ops. Nil for
+    /// a constant or anything computed. (The graph is in topological order, so the chain ends.)
+    func lengthsSource(_ name: String) -> (input: String, path: [Int])? {
+        var current = name, path: [Int] = []
+        while true {
+            if initializers[current] == nil, producer[current] == nil, graph.input.contains(where: { $0.name == current }) { return (current, path) }
             guard let p = producer[current], ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first else { return nil }
-            current = next
-        }
-        return nil
-    }
-
-    /// Marks the Cast and Identity ops between a graph input and a `sequence_lens` as accounted for.
-    mutating func explainLengthsPath(_ name: String) {
-        var current = name
-        while let p = producer[current], !explained.contains(p), ["Cast", "Identity"].contains(graph.node[p].opType), let next = graph.node[p].input.first {
-            explained.insert(p); current = next
+            path.append(p); current = next
         }
     }
 
     /// The end of a refusal that --core would settle: a graph with more than the recurrent stack.
-    var coreHint: String { core ? "" : "; --core audits the recurrent stack alone (and the linear map that reads it), listing the rest as ignored" }
+    var coreHint: String { core ? "" : StateDict.coreHint }
 
     /// Under --core: the bottom recurrent node (the one whose X no other recurrent node computes
     /// through layout ops) and the axes of its X, as if X were the network input: [time, batch,

@@ -56,25 +56,22 @@ extension GraphReader {
         if op == "GRU", let lbr = int(node, "linear_before_reset"), lbr != 0 && lbr != 1 {
             throw fail("\(label(c)) has attribute 'linear_before_reset' \(lbr); ONNX defines 0 and 1")
         }
-        // Optional inputs: sequence_lens (4) refused; initial_h (5), initial_c (6) and P (7) only when provably zero.
+        // Optional inputs: sequence_lens (4) read as described below; initial_h (5), initial_c (6)
+        // and P (7) only when provably zero.
         func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
-        if let lens = given(4) {
+        if let lens = given(4), let source = lengthsSource(lens) {
+            // Lengths fed from a graph input (directly or through Cast): each sequence's own
+            // length, which the dataset's `lengths` [N] supplies (a dataset without them runs
+            // every sequence in full).
+            explained.formUnion(source.path)
+            guard lengthsInput == nil || lengthsInput == source.input else {
+                throw fail("\(label(c)) takes 'sequence_lens' from graph input '\(source.input)', another layer from '\(lengthsInput!)'; CellAudit reads one length per sequence for the whole stack")
+            }
+            lengthsInput = source.input
+        } else if let lens = given(4) {
             // A constant sequence_lens that gives every sequence the same length L is a property of
             // the model (each sequence runs its first L steps): honoured through the lengths of the
-            // data. Lengths that differ by batch position, or that come from a graph input, are not.
-            if let source = lengthsSource(lens) {
-                // Lengths fed from a graph input (directly or through Cast): each sequence's own
-                // length, which the dataset's `lengths` [N] supplies (a dataset without them runs
-                // every sequence in full).
-                explainLengthsPath(lens)
-                let lens = source
-                guard lengthsInput == nil || lengthsInput == lens else {
-                    throw fail("\(label(c)) takes 'sequence_lens' from graph input '\(lens)', another layer from '\(lengthsInput!)'; CellAudit reads one length per sequence for the whole stack")
-                }
-                lengthsInput = lens
-                return try checkRecurrentInputs(c, node: node, op: op, kind: kind, hidden: hidden, directions: directions, layout: layout,
-                                                inputAxes: inputAxes, first: first, previousWidth: previousWidth)
-            }
+            // data. Lengths that differ by batch position, or that are computed, are not.
             guard let values = try constantIntegers(lens, "\(label(c)) sequence_lens") else {
                 throw fail("\(label(c)) takes input 'sequence_lens' computed by the graph; CellAudit reads a constant sequence_lens or one fed from a graph input (the dataset's 'lengths')")
             }
@@ -83,14 +80,6 @@ extension GraphReader {
             }
             sequenceLengths[c] = length
         }
-        return try checkRecurrentInputs(c, node: node, op: op, kind: kind, hidden: hidden, directions: directions, layout: layout,
-                                        inputAxes: inputAxes, first: first, previousWidth: previousWidth)
-    }
-
-    /// The rest of `checkRecurrent`: initial states, peepholes, the axes of X and W's width.
-    mutating func checkRecurrentInputs(_ c: Int, node: Onnx_NodeProto, op: String, kind: CellKind, hidden: Int, directions: Int, layout: Int,
-                                       inputAxes: [Axis], first: Bool, previousWidth: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int, directions: Int) {
-        func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
         for (k, name) in [(5, "initial_h"), (6, "initial_c")] {
             guard let tensor = given(k) else { continue }
             guard try isZero(tensor) else {

@@ -8,6 +8,11 @@
 #error "CELL_KIND must be defined (the host defines it and CELL_KIND_LSTM, _GRU, _RNN_TANH, _RNN_RELU: OpenCLBackend.cellDefines)"
 #endif
 
+// PEEPHOLE=1: the LSTM's peephole variant (cell_lstm.h); 0 for every other cell.
+#ifndef PEEPHOLE
+#define PEEPHOLE 0
+#endif
+
 // Gate pre-activation of a decoupled cell: w u + (r h + b).
 #define GATE(w, r, b, u, h) fma((w), (realv)(u), fma((r), (h), (b)))
 

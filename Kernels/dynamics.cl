@@ -6,8 +6,9 @@
 //
 // Both kernels give one work-group to one row (a state); work-items stride over gate rows and
 // cells. Global size (WG, rows), local size (WG, 1).
-//   W [G*H, I], R [G*H, H], b [G*H] (b_ih + b_hh, the GRU's n block b_in only), bhn [H]: the
-//     canonical layout of RecurrentLayer, widened to double by the host
+//   W [G*H, I], R [G*H, H], b [G*H] (b_ih + b_hh, the GRU's n block b_in only), bhn [H] (a
+//     peephole LSTM's p [3H] instead: p_i, p_f, p_o): the canonical layout of RecurrentLayer,
+//     widened to double by the host
 //   scratch [rows, G*H + 2H]: per row, the gate pre-activations without the GRU's R_n part, R_n h
 //     (or R_n (r . h) for the reset-before GRU), and r . h
 //
@@ -16,7 +17,8 @@
 // Kernel map_settle: each row from states [rows, D], pulse_steps steps under pulses [rows, I],
 //   then under xbar [I] until max |s' - s| < tol or max_steps steps; states is updated in place,
 //   settled [rows] (1/0) written. red: __local [WG] doubles.
-// Variants (-D): CELL_KIND (one of the CELL_KIND_* names the host defines), RESET_AFTER (GRU), JACOBIAN.
+// Variants (-D): CELL_KIND (one of the CELL_KIND_* names the host defines), RESET_AFTER (GRU),
+//   PEEPHOLE (LSTM), JACOBIAN.
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 
 #ifndef RESET_AFTER
@@ -24,6 +26,9 @@
 #endif
 #ifndef JACOBIAN
 #define JACOBIAN 0
+#endif
+#ifndef PEEPHOLE
+#define PEEPHOLE 0
 #endif
 
 #if CELL_KIND == CELL_KIND_LSTM
@@ -79,19 +84,31 @@ void row_step(__global const double* s, __global const double* x, __global const
         out[i] = y;
         if (jac) for (int k = 0; k < H; ++k) jac[i * DIM + k] = dy * R[i * H + k];
 #elif CELL_KIND == CELL_KIND_LSTM
+        const double c = s[H + i];
+#if PEEPHOLE
+        // bhn holds p_i, p_f, p_o: i and f read c, o reads c'.
+        const double ig = sigm_d(pre[i] + bhn[i] * c), fg = sigm_d(pre[H + i] + bhn[H + i] * c), g = tanh(pre[2 * H + i]);
+        const double c2 = fg * c + ig * g, tc = tanh(c2), og = sigm_d(pre[3 * H + i] + bhn[2 * H + i] * c2);
+#else
         const double ig = sigm_d(pre[i]), fg = sigm_d(pre[H + i]), g = tanh(pre[2 * H + i]), og = sigm_d(pre[3 * H + i]);
-        const double c = s[H + i], c2 = fg * c + ig * g, tc = tanh(c2);
+        const double c2 = fg * c + ig * g, tc = tanh(c2);
+#endif
         out[i] = og * tc;
         out[H + i] = c2;
         if (jac) {
             const double di = g * ig * (1.0 - ig), df = c * fg * (1.0 - fg), dg = ig * (1.0 - g * g);
             const double dho = tc * og * (1.0 - og), dhc = og * (1.0 - tc * tc);
+#if PEEPHOLE
+            const double dhdc = dhc + dho * bhn[2 * H + i], dcdc = fg + di * bhn[i] + df * bhn[H + i];
+#else
+            const double dhdc = dhc, dcdc = fg;
+#endif
             for (int k = 0; k < H; ++k) {
                 const double dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k];
                 jac[(H + i) * DIM + k] = dc;
-                jac[i * DIM + k] = dho * R[(3 * H + i) * H + k] + dhc * dc;
-                jac[(H + i) * DIM + H + k] = k == i ? fg : 0.0;
-                jac[i * DIM + H + k] = k == i ? dhc * fg : 0.0;
+                jac[i * DIM + k] = dho * R[(3 * H + i) * H + k] + dhdc * dc;
+                jac[(H + i) * DIM + H + k] = k == i ? dcdc : 0.0;
+                jac[i * DIM + H + k] = k == i ? dhdc * dcdc : 0.0;
             }
         }
 #else

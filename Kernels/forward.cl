@@ -8,17 +8,19 @@
 //           x_per_config = 1: [configs * n_seq, T, I] (the layer below's output).
 //   W       [G*H, I] row-major, R [G*H, H], b [G*H]: the canonical layout of the kind (G gate
 //           blocks: LSTM i, f, g, o; GRU r, z, n; RNN one).
-//   bhn     [H] the GRU's recurrent bias of n, inside the reset gate (unused by other kinds).
+//   bhn     [H] the GRU's recurrent bias of n, inside the reset gate; a peephole LSTM's (PEEPHOLE=1)
+//           p [3H], planes p_i, p_f, p_o (cell_lstm.h); unused by other kinds.
 //   keep    [configs, H]: 1 runs the cell free, 0 clamps its h (and c) after every step to
 //           clamp_h[j] (and clamp_c[j]): 0 for plain ablation, the data mean for mean ablation.
 //   clamp_h, clamp_c [H].
 //   y       [configs * n_seq, T, H]: h at every step.
 //   local_h __local [2 H]: h(t-1), then (reset-before GRU) r * h(t-1).
-// Variants (-D): CELL_KIND (cell.h); RESET_AFTER=0|1 for the GRU (1: n = tanh(W_n x + b_in +
+// Variants (-D): CELL_KIND (cell.h); PEEPHOLE=0|1 for the LSTM (cell_lstm.h); RESET_AFTER=0|1 for the GRU (1: n = tanh(W_n x + b_in +
 //   r (R_n h + b_hn)), PyTorch; 0: n = tanh(W_n x + b_n + R_n (r h)), Keras reset_after=False);
 //   NATIVE_MATH (native_exp, native_recip); RECORD_TAPE=1 adds three outputs for the relevance
 //   pass (relevance.cl), all [configs * n_seq, T, ...]: tape_pre [.., G*H] every gate's
-//   pre-activation (the reset-after GRU's n block without r (R_n h + b_hn)), tape_aux [.., H] the
+//   pre-activation (the reset-after GRU's n block without r (R_n h + b_hn); a peephole LSTM's with
+//   its peephole terms), tape_aux [.., H] the
 //   GRU's R_n h(t-1) (reset-after) or r h(t-1) (reset-before), tape_c [.., H] the LSTM's c(t).
 
 #include "cell_math.h"
@@ -103,7 +105,7 @@ __kernel void layer_forward(__global const float* restrict x,
 #endif
 #if RECORD_TAPE
         const size_t at = (size_t)pair * T + t;
-        if (active) {
+        if (active && !PEEPHOLE) {
             for (int g = 0; g < CELL_GATES; ++g) tape_pre[at * CELL_GATES * H + (size_t)g * H + j] = a[g];
 #if CELL_KIND == CELL_KIND_GRU && RESET_AFTER
             tape_aux[at * H + j] = hn;
@@ -113,7 +115,14 @@ __kernel void layer_forward(__global const float* restrict x,
         }
 #endif
         if (active) {
-#if CELL_KIND == CELL_KIND_LSTM
+#if CELL_KIND == CELL_KIND_LSTM && PEEPHOLE
+            LSTM_PEEPHOLE_UPDATE(float, cell, a[0], a[1], a[2], a[3], bhn[j], bhn[H + j], bhn[2 * H + j], c, h);
+            c = c * k + fill_c;
+#if RECORD_TAPE
+            for (int g = 0; g < CELL_GATES; ++g) tape_pre[at * CELL_GATES * H + (size_t)g * H + j] = a[g];
+            tape_c[at * H + j] = c;
+#endif
+#elif CELL_KIND == CELL_KIND_LSTM
             LSTM_UPDATE(float, cell, a[0], a[1], a[2], a[3], c, h);
             c = c * k + fill_c;
 #if RECORD_TAPE

@@ -11,7 +11,7 @@
 // whatever tile or chunk an output falls in, so a configuration's numbers never depend on the
 // others computed with it.
 //
-// Variants (-D): CELL_KIND (cell.h); RESET_AFTER=0|1 for the GRU; NATIVE_MATH. The reset-before
+// Variants (-D): CELL_KIND (cell.h); PEEPHOLE=0|1 for the LSTM; RESET_AFTER=0|1 for the GRU; NATIVE_MATH. The reset-before
 // GRU (Keras reset_after=False: n = tanh(W_n x + b_n + R_n (r h))) needs every cell's r before
 // the n block's product, so its step is two launches: STEP_PHASE=1 computes the r and z blocks
 // and writes r h(t-1) and z's pre-activation; STEP_PHASE=2 multiplies R_n by r h and updates h.
@@ -97,7 +97,8 @@ void input_projection(__global const float* restrict A, const int lda,
 //   src      the vector R multiplies, row p at src + src_offset + p*src_stride: h(t-1) (y,
 //            offset (t-1)*H, stride T*H) or, in phase 2 of the reset-before GRU, r h(t-1) (rh,
 //            offset 0, stride H).
-//   R        [G*H, H] row-major; bhn [H] the GRU's recurrent bias of n (reset-after).
+//   R        [G*H, H] row-major; bhn [H] the GRU's recurrent bias of n (reset-after), or a
+//            peephole LSTM's p [3H] (PEEPHOLE=1, cell_lstm.h).
 //   keep     [configs, H]; clamp_h, clamp_c [H]: as in forward.cl (ablation with clamp values).
 //   y        [pairs, T, H]: writes step t, reads h(t-1) at step t-1 (nothing at t = 0: h = 0).
 //   state    LSTM: c [pairs, H], read (t > 0) and written; reset-before GRU: z's
@@ -190,7 +191,12 @@ void recurrent_step(__global const float* restrict proj, const int proj_shared,
             const float k = keep[config * H + j];
             const float h_prev = t > 0 ? yt[j - H] : 0.0f;
             float h = h_prev;
-#if CELL_KIND == CELL_KIND_LSTM
+#if CELL_KIND == CELL_KIND_LSTM && PEEPHOLE
+            float c = t > 0 ? state[(size_t)p * H + j] : 0.0f;
+            float ai = pre[j] + acc[0][a][b], af = pre[H + j] + acc[1][a][b], ao = pre[3 * H + j] + acc[3][a][b];
+            LSTM_PEEPHOLE_UPDATE(float, cell, ai, af, pre[2 * H + j] + acc[2][a][b], ao, bhn[j], bhn[H + j], bhn[2 * H + j], c, h);
+            state[(size_t)p * H + j] = c * k + (1.0f - k) * clamp_c[j];
+#elif CELL_KIND == CELL_KIND_LSTM
             float c = t > 0 ? state[(size_t)p * H + j] : 0.0f;
             LSTM_UPDATE(float, cell, pre[j] + acc[0][a][b], pre[H + j] + acc[1][a][b],
                         pre[2 * H + j] + acc[2][a][b], pre[3 * H + j] + acc[3][a][b], c, h);

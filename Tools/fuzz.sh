@@ -30,7 +30,8 @@ for f in Tests/Fixtures/torch/*.pt; do
         > "$corpus/pkl-$(basename "$f")" 2>/dev/null || rm -f "$corpus/pkl-$(basename "$f")"
 done
 for f in Tests/Fixtures/onnx/*_ts.onnx Tests/Fixtures/onnx/refuse_*.onnx Tests/Fixtures/cases/onnx/*.onnx Tests/Fixtures/cases/2026-12-07/*.onnx \
-         Tests/Fixtures/onnx_bidirectional/torch_lstm_x2_final.onnx Tests/Fixtures/onnx_bidirectional/helper_*.onnx Tests/Fixtures/onnx_core/*.onnx; do
+         Tests/Fixtures/onnx_bidirectional/torch_lstm_x2_final.onnx Tests/Fixtures/onnx_bidirectional/helper_*.onnx Tests/Fixtures/onnx_core/*.onnx \
+         Tests/Fixtures/onnx_peephole/*.onnx; do
     { printf '\x01'; cat "$f"; } > "$corpus/onnx-$(basename "$f")"
 done
 # Earlier findings, each behind the selector of the reader that met it (file name prefix).

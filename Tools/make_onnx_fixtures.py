@@ -18,7 +18,7 @@
 Refusals made from real framework objects where torch can build them: a bidirectional LSTM, a
 Linear before the LSTM, a Softmax after the readout, a readout of step 0, two heads, a readout of
 the memory c, the state fed back as initial_h from a graph input. The rest are ONNX nodes torch
-never writes, built with onnx.helper from a trained-shape LSTM: peepholes P, clip, input_forget,
+never writes, built with onnx.helper from a trained-shape LSTM: clip, input_forget,
 non-default activations, a non-zero initial_h constant, sequence_lens, direction reverse; and the
 dynamo export of nn.RNN with one unrolled step's weight changed (no longer one recurrent layer).
 
@@ -265,7 +265,8 @@ def main():
     export(StateInput("lstm", 1), os.path.join(OUT, "refuse_state_input.onnx"), "ts", args=(torch.randn(N, T, I), h0, h0),
            names=("x", "h0", "c0"))
     # Refusals of ONNX features torch never writes.
-    lstm_node_model(os.path.join(OUT, "refuse_peepholes.onnx"), extra_inputs={7: ("P", np.full((1, 3 * H), 0.1, np.float32))})
+    # Peepholes P are read (they once were refused; Tools/make_onnx_peephole_fixtures.py checks them against onnxruntime).
+    lstm_node_model(os.path.join(OUT, "lstm_peepholes.onnx"), extra_inputs={7: ("P", np.full((1, 3 * H), 0.1, np.float32))})
     lstm_node_model(os.path.join(OUT, "refuse_clip.onnx"), clip=2.0)
     lstm_node_model(os.path.join(OUT, "refuse_input_forget.onnx"), input_forget=1)
     lstm_node_model(os.path.join(OUT, "refuse_activations.onnx"), activations=["Sigmoid", "Relu", "Tanh"])

@@ -49,6 +49,7 @@ struct Inspect: ParsableCommand {
                 "task": loaded.task.rawValue, "parameters": loaded.parameterCount, "cells": net.cellCount,
             ]
             if net.kind == .gru { info["reset_after"] = net.layers[0].resetAfter }
+            if net.hasPeephole { info["peephole"] = true }
             if !loaded.ignored.isEmpty { info["ignored"] = loaded.ignored }
             if !net.isForwardOnly {
                 info["hidden_sizes"] = net.levels.map { level in level.map { net.layers[$0].hiddenSize } }
@@ -64,7 +65,8 @@ struct Inspect: ParsableCommand {
             }
             if json { try printJSON(info); return }
             print("model: \(model)")
-            let variant = net.kind == .gru ? (net.layers[0].resetAfter ? " (reset gate after R_n h + b_hn)" : " (reset gate before R_n: r ⊙ h)") : ""
+            let variant = net.kind == .gru ? (net.layers[0].resetAfter ? " (reset gate after R_n h + b_hn)" : " (reset gate before R_n: r ⊙ h)")
+                : net.hasPeephole ? " with peepholes (i, f read c(t−1), o reads c(t))" : ""
             let shape = net.isForwardOnly ? "" : net.levels.allSatisfy({ $0.count == 2 }) ? " (bidirectional)" : " (with reverse layers)"
             print("  convention \(loaded.convention.rawValue), \(net.kind.rawValue)\(variant), \(net.levels.count) layer\(net.levels.count == 1 ? "" : "s")\(shape)")
             let widths = net.levels.map { level in

@@ -63,6 +63,7 @@ extension DecoupledCells {
     /// The unstimulated runs of every cell on `bank`'s clock, probing `probe`.
     public func baseline(bank: StimulusBank, probe: Probe, restTolerance: Float = Baseline.defaultRestTolerance) -> Baseline {
         switch kind {
+        case .lstm where peephole: baseline(PeepholeLSTMLanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
         case .lstm: baseline(LSTMLanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
         case .gru: baseline(GRULanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
         case .rnnTanh: baseline(RNNLanes<TanhActivation>.self, bank: bank, probe: probe, restTolerance: restTolerance)

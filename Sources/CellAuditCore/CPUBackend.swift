@@ -103,6 +103,7 @@ public final class CPUBackend: ComputeBackend {
     private func forEachSimulated(_ job: ResponseJob, wave: [Float], response: Bool,
                                   _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void) {
         switch job.cells.kind {
+        case .lstm where job.cells.peephole: forEachSimulated(job, wave: wave, response: response, lanes: PeepholeLSTMLanes.self, body)
         case .lstm: forEachSimulated(job, wave: wave, response: response, lanes: LSTMLanes.self, body)
         case .gru: forEachSimulated(job, wave: wave, response: response, lanes: GRULanes.self, body)
         case .rnnTanh: forEachSimulated(job, wave: wave, response: response, lanes: RNNLanes<TanhActivation>.self, body)

@@ -65,7 +65,7 @@ public final class ContentHash {
 }
 
 extension RecurrentNetwork {
-    /// SHA-256 of what the network computes: cell kind, sizes, the GRU's reset placement, every
+    /// SHA-256 of what the network computes: cell kind, sizes, the GRU's reset placement, an LSTM's peepholes, every
     /// weight and bias bit for bit, and the readout. Two files that load to the same network
     /// (a state dict and its ONNX export, say) have the same hash; any changed weight changes it.
     public func contentHash() throws -> String {
@@ -78,6 +78,7 @@ extension RecurrentNetwork {
             if layer.direction != .forward { hash.update("direction \(layer.direction.rawValue)\n") }
             hash.update("\(layer.inputSize) \(layer.hiddenSize) \(layer.resetAfter)\n")
             hash.update(layer.W); hash.update(layer.R); hash.update(layer.b); hash.update(layer.hiddenBiasN)
+            if layer.hasPeephole { hash.update("peephole\n"); hash.update(layer.peephole) }
         }
         if let readout {
             hash.update("readout \(readout.outputs)\n")

@@ -35,20 +35,27 @@ public enum StimulusDirection: Sendable, Equatable {
 ///
 /// Layout (the one the kernels read): `parameters[(q * G + k) * cellCount + j]` with G the
 /// kind's gate count, q = 0 for w, 1 for r, 2 for b and k the gate index, then for a GRU one
-/// more plane, b_hn, at `(3 * G) * cellCount + j`: gate-major, so neighbouring cells are
-/// neighbours in memory.
+/// more plane, b_hn, at `(3 * G) * cellCount + j`, and for a peephole LSTM three more, p_i, p_f,
+/// p_o, at `(12 + k) * cellCount + j` (a cell's peepholes read its own c, so they decouple
+/// whole): gate-major, so neighbouring cells are neighbours in memory.
 public struct DecoupledCells: Sendable, Equatable {
     public let kind: CellKind
+    /// Whether the cells are peephole LSTM cells (three more parameter planes).
+    public let peephole: Bool
     public let cellCount: Int
     public var parameters: [Float]
 
-    /// Parameters per cell: 3·G, plus b_hn for a GRU (LSTM 12, GRU 10, RNN 3).
-    public static func valuesPerCell(_ kind: CellKind) -> Int { 3 * kind.gateCount + (kind == .gru ? 1 : 0) }
-    public var valuesPerCell: Int { Self.valuesPerCell(kind) }
+    /// Parameters per cell: 3·G, plus b_hn for a GRU, plus 3 peepholes (LSTM 12, peephole LSTM 15,
+    /// GRU 10, RNN 3).
+    public static func valuesPerCell(_ kind: CellKind, peephole: Bool = false) -> Int {
+        3 * kind.gateCount + (kind == .gru ? 1 : 0) + (peephole ? 3 : 0)
+    }
+    public var valuesPerCell: Int { Self.valuesPerCell(kind, peephole: peephole) }
 
-    public init(kind: CellKind, cellCount: Int, parameters: [Float]) {
-        precondition(parameters.count == cellCount * Self.valuesPerCell(kind))
+    public init(kind: CellKind, cellCount: Int, parameters: [Float], peephole: Bool = false) {
+        precondition(parameters.count == cellCount * Self.valuesPerCell(kind, peephole: peephole) && (!peephole || kind == .lstm))
         self.kind = kind
+        self.peephole = peephole
         self.cellCount = cellCount
         self.parameters = parameters
     }
@@ -56,7 +63,7 @@ public struct DecoupledCells: Sendable, Equatable {
     public init(layer: RecurrentLayer, direction: StimulusDirection = .all) throws {
         let d = try direction.vector(inputSize: layer.inputSize)
         let n = layer.hiddenSize, gates = layer.kind.gateCount
-        var p = Array(repeating: Float(0), count: n * Self.valuesPerCell(layer.kind))
+        var p = Array(repeating: Float(0), count: n * Self.valuesPerCell(layer.kind, peephole: layer.hasPeephole))
         for gate in layer.kind.gates {
             let k = gate.index
             for j in 0..<n {
@@ -69,7 +76,8 @@ public struct DecoupledCells: Sendable, Equatable {
             }
         }
         if layer.kind == .gru { p.replaceSubrange((3 * gates * n)..<(3 * gates * n + n), with: layer.hiddenBiasN) }
-        self.init(kind: layer.kind, cellCount: n, parameters: p)
+        if layer.hasPeephole { p.replaceSubrange((3 * gates * n)..<(3 * gates * n + 3 * n), with: layer.peephole) }
+        self.init(kind: layer.kind, cellCount: n, parameters: p, peephole: layer.hasPeephole)
     }
 
     /// The given cells, renumbered from 0 in the order given.
@@ -79,7 +87,7 @@ public struct DecoupledCells: Sendable, Equatable {
         for plane in 0..<valuesPerCell {
             for j in cells { p.append(parameters[plane * cellCount + j]) }
         }
-        return DecoupledCells(kind: kind, cellCount: cells.count, parameters: p)
+        return DecoupledCells(kind: kind, cellCount: cells.count, parameters: p, peephole: peephole)
     }
 
     public func w(_ gate: Gate, _ j: Int) -> Float { parameters[(0 * kind.gateCount + gate.index) * cellCount + j] }
@@ -87,6 +95,11 @@ public struct DecoupledCells: Sendable, Equatable {
     public func b(_ gate: Gate, _ j: Int) -> Float { parameters[(2 * kind.gateCount + gate.index) * cellCount + j] }
     /// GRU only: b_hn of cell j.
     public func hiddenBiasN(_ j: Int) -> Float { parameters[3 * kind.gateCount * cellCount + j] }
+    /// Peephole LSTM only: cell j's peephole weight on gate `gate` (i, f or o).
+    public func peephole(_ gate: Gate, _ j: Int) -> Float {
+        precondition(peephole && [Gate.input, .forget, .output].contains(gate))
+        return parameters[(12 + (gate == .output ? 2 : gate.index)) * cellCount + j]
+    }
 }
 
 /// How a decoupled cell sees the rest of its layer (METHOD.md §2).

@@ -141,7 +141,7 @@ public struct ForwardResult: Sendable {
 
 extension RecurrentNetwork {
     /// The network of the cells whose `keep` factor (one per cell over all layers) is 1: each
-    /// layer's W, R, b and b_hn restricted to its kept cells' gate rows, and to the kept cells of
+    /// layer's W, R, b, b_hn and peepholes restricted to its kept cells' gate rows, and to the kept cells of
     /// the layer below (layer 0 keeps every input); the readout restricted to the last layer's kept
     /// cells. With the dropped cells held at h = c = 0 the two networks compute the same outputs.
     /// Returns it with the last layer's kept cells, or nil when some layer keeps no cell.
@@ -165,9 +165,10 @@ extension RecurrentNetwork {
                 }
             }
             let bhn = layer.hiddenBiasN.isEmpty ? nil : kept.map { layer.hiddenBiasN[$0] }
+            let peephole = layer.hasPeephole ? (0..<3).flatMap { g in kept.map { layer.peephole[g * hs + $0] } } : nil
             // Restricting valid weights cannot make them invalid.
             layersOut.append(try! RecurrentLayer(kind: kind, inputSize: inputs.count, hiddenSize: m, W: W, R: R, b: b,
-                                                 hiddenBiasN: bhn, resetAfter: layer.resetAfter))
+                                                 hiddenBiasN: bhn, resetAfter: layer.resetAfter, peephole: peephole))
             inputs = kept
         }
         let readoutOut = readout.map { r in

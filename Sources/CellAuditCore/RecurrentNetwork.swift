@@ -85,11 +85,20 @@ public struct RecurrentLayer: Sendable, Equatable {
     /// reset gate multiplies R_n h + b_hn. false (Keras `reset_after=False`; ONNX
     /// `linear_before_reset=0`): n = tanh(W_n x + R_n (r⊙h) + b_n), a different cell.
     public let resetAfter: Bool
+    /// LSTM only: peephole weights [3·H], the planes p_i, p_f, p_o (METHOD.md §8; ONNX `P`, which
+    /// stores them i, o, f): i and f add p ⊙ c_{t−1} to their pre-activation, o adds p_o ⊙ c_t.
+    /// Empty for a layer without peepholes (every other kind, and PyTorch's and Keras's LSTMs).
+    public let peephole: [Float]
+    /// Whether the layer has peephole connections (`peephole` is not empty).
+    public var hasPeephole: Bool { !peephole.isEmpty }
+    /// The per-cell parameters a kind has beside W, R and b, as the kernels take them in one
+    /// argument: the GRU's b_hn [H], a peephole LSTM's p [3·H]; empty for the others.
+    public var cellExtra: [Float] { hasPeephole ? peephole : hiddenBiasN }
 
     /// - Throws: `ModelError.shape` when a size is not positive or a tensor has the wrong count,
     ///   `ModelError.nonFinite` when a weight is NaN or ±Inf.
     public init(kind: CellKind = .lstm, inputSize: Int, hiddenSize: Int, W: [Float], R: [Float], b: [Float],
-                hiddenBiasN: [Float]? = nil, resetAfter: Bool = true) throws {
+                hiddenBiasN: [Float]? = nil, resetAfter: Bool = true, peephole: [Float]? = nil) throws {
         guard inputSize > 0, hiddenSize > 0 else {
             throw ModelError.shape("\(kind.rawValue) layer sizes must be positive, got input \(inputSize), hidden \(hiddenSize)")
         }
@@ -105,7 +114,12 @@ public struct RecurrentLayer: Sendable, Equatable {
         guard resetAfter || bhn.allSatisfy({ $0 == 0 }) else {
             throw ModelError.shape("a reset-before GRU has no bias inside the reset gate; fold b_hn into b")
         }
-        for (name, values) in [("W", W), ("R", R), ("b", b), ("b_hn", bhn)] where !values.allSatisfy(\.isFinite) {
+        let p = peephole ?? []
+        guard p.isEmpty || (kind == .lstm && p.count == 3 * hiddenSize) else {
+            throw ModelError.shape(kind == .lstm ? "peephole weights have \(p.count) values, expected 3×\(hiddenSize) (p_i, p_f, p_o)"
+                                                 : "only an LSTM has peephole weights, not a \(kind.rawValue) layer")
+        }
+        for (name, values) in [("W", W), ("R", R), ("b", b), ("b_hn", bhn), ("peephole", p)] where !values.allSatisfy(\.isFinite) {
             throw ModelError.nonFinite("\(kind.rawValue) weight \(name) contains NaN or Inf")
         }
         self.kind = kind
@@ -116,6 +130,16 @@ public struct RecurrentLayer: Sendable, Equatable {
         self.b = b
         self.hiddenBiasN = bhn
         self.resetAfter = resetAfter
+        self.peephole = p
+    }
+
+    /// The same layer with peephole weights `p` [3·H] (p_i, p_f, p_o); nil removes them.
+    /// - Throws: `ModelError` as `init` does for a wrong count, a non-LSTM layer or NaN/Inf.
+    public func withPeephole(_ p: [Float]?) throws -> RecurrentLayer {
+        var layer = try RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hiddenSize, W: W, R: R, b: b,
+                                       hiddenBiasN: hiddenBiasN, resetAfter: resetAfter, peephole: p)
+        layer.direction = direction
+        return layer
     }
 
     /// Row of gate `gate` for cell `j` in W/R/b.
@@ -125,20 +149,22 @@ public struct RecurrentLayer: Sendable, Equatable {
     public var gateRows: Int { kind.gateCount * hiddenSize }
 
     /// Weights and biases, biases fused as stored.
-    public var parameterCount: Int { W.count + R.count + b.count + hiddenBiasN.count }
+    public var parameterCount: Int { W.count + R.count + b.count + hiddenBiasN.count + peephole.count }
 
     /// A layer with weights drawn from U(-k, k), k = scale/√H (PyTorch's default initialisation
     /// at scale 1); the GRU's b_hn likewise, zero in the reset-before variant.
     public static func random(kind: CellKind = .lstm, inputSize: Int, hiddenSize: Int, using rng: inout SeededGenerator,
-                              scale: Float = 1, resetAfter: Bool = true) throws -> RecurrentLayer {
+                              scale: Float = 1, resetAfter: Bool = true, peephole: Bool = false) throws -> RecurrentLayer {
         let k = scale / Float(hiddenSize).squareRoot()
         let rows = kind.gateCount * hiddenSize
         let W = (0..<rows * inputSize).map { _ in rng.uniform(-k, k) }
         let R = (0..<rows * hiddenSize).map { _ in rng.uniform(-k, k) }
         let b = (0..<rows).map { _ in rng.uniform(-k, k) + rng.uniform(-k, k) }
         let bhn: [Float]? = kind == .gru ? (0..<hiddenSize).map { _ in resetAfter ? rng.uniform(-k, k) : 0 } : nil
+        // A layer's peepholes are drawn after its other weights: a network without them draws as before.
+        let p: [Float]? = peephole ? (0..<3 * hiddenSize).map { _ in rng.uniform(-k, k) } : nil
         return try RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hiddenSize, W: W, R: R, b: b,
-                                  hiddenBiasN: bhn, resetAfter: resetAfter)
+                                  hiddenBiasN: bhn, resetAfter: resetAfter, peephole: p)
     }
 }
 
@@ -190,10 +216,17 @@ public struct RecurrentNetwork: Sendable, Equatable {
     ///   not read the one below's output, or the readout does not read the last level's output.
     public init(levels: [[RecurrentLayer]], readout: Readout? = nil) throws {
         guard !levels.isEmpty else { throw ModelError.shape("a network needs at least one layer") }
-        let layers = levels.flatMap { $0 }
-        guard layers.allSatisfy({ $0.kind == layers[0].kind && $0.resetAfter == layers[0].resetAfter }) else {
+        let given = levels.flatMap { $0 }
+        guard given.allSatisfy({ $0.kind == given[0].kind && $0.resetAfter == given[0].resetAfter }) else {
             throw ModelError.shape("every layer of a network must be of one cell kind")
         }
+        // Peepholes are a property of the whole stack (the kernels are built for one cell): where
+        // some layers have them, the others get zero peephole weights, which compute the same.
+        var levels = levels
+        if given.contains(where: \.hasPeephole) {
+            levels = try levels.map { try $0.map { $0.hasPeephole ? $0 : try $0.withPeephole([Float](repeating: 0, count: 3 * $0.hiddenSize)) } }
+        }
+        let layers = levels.flatMap { $0 }
         var width = layers[0].inputSize
         for (l, level) in levels.enumerated() {
             guard !level.isEmpty, level.count <= 2, zip(level, level.dropFirst()).allSatisfy({ $0.direction < $1.direction }) else {
@@ -216,6 +249,8 @@ public struct RecurrentNetwork: Sendable, Equatable {
     }
 
     public var kind: CellKind { layers[0].kind }
+    /// Whether the stack's LSTM cells have peepholes (every layer, or none: `init` makes it so).
+    public var hasPeephole: Bool { layers[0].hasPeephole }
     public var inputSize: Int { layers[0].inputSize }
     public var cellCount: Int { layout.count }
 
@@ -238,12 +273,13 @@ public struct RecurrentNetwork: Sendable, Equatable {
 
     /// A seeded random network, for demos, tests and benchmarks.
     public static func random(kind: CellKind = .lstm, seed: UInt64, inputSize: Int, hiddenSizes: [Int], outputs: Int = 0,
-                              scale: Float = 1, resetAfter: Bool = true) throws -> RecurrentNetwork {
+                              scale: Float = 1, resetAfter: Bool = true, peephole: Bool = false) throws -> RecurrentNetwork {
         var rng = SeededGenerator(seed: seed)
         var layers: [RecurrentLayer] = []
         var width = inputSize
         for h in hiddenSizes {
-            layers.append(try .random(kind: kind, inputSize: width, hiddenSize: h, using: &rng, scale: scale, resetAfter: resetAfter))
+            layers.append(try .random(kind: kind, inputSize: width, hiddenSize: h, using: &rng, scale: scale, resetAfter: resetAfter,
+                                      peephole: peephole))
             width = h
         }
         var readout: Readout?

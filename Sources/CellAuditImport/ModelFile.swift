@@ -85,15 +85,17 @@ public enum ModelFile {
                                                    direction: named, input: width, hidden: h, resetAfter: resetAfter)
                 let names = tensorNames(convention, kind: kind, prefix: meta["prefix"], layer: k, direction: named)
                 read.formUnion(names)
+                if let p = peepholeName(convention, kind: kind, prefix: meta["prefix"], layer: k, direction: named) { read.insert(p) }
                 let biases = names.dropFirst(2).joined(separator: ", ")
                 for (tensor, values) in [("input weights (\(names[0]))", weights.W), ("recurrent weights (\(names[1]))", weights.R),
-                                         ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? [])] {
+                                         ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? []),
+                                         ("peephole weights (P)", weights.peephole ?? [])] {
                     if let bad = values.firstIndex(where: { !$0.isFinite }) {
                         throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf), canonical element \(bad)")
                     }
                 }
                 var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,
-                                               hiddenBiasN: weights.bhn, resetAfter: resetAfter)
+                                               hiddenBiasN: weights.bhn, resetAfter: resetAfter, peephole: weights.peephole)
                 layer.direction = direction
                 level.append(layer)
             }
@@ -180,6 +182,14 @@ public enum ModelFile {
         }
     }
 
+    /// The name of layer k's optional peephole tensor `P` [1, 3·H] (ONNX order i, o, f): ONNX
+    /// convention LSTMs only (PyTorch and Keras LSTMs have no peepholes), else nil.
+    public static func peepholeName(_ convention: Convention, kind: CellKind, prefix: String?, layer k: Int,
+                                    direction: TimeDirection = .forward) -> String? {
+        guard convention == .onnx, kind == .lstm else { return nil }
+        return "\(prefix ?? defaultPrefix(kind, convention))\(k).P\(direction == .reverse ? "_reverse" : "")"
+    }
+
     /// Whether a GRU file holds the reset-after cell (PyTorch's) or the reset-before one:
     /// PyTorch is always reset-after; Keras says it by the bias shape ([2, 3H] `reset_after=True`,
     /// [3H] `reset_after=False`), and a `reset_after` metadata key must agree; ONNX by the
@@ -223,7 +233,9 @@ public enum ModelFile {
         }
     }
 
-    struct CanonicalWeights { var W: [Float], R: [Float], b: [Float], bhn: [Float]? }
+    /// A layer's weights in the canonical layout; `peephole` [3·H] (p_i, p_f, p_o) where the file
+    /// has peepholes (ONNX convention, tensor `P`).
+    struct CanonicalWeights { var W: [Float], R: [Float], b: [Float], bhn: [Float]?, peephole: [Float]? = nil }
 
     static func canonicalWeights(_ file: SafeTensorsFile, kind: CellKind, convention: Convention, prefix: String?, layer k: Int,
                                  direction: TimeDirection = .forward, input: Int, hidden h: Int, resetAfter: Bool) throws -> CanonicalWeights {
@@ -273,7 +285,14 @@ public enum ModelFile {
             let R = try file.floats(names[1], shape: [1, rows, h])
             let B = try file.floats(names[2], shape: [1, 2 * rows])
             let biases = fold(reorder(B[..<rows], cols: 1), reorder(B[rows...], cols: 1))
-            return CanonicalWeights(W: reorder(W[...], cols: input), R: reorder(R[...], cols: h), b: biases.b, bhn: biases.bhn)
+            // Optional peepholes P [1, 3·H] in ONNX's order i, o, f (LSTM only).
+            var peephole: [Float]?
+            if let pName = peepholeName(convention, kind: kind, prefix: prefix, layer: k, direction: direction), file.tensors[pName] != nil {
+                let P = try file.floats(pName, shape: [1, 3 * h])
+                peephole = Array(P[0..<h]) + Array(P[(2 * h)..<(3 * h)]) + Array(P[h..<(2 * h)])
+            }
+            return CanonicalWeights(W: reorder(W[...], cols: input), R: reorder(R[...], cols: h), b: biases.b, bhn: biases.bhn,
+                                    peephole: peephole)
         }
     }
 }

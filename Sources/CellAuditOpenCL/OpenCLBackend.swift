@@ -210,12 +210,18 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             + Metric.allCases.enumerated().map { "M_\($0.element.name.uppercased())=\($0.offset)" }
     }
 
-    /// The defines that pick a cell kind's step (cell.h), and the GRU variant. Every kind's
+    /// The defines that pick a cell kind's step (cell.h), the GRU variant and the peephole LSTM. Every kind's
     /// number is generated here from `CellKind` (`CELL_KIND_LSTM`, `CELL_KIND_GRU`,
     /// `CELL_KIND_RNN_TANH`, `CELL_KIND_RNN_RELU`), and the kernels compare `CELL_KIND` with
     /// those names: no kernel repeats the enum's order by hand.
-    public static func cellDefines(_ kind: CellKind, resetAfter: Bool = true) -> [String] {
+    public static func cellDefines(_ kind: CellKind, resetAfter: Bool = true, peephole: Bool = false) -> [String] {
         kindNameDefines + ["CELL_KIND=\(kind.kernelCode)"] + (kind == .gru ? ["RESET_AFTER=\(resetAfter ? 1 : 0)"] : [])
+            + (peephole ? ["PEEPHOLE=1"] : [])
+    }
+
+    /// `cellDefines` for the cell of `layer` (its kind, the GRU's reset placement, an LSTM's peepholes).
+    public static func cellDefines(_ layer: RecurrentLayer) -> [String] {
+        cellDefines(layer.kind, resetAfter: layer.resetAfter, peephole: layer.hasPeephole)
     }
 
     /// `CELL_KIND_<NAME>=<code>` for every kind.
@@ -306,7 +312,7 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
             throw CLError(status: .invalidValue, call: name, detail: "too many cells, stimuli or steps for one launch")
         }
         let program = try KernelLibrary.program("response.cl", in: context,
-                                                defines: mathDefines + Self.contractDefines + Self.cellDefines(job.cells.kind)
+                                                defines: mathDefines + Self.contractDefines + Self.cellDefines(job.cells.kind, peephole: job.cells.peephole)
                                                     + ["VW=\(vectorWidth)", "CHAINS=\(chains)"] + (job.probe == .c ? ["PROBE_C"] : []))
         // Parameter planes padded with all-zero cells to a whole number of work-items.
         let n = job.cells.cellCount, padded = (n + cellsPerItem - 1) / cellsPerItem * cellsPerItem

@@ -27,11 +27,11 @@ extension OpenCLBackend {
 
     private func weights(_ map: LayerMap) throws -> MapWeights {
         let p = map.parameters
-        return MapWeights(W: try upload(p.W), R: try upload(p.R), b: try upload(p.b), bhn: try upload(p.bhn))
+        return MapWeights(W: try upload(p.W), R: try upload(p.R), b: try upload(p.b), bhn: try upload(p.extra))
     }
 
     private func dynamicsDefines(_ map: LayerMap, jacobian: Bool) -> [String] {
-        Self.cellDefines(map.layer.kind, resetAfter: map.layer.resetAfter) + (jacobian ? ["JACOBIAN=1"] : [])
+        Self.cellDefines(map.layer) + (jacobian ? ["JACOBIAN=1"] : [])
     }
 
     /// `map_step` (dynamics.cl), in chunks of rows whose Jacobians fit `chunkBytes`.

@@ -40,7 +40,7 @@ extension OpenCLBackend {
         let net = job.network, n = job.inputs.count, steps = job.inputs.steps, configs = job.masks.count
         let pairs = configs * n, gates = net.kind.gateCount
         let resetBefore = net.kind == .gru && !net.layers[0].resetAfter
-        let defines = mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter)
+        let defines = mathDefines + Self.cellDefines(net.layers[0])
         let projection = try KernelLibrary.program("forward_tiled.cl", in: context, defines: defines).kernel(named: "input_projection")
         let rt = settings.forwardTileItems ?? (device.info.type == .cpu ? 4 : 16)
         let tileDefines = ["RT=\(rt)", "RW=\(32 / rt)"]
@@ -82,7 +82,7 @@ extension OpenCLBackend {
             let h = layer.hiddenSize
             let projCount = l == 0 ? sharedCount : chunk * steps * gates * h, yCount = chunk * steps * h
             let buffers = LayerBuffers(
-                W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), bhn: try upload(layer.hiddenBiasN),
+                W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), bhn: try upload(layer.cellExtra),
                 keep: try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] }),
                 clampH: try upload(Array(job.clampH[offset..<(offset + h)])), clampC: try upload(Array(job.clampC[offset..<(offset + h)])),
                 proj: try context.buffer(Float.self, count: projCount + canaryPadding),
@@ -163,7 +163,7 @@ extension OpenCLBackend {
                           detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
         }
         let program = try KernelLibrary.program("forward.cl", in: context,
-                                                defines: mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter))
+                                                defines: mathDefines + Self.cellDefines(net.layers[0]))
         let kernel = try program.kernel(named: "layer_forward")
         var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
         try queue.write(x, from: job.inputs.values)
@@ -171,7 +171,7 @@ extension OpenCLBackend {
         var kernelTime = 0.0
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.hiddenBiasN)
+            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.cellExtra)
             let keep = try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] })
             let clampH = try upload(Array(job.clampH[offset..<(offset + h)])), clampC = try upload(Array(job.clampC[offset..<(offset + h)]))
             let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)

@@ -36,7 +36,7 @@ extension OpenCLBackend {
             throw CLError(status: .invalidWorkGroupSize, call: "lrp_backward",
                           detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
         }
-        let defines = mathDefines + Self.cellDefines(net.kind, resetAfter: net.layers[0].resetAfter)
+        let defines = mathDefines + Self.cellDefines(net.layers[0])
         let forward = try KernelLibrary.program("forward.cl", in: context, defines: defines + ["RECORD_TAPE=1"]).kernel(named: "layer_forward")
         let backward = try KernelLibrary.program("relevance.cl", in: context, defines: defines).kernel(named: "lrp_backward")
         var kernelTime = 0.0
@@ -48,7 +48,7 @@ extension OpenCLBackend {
         var input = x0
         for (l, layer) in net.layers.enumerated() {
             let h = layer.hiddenSize
-            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.hiddenBiasN)
+            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.cellExtra)
             let keep = try upload([Float](repeating: 1, count: h)), zeros = try upload([Float](repeating: 0, count: h))
             let y = try context.buffer(Float.self, count: n * steps * h)
             let pre = try context.buffer(Float.self, count: n * steps * layer.gateRows)

@@ -31,6 +31,8 @@ public enum ParityHarness {
         public var kind: CellKind
         /// GRU only: the reset-before variant (forward operations).
         public var resetAfter: Bool = true
+        /// LSTM only: the peephole variant (every operation).
+        public var peephole: Bool = false
         public var operation: Operation
         /// Cells of the response layer, or hidden sizes of the forward's layers.
         public var sizes: [Int]
@@ -41,7 +43,7 @@ public enum ParityHarness {
         public var sequences: Int = 3
 
         public var description: String {
-            let variant = kind == .gru && !resetAfter ? "gru(reset-before)" : kind.rawValue
+            let variant = kind == .gru && !resetAfter ? "gru(reset-before)" : peephole ? "lstm(peephole)" : kind.rawValue
             var parts = ["\(variant) \(operation.rawValue) \(sizes.map(String.init).joined(separator: "x"))"]
             if operation == .responseMetrics || operation == .trajectories {
                 parts.append("probe \(probe.rawValue)")
@@ -93,27 +95,46 @@ public enum ParityHarness {
                                       settings: KernelSettings(vectorWidth: width, chains: chains), seed: 77))
                 }
             }
-            for resetAfter in kind == .gru ? [true, false] : [true] {
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6], seed: 8))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [33],
+            for (resetAfter, peephole) in variants(kind) {
+                if peephole {
+                    // The peephole cell's responses: both probes, and a vector width × chain pair.
+                    for probe in kind.probes {
+                        cases.append(Case(kind: kind, peephole: true, operation: .responseMetrics, sizes: [93], probe: probe, seed: 93))
+                        cases.append(Case(kind: kind, peephole: true, operation: .trajectories, sizes: [93], probe: probe, seed: 93))
+                    }
+                    cases.append(Case(kind: kind, peephole: true, operation: .responseMetrics, sizes: [37],
+                                      settings: KernelSettings(vectorWidth: 4, chains: 2), seed: 77))
+                }
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .forward, sizes: [13, 6], seed: 8))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .maskedForward, sizes: [5, 3], seed: 4))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .forward, sizes: [33],
                                   settings: KernelSettings(forwardTileItems: 16), seed: 33))
                 // Tiles of the tiled forward cut in both directions (111 pairs, 67 and 5 cells, K
                 // tiles with a partial float4), in chunks of 29 pairs, under every tile shape; and
                 // the per-sequence kernel.
                 for items in [4, 8, 16] {
-                    cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [67, 5],
+                    cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .maskedForward, sizes: [67, 5],
                                       settings: KernelSettings(forwardChunkPairs: 29, forwardTileItems: items), seed: 67, sequences: 37))
                 }
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .forward, sizes: [13, 6],
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .forward, sizes: [13, 6],
                                   settings: KernelSettings(perSequenceForward: true), seed: 8))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [13, 6], seed: 13))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [33], seed: 34))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [7], seed: 71))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [93], seed: 93))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .relevance, sizes: [13, 6], seed: 13))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .relevance, sizes: [33], seed: 34))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .mapStep, sizes: [7], seed: 71))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .mapStep, sizes: [93], seed: 93))
             }
         }
         return cases
+    }
+
+    /// The cell variants of a kind that compile to different kernels: (reset-after, peephole) —
+    /// the GRU's reset-before cell and the LSTM's peephole cell beside the plain ones.
+    static func variants(_ kind: CellKind) -> [(resetAfter: Bool, peephole: Bool)] {
+        switch kind {
+        case .gru: [(true, false), (false, false)]
+        case .lstm: [(true, false), (true, true)]
+        case .rnnTanh, .rnnReLU: [(true, false)]
+        }
     }
 
     /// Tiny sizes for `check-kernels` under oclgrind: every kind, both probes where they exist,
@@ -132,12 +153,18 @@ public enum ParityHarness {
                     }
                 }
             }
-            for resetAfter in kind == .gru ? [true, false] : [true] {
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3], seed: 4))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .maskedForward, sizes: [5, 3],
+            for (resetAfter, peephole) in variants(kind) {
+                if peephole {
+                    for probe in kind.probes {
+                        cases.append(Case(kind: kind, peephole: true, operation: .responseMetrics, sizes: [3], probe: probe,
+                                          settings: KernelSettings(vectorWidth: widths.last!, chains: 2), seed: 1))
+                    }
+                }
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .maskedForward, sizes: [5, 3], seed: 4))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .maskedForward, sizes: [5, 3],
                                   settings: KernelSettings(perSequenceForward: true), seed: 4))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .relevance, sizes: [5, 3], seed: 5))
-                cases.append(Case(kind: kind, resetAfter: resetAfter, operation: .mapStep, sizes: [3], seed: 6))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .relevance, sizes: [5, 3], seed: 5))
+                cases.append(Case(kind: kind, resetAfter: resetAfter, peephole: peephole, operation: .mapStep, sizes: [3], seed: 6))
             }
         }
         return cases
@@ -174,7 +201,7 @@ public enum ParityHarness {
             // minus the equally growing unstimulated run) is then rounding noise on either
             // backend: ReLU cells get weights within (−1, 1).
             let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 5, hiddenSizes: c.sizes,
-                                                      scale: c.kind == .rnnReLU ? 1 : 3)
+                                                      scale: c.kind == .rnnReLU ? 1 : 3, peephole: c.peephole)
             let bank = small ? try StimulusBank(stimuli: [.step(-0.5), .step(1.5), .sine(1, frequency: 0.15)], preSteps: 2, window: 12)
                              : try randomBank(seed: c.seed)
             let job = try ResponseJob(cells: try DecoupledCells(layer: network.layers[0]), bank: bank, probe: c.probe)
@@ -202,7 +229,7 @@ public enum ParityHarness {
                 : .failed(problems.joined(separator: "; "))
         case .forward, .maskedForward:
             let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, outputs: 2,
-                                                      scale: 2, resetAfter: c.resetAfter)
+                                                      scale: 2, resetAfter: c.resetAfter, peephole: c.peephole)
             var rng = SeededGenerator(seed: c.seed + 1)
             let n = c.sequences, steps = 9, cells = network.cellCount
             let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
@@ -223,7 +250,7 @@ public enum ParityHarness {
             // Sequence outputs, a target per sequence, bias shares and a stabiliser on (the seed
             // picks the bias factor), so every rule's every term is compared.
             let network = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, outputs: 2,
-                                                      scale: 2, resetAfter: c.resetAfter)
+                                                      scale: 2, resetAfter: c.resetAfter, peephole: c.peephole)
             var rng = SeededGenerator(seed: c.seed + 1)
             let n = 5, steps = 7
             let inputs = try SequenceBatch(count: n, steps: steps, width: 3, values: (0..<(n * steps * 3)).map { _ in rng.uniform(-1.5, 1.5) })
@@ -246,7 +273,7 @@ public enum ParityHarness {
             guard device.info.supportsFP64 else { return .unsupported("\(device.info.name) has no cl_khr_fp64") }
             // Weights at scale 0.9 keep the ReLU RNN bounded, so settling runs end somewhere.
             let layer = try RecurrentNetwork.random(kind: c.kind, seed: c.seed, inputSize: 3, hiddenSizes: c.sizes, scale: c.kind == .rnnReLU ? 0.9 : 2,
-                                                    resetAfter: c.resetAfter).layers[0]
+                                                    resetAfter: c.resetAfter, peephole: c.peephole).layers[0]
             var rng = SeededGenerator(seed: c.seed + 1)
             let map = try LayerMap(layer: layer, input: [0.2, -0.4, 0.1])
             let rows = 5, D = map.dimension

@@ -11,15 +11,7 @@ import TestSupport
 
     /// inputs of the fixture and, as labels, the class PyTorch's outputs (final states) pick.
     static func labeledData() throws -> String {
-        let data = try SafeTensorsFile(path: Fixtures.path("bidirectional/lstm2.data.safetensors"))
-        let outputs = try data.floats("final_states"), k = 3
-        let labels = (0..<(outputs.count / k)).map { n in (0..<k).max { outputs[n * k + $0] < outputs[n * k + $1] }! }
-        let path = try Fixtures.scratch("bidirectional-data").appendingPathComponent("labeled.safetensors").path
-        var writer = SafeTensorsWriter()
-        try writer.add("inputs", floats: try data.floats("inputs"), shape: try data.info("inputs").shape)
-        try writer.add("labels", int64s: labels, shape: [labels.count])
-        try writer.write(to: path)
-        return path
+        try Fixtures.labeled("bidirectional/lstm2.data.safetensors", outputs: "final_states", classes: 3)
     }
 
     @Test func evalReadsAsPyTorchAndSaysWhereItRan() throws {

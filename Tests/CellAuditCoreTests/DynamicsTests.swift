@@ -28,12 +28,15 @@ private func groundTruthNetwork(_ n: Int) throws -> RecurrentNetwork {
 
 @Suite("Dynamics (fixed points and excitable networks, METHOD.md §8)")
 struct DynamicsTests {
-    static let variants: [(CellKind, Bool)] = [(.lstm, true), (.gru, true), (.gru, false), (.rnnTanh, true), (.rnnReLU, true)]
+    /// (kind, reset-after, peephole): every cell the map computes.
+    static let variants: [(CellKind, Bool, Bool)] = [(.lstm, true, false), (.gru, true, false), (.gru, false, false), (.rnnTanh, true, false),
+                                                     (.rnnReLU, true, false), (.lstm, true, true)]
 
-    @Test("Jacobians equal central finite differences of the map, every kind", arguments: 0..<5)
+    @Test("Jacobians equal central finite differences of the map, every kind", arguments: 0..<6)
     func jacobianMatchesFiniteDifferences(_ variant: Int) throws {
-        let (kind, resetAfter) = Self.variants[variant]
-        let net = try RecurrentNetwork.random(kind: kind, seed: 40 + UInt64(variant), inputSize: 3, hiddenSizes: [7], scale: 2, resetAfter: resetAfter)
+        let (kind, resetAfter, peephole) = Self.variants[variant]
+        let net = try RecurrentNetwork.random(kind: kind, seed: 40 + UInt64(variant), inputSize: 3, hiddenSizes: [7], scale: 2, resetAfter: resetAfter,
+                                              peephole: peephole)
         var rng = SeededGenerator(seed: 9)
         let map = try LayerMap(layer: net.layers[0], input: [0.3, -0.2, 0.7])
         let D = map.dimension, rows = 3
@@ -49,13 +52,14 @@ struct DynamicsTests {
                 for i in 0..<D { worst = max(worst, abs((fp[i] - fm[i]) / (2 * e) - J[r * D * D + i * D + k])) }
             }
         }
-        #expect(worst < 1e-7, "\(kind.rawValue) reset-after \(resetAfter): Jacobian off by \(worst)")
+        #expect(worst < 1e-7, "\(kind.rawValue) reset-after \(resetAfter) peephole \(peephole): Jacobian off by \(worst)")
     }
 
     @Test("The float64 map is the network's step: it matches the float32 forward to float32 rounding")
     func mapMatchesForwardStep() throws {
-        for (variant, (kind, resetAfter)) in Self.variants.enumerated() {
-            let layer = try RecurrentNetwork.random(kind: kind, seed: 70 + UInt64(variant), inputSize: 4, hiddenSizes: [9], resetAfter: resetAfter).layers[0]
+        for (variant, (kind, resetAfter, peephole)) in Self.variants.enumerated() {
+            let layer = try RecurrentNetwork.random(kind: kind, seed: 70 + UInt64(variant), inputSize: 4, hiddenSizes: [9], resetAfter: resetAfter,
+                                                    peephole: peephole).layers[0]
             let x: [Float] = [0.5, -1, 0.25, 2]
             var h = [Float](repeating: 0.1, count: 9), c = [Float](repeating: -0.3, count: 9)
             let map = try LayerMap(layer: layer, input: x.map(Double.init))

@@ -65,7 +65,6 @@ struct ONNXTests {
         ("onnx/refuse_two_heads", "(Gemm) is a second linear map"),
         ("onnx/refuse_reads_memory", "memory output Y_c"),
         ("onnx/refuse_state_input", "3 inputs ('x', 'h0', 'c0')"),
-        ("onnx/refuse_peepholes", "'lstm' (LSTM) takes input 'P'"),
         ("onnx/refuse_clip", "'lstm' (LSTM) sets attribute 'clip'"),
         ("onnx/refuse_input_forget", "'lstm' (LSTM) sets attribute 'input_forget'"),
         ("onnx/refuse_activations", "'lstm' (LSTM) has attribute 'activations'"),

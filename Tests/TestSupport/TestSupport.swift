@@ -120,4 +120,18 @@ public enum Fixtures {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
+
+    /// A labeled dataset in a scratch folder: the `inputs` of fixture `data` (a safetensors file)
+    /// with, as labels, the class its reference outputs `outputs` [N × classes] pick. Returns its path.
+    public static func labeled(_ data: String, outputs key: String, classes k: Int) throws -> String {
+        let file = try SafeTensorsFile(path: path(data))
+        let outputs = try file.floats(key)
+        let labels = (0..<(outputs.count / k)).map { n in (0..<k).max { outputs[n * k + $0] < outputs[n * k + $1] }! }
+        let out = try scratch("labeled").appendingPathComponent("labeled.safetensors").path
+        var writer = SafeTensorsWriter()
+        try writer.add("inputs", floats: try file.floats("inputs"), shape: try file.info("inputs").shape)
+        try writer.add("labels", int64s: labels, shape: [labels.count])
+        try writer.write(to: out)
+        return out
+    }
 }

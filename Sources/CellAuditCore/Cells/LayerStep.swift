@@ -23,7 +23,8 @@ extension RecurrentLayer {
     /// Advances `rows` independent rows of this layer by one step, in place: the only place the
     /// batched forward and the scalar reference (`step`) apply a cell's update.
     ///
-    /// - `gates` [rows × G·H]: on entry x_t·Wᵀ + b per row; overwritten.
+    /// - `gates` [rows × G·H]: on entry x_t·Wᵀ + b per row; overwritten (a peephole LSTM's i, f
+    ///   and o blocks end as the full pre-activations its gates saw, peephole terms included).
     /// - `h`, `c` [rows × H]: the state at t − 1 (c is read and written for LSTMs only); on exit
     ///   the state at t. `hIsZero` skips the recurrent products (the first step from h = 0).
     /// - `scratch` [rows × H]: GRU work space.
@@ -34,9 +35,11 @@ extension RecurrentLayer {
                  output: (@Sendable (Int) -> UnsafeMutablePointer<Float>)?) {
         let hs = hiddenSize, width = gateRows, kind = self.kind, resetAfter = self.resetAfter
         let G = SendablePointer(gates), Hp = SendablePointer(h), Cp = SendablePointer(c), S = SendablePointer(scratch)
-        R.withUnsafeBufferPointer { rBuffer in hiddenBiasN.withUnsafeBufferPointer { bhnBuffer in
+        let peepholes = hasPeephole
+        R.withUnsafeBufferPointer { rBuffer in hiddenBiasN.withUnsafeBufferPointer { bhnBuffer in peephole.withUnsafeBufferPointer { pBuffer in
             let r = SendablePointer(UnsafeMutablePointer(mutating: rBuffer.baseAddress!))
             let bhn = SendablePointer(UnsafeMutablePointer(mutating: bhnBuffer.baseAddress ?? UnsafePointer(scratch)))
+            let peep = SendablePointer(UnsafeMutablePointer(mutating: pBuffer.baseAddress ?? UnsafePointer(scratch)))
             // Every block but the GRU's n reads R·h_{t-1} directly.
             let direct = kind == .gru ? 2 * hs : width
             /// The products of rows r0..<r1 (one worker's block; rows depend only on themselves).
@@ -63,6 +66,15 @@ extension RecurrentLayer {
                     var cv = Float32x16()
                     var hv: Float32x16
                     switch kind {
+                    case .lstm where peepholes:
+                        // The gates' full pre-activations go back into `gates` (the relevance tape reads them).
+                        cv = .load(cr + j, count: w)
+                        var ai = Float32x16.load(pre + j, count: w), af = Float32x16.load(pre + hs + j, count: w)
+                        var ao = Float32x16.load(pre + 3 * hs + j, count: w)
+                        let p = peep.pointer
+                        hv = LSTMCell.update(i: &ai, f: &af, g: .load(pre + 2 * hs + j, count: w), o: &ao, c: &cv,
+                                             peephole: (.load(p + j, count: w), .load(p + hs + j, count: w), .load(p + 2 * hs + j, count: w)))
+                        ai.store(pre + j, count: w); af.store(pre + hs + j, count: w); ao.store(pre + 3 * hs + j, count: w)
                     case .lstm:
                         cv = .load(cr + j, count: w)
                         hv = LSTMCell.update(i: .load(pre + j, count: w), f: .load(pre + hs + j, count: w),
@@ -119,7 +131,7 @@ extension RecurrentLayer {
                 products(r0, r1)
                 for row in r0..<r1 { update(row) }
             }
-        }}
+        }}}
     }
 
     /// out[rows × G·H] = x[rows × width] · Wᵀ + b.

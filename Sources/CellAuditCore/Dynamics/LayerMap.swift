@@ -19,6 +19,8 @@ public struct LayerMap: Sendable {
     public var inputSize: Int { layer.inputSize }
 
     let W: [Double], R: [Double], b: [Double], bhn: [Double]
+    /// A peephole LSTM's p_i, p_f, p_o [3·H]; empty without peepholes.
+    public let peephole: [Double]
     /// W x̄ + b [G·H].
     let drive: [Double]
 
@@ -36,6 +38,7 @@ public struct LayerMap: Sendable {
         self.input = input
         W = layer.W.map(Double.init); R = layer.R.map(Double.init); b = layer.b.map(Double.init)
         bhn = layer.hiddenBiasN.map(Double.init)
+        peephole = layer.peephole.map(Double.init)
         let rows = layer.gateRows, width = layer.inputSize
         var d = b
         for r in 0..<rows { for k in 0..<width { d[r] += W[r * width + k] * input[k] } }
@@ -50,9 +53,10 @@ public struct LayerMap: Sendable {
     }
 
     /// The weights the kernels read, in Float64 and the canonical layout: W [G·H × I],
-    /// R [G·H × H], b [G·H], b_hn [H] (zeros for kinds without it).
-    public var parameters: (W: [Double], R: [Double], b: [Double], bhn: [Double]) {
-        (W, R, b, bhn.isEmpty ? [Double](repeating: 0, count: hiddenSize) : bhn)
+    /// R [G·H × H], b [G·H], and the kind's per-cell parameters (`RecurrentLayer.cellExtra`): the
+    /// GRU's b_hn [H], a peephole LSTM's p [3·H], zeros [H] for the others.
+    public var parameters: (W: [Double], R: [Double], b: [Double], extra: [Double]) {
+        (W, R, b, !peephole.isEmpty ? peephole : bhn.isEmpty ? [Double](repeating: 0, count: hiddenSize) : bhn)
     }
 
     /// One step of `rows` states: `next` [rows × D] = F(s_r, x_r) and, when `jacobian` is true,
@@ -61,9 +65,11 @@ public struct LayerMap: Sendable {
     ///
     /// Jacobians are the analytic derivatives of METHOD.md §1's updates (derived in
     /// docs/METHOD.md §8): RNN diag(act′(a)) R; GRU and LSTM by the chain rule through every gate,
-    /// the reset-before GRU including R_n·diag(h⊙r(1−r))·R_r. ReLU′(0) = 0, as PyTorch takes it.
+    /// the reset-before GRU including R_n·diag(h⊙r(1−r))·R_r, a peephole LSTM including the paths
+    /// through p_i, p_f (from c) and p_o (from c'). ReLU′(0) = 0, as PyTorch takes it.
     public func step(states: [Double], inputs: [Double]? = nil, rows: Int, jacobian: Bool, workers: Int) -> (next: [Double], jacobian: [Double]) {
         let D = dimension, H = hiddenSize, GH = layer.gateRows, I = inputSize, kind = layer.kind
+        let P = peephole, peepholes = !P.isEmpty
         precondition(states.count == rows * D && (inputs?.count ?? rows * I) == rows * I)
         // pre [rows × GH] = drive (or W x_r + b) + h · Rᵀ, the GRU's n block without R_n h.
         var pre = [Double](repeating: 0, count: rows * GH)
@@ -117,24 +123,29 @@ public struct LayerMap: Sendable {
                     }
                 case .lstm:
                     for i in 0..<H {
-                        let ig = sigmoid(a(0, i)), fg = sigmoid(a(1, i)), g = tanh(a(2, i)), og = sigmoid(a(3, i))
                         let c = states[r * D + H + i]
+                        let ig = sigmoid(peepholes ? a(0, i) + P[i] * c : a(0, i)), fg = sigmoid(peepholes ? a(1, i) + P[H + i] * c : a(1, i))
+                        let g = tanh(a(2, i))
                         let c2 = fg * c + ig * g, tc = tanh(c2)
+                        let og = sigmoid(peepholes ? a(3, i) + P[2 * H + i] * c2 : a(3, i))
                         next[r * D + i] = og * tc
                         next[r * D + H + i] = c2
                         guard jacobian else { continue }
                         let di = g * ig * (1 - ig), df = c * fg * (1 - fg), dg = ig * (1 - g * g)
                         let dho = tc * og * (1 - og), dhc = og * (1 - tc * tc)
+                        // With peepholes c' also moves o (dh/dc' gains dho·p_o), and c moves i and f.
+                        let dhdc = peepholes ? dhc + dho * P[2 * H + i] : dhc
+                        let dcdc = peepholes ? fg + di * P[i] + df * P[H + i] : fg
                         for k in 0..<H {
                             let dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k]
                             J[jo + (H + i) * D + k] = dc
-                            J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhc * dc
+                            J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhdc * dc
                         }
                         // ∂/∂c is diagonal: zeros but for cell i's own c.
                         (J + jo + (H + i) * D + H).update(repeating: 0, count: H)
                         (J + jo + i * D + H).update(repeating: 0, count: H)
-                        J[jo + (H + i) * D + H + i] = fg
-                        J[jo + i * D + H + i] = dhc * fg
+                        J[jo + (H + i) * D + H + i] = dcdc
+                        J[jo + i * D + H + i] = dhdc * dcdc
                     }
                 case .gru:
                     var outer: [Double] = []

@@ -282,6 +282,9 @@ extension LayerTape {
         let ma = FloatBuffer(N * GH), mb = FloatBuffer(N * GH)
         let bhnStore = FloatBuffer(H)
         for j in 0..<L.hiddenBiasN.count { bhnStore[j] = L.hiddenBiasN[j] }
+        // Peepholes (p_i, p_f, p_o): o's reads c_t, i's and f's c_{t−1}, so each adds a path for ∂c.
+        let peepholes = L.hasPeephole, peepStore = FloatBuffer(L.peephole.count)
+        for j in 0..<L.peephole.count { peepStore[j] = L.peephole[j] }
         L.W.withUnsafeBufferPointer { wBuf in
         L.R.withUnsafeBufferPointer { rBuf in
             let w = wBuf.baseAddress!, rw = rBuf.baseAddress!
@@ -306,12 +309,20 @@ extension LayerTape {
                             let i = vsigmoid(.load(pre + j, count: n)), f = vsigmoid(.load(pre + H + j, count: n))
                             let g = vtanh(.load(pre + 2 * H + j, count: n)), o = vsigmoid(.load(pre + 3 * H + j, count: n))
                             let tc = vtanh(.load(ct + j, count: n))
-                            let dc = Float32x16.load(cm + j, count: n) + dh * o * (1 - tc * tc)
-                            (dc * g * i * (1 - i)).store(ar + j, count: n)
-                            (dc * load(cp, j, n) * f * (1 - f)).store(ar + H + j, count: n)
+                            var dc = Float32x16.load(cm + j, count: n) + dh * o * (1 - tc * tc)
+                            let dao = dh * tc * o * (1 - o)
+                            let p = peepStore.pointer
+                            if peepholes { dc = fmadd(dao, .load(p + 2 * H + j, count: n), dc) }
+                            let dai = dc * g * i * (1 - i), daf = dc * load(cp, j, n) * f * (1 - f)
+                            dai.store(ar + j, count: n)
+                            daf.store(ar + H + j, count: n)
                             (dc * i * (1 - g * g)).store(ar + 2 * H + j, count: n)
-                            (dh * tc * o * (1 - o)).store(ar + 3 * H + j, count: n)
-                            (dc * f).store(cm + j, count: n)
+                            dao.store(ar + 3 * H + j, count: n)
+                            if peepholes {
+                                fmadd(dai, .load(p + j, count: n), fmadd(daf, .load(p + H + j, count: n), dc * f)).store(cm + j, count: n)
+                            } else {
+                                (dc * f).store(cm + j, count: n)
+                            }
                         case .gru:
                             let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
                             let z = vsigmoid(.load(pre + H + j, count: n)), reset = vsigmoid(.load(pre + j, count: n))

@@ -158,9 +158,14 @@ extension GraphReader {
             let B = node.input.count > 3 && !node.input[3].isEmpty
                 ? try weight(node.input[3], layer.node, "B", shape: [D, 2 * G * H])
                 : FloatTensor(shape: [D, 2 * G * H], values: [Float](repeating: 0, count: D * 2 * G * H))
+            // Peepholes P [D, 3·H] (i, o, f), LSTM only; an all-zero P is the plain cell.
+            var P: FloatTensor?
+            if kind == .lstm, node.input.count > 7, !node.input[7].isEmpty, try !isZero(node.input[7]) {
+                P = try weight(node.input[7], layer.node, "P", shape: [D, 3 * H])
+            }
             // A bidirectional node's weights hold the forward direction, then the reverse one.
             for (direction, suffix) in zip(0..<D, ["", "_reverse"]) {
-                for (name, t) in [("W", W), ("R", R), ("B", B)] {
+                for (name, t) in [("W", W), ("R", R), ("B", B)] + (P.map { [("P", $0)] } ?? []) {
                     let n = t.values.count / D
                     tensors["\(prefix)\(k).\(name)\(suffix)"] = FloatTensor(shape: [1] + t.shape.dropFirst(), values: Array(t.values[(direction * n)..<((direction + 1) * n)]))
                 }

@@ -12,8 +12,8 @@ import SwiftProtobuf
 /// honouring `transA`, `transB`, `alpha` and `beta`, after a step selection (Gather or Slice of the
 /// last step) or none (a readout at every step). Axes are tracked through every op, so a layout
 /// op that would mix time, batch and features is refused, not trusted. What CellAudit cannot
-/// represent exactly is refused, naming the node and the attribute or input: peepholes `P`,
-/// `clip`, `input_forget`, non-default `activations` (the RNN's Relu is read as `rnn_relu`),
+/// represent exactly is refused, naming the node and the attribute or input: peepholes `P` that are
+/// not constants (constant peepholes are read: METHOD.md §8), `clip`, `input_forget`, non-default `activations` (the RNN's Relu is read as `rnn_relu`),
 /// `activation_alpha`/`beta`, initial states that are not provably zero, a `sequence_lens` that
 /// is not one constant length, a node of another domain, a readout that reads the memory
 /// c or a step other than the last, a second linear map, and any node the walk does not account

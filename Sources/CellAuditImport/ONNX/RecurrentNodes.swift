@@ -56,8 +56,8 @@ extension GraphReader {
         if op == "GRU", let lbr = int(node, "linear_before_reset"), lbr != 0 && lbr != 1 {
             throw fail("\(label(c)) has attribute 'linear_before_reset' \(lbr); ONNX defines 0 and 1")
         }
-        // Optional inputs: sequence_lens (4) read as described below; initial_h (5), initial_c (6)
-        // and P (7) only when provably zero.
+        // Optional inputs: sequence_lens (4) read as described below; initial_h (5) and initial_c (6)
+        // only when provably zero; P (7) when constant.
         func given(_ k: Int) -> String? { node.input.count > k && !node.input[k].isEmpty ? node.input[k] : nil }
         if let lens = given(4), let source = lengthsSource(lens) {
             // Lengths fed from a graph input (directly or through Cast): each sequence's own
@@ -89,8 +89,9 @@ extension GraphReader {
                 throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state" + coreHint)
             }
         }
-        if let p = given(7) {
-            guard try isZero(p) else { throw fail("\(label(c)) takes input 'P' (peephole weights), which CellAudit does not represent") }
+        // P (7), the peepholes, is read with the weights (an all-zero P is the plain cell).
+        if let p = given(7), try !isZero(p), try constant(p) == nil {
+            throw fail("\(label(c)) has an input 'P' (peephole weights) that is not a constant")
         }
         // X arrives as [time, batch, features] (layout 0) or [batch, time, features] (layout 1).
         guard inputAxes.count == 3 else {

@@ -13,7 +13,9 @@
 //   keep    [configs, H]: 1 runs the cell free, 0 clamps its h (and c) after every step to
 //           clamp_h[j] (and clamp_c[j]): 0 for plain ablation, the data mean for mean ablation.
 //   clamp_h, clamp_c [H].
-//   y       [configs * n_seq, T, H]: h at every step.
+//   y       [configs * n_seq, T, y_stride]: h at every step, at columns y_offset .. y_offset + H
+//           (a level's directions side by side, forward first).
+//   reverse 1: the layer runs from step T-1 down to 0 (its state at t follows the one at t + 1).
 //   local_h __local [2 H]: h(t-1), then (reset-before GRU) r * h(t-1).
 // Variants (-D): CELL_KIND (cell.h); PEEPHOLE=0|1 for the LSTM (cell_lstm.h); RESET_AFTER=0|1 for the GRU (1: n = tanh(W_n x + b_in +
 //   r (R_n h + b_hn)), PyTorch; 0: n = tanh(W_n x + b_n + R_n (r h)), Keras reset_after=False);
@@ -53,6 +55,9 @@ __kernel void layer_forward(__global const float* restrict x,
                             const int T,
                             const int I,
                             const int H,
+                            const int reverse,
+                            const int y_stride,
+                            const int y_offset,
                             __local float* local_h)
 {
     const int j = get_local_id(0);
@@ -61,14 +66,15 @@ __kernel void layer_forward(__global const float* restrict x,
     const int seq = pair % n_seq;
     const bool active = j < H;
     __global const float* xs = x + (size_t)(x_per_config ? pair : seq) * T * I;
-    __global float* ys = y + (size_t)pair * T * H;
+    __global float* ys = y + (size_t)pair * T * y_stride + y_offset;
     __local float* local_rh = local_h + H;
     const float k = active ? keep[config * H + j] : 0.0f;
     const float fill_h = active ? (1.0f - k) * clamp_h[j] : 0.0f, fill_c = active ? (1.0f - k) * clamp_c[j] : 0.0f;
     float c = 0.0f, h = 0.0f;
     if (active) local_h[j] = 0.0f;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int t = 0; t < T; ++t) {
+    for (int s = 0; s < T; ++s) {
+        const int t = reverse ? T - 1 - s : s;
         // a[g]: gate g's pre-activation; for the GRU's n block, the input part only (hn holds
         // the recurrent part, which the reset gate scales).
         float a[CELL_GATES];
@@ -140,7 +146,7 @@ __kernel void layer_forward(__global const float* restrict x,
 #endif
             h = h * k + fill_h;
             local_h[j] = h;
-            ys[(size_t)t * H + j] = h;
+            ys[(size_t)t * y_stride + j] = h;
         }
         barrier(CLK_LOCAL_MEM_FENCE);   // h(t) is visible to all
     }

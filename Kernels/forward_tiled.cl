@@ -100,8 +100,10 @@ void input_projection(__global const float* restrict A, const int lda,
 //   R        [G*H, H] row-major; bhn [H] the GRU's recurrent bias of n (reset-after), or a
 //            peephole LSTM's p [3H] (PEEPHOLE=1, cell_lstm.h).
 //   keep     [configs, H]; clamp_h, clamp_c [H]: as in forward.cl (ablation with clamp values).
-//   y        [pairs, T, H]: writes step t, reads h(t-1) at step t-1 (nothing at t = 0: h = 0).
-//   state    LSTM: c [pairs, H], read (t > 0) and written; reset-before GRU: z's
+//   y        [pairs, T, y_stride], this layer's h at columns y_offset .. y_offset + H (a level's
+//            directions side by side, forward first): writes step t, reads h at step t_prev, the
+//            step processed before t (t - 1 forward, t + 1 reverse; -1 at the first: h = 0).
+//   state    LSTM: c [pairs, H], read (t_prev >= 0) and written; reset-before GRU: z's
 //            pre-activation [pairs, H], written in phase 1, read in phase 2.
 //   rh       reset-before GRU, phase 1: r h(t-1) [pairs, H].
 // Work-groups of RT x RT items over (cells, pairs); each item RW x RW outputs strided by RT,
@@ -140,7 +142,8 @@ void recurrent_step(__global const float* restrict proj, const int proj_shared,
                     __global float* restrict state,
                     __global float* restrict rh,
                     const int pair0, const int pairs, const int n_seq,
-                    const int T, const int t, const int H)
+                    const int T, const int t, const int H,
+                    const int t_prev, const int y_stride, const int y_offset)
 {
     __local float Hs[RK][RB + 1];
     __local float Rs[BLOCKS][RK][RB + 1];
@@ -151,7 +154,7 @@ void recurrent_step(__global const float* restrict proj, const int proj_shared,
     for (int g = 0; g < BLOCKS; ++g)
         for (int a = 0; a < RW; ++a)
             for (int b = 0; b < RW; ++b) acc[g][a][b] = 0.0f;
-    if (t > 0) {   // h(0) = 0: the product vanishes (a uniform branch, barriers stay matched)
+    if (t_prev >= 0) {   // the first step's h = 0: the product vanishes (a uniform branch, barriers stay matched)
         for (int k0 = 0; k0 < H; k0 += RK) {
             for (int q = tid; q < RB * (RK / 4); q += RT * RT) {
                 const int r = q / (RK / 4), kq = (q % (RK / 4)) * 4;
@@ -184,20 +187,21 @@ void recurrent_step(__global const float* restrict proj, const int proj_shared,
         if (p >= pairs) continue;
         const int pair = pair0 + p, config = pair / n_seq, seq = pair % n_seq;
         __global const float* pre = proj + ((size_t)(proj_shared ? seq : p) * T + t) * GH;
-        __global float* yt = y + ((size_t)p * T + t) * H;
+        __global float* yt = y + ((size_t)p * T + t) * y_stride + y_offset;
+        __global const float* yp = y + ((size_t)p * T + t_prev) * y_stride + y_offset;
         for (int b = 0; b < RW; ++b) {
             const int j = j0 + tx + b * RT;
             if (j >= H) continue;
             const float k = keep[config * H + j];
-            const float h_prev = t > 0 ? yt[j - H] : 0.0f;
+            const float h_prev = t_prev >= 0 ? yp[j] : 0.0f;
             float h = h_prev;
 #if CELL_KIND == CELL_KIND_LSTM && PEEPHOLE
-            float c = t > 0 ? state[(size_t)p * H + j] : 0.0f;
+            float c = t_prev >= 0 ? state[(size_t)p * H + j] : 0.0f;
             float ai = pre[j] + acc[0][a][b], af = pre[H + j] + acc[1][a][b], ao = pre[3 * H + j] + acc[3][a][b];
             LSTM_PEEPHOLE_UPDATE(float, cell, ai, af, pre[2 * H + j] + acc[2][a][b], ao, bhn[j], bhn[H + j], bhn[2 * H + j], c, h);
             state[(size_t)p * H + j] = c * k + (1.0f - k) * clamp_c[j];
 #elif CELL_KIND == CELL_KIND_LSTM
-            float c = t > 0 ? state[(size_t)p * H + j] : 0.0f;
+            float c = t_prev >= 0 ? state[(size_t)p * H + j] : 0.0f;
             LSTM_UPDATE(float, cell, pre[j] + acc[0][a][b], pre[H + j] + acc[1][a][b],
                         pre[2 * H + j] + acc[2][a][b], pre[3 * H + j] + acc[3][a][b], c, h);
             state[(size_t)p * H + j] = c * k + (1.0f - k) * clamp_c[j];

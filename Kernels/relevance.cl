@@ -3,16 +3,18 @@
 // The kernels' twin of LayerTape.lrpBackward in Sources/CellAuditCore/Relevance/CPURelevance.swift.
 //
 // Kernel lrp_backward
-//   One work-group walks one sequence from step T-1 down to 0; work-item j owns cell j (items
+//   One work-group walks one sequence backwards in the layer's own time (from step T-1 down to
+//   0, or from 0 up to T-1 for a reverse layer: reverse = 1); work-item j owns cell j (items
 //   past H only help with reductions and the input products). Global size (WG, n_seq), local
 //   size (WG, 1), WG >= H.
 //   x          [n_seq, T, I] the layer's input (the data, or the layer below's h)
 //   W [G*H, I], R [G*H, H], b [G*H], bhn [H]: the canonical layout (see forward.cl)
 //   tape_pre, tape_aux, tape_c, hs: the forward's record (forward.cl with RECORD_TAPE=1), hs the
-//              layer's h [n_seq, T, H]
-//   injected   [n_seq, T, H] relevance reaching h(t) from outside the layer (readout or the
-//              layer above)
-//   to_input   [n_seq, T, I] out: relevance of every input value
+//              level's h [n_seq, T, y_stride], this layer's at columns y_offset .. y_offset + H
+//   injected   [n_seq, T, y_stride] relevance reaching the level's h(t) from outside (readout or
+//              the level above); this layer reads its columns
+//   to_input   [n_seq, T, I] out: relevance of every input value, added to what is there when
+//              accumulate = 1 (a level's second direction reads the same input)
 //   cells      [n_seq, T, C] out: columns cell_offset .. cell_offset + H, the relevance of h(t)
 //   rest       [n_seq] out: relevance reaching this layer's initial state (h and c)
 //   min_den    [n_seq] out: the smallest |z + eps sign(z)| any rule of this layer divided by
@@ -78,6 +80,10 @@ __kernel void lrp_backward(__global const float* restrict x,
                            const int cell_offset,
                            const float eps,
                            const float bf,
+                           const int reverse,
+                           const int y_stride,
+                           const int y_offset,
+                           const int accumulate,
                            __local float* msg,
                            __local float* msg2,
                            __local float* red)
@@ -88,20 +94,23 @@ __kernel void lrp_backward(__global const float* restrict x,
     const int GH = CELL_GATES * H;
     const float n_in = (float)(I + H);
     float rec = 0.0f, mem = 0.0f, smallest = INFINITY;
-    for (int t = T - 1; t >= 0; --t) {
-        const size_t row = (size_t)seq * T + t;
+    for (int s = 0; s < T; ++s) {
+        // t in the layer's own time backwards; tp the step its state at t followed (-1: none).
+        const int t = reverse ? s : T - 1 - s;
+        const int has_prev = reverse ? t < T - 1 : t > 0;
+        const size_t row = (size_t)seq * T + t, prow = reverse ? row + 1 : row - 1;
         __global const float* pre = tape_pre + row * GH;
-        const float hp = (active && t > 0) ? hs[(row - 1) * H + j] : 0.0f;
+        const float hp = (active && has_prev) ? hs[prow * y_stride + y_offset + j] : 0.0f;
         float rh = 0.0f;
         if (active) {
-            rh = injected[row * H + j] + rec;
+            rh = injected[row * y_stride + y_offset + j] + rec;
             cells[row * C + cell_offset + j] = rh;
         }
         float k_in, k_u = 0.0f, direct = 0.0f;
 #if CELL_KIND == CELL_KIND_LSTM
         // h = o tanh(c) sends all to c; c = f c(t-1) + i g: two signals, N = 2H.
         const float ct = active ? tape_c[row * H + j] : 0.0f;
-        const float cp = (active && t > 0) ? tape_c[(row - 1) * H + j] : 0.0f;
+        const float cp = (active && has_prev) ? tape_c[prow * H + j] : 0.0f;
         const float dc = stabilised(ct, eps);
         const float mc = active ? (mem + rh) / dc : 0.0f;
         if (active) smallest = fmin(smallest, fabs(dc));
@@ -119,7 +128,7 @@ __kernel void lrp_backward(__global const float* restrict x,
         if (active) msg[j] = mg;
 #elif CELL_KIND == CELL_KIND_GRU
         // h' = (1 - z) n + z h: two signals, N = 2H; n = tanh(a) passes.
-        const float ht = active ? hs[row * H + j] : 0.0f;
+        const float ht = active ? hs[row * y_stride + y_offset + j] : 0.0f;
         const float dh = stabilised(ht, eps);
         const float mh = active ? rh / dh : 0.0f;
         if (active) smallest = fmin(smallest, fabs(dh));
@@ -171,7 +180,8 @@ __kernel void lrp_backward(__global const float* restrict x,
         for (int i = j; i < I; i += wg) {
             float acc = 0.0f;
             for (int m = 0; m < H; ++m) acc += W[((size_t)SIGNAL_BLOCK * H + m) * I + i] * msg[m];
-            to_input[row * I + i] = x[row * I + i] * acc + k_in;
+            const float v = x[row * I + i] * acc + k_in;
+            to_input[row * I + i] = accumulate ? to_input[row * I + i] + v : v;
         }
         if (active) {
             float acc = 0.0f;

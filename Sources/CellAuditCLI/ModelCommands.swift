@@ -154,7 +154,7 @@ struct Eval: ParsableCommand {
                 try writer.write(to: out)
             }
             let sequenceSteps = Double(dataset.inputs.count * dataset.inputs.steps)
-            // Where the forward actually ran, when not on the backend named (reverse layers on OpenCL).
+            // Where the forward actually ran, when not on the backend named (auto keeps it on the CPU of a CPU device).
             let elsewhere = otherBackends(backend)
             if json {
                 var info: [String: Any] = ["model": model, "data": data, score.name: score.value, "backend": "\(backend.identity)",
@@ -167,8 +167,7 @@ struct Eval: ParsableCommand {
             let binary = loaded.task == .classification && Score.isBinary(outputs: loaded.network.readout?.outputs ?? 0)
             print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)"
                   + (binary ? " (a single-logit binary classifier: class 1 where the logit is above 0)" : ""))
-            let why = loaded.network.isForwardOnly ? "" : ": the kernels do not run reverse layers"
-            print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0)\(why))" } ?? ""))
+            print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0))" } ?? ""))
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
         }
     }

@@ -271,24 +271,31 @@ public struct RecurrentNetwork: Sendable, Equatable {
         levels[level].first { layers[$0].direction == direction }!
     }
 
-    /// A seeded random network, for demos, tests and benchmarks.
+    /// A seeded random network, for demos, tests and benchmarks: one level per hidden size, each
+    /// with a layer per entry of `directions` (forward only by default; [.forward, .reverse] gives
+    /// a bidirectional stack, read at `reading`).
     public static func random(kind: CellKind = .lstm, seed: UInt64, inputSize: Int, hiddenSizes: [Int], outputs: Int = 0,
-                              scale: Float = 1, resetAfter: Bool = true, peephole: Bool = false) throws -> RecurrentNetwork {
+                              scale: Float = 1, resetAfter: Bool = true, peephole: Bool = false,
+                              directions: [TimeDirection] = [.forward], reading: FinalStateReading = .lastStep) throws -> RecurrentNetwork {
         var rng = SeededGenerator(seed: seed)
-        var layers: [RecurrentLayer] = []
+        var levels: [[RecurrentLayer]] = []
         var width = inputSize
         for h in hiddenSizes {
-            layers.append(try .random(kind: kind, inputSize: width, hiddenSize: h, using: &rng, scale: scale, resetAfter: resetAfter,
-                                      peephole: peephole))
-            width = h
+            levels.append(try directions.map { direction in
+                var layer = try RecurrentLayer.random(kind: kind, inputSize: width, hiddenSize: h, using: &rng, scale: scale,
+                                                      resetAfter: resetAfter, peephole: peephole)
+                layer.direction = direction
+                return layer
+            })
+            width = h * directions.count
         }
         var readout: Readout?
         if outputs > 0 {
             let k = 1 / Float(width).squareRoot()
             readout = Readout(V: (0..<outputs * width).map { _ in rng.uniform(-k, k) },
-                              a: (0..<outputs).map { _ in rng.uniform(-k, k) })
+                              a: (0..<outputs).map { _ in rng.uniform(-k, k) }, reading: reading)
         }
-        return try RecurrentNetwork(layers: layers, readout: readout)
+        return try RecurrentNetwork(levels: levels, readout: readout)
     }
 }
 

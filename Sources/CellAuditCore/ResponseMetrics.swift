@@ -150,7 +150,7 @@ public enum Tolerance {
     /// Trajectories of the decoupled step simulation, cpu vs opencl: absolute below 1, relative
     /// above (an unbounded ReLU cell).
     public static let trajectory: Float = 1e-5
-    /// Full-network hidden states and outputs, cpu vs opencl, absolute.
+    /// Full-network hidden states and outputs, cpu vs opencl: absolute below 1, relative above.
     public static let forwardCrossBackend: Float = 1e-5
     /// Full-network outputs and hidden states against the framework's own (golden) values.
     public static let forward: Float = 1e-4

@@ -123,25 +123,12 @@ public final class OpenCLBackend: ComputeBackend, @unchecked Sendable {
     /// Host threads for the CPU work around the kernels (`ComputeBackend.hostThreads`).
     public let hostThreads: Int
 
-    /// Every operation runs on the device but gradient × input, which runs on a CPU backend of
-    /// `hostThreads` threads (`relevance(_:)`), and an operation whose last call got a network the
-    /// kernels do not run (reverse layers: the full forward and relevance), which ran there too.
+    /// Every operation runs on the device (reverse and bidirectional layers included) but
+    /// gradient × input, which runs on a CPU backend of `hostThreads` threads (`relevance(_:)`).
     public func placement(of operation: BackendOperation) -> BackendIdentity {
-        operation == .gradientTimesInput || ranOnHost.withLock({ $0.contains(operation) }) ? CPUBackend(threads: hostThreads).identity : identity
+        operation == .gradientTimesInput ? CPUBackend(threads: hostThreads).identity : identity
     }
 
-    /// The operations whose last call ran on a CPU backend because the kernels do not handle its
-    /// network (`placement(of:)` reports it).
-    let ranOnHost = Mutex<Set<BackendOperation>>([])
-
-    /// Runs `body` on the device when `network` is a forward stack, else `onHost` on a CPU backend
-    /// of `hostThreads` threads, and records which for `placement(of:)`.
-    func onDevice<R>(_ operation: BackendOperation, network: RecurrentNetwork, _ body: () throws -> R,
-                     onHost: (CPUBackend) throws -> R) rethrows -> R {
-        let host = !network.isForwardOnly
-        ranOnHost.withLock { if host { $0.insert(operation) } else { $0.remove(operation) } }
-        return host ? try onHost(CPUBackend(threads: hostThreads)) : try body()
-    }
     public static let canary: Float = -7.0e30
 
     /// Cells per work-item in the response kernels (vector lanes). On CPU devices, the device's

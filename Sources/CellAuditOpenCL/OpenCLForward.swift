@@ -32,7 +32,7 @@ extension OpenCLBackend {
     ///   N × T × G·H floats exceeds the device's allocation limit.
     public func forward(_ job: ForwardJob) throws -> ForwardResult {
         if job.inputs.isPadded { return try job.byLength { try forward($0) } }
-        return try onDevice(.forward, network: job.network, { try forwardOnDevice(job) }, onHost: { try $0.forward(job) })
+        return try forwardOnDevice(job)
     }
 
     private func forwardOnDevice(_ job: ForwardJob) throws -> ForwardResult {
@@ -51,23 +51,28 @@ extension OpenCLBackend {
             : nil
         let hasState = net.kind == .lstm || resetBefore
 
-        // Chunk size: every pair-dependent buffer of a layer (projection, y, state, r h) within
-        // chunkBytes.
-        let perPair = net.layers.enumerated().map { l, layer in
-            (l == 0 ? 0 : steps * gates * layer.hiddenSize) + steps * layer.hiddenSize + 2 * layer.hiddenSize
+        // Chunk size: every pair-dependent buffer of a level (its directions' projections and
+        // states, its output y) within chunkBytes.
+        let perPair = net.levels.enumerated().map { l, level in
+            let width = net.outputWidth(ofLevel: l)
+            return level.reduce(steps * width) { sum, index in
+                let h = net.layers[index].hiddenSize
+                return sum + (l == 0 ? 0 : steps * gates * h) + 2 * h
+            }
         }.max()! * MemoryLayout<Float>.stride
         let chunk = max(1, min(pairs, settings.forwardChunkPairs ?? chunkBytes / perPair))
-        let sharedCount = n * steps * gates * net.layers[0].hiddenSize
-        guard sharedCount * MemoryLayout<Float>.stride <= Int(device.info.maxAllocationBytes) else {
+        let sharedCounts = net.levels[0].map { n * steps * gates * net.layers[$0].hiddenSize }
+        guard let widest = sharedCounts.max(), widest * MemoryLayout<Float>.stride <= Int(device.info.maxAllocationBytes) else {
             throw CLError(status: .memObjectAllocationFailure, call: "input_projection",
                           detail: "the layer-0 projection of \(n) sequences × \(steps) steps × \(gates * net.layers[0].hiddenSize) gate rows exceeds the device's allocation limit of \(device.info.maxAllocationBytes) bytes")
         }
 
+        /// One directed layer's weights, ablation values and work buffers.
         struct LayerBuffers {
-            let W, R, b, bhn, keep, clampH, clampC: Buffer<Float>
-            let proj: Buffer<Float>, y: Buffer<Float>, state: Buffer<Float>, rh: Buffer<Float>
-            /// Elements of `proj` and `y` before their canary padding.
-            let projCount: Int, yCount: Int
+            let W, R, b, extra, keep, clampH, clampC: Buffer<Float>
+            let proj: Buffer<Float>, state: Buffer<Float>, rh: Buffer<Float>
+            /// Elements of `proj` before its canary padding.
+            let projCount: Int
         }
         var events: [Event] = []
         func launch(_ kernel: Kernel, columns: Int, rows: Int, tile: Int) throws {
@@ -78,70 +83,91 @@ extension OpenCLBackend {
         try queue.write(x, from: job.inputs.values)
         var offset = 0
         var layers: [LayerBuffers] = []
-        for (l, layer) in net.layers.enumerated() {
-            let h = layer.hiddenSize
-            let projCount = l == 0 ? sharedCount : chunk * steps * gates * h, yCount = chunk * steps * h
-            let buffers = LayerBuffers(
-                W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), bhn: try upload(layer.cellExtra),
-                keep: try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] }),
-                clampH: try upload(Array(job.clampH[offset..<(offset + h)])), clampC: try upload(Array(job.clampC[offset..<(offset + h)])),
-                proj: try context.buffer(Float.self, count: projCount + canaryPadding),
-                y: try context.buffer(Float.self, count: yCount + canaryPadding),
-                state: try context.buffer(Float.self, count: hasState ? chunk * h : 1),
-                rh: try context.buffer(Float.self, count: resetBefore ? chunk * h : 1),
-                projCount: projCount, yCount: yCount)
-            if canaryPadding > 0 {
-                try queue.write(buffers.proj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: projCount)
-                try queue.write(buffers.y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: yCount)
+        for (l, level) in net.levels.enumerated() {
+            for (d, index) in level.enumerated() {
+                let layer = net.layers[index], h = layer.hiddenSize
+                let projCount = l == 0 ? sharedCounts[d] : chunk * steps * gates * h
+                let buffers = LayerBuffers(
+                    W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), extra: try upload(layer.cellExtra),
+                    keep: try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] }),
+                    clampH: try upload(Array(job.clampH[offset..<(offset + h)])), clampC: try upload(Array(job.clampC[offset..<(offset + h)])),
+                    proj: try context.buffer(Float.self, count: projCount + canaryPadding),
+                    state: try context.buffer(Float.self, count: hasState ? chunk * h : 1),
+                    rh: try context.buffer(Float.self, count: resetBefore ? chunk * h : 1),
+                    projCount: projCount)
+                if canaryPadding > 0 {
+                    try queue.write(buffers.proj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: projCount)
+                }
+                layers.append(buffers)
+                offset += h
             }
-            layers.append(buffers)
-            offset += h
+        }
+        // Each level's output: its directions' h side by side, forward first [chunk, T, width].
+        let yCounts = net.levels.indices.map { chunk * steps * net.outputWidth(ofLevel: $0) }
+        let ys = try yCounts.map { count in
+            let y = try context.buffer(Float.self, count: count + canaryPadding)
+            if canaryPadding > 0 { try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: count) }
+            return y
         }
 
-        // Layer 0's projection, once per sequence for every configuration.
-        let first = net.layers[0], firstBuffers = layers[0]
-        try projection.setArguments(x, Int32(first.inputSize), firstBuffers.W, Int32(first.inputSize), firstBuffers.b,
-                                    firstBuffers.proj, Int32(gates * first.hiddenSize),
-                                    Int32(n * steps), Int32(gates * first.hiddenSize), Int32(first.inputSize))
-        try launch(projection, columns: gates * first.hiddenSize, rows: n * steps, tile: 64)
+        // Layer 0's projection of each direction, once per sequence for every configuration.
+        for index in net.levels[0] {
+            let layer = net.layers[index], buffers = layers[index]
+            try projection.setArguments(x, Int32(layer.inputSize), buffers.W, Int32(layer.inputSize), buffers.b,
+                                        buffers.proj, Int32(gates * layer.hiddenSize),
+                                        Int32(n * steps), Int32(gates * layer.hiddenSize), Int32(layer.inputSize))
+            try launch(projection, columns: gates * layer.hiddenSize, rows: n * steps, tile: 64)
+        }
 
-        let last = net.layers.last!.hiddenSize
+        let last = net.outputWidth
         var outputs: [Float] = [], hidden: [Float] = []
         outputs.reserveCapacity(pairs * job.outputsPerSequence)
         if job.keepsHidden { hidden.reserveCapacity(pairs * steps * last) }
         for pair0 in stride(from: 0, to: pairs, by: chunk) {
             let count = min(chunk, pairs - pair0)
-            for (l, layer) in net.layers.enumerated() {
-                let h = layer.hiddenSize, buffers = layers[l]
+            for (l, level) in net.levels.enumerated() {
+                let width = net.outputWidth(ofLevel: l), y = ys[l]
                 if canaryPadding > 0 {
-                    try queue.write(buffers.y, from: [Float](repeating: .nan, count: buffers.yCount))
+                    try queue.write(y, from: [Float](repeating: .nan, count: yCounts[l]))
                 }
-                if l > 0 {
-                    let below = net.layers[l - 1].hiddenSize
-                    try projection.setArguments(layers[l - 1].y, Int32(below), buffers.W, Int32(below), buffers.b,
-                                                buffers.proj, Int32(gates * h), Int32(count * steps), Int32(gates * h), Int32(below))
-                    try launch(projection, columns: gates * h, rows: count * steps, tile: 64)
-                }
-                for t in 0..<steps {
-                    try step.setArguments(buffers.proj, Int32(l == 0 ? 1 : 0), buffers.y, Int32(max(0, t - 1) * h), Int32(steps * h), buffers.R, buffers.bhn,
-                                          buffers.keep, buffers.clampH, buffers.clampC, buffers.y, buffers.state, buffers.rh,
-                                          Int32(pair0), Int32(count), Int32(n), Int32(steps), Int32(t), Int32(h))
-                    try launch(step, columns: h, rows: count, tile: 32)
-                    if let update {
-                        try update.setArguments(buffers.proj, Int32(l == 0 ? 1 : 0), buffers.rh, Int32(0), Int32(h), buffers.R, buffers.bhn,
-                                                buffers.keep, buffers.clampH, buffers.clampC, buffers.y, buffers.state, buffers.rh,
-                                                Int32(pair0), Int32(count), Int32(n), Int32(steps), Int32(t), Int32(h))
-                        try launch(update, columns: h, rows: count, tile: 32)
+                var column = 0
+                for index in level {
+                    let layer = net.layers[index], h = layer.hiddenSize, buffers = layers[index]
+                    if l > 0 {
+                        let below = net.outputWidth(ofLevel: l - 1)
+                        try projection.setArguments(ys[l - 1], Int32(below), buffers.W, Int32(below), buffers.b,
+                                                    buffers.proj, Int32(gates * h), Int32(count * steps), Int32(gates * h), Int32(below))
+                        try launch(projection, columns: gates * h, rows: count * steps, tile: 64)
                     }
+                    // The layer's own time: t_prev is the step processed before t (−1 at the first).
+                    for s in 0..<steps {
+                        let t = layer.direction == .forward ? s : steps - 1 - s
+                        let tPrev = s == 0 ? -1 : layer.direction == .forward ? t - 1 : t + 1
+                        try step.setArguments(buffers.proj, Int32(l == 0 ? 1 : 0), y, Int32(max(0, tPrev) * width + column), Int32(steps * width),
+                                              buffers.R, buffers.extra, buffers.keep, buffers.clampH, buffers.clampC, y, buffers.state, buffers.rh,
+                                              Int32(pair0), Int32(count), Int32(n), Int32(steps), Int32(t), Int32(h),
+                                              Int32(tPrev), Int32(width), Int32(column))
+                        try launch(step, columns: h, rows: count, tile: 32)
+                        if let update {
+                            try update.setArguments(buffers.proj, Int32(l == 0 ? 1 : 0), buffers.rh, Int32(0), Int32(h),
+                                                    buffers.R, buffers.extra, buffers.keep, buffers.clampH, buffers.clampC, y, buffers.state, buffers.rh,
+                                                    Int32(pair0), Int32(count), Int32(n), Int32(steps), Int32(t), Int32(h),
+                                                    Int32(tPrev), Int32(width), Int32(column))
+                            try launch(update, columns: h, rows: count, tile: 32)
+                        }
+                    }
+                    column += h
                 }
             }
-            let y = try queue.read(layers.last!.y, count: count * steps * last)
+            let y = try queue.read(ys.last!, count: count * steps * last)
             outputs += net.readoutOutputs(hidden: y, sequences: count, steps: steps, output: job.output, workers: hostThreads)
             if job.keepsHidden { hidden += y }
         }
         for buffers in layers where canaryPadding > 0 {
             try checkCanary(buffers.proj, from: buffers.projCount, kernel: "input_projection")
-            try checkCanary(buffers.y, from: buffers.yCount, kernel: "recurrent_step")
+        }
+        for (y, count) in zip(ys, yCounts) where canaryPadding > 0 {
+            try checkCanary(y, from: count, kernel: "recurrent_step")
         }
         let total = try events.reduce(0.0) { $0 + (try $1.durationSeconds()) }
         kernelSeconds.withLock { $0 = total }
@@ -162,33 +188,38 @@ extension OpenCLBackend {
             throw CLError(status: .invalidWorkGroupSize, call: "layer_forward",
                           detail: "layers of \(widest) cells exceed the device's work-group limit of \(device.info.maxWorkGroupSize)")
         }
-        let program = try KernelLibrary.program("forward.cl", in: context,
-                                                defines: mathDefines + Self.cellDefines(net.layers[0]))
+        let program = try KernelLibrary.program("forward.cl", in: context, defines: mathDefines + Self.cellDefines(net.layers[0]))
         let kernel = try program.kernel(named: "layer_forward")
         var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
         try queue.write(x, from: job.inputs.values)
         var offset = 0
         var kernelTime = 0.0
-        for (l, layer) in net.layers.enumerated() {
-            let h = layer.hiddenSize
-            let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), bhn = try upload(layer.cellExtra)
-            let keep = try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] })
-            let clampH = try upload(Array(job.clampH[offset..<(offset + h)])), clampC = try upload(Array(job.clampC[offset..<(offset + h)]))
-            let y = try context.buffer(Float.self, count: pairs * steps * h + canaryPadding)
+        for (l, level) in net.levels.enumerated() {
+            // The level's output: its directions' h side by side, forward first.
+            let width = net.outputWidth(ofLevel: l)
+            let y = try context.buffer(Float.self, count: pairs * steps * width + canaryPadding)
             try queue.fill(y, with: .nan)
             if canaryPadding > 0 {
-                try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * h)
+                try queue.write(y, from: [Float](repeating: Self.canary, count: canaryPadding), offset: pairs * steps * width)
             }
-            try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, bhn, keep, clampH, clampC, y, Int32(n), Int32(steps),
-                                    Int32(l == 0 ? job.inputs.width : net.layers[l - 1].hiddenSize), Int32(h),
-                                    LocalMemory<Float>(count: 2 * h))
-            kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
-            try checkCanary(y, from: pairs * steps * h, kernel: "layer_forward")
+            var column = 0
+            for index in level {
+                let layer = net.layers[index], h = layer.hiddenSize
+                let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), extra = try upload(layer.cellExtra)
+                let keep = try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] })
+                let clampH = try upload(Array(job.clampH[offset..<(offset + h)])), clampC = try upload(Array(job.clampC[offset..<(offset + h)]))
+                try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, extra, keep, clampH, clampC, y, Int32(n), Int32(steps),
+                                        Int32(layer.inputSize), Int32(h), Int32(layer.direction == .reverse ? 1 : 0), Int32(width), Int32(column),
+                                        LocalMemory<Float>(count: 2 * h))
+                kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
+                offset += h
+                column += h
+            }
+            try checkCanary(y, from: pairs * steps * width, kernel: "layer_forward")
             x = y
-            offset += h
         }
         kernelSeconds.withLock { $0 = kernelTime }
-        let hidden = try queue.read(x, count: pairs * steps * net.layers.last!.hiddenSize)
+        let hidden = try queue.read(x, count: pairs * steps * net.outputWidth)
         let outputs = net.readoutOutputs(hidden: hidden, sequences: pairs, steps: steps, output: job.output, workers: hostThreads)
         let k = net.readout!.outputs
         return ForwardResult(outputs: outputs, hidden: hidden,

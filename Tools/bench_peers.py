@@ -12,7 +12,11 @@ nn.GRU / nn.RNN of --cell with a Linear readout, 512 sequences x 64 steps, the o
 forward workload).
 
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|relevance|all] [--cell KIND]
-                                [--binary .build/release/cellaudit]
+                                [--binary .build/release/cellaudit] [--pairs N]
+
+--pairs N (forward only): the CPU backend and the PyTorch peer in turn, N times, each pair's ratio
+and their median, so the ratio holds while a shared machine's speed drifts (a single pair on a
+noisy 2-core machine ranged 0.6x to 1.6x).
 
 Needs numpy and a release build: the one `bash Tools/cellaudit.sh` makes for this CPU
 (.build-native) if present, else `swift build -c release`.
@@ -38,6 +42,7 @@ def main():
     p.add_argument("--cell", default="lstm", help="cell kind of the response workload: lstm, gru, rnn_tanh or rnn_relu")
     native = os.path.join(here, "..", ".build-native", "release", "cellaudit")
     p.add_argument("--binary", default=native if os.path.exists(native) else os.path.join(here, "..", ".build", "release", "cellaudit"))
+    p.add_argument("--pairs", type=int, default=0)
     args = p.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
@@ -57,6 +62,20 @@ def main():
               f"{peer['iterations']} iterations, {peer['seconds']:.3g} s, median q {peer['median_q']:.2g})")
         for row in ours:
             print(f"  ratio cellaudit {row['backend']} / {peer['peer']}: {row['median_per_second'] / max(peer['per_second'], 1e-300):.3g}x")
+        return
+    if args.pairs > 0:
+        import statistics
+        import torch
+        print(f"forward ({args.cell}, {args.cells} cells), cellaudit cpu / pytorch in {args.pairs} alternating pairs, torch {torch.__version__}")
+        ratios = []
+        for k in range(args.pairs):
+            ours = run_json([args.binary, "bench", "--workload", "forward", "--backend", "cpu", "--cells", str(args.cells),
+                             "--cell", args.cell, "--json"])[0]["median_per_second"]
+            peer = run_json([sys.executable, os.path.join(here, "peer_torch.py"), "forward", "--cells", str(args.cells),
+                             "--cell", args.cell, "--json"])["per_second"]
+            ratios.append(ours / peer)
+            print(f"  pair {k + 1}: cellaudit {ours:.3g}, pytorch {peer:.3g}, ratio {ours / peer:.2f}x")
+        print(f"  median ratio {statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
         return
     for w in workloads:
         cell = ["--cell", args.cell] if w in ("response", "forward") else []

@@ -134,6 +134,50 @@ import TestSupport
         }
     }
 
+    /// Every command, on both backends where it takes one, runs to a clean exit under a 3 GB
+    /// address-space limit on the fixtures: nothing reserves or allocates beyond what the work
+    /// needs (the Swift runtime, OpenBLAS and PoCL included).
+    @Test(arguments: ["inspect", "eval", "characterize", "audit", "ablate", "explain", "attractors", "capacity", "merge", "bench",
+                      "devices", "check-kernels"])
+    func everyCommandRunsUnderAnAddressSpaceLimit(command: String) throws {
+        let lstm8 = Fixtures.path("digits_lstm8.safetensors"), data = Fixtures.path("digits_test.safetensors")
+        let scratch = try Fixtures.scratch("ulimit-\(command)")
+        let needsDevice = ["devices", "check-kernels"].contains(command)
+        guard !needsDevice || OpenCLTestSupport.enabled else { return }
+        let backends = ["inspect", "merge", "devices", "check-kernels"].contains(command) ? [nil]
+            : ["cpu"] + (OpenCLTestSupport.enabled ? ["opencl"] : [])
+        let stimuli = ["--step-amplitudes", "1", "--frequencies", "0.1", "--window", "40"]
+        for backend in backends {
+            let out = scratch.appendingPathComponent("out-\(backend ?? "none")").path
+            var arguments: [String]
+            switch command {
+            case "inspect": arguments = [command, lstm8]
+            case "eval": arguments = [command, lstm8, "--data", data]
+            case "characterize": arguments = [command, lstm8, "--out", out] + stimuli
+            case "audit": arguments = [command, lstm8, "--data", data, "--out", out, "--attractor-seeds", "32"] + stimuli
+            case "ablate": arguments = [command, lstm8, "--data", data, "--out", out, "--seeds", "2"] + stimuli
+            case "explain": arguments = [command, lstm8, "--data", data, "--out", out]
+            case "attractors": arguments = [command, Fixtures.path("flipflop_gru32.safetensors"), "--seeds", "64", "--out", out]
+            case "capacity": arguments = [command, lstm8, Fixtures.path("digits_lstm16.safetensors"), "--out", out] + stimuli
+            case "merge":
+                // Two shards of a characterize run, then the merge under the limit.
+                for k in 0..<2 {
+                    let shard = try CLI.run(["characterize", lstm8, "--out", scratch.appendingPathComponent("sharded").path,
+                                             "--shard", "\(k)/2", "--backend", "cpu", "--quiet"] + stimuli)
+                    #expect(shard.exitCode == 0, "\(shard.stderr)")
+                }
+                let dir = scratch.appendingPathComponent("sharded").path
+                arguments = [command, dir + "/shard-0-of-2", dir + "/shard-1-of-2", "--out", out]
+            case "bench": arguments = [command, "--workload", "forward", "--cells", "16"]
+            default: arguments = [command]
+            }
+            if let backend { arguments += ["--backend", backend] }
+            if ["characterize", "audit", "ablate", "explain", "attractors", "capacity", "merge"].contains(command) { arguments.append("--quiet") }
+            let r = try Self.underLimit(arguments)
+            #expect(r.exitCode == 0, "\(arguments) under ulimit -v 3000000: rc \(r.exitCode) \(r.stderr.suffix(400))")
+        }
+    }
+
     @Test(arguments: ["0", "10001", "100000000"])
     func ablationSeedsHaveACeiling(seeds: String) throws {
         let r = try Self.underLimit(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),

@@ -14,7 +14,8 @@ forward workload).
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|relevance|all] [--cell KIND]
                                 [--binary .build/release/cellaudit] [--pairs N]
 
---pairs N (forward only): the CPU backend and the PyTorch peer in turn, N times, each pair's ratio
+--pairs N (forward only; --bidirectional for a bidirectional layer on both sides): the CPU
+backend and the PyTorch peer in turn, N times, each pair's ratio
 and their median, so the ratio holds while a shared machine's speed drifts (a single pair on a
 noisy 2-core machine ranged 0.6x to 1.6x).
 
@@ -43,6 +44,7 @@ def main():
     native = os.path.join(here, "..", ".build-native", "release", "cellaudit")
     p.add_argument("--binary", default=native if os.path.exists(native) else os.path.join(here, "..", ".build", "release", "cellaudit"))
     p.add_argument("--pairs", type=int, default=0)
+    p.add_argument("--bidirectional", action="store_true", help="with --pairs: a bidirectional layer on both sides")
     args = p.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
@@ -66,13 +68,14 @@ def main():
     if args.pairs > 0:
         import statistics
         import torch
-        print(f"forward ({args.cell}, {args.cells} cells), cellaudit cpu / pytorch in {args.pairs} alternating pairs, torch {torch.__version__}")
+        bi = ["--bidirectional"] if args.bidirectional else []
+        print(f"forward ({args.cell}{', bidirectional' if bi else ''}, {args.cells} cells), cellaudit cpu / pytorch in {args.pairs} alternating pairs, torch {torch.__version__}")
         ratios = []
         for k in range(args.pairs):
             ours = run_json([args.binary, "bench", "--workload", "forward", "--backend", "cpu", "--cells", str(args.cells),
-                             "--cell", args.cell, "--json"])[0]["median_per_second"]
+                             "--cell", args.cell, "--json"] + bi)[0]["median_per_second"]
             peer = run_json([sys.executable, os.path.join(here, "peer_torch.py"), "forward", "--cells", str(args.cells),
-                             "--cell", args.cell, "--json"])["per_second"]
+                             "--cell", args.cell, "--json"] + bi)["per_second"]
             ratios.append(ours / peer)
             print(f"  pair {k + 1}: cellaudit {ours:.3g}, pytorch {peer:.3g}, ratio {ours / peer:.2f}x")
         print(f"  median ratio {statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")

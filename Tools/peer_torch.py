@@ -142,23 +142,27 @@ def forward(args):
     """nn.LSTM / nn.GRU / nn.RNN forward with a Linear readout of the last step, as `cellaudit bench
     --workload forward` runs it: 16 inputs, 10 outputs, no gradient, all threads."""
     torch.manual_seed(5)
-    I, H = 16, args.cells
+    I, H, bi = 16, args.cells, args.bidirectional
     if args.cell == "lstm":
-        rnn = torch.nn.LSTM(I, H, batch_first=True)
+        rnn = torch.nn.LSTM(I, H, batch_first=True, bidirectional=bi)
     elif args.cell == "gru":
-        rnn = torch.nn.GRU(I, H, batch_first=True)
+        rnn = torch.nn.GRU(I, H, batch_first=True, bidirectional=bi)
     else:
-        rnn = torch.nn.RNN(I, H, batch_first=True, nonlinearity=args.cell[4:])
-    fc = torch.nn.Linear(H, 10)
+        rnn = torch.nn.RNN(I, H, batch_first=True, nonlinearity=args.cell[4:], bidirectional=bi)
+    fc = torch.nn.Linear(2 * H if bi else H, 10)
     x = torch.rand(args.sequences, args.steps, I) * 2 - 1
 
     def run():
         with torch.no_grad():
-            y, _ = rnn(x)
-            fc(y[:, -1])
+            y, state = rnn(x)
+            if bi:   # cat(h_n[-2], h_n[-1]): each direction's final state
+                h = state[0] if isinstance(state, tuple) else state
+                fc(torch.cat([h[-2], h[-1]], dim=1))
+            else:
+                fc(y[:, -1])
 
     seconds = median_time(run, args.repeat)
-    return {"peer": f"pytorch nn.{type(rnn).__name__}", "per_second": args.sequences * args.steps / seconds, "seconds": seconds,
+    return {"peer": f"pytorch nn.{type(rnn).__name__}" + ("(bidirectional)" if bi else ""), "per_second": args.sequences * args.steps / seconds, "seconds": seconds,
             "threads": torch.get_num_threads()}
 
 
@@ -172,6 +176,7 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
                    help="cell kind of the response and forward workloads")
+    p.add_argument("--bidirectional", action="store_true", help="forward: nn.LSTM/GRU/RNN(bidirectional=True), read at cat(h_n[-2], h_n[-1])")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.cells is None:

@@ -50,6 +50,9 @@ struct Bench: ParsableCommand {
     @Option(help: "ablation: stacked layers of --cells cells each; above 1, the workload is the study's whole single-cell phase (every cell and the intact and all-ablated networks, 360 sequences × 8 steps, scored), as `audit --data` runs it.")
     var layers: Int = 1
 
+    @Flag(help: "forward: a bidirectional layer (a forward and a reverse direction of --cells cells each, read at their final states), as nn.LSTM(bidirectional=True).")
+    var bidirectional = false
+
     @Option(help: "Observation window of the bank (response).")
     var window: Int = Defaults.window
 
@@ -80,6 +83,9 @@ struct Bench: ParsableCommand {
             guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
             guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
             guard (1...64).contains(layers) else { throw CleanFailure(description: "--layers must be 1…64, got \(layers)") }
+            if bidirectional && workload != "forward" {
+                throw CleanFailure(description: "--bidirectional applies to --workload forward")
+            }
             if layers > 1 && workload != "ablation" {
                 throw CleanFailure(description: "--layers applies to --workload ablation; the \(workload) workload times one layer")
             }
@@ -177,7 +183,7 @@ struct Bench: ParsableCommand {
             let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
             let job = try RelevanceJob(network: network, inputs: inputs, output: .last, targets: (0..<n).map { $0 % 10 })
             work = n * steps
-            size = "\(n) sequences × \(steps) steps, \(hidden) cells"
+            size = "\(n) sequences × \(steps) steps, \(hidden) cells" + (bidirectional ? " per direction, bidirectional" : "")
             unit = "sequence-steps"
             task = { _ = try backend.relevance(job) }
         case "fixed-points":
@@ -238,12 +244,13 @@ struct Bench: ParsableCommand {
             task = { _ = try backend.forward(job) }
         default:
             let hidden = min(cells, 256)
-            let network = try RecurrentNetwork.random(kind: kind, seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10)
+            let network = try RecurrentNetwork.random(kind: kind, seed: 5, inputSize: 16, hiddenSizes: [hidden], outputs: 10,
+                                                      directions: bidirectional ? [.forward, .reverse] : [.forward], reading: .finalStates)
             let n = 512, steps = 64
             let inputs = try SequenceBatch(count: n, steps: steps, width: 16, values: (0..<(n * steps * 16)).map { _ in rng.uniform(-1, 1) })
             let job = try ForwardJob(network: network, inputs: inputs, output: .last)
             work = n * steps
-            size = "\(n) sequences × \(steps) steps, \(hidden) cells"
+            size = "\(n) sequences × \(steps) steps, \(hidden) cells" + (bidirectional ? " per direction, bidirectional" : "")
             unit = "sequence-steps"
             task = { _ = try backend.forward(job) }
         }

@@ -354,6 +354,12 @@ struct KernelEmbeddingTests {
         }
         let bad = try CLI.run(["bench", "--workload", "nap"])
         #expect(bad.exitCode != 0 && bad.stderr.hasPrefix("error: ") && bad.stderr.contains("--workload"))
+        // A bidirectional forward counts sequence-steps as the plain one does; elsewhere the flag is refused.
+        let bi = try CLI.run(["bench", "--backend", "cpu", "--workload", "forward", "--bidirectional", "--cells", "9", "--repeats", "1", "--json"])
+        let row = try #require((try JSONSerialization.jsonObject(with: Data(bi.stdout.utf8)) as? [[String: Any]])?.first)
+        #expect(bi.exitCode == 0 && (row["size"] as? String)?.hasSuffix("per direction, bidirectional") == true && row["work"] as? Int == 512 * 64)
+        let refused = try CLI.run(["bench", "--workload", "response", "--bidirectional"])
+        #expect(refused.exitCode != 0 && refused.stderr.contains("--bidirectional applies to --workload forward"), "\(refused.stderr)")
     }
 
     /// The fixed-point workload counts the seeds that converge and writes the seeds it used.

@@ -21,6 +21,11 @@ Graphs:
                                     carry lengths 6, 3, 5, 1), Y_h read
     helper_lstm_zero_peephole       an LSTM(5) with an all-zero P: the plain cell
     refuse_peephole_computed        P computed by the graph (an Add of two constants): refused
+    refuse_peephole_input           P fed from a graph input: refused (--core would not help)
+    refuse_peephole_nan_reverse     a bidirectional LSTM whose reverse P holds a NaN: refused naming
+                                    the direction, the gate and the cell
+    refuse_gru_extra_input          a GRU node with a 7th input (ONNX's GRU takes 6; onnx.checker
+                                    and onnxruntime refuse it, so it is written without the checker)
 
     python Tools/make_onnx_peephole_fixtures.py
 Needs onnx, onnxruntime, numpy, torch and safetensors.
@@ -43,11 +48,12 @@ def arr(shape, scale=0.5):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
-def save_graph(name, nodes, inits, inputs, out_shape):
+def save_graph(name, nodes, inits, inputs, out_shape, check=True):
     graph = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
+    if check:
+        onnx.checker.check_model(model)
     path = os.path.join(OUT, name + ".onnx")
     onnx.save(model, path)
     return path
@@ -155,6 +161,38 @@ def main():
         helper.make_node("Squeeze", ["Yh", "axis0"], ["Hn"]),
         helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
     ], inits, [x_input()], ["N", 2])
+    # P fed from a graph input: a run-time value, not a weight.
+    inits = {"W": arr((1, 4 * H, I)), "R": arr((1, 4 * H, H)), "B": arr((1, 8 * H)), "axis0": np.array([0], dtype=np.int64),
+             "V": arr((2, H)), "a": arr((2,))}
+    save_graph("refuse_peephole_input", [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["xt", "W", "R", "B", "", "", "", "p"], ["Y", "Yh"], hidden_size=H),
+        helper.make_node("Squeeze", ["Yh", "axis0"], ["Hn"]),
+        helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
+    ], inits, [x_input(), helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 3 * H])], ["N", 2])
+    # A NaN in the reverse direction's P, at file index [1, 7]: gate o (ONNX order i, o, f) of cell 3.
+    H = 4
+    P = arr((2, 3 * H), 1.0)
+    P[1, 7] = np.nan
+    inits = {"W": arr((2, 4 * H, I)), "R": arr((2, 4 * H, H)), "B": arr((2, 8 * H)), "P": P,
+             "shape": np.array([0, -1], dtype=np.int64), "V": arr((2, 2 * H)), "a": arr((2,))}
+    save_graph("refuse_peephole_nan_reverse", [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["xt", "W", "R", "B", "", "", "", "P"], ["Y", "Yh"], hidden_size=H, direction="bidirectional"),
+        helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["Yht", "shape"], ["Hn"]),
+        helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
+    ], inits, [x_input()], ["N", 2])
+    # A GRU with a 7th input (a GRU has no initial_c and no P): invalid ONNX, written unchecked.
+    H = 5
+    inits = {"W": arr((1, 3 * H, I)), "R": arr((1, 3 * H, H)), "B": arr((1, 6 * H)), "extra": arr((1, 3 * H)),
+             "axis0": np.array([0], dtype=np.int64), "V": arr((2, H)), "a": arr((2,))}
+    save_graph("refuse_gru_extra_input", [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W", "R", "B", "", "", "extra"], ["Y", "Yh"], hidden_size=H),
+        helper.make_node("Squeeze", ["Yh", "axis0"], ["Hn"]),
+        helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
+    ], inits, [x_input()], ["N", 2], check=False)
     print("wrote", len(os.listdir(OUT)), "files with onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__,
           "torch", torch.__version__)
 

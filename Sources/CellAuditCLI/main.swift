@@ -29,8 +29,25 @@ if ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil { setenv("POCL_C
 
 // Every failure is one line on stderr: usage errors from the parser too (help and --version
 // print as usual).
+/// The address space a run needs before any work: its threads' stacks and OpenBLAS's and the
+/// OpenCL runtime's buffers are reserved as the work starts (a 2-layer bidirectional `ablate` of a
+/// few cells peaks at 655 MB of VmPeak). Under a smaller `ulimit -v` those reservations fail
+/// inside the libraries, which retry for ever (libdispatch waiting for a thread, OpenBLAS for a
+/// buffer) instead of failing: so a limit below this is refused before anything starts.
+let minimumAddressSpace = 1 << 30
+
+/// Refuses an address-space limit (RLIMIT_AS) below `minimumAddressSpace`.
+func checkAddressSpaceLimit() throws {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt64(minimumAddressSpace) else { return }
+    throw CleanFailure(description: "the address-space limit (ulimit -v \(limit.rlim_cur / 1024)) allows \(MemoryBudget.format(Int(limit.rlim_cur))), "
+                       + "less than the 1 GiB CellAudit needs before any work (thread stacks and the buffers OpenBLAS and the OpenCL "
+                       + "runtime reserve, about 650 MB); raise it to ulimit -v \(minimumAddressSpace / 1024) or more")
+}
+
 do {
     var command = try CellAudit.parseAsRoot()
+    try checkAddressSpaceLimit()
     try command.run()
 } catch {
     let code = CellAudit.exitCode(for: error)

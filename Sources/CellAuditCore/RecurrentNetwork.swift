@@ -148,8 +148,11 @@ public struct RecurrentLayer: Sendable, Equatable {
     /// Rows of W, R and b: G·H.
     public var gateRows: Int { kind.gateCount * hiddenSize }
 
-    /// Weights and biases, biases fused as stored.
-    public var parameterCount: Int { W.count + R.count + b.count + hiddenBiasN.count + peephole.count }
+    /// Weights and biases, biases fused as stored; peepholes where any is non-zero (the zero ones a
+    /// stack gives its layers without peepholes, like an all-zero ONNX `P`, are the plain cell).
+    public var parameterCount: Int {
+        W.count + R.count + b.count + hiddenBiasN.count + (peephole.contains { $0 != 0 } ? peephole.count : 0)
+    }
 
     /// A layer with weights drawn from U(-k, k), k = scale/√H (PyTorch's default initialisation
     /// at scale 1); the GRU's b_hn likewise, zero in the reset-before variant.

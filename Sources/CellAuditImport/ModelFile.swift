@@ -91,7 +91,9 @@ public enum ModelFile {
                                          ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? []),
                                          ("peephole weights (P)", weights.peephole ?? [])] {
                     if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                        throw fail("layer \(k) \(tensor) contain \(values[bad]) (NaN or Inf), canonical element \(bad)")
+                        // Peepholes are named by gate and cell (their file order i, o, f differs from the canonical one).
+                        let at = tensor.hasPrefix("peephole") ? "gate \(["i", "f", "o"][bad / h]) of cell \(bad % h)" : "canonical element \(bad)"
+                        throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") \(tensor) contain \(values[bad]) (NaN or Inf), \(at)")
                     }
                 }
                 var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,

@@ -178,6 +178,21 @@ import TestSupport
         }
     }
 
+    /// Under an address-space limit too small for the libraries' own reservations (OpenBLAS's
+    /// buffers, libdispatch's threads, which then retry for ever) a run is refused before it starts,
+    /// in one line, on either backend: never a hang.
+    @Test(arguments: ["cpu", "opencl"])
+    func aLimitTooSmallForTheRuntimeIsRefusedAtOnce(backend: String) throws {
+        guard backend == "cpu" || OpenCLTestSupport.enabled else { return }
+        let out = try Fixtures.scratch("mem-floor").appendingPathComponent("o").path
+        let r = try Self.underLimit(["ablate", Fixtures.path("bidirectional/lstm2.pt"), "--bidirectional-readout", "final-states",
+                                     "--data", Fixtures.path("bidirectional/lstm2.data.safetensors"), "--backend", backend, "--out", out],
+                                    kilobytes: 600_000)
+        #expect(r.exitCode == 1 && r.stderr.hasPrefix("error: the address-space limit (ulimit -v 600000)") && r.stderr.contains("1 GiB")
+                && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
     @Test(arguments: ["0", "10001", "100000000"])
     func ablationSeedsHaveACeiling(seeds: String) throws {
         let r = try Self.underLimit(["ablate", Fixtures.path("digits_lstm8.safetensors"), "--data", Fixtures.path("digits_test.safetensors"),
@@ -202,6 +217,15 @@ import TestSupport
                       ("o_seq_relu.onnx", "output mode 'last'")])
     func modelProblemsNameTheModelFile(file: String, words: String) throws {
         try BadInputKindsTests.expectRefusal(["eval", Self.path(file), "--data", Self.path("data.npz"), "--backend", "cpu"], naming: [file, words])
+    }
+
+    /// A truncated safetensors dataset is named a truncated safetensors file, as a truncated model is.
+    @Test func aTruncatedDatasetIsNamedTruncated() throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("digits_test.safetensors")))
+        let path = try Fixtures.scratch("truncated-data").appendingPathComponent("cut.safetensors")
+        try bytes.prefix(60).write(to: path)
+        try BadInputKindsTests.expectRefusal(["eval", Fixtures.path("digits_lstm8.safetensors"), "--data", path.path, "--backend", "cpu"],
+                                             naming: ["cut.safetensors", "truncated file?"])
     }
 
     /// An unused tensor is refused the same way in a CellAudit model file as in a state dict.

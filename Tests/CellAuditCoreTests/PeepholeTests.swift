@@ -76,6 +76,11 @@ import TestSupport
         // One layer with peepholes gives every layer zero ones.
         let zero = try RecurrentNetwork(layers: layers, readout: plain.readout)
         #expect(zero.hasPeephole && zero.layers[1].peephole == [Float](repeating: 0, count: 15))
+        // Zero peepholes are no parameters: the count is the plain network's.
+        #expect(zero.layers.map(\.parameterCount) == plain.layers.map(\.parameterCount))
+        layers[0] = try layers[0].withPeephole([Float](repeating: 0.5, count: 18))
+        let half = try RecurrentNetwork(layers: layers, readout: plain.readout)
+        #expect(half.layers.map(\.parameterCount) == [plain.layers[0].parameterCount + 18, plain.layers[1].parameterCount])
         #expect(try zero.contentHash() != plain.contentHash())
         var rng = SeededGenerator(seed: 3)
         let inputs = try SequenceBatch(count: 4, steps: 7, width: 3, values: (0..<84).map { _ in rng.uniform(-1, 1) })
@@ -134,9 +139,18 @@ import TestSupport
     /// P computed by the graph is refused by name; peephole weights on a GRU or of the wrong size
     /// cannot be built.
     @Test func whatCannotBeReadIsRefused() throws {
-        do { _ = try ModelImport.load(Self.path("refuse_peephole_computed.onnx")); Issue.record("a computed P loaded") } catch {
-            #expect("\(error)".contains("'P' (peephole weights) that is not a constant") && "\(error)".contains("refuse_peephole_computed.onnx"),
-                    "\(error)")
+        for (name, words) in [("refuse_peephole_computed", "'P' (peephole weights) that is not a constant"),
+                              ("refuse_peephole_input", "graph input 'p' feeds node 'Y' (LSTM)'s input 'P'"),
+                              ("refuse_peephole_nan_reverse", "layer 0 (reverse) peephole weights (P) contain nan (NaN or Inf), gate o of cell 3"),
+                              ("refuse_gru_extra_input", "has 7 inputs; ONNX's GRU takes at most 6")] {
+            for core in [false, true] {
+                var hints = ModelHints()
+                hints.core = core
+                do { _ = try ModelImport.load(Self.path("\(name).onnx"), hints: hints); Issue.record("\(name) loaded") } catch {
+                    // One refusal whether or not --core is given, and no hint to give it.
+                    #expect("\(error)".contains(words) && "\(error)".contains("\(name).onnx") && !"\(error)".contains("--core"), "\(error)")
+                }
+            }
         }
         let gru = try RecurrentNetwork.random(kind: .gru, seed: 1, inputSize: 2, hiddenSizes: [3]).layers[0]
         #expect(throws: ModelError.self) { try gru.withPeephole([Float](repeating: 0, count: 9)) }

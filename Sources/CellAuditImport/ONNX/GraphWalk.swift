@@ -29,6 +29,16 @@ extension GraphReader {
         // The graph's inputs that carry data (a sequence_lens input stands for the dataset's lengths).
         let lengthsNames = Set(recurrent.compactMap { r in graph.node[r].input.count > 4 && !graph.node[r].input[4].isEmpty ? lengthsSource(graph.node[r].input[4])?.input : nil })
         let dataInputs = graph.input.filter { initializers[$0.name] == nil && consumers[$0.name] != nil && (core || !lengthsNames.contains($0.name)) }
+        // A graph input that feeds a recurrent node's weights (W, R, B or P) makes them a run-time
+        // value: no reading of the graph (with or without --core) has them.
+        for r in recurrent {
+            let node = graph.node[r]
+            for (k, name) in [(1, "W"), (2, "R"), (3, "B"), (7, "P")] where node.input.count > k && !node.input[k].isEmpty {
+                if let input = graph.input.first(where: { $0.name == node.input[k] && initializers[$0.name] == nil }) {
+                    throw fail("graph input '\(input.name)' feeds \(label(r))'s input '\(name)'; CellAudit reads recurrent weights that are constants of the graph")
+                }
+            }
+        }
         let start0: (tensor: String, axes: [Axis])
         if core {
             start0 = try coreStart(recurrent)

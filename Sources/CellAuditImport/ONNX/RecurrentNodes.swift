@@ -9,6 +9,13 @@ extension GraphReader {
     mutating func checkRecurrent(_ c: Int, inputAxes: [Axis], first: Bool, previousWidth: Int?) throws -> (kind: CellKind, hidden: Int, inputs: Int, directions: Int) {
         let node = graph.node[c]
         let op = node.opType
+        // ONNX's inputs of each op, in order: anything past them is not part of the op (onnxruntime
+        // and onnx.checker refuse it), so a weight there would be left out silently.
+        let operands = op == "LSTM" ? ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
+                                    : ["X", "W", "R", "B", "sequence_lens", "initial_h"]
+        guard node.input.count <= operands.count else {
+            throw fail("\(label(c)) has \(node.input.count) inputs; ONNX's \(op) takes at most \(operands.count) (\(operands.joined(separator: ", ")))")
+        }
         guard let hidden = int(node, "hidden_size"), hidden > 0 else { throw fail("\(label(c)) has no positive hidden_size") }
         if let problem = NetworkLimits.problem(width: hidden, "hidden_size") { throw fail("\(label(c)): \(problem)") }
         let direction = strings(node, "direction")?.first ?? "forward"
@@ -85,8 +92,11 @@ extension GraphReader {
             guard try isZero(tensor) else {
                 // Under --core a state carried in from outside (a streaming model's graph input) is
                 // not part of the core: the core starts from zero, as every CellAudit network does.
-                if core, graph.input.contains(where: { $0.name == tensor }) { continue }
-                throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state" + coreHint)
+                let fromInput = graph.input.contains(where: { $0.name == tensor })
+                if core && fromInput { continue }
+                // --core helps only with a state fed from a graph input; a constant state is the model's own.
+                throw fail("\(label(c)) takes input '\(name)' that is not zero; CellAudit starts every sequence from the zero state"
+                           + (fromInput ? coreHint : ""))
             }
         }
         // P (7), the peepholes, is read with the weights (an all-zero P is the plain cell).

@@ -63,6 +63,15 @@ def x_input():
     return helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, I])
 
 
+def bidirectional_lstm_nodes(H):
+    """Transpose to time-major, one bidirectional LSTM with P, its Y_h [2, N, H] as [N, 2H], a Gemm."""
+    return [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+            helper.make_node("LSTM", ["xt", "W", "R", "B", "", "", "", "P"], ["Y", "Yh"], hidden_size=H, direction="bidirectional"),
+            helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
+            helper.make_node("Reshape", ["Yht", "shape"], ["Hn"]),
+            helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1)]
+
+
 def lstm_reference(x, layers):
     """The stacked forward peephole LSTM of ONNX in torch float64; layers: (W, R, B, P) per
     layer, ONNX layouts with D = 1. Returns the top layer's final h [N, H] (a torch tensor)."""
@@ -122,13 +131,7 @@ def main():
     H = 4
     inits = {"W": arr((2, 4 * H, I)), "R": arr((2, 4 * H, H)), "B": arr((2, 8 * H)), "P": arr((2, 3 * H), 1.0),
              "shape": np.array([0, -1], dtype=np.int64), "V": arr((2, 2 * H)), "a": arr((2,))}
-    path = save_graph("helper_bilstm_peephole_final", [
-        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-        helper.make_node("LSTM", ["xt", "W", "R", "B", "", "", "", "P"], ["Y", "Yh"], hidden_size=H, direction="bidirectional"),
-        helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
-        helper.make_node("Reshape", ["Yht", "shape"], ["Hn"]),
-        helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
-    ], inits, [x_input()], ["N", 2])
+    path = save_graph("helper_bilstm_peephole_final", bidirectional_lstm_nodes(H), inits, [x_input()], ["N", 2])
     (y,) = onnxruntime.InferenceSession(path).run(None, {"x": x})
     save_file({"inputs": x, "outputs": y}, os.path.join(OUT, "helper_bilstm_peephole_final.data.safetensors"))
 
@@ -176,13 +179,7 @@ def main():
     P[1, 7] = np.nan
     inits = {"W": arr((2, 4 * H, I)), "R": arr((2, 4 * H, H)), "B": arr((2, 8 * H)), "P": P,
              "shape": np.array([0, -1], dtype=np.int64), "V": arr((2, 2 * H)), "a": arr((2,))}
-    save_graph("refuse_peephole_nan_reverse", [
-        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-        helper.make_node("LSTM", ["xt", "W", "R", "B", "", "", "", "P"], ["Y", "Yh"], hidden_size=H, direction="bidirectional"),
-        helper.make_node("Transpose", ["Yh"], ["Yht"], perm=[1, 0, 2]),
-        helper.make_node("Reshape", ["Yht", "shape"], ["Hn"]),
-        helper.make_node("Gemm", ["Hn", "V", "a"], ["y"], transB=1),
-    ], inits, [x_input()], ["N", 2])
+    save_graph("refuse_peephole_nan_reverse", bidirectional_lstm_nodes(H), inits, [x_input()], ["N", 2])
     # A GRU with a 7th input (a GRU has no initial_c and no P): invalid ONNX, written unchecked.
     H = 5
     inits = {"W": arr((1, 3 * H, I)), "R": arr((1, 3 * H, H)), "B": arr((1, 6 * H)), "extra": arr((1, 3 * H)),

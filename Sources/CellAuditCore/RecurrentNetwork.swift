@@ -95,8 +95,9 @@ public struct RecurrentLayer: Sendable, Equatable {
     /// argument: the GRU's b_hn [H], a peephole LSTM's p [3·H]; empty for the others.
     public var cellExtra: [Float] { hasPeephole ? peephole : hiddenBiasN }
 
-    /// - Throws: `ModelError.shape` when a size is not positive or a tensor has the wrong count,
-    ///   `ModelError.nonFinite` when a weight is NaN or ±Inf.
+    /// - Parameter peephole: an LSTM's p_i, p_f, p_o [3·H] (METHOD.md §8), or nil for none.
+    /// - Throws: `ModelError.shape` when a size is not positive, a tensor has the wrong count or a
+    ///   kind other than the LSTM is given peepholes, `ModelError.nonFinite` when a weight is NaN or ±Inf.
     public init(kind: CellKind = .lstm, inputSize: Int, hiddenSize: Int, W: [Float], R: [Float], b: [Float],
                 hiddenBiasN: [Float]? = nil, resetAfter: Bool = true, peephole: [Float]? = nil) throws {
         guard inputSize > 0, hiddenSize > 0 else {

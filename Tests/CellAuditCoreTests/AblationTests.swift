@@ -180,10 +180,12 @@ import TestSupport
 /// Plain ablation drops the ablated cells (`RecurrentNetwork.keeping`): the same outputs as the
 /// masked pass, which computes every cell and holds the ablated ones at 0.
 @Suite struct DroppedCellTests {
-    @Test(arguments: [(CellKind.lstm, true), (.gru, true), (.gru, false), (.rnnTanh, true), (.rnnReLU, true)])
-    func droppingAblatedCellsEqualsMasking(kind: CellKind, resetAfter: Bool) throws {
+    /// (kind, reset-after, peephole): the dropped network keeps the kept cells' peepholes too.
+    @Test(arguments: [(CellKind.lstm, true, false), (.lstm, true, true), (.gru, true, false), (.gru, false, false), (.rnnTanh, true, false),
+                      (.rnnReLU, true, false)])
+    func droppingAblatedCellsEqualsMasking(kind: CellKind, resetAfter: Bool, peephole: Bool) throws {
         let network = try RecurrentNetwork.random(kind: kind, seed: 21, inputSize: 3, hiddenSizes: [7, 19], outputs: 4, scale: 2,
-                                                  resetAfter: resetAfter)
+                                                  resetAfter: resetAfter, peephole: peephole)
         var rng = SeededGenerator(seed: 5)
         let inputs = try SequenceBatch(count: 9, steps: 6, width: 3, values: (0..<(9 * 6 * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
         let n = network.cellCount

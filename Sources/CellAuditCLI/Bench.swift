@@ -269,7 +269,9 @@ struct Bench: ParsableCommand {
         let median = sorted.count % 2 == 1 ? sorted[half] : (sorted[half - 1] + sorted[half]) / 2
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return Row(workload: workload, cell: kindName, backend: backend.identity.kind.rawValue, device: backend.identity.device, size: size, unit: unit,
+        // The CPU path's products run on OpenBLAS: which core's kernels it picked (or was told to use) matters.
+        let device = backend.identity.device + (backend.identity.kind == .cpu ? ", OpenBLAS \(blasCoreName) kernels" : "")
+        return Row(workload: workload, cell: kindName, backend: backend.identity.kind.rawValue, device: device, size: size, unit: unit,
                    median_per_second: Double(work) / median, min_per_second: Double(work) / sorted.last!,
                    max_per_second: Double(work) / sorted.first!, median_seconds: median,
                    kernel_seconds: kernels.isEmpty ? nil : kernels.sorted()[kernels.count / 2], work: work,

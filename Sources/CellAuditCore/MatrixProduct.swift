@@ -19,6 +19,11 @@ let openBLASSingleThreaded: Void = {
 /// 5–10 % of its time).
 public func useSingleThreadedBLAS() { _ = openBLASSingleThreaded }
 
+/// The CPU core whose kernels OpenBLAS runs ("Cooperlake", "Haswell", …): its own detection, or
+/// what `OPENBLAS_CORETYPE` in the environment forces. Benchmarks print it, because an AVX2 core
+/// type on an AVX-512 machine halves the products' peak.
+public var blasCoreName: String { String(cString: openblas_get_corename()) }
+
 /// C[m×n] = A[m×k] · Bᵀ + beta·C, where B is stored row-major as [n×k] (the layout of the
 /// canonical W and R matrices), all row-major with the given leading dimensions. Large products
 /// are split into blocks of rows over at most `workers` threads.

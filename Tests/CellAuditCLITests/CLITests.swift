@@ -358,6 +358,11 @@ struct KernelEmbeddingTests {
         let bi = try CLI.run(["bench", "--backend", "cpu", "--workload", "forward", "--bidirectional", "--cells", "9", "--repeats", "1", "--json"])
         let row = try #require((try JSONSerialization.jsonObject(with: Data(bi.stdout.utf8)) as? [[String: Any]])?.first)
         #expect(bi.exitCode == 0 && (row["size"] as? String)?.hasSuffix("per direction, bidirectional") == true && row["work"] as? Int == 512 * 64)
+        // The CPU rows name the OpenBLAS kernels the products ran on, as OPENBLAS_CORETYPE forces them.
+        let haswell = try CLI.run(["bench", "--backend", "cpu", "--workload", "forward", "--cells", "9", "--repeats", "1", "--json"],
+                                  environment: ["OPENBLAS_CORETYPE": "Haswell"])
+        let haswellRow = try #require((try JSONSerialization.jsonObject(with: Data(haswell.stdout.utf8)) as? [[String: Any]])?.first)
+        #expect((haswellRow["device"] as? String)?.hasSuffix("OpenBLAS Haswell kernels") == true, "\(haswellRow)")
         let refused = try CLI.run(["bench", "--workload", "response", "--bidirectional"])
         #expect(refused.exitCode != 0 && refused.stderr.contains("--bidirectional applies to --workload forward"), "\(refused.stderr)")
     }

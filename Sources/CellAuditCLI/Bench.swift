@@ -183,7 +183,7 @@ struct Bench: ParsableCommand {
             let inputs = try SequenceBatch(count: n, steps: steps, width: 8, values: (0..<(n * steps * 8)).map { _ in rng.uniform(-1, 1) })
             let job = try RelevanceJob(network: network, inputs: inputs, output: .last, targets: (0..<n).map { $0 % 10 })
             work = n * steps
-            size = "\(n) sequences × \(steps) steps, \(hidden) cells" + (bidirectional ? " per direction, bidirectional" : "")
+            size = "\(n) sequences × \(steps) steps, \(hidden) cells"
             unit = "sequence-steps"
             task = { _ = try backend.relevance(job) }
         case "fixed-points":

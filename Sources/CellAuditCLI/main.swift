@@ -27,8 +27,6 @@ signal(SIGXFSZ, SIG_IGN)
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
 if ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil { setenv("POCL_CACHE_DIR", OpenCL.defaultPoclCacheDirectory(), 0) }
 
-// Every failure is one line on stderr: usage errors from the parser too (help and --version
-// print as usual).
 /// The address space a run needs before any work: its threads' stacks and OpenBLAS's and the
 /// OpenCL runtime's buffers are reserved as the work starts (a 2-layer bidirectional `ablate` of a
 /// few cells peaks at 655 MB of VmPeak). Under a smaller `ulimit -v` those reservations fail
@@ -45,6 +43,8 @@ func checkAddressSpaceLimit() throws {
                        + "runtime reserve, about 650 MB); raise it to ulimit -v \(minimumAddressSpace / 1024) or more")
 }
 
+// Every failure is one line on stderr: usage errors from the parser too (help and --version
+// print as usual).
 do {
     var command = try CellAudit.parseAsRoot()
     try checkAddressSpaceLimit()

@@ -125,6 +125,14 @@ public struct ForwardJob: Sendable {
     public var outputsPerSequence: Int {
         (output == .last ? 1 : inputs.steps) * network.readout!.outputs
     }
+
+    /// The ablation values of one directed layer's cells (`cells`: its flat positions,
+    /// `CellLayout.range(ofLayer:direction:)`) as a layer's pass takes them: the keep factors of
+    /// the configurations `configurations` (every one by default) back to back
+    /// [configurations × H], and the values clamped h and c are held at [H] each.
+    public func ablation(of cells: Range<Int>, configurations: Range<Int>? = nil) -> (keep: [Float], clampH: [Float], clampC: [Float]) {
+        (masks[configurations ?? masks.indices].flatMap { $0.keep[cells] }, Array(clampH[cells]), Array(clampC[cells]))
+    }
 }
 
 /// Readout values [configurations × N × K] (`last`) or [configurations × N × T × K] (`sequence`),
@@ -277,7 +285,8 @@ extension CPUBackend {
         }
         let layout = net.layout
         for start in stride(from: 0, to: configs, by: slice) {
-            let masks = Array(job.masks[start..<min(configs, start + slice)])
+            let chosen = start..<min(configs, start + slice)
+            let masks = Array(job.masks[chosen])
             var y: [Float] = []
             for (l, level) in net.levels.enumerated() {
                 // Layers below the last keep their h time-major, as the next layer's projection wants it.
@@ -288,9 +297,8 @@ extension CPUBackend {
                 // Every direction of a level reads the same input; the level's output holds their h side by side.
                 y = concatenateDirections(level.map { index in
                     let layer = net.layers[index]
-                    let cells = layout.range(ofLayer: l, direction: layer.direction)
-                    let keep = masks.flatMap { $0.keep[cells] }
-                    let fill = (h: Array(job.clampH[cells]), c: Array(job.clampC[cells]))
+                    let ablation = job.ablation(of: layout.range(ofLayer: l, direction: layer.direction), configurations: chosen)
+                    let keep = ablation.keep, fill = (h: ablation.clampH, c: ablation.clampC)
                     let stored: LayerOutput = !last ? .timeMajor : !lastStepOnly ? .sequenceMajor
                         : net.readsFinalStates ? .finalState : .lastStep
                     return (layer.hiddenSize, runLayer(layer, input: input, sharedAcross: l == 0 && masks.count > 1 ? n : nil, keep: keep,

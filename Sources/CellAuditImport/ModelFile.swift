@@ -87,13 +87,14 @@ public enum ModelFile {
                 read.formUnion(names)
                 if let p = peepholeName(convention, kind: kind, prefix: meta["prefix"], layer: k, direction: named) { read.insert(p) }
                 let biases = names.dropFirst(2).joined(separator: ", ")
-                for (tensor, values) in [("input weights (\(names[0]))", weights.W), ("recurrent weights (\(names[1]))", weights.R),
-                                         ("bias (\(biases))", weights.b), ("recurrent bias of n (\(biases))", weights.bhn ?? []),
-                                         ("peephole weights (P)", weights.peephole ?? [])] {
+                let canonical = { (e: Int) in "canonical element \(e)" }
+                // Peepholes are named by gate and cell (their file order i, o, f differs from the canonical one).
+                let byGate = { (e: Int) in "gate \(["i", "f", "o"][e / h]) of cell \(e % h)" }
+                for (tensor, values, at) in [("input weights (\(names[0]))", weights.W, canonical), ("recurrent weights (\(names[1]))", weights.R, canonical),
+                                             ("bias (\(biases))", weights.b, canonical), ("recurrent bias of n (\(biases))", weights.bhn ?? [], canonical),
+                                             ("peephole weights (P)", weights.peephole ?? [], byGate)] {
                     if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                        // Peepholes are named by gate and cell (their file order i, o, f differs from the canonical one).
-                        let at = tensor.hasPrefix("peephole") ? "gate \(["i", "f", "o"][bad / h]) of cell \(bad % h)" : "canonical element \(bad)"
-                        throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") \(tensor) contain \(values[bad]) (NaN or Inf), \(at)")
+                        throw fail("layer \(k)\(direction == .reverse ? " (reverse)" : "") \(tensor) contain \(values[bad]) (NaN or Inf), \(at(bad))")
                     }
                 }
                 var layer = try RecurrentLayer(kind: kind, inputSize: width, hiddenSize: h, W: weights.W, R: weights.R, b: weights.b,

@@ -81,16 +81,16 @@ extension OpenCLBackend {
         }
         let x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
         try queue.write(x, from: job.inputs.values)
-        var offset = 0
+        let layout = net.layout
         var layers: [LayerBuffers] = []
         for (l, level) in net.levels.enumerated() {
             for (d, index) in level.enumerated() {
                 let layer = net.layers[index], h = layer.hiddenSize
                 let projCount = l == 0 ? sharedCounts[d] : chunk * steps * gates * h
+                let ablation = job.ablation(of: layout.range(ofLayer: l, direction: layer.direction))
                 let buffers = LayerBuffers(
                     W: try upload(layer.W), R: try upload(layer.R), b: try upload(layer.b), extra: try upload(layer.cellExtra),
-                    keep: try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] }),
-                    clampH: try upload(Array(job.clampH[offset..<(offset + h)])), clampC: try upload(Array(job.clampC[offset..<(offset + h)])),
+                    keep: try upload(ablation.keep), clampH: try upload(ablation.clampH), clampC: try upload(ablation.clampC),
                     proj: try context.buffer(Float.self, count: projCount + canaryPadding),
                     state: try context.buffer(Float.self, count: hasState ? chunk * h : 1),
                     rh: try context.buffer(Float.self, count: resetBefore ? chunk * h : 1),
@@ -99,7 +99,6 @@ extension OpenCLBackend {
                     try queue.write(buffers.proj, from: [Float](repeating: Self.canary, count: canaryPadding), offset: projCount)
                 }
                 layers.append(buffers)
-                offset += h
             }
         }
         // Each level's output: its directions' h side by side, forward first [chunk, T, width].
@@ -192,7 +191,7 @@ extension OpenCLBackend {
         let kernel = try program.kernel(named: "layer_forward")
         var x = try context.buffer(Float.self, count: job.inputs.values.count, access: .readOnly)
         try queue.write(x, from: job.inputs.values)
-        var offset = 0
+        let layout = net.layout
         var kernelTime = 0.0
         for (l, level) in net.levels.enumerated() {
             // The level's output: its directions' h side by side, forward first.
@@ -206,13 +205,12 @@ extension OpenCLBackend {
             for index in level {
                 let layer = net.layers[index], h = layer.hiddenSize
                 let W = try upload(layer.W), R = try upload(layer.R), b = try upload(layer.b), extra = try upload(layer.cellExtra)
-                let keep = try upload(job.masks.flatMap { $0.keep[offset..<(offset + h)] })
-                let clampH = try upload(Array(job.clampH[offset..<(offset + h)])), clampC = try upload(Array(job.clampC[offset..<(offset + h)]))
+                let ablation = job.ablation(of: layout.range(ofLayer: l, direction: layer.direction))
+                let keep = try upload(ablation.keep), clampH = try upload(ablation.clampH), clampC = try upload(ablation.clampC)
                 try kernel.setArguments(x, Int32(l == 0 ? 0 : 1), W, R, b, extra, keep, clampH, clampC, y, Int32(n), Int32(steps),
                                         Int32(layer.inputSize), Int32(h), Int32(layer.direction == .reverse ? 1 : 0), Int32(width), Int32(column),
                                         LocalMemory<Float>(count: 2 * h))
                 kernelTime += try queue.launch(kernel, global: [group, pairs], local: [group, 1]).durationSeconds()
-                offset += h
                 column += h
             }
             try checkCanary(y, from: pairs * steps * width, kernel: "layer_forward")

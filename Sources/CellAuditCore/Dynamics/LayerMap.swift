@@ -56,7 +56,8 @@ public struct LayerMap: Sendable {
     /// R [G·H × H], b [G·H], and the kind's per-cell parameters (`RecurrentLayer.cellExtra`): the
     /// GRU's b_hn [H], a peephole LSTM's p [3·H], zeros [H] for the others.
     public var parameters: (W: [Double], R: [Double], b: [Double], extra: [Double]) {
-        (W, R, b, !peephole.isEmpty ? peephole : bhn.isEmpty ? [Double](repeating: 0, count: hiddenSize) : bhn)
+        let extra = layer.cellExtra
+        return (W, R, b, extra.isEmpty ? [Double](repeating: 0, count: hiddenSize) : extra.map(Double.init))
     }
 
     /// One step of `rows` states: `next` [rows × D] = F(s_r, x_r) and, when `jacobian` is true,

@@ -17,8 +17,24 @@ public struct AblationStudy: Sendable {
     /// own time; the next layer reads its level's output in time order.
     public static func meanStates(_ network: RecurrentNetwork, inputs: SequenceBatch) -> (h: [Float], c: [Float]) {
         var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
-        let layout = network.layout, T = inputs.steps
         var count = 0.0
+        addStates(network, inputs: inputs, sumH: &sumH, sumC: &sumC, count: &count)
+        return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
+    }
+
+    /// The same over a dataset read in chunks: the same sums in the same order, so the same values.
+    /// - Throws: what reading a chunk throws.
+    public static func meanStates(_ network: RecurrentNetwork, data: DatasetStream) throws -> (h: [Float], c: [Float]) {
+        var sumH = [Double](repeating: 0, count: network.cellCount), sumC = sumH
+        var count = 0.0
+        try data.forEachChunk { _, chunk in addStates(network, inputs: chunk.inputs, sumH: &sumH, sumC: &sumC, count: &count) }
+        return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
+    }
+
+    /// Adds every cell's h and c at every (sequence, own step) of `inputs` to the sums, and the
+    /// steps to `count`.
+    private static func addStates(_ network: RecurrentNetwork, inputs: SequenceBatch, sumH: inout [Double], sumC: inout [Double], count: inout Double) {
+        let layout = network.layout, T = inputs.steps
         for seq in 0..<inputs.count {
             // A padded sequence runs its own length only (METHOD.md §8, "Lengths").
             let T = inputs.lengths?[seq] ?? T
@@ -46,7 +62,6 @@ public struct AblationStudy: Sendable {
                 x = y; width = outWidth
             }
         }
-        return (sumH.map { Float($0 / count) }, sumC.map { Float($0 / count) })
     }
 
     public struct Curve: Sendable {
@@ -100,20 +115,36 @@ public struct AblationStudy: Sendable {
                            seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
                            single precomputed: SingleAblation? = nil, checkedCells: [Int]? = nil,
                            on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
-        let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
+        try run(network: network, data: try DatasetStream(dataset, preparedFor: nil, validate: false), task: task, output: output,
+                rankings: rankings, metrics: metrics, seeds: seeds, points: points, bootstrap: bootstrap, clamp: clamp,
+                single: precomputed, checkedCells: checkedCells, on: backend, progress: progress)
+    }
+
+    /// The same over a dataset read in chunks (`DatasetStream`): every configuration's score is
+    /// accumulated over the chunks in sequence order, so the numbers are those of one pass over
+    /// the whole dataset, in memory bounded by a chunk.
+    public static func run(network: RecurrentNetwork, data: DatasetStream, task: ModelTask, output: OutputMode,
+                           rankings: [(String, [Double])], metrics: [(String, [Double])] = [],
+                           seeds: Int = Defaults.ablationRandomSeeds, points: Int = 32, bootstrap: Int = 1000, clamp: Clamp = .zero,
+                           single precomputed: SingleAblation? = nil, checkedCells: [Int]? = nil,
+                           on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> AblationStudy {
+        let fill = clamp == .mean ? try meanStates(network, data: data) : nil
         let n = network.cellCount
         guard rankings.allSatisfy({ $0.1.count == n }), metrics.allSatisfy({ $0.1.count == n }) else {
             throw ModelError.shape("every ranking and metric needs one value per cell (\(n))")
         }
         guard seeds >= 1, points >= 1 else { throw StimulusError.invalid("seeds and points must be at least 1") }
-        func run(_ masks: [CellMask]) throws -> ForwardResult {
-            try forwardInBlocks(network: network, inputs: dataset.inputs, output: output, masks: masks, clamp: fill, on: backend,
-                                phase: "ranked and random curves", progress: progress)
+        func scores(_ masks: [CellMask]) throws -> [Double] {
+            var accumulators = masks.map { _ in ScoreAccumulator(task: task, output: output) }
+            let chunks = data.chunks
+            for (c, range) in chunks.enumerated() {
+                let chunk = try data.read(range)
+                let result = try forwardInBlocks(network: network, inputs: chunk.inputs, output: output, masks: masks, clamp: fill, on: backend,
+                                                 phase: "ranked and random curves", progress: progress.map(chunkProgress(c, of: chunks.count)))
+                for i in masks.indices { try accumulators[i].add(result, config: i, chunk: chunk, loss: false) }
+            }
+            return accumulators.map(\.score.value)
         }
-        func scores(_ result: ForwardResult, _ count: Int) throws -> [Double] {
-            try (0..<count).map { try Score.of(result, config: $0, dataset: dataset, task: task, output: output).value }
-        }
-        func scores(_ masks: [CellMask]) throws -> [Double] { try scores(try run(masks), masks.count) }
 
         // Baseline, all cells, and each cell alone: one batched pass (or the merged shards' passes).
         if let checked = checkedCells {
@@ -127,16 +158,16 @@ public struct AblationStudy: Sendable {
             evaluated = precomputed
         } else if let checked = checkedCells {
             // Configurations 0 and 1, then each checked cell's; the rest NaN.
-            let part = try singleAblations(network: network, dataset: dataset, task: task, output: output, clamp: clamp,
-                                           configurations: [0, 1] + checked.sorted().map { $0 + 2 }, on: backend, progress: progress)
+            let part = try singleAblations(network: network, data: data, task: task, output: output, clamp: clamp,
+                                           configurations: [0, 1] + checked.sorted().map { $0 + 2 }, fill: fill, on: backend, progress: progress)
             var scores = [Double](repeating: .nan, count: n + 2), losses = scores
             for (k, configuration) in ([0, 1] + checked.sorted().map { $0 + 2 }).enumerated() {
                 scores[configuration] = part.scores[k]; losses[configuration] = part.losses[k]
             }
             evaluated = SingleAblation(scores: scores, losses: losses)
         } else {
-            evaluated = try singleAblations(network: network, dataset: dataset, task: task, output: output,
-                                            clamp: clamp, configurations: 0..<singleConfigurationCount(cells: n), on: backend,
+            evaluated = try singleAblations(network: network, data: data, task: task, output: output, clamp: clamp,
+                                            configurations: Array(0..<singleConfigurationCount(cells: n)), fill: fill, on: backend,
                                             progress: progress)
         }
         guard evaluated.scores.count == n + 2, evaluated.losses.count == n + 2 else {
@@ -209,11 +240,16 @@ extension AblationStudy {
     /// Multiply-adds of one forward pass of `inputs` (every layer's input and recurrent products,
     /// each counted by `MemoryBudget.product`).
     static func multiplyAddsPerPass(_ network: RecurrentNetwork, _ inputs: SequenceBatch) -> Int {
-        network.layers.reduce(0) { $0 &+ MemoryBudget.product(inputs.count, inputs.steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
+        multiplyAddsPerPass(network, sequences: inputs.count, steps: inputs.steps)
+    }
+
+    static func multiplyAddsPerPass(_ network: RecurrentNetwork, sequences: Int, steps: Int) -> Int {
+        network.layers.reduce(0) { $0 &+ MemoryBudget.product(sequences, steps, $1.gateRows, $1.inputSize + $1.hiddenSize) }
     }
 
     /// `checkedCells`: the subset's cells (flat order), nil for all.
-    public static func workAhead(network: RecurrentNetwork, inputs: SequenceBatch, rankings: Int, seeds: Int = Defaults.ablationRandomSeeds,
+    /// `sequences` × `steps`: the dataset's size.
+    public static func workAhead(network: RecurrentNetwork, sequences: Int, steps: Int, rankings: Int, seeds: Int = Defaults.ablationRandomSeeds,
                                  points: Int = 32, checkedCells: [Int]? = nil) -> WorkAhead {
         let n = network.cellCount
         let ks = Set((1...max(1, points)).map { max(1, Int((Double($0) / Double(max(1, points)) * Double(n)).rounded())) }).count
@@ -225,7 +261,7 @@ extension AblationStudy {
         let fromLevel = levelWork.indices.map { l in levelWork[l...].reduce(0, +) / max(whole, 1) }
         let layout = network.layout
         let singles = 2 + (checkedCells ?? Array(0..<n)).reduce(0.0) { $0 + fromLevel[layout.cell(at: $1).layer] }
-        let perPass = multiplyAddsPerPass(network, inputs)
+        let perPass = multiplyAddsPerPass(network, sequences: sequences, steps: steps)
         return WorkAhead(singleConfigurations: (checkedCells?.count ?? n) + 2, curveConfigurations: (2 * rankings + seeds) * ks,
                          multiplyAddsPerPass: perPass, singlePassEquivalents: singles)
     }
@@ -234,7 +270,9 @@ extension AblationStudy {
     /// `configurations` single-cell masks of level-0 cells (whole passes, batched as the study
     /// batches them) on a slice of at most `sequences` sequences, per configuration, scaled by the sequence count. An estimate
     /// for the user, never a number in a result.
-    public static func calibrate(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, on backend: any ComputeBackend,
+    /// `inputs`: the first sequences of a dataset of `total` sequences (at least `sequences` of
+    /// them where the dataset has so many).
+    public static func calibrate(network: RecurrentNetwork, inputs: SequenceBatch, total: Int, output: OutputMode, on backend: any ComputeBackend,
                                  sequences: Int = 512, configurations: Int = 4) throws -> Double {
         let count = min(inputs.count, max(1, sequences))
         let slice = try inputs.sequences(0..<count)
@@ -249,7 +287,7 @@ extension AblationStudy {
         let start = DispatchTime.now().uptimeNanoseconds
         _ = try backend.forward(job)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        return seconds / Double(masks.count) * Double(inputs.count) / Double(count)
+        return seconds / Double(masks.count) * Double(total) / Double(count)
     }
 }
 
@@ -325,51 +363,72 @@ extension AblationStudy {
     public static func singleAblations(network: RecurrentNetwork, dataset: Dataset, task: ModelTask, output: OutputMode,
                                        clamp: Clamp = .zero, configurations: [Int], reuseLowerLevels: Bool = true,
                                        on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
+        try singleAblations(network: network, data: try DatasetStream(dataset, preparedFor: nil, validate: false), task: task, output: output,
+                            clamp: clamp, configurations: configurations, reuseLowerLevels: reuseLowerLevels, on: backend, progress: progress)
+    }
+
+    /// The same over a dataset read in chunks: each chunk runs every configuration (a deeper
+    /// cell's from its own level, on the chunk's intact lower levels), and each configuration's
+    /// score and loss accumulate over the chunks in sequence order: the numbers of one pass over
+    /// the whole dataset, in memory bounded by a chunk. `fill`: the mean clamp's values when the
+    /// caller has them already (nil computes them when `clamp` is `mean`).
+    public static func singleAblations(network: RecurrentNetwork, data: DatasetStream, task: ModelTask, output: OutputMode,
+                                       clamp: Clamp = .zero, configurations: [Int], reuseLowerLevels: Bool = true,
+                                       fill known: (h: [Float], c: [Float])? = nil,
+                                       on backend: any ComputeBackend, progress: WorkProgress? = nil) throws -> SingleAblation {
         let n = network.cellCount
         guard configurations.allSatisfy({ (0..<singleConfigurationCount(cells: n)).contains($0) }) else {
             throw ModelError.shape("single-cell configurations \(configurations.min() ?? 0)…\(configurations.max() ?? 0) lie outside 0..<\(singleConfigurationCount(cells: n))")
         }
         guard !configurations.isEmpty else { return SingleAblation(scores: [], losses: []) }
-        let fill = clamp == .mean ? meanStates(network, inputs: dataset.inputs) : nil
+        let fill = clamp == .mean ? try known ?? meanStates(network, data: data) : nil
         // A cell of level l leaves the levels below it intact: its configuration runs levels l…
         // on their intact input, computed once per level (the configurations of level 0, and the
         // intact and all-ablated ones, run the whole network).
         let layout = network.layout
         func level(_ configuration: Int) -> Int { configuration < 2 || !reuseLowerLevels ? 0 : layout.cell(at: configuration - 2).layer }
-        var scores = [Double](repeating: 0, count: configurations.count), losses = scores
+        var accumulators = configurations.map { _ in ScoreAccumulator(task: task, output: output) }
         let byLevel = Dictionary(grouping: configurations.indices, by: { level(configurations[$0]) })
-        var done = 0
-        let total = configurations.count
-        var levelInput = dataset.inputs
-        for l in network.levels.indices {
-            if l > 0 {
-                guard byLevel.keys.contains(where: { $0 >= l }) else { break }
-                levelInput = try intactOutput(of: network, level: l - 1, from: levelInput, on: backend)
+        let chunks = data.chunks
+        for (c, range) in chunks.enumerated() {
+            let chunk = try data.read(range)
+            let chunkReport = progress.map(chunkProgress(c, of: chunks.count))
+            var done = 0
+            let total = configurations.count
+            var levelInput = chunk.inputs
+            for l in network.levels.indices {
+                if l > 0 {
+                    guard byLevel.keys.contains(where: { $0 >= l }) else { break }
+                    levelInput = try intactOutput(of: network, level: l - 1, from: levelInput, on: backend)
+                }
+                guard let positions = byLevel[l] else { continue }
+                let offset = layout.range(ofLayer: l).lowerBound
+                let suffix = l == 0 ? network : try RecurrentNetwork(levels: network.levels[l...].map { $0.map { network.layers[$0] } },
+                                                                     readout: network.readout)
+                let m = suffix.cellCount
+                let masks = positions.map { k -> CellMask in
+                    let configuration = configurations[k]
+                    return l == 0 ? singleConfiguration(configuration, cells: n) : .ablating([configuration - 2 - offset], of: m)
+                }
+                let suffixFill: (h: [Float], c: [Float])? = fill.map { (h: Array($0.h[offset...]), c: Array($0.c[offset...])) }
+                var levelProgress: WorkProgress?
+                if let report = chunkReport {
+                    let before = done
+                    levelProgress = { phase, finished, _ in report(phase, before + finished, total) }
+                }
+                let result = try forwardInBlocks(network: suffix, inputs: levelInput, output: output, masks: masks, clamp: suffixFill, on: backend,
+                                                 phase: "single-cell ablations", progress: levelProgress)
+                for (i, k) in positions.enumerated() { try accumulators[k].add(result, config: i, chunk: chunk) }
+                done += positions.count
             }
-            guard let positions = byLevel[l] else { continue }
-            let offset = layout.range(ofLayer: l).lowerBound
-            let suffix = l == 0 ? network : try RecurrentNetwork(levels: network.levels[l...].map { $0.map { network.layers[$0] } },
-                                                                 readout: network.readout)
-            let m = suffix.cellCount
-            let masks = positions.map { k -> CellMask in
-                let configuration = configurations[k]
-                return l == 0 ? singleConfiguration(configuration, cells: n) : .ablating([configuration - 2 - offset], of: m)
-            }
-            let suffixFill: (h: [Float], c: [Float])? = fill.map { (h: Array($0.h[offset...]), c: Array($0.c[offset...])) }
-            var levelProgress: WorkProgress?
-            if let report = progress {
-                let before = done
-                levelProgress = { phase, finished, _ in report(phase, before + finished, total) }
-            }
-            let result = try forwardInBlocks(network: suffix, inputs: levelInput, output: output, masks: masks, clamp: suffixFill, on: backend,
-                                             phase: "single-cell ablations", progress: levelProgress)
-            for (i, k) in positions.enumerated() {
-                scores[k] = try Score.of(result, config: i, dataset: dataset, task: task, output: output).value
-                losses[k] = try Score.loss(result, config: i, dataset: dataset, task: task, output: output)
-            }
-            done += positions.count
         }
-        return SingleAblation(scores: scores, losses: losses)
+        return SingleAblation(scores: accumulators.map(\.score.value), losses: accumulators.map(\.loss))
+    }
+
+    /// A phase's progress within chunk `chunk` of `count`, reported as progress over all of them
+    /// (each chunk does the whole phase's items once).
+    static func chunkProgress(_ chunk: Int, of count: Int) -> (@escaping WorkProgress) -> WorkProgress {
+        { report in { phase, done, total in report(phase, chunk * total + done, count * total) } }
     }
 
     /// Level `level`'s output at every step, [N, T, W] with the batch's lengths (0 at padding),

@@ -64,25 +64,84 @@ extension Array {
     subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
 }
 
+/// What `cellaudit explain` reports of a relevance pass over a dataset, accumulated a chunk of
+/// sequences at a time in dataset order (the same sums as over the whole at once): per-cell
+/// Σ|R|, per-step Σ|R| of the inputs, each sequence's conservation error and input share (one
+/// number per sequence), and the first sequences in full, for the report's pictures.
+public struct RelevanceTally: Sendable {
+    /// How many leading sequences are kept whole (`shown`).
+    public let keep: Int
+    public private(set) var sequences = 0
+    /// Σ |R| of every cell [C] over sequences and steps.
+    public private(set) var absoluteCellSums: [Double] = []
+    /// Σ over sequences and channels of |R| of the inputs at each step [T].
+    public private(set) var absoluteInputByStep: [Double] = []
+    /// Per sequence: |Σ input + rest − score| / |score| (`RelevanceResult.conservationErrors`).
+    public private(set) var conservationErrors: [Double] = []
+    /// Per sequence: Σ input / score.
+    public private(set) var inputShares: [Double] = []
+    /// Σ score over sequences, in order.
+    public private(set) var scoreSum = 0.0
+    /// The first `keep` sequences' results whole.
+    public private(set) var shown: RelevanceResult?
+
+    public init(keep: Int) { self.keep = keep }
+
+    /// Adds the next chunk's result (sequences in dataset order).
+    public mutating func add(_ result: RelevanceResult) {
+        if absoluteCellSums.isEmpty {
+            absoluteCellSums = [Double](repeating: 0, count: result.cells)
+            absoluteInputByStep = [Double](repeating: 0, count: result.steps)
+        }
+        result.addAbsoluteCellRelevance(into: &absoluteCellSums)
+        let t = result.steps, w = result.width
+        for s in 0..<result.count {
+            for step in 0..<t { for i in 0..<w { absoluteInputByStep[step] += Double(abs(result.input[(s * t + step) * w + i])) } }
+        }
+        conservationErrors += result.conservationErrors()
+        inputShares += result.inputShares()
+        scoreSum = result.score.reduce(scoreSum) { $0 + Double($1) }
+        let wanted = min(keep - (shown?.count ?? 0), result.count)
+        if wanted > 0 {
+            let part = result.sequences(0..<wanted)
+            shown = shown.map { .concatenating([$0, part]) } ?? part
+        }
+        sequences += result.count
+    }
+
+    /// Mean |relevance| of every cell over sequences and steps [C]: the LRP ranking's score.
+    public var meanAbsoluteCellRelevance: [Double] {
+        let rows = Double(max(1, sequences * absoluteInputByStep.count))
+        return absoluteCellSums.map { $0 / rows }
+    }
+}
+
 /// The page `cellaudit explain` writes: what was explained, whether relevance was conserved,
 /// input heatmaps of chosen sequences, and the cells by mean |relevance|.
 public struct RelevanceReport {
     public var title: String
     public var facts: [(String, String)]
-    public var result: RelevanceResult
+    /// The whole pass, as accumulated.
+    public var tally: RelevanceTally
+    /// The leading sequences' results (`tally.shown`): sequence s of the data is row s here.
+    var result: RelevanceResult
     /// (layer, cell) of every column of `result.cellRelevance`.
     public var rows: [CellID]
-    /// Sequences shown as heatmaps, and a caption for each (target, label, score).
+    /// Sequences shown as heatmaps (among the tally's leading ones), and a caption for each
+    /// (target, label, score).
     public var shown: [(index: Int, caption: String)]
     public var biasFactor: Float
-    /// For a model with a token embedding: the token ids [N, T] and, where `--vocab` gave them,
-    /// the words of ids 0..<V; the report then shows each chosen sequence as its tokens, coloured
-    /// by their relevance (the sum over embedding dimensions).
+    /// For a model with a token embedding: the token ids of the leading sequences [S, T] and,
+    /// where `--vocab` gave them, the words of ids 0..<V; the report then shows each chosen
+    /// sequence as its tokens, coloured by their relevance (the sum over embedding dimensions).
     public var tokens: (ids: [Int], vocabulary: [String]?)?
 
-    public init(title: String, facts: [(String, String)], result: RelevanceResult, rows: [CellID],
+    /// - Precondition: every shown index lies among the tally's leading sequences.
+    public init(title: String, facts: [(String, String)], tally: RelevanceTally, rows: [CellID],
                 shown: [(index: Int, caption: String)], biasFactor: Float) {
-        self.title = title; self.facts = facts; self.result = result; self.rows = rows; self.shown = shown; self.biasFactor = biasFactor
+        precondition(shown.allSatisfy { $0.index < (tally.shown?.count ?? 0) })
+        self.title = title; self.facts = facts; self.tally = tally; self.rows = rows; self.shown = shown; self.biasFactor = biasFactor
+        result = tally.shown ?? RelevanceResult(count: 0, steps: 0, width: 0, cells: 0, input: [], cellRelevance: [], score: [], rest: [], minimumDenominator: [])
     }
 
     /// The input heatmap of sequence `s`: channels × steps.
@@ -111,9 +170,8 @@ public struct RelevanceReport {
         if ranks.count > 40 { bars.note = "the 40 most relevant of \(ranks.count) cells" }
         out.append(("cells.svg", bars.render()))
         // Mean |input relevance| per step: when the network takes its evidence.
-        let t = result.steps, w = result.width, n = result.count
-        var perStep = [Double](repeating: 0, count: t)
-        for s in 0..<n { for step in 0..<t { for i in 0..<w { perStep[step] += Double(abs(result.input[(s * t + step) * w + i])) } } }
+        let t = tally.absoluteInputByStep.count, n = tally.sequences
+        let perStep = tally.absoluteInputByStep
         var steps = SVGPlot(title: "Input relevance by step", xLabel: "step", yLabel: "mean Σ|R| over channels")
         steps.series = [.init(label: "", x: (0..<t).map(Double.init), y: perStep.map { $0 / Double(max(1, n)) }, mark: .line,
                               color: SVGPlot.palette[1])]
@@ -198,13 +256,13 @@ public struct RelevanceReport {
     public func html(figures: [(name: String, svg: String)], meanAbsolute: [Double], ranks: [Int]) -> String {
         func fig(_ name: String) -> String { figures.first { $0.name == name }?.svg ?? "" }
         var h = reportPageHead(title: title, facts: facts)
-        let errors = result.conservationErrors().sorted()
-        let shares = result.inputShares().filter(\.isFinite).sorted()
+        let errors = tally.conservationErrors.sorted()
+        let shares = tally.inputShares.filter(\.isFinite).sorted()
         h += "<h2>Conservation</h2>\n"
         if biasFactor == 1 {
             let median = errors[errors.count / 2], worst = errors.last!
             let off = errors.filter { $0 > 1e-3 }.count
-            h += "<p>With bias factor 1, Σ input + rest should equal the explained score. Median relative error \(String(format: "%.2g", median)), worst \(String(format: "%.2g", worst)) over \(result.count) sequences.</p>\n"
+            h += "<p>With bias factor 1, Σ input + rest should equal the explained score. Median relative error \(String(format: "%.2g", median)), worst \(String(format: "%.2g", worst)) over \(tally.sequences) sequences.</p>\n"
             if off > 0 {
                 h += "<p><b>\(off) sequence\(off == 1 ? " misses" : "s miss") it by more than 0.1 %.</b> An ε-rule divided by a denominator within float32 rounding of zero there (see <code>min_denominator</code> in relevance.safetensors); a larger <code>--epsilon</code> stabilises it.</p>\n"
             }

@@ -53,8 +53,8 @@ struct Ablate: ParsableCommand {
                                                     backend: backend, out: outputOptions.out ?? "cellaudit-ablation", force: outputOptions.force,
                                                     progress: ProgressReporter(quiet: outputOptions.quiet || outputOptions.json, label: "ablate"),
                                                     ablation: ({ range in
-                    try AblationStudy.singleAblations(network: network, dataset: subject.dataset, task: subject.loaded.task,
-                                                      output: subject.loaded.output, clamp: subject.clamp, configurations: range, on: backend,
+                    try AblationStudy.singleAblations(network: network, data: subject.data, task: subject.loaded.task,
+                                                      output: subject.loaded.output, clamp: subject.clamp, configurations: Array(range), on: backend,
                                                       progress: outputOptions.phaseProgress("ablate"))
                 }, AblationStudy.singleConfigurationCount(cells: network.cellCount)))
                 try ShardSummary(manifest, path: path).print(json: outputOptions.json)
@@ -73,7 +73,8 @@ struct Ablate: ParsableCommand {
     /// Everything the study needs before it runs.
     struct Subject {
         var loaded: LoadedModel
-        var dataset: Dataset
+        /// The dataset, read a chunk at a time (checked whole when opened).
+        var data: DatasetStream
         var plan: CharacterizationPlan
         var clamp: AblationStudy.Clamp
         var names: [String]
@@ -94,9 +95,9 @@ struct Ablate: ParsableCommand {
         guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
             throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
         }
-        var dataset = try Dataset.load(data)
-        let loaded = try modelOptions.load(model, data: dataset)
-        try dataset.prepare(for: loaded)
+        let file = try DatasetFile(data)
+        let loaded = try modelOptions.load(model, data: file)
+        let stream = try DatasetStream(file, preparedFor: loaded)
         let plan = try stimulusOptions.plan(loaded.network, layers: nil)
         // Rankings from files are read (and checked) before any work starts.
         let names = ranking.isEmpty ? RankerRegistry.applicable(to: loaded.network, withData: true) : ranking
@@ -104,7 +105,7 @@ struct Ablate: ParsableCommand {
         let bare = RankingContext(network: loaded.network, rows: plan.rows, summaries: [])
         var fromFiles: [String: (String, [Double])] = [:]
         for name in names where !builtIn.contains(name) { fromFiles[name] = try namedRanking(name, context: bare, seed: seed) }
-        return Subject(loaded: loaded, dataset: dataset, plan: plan, clamp: clampMode, names: names, fromFiles: fromFiles)
+        return Subject(loaded: loaded, data: stream, plan: plan, clamp: clampMode, names: names, fromFiles: fromFiles)
     }
 
     /// The identity every shard of this study must share (docs/METHOD.md §9).
@@ -123,18 +124,18 @@ struct Ablate: ParsableCommand {
     /// The study after the characterization written into `dir` (with `single`, the merged shards'
     /// single-cell ablations): rankings, curves, correlations, files.
     func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, single: SingleAblation?) throws -> AblationSummary {
-        let loaded = subject.loaded, dataset = subject.dataset, plan = subject.plan
+        let loaded = subject.loaded, stream = subject.data, plan = subject.plan
         let summaries = try summarizeWritten(plan, in: dir)
         let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries,
-                                     evidence: RankingEvidence(dataset: dataset, task: loaded.task, output: loaded.output,
+                                     evidence: RankingEvidence(data: stream, task: loaded.task, output: loaded.output,
                                                                backend: backend))
         let rankings = try subject.names.map { try subject.fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
         let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
         if single == nil {
-            try ablationCells.announce("ablate", network: loaded.network, dataset: dataset, output: loaded.output, rankings: rankings.count,
+            try ablationCells.announce("ablate", network: loaded.network, data: stream, output: loaded.output, rankings: rankings.count,
                                        seeds: seeds, checked: checked, backend: backend, quiet: outputOptions.quiet || outputOptions.json)
         }
-        let study = try AblationStudy.run(network: loaded.network, dataset: dataset, task: loaded.task, output: loaded.output,
+        let study = try AblationStudy.run(network: loaded.network, data: stream, task: loaded.task, output: loaded.output,
                                           rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
                                           clamp: subject.clamp, single: single, checkedCells: checked, on: backend,
                                           progress: outputOptions.phaseProgress("ablate"))

@@ -66,15 +66,15 @@ struct AblationCellOptions: ParsableArguments {
 
     /// A line on stderr before the ablation: how many masked passes, and about how long from a
     /// short calibration on the backend (silent when `quiet`).
-    func announce(_ label: String, network: RecurrentNetwork, dataset: Dataset, output: OutputMode, rankings: Int, seeds: Int,
+    func announce(_ label: String, network: RecurrentNetwork, data: DatasetStream, output: OutputMode, rankings: Int, seeds: Int,
                   checked: [Int]?, backend: any ComputeBackend, quiet: Bool) throws {
         guard !quiet else { return }
-        let work = AblationStudy.workAhead(network: network, inputs: dataset.inputs, rankings: rankings, seeds: seeds, checkedCells: checked)
-        let perPass = try AblationStudy.calibrate(network: network, inputs: dataset.inputs, output: output, on: backend)
+        let work = AblationStudy.workAhead(network: network, sequences: data.count, steps: data.steps, rankings: rankings, seeds: seeds, checkedCells: checked)
+        let perPass = try AblationStudy.calibrate(network: network, inputs: try data.first(512).inputs, total: data.count, output: output, on: backend)
         let total = perPass * work.passEquivalents
         let time = total < 90 ? String(format: "%.0f s", total) : total < 5400 ? String(format: "%.0f min", total / 60) : String(format: "%.1f h", total / 3600)
         let subset = checked.map { " (--ablate-cells: \($0.count) of \(network.cellCount) cells)" } ?? ""
-        Terminal.warn("\(label): ablation ahead: \(work.passes) masked forward passes of \(dataset.inputs.count) sequences × \(dataset.inputs.steps) steps — \(work.singleConfigurations) single-cell (the intact network, every cell ablated, and each \(checked == nil ? "" : "checked ")cell alone\(subset)\(network.levels.count > 1 ? String(format: "; %.0f passes' work, a deeper cell's run starting at its own level", work.singlePassEquivalents) : "")), \(work.curveConfigurations) for the ranked and random curves; about \(time) (one pass ≈ \(String(format: "%.3g", perPass)) s here)"
+        Terminal.warn("\(label): ablation ahead: \(work.passes) masked forward passes of \(data.count) sequences × \(data.steps) steps — \(work.singleConfigurations) single-cell (the intact network, every cell ablated, and each \(checked == nil ? "" : "checked ")cell alone\(subset)\(network.levels.count > 1 ? String(format: "; %.0f passes' work, a deeper cell's run starting at its own level", work.singlePassEquivalents) : "")), \(work.curveConfigurations) for the ranked and random curves; about \(time) (one pass ≈ \(String(format: "%.3g", perPass)) s here)"
                       + (checked == nil && total > 600 ? "; --ablate-cells top:K,bottom:K,random:K checks a subset" : ""))
     }
 }

@@ -65,9 +65,9 @@ struct Attractors: ParsableCommand {
 
     func run() throws {
         try failing {
-            var dataset = try data.map { try Dataset.load($0, requireAnswers: false) }
-            let loaded = try modelOptions.load(model, data: dataset)
-            try dataset?.prepare(for: loaded)
+            let file = try data.map { try DatasetFile($0, requireAnswers: false) }
+            let loaded = try modelOptions.load(model, data: file)
+            let dataset = try file.map { try DatasetStream($0, preparedFor: loaded) }
             var x = try input.map(parseInput) ?? [Double](repeating: 0, count: loaded.network.inputSize)
             if let inputToken {
                 guard input == nil else { throw CleanFailure(description: "--input-token and --input both give the constant input; give one") }
@@ -108,10 +108,12 @@ struct Attractors: ParsableCommand {
 /// The dynamics outputs, shared by `attractors` and `audit --data` (which writes them under
 /// DIR/attractors/).
 enum AttractorOutput {
-    static func run(network: RecurrentNetwork, input: [Double], inputToken: Int? = nil, data: Dataset?, options: FixedPointOptions, pulses: PulseOptions,
+    /// `data`: the dataset whose first sequences' visited states seed the search (only they are read).
+    static func run(network: RecurrentNetwork, input: [Double], inputToken: Int? = nil, data: DatasetStream?, options: FixedPointOptions, pulses: PulseOptions,
                     backend: any ComputeBackend, model: String, to dir: URL, progress: (String) -> Void) throws -> AttractorSummary {
         let start = DispatchTime.now().uptimeNanoseconds
-        let analysis = try AttractorAnalysis.run(network: network, input: input, data: data?.inputs, options: options, pulses: pulses,
+        let seeding = try data?.leadingSequences(AttractorAnalysis.seedSequences)
+        let analysis = try AttractorAnalysis.run(network: network, input: input, data: seeding?.inputs, options: options, pulses: pulses,
                                                  backend: backend, progress: progress)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         try write(analysis, network: network, options: options, model: model, data: data?.fileName, backend: backend, to: dir)
@@ -135,7 +137,7 @@ enum AttractorOutput {
                                           outlierPoints: layer.outliers)
         }
         let facts: [(String, String)] = [
-            ("model", model), ("data", data.map { "\($0.fileName): \($0.inputs.count) sequences (states visited seed the search)" } ?? "none (random seeds)"),
+            ("model", model), ("data", data.map { "\($0.fileName): \($0.count) sequences (states visited seed the search)" } ?? "none (random seeds)"),
             ("backend", s.backend), ("constant input", input.map { String(format: "%g", $0) }.joined(separator: ", ")),
             ("search", "\(options.seeds) seeds per layer, Levenberg–Marquardt to q < \(options.qTolerance), merged within \(options.mergeDistance)"),
             ("pulses", "\(pulses.length) step(s), amplitude bisected in (0, \(pulses.maxAmplitude)] to \(Int(pulses.resolution * 100)) %"),

@@ -61,10 +61,10 @@ struct Audit: ParsableCommand {
                 if ablationCells.ablateCells.map({ $0 != "all" }) == true {
                     throw CleanFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
                 }
-                let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.dataset.flatMap { dataset in
+                let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.data.flatMap { data in
                     skipAblation ? nil : ({ range in
-                        try AblationStudy.singleAblations(network: subject.loaded.network, dataset: dataset, task: subject.loaded.task,
-                                                          output: subject.loaded.output, configurations: range, on: backend,
+                        try AblationStudy.singleAblations(network: subject.loaded.network, data: data, task: subject.loaded.task,
+                                                          output: subject.loaded.output, configurations: Array(range), on: backend,
                                                           progress: outputOptions.phaseProgress("audit"))
                     }, AblationStudy.singleConfigurationCount(cells: subject.loaded.network.cellCount))
                 }
@@ -91,7 +91,8 @@ struct Audit: ParsableCommand {
         var loaded: LoadedModel
         var name: String
         var dataPath: String?
-        var dataset: Dataset?
+        /// The dataset, read a chunk at a time (checked whole when opened).
+        var data: DatasetStream?
         var thresholds: ClassThresholds
         var plan: CharacterizationPlan
         var cleanup: () -> Void
@@ -102,17 +103,13 @@ struct Audit: ParsableCommand {
         do {
             let thresholds = try classThresholds.map(ClassThresholds.load(json:)) ?? ClassThresholds()
             // The dataset is checked against the model before any cell is characterized.
-            let dataset = try dataPath.map { path -> Dataset in
-                var d = try Dataset.load(path)
-                try d.prepare(for: loaded)
-                return d
-            }
+            let data = try dataPath.map { try DatasetStream(try DatasetFile($0), preparedFor: loaded) }
             let plan = try stimulusOptions.plan(loaded.network, layers: nil)
             // The dynamics run late in an audit: a search that cannot fit is refused now, not then.
-            if dataset != nil && attractorSeeds > 0 {
+            if data != nil && attractorSeeds > 0 {
                 try AttractorAnalysis.checkMemory(network: loaded.network, seeds: attractorSeeds, option: "--attractor-seeds (0 skips the dynamics)")
             }
-            return Subject(loaded: loaded, name: name, dataPath: dataPath, dataset: dataset, thresholds: thresholds, plan: plan, cleanup: cleanup)
+            return Subject(loaded: loaded, name: name, dataPath: dataPath, data: data, thresholds: thresholds, plan: plan, cleanup: cleanup)
         } catch {
             cleanup()
             throw error
@@ -135,12 +132,12 @@ struct Audit: ParsableCommand {
     /// the ablation check (with `single`, from merged shards), the dynamics, the report.
     func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, result: CharacterizationResult,
                 single: SingleAblation?) throws -> AuditSummary {
-        let (loaded, name, dataPath, dataset, thresholds, plan) = (subject.loaded, subject.name, subject.dataPath, subject.dataset,
+        let (loaded, name, dataPath, data, thresholds, plan) = (subject.loaded, subject.name, subject.dataPath, subject.data,
                                                                    subject.thresholds, subject.plan)
         let start = DispatchTime.now().uptimeNanoseconds
         let summaries = try summarizeWritten(plan, in: dir)
         let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
-        let evidence = dataset.map { RankingEvidence(dataset: $0, task: loaded.task, output: loaded.output, backend: backend) }
+        let evidence = data.map { RankingEvidence(data: $0, task: loaded.task, output: loaded.output, backend: backend) }
         let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
         let rankers = RankerRegistry.all(seed: seed, for: loaded.network, withData: evidence != nil)
         let scores = try rankers.map { try $0.scores(context) }
@@ -159,13 +156,13 @@ struct Audit: ParsableCommand {
         let dynamicsDone = DispatchSemaphore(value: 0)
         let dynamics = Mutex<Result<AttractorSummary, any Error>?>(nil)
         let dynamicsStarted: Bool
-        if let dataset, attractorSeeds > 0 {
+        if let data, attractorSeeds > 0 {
             let sub = dir.appendingPathComponent("attractors")
             var options = FixedPointOptions()
             options.seeds = attractorSeeds
             options.randomSeed = seed
             let quiet = outputOptions.quiet || outputOptions.json
-            let job = UncheckedSendable((network: loaded.network, inputSize: loaded.network.inputSize, data: dataset, options: options,
+            let job = UncheckedSendable((network: loaded.network, inputSize: loaded.network.inputSize, data: data, options: options,
                                          backend: backend, name: name, sub: sub))
             DispatchQueue.global().async {
                 let j = job.value
@@ -198,11 +195,11 @@ struct Audit: ParsableCommand {
                 let rankings = zip(rankers, scores).map { ($0.name, $1) }
                 let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
                 if single == nil {
-                    try ablationCells.announce("audit", network: loaded.network, dataset: dataset!, output: loaded.output, rankings: rankings.count,
+                    try ablationCells.announce("audit", network: loaded.network, data: data!, output: loaded.output, rankings: rankings.count,
                                                seeds: Defaults.ablationRandomSeeds, checked: checked, backend: backend,
                                                quiet: outputOptions.quiet || outputOptions.json)
                 }
-                let s = try AblationStudy.run(network: loaded.network, dataset: dataset!, task: loaded.task,
+                let s = try AblationStudy.run(network: loaded.network, data: data!, task: loaded.task,
                                               output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
                                               single: single, checkedCells: checked, on: backend,
                                               progress: outputOptions.phaseProgress("audit"))
@@ -253,7 +250,7 @@ struct Audit: ParsableCommand {
         }
         if let model {
             // A state dict's task and output mode follow the dataset (read here, checked again later).
-            return (try modelOptions.load(model, data: try data.map { try Dataset.load($0) }), (model as NSString).lastPathComponent, data, {})
+            return (try modelOptions.load(model, data: try data.map { try DatasetFile($0) }), (model as NSString).lastPathComponent, data, {})
         }
         // The bundled default, unpacked for the duration of the run.
         let bundled = try BundledFiles(["digits_lstm64.safetensors", "digits_test.safetensors"])

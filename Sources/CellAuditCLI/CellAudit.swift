@@ -159,7 +159,7 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// The model at `path`; a state dict's task and output mode follow `data` unless given.
-    func load(_ path: String, data: Dataset? = nil) throws -> LoadedModel {
+    func load(_ path: String, data: (any DatasetReader)? = nil) throws -> LoadedModel {
         // binary: a classification read from one logit (Score.isBinary), checked below.
         var hints = ModelHints(rnnPrefix: rnnPrefix, readoutPrefix: readoutPrefix,
                                task: task == "binary" ? .classification : task.flatMap(ModelTask.init(rawValue:)),

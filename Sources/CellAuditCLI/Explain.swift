@@ -79,31 +79,54 @@ struct Explain: ParsableCommand {
     func run() throws {
         try failing {
             // Explaining predictions needs inputs only; labels only for --target label.
-            var dataset = try Dataset.load(data, requireAnswers: false)
-            let loaded = try modelOptions.load(model, data: dataset)
+            let file = try DatasetFile(data, requireAnswers: false)
+            let loaded = try modelOptions.load(model, data: file)
             guard loaded.network.readout != nil else {
                 throw CleanFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")
             }
-            try dataset.prepare(for: loaded)
+            let stream = try DatasetStream(file, preparedFor: loaded)
             let vocabulary = try vocab.map { try readVocabulary($0, model: loaded) }
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
-            let targets = try parsedTarget().resolve(network: loaded.network, task: loaded.task, output: loaded.output,
-                                                     dataset: dataset, step: step, on: backend)
-            var job = try RelevanceJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output, targets: targets,
-                                       step: step, rule: .lrp(epsilon: epsilon, biasFactor: biasFactor))
+            let target = try parsedTarget()
+            let rule = RelevanceJob.Rule.lrp(epsilon: epsilon, biasFactor: biasFactor)
             let progress = outputOptions.phaseProgress("explain")
-            job.progress = { done, total in progress("relevance of sequences", done, total) }
+            let rows = loaded.network.layout.all
+            let n = stream.count, t = stream.steps
             let summary = try output.build { dir -> ExplainSummary in
-                let start = DispatchTime.now().uptimeNanoseconds
-                let result = try backend.relevance(job)
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                let rows = loaded.network.layout.all
-                let meanAbsolute = result.meanAbsoluteCellRelevance()
+                // One pass, a chunk of sequences at a time: each chunk's relevance is written in
+                // place into relevance.safetensors and tallied; only the first `samples`
+                // sequences (the report's pictures) are kept whole.
+                let (perStepWritten, why) = writesPerStep(sequences: n, steps: t, cells: rows.count)
+                let width = loaded.embedding?.width ?? loaded.network.inputSize
+                let writer = try relevanceWriter(path: dir.appendingPathComponent("relevance.safetensors").path, sequences: n, steps: t,
+                                                 width: width, rows: rows, backend: backend, perStep: perStepWritten,
+                                                 tokens: stream.shape.holdsTokens)
+                var tally = RelevanceTally(keep: samples)
+                var shownTargets: [Int] = [], shownLabels: [Int] = [], shownTokens: [Int] = []
+                var hasLabels = false
+                var seconds = 0.0
+                try stream.forEachChunk { range, chunk in
+                    let targets = try target.resolve(network: loaded.network, task: loaded.task, output: loaded.output,
+                                                     dataset: chunk, step: step, on: backend)
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    var job = try RelevanceJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output, targets: targets,
+                                               step: step, rule: rule, firstSequence: range.lowerBound)
+                    job.progress = { done, _ in progress("relevance of sequences", range.lowerBound + done, n) }
+                    let result = try backend.relevance(job)
+                    seconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                    try writeRelevance(result, targets: targets, first: range.lowerBound, perStep: perStepWritten,
+                                       tokens: stream.shape.holdsTokens, to: writer)
+                    tally.add(result)
+                    let keep = max(0, min(samples - range.lowerBound, range.count))
+                    shownTargets += targets.prefix(keep)
+                    if let labels = chunk.labels { hasLabels = true; shownLabels += labels.prefix(keep) }
+                    if let tokens = chunk.tokens { shownTokens += tokens.ids.prefix(keep * t) }
+                }
+                try writeRows(rows, to: writer)
+                try writer.finish()
+                let meanAbsolute = tally.meanAbsoluteCellRelevance
                 let ranks = rankPositions(meanAbsolute, rows: rows)
-                let (perStepWritten, why) = writesPerStep(sequences: result.count, steps: result.steps, cells: result.cells)
-                try writeRelevance(result, rows: rows, targets: targets, backend: backend, perStep: perStepWritten, tokens: dataset.tokens != nil,
-                                   to: dir.appendingPathComponent("relevance.safetensors"))
                 let directions = !loaded.network.isForwardOnly
                 var csv = [(CellID.tableHeader(directions: directions) + ["mean_abs_relevance", "rank"]).joined(separator: ",")]
                 for (j, row) in rows.enumerated() {
@@ -115,29 +138,35 @@ struct Explain: ParsableCommand {
                 s.model = (model as NSString).lastPathComponent
                 s.data = (data as NSString).lastPathComponent
                 s.backend = "\(backend.identity)"
-                s.sequences = result.count
-                s.steps = result.steps
-                s.target = try parsedTarget().description
+                s.sequences = n
+                s.steps = t
+                s.target = target.description
                 s.epsilon = Double("\(epsilon)") ?? Double(epsilon)
                 s.biasFactor = Double("\(biasFactor)") ?? Double(biasFactor)
                 s.explainedStep = step
                 s.seconds = seconds
                 s.perStep = perStepWritten ? "all" : "none"
                 s.perStepReason = why
-                s.sequenceStepsPerSecond = Double(result.count * result.steps) / max(seconds, 1e-12)
+                s.sequenceStepsPerSecond = Double(n * t) / max(seconds, 1e-12)
                 if biasFactor == 1 {
-                    let errors = result.conservationErrors().sorted()
+                    let errors = tally.conservationErrors.sorted()
                     s.conservationMedianRelativeError = JSONNumber(errors[errors.count / 2])
                     s.conservationWorstRelativeError = JSONNumber(errors.last!)
                 }
-                s.meanScore = JSONNumber(result.score.reduce(0.0) { $0 + Double($1) } / Double(result.count))
-                s.inputShareOfScore = JSONNumber(median(result.inputShares()))
+                s.meanScore = JSONNumber(tally.scoreSum / Double(n))
+                s.inputShareOfScore = JSONNumber(median(tally.inputShares))
                 s.topCells = ranks.indices.sorted { ranks[$0] < ranks[$1] }.prefix(10).map {
                     ExplainSummary.Cell(layer: rows[$0].layer, cell: rows[$0].index, direction: rows[$0].direction == .reverse ? "reverse" : nil,
                                         meanAbsRelevance: meanAbsolute[$0])
                 }
-                try writeExplainReport(s, result: result, rows: rows, targets: targets, dataset: dataset, vocabulary: vocabulary,
-                                       meanAbsolute: meanAbsolute, ranks: ranks, to: dir)
+                // The first sequences, as LRP_for_LSTM shows sentences one by one.
+                let shown = shownTargets.indices.map { i -> (index: Int, caption: String) in
+                    var caption = "target \(shownTargets[i]), score \(String(format: "%.3g", tally.shown!.score[i]))"
+                    if hasLabels { caption += ", label \(shownLabels[i])" }
+                    return (i, caption)
+                }
+                try writeExplainReport(s, tally: tally, rows: rows, shown: shown, tokens: stream.shape.holdsTokens ? shownTokens : nil,
+                                       vocabulary: vocabulary, meanAbsolute: meanAbsolute, ranks: ranks, to: dir)
                 try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
                 return s
             }
@@ -154,23 +183,17 @@ struct Explain: ParsableCommand {
     }
 
     /// DIR/report.html and DIR/figures/*.svg.
-    private func writeExplainReport(_ s: ExplainSummary, result: RelevanceResult, rows: [CellID], targets: [Int],
-                                    dataset: Dataset, vocabulary: [String]?, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
-        // The first sequences, as LRP_for_LSTM shows sentences one by one.
-        let shown = (0..<min(samples, result.count)).map { i -> (index: Int, caption: String) in
-            var caption = "target \(targets[i]), score \(String(format: "%.3g", result.score[i]))"
-            if let labels = dataset.labels { caption += ", label \(labels[i])" }
-            return (i, caption)
-        }
+    private func writeExplainReport(_ s: ExplainSummary, tally: RelevanceTally, rows: [CellID], shown: [(index: Int, caption: String)],
+                                    tokens: [Int]?, vocabulary: [String]?, meanAbsolute: [Double], ranks: [Int], to dir: URL) throws {
         let facts: [(String, String)] = [
             ("model", s.model), ("data", "\(s.data): \(s.sequences) sequences of \(s.steps) steps"), ("backend", s.backend),
             ("explained", "\(s.target)\(step.map { " at step \($0)" } ?? "")"),
             ("rule", "LRP ε-rule, ε = \(epsilon), bias factor \(biasFactor); signal-take-all at gated products"),
             ("time", String(format: "%.3g s (%.3g sequence-steps/s)", s.seconds, s.sequenceStepsPerSecond)),
         ]
-        var report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: facts, result: result, rows: rows, shown: shown,
+        var report = RelevanceReport(title: "CellAudit relevance: \(s.model)", facts: facts, tally: tally, rows: rows, shown: shown,
                                      biasFactor: biasFactor)
-        if let tokens = dataset.tokens { report.tokens = (tokens.ids, vocabulary) }
+        if let tokens { report.tokens = (tokens, vocabulary) }
         let figures = report.figures(meanAbsolute: meanAbsolute, ranks: ranks)
         let figureDir = dir.appendingPathComponent("figures")
         try makeOutputSubdirectory(figureDir)
@@ -179,23 +202,37 @@ struct Explain: ParsableCommand {
             .write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
     }
 
-    /// - Parameter perStep: write `cells` [N, T, C] (else `cells_total` [N, C]), as `writesPerStep` decided.
-    /// - Parameter tokens: also write `tokens` [N, T], each token's relevance (the sum of its
-    ///   embedding's input relevance over the embedding dimensions).
-    private func writeRelevance(_ r: RelevanceResult, rows: [CellID], targets: [Int], backend: any ComputeBackend, perStep: Bool,
-                                tokens: Bool, to url: URL) throws {
-        var writer = SafeTensorsWriter(metadata: [
+    /// relevance.safetensors laid out for N sequences, its tensors written in place chunk by
+    /// chunk (`writeRelevance`) and the cell identity at the end (`writeRows`): input [N, T, I];
+    /// tokens [N, T] with a token embedding (each token's relevance, the sum of its embedding's
+    /// input relevance); cells [N, T, C] with `perStep`, else cells_total [N, C]; score, target,
+    /// rest, min_denominator [N]; layer, cell [C]; direction [C] for a network with reverse layers.
+    private func relevanceWriter(path: String, sequences n: Int, steps t: Int, width: Int, rows: [CellID], backend: any ComputeBackend,
+                                 perStep: Bool, tokens: Bool) throws -> SafeTensorsStreamWriter {
+        let c = rows.count
+        var tensors: [SafeTensorsStreamWriter.Declaration] = [.init("input", .F32, [n, t, width])]
+        if tokens { tensors.append(.init("tokens", .F32, [n, t])) }
+        tensors.append(perStep ? .init("cells", .F32, [n, t, c]) : .init("cells_total", .F32, [n, c]))
+        tensors += [.init("score", .F32, [n]), .init("target", .I32, [n]), .init("rest", .F32, [n]), .init("min_denominator", .F32, [n]),
+                    .init("layer", .I32, [c]), .init("cell", .I32, [c])]
+        if rows.contains(where: { $0.direction == .reverse }) { tensors.append(.init("direction", .I32, [c])) }
+        return try SafeTensorsStreamWriter(path: path, tensors: tensors, metadata: [
             "model": (model as NSString).lastPathComponent, "data": (data as NSString).lastPathComponent,
             "rule": "lrp", "epsilon": "\(epsilon)", "bias_factor": "\(biasFactor)", "target": target,
             "step": step.map(String.init) ?? "all", "backend": "\(backend.identity)", "cellaudit_version": CellAudit.version,
         ])
-        try writer.add("input", floats: r.input, shape: [r.count, r.steps, r.width])
+    }
+
+    /// One chunk's relevance, sequences from `first` on, into the file `relevanceWriter` laid out.
+    private func writeRelevance(_ r: RelevanceResult, targets: [Int], first: Int, perStep: Bool, tokens: Bool,
+                                to writer: SafeTensorsStreamWriter) throws {
+        try r.input.withUnsafeBufferPointer { try writer.write("input", at: first * r.steps * r.width, $0) }
         if tokens {
-            try writer.add("tokens", floats: TokenEmbedding.tokenRelevance(r.input, count: r.count, steps: r.steps, width: r.width),
-                           shape: [r.count, r.steps])
+            try TokenEmbedding.tokenRelevance(r.input, count: r.count, steps: r.steps, width: r.width)
+                .withUnsafeBufferPointer { try writer.write("tokens", at: first * r.steps, $0) }
         }
         if perStep {
-            try writer.add("cells", floats: r.cellRelevance, shape: [r.count, r.steps, r.cells])
+            try r.cellRelevance.withUnsafeBufferPointer { try writer.write("cells", at: first * r.steps * r.cells, $0) }
         } else {
             var totals = [Float](repeating: 0, count: r.count * r.cells)
             for n in 0..<r.count {
@@ -204,18 +241,21 @@ struct Explain: ParsableCommand {
                     for c in 0..<r.cells { totals[n * r.cells + c] += r.cellRelevance[base + c] }
                 }
             }
-            try writer.add("cells_total", floats: totals, shape: [r.count, r.cells])
+            try totals.withUnsafeBufferPointer { try writer.write("cells_total", at: first * r.cells, $0) }
         }
-        try writer.add("score", floats: r.score, shape: [r.count])
-        try writer.add("target", int32s: targets.map(Int32.init), shape: [r.count])
-        try writer.add("rest", floats: r.rest, shape: [r.count])
-        try writer.add("min_denominator", floats: r.minimumDenominator, shape: [r.count])
-        try writer.add("layer", int32s: rows.map { Int32($0.layer) }, shape: [rows.count])
-        try writer.add("cell", int32s: rows.map { Int32($0.index) }, shape: [rows.count])
+        try r.score.withUnsafeBufferPointer { try writer.write("score", at: first, $0) }
+        try targets.map(Int32.init).withUnsafeBufferPointer { try writer.write("target", at: first, $0) }
+        try r.rest.withUnsafeBufferPointer { try writer.write("rest", at: first, $0) }
+        try r.minimumDenominator.withUnsafeBufferPointer { try writer.write("min_denominator", at: first, $0) }
+    }
+
+    /// The cell identity of relevance.safetensors' cell columns.
+    private func writeRows(_ rows: [CellID], to writer: SafeTensorsStreamWriter) throws {
+        try rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
+        try rows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
         if rows.contains(where: { $0.direction == .reverse }) {
-            try writer.add("direction", int32s: rows.map { $0.direction == .reverse ? 1 : 0 }, shape: [rows.count])
+            try rows.map { $0.direction == .reverse ? Int32(1) : 0 }.withUnsafeBufferPointer { try writer.write("direction", at: 0, $0) }
         }
-        try writer.write(to: url.path)
     }
 
     /// The vocabulary file: one token per line, exactly as many as the model's embedding has.

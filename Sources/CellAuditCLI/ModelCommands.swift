@@ -33,7 +33,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try failing {
-            let loaded = try modelOptions.load(model, data: try data.map { try Dataset.load($0) })
+            let loaded = try modelOptions.load(model, data: try data.map { try DatasetFile($0) })
             if verify, let data {
                 let report = try verifyGolden(loaded, dataPath: data, backend: try backendOptions.makeBackend())
                 if json { try printJSON(report); return }
@@ -128,44 +128,61 @@ struct Eval: ParsableCommand {
                     guard force else { throw CleanFailure(description: "--out \(out) exists; use --force to replace it") }
                 }
             }
-            var dataset = try Dataset.load(data)
-            let loaded = try modelOptions.load(model, data: dataset)
-            try dataset.prepare(for: loaded)
+            let file = try DatasetFile(data)
+            let loaded = try modelOptions.load(model, data: file)
+            let stream = try DatasetStream(file, preparedFor: loaded)
             let backend = try backendOptions.makeBackend()
-            let job = try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output)
-            if repeats > 1 { _ = try backend.outputsInBlocks(job) }
-            var last: ForwardResult?
+            if let out, let input = InputFiles.conflict(withOutput: out) {
+                throw CleanFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
+            }
+            // One pass over the data, a chunk at a time: the score accumulated in sequence order
+            // and, with --out, the outputs written in place as they come (to a file beside --out,
+            // renamed over it only when complete).
+            func pass(writing writer: SafeTensorsStreamWriter?) throws -> Score {
+                var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
+                var written = 0
+                try stream.forEachChunk { _, chunk in
+                    let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output))
+                    try accumulator.add(result, chunk: chunk, loss: false)
+                    try result.outputs.withUnsafeBufferPointer { try writer?.write("outputs", at: written, $0) }
+                    written += result.outputs.count
+                }
+                return accumulator.score
+            }
+            if repeats > 1 { _ = try pass(writing: nil) }
+            var scored: Score?
             var times: [Double] = []
-            for _ in 0..<repeats {
+            for run in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
-                last = try backend.outputsInBlocks(job)
+                if let out, run == repeats - 1 {
+                    try writeFileWhole(out) { staging in
+                        let k = loaded.network.readout?.outputs ?? 0
+                        let shape = loaded.output == .last ? [stream.count, k] : [stream.count, stream.steps, k]
+                        let writer = try SafeTensorsStreamWriter(path: staging, tensors: [.init("outputs", .F32, shape)],
+                                                                 metadata: ["model": (model as NSString).lastPathComponent, "backend": "\(backend.identity)"])
+                        scored = try pass(writing: writer)
+                        try writer.finish()
+                    }
+                } else {
+                    scored = try pass(writing: nil)
+                }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
-            let result = last!
+            let score = scored!
             let seconds = times.sorted()[times.count / 2]
-            let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
-            if let out {
-                if let input = InputFiles.conflict(withOutput: out) {
-                    throw CleanFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
-                }
-                var writer = SafeTensorsWriter(metadata: ["model": (model as NSString).lastPathComponent,
-                                                          "backend": "\(backend.identity)"])
-                try writer.add("outputs", floats: result.outputs, shape: Array(result.shape.dropFirst()))
-                try writer.write(to: out)
-            }
-            let sequenceSteps = Double(dataset.inputs.count * dataset.inputs.steps)
+            let sequenceSteps = Double(stream.count * stream.steps)
             // Where the forward actually ran, when not on the backend named (auto keeps it on the CPU of a CPU device).
             let elsewhere = otherBackends(backend)
             if json {
                 var info: [String: Any] = ["model": model, "data": data, score.name: score.value, "backend": "\(backend.identity)",
-                                           "sequences": dataset.inputs.count, "seconds": seconds,
+                                           "sequences": stream.count, "seconds": seconds,
                                            "sequence_steps_per_second": sequenceSteps / max(seconds, 1e-12)]
                 if let elsewhere { info["other_backends"] = elsewhere }
                 try printJSON(info)
                 return
             }
             let binary = loaded.task == .classification && Score.isBinary(outputs: loaded.network.readout?.outputs ?? 0)
-            print("\(score.name): \(String(format: "%.4f", score.value)) on \(dataset.inputs.count) sequences of \(data)"
+            print("\(score.name): \(String(format: "%.4f", score.value)) on \(stream.count) sequences of \(data)"
                   + (binary ? " (a single-logit binary classifier: class 1 where the logit is above 0)" : ""))
             print("backend: \(backend.identity)" + (elsewhere?["forward"].map { " (the forward ran on \($0))" } ?? ""))
             print(String(format: "forward: %.4f s, %.3g sequence-steps per second", seconds, sequenceSteps / max(seconds, 1e-12)))
@@ -186,37 +203,54 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     guard file.tensors["golden.outputs"] != nil else {
         throw CleanFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
     }
-    var dataset = try Dataset.load(dataPath)
-    try dataset.prepare(for: loaded)
-    let result = try backend.forward(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
+    let stream = try DatasetStream(try DatasetFile(dataPath), preparedFor: loaded)
     var report: [String: String] = ["backend": "\(backend.identity)"]
-    let expectedShape = Array(result.shape.dropFirst())
-    let golden = try file.floats("golden.outputs")
+    let k = loaded.network.readout?.outputs ?? 0
+    let expectedShape = loaded.output == .last ? [stream.count, k] : [stream.count, stream.steps, k]
     guard try file.info("golden.outputs").shape == expectedShape else {
-        throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(dataset.fileName) gives \(expectedShape): verify on the dataset the exporter used")
+        throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(stream.fileName) gives \(expectedShape): verify on the dataset the exporter used")
     }
-    func compare(_ got: ArraySlice<Float>, _ want: [Float], _ what: String) throws {
-        // A NaN or infinity in a golden is a broken golden, never a value to skip.
-        if let bad = want.firstIndex(where: { !$0.isFinite }) {
-            throw CleanFailure(description: "\(name): golden \(what) hold \(want[bad]) at element \(bad); a golden must be finite to verify against")
-        }
-        var worst: Float = 0, at = 0
-        for (i, (g, w)) in zip(got, want).enumerated() where !(abs(g - w) <= worst) { worst = abs(g - w); at = i }
-        guard worst <= Tolerance.forward else {
-            throw CleanFailure(description: "\(name): \(what) differ from the framework's by up to \(worst) (element \(at), tolerance \(Tolerance.forward)): this file is not read as its framework ran it")
-        }
-        report[what] = String(format: "max |Δ| %.3g", worst)
-    }
-    try compare(result.outputs[...], golden, "outputs")
+    var hiddenShape: [Int]?
     if file.tensors["golden.hidden"] != nil {
         let shape = try file.info("golden.hidden").shape
-        let want = try file.floats("golden.hidden")
-        guard shape.count == 3, shape[1] == dataset.inputs.steps, shape[2] == loaded.network.layers.last!.hiddenSize, shape[0] <= dataset.inputs.count else {
-            throw CleanFailure(description: "\(name): golden hidden states are \(shape), which \(dataset.fileName) and the model cannot give")
+        guard shape.count == 3, shape[1] == stream.steps, shape[2] == loaded.network.layers.last!.hiddenSize, shape[0] <= stream.count else {
+            throw CleanFailure(description: "\(name): golden hidden states are \(shape), which \(stream.fileName) and the model cannot give")
         }
-        try compare(result.hidden[0..<want.count], want, "hidden states")
+        hiddenShape = shape
     }
-    let score = try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output)
+    /// The largest difference so far of each compared tensor, and where.
+    var worst: [String: (value: Float, at: Int)] = [:]
+    func compare(_ got: ArraySlice<Float>, _ want: [Float], from first: Int, _ what: String) throws {
+        // A NaN or infinity in a golden is a broken golden, never a value to skip.
+        if let bad = want.firstIndex(where: { !$0.isFinite }) {
+            throw CleanFailure(description: "\(name): golden \(what) hold \(want[bad]) at element \(first + bad); a golden must be finite to verify against")
+        }
+        var (largest, at) = worst[what] ?? (0, 0)
+        for (i, (g, w)) in zip(got, want).enumerated() where !(abs(g - w) <= largest) { largest = abs(g - w); at = first + i }
+        guard largest <= Tolerance.forward else {
+            throw CleanFailure(description: "\(name): \(what) differ from the framework's by up to \(largest) (element \(at), tolerance \(Tolerance.forward)): this file is not read as its framework ran it")
+        }
+        worst[what] = (largest, at)
+    }
+    var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
+    try stream.forEachChunk { range, chunk in
+        var job = try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output)
+        let hiddenSequences = range.clamped(to: 0..<(hiddenShape?[0] ?? 0))
+        job.keepsHidden = !hiddenSequences.isEmpty
+        let result = try backend.forward(job)
+        let per = result.outputs.count / range.count
+        try compare(result.outputs[...], try file.floats("golden.outputs", elements: (range.lowerBound * per)..<(range.upperBound * per)),
+                    from: range.lowerBound * per, "outputs")
+        if let hiddenShape, !hiddenSequences.isEmpty {
+            let row = hiddenShape[1] * hiddenShape[2]
+            try compare(result.hidden[0..<(hiddenSequences.count * row)],
+                        try file.floats("golden.hidden", elements: (hiddenSequences.lowerBound * row)..<(hiddenSequences.upperBound * row)),
+                        from: hiddenSequences.lowerBound * row, "hidden states")
+        }
+        try accumulator.add(result, chunk: chunk, loss: false)
+    }
+    for (what, (largest, _)) in worst { report[what] = String(format: "max |Δ| %.3g", largest) }
+    let score = accumulator.score
     let key = "golden_\(score.name)"
     if let text = loaded.metadata[key], Double(text)?.isFinite != true {
         throw CleanFailure(description: "\(name): metadata '\(key)' is '\(text)', not a finite number; fix or remove it to verify")
@@ -226,16 +260,20 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     }
     if let stored = loaded.metadata[key].flatMap(Double.init) {
         guard abs(stored - score.value) <= 1e-9 else {
-            throw CleanFailure(description: "\(name): \(score.name) \(score.value) on \(dataset.fileName), but the framework measured \(stored)")
+            throw CleanFailure(description: "\(name): \(score.name) \(score.value) on \(stream.fileName), but the framework measured \(stored)")
         }
         report[score.name] = String(format: "%.6g (the framework's too)", score.value)
     }
     return report
 }
 
+/// The model's score on the dataset at `dataPath`, streamed a chunk at a time.
 func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
-    var dataset = try Dataset.load(dataPath)
-    try dataset.prepare(for: loaded)
-    let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: dataset.inputs, output: loaded.output))
-    return (try Score.of(result, dataset: dataset, task: loaded.task, output: loaded.output), "\(backend.identity)")
+    let stream = try DatasetStream(try DatasetFile(dataPath), preparedFor: loaded)
+    var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
+    try stream.forEachChunk { _, chunk in
+        let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output))
+        try accumulator.add(result, chunk: chunk, loss: false)
+    }
+    return (accumulator.score, "\(backend.identity)")
 }

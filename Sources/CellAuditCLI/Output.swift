@@ -204,6 +204,29 @@ final class OutputLock {
     }
 }
 
+/// A single output file that appears whole or not at all: `body` writes it under a hidden
+/// staging name beside `path` (`.NAME.partial-PID`), which is renamed over `path` only when
+/// `body` returns; an error or a signal (SIGINT, SIGTERM, SIGHUP) removes the staging file.
+/// - Throws: what `body` throws; `CleanFailure` naming `path` when the rename fails.
+func writeFileWhole(_ path: String, _ body: (String) throws -> Void) throws {
+    let target = URL(fileURLWithPath: path)
+    let staging = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).partial-\(getpid())")
+    let cleanup = SignalCleanup.install(staging: staging, lock: staging)
+    defer { cleanup.uninstall() }
+    do { try body(staging.path) } catch {
+        try? FileManager.default.removeItem(at: staging)
+        SignalCleanup.awaitExitIfInterrupted()
+        throw error
+    }
+    try cleanup.commit {
+        guard rename(staging.path, target.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: staging)
+            throw CleanFailure(description: "\(path): cannot write: \(reason)")
+        }
+    }
+}
+
 /// Removes a staging directory when the process is interrupted (SIGINT, SIGTERM), then exits
 /// with 128 + the signal, so an interrupted run leaves nothing that looks like output. The
 /// handler runs on a dispatch queue, not in signal context, so it may touch the file system.

@@ -15,6 +15,9 @@ public struct Dataset: Sendable {
     public var targetShape: [Int]?
     /// The file it was read from (for messages).
     public var fileName = ""
+    /// The index in its file of this dataset's first sequence (a chunk of a larger file starts
+    /// past 0), so that messages name sequences as the file numbers them.
+    public var firstSequence = 0
 
     /// A dataset in memory (labels for classification, targets [N, K] or [N, T, K] for regression).
     public init(inputs: SequenceBatch, labels: [Int]? = nil, targets: [Float]? = nil, targetShape: [Int]? = nil, fileName: String = "") {
@@ -46,7 +49,7 @@ extension Dataset {
         case (let embedding?, let tokens?):
             if embeddedWith != embedding.source {
                 let lengths = inputs.lengths
-                inputs = try embedding.embed(tokens, file: fileName)
+                inputs = try embedding.embed(tokens, file: fileName, firstSequence: firstSequence)
                 try inputs.setLengths(lengths)
                 embeddedWith = embedding.source
             }
@@ -113,45 +116,11 @@ public struct Score: Sendable, Equatable {
         return binary ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are" : "label \(bad) is outside the model's \(k) classes"
     }
 
-    /// Scores configuration `config` of a forward result.
+    /// Scores configuration `config` of a forward result (`ScoreAccumulator` over one chunk).
     public static func of(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Score {
-        let n = dataset.inputs.count
-        let k = result.shape.last!
-        let per = result.outputs.count / result.shape[0]
-        let outs = result.outputs[(config * per)..<((config + 1) * per)]
-        switch task {
-        case .classification:
-            guard let labels = dataset.labels else { throw DataError.mismatch("a classification model needs 'labels' in the dataset") }
-            guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
-            if let problem = labelProblem(labels, outputs: k) { throw DataError.mismatch(problem) }
-            let binary = isBinary(outputs: k)
-            var correct = 0
-            for i in 0..<n {
-                let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)]
-                let predicted = binary ? (row[row.startIndex] > 0 ? 1 : 0) : row.indices.max { row[$0] < row[$1] }! - row.startIndex
-                if predicted == labels[i] { correct += 1 }
-            }
-            return Score(task: task, value: Double(correct) / Double(n))
-        case .regression:
-            guard let targets = dataset.targets else { throw DataError.mismatch("a regression model needs 'targets' in the dataset") }
-            guard targets.count == outs.count else {
-                throw DataError.mismatch("targets \(dataset.targetShape ?? []) do not match outputs \(Array(result.shape.dropFirst()))")
-            }
-            if output == .sequence, let lengths = dataset.inputs.lengths {
-                // Padded steps are no outputs of the model: the error of each sequence's own steps.
-                let T = dataset.inputs.steps, k = targets.count / max(1, n * T)
-                var sum = 0.0, count = 0
-                for s in 0..<n {
-                    for index in (s * T * k)..<((s * T + lengths[s]) * k) {
-                        let d = Double(outs[outs.startIndex + index] - targets[index]); sum += d * d
-                    }
-                    count += lengths[s] * k
-                }
-                return Score(task: task, value: sum / Double(count))
-            }
-            let sum = zip(outs, targets).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
-            return Score(task: task, value: sum / Double(targets.count))
-        }
+        var accumulator = ScoreAccumulator(task: task, output: output)
+        try accumulator.add(result, config: config, chunk: dataset, loss: false)
+        return accumulator.score
     }
 
     /// The continuous loss of configuration `config` (METHOD.md §6): for classification the mean
@@ -159,26 +128,8 @@ public struct Score: Sendable, Equatable {
     /// log, by log-sum-exp in Double); for regression the MSE.
     /// - Throws: `ModelError.shape` as `of` does.
     public static func loss(_ result: ForwardResult, config: Int = 0, dataset: Dataset, task: ModelTask, output: OutputMode) throws -> Double {
-        guard task == .classification else { return try of(result, config: config, dataset: dataset, task: task, output: output).value }
-        _ = try of(result, config: config, dataset: dataset, task: task, output: output)   // the same checks
-        let n = dataset.inputs.count, k = result.shape.last!
-        let per = result.outputs.count / result.shape[0]
-        let outs = result.outputs[(config * per)..<((config + 1) * per)]
-        var total = 0.0
-        if isBinary(outputs: k) {
-            // Binary cross-entropy with logits, stably: max(y, 0) − y·label + log(1 + e^−|y|).
-            for i in 0..<n {
-                let y = Double(outs[outs.startIndex + i]), label = Double(dataset.labels![i])
-                total += max(y, 0) - y * label + log1p(exp(-abs(y)))
-            }
-            return total / Double(n)
-        }
-        for i in 0..<n {
-            let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)].map(Double.init)
-            let top = row.max()!
-            let logSum = top + log(row.reduce(0.0) { $0 + exp($1 - top) })
-            total += logSum - row[dataset.labels![i]]
-        }
-        return total / Double(n)
+        var accumulator = ScoreAccumulator(task: task, output: output)
+        try accumulator.add(result, config: config, chunk: dataset)
+        return accumulator.loss
     }
 }

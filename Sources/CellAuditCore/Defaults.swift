@@ -18,6 +18,10 @@ public enum Defaults {
     /// Fixed-point search seeds per layer (`attractors`), and the audit's smaller run.
     public static let fixedPointSeeds = 1024
     public static let auditFixedPointSeeds = 256
+    /// The size of one chunk of a dataset (`DatasetStream`: sequences × steps × the forward pass's
+    /// widest per-step footprint, in bytes): every command reads, and keeps, one chunk of
+    /// sequences at a time, so its memory does not grow with the dataset.
+    public static let datasetChunkBytes = 64 << 20
     /// Largest pulse amplitude the excitable network's bisection tries.
     public static let pulseMaxAmplitude: Double = 4
 }

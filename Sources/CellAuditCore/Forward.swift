@@ -13,11 +13,12 @@ public struct SequenceBatch: Sendable, Equatable {
     /// Sets each sequence's length.
     /// - Throws: `DataError.mismatch` for a count other than one per sequence or a length outside
     ///   1…steps, naming the sequence.
-    public mutating func setLengths(_ lengths: [Int]?) throws {
+    /// `firstSequence`: the index of the batch's first sequence in its file, for the message.
+    public mutating func setLengths(_ lengths: [Int]?, firstSequence: Int = 0) throws {
         if let lengths {
             guard lengths.count == count else { throw DataError.mismatch("\(lengths.count) lengths for \(count) sequences") }
             if let bad = lengths.firstIndex(where: { !(1...steps).contains($0) }) {
-                throw DataError.mismatch("sequence \(bad) has length \(lengths[bad]), outside 1…\(steps) (the steps of 'inputs')")
+                throw DataError.mismatch("sequence \(firstSequence + bad) has length \(lengths[bad]), outside 1…\(steps) (the steps of 'inputs')")
             }
         }
         self.lengths = lengths

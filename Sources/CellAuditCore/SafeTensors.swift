@@ -41,18 +41,43 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let path: String
     public let metadata: [String: String]
     public let tensors: [String: TensorInfo]
-    private let data: Data
     private let dataStart: Int
 
     /// The largest header accepted (the format's own reference reader uses 100 MB).
     public static let maxHeaderBytes = 100_000_000
 
     public convenience init(path: String) throws {
+        try self.init(path: path, streaming: false)
+    }
+
+    /// Opens `path`. `streaming: false` maps the file (model weights, read whole); `streaming:
+    /// true` reads only the header now and each tensor's bytes when asked (`withBytes`), so a
+    /// dataset of any size takes neither memory nor address space beyond what is read.
+    /// - Throws: `FormatError` naming the file: missing, a directory, unreadable, or not valid.
+    public convenience init(path: String, streaming: Bool) throws {
         let name = (path as NSString).lastPathComponent
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw FormatError(file: name, "no such file") }
         guard !isDirectory.boolValue else { throw FormatError(file: name, "is a directory, not a safetensors file") }
         InputFiles.record(path)
+        if streaming {
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FormatError(file: name, "cannot read: \(String(cString: strerror(errno)))") }
+            let file = PositionalFile(descriptor: descriptor, name: name)
+            var status = stat()
+            guard fstat(descriptor, &status) == 0 else { throw FormatError(file: name, "cannot read: \(String(cString: strerror(errno)))") }
+            let size = Int(status.st_size)
+            let prefix = try file.read(at: 0, count: min(8, size))
+            var header = prefix
+            if size >= 8 {
+                let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+                if length <= UInt64(Self.maxHeaderBytes) && length <= UInt64(size - 8) {
+                    header += try file.read(at: 8, count: Int(length))
+                }
+            }
+            try self.init(header: header, fileSize: size, storage: .file(file), path: path)
+            return
+        }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw FormatError(file: name, "cannot read: \(fileErrorReason(error))")
@@ -60,21 +85,32 @@ public final class SafeTensorsFile: @unchecked Sendable {
         try self.init(data: data, path: path)
     }
 
-    public init(data: Data, path: String = "<memory>") throws {
+    public convenience init(data: Data, path: String = "<memory>") throws {
+        try self.init(header: data.prefix(data.count >= 8 ? 8 + Int(min(UInt64(data.count - 8), data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })) : data.count),
+                      fileSize: data.count, storage: .memory(data), path: path)
+    }
+
+    /// Where the tensors' bytes are: in memory (mapped) or read from the file on demand.
+    private enum Storage { case memory(Data), file(PositionalFile) }
+    private let storage: Storage
+
+    /// `header`: the file's first bytes, through the end of its JSON header (or all of a file
+    /// too short to hold one); `fileSize`: the whole file's size.
+    private init(header data: Data, fileSize: Int, storage: Storage, path: String) throws {
         let name = (path as NSString).lastPathComponent
         func fail(_ problem: String) -> FormatError { FormatError(file: name, "not a valid safetensors file: \(problem)") }
         self.path = path
-        self.data = data
-        guard data.count >= 8 else { throw fail("\(data.count) bytes, shorter than the 8-byte header length") }
+        self.storage = storage
+        guard fileSize >= 8 else { throw fail("\(fileSize) bytes, shorter than the 8-byte header length") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(Self.maxHeaderBytes) else { throw fail("header length \(headerLength) exceeds \(Self.maxHeaderBytes) bytes") }
-        guard headerLength <= UInt64(data.count - 8) else {
-            throw fail("header length \(headerLength) is larger than the \(data.count - 8) bytes after it (truncated file?)")
+        guard headerLength <= UInt64(fileSize - 8) else {
+            throw fail("header length \(headerLength) is larger than the \(fileSize - 8) bytes after it (truncated file?)")
         }
         dataStart = 8 + Int(headerLength)
-        let dataLength = data.count - dataStart
+        let dataLength = fileSize - dataStart
         let json: Any
-        let headerBytes = data.subdata(in: 8..<dataStart)
+        let headerBytes = Data(data[(data.startIndex + 8)..<(data.startIndex + dataStart)])
         do { json = try JSONSerialization.jsonObject(with: headerBytes) } catch {
             throw fail("the header is not JSON")
         }
@@ -191,45 +227,40 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return info
     }
 
-    /// Calls `body` with the raw bytes of a tensor, in place in the mapped file.
+    /// Calls `body` with the raw bytes of a tensor: in place in the mapped file, or read from
+    /// the file (streaming).
     public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let info = try info(name)
-        return try data.withUnsafeBytes { all in
-            try body(UnsafeRawBufferPointer(rebasing: all[(dataStart + info.range.lowerBound)..<(dataStart + info.range.upperBound)]))
+        return try withBytes(at: info.range, body)
+    }
+
+    /// Calls `body` with bytes `range` of the data section.
+    private func withBytes<R>(at range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        switch storage {
+        case .memory(let data):
+            return try data.withUnsafeBytes { all in
+                try body(UnsafeRawBufferPointer(rebasing: all[(dataStart + range.lowerBound)..<(dataStart + range.upperBound)]))
+            }
+        case .file(let file):
+            return try file.read(at: dataStart + range.lowerBound, count: range.count).withUnsafeBytes(body)
         }
     }
 
-    /// A floating-point tensor as Float, converting F64, F16 and BF16. With `shape`, the
-    /// tensor must have exactly that shape.
-    /// Elements `range` (flat, row-major) of an F32 or U8 tensor as Float, read straight from the
-    /// mapping: how large outputs are read back a piece at a time.
+    /// Elements `range` (flat, row-major) of a floating-point or U8 tensor as Float, reading only
+    /// their bytes: how datasets and large outputs are read a piece at a time.
+    /// - Throws: `FormatError` for a range outside the tensor, another dtype, or an F64 value
+    ///   beyond Float's range (never silently made infinite).
     public func floats(_ name: String, elements range: Range<Int>) throws -> [Float] {
         let info = try info(name)
         guard range.lowerBound >= 0, range.upperBound <= info.elementCount else {
             throw FormatError(file: fileName, "elements \(range) are outside tensor '\(name)' of \(info.elementCount)")
         }
-        return try withBytes(name) { raw in
-            switch info.dtype {
-            case .F32:
-                return range.map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
-            case .U8:
-                return range.map { Float(raw[$0]) }
-            default:
-                throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype); a piecewise read needs F32 or U8")
-            }
-        }
-    }
-
-    public func floats(_ name: String, shape expected: [Int]? = nil) throws -> [Float] {
-        let info = try info(name)
-        if let expected, info.shape != expected {
-            throw FormatError(file: fileName, "tensor '\(name)' has shape \(info.shape), expected \(expected)")
-        }
-        guard info.dtype.isFloatingPoint else {
+        guard info.dtype.isFloatingPoint || info.dtype == .U8 else {
             throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype), expected a floating-point type")
         }
-        let n = info.elementCount
-        return try withBytes(name) { raw in
+        let size = info.dtype.byteSize, n = range.count
+        let bytes = (info.range.lowerBound + range.lowerBound * size)..<(info.range.lowerBound + range.upperBound * size)
+        return try withBytes(at: bytes) { raw in
             switch info.dtype {
             case .F32:
                 if Int(bitPattern: raw.baseAddress) % 4 == 0, let base = raw.baseAddress {
@@ -242,7 +273,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     let f = Float(d)
                     // A finite F64 beyond Float32's range is not silently made infinite.
                     if d.isFinite && !f.isFinite {
-                        throw FormatError(file: fileName, "tensor '\(name)' holds \(d) at element \(i), which does not fit a 32-bit float")
+                        throw FormatError(file: fileName, "tensor '\(name)' holds \(d) at element \(range.lowerBound + i), which does not fit a 32-bit float")
                     }
                     return f
                 }
@@ -258,27 +289,52 @@ public final class SafeTensorsFile: @unchecked Sendable {
             case .BF16:
                 return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
             default:
-                return []
+                return (0..<n).map { Float(raw[$0]) }
             }
         }
     }
 
+    /// A floating-point tensor as Float, converting F64, F16 and BF16. With `shape`, the
+    /// tensor must have exactly that shape.
+    public func floats(_ name: String, shape expected: [Int]? = nil) throws -> [Float] {
+        let info = try info(name)
+        if let expected, info.shape != expected {
+            throw FormatError(file: fileName, "tensor '\(name)' has shape \(info.shape), expected \(expected)")
+        }
+        guard info.dtype.isFloatingPoint else {
+            throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype), expected a floating-point type")
+        }
+        return try floats(name, elements: 0..<info.elementCount)
+    }
+
     /// An integer tensor (any signed or unsigned width, or BOOL) as Int.
     public func integers(_ name: String) throws -> [Int] {
+        try integers(name, elements: 0..<(try info(name)).elementCount)
+    }
+
+    /// Elements `range` of an integer tensor (any signed or unsigned width, or BOOL) as Int,
+    /// reading only their bytes.
+    /// - Throws: `FormatError` for a floating-point tensor, a range outside it, or a U64 value
+    ///   beyond Int (never trapped on).
+    public func integers(_ name: String, elements range: Range<Int>) throws -> [Int] {
         let info = try info(name)
         guard !info.dtype.isFloatingPoint else {
             throw FormatError(file: fileName, "tensor '\(name)' is \(info.dtype), expected an integer type")
         }
-        let n = info.elementCount, size = info.dtype.byteSize
-        return try withBytes(name) { raw in
-            try (0..<n).map { i throws -> Int in
+        guard range.lowerBound >= 0, range.upperBound <= info.elementCount else {
+            throw FormatError(file: fileName, "elements \(range) are outside tensor '\(name)' of \(info.elementCount)")
+        }
+        let size = info.dtype.byteSize
+        let bytes = (info.range.lowerBound + range.lowerBound * size)..<(info.range.lowerBound + range.upperBound * size)
+        return try withBytes(at: bytes) { raw in
+            try (0..<range.count).map { i throws -> Int in
                 let o = i * size
                 switch info.dtype {
                 case .I64: return Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int64.self)))
                 case .U64:
                     let value = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self))
                     guard let exact = Int(exactly: value) else {
-                        throw FormatError(file: fileName, "tensor '\(name)' holds \(value) at index \(i), larger than any label or id CellAudit reads")
+                        throw FormatError(file: fileName, "tensor '\(name)' holds \(value) at index \(range.lowerBound + i), larger than any label or id CellAudit reads")
                     }
                     return exact
                 case .I32: return Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int32.self)))
@@ -290,6 +346,36 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+/// A file read at given offsets (`pread`), shared by the readers of a streaming
+/// `SafeTensorsFile`; closed when the last reader goes.
+final class PositionalFile: @unchecked Sendable {
+    // Immutable after init; pread keeps no file position, so concurrent reads are safe.
+    let descriptor: Int32
+    let name: String
+    init(descriptor: Int32, name: String) { self.descriptor = descriptor; self.name = name }
+    deinit { close(descriptor) }
+
+    /// `count` bytes from `offset`.
+    /// - Throws: `FormatError` naming the file when the bytes cannot be read or the file ends
+    ///   first (it shrank since it was opened).
+    func read(at offset: Int, count: Int) throws -> Data {
+        var data = Data(count: count)
+        var filled = 0
+        try data.withUnsafeMutableBytes { raw in
+            while filled < count {
+                let got = pread(descriptor, raw.baseAddress! + filled, count - filled, off_t(offset + filled))
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    throw FormatError(file: name, "cannot read: \(String(cString: strerror(errno)))")
+                }
+                if got == 0 { throw FormatError(file: name, "ends at byte \(offset + filled), before the \(count) bytes its header promises at \(offset) (the file changed or is truncated)") }
+                filled += got
+            }
+        }
+        return data
     }
 }
 

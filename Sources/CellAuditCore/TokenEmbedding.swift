@@ -57,9 +57,9 @@ public struct TokenEmbedding: Sendable, Equatable {
     /// The recurrent stack's inputs for `tokens`: [N, T, E].
     /// - Throws: `DataError.mismatch` naming the first id out of range by sequence and step
     ///   (prefixed with `file`).
-    public func embed(_ tokens: TokenBatch, file: String) throws -> SequenceBatch {
+    public func embed(_ tokens: TokenBatch, file: String, firstSequence: Int = 0) throws -> SequenceBatch {
         if let bad = tokens.ids.firstIndex(where: { $0 < 0 || $0 >= vocabularySize }) {
-            throw DataError.mismatch("\(file): token id \(tokens.ids[bad]) at sequence \(bad / tokens.steps), step \(bad % tokens.steps) is outside the embedding's vocabulary 0..<\(vocabularySize) ('\(source)')")
+            throw DataError.mismatch("\(file): token id \(tokens.ids[bad]) at sequence \(firstSequence + bad / tokens.steps), step \(bad % tokens.steps) is outside the embedding's vocabulary 0..<\(vocabularySize) ('\(source)')")
         }
         var values = [Float](repeating: 0, count: tokens.ids.count * width)
         values.withUnsafeMutableBufferPointer { out in

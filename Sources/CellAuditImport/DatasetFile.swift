@@ -1,120 +1,237 @@
 import CellAuditCore
 import Foundation
 
-extension Dataset {
-    /// Reads a dataset: a safetensors file, or a NumPy `.npz` archive (`numpy.savez`) holding
-    /// arrays of the same names: `inputs` [N, T, I] floats, or [N, T] integer token ids for a model
-    /// with a token embedding; `labels` [N] or `targets` [N, K] / [N, T, K]. `requireAnswers: false` accepts inputs alone (explaining a
-    /// model's own predictions needs no labels).
-    /// - Throws: `FormatError` naming the file and what is missing, misshapen or not finite.
-    public static func load(_ path: String, requireAnswers: Bool = true) throws -> Dataset {
-        let source = try ArraySource(path)
-        let name = source.name
-        guard let shape = source.shape("inputs") else {
-            if source.looksLikeModel {
+/// A dataset file, read a range of sequences at a time: a safetensors file, or a NumPy `.npz`
+/// archive (`numpy.savez`, stored or deflated) holding arrays of the same names: `inputs`
+/// [N, T, I] floats, or [N, T] integer token ids for a model with a token embedding; optional
+/// `lengths` [N]; `labels` [N] or `targets` [N, K] / [N, T, K].
+///
+/// Opening reads the headers only (shapes, dtypes, which arrays there are); `read` reads the
+/// bytes of the sequences asked for and checks them (finite floats, integer labels and ids that
+/// fit an Int, lengths 1…T), naming the file, the array and the element by its index in the file.
+/// A safetensors file is read at offsets (`pread`), never mapped whole; an `.npz` member is read
+/// forward (a deflated member cannot be entered in the middle), so chunks read in order cost
+/// one pass. A Fortran-ordered array of more than one dimension is not stored sequence by
+/// sequence, and is read whole (with a memory check) the first time it is needed.
+public final class DatasetFile: DatasetReader, @unchecked Sendable {
+    // Immutable after init, apart from the arrays' read positions, which `lock` guards.
+    public let fileName: String
+    public let shape: DatasetShape
+    private let inputs: DatasetArray
+    private let lengths: DatasetArray?, labels: DatasetArray?, targets: DatasetArray?
+    private let lock = NSLock()
+
+    /// Opens the dataset at `path` and checks its arrays' names, shapes and dtypes.
+    /// `requireAnswers: false` accepts inputs alone (explaining a model's own predictions needs
+    /// no labels).
+    /// - Throws: `FormatError` naming the file and what is missing or misshapen.
+    public init(_ path: String, requireAnswers: Bool = true) throws {
+        let name = (path as NSString).lastPathComponent
+        fileName = name
+        let arrays = try Self.arrays(path)
+        func array(_ key: String) -> DatasetArray? { arrays.arrays.first { $0.key == key }?.array }
+        guard let inputs = array("inputs") else {
+            if arrays.looksLikeModel {
                 throw FormatError(file: name, "holds a model's weights, not a dataset: a dataset is a .safetensors or .npz file with 'inputs' and 'labels' or 'targets'")
             }
             throw FormatError(file: name, "missing tensor 'inputs'")
         }
+        let shape = inputs.shape
         guard shape.allSatisfy({ $0 >= 1 }) else { throw FormatError(file: name, "the dataset is empty (inputs \(shape))") }
-        var data: Dataset
-        if shape.count == 2 && source.isInteger("inputs") {
-            // Token ids [N, T], for a model with a token embedding (embedded by Dataset.prepare).
-            data = try Dataset(tokens: try TokenBatch(count: shape[0], steps: shape[1], ids: try source.integers("inputs")))
-        } else {
-            guard shape.count == 3 else {
-                throw FormatError(file: name, "'inputs' has shape \(shape), expected float vectors [N, T, I] (or integer token ids [N, T] for a model with a token embedding)")
-            }
-            let values = try source.floats("inputs")
-            if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw FormatError(file: name, "'inputs' contains \(values[bad]) at element \(bad)")
-            }
-            data = Dataset(inputs: try SequenceBatch(count: shape[0], steps: shape[1], width: shape[2], values: values))
+        let tokens = shape.count == 2 && inputs.isInteger
+        guard tokens || shape.count == 3 else {
+            throw FormatError(file: name, "'inputs' has shape \(shape), expected float vectors [N, T, I] (or integer token ids [N, T] for a model with a token embedding)")
         }
-        data.fileName = name
-        if let lengthShape = source.shape("lengths") {
-            // Each sequence's own length (a padded batch): integers 1…T.
-            guard lengthShape == [shape[0]], source.isInteger("lengths"), !source.isBoolean("lengths") else {
-                throw FormatError(file: name, "'lengths' has shape \(lengthShape)\(source.isInteger("lengths") && !source.isBoolean("lengths") ? "" : " and is not integer"): expected integers [\(shape[0])], each sequence's length")
-            }
-            do { try data.inputs.setLengths(try source.integers("lengths")) } catch DataError.mismatch(let problem) {
-                throw FormatError(file: name, "'lengths': \(problem)")
+        if let lengths = array("lengths") {
+            guard lengths.shape == [shape[0]], lengths.isInteger, !lengths.isBoolean else {
+                throw FormatError(file: name, "'lengths' has shape \(lengths.shape)\(lengths.isInteger && !lengths.isBoolean ? "" : " and is not integer"): expected integers [\(shape[0])], each sequence's length")
             }
         }
-        if let labelShape = source.shape("labels") {
-            guard labelShape == [shape[0]] else {
-                throw FormatError(file: name, "'labels' has shape \(labelShape), expected [\(shape[0])]")
-            }
-            data.labels = try source.integers("labels")
+        if let labels = array("labels"), labels.shape != [shape[0]] {
+            throw FormatError(file: name, "'labels' has shape \(labels.shape), expected [\(shape[0])]")
         }
-        if let t = source.shape("targets") {
+        if let t = array("targets")?.shape {
             guard (t.count == 2 || t.count == 3), t[0] == shape[0], t.count == 2 || t[1] == shape[1] else {
                 throw FormatError(file: name, "'targets' has shape \(t), expected [\(shape[0]), K] or [\(shape[0]), \(shape[1]), K]")
             }
-            let targets = try source.floats("targets")
-            if let bad = targets.firstIndex(where: { !$0.isFinite }) {
-                throw FormatError(file: name, "'targets' contains \(targets[bad]) at element \(bad)")
-            }
-            data.targets = targets
-            data.targetShape = t
         }
         // Both answers: which one a model is scored on would be a guess, so neither is used.
-        guard data.labels == nil || data.targets == nil else {
+        guard array("labels") == nil || array("targets") == nil else {
             throw FormatError(file: name, "holds both 'labels' (classification) and 'targets' (regression); CellAudit will not guess which the model is scored on: save the dataset with only the one that fits the model")
         }
-        guard !requireAnswers || data.labels != nil || data.targets != nil else {
+        guard !requireAnswers || array("labels") != nil || array("targets") != nil else {
             throw FormatError(file: name, "the dataset has neither 'labels' nor 'targets'")
+        }
+        self.inputs = inputs
+        lengths = array("lengths"); labels = array("labels"); targets = array("targets")
+        self.shape = DatasetShape(count: shape[0], steps: shape[1], width: tokens ? 1 : shape[2], holdsTokens: tokens,
+                                  hasLengths: lengths != nil, hasLabels: labels != nil, targetShape: targets?.shape)
+    }
+
+    public func read(_ range: Range<Int>) throws -> Dataset {
+        guard range.lowerBound >= 0, range.upperBound <= shape.count, !range.isEmpty else {
+            throw FormatError(file: fileName, "sequences \(range) are outside the file's \(shape.count)")
+        }
+        lock.lock(); defer { lock.unlock() }
+        let name = fileName, T = shape.steps
+        func rows(_ array: DatasetArray) -> Range<Int> {
+            let row = array.shape.dropFirst().reduce(1, *)
+            return (range.lowerBound * row)..<(range.upperBound * row)
+        }
+        func finite(_ key: String, _ array: DatasetArray) throws -> [Float] {
+            let elements = rows(array)
+            let values = try array.floats(elements)
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw FormatError(file: name, "'\(key)' contains \(values[bad]) at element \(elements.lowerBound + bad)")
+            }
+            return values
+        }
+        var data: Dataset
+        if shape.holdsTokens {
+            // Token ids [N, T], for a model with a token embedding (embedded by Dataset.prepare).
+            data = try Dataset(tokens: try TokenBatch(count: range.count, steps: T, ids: try inputs.integers(rows(inputs))))
+        } else {
+            data = Dataset(inputs: try SequenceBatch(count: range.count, steps: T, width: shape.width, values: try finite("inputs", inputs)))
+        }
+        data.fileName = name
+        data.firstSequence = range.lowerBound
+        if let lengths {
+            // Each sequence's own length (a padded batch): integers 1…T.
+            do { try data.inputs.setLengths(try lengths.integers(range), firstSequence: range.lowerBound) } catch DataError.mismatch(let problem) {
+                throw FormatError(file: name, "'lengths': \(problem)")
+            }
+        }
+        if let labels { data.labels = try labels.integers(range) }
+        if let targets {
+            data.targets = try finite("targets", targets)
+            data.targetShape = [range.count] + targets.shape.dropFirst()
         }
         return data
     }
-}
 
-/// The named arrays of a dataset file, whichever format holds them.
-private struct ArraySource {
-    let name: String
-    let shape: (String) -> [Int]?
-    let floats: (String) throws -> [Float]
-    let integers: (String) throws -> [Int]
-    /// Whether the named array holds integers (token ids, labels).
-    let isInteger: (String) -> Bool
-    /// Whether the named array holds booleans (which read as integers 0 and 1).
-    let isBoolean: (String) -> Bool
-    /// A safetensors file of weights (a CellAudit model file or a state dict), not a dataset.
-    var looksLikeModel = false
+    /// Every sequence, in memory: for small datasets and tests (commands stream a
+    /// `DatasetStream` instead).
+    public func readAll() throws -> Dataset { try read(0..<shape.count) }
 
-    init(_ path: String) throws {
+    /// The file's arrays by name (headers read, no data), and whether a safetensors file looks
+    /// like a model's weights rather than a dataset.
+    private static func arrays(_ path: String) throws -> (arrays: [(key: String, array: DatasetArray)], looksLikeModel: Bool) {
         let name = (path as NSString).lastPathComponent
-        self.name = name
         let format = FileFormat.sniff(path)
         if format == .missing { throw FormatError(file: name, "no such file") }
         if let refusal = format.datasetRefusal { throw FormatError(file: name, refusal.hasPrefix("is ") ? String(refusal.dropFirst(3)) : refusal) }
         if format == .npz || (format == .zip && path.lowercased().hasSuffix(".npz")) {
-            let arrays = try NumPyArchive.load(path)
-            shape = { arrays[$0]?.shape }
-            isInteger = { arrays[$0]?.isInteger ?? false }
-            isBoolean = { arrays[$0]?.descr.hasSuffix("b1") ?? false }
-            // Values past Float's range become ±Inf, which the finiteness checks then name.
-            floats = { key in arrays[key]!.values.map { Float($0) } }
-            integers = { key in
-                let array = arrays[key]!
-                guard array.isInteger else { throw FormatError(file: name, "'\(key)' has dtype \(array.descr); it must hold integers") }
-                return try array.values.enumerated().map { i, value in
-                    // Exactly representable only: a uint64 label of 2^63 or more is refused, not trapped on.
-                    guard let exact = Int(exactly: value) else {
-                        throw FormatError(file: name, "'\(key)' holds \(value) at index \(i), outside the integers CellAudit reads")
-                    }
-                    return exact
-                }
-            }
-        } else {
-            let file = try SafeTensorsFile(path: path)
-            looksLikeModel = file.metadata["cell"] != nil || file.tensors.keys.contains { $0.contains("weight_ih") || $0.contains("weight_hh") || $0.hasSuffix("kernel") }
-            shape = { file.tensors[$0]?.shape }
-            isInteger = { file.tensors[$0].map { !$0.dtype.isFloatingPoint } ?? false }
-            isBoolean = { file.tensors[$0]?.dtype == .BOOL }
-            floats = { try file.floats($0) }
-            integers = { try file.integers($0) }
+            InputFiles.record(path)
+            let archive = try ZipArchive(path: path)
+            return (try archive.members.filter { $0.name.hasSuffix(".npy") }.map {
+                (String($0.name.dropLast(4)), try NPYArray(archive: archive, member: $0))
+            }, false)
         }
+        let file = try SafeTensorsFile(path: path, streaming: true)
+        let looksLikeModel = file.metadata["cell"] != nil || file.tensors.keys.contains { $0.contains("weight_ih") || $0.contains("weight_hh") || $0.hasSuffix("kernel") }
+        return (file.tensors.keys.sorted().map { ($0, SafeTensorsArray(file: file, name: $0)) }, looksLikeModel)
     }
 }
 
+extension Dataset {
+    /// Reads a whole dataset file into memory (`DatasetFile`): for small datasets and tests;
+    /// the commands stream theirs (`DatasetStream`).
+    /// - Throws: `FormatError` naming the file and what is missing, misshapen or not finite.
+    public static func load(_ path: String, requireAnswers: Bool = true) throws -> Dataset {
+        try DatasetFile(path, requireAnswers: requireAnswers).readAll()
+    }
+}
+
+/// One named array of a dataset file, read by element ranges (row-major).
+private protocol DatasetArray: AnyObject {
+    var shape: [Int] { get }
+    /// Integers or booleans (token ids, labels, lengths).
+    var isInteger: Bool { get }
+    var isBoolean: Bool { get }
+    func floats(_ elements: Range<Int>) throws -> [Float]
+    func integers(_ elements: Range<Int>) throws -> [Int]
+}
+
+private final class SafeTensorsArray: DatasetArray {
+    let file: SafeTensorsFile, name: String, info: TensorInfo
+    init(file: SafeTensorsFile, name: String) { self.file = file; self.name = name; info = file.tensors[name]! }
+    var shape: [Int] { info.shape }
+    var isInteger: Bool { !info.dtype.isFloatingPoint }
+    var isBoolean: Bool { info.dtype == .BOOL }
+    func floats(_ elements: Range<Int>) throws -> [Float] {
+        guard info.dtype.isFloatingPoint else {
+            throw FormatError(file: file.fileName, "tensor '\(name)' is \(info.dtype), expected a floating-point type")
+        }
+        return try file.floats(name, elements: elements)
+    }
+    func integers(_ elements: Range<Int>) throws -> [Int] { try file.integers(name, elements: elements) }
+}
+
+/// A `.npy` member of an `.npz` archive, read forward through one open member stream (reopened
+/// when a read goes back); a Fortran-ordered array of rank > 1 is read whole once.
+private final class NPYArray: DatasetArray {
+    let archive: ZipArchive, member: ZipArchive.Member, header: NumPyArchive.Header
+    private var stream: ZipArchive.MemberStream?
+    private var whole: [Double]?
+
+    init(archive: ZipArchive, member: ZipArchive.Member) throws {
+        self.archive = archive; self.member = member
+        func fail(_ problem: String) -> FormatError { FormatError(file: archive.fileName, "\(member.name): \(problem)") }
+        // The header: its fixed part, then as many bytes as it says it takes.
+        let opening = try archive.stream(member)
+        var bytes = [UInt8](try opening.read(12)), needed = 0
+        do {
+            var found = try NumPyArchive.header(bytes, needed: &needed)
+            if found == nil, needed <= 1 << 20 {
+                bytes += [UInt8](try opening.read(needed - bytes.count))
+                found = try NumPyArchive.header(bytes, needed: &needed)
+            }
+            guard let found else { throw NumPyArchive.NPYProblem(text: "truncated header") }
+            header = found
+        } catch let problem as NumPyArchive.NPYProblem { throw fail(problem.text) }
+        guard member.size - header.body == header.count * header.size else {
+            throw fail("holds \(member.size - header.body) bytes of data; shape \(header.shape) of '\(header.descr)' needs \(header.count * header.size)")
+        }
+        stream = opening
+    }
+
+    var shape: [Int] { header.shape }
+    var isInteger: Bool { "iub".contains(header.kind) }
+    var isBoolean: Bool { header.kind == "b" }
+
+    /// Elements `range` widened to Double, as the whole-array reader gives them.
+    private func values(_ range: Range<Int>) throws -> [Double] {
+        if header.fortran && header.shape.count > 1 {
+            if whole == nil {
+                try MemoryBudget.check(MemoryBudget.product(header.count, 8 + header.size), what: "reading \(archive.fileName)'s Fortran-ordered '\(member.name)'",
+                                       fix: "save it in C order (numpy.ascontiguousarray), which is read a chunk at a time")
+                whole = try NumPyArchive.parse(try archive.read(member, limit: 1 << 34)).values
+            }
+            return Array(whole![range])
+        }
+        let start = header.body + range.lowerBound * header.size
+        if stream == nil || stream!.position > start { stream = try archive.stream(member) }
+        try stream!.skip(start - stream!.position)
+        let bytes = try stream!.read(range.count * header.size)
+        let values = bytes.withUnsafeBytes { NumPyArchive.decode($0, header: header) }
+        // At the member's end: its checksum and declared size are checked once.
+        if stream!.position == member.size { try stream!.finish(); stream = nil }
+        return values
+    }
+
+    func floats(_ elements: Range<Int>) throws -> [Float] {
+        // Values past Float's range become ±Inf, which the finiteness checks then name.
+        try values(elements).map { Float($0) }
+    }
+
+    func integers(_ elements: Range<Int>) throws -> [Int] {
+        guard isInteger else { throw FormatError(file: archive.fileName, "'\(member.name.dropLast(4))' has dtype \(header.descr); it must hold integers") }
+        return try values(elements).enumerated().map { i, value in
+            // Exactly representable only: a uint64 label of 2^63 or more is refused, not trapped on.
+            guard let exact = Int(exactly: value) else {
+                throw FormatError(file: archive.fileName, "'\(member.name.dropLast(4))' holds \(value) at index \(elements.lowerBound + i), outside the integers CellAudit reads")
+            }
+            return exact
+        }
+    }
+}

@@ -36,9 +36,19 @@ public enum NumPyArchive {
 
     struct NPYProblem: Error { let text: String }
 
-    /// One `.npy` file's bytes.
-    static func parse(_ data: Data) throws -> NumPyArray {
-        let bytes = [UInt8](data)
+    /// What a `.npy` header says: dtype, order, shape, and where the data starts.
+    struct Header {
+        var descr: String, fortran: Bool, shape: [Int], count: Int
+        /// The dtype's kind letter (f, i, u, b) and element size in bytes.
+        var kind: Character, size: Int
+        /// The offset of the first data byte.
+        var body: Int
+    }
+
+    /// The header at the start of a `.npy` file, from its first bytes (`prefix`, at least 12
+    /// bytes or the whole file); nil when `prefix` is too short to hold it, with the length
+    /// needed in `needed`.
+    static func header(_ bytes: [UInt8], needed: inout Int) throws -> Header? {
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
             throw NPYProblem(text: "not a .npy array (no \\x93NUMPY magic)")
         }
@@ -51,8 +61,8 @@ public enum NumPyArchive {
             headerLength = (0..<4).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }; start = 12
         default: throw NPYProblem(text: ".npy format version \(major) is not one CellAudit reads (1–3)")
         }
-        guard start + headerLength <= bytes.count,
-              let header = String(bytes: bytes[start..<(start + headerLength)], encoding: major == 3 ? .utf8 : .isoLatin1) else {
+        guard start + headerLength <= bytes.count else { needed = start + headerLength; return nil }
+        guard let header = String(bytes: bytes[start..<(start + headerLength)], encoding: major == 3 ? .utf8 : .isoLatin1) else {
             throw NPYProblem(text: "truncated header")
         }
         func field(_ key: String) throws -> String {
@@ -89,33 +99,49 @@ public enum NumPyArchive {
             throw NPYProblem(text: "dtype '\(descr)' is not a little-endian number")
         }
         let kind = descr.dropFirst().first!
-        let body = start + headerLength
-        guard count < Int.max / 8, body + count * size == bytes.count else {
-            throw NPYProblem(text: "holds \(bytes.count - body) bytes of data; shape \(shape) of '\(descr)' needs \(count < Int.max / 8 ? count * size : -1)")
+        guard [("f", 2), ("f", 4), ("f", 8), ("i", 1), ("i", 2), ("i", 4), ("i", 8), ("u", 1), ("u", 2), ("u", 4), ("u", 8), ("b", 1)]
+            .contains(where: { $0.0 == kind && $0.1 == size }) else {
+            throw NPYProblem(text: "dtype '\(descr)' is not one CellAudit reads (float, int, uint or bool)")
         }
+        return Header(descr: descr, fortran: fortran, shape: shape, count: count, kind: kind, size: size, body: start + headerLength)
+    }
+
+    /// One `.npy` file's bytes.
+    static func parse(_ data: Data) throws -> NumPyArray {
+        let bytes = [UInt8](data)
+        var needed = 0
+        guard let header = try header(bytes, needed: &needed) else { throw NPYProblem(text: "truncated header") }
+        let body = header.body, count = header.count, size = header.size
+        guard body + count * size == bytes.count else {
+            throw NPYProblem(text: "holds \(bytes.count - body) bytes of data; shape \(header.shape) of '\(header.descr)' needs \(count * size)")
+        }
+        var values = bytes.withUnsafeBytes { raw in decode(UnsafeRawBufferPointer(rebasing: raw[body...]), header: header) }
+        if header.fortran && header.shape.count > 1 { values = cOrder(values, shape: header.shape) }
+        return NumPyArray(shape: header.shape, values: values, descr: header.descr)
+    }
+
+    /// Little-endian elements of the header's dtype, widened to Double.
+    static func decode(_ raw: UnsafeRawBufferPointer, header: Header) -> [Double] {
+        let size = header.size, count = raw.count / size
         var values = [Double](repeating: 0, count: count)
-        try bytes.withUnsafeBytes { raw in
-            let p = raw.baseAddress! + body
-            for i in 0..<count {
-                let q = p + i * size
-                switch (kind, size) {
-                case ("f", 2): values[i] = Double(Float16(bitPattern: q.loadUnaligned(as: UInt16.self).littleEndian))
-                case ("f", 4): values[i] = Double(Float(bitPattern: q.loadUnaligned(as: UInt32.self).littleEndian))
-                case ("f", 8): values[i] = Double(bitPattern: q.loadUnaligned(as: UInt64.self).littleEndian)
-                case ("i", 1): values[i] = Double(q.loadUnaligned(as: Int8.self))
-                case ("i", 2): values[i] = Double(Int16(littleEndian: q.loadUnaligned(as: Int16.self)))
-                case ("i", 4): values[i] = Double(Int32(littleEndian: q.loadUnaligned(as: Int32.self)))
-                case ("i", 8): values[i] = Double(Int64(littleEndian: q.loadUnaligned(as: Int64.self)))
-                case ("u", 1), ("b", 1): values[i] = Double(q.loadUnaligned(as: UInt8.self))
-                case ("u", 2): values[i] = Double(UInt16(littleEndian: q.loadUnaligned(as: UInt16.self)))
-                case ("u", 4): values[i] = Double(UInt32(littleEndian: q.loadUnaligned(as: UInt32.self)))
-                case ("u", 8): values[i] = Double(UInt64(littleEndian: q.loadUnaligned(as: UInt64.self)))
-                default: throw NPYProblem(text: "dtype '\(descr)' is not one CellAudit reads (float, int, uint or bool)")
-                }
+        let p = raw.baseAddress!
+        for i in 0..<count {
+            let q = p + i * size
+            switch (header.kind, size) {
+            case ("f", 2): values[i] = Double(Float16(bitPattern: q.loadUnaligned(as: UInt16.self).littleEndian))
+            case ("f", 4): values[i] = Double(Float(bitPattern: q.loadUnaligned(as: UInt32.self).littleEndian))
+            case ("f", 8): values[i] = Double(bitPattern: q.loadUnaligned(as: UInt64.self).littleEndian)
+            case ("i", 1): values[i] = Double(q.loadUnaligned(as: Int8.self))
+            case ("i", 2): values[i] = Double(Int16(littleEndian: q.loadUnaligned(as: Int16.self)))
+            case ("i", 4): values[i] = Double(Int32(littleEndian: q.loadUnaligned(as: Int32.self)))
+            case ("i", 8): values[i] = Double(Int64(littleEndian: q.loadUnaligned(as: Int64.self)))
+            case ("u", 2): values[i] = Double(UInt16(littleEndian: q.loadUnaligned(as: UInt16.self)))
+            case ("u", 4): values[i] = Double(UInt32(littleEndian: q.loadUnaligned(as: UInt32.self)))
+            case ("u", 8): values[i] = Double(UInt64(littleEndian: q.loadUnaligned(as: UInt64.self)))
+            default: values[i] = Double(q.loadUnaligned(as: UInt8.self))   // u1 and b1 (the header allows no other)
             }
         }
-        if fortran && shape.count > 1 { values = cOrder(values, shape: shape) }
-        return NumPyArray(shape: shape, values: values, descr: descr)
+        return values
     }
 
     /// Column-major (Fortran) values rearranged into row-major (C) order.

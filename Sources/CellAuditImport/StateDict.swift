@@ -49,8 +49,8 @@ public struct ModelHints: Sendable, Equatable {
     }
 
     /// The task and output mode a dataset implies.
-    public mutating func follow(_ dataset: Dataset) {
-        if dataset.labels != nil { fromData = (.classification, .last) } else if let shape = dataset.targetShape {
+    public mutating func follow(_ dataset: some DatasetReader) {
+        if dataset.shape.hasLabels { fromData = (.classification, .last) } else if let shape = dataset.shape.targetShape {
             fromData = (.regression, shape.count == 3 ? .sequence : .last)
         }
     }

@@ -95,4 +95,63 @@ public final class ZipArchive {
         if tail > 0 { throw fail("holds more bytes than it declares") }
         return data
     }
+
+    /// Opens `member` for reading forward from its start, a piece at a time (`MemberStream`):
+    /// how a large `.npz` dataset is read without holding it.
+    /// - Throws: `FormatError` naming the file and member when it cannot be opened.
+    public func stream(_ member: Member) throws -> MemberStream { try MemberStream(archive: self, member: member) }
+
+    /// A member read forward, stored or deflated. Its CRC is checked when `finish` reads to its end.
+    public final class MemberStream {
+        /// Bytes read (or skipped) so far.
+        public private(set) var position = 0
+        public let member: Member
+        private let archive: ZipArchive   // kept open while this reads from it
+        private let file: OpaquePointer
+
+        init(archive: ZipArchive, member: Member) throws {
+            self.archive = archive
+            self.member = member
+            guard let file = zip_fopen_index(archive.handle, member.index, 0) else {
+                throw FormatError(file: archive.fileName, "'\(member.name)' cannot be opened: \(String(cString: zip_strerror(archive.handle)))")
+            }
+            self.file = file
+        }
+
+        deinit { zip_fclose(file) }
+
+        private func fail(_ problem: String) -> FormatError { FormatError(file: archive.fileName, "'\(member.name)' \(problem)") }
+
+        /// The next `count` bytes (fewer only where the member ends first).
+        /// - Throws: `FormatError` for damaged data or a member shorter than it declares.
+        public func read(_ count: Int) throws -> Data {
+            let wanted = min(count, member.size - position)
+            var data = Data(count: wanted)
+            var filled = 0
+            while filled < wanted {
+                let got = data.withUnsafeMutableBytes { raw in zip_fread(file, raw.baseAddress! + filled, zip_uint64_t(wanted - filled)) }
+                if got < 0 { throw fail("cannot be read (damaged or truncated archive?): \(String(cString: zip_file_strerror(file)))") }
+                if got == 0 { throw fail("ends after \(position + filled) of \(member.size) bytes (truncated?)") }
+                filled += Int(got)
+            }
+            position += wanted
+            return data
+        }
+
+        /// Reads past the next `count` bytes.
+        public func skip(_ count: Int) throws {
+            var left = count
+            while left > 0 { let piece = try read(min(left, 1 << 20)); guard !piece.isEmpty else { return }; left -= piece.count }
+        }
+
+        /// Reads to the member's end and checks it there: its CRC, and nothing past its declared size.
+        /// - Throws: `FormatError` for a CRC mismatch or extra bytes.
+        public func finish() throws {
+            try skip(member.size - position)
+            var extra: UInt8 = 0
+            let tail = zip_fread(file, &extra, 1)
+            if tail < 0 { throw fail("fails its check (damaged data?): \(String(cString: zip_file_strerror(file)))") }
+            if tail > 0 { throw fail("holds more bytes than it declares") }
+        }
+    }
 }

@@ -107,15 +107,15 @@ import TestSupport
         // The data-driven rankers read 24 random labelled sequences.
         var data = Dataset(inputs: try SequenceBatch(count: 24, steps: 6, width: 3, values: RandomInputs.floats(24 * 6 * 3, seed: 22)))
         data.labels = (0..<24).map { $0 % 4 }
-        let evidence = RankingEvidence(dataset: data, task: .classification, output: .last, backend: CPUBackend())
+        let evidence = try RankingEvidence(dataset: data, task: .classification, output: .last, backend: CPUBackend())
         return RankingContext(network: network, rows: rows, summaries: summaries, evidence: evidence)
     }
 
     @Test func theRelevanceRankersScoreMeanAbsoluteRelevance() throws {
         let c = try context()
         let evidence = try #require(c.evidence)
-        let targets = try RelevanceJob.predictedTargets(network: c.network, inputs: evidence.dataset.inputs, output: .last, on: CPUBackend())
-        let job = try RelevanceJob(network: c.network, inputs: evidence.dataset.inputs, output: .last, targets: targets)
+        let targets = try RelevanceJob.predictedTargets(network: c.network, inputs: try evidence.data.read(0..<24).inputs, output: .last, on: CPUBackend())
+        let job = try RelevanceJob(network: c.network, inputs: try evidence.data.read(0..<24).inputs, output: .last, targets: targets)
         let lrp = try CPUBackend().relevance(job)
         let s = try RelevanceRanker().scores(c)
         // Cell 1 of layer 1 is column 7 + 1: its mean |R(h)| over 24 sequences × 6 steps.

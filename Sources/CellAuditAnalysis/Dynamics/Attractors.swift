@@ -5,6 +5,8 @@ import Foundation
 /// the layer under a constant input, their stability, and the excitable network between the
 /// stable ones (docs/METHOD.md §8).
 public struct AttractorAnalysis: Sendable {
+    /// The most sequences of a dataset whose visited states seed the search (the first ones).
+    public static let seedSequences = 256
     /// One layer's part.
     public struct Layer: Sendable {
         public var index: Int
@@ -82,7 +84,7 @@ public struct AttractorAnalysis: Sendable {
     /// - Throws: `DynamicsError` for settings out of range or a LAPACK failure, `ModelError` for an
     ///   input of the wrong width or non-finite, or the backend's error.
     public static func run(network: RecurrentNetwork, input: [Double], data: SequenceBatch?, options: FixedPointOptions,
-                           pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = 256,
+                           pulses: PulseOptions, backend: any ComputeBackend, maxSequences: Int = seedSequences,
                            progress: (String) -> Void = { _ in }) throws -> AttractorAnalysis {
         // A padded batch seeds the search with the states of every sequence's real steps: each is
         // cut to the shortest length, so no padding enters a visited state.
@@ -205,7 +207,7 @@ public struct AttractorAnalysis: Sendable {
     /// The states a first layer visits on `data` (at most `maxSequences` sequences), [V × D]:
     /// what `run` seeds the search with.
     public static func visitedStates(map: LayerMap, data: SequenceBatch, backend: any ComputeBackend,
-                                     maxSequences: Int = 256) throws -> [Double] {
+                                     maxSequences: Int = seedSequences) throws -> [Double] {
         let N = min(data.count, maxSequences)
         return try run(map: map, sequences: data.values[0..<(N * data.steps * data.width)].map(Double.init), count: N,
                        steps: data.steps, backend: backend).states

@@ -1,35 +1,46 @@
 import CellAuditCore
 import Foundation
 
-/// What the data-driven rankers need beyond the network: the dataset, how the model reads it,
-/// and where to compute.
+/// What the data-driven rankers need beyond the network: the dataset (read in chunks), how the
+/// model reads it, and where to compute.
 public struct RankingEvidence: Sendable {
-    public var dataset: Dataset
+    public var data: DatasetStream
     public var task: ModelTask
     public var output: OutputMode
     public var backend: any ComputeBackend
 
-    public init(dataset: Dataset, task: ModelTask, output: OutputMode, backend: any ComputeBackend) {
-        self.dataset = dataset; self.task = task; self.output = output; self.backend = backend
+    public init(data: DatasetStream, task: ModelTask, output: OutputMode, backend: any ComputeBackend) {
+        self.data = data; self.task = task; self.output = output; self.backend = backend
+    }
+
+    /// A dataset in memory (prepared for the model).
+    public init(dataset: Dataset, task: ModelTask, output: OutputMode, backend: any ComputeBackend) throws {
+        self.init(data: try DatasetStream(dataset, preparedFor: nil, validate: false), task: task, output: output, backend: backend)
     }
 
     /// Mean |relevance| of every cell of the network (flat, layer after layer) over the data and
     /// steps under `rule`: for classification, of each sequence's predicted class; for
-    /// regression, summed over the outputs, each explained over all its steps.
+    /// regression, summed over the outputs, each explained over all its steps. Computed a chunk
+    /// at a time; each output's sums run over the chunks in order, so the values are those of
+    /// one pass over the whole dataset.
     public func meanAbsoluteCellRelevance(_ network: RecurrentNetwork, rule: RelevanceJob.Rule) throws -> [Double] {
-        let outputs: [[Int]]
-        switch task {
-        case .classification:
-            outputs = [try ExplanationTarget.predicted.resolve(network: network, task: task, output: output, dataset: dataset,
-                                                               step: nil, on: backend)]
-        case .regression:
-            let k = network.readout?.outputs ?? 0
-            outputs = (0..<k).map { [Int](repeating: $0, count: dataset.inputs.count) }
+        let explained = task == .classification ? 1 : network.readout?.outputs ?? 0
+        var sums = [[Double]](repeating: [Double](repeating: 0, count: network.cellCount), count: explained)
+        var rows = 0
+        try data.forEachChunk { _, chunk in
+            let n = chunk.inputs.count
+            rows += n * chunk.inputs.steps
+            for o in 0..<explained {
+                let targets = task == .classification
+                    ? try ExplanationTarget.predicted.resolve(network: network, task: task, output: output, dataset: chunk, step: nil, on: backend)
+                    : [Int](repeating: o, count: n)
+                let job = try RelevanceJob(network: network, inputs: chunk.inputs, output: output, targets: targets, rule: rule)
+                try backend.relevance(job).addAbsoluteCellRelevance(into: &sums[o])
+            }
         }
         var total = [Double](repeating: 0, count: network.cellCount)
-        for targets in outputs {
-            let job = try RelevanceJob(network: network, inputs: dataset.inputs, output: output, targets: targets, rule: rule)
-            for (j, v) in try backend.relevance(job).meanAbsoluteCellRelevance().enumerated() { total[j] += v }
+        for output in sums {
+            for (j, v) in output.enumerated() { total[j] += v / Double(max(1, rows)) }
         }
         return total
     }

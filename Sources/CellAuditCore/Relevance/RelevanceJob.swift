@@ -30,13 +30,16 @@ public struct RelevanceJob: Sendable {
     /// Told, after each chunk of sequences a backend finishes, how many of the job's sequences
     /// are done (`inChunks`); nil: silent. Progress only: it never changes a number.
     public var progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil
+    /// The index in its dataset of the first sequence (a chunk of a larger file starts past 0),
+    /// so that messages name sequences as the file numbers them.
+    public var firstSequence = 0
 
     /// - Throws: `DataError.mismatch` when the inputs do not fit the network or a target is out of
     ///   range; `ModelError.shape` when the network has no readout; `RelevanceError.invalid` for
     ///   ε < 0, a bias factor outside [0, 1], a non-finite parameter, or a step on a model without
     ///   outputs at every step or outside the sequence.
     public init(network: RecurrentNetwork, inputs: SequenceBatch, output: OutputMode, targets: [Int], step: Int? = nil,
-                rule: Rule = .lrp(epsilon: Defaults.relevanceEpsilon, biasFactor: Defaults.relevanceBiasFactor)) throws {
+                rule: Rule = .lrp(epsilon: Defaults.relevanceEpsilon, biasFactor: Defaults.relevanceBiasFactor), firstSequence: Int = 0) throws {
         guard inputs.width == network.inputSize else {
             throw DataError.mismatch("the data has \(inputs.width) input channels but the model takes \(network.inputSize)")
         }
@@ -59,10 +62,11 @@ public struct RelevanceJob: Sendable {
                 throw RelevanceError.invalid("step \(step) is outside the sequences' \(inputs.steps) steps (0…\(inputs.steps - 1))")
             }
             if let lengths = inputs.lengths, let short = lengths.firstIndex(where: { step >= $0 }) {
-                throw RelevanceError.invalid("step \(step) is padding in sequence \(short), whose length is \(lengths[short]): choose a step below every sequence's length")
+                throw RelevanceError.invalid("step \(step) is padding in sequence \(firstSequence + short), whose length is \(lengths[short]): choose a step below every sequence's length")
             }
         }
         self.network = network; self.inputs = inputs; self.output = output; self.targets = targets; self.step = step; self.rule = rule
+        self.firstSequence = firstSequence
     }
 
     /// The steps whose target output is explained (and summed into the score).
@@ -82,16 +86,14 @@ public struct RelevanceJob: Sendable {
             return part
         }) : try body(self)
         if chunk >= n { progress?(n, n) }
-        try result.checkFinite()
+        try result.checkFinite(firstSequence: firstSequence)
         return result
     }
 
-    /// The same job on sequences `range` (for chunking).
+    /// The same job on sequences `range` (for chunking), with their lengths.
     public func slice(_ range: Range<Int>) throws -> RelevanceJob {
-        let t = inputs.steps, w = inputs.width
-        let values = Array(inputs.values[(range.lowerBound * t * w)..<(range.upperBound * t * w)])
-        return try RelevanceJob(network: network, inputs: try SequenceBatch(count: range.count, steps: t, width: w, values: values),
-                                output: output, targets: Array(targets[range]), step: step, rule: rule)
+        try RelevanceJob(network: network, inputs: try inputs.sequences(range), output: output, targets: Array(targets[range]), step: step,
+                         rule: rule, firstSequence: firstSequence + range.lowerBound)
     }
 }
 
@@ -122,6 +124,14 @@ public struct RelevanceResult: Sendable, Equatable {
         self.minimumDenominator = minimumDenominator
     }
 
+    /// Sequences `range` of this result.
+    public func sequences(_ range: Range<Int>) -> RelevanceResult {
+        RelevanceResult(count: range.count, steps: steps, width: width, cells: cells,
+                        input: Array(input[(range.lowerBound * steps * width)..<(range.upperBound * steps * width)]),
+                        cellRelevance: Array(cellRelevance[(range.lowerBound * steps * cells)..<(range.upperBound * steps * cells)]),
+                        score: Array(score[range]), rest: Array(rest[range]), minimumDenominator: Array(minimumDenominator[range]))
+    }
+
     /// Results of consecutive sequence chunks, in order, as one.
     public static func concatenating(_ parts: [RelevanceResult]) -> RelevanceResult {
         let first = parts[0]
@@ -133,7 +143,8 @@ public struct RelevanceResult: Sendable, Equatable {
 
     /// - Throws: `RelevanceError.invalid` naming the first sequence whose score or relevance is
     ///   NaN or ±Inf (the model's values overflow float32 on that input).
-    public func checkFinite() throws {
+    /// `firstSequence`: the index in its dataset of this result's first sequence, for the message.
+    public func checkFinite(firstSequence: Int = 0) throws {
         let per = steps * width, perCells = steps * cells
         for s in 0..<count {
             let finite = score[s].isFinite && rest[s].isFinite && input[(s * per)..<((s + 1) * per)].allSatisfy(\.isFinite)
@@ -141,9 +152,9 @@ public struct RelevanceResult: Sendable, Equatable {
             if !finite {
                 // A zero denominator is 0/0 under ε = 0 (zero input and zero bias do it), not an overflow.
                 if score[s].isFinite, minimumDenominator.indices.contains(s), minimumDenominator[s] == 0 {
-                    throw RelevanceError.invalid("the relevance of sequence \(s) is not finite (score \(score[s])): a linear map's output is exactly 0 there, and with ε = 0 the ε-rule divides 0 by 0; give --epsilon > 0 (the default is \(Defaults.relevanceEpsilon))")
+                    throw RelevanceError.invalid("the relevance of sequence \(firstSequence + s) is not finite (score \(score[s])): a linear map's output is exactly 0 there, and with ε = 0 the ε-rule divides 0 by 0; give --epsilon > 0 (the default is \(Defaults.relevanceEpsilon))")
                 }
-                throw RelevanceError.invalid("the relevance of sequence \(s) is not finite (score \(score[s])): the model's values overflow float32 on this data")
+                throw RelevanceError.invalid("the relevance of sequence \(firstSequence + s) is not finite (score \(score[s])): the model's values overflow float32 on this data")
             }
         }
     }
@@ -167,10 +178,16 @@ public struct RelevanceResult: Sendable, Equatable {
     /// Mean |relevance| of every cell over sequences and steps [C]: the LRP ranking's score.
     public func meanAbsoluteCellRelevance() -> [Double] {
         var sums = [Double](repeating: 0, count: cells)
+        addAbsoluteCellRelevance(into: &sums)
+        return sums.map { $0 / Double(max(1, count * steps)) }
+    }
+
+    /// Adds Σ |relevance| of every cell over this result's sequences and steps to `sums` [C],
+    /// row after row: over chunks of a dataset in order, the sums of the whole at once.
+    public func addAbsoluteCellRelevance(into sums: inout [Double]) {
         for row in 0..<(count * steps) {
             for c in 0..<cells { sums[c] += Double(abs(cellRelevance[row * cells + c])) }
         }
-        return sums.map { $0 / Double(max(1, count * steps)) }
     }
 }
 

@@ -66,8 +66,11 @@ extension Dataset: DatasetReader {
 /// time, to check every value before any work starts (a bad value deep in a large file is
 /// refused up front, not after an hour of work).
 ///
-/// Consumers visit the chunks in order and accumulate in sequence order, so a result computed
-/// in chunks is bit for bit the one computed on the whole dataset at once (tests compare them).
+/// Consumers visit the chunks in order and accumulate in sequence order, so every sum over the
+/// data sees the same terms in the same order as one pass over the whole dataset; only the
+/// matrix products see batches of a chunk's shape, so a loss may differ from an unchunked run in
+/// its last bits (within 1e-7 relative; `DatasetStreamTests`). Memory: one chunk, plus what the
+/// consumer keeps per sequence (a number or a few).
 public struct DatasetStream: Sendable {
     public let reader: any DatasetReader
     /// The model the chunks are prepared for (nil: read as stored).
@@ -141,7 +144,8 @@ public struct DatasetStream: Sendable {
 }
 
 /// A score accumulated over chunks of sequences in dataset order: the same sums, in the same
-/// order, as `Score.of` and `Score.loss` over the whole dataset at once (METHOD.md §6).
+/// order, as `Score.of` and `Score.loss` over the whole dataset at once (METHOD.md §6), which
+/// are this over one chunk.
 public struct ScoreAccumulator: Sendable {
     public let task: ModelTask
     public let output: OutputMode

@@ -14,10 +14,11 @@ forward workload).
     python Tools/bench_peers.py [--cells 256] [--window 400] [--workload response|ablation|relevance|all] [--cell KIND]
                                 [--binary .build/release/cellaudit] [--pairs N]
 
---pairs N (forward only; --bidirectional for a bidirectional layer on both sides): the CPU
-backend and the PyTorch peer in turn, N times, each pair's ratio
-and their median, so the ratio holds while a shared machine's speed drifts (a single pair on a
-noisy 2-core machine ranged 0.6x to 1.6x).
+--pairs N (--workload forward or relevance; --bidirectional for a bidirectional forward layer on
+both sides): the CPU backend and the PyTorch peer in turn, N times, each pair's ratio and their
+median, so the ratio holds while a shared machine's speed drifts (a single pair on a noisy 2-core
+machine ranged 0.6x to 1.6x). Both sides run on the same CPUs (taskset) with the same thread count
+(CellAudit's CELLAUDIT_THREADS or every CPU; torch.set_num_threads).
 
 Needs numpy and a release build: the one `bash Tools/cellaudit.sh` makes for this CPU
 (.build-native) if present, else `swift build -c release`.
@@ -68,14 +69,19 @@ def main():
     if args.pairs > 0:
         import statistics
         import torch
-        bi = ["--bidirectional"] if args.bidirectional else []
-        print(f"forward ({args.cell}{', bidirectional' if bi else ''}, {args.cells} cells), cellaudit cpu / pytorch in {args.pairs} alternating pairs, torch {torch.__version__}")
+        workload = "relevance" if args.workload == "relevance" else "forward"
+        bi = ["--bidirectional"] if args.bidirectional and workload == "forward" else []
+        threads = int(os.environ.get("CELLAUDIT_THREADS", os.cpu_count()))
+        pin = ["taskset", "-c", f"0-{threads - 1}"]
+        size = ["--cell", args.cell] if workload == "forward" else ["--steps", "32", "--repeat", "7"]
+        print(f"{workload} ({args.cell if workload == 'forward' else 'lstm'}{', bidirectional' if bi else ''}, {args.cells} cells), "
+              f"cellaudit cpu / pytorch in {args.pairs} alternating pairs on {threads} threads, torch {torch.__version__}")
         ratios = []
         for k in range(args.pairs):
-            ours = run_json([args.binary, "bench", "--workload", "forward", "--backend", "cpu", "--cells", str(args.cells),
-                             "--cell", args.cell, "--json"] + bi)[0]["median_per_second"]
-            peer = run_json([sys.executable, os.path.join(here, "peer_torch.py"), "forward", "--cells", str(args.cells),
-                             "--cell", args.cell, "--json"] + bi)["per_second"]
+            ours = run_json(pin + [args.binary, "bench", "--workload", workload, "--backend", "cpu", "--cells", str(args.cells),
+                                   "--json"] + (["--cell", args.cell] if workload == "forward" else []) + bi)[0]["median_per_second"]
+            peer = run_json(pin + [sys.executable, os.path.join(here, "peer_torch.py"), workload, "--cells", str(args.cells),
+                                   "--threads", str(threads), "--json"] + size + bi)["per_second"]
             ratios.append(ours / peer)
             print(f"  pair {k + 1}: cellaudit {ours:.3g}, pytorch {peer:.3g}, ratio {ours / peer:.2f}x")
         print(f"  median ratio {statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")

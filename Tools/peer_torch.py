@@ -135,7 +135,8 @@ def relevance(args):
         return (x * x.grad), torch.stack([hh * hh.grad for hh in hs], 1)
     seconds = median_time(run, args.repeat)
     work = args.sequences * args.steps
-    return dict(peer="torch autograd gxi", cells=H, work=work, median_seconds=seconds, per_second=work / seconds)
+    return dict(peer="torch autograd gxi", cells=H, work=work, median_seconds=seconds, per_second=work / seconds,
+                threads=torch.get_num_threads())
 
 
 def forward(args):
@@ -177,8 +178,11 @@ def main():
     p.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default="lstm",
                    help="cell kind of the response and forward workloads")
     p.add_argument("--bidirectional", action="store_true", help="forward: nn.LSTM/GRU/RNN(bidirectional=True), read at cat(h_n[-2], h_n[-1])")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N): pin the peer to CellAudit's thread count")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.cells is None:
         args.cells = {"response": 256, "ablation": 64, "relevance": 128, "forward": 256}[args.workload]
     if args.workload == "forward" and args.sequences == 256 and args.steps == 16:

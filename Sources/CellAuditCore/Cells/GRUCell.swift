@@ -40,3 +40,111 @@ struct GRULanes: DecoupledLanes {
         h = GRUCell.update(z: fmadd(w.1, u, fmadd(r.1, h, b.1)), n: n, h: h)
     }
 }
+
+extension GRUCell: CellBackwardRules {
+    /// LRP (METHOD.md §7): h' = (1 − z)⊙n + z⊙h is a sum of two signals (N = 2H), z⊙h straight to
+    /// h_{t−1}; n = tanh(a) passes. Reset-after: a = W_n x + b_in + m is a map over x and m
+    /// (identity), and m = r⊙u sends all to u = R_n h + b_hn, a map over h (N = H).
+    @inline(__always) static func lrpMessages(_ row: inout LRPRow) {
+        let H = row.H, eps = row.epsilon, bf = row.biasFactor, t = row.t, N = row.tape.rows, resetAfter = row.tape.layer.resetAfter
+        let pre = row.pre, b = row.b, bhn = row.bhn, rr = row.atH, mr = row.messages, dr = row.direct
+        let ht = row.tape.h.pointer + (t * N + row.r) * H, ax = row.tape.aux.pointer + (t * N + row.r) * H
+        let hp = UnsafePointer(row.tape.previousH(t, row.r))
+        var least = row.least, sum = Float32x16()
+        forEachLaneGroup(H) { j, w in
+            let h = Float32x16.load(ht + j, count: w), s = vstabiliser(h, eps), d = h + s
+            least = pointwiseMin(least, vabsFirst(d, count: w))
+            let msg = Float32x16.load(rr + j, count: w) / d
+            msg.store(mr + j, count: w)
+            sum += firstLanes(s * msg, count: w)
+        }
+        let share = bf * sum.sum() / Float(2 * H)
+        var sumA = Float32x16()
+        forEachLaneGroup(H) { j, w in
+            let z = vsigmoid(.load(pre + H + j, count: w)), reset = vsigmoid(.load(pre + j, count: w))
+            var a = Float32x16.load(pre + 2 * H + j, count: w)
+            if resetAfter { a = fmadd(reset, .load(ax + j, count: w) + .load(bhn + j, count: w), a) }
+            let n = vtanh(a), msg = Float32x16.load(mr + j, count: w)
+            fmadd(z * load(hp, j, w), msg, share).store(dr + j, count: w)
+            let s = vstabiliser(a, eps), d = a + s
+            least = pointwiseMin(least, vabsFirst(d, count: w))
+            let ma = fmadd((1 - z) * n, msg, share) / d
+            ma.store(mr + j, count: w)
+            sumA += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * ma, count: w)
+        }
+        let toInput = bf * sumA.sum() / row.mapInputs
+        row.toInputShare = toInput
+        row.toRecurrentShare = toInput
+        if resetAfter {
+            let ur = row.uMessages
+            var sumU = Float32x16()
+            forEachLaneGroup(H) { j, w in
+                let reset = vsigmoid(.load(pre + j, count: w))
+                let bias = Float32x16.load(bhn + j, count: w), u = Float32x16.load(ax + j, count: w) + bias
+                let s = vstabiliser(u, eps), d = u + s
+                least = pointwiseMin(least, vabsFirst(d, count: w))
+                let msg = fmadd(reset * u, .load(mr + j, count: w), toInput) / d
+                msg.store(ur + j, count: w)
+                sumU += firstLanes((bias + s) * msg, count: w)
+            }
+            row.toRecurrentShare = bf * sumU.sum() / Float(H)
+        }
+        row.least = least
+    }
+
+    static func lrpRecurrentReadsU(resetAfter: Bool) -> Bool { resetAfter }
+
+    /// The reset-before GRU's map reads r⊙h_{t−1}, whose product sends everything on to h.
+    @inline(__always) static func lrpRecurrentInput(_ tape: LayerTape, t: Int, r: Int) -> UnsafePointer<Float>? {
+        tape.layer.resetAfter ? UnsafePointer(tape.previousH(t, r)) : UnsafePointer(tape.aux.pointer + (t * tape.rows + r) * tape.layer.hiddenSize)
+    }
+
+    static var hasDirectPath: Bool { true }
+
+    @inline(__always) static func gradientLanes(_ row: GradientRow, j: Int, n: Int) {
+        let H = row.H, t = row.t, N = row.tape.rows, pre = row.pre, ar = row.dGates, br = row.dGatesRecurrent
+        let dh = Float32x16.load(row.dh + j, count: n)
+        let ax = row.tape.aux.pointer + (t * N + row.r) * H, hp = UnsafePointer(row.tape.previousH(t, row.r))
+        let z = vsigmoid(.load(pre + H + j, count: n)), reset = vsigmoid(.load(pre + j, count: n))
+        let u = Float32x16.load(ax + j, count: n) + .load(row.bhn + j, count: n)
+        var a = Float32x16.load(pre + 2 * H + j, count: n)
+        let resetAfter = row.tape.layer.resetAfter
+        if resetAfter { a = fmadd(reset, u, a) }
+        let nv = vtanh(a)
+        (dh * z).store(row.direct + j, count: n)
+        let dan = dh * (1 - z) * (1 - nv * nv)
+        (dh * (load(hp, j, n) - nv) * z * (1 - z)).store(ar + H + j, count: n)
+        dan.store(ar + 2 * H + j, count: n)
+        if resetAfter {
+            let dar = dan * u * reset * (1 - reset)
+            dar.store(ar + j, count: n); dar.store(br + j, count: n)
+            Float32x16.load(ar + H + j, count: n).store(br + H + j, count: n)
+            (dan * reset).store(br + 2 * H + j, count: n)
+        }
+    }
+
+    /// Reset-after: ∂/∂h_{t−1} through R of r, z and the n block behind r (`dGatesRecurrent`).
+    /// Reset-before: n reads R_n (r⊙h), so q = ∂/∂(r⊙h) first, which reaches both h and the
+    /// reset gate; then r and z through R. Both add the direct path z⊙h.
+    @inline(__always) static func gradientRecurrent(_ p: GradientProducts) {
+        let N = p.N, H = p.H, GH = p.GH
+        if p.tape.layer.resetAfter {
+            multiply(m: N, n: H, k: GH, p.dGatesRecurrent, lda: GH, p.R, ldb: H, p.toPrevious, ldc: H, beta: 0, workers: p.workers)
+        } else {
+            let tape = p.tape, t = p.t, ma = p.dGates, q = p.scratch, direct = p.direct
+            multiply(m: N, n: H, k: H, ma + 2 * H, lda: GH, p.R + 2 * H * H, ldb: H, q, ldc: H, beta: 0, workers: p.workers)
+            let qs = SendablePointer(q), ms = SendablePointer(ma), ds = SendablePointer(direct)
+            forEachRow(N, workers: p.workers) { r in
+                let pre = tape.pre.pointer + (t * N + r) * GH, ar = ms.pointer + r * GH, qr = qs.pointer + r * H
+                let dr = ds.pointer + r * H, hp = UnsafePointer(tape.previousH(t, r))
+                forEachLaneGroup(H) { j, n in
+                    let reset = vsigmoid(.load(pre + j, count: n)), qv = Float32x16.load(qr + j, count: n)
+                    (qv * load(hp, j, n) * reset * (1 - reset)).store(ar + j, count: n)
+                    fmadd(qv, reset, .load(dr + j, count: n)).store(dr + j, count: n)
+                }
+            }
+            multiply(m: N, n: H, k: 2 * H, ma, lda: GH, p.R, ldb: H, p.toPrevious, ldc: H, beta: 0, workers: p.workers)
+        }
+        for i in 0..<(N * H) { p.toPrevious[i] += p.direct[i] }
+    }
+}

@@ -66,3 +66,63 @@ struct PeepholeLSTMLanes: DecoupledLanes {
         h = LSTMCell.update(i: &ai, f: &af, g: fmadd(w.2, u, fmadd(r.2, h, b.2)), o: &ao, c: &c, peephole: p)
     }
 }
+
+extension LSTMCell: CellBackwardRules {
+    /// LRP (METHOD.md §7): h = o⊙tanh(c) sends everything to c; c = f⊙c₋ + i⊙g is a sum of two
+    /// signals (N = 2H), f⊙c₋ to the memory of step t − 1, i⊙g through g's map.
+    @inline(__always) static func lrpMessages(_ row: inout LRPRow) {
+        let H = row.H, eps = row.epsilon, bf = row.biasFactor, t = row.t, N = row.tape.rows
+        let pre = row.pre, b = row.b, rr = row.atH, mr = row.messages, cm = row.memory
+        let ct = row.tape.c.pointer + (t * N + row.r) * H
+        let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(row.tape.c.pointer + ((t - 1) * N + row.r) * H) : nil
+        var least = row.least, sum = Float32x16()
+        forEachLaneGroup(H) { j, w in
+            let c = Float32x16.load(ct + j, count: w), s = vstabiliser(c, eps), d = c + s
+            least = pointwiseMin(least, vabsFirst(d, count: w))
+            let msg = (Float32x16.load(cm + j, count: w) + .load(rr + j, count: w)) / d
+            msg.store(mr + j, count: w)
+            sum += firstLanes(s * msg, count: w)
+        }
+        let share = bf * sum.sum() / Float(2 * H)
+        var sumG = Float32x16()
+        forEachLaneGroup(H) { j, w in
+            let i = vsigmoid(.load(pre + j, count: w)), f = vsigmoid(.load(pre + H + j, count: w))
+            let ag = Float32x16.load(pre + 2 * H + j, count: w), g = vtanh(ag)
+            let msg = Float32x16.load(mr + j, count: w)
+            fmadd(f * load(cp, j, w), msg, share).store(cm + j, count: w)
+            let s = vstabiliser(ag, eps), d = ag + s
+            least = pointwiseMin(least, vabsFirst(d, count: w))
+            let mg = fmadd(i * g, msg, share) / d
+            mg.store(mr + j, count: w)
+            sumG += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * mg, count: w)
+        }
+        row.toInputShare = bf * sumG.sum() / row.mapInputs
+        row.toRecurrentShare = row.toInputShare
+        row.least = least
+    }
+
+    /// The gradient: every gate's derivative, and ∂/∂c carried back through f (and the
+    /// peepholes: o reads c_t, i and f read c_{t−1}).
+    @inline(__always) static func gradientLanes(_ row: GradientRow, j: Int, n: Int) {
+        let H = row.H, t = row.t, N = row.tape.rows, pre = row.pre, ar = row.dGates, cm = row.memory
+        let dh = Float32x16.load(row.dh + j, count: n)
+        let ct = row.tape.c.pointer + (t * N + row.r) * H
+        let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(row.tape.c.pointer + ((t - 1) * N + row.r) * H) : nil
+        let i = vsigmoid(.load(pre + j, count: n)), f = vsigmoid(.load(pre + H + j, count: n))
+        let g = vtanh(.load(pre + 2 * H + j, count: n)), o = vsigmoid(.load(pre + 3 * H + j, count: n))
+        let tc = vtanh(.load(ct + j, count: n))
+        var dc = Float32x16.load(cm + j, count: n) + dh * o * (1 - tc * tc)
+        let dao = dh * tc * o * (1 - o)
+        if let p = row.peephole { dc = fmadd(dao, .load(p + 2 * H + j, count: n), dc) }
+        let dai = dc * g * i * (1 - i), daf = dc * load(cp, j, n) * f * (1 - f)
+        dai.store(ar + j, count: n)
+        daf.store(ar + H + j, count: n)
+        (dc * i * (1 - g * g)).store(ar + 2 * H + j, count: n)
+        dao.store(ar + 3 * H + j, count: n)
+        if let p = row.peephole {
+            fmadd(dai, .load(p + j, count: n), fmadd(daf, .load(p + H + j, count: n), dc * f)).store(cm + j, count: n)
+        } else {
+            (dc * f).store(cm + j, count: n)
+        }
+    }
+}

@@ -45,3 +45,31 @@ extension DecoupledCells {
         }
     }
 }
+
+extension RNNCell: CellBackwardRules {
+    /// LRP (METHOD.md §7): h' = act(W x + R h + b): the activation passes, one map over x and h.
+    @inline(__always) static func lrpMessages(_ row: inout LRPRow) {
+        let eps = row.epsilon, pre = row.pre, b = row.b, rr = row.atH, mr = row.messages
+        var least = row.least, sumA = Float32x16()
+        forEachLaneGroup(row.H) { j, w in
+            let a = Float32x16.load(pre + j, count: w), s = vstabiliser(a, eps), d = a + s
+            least = pointwiseMin(least, vabsFirst(d, count: w))
+            let ma = Float32x16.load(rr + j, count: w) / d
+            ma.store(mr + j, count: w)
+            sumA += firstLanes((Float32x16.load(b + j, count: w) + s) * ma, count: w)
+        }
+        row.toInputShare = row.biasFactor * sumA.sum() / row.mapInputs
+        row.toRecurrentShare = row.toInputShare
+        row.least = least
+    }
+
+    /// The gradient through act: 1 − h² (tanh) or the step of the pre-activation (ReLU).
+    @inline(__always) static func gradientLanes(_ row: GradientRow, j: Int, n: Int) {
+        let dh = Float32x16.load(row.dh + j, count: n), pre = row.pre
+        let ht = row.tape.h.pointer + (row.t * row.tape.rows + row.r) * row.H
+        let slope = row.relu
+            ? Float32x16().replacing(with: 1, where: Float32x16.load(pre + j, count: n) .> 0)
+            : 1 - Float32x16.load(ht + j, count: n) * .load(ht + j, count: n)
+        (dh * slope).store(row.dGates + j, count: n)
+    }
+}

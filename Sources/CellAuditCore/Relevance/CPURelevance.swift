@@ -95,36 +95,6 @@ struct BackwardIO: @unchecked Sendable {
     var rest: UnsafeMutablePointer<Float>, minimumDenominator: UnsafeMutablePointer<Float>
 }
 
-/// 16 lanes of ±ε by the sign of z (sign(0) = +1): the ε-rule's stabiliser.
-@inline(__always) private func vstabiliser(_ z: Float32x16, _ eps: Float) -> Float32x16 {
-    Float32x16(repeating: -eps).replacing(with: eps, where: z .>= 0)
-}
-
-private let laneIndex = Float32x16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-
-/// |d| in the first `count` lanes, +∞ past them (so padding never sets a minimum).
-@inline(__always) private func vabsFirst(_ d: Float32x16, count: Int) -> Float32x16 {
-    count == 16 ? vabs(d) : vabs(d).replacing(with: .infinity, where: laneIndex .>= Float(count))
-}
-
-/// Runs `body(j, w)` over 0 ..< count in groups of w = 16 lanes, the last group shorter. Inlined,
-/// the full groups see w = 16 as a constant, so their loads and stores are plain vector moves.
-@inline(__always) private func forEachLaneGroup(_ count: Int, _ body: (Int, Int) -> Void) {
-    var j = 0
-    while j + 16 <= count { body(j, 16); j += 16 }
-    if j < count { body(j, count - j) }
-}
-
-/// v in the first `count` lanes, 0 past them: a padded lane's term never enters a sum (its
-/// message carries the map's share, or is 0/0 at ε = 0).
-@inline(__always) private func firstLanes(_ v: Float32x16, count: Int) -> Float32x16 {
-    count == 16 ? v : v.replacing(with: 0, where: laneIndex .>= Float(count))
-}
-
-@inline(__always) private func load(_ p: UnsafePointer<Float>?, _ j: Int, _ w: Int) -> Float32x16 {
-    p.map { .load($0 + j, count: w) } ?? Float32x16()
-}
-
 extension LayerTape {
     /// LRP through this layer from step T − 1 down to 0 (the rules of `RelevanceJob.Rule.lrp`,
     /// docs/METHOD.md "Relevance"): per step, an element-wise pass per row (16 cells at a time,
@@ -133,139 +103,63 @@ extension LayerTape {
     /// input and one with R to h_{t−1}. The bias-and-stabiliser share of a map is one constant per
     /// row, bias_factor·Σ_j (b_j + ε·s_j)·m_j / N, added to every input of that map.
     func lrpBackward(_ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
+        lrpBackward(layer.kind.backwardRules, io, epsilon: eps, biasFactor: bf, workers: workers)
+    }
+
+    private func lrpBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
         let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
-        let kind = L.kind, resetAfter = L.resetAfter
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H)
-        let m = FloatBuffer(N * H), mu = FloatBuffer(N * H), kIn = FloatBuffer(N), kU = FloatBuffer(N)
-        let signalBlock = kind == .lstm || kind == .gru ? 2 : 0   // the gate block whose map carries the signal
+        let m = FloatBuffer(N * H), mu = FloatBuffer(N * H), kIn = FloatBuffer(N), kRecurrent = FloatBuffer(N)
+        // The gate block whose map carries the signal: g (LSTM) and n (GRU) are block 2.
+        let signalBlock = L.kind.gateNames.count > 1 ? 2 : 0
         let mapInputs = Float(I + H)
         let bhnStore = FloatBuffer(H)
         for j in 0..<L.hiddenBiasN.count { bhnStore[j] = L.hiddenBiasN[j] }
         let bStore = FloatBuffer(GH)
         for j in 0..<GH { bStore[j] = L.b[j] }
+        let fromU = Rules.lrpRecurrentReadsU(resetAfter: L.resetAfter)
         L.W.withUnsafeBufferPointer { wBuf in
         L.R.withUnsafeBufferPointer { rBuf in
             for t in stride(from: T - 1, through: 0, by: -1) {
                 forEachRow(N, workers: workers) { r in
-                    let b = bStore.pointer, bhn = bhnStore.pointer
-                    let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
-                    let rr = rec.pointer + r * H, mr = m.pointer + r * H
+                    let rr = rec.pointer + r * H
                     let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
-                    let hp = UnsafePointer(self.previousH(t, r))
-                    var least = Float32x16(repeating: .infinity)
-                    var sum = Float32x16()
+                    let inj = io.injected + (t * N + r) * H
                     // The signal's relevance at h_t.
                     forEachLaneGroup(H) { j, w in
                         let v = Float32x16.load(inj + j, count: w) + .load(rr + j, count: w)
                         v.store(cellRow + j, count: w); v.store(rr + j, count: w)
                     }
-                    switch kind {
-                    case .lstm:
-                        // h = o⊙tanh(c) sends everything to c; c = f⊙c₋ + i⊙g is a sum of two signals (N = 2H).
-                        let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
-                        let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(self.c.pointer + ((t - 1) * N + r) * H) : nil
-                        forEachLaneGroup(H) { j, w in
-                            let c = Float32x16.load(ct + j, count: w), s = vstabiliser(c, eps), d = c + s
-                            least = pointwiseMin(least, vabsFirst(d, count: w))
-                            let msg = (Float32x16.load(cm + j, count: w) + .load(rr + j, count: w)) / d
-                            msg.store(mr + j, count: w)
-                            sum += firstLanes(s * msg, count: w)
-                        }
-                        let share = bf * sum.sum() / Float(2 * H)
-                        var sumG = Float32x16()
-                        forEachLaneGroup(H) { j, w in
-                            let i = vsigmoid(.load(pre + j, count: w)), f = vsigmoid(.load(pre + H + j, count: w))
-                            let ag = Float32x16.load(pre + 2 * H + j, count: w), g = vtanh(ag)
-                            let msg = Float32x16.load(mr + j, count: w)
-                            fmadd(f * load(cp, j, w), msg, share).store(cm + j, count: w)
-                            let s = vstabiliser(ag, eps), d = ag + s
-                            least = pointwiseMin(least, vabsFirst(d, count: w))
-                            let mg = fmadd(i * g, msg, share) / d
-                            mg.store(mr + j, count: w)
-                            sumG += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * mg, count: w)
-                        }
-                        kIn[r] = bf * sumG.sum() / mapInputs
-                    case .gru:
-                        // h' = (1 − z)⊙n + z⊙h is a sum of two signals (N = 2H); n = tanh(a) passes.
-                        let ht = self.h.pointer + (t * N + r) * H
-                        let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
-                        forEachLaneGroup(H) { j, w in
-                            let h = Float32x16.load(ht + j, count: w), s = vstabiliser(h, eps), d = h + s
-                            least = pointwiseMin(least, vabsFirst(d, count: w))
-                            let msg = Float32x16.load(rr + j, count: w) / d
-                            msg.store(mr + j, count: w)
-                            sum += firstLanes(s * msg, count: w)
-                        }
-                        let share = bf * sum.sum() / Float(2 * H)
-                        var sumA = Float32x16()
-                        forEachLaneGroup(H) { j, w in
-                            let z = vsigmoid(.load(pre + H + j, count: w)), reset = vsigmoid(.load(pre + j, count: w))
-                            var a = Float32x16.load(pre + 2 * H + j, count: w)
-                            if resetAfter { a = fmadd(reset, .load(ax + j, count: w) + .load(bhn + j, count: w), a) }
-                            let n = vtanh(a), msg = Float32x16.load(mr + j, count: w)
-                            fmadd(z * load(hp, j, w), msg, share).store(dr + j, count: w)
-                            let s = vstabiliser(a, eps), d = a + s
-                            least = pointwiseMin(least, vabsFirst(d, count: w))
-                            let ma = fmadd((1 - z) * n, msg, share) / d
-                            ma.store(mr + j, count: w)
-                            sumA += firstLanes((Float32x16.load(b + 2 * H + j, count: w) + s) * ma, count: w)
-                        }
-                        kIn[r] = bf * sumA.sum() / mapInputs
-                        if resetAfter {
-                            // a = W_n x + b_in + m over x and m (identity); m = r⊙u sends all to
-                            // u = R_n h + b_hn, a map over h (N = H).
-                            let ur = mu.pointer + r * H
-                            var sumU = Float32x16()
-                            forEachLaneGroup(H) { j, w in
-                                let reset = vsigmoid(.load(pre + j, count: w))
-                                let bias = Float32x16.load(bhn + j, count: w), u = Float32x16.load(ax + j, count: w) + bias
-                                let s = vstabiliser(u, eps), d = u + s
-                                least = pointwiseMin(least, vabsFirst(d, count: w))
-                                let msg = fmadd(reset * u, .load(mr + j, count: w), kIn[r]) / d
-                                msg.store(ur + j, count: w)
-                                sumU += firstLanes((bias + s) * msg, count: w)
-                            }
-                            kU[r] = bf * sumU.sum() / Float(H)
-                        }
-                    case .rnnTanh, .rnnReLU:
-                        // h' = act(W x + R h + b): the activation passes, one map over x and h.
-                        var sumA = Float32x16()
-                        forEachLaneGroup(H) { j, w in
-                            let a = Float32x16.load(pre + j, count: w), s = vstabiliser(a, eps), d = a + s
-                            least = pointwiseMin(least, vabsFirst(d, count: w))
-                            let ma = Float32x16.load(rr + j, count: w) / d
-                            ma.store(mr + j, count: w)
-                            sumA += firstLanes((Float32x16.load(b + j, count: w) + s) * ma, count: w)
-                        }
-                        kIn[r] = bf * sumA.sum() / mapInputs
-                    }
-                    io.minimumDenominator[r] = min(io.minimumDenominator[r], least.min())
+                    var row = LRPRow(H: H, epsilon: eps, biasFactor: bf, mapInputs: mapInputs, tape: self, t: t, r: r,
+                                     pre: self.pre.pointer + (t * N + r) * GH, b: bStore.pointer, bhn: bhnStore.pointer, atH: rr,
+                                     messages: m.pointer + r * H, memory: memory.pointer + r * H, direct: direct.pointer + r * H,
+                                     uMessages: mu.pointer + r * H)
+                    Rules.lrpMessages(&row)
+                    kIn[r] = row.toInputShare
+                    kRecurrent[r] = row.toRecurrentShare
+                    io.minimumDenominator[r] = min(io.minimumDenominator[r], row.least.min())
                 }
                 // To the input: R_x = x ⊙ (m · W_block) + k.
                 let toX = SendablePointer(io.toInput + t * N * I)
                 multiply(m: N, n: I, k: H, m.pointer, lda: H, wBuf.baseAddress! + signalBlock * H * I, ldb: I, toX.pointer, ldc: I, beta: 0, workers: workers)
                 // To h_{t−1}: through R_block (the GRU reset-after: from u through R_n).
-                let fromRecurrent = kind == .gru && resetAfter ? mu.pointer : m.pointer
-                multiply(m: N, n: H, k: H, fromRecurrent, lda: H, rBuf.baseAddress! + signalBlock * H * H, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
+                multiply(m: N, n: H, k: H, fromU ? mu.pointer : m.pointer, lda: H, rBuf.baseAddress! + signalBlock * H * H, ldb: H, rec.pointer, ldc: H,
+                         beta: 0, workers: workers)
                 forEachRow(N, workers: workers) { r in
                     let x = io.input + r * io.rowStride + t * io.stepStride, out = toX.pointer + r * I
                     for i in 0..<I { out[i] = x[i] * out[i] + kIn[r] }
                     let rr = rec.pointer + r * H, dr = direct.pointer + r * H
-                    // The map's input: h_{t−1}, or for the reset-before GRU r⊙h_{t−1}, whose
-                    // product sends everything on to h.
-                    let source: UnsafePointer<Float>? = kind == .gru && !resetAfter
-                        ? UnsafePointer(self.aux.pointer + (t * N + r) * H) : UnsafePointer(self.previousH(t, r))
-                    let k = kind == .gru && resetAfter ? kU[r] : kIn[r]
+                    let source = Rules.lrpRecurrentInput(self, t: t, r: r), k = kRecurrent[r]
                     forEachLaneGroup(H) { j, w in
                         var v = fmadd(load(source, j, w), .load(rr + j, count: w), k)
-                        if kind == .gru { v += .load(dr + j, count: w) }
+                        if Rules.hasDirectPath { v += .load(dr + j, count: w) }
                         v.store(rr + j, count: w)
                     }
                 }
             }
             for r in 0..<N {
                 var total: Float = 0
-                for j in 0..<H { total += rec[r * H + j] + (kind.hasCellState ? memory[r * H + j] : 0) }
+                for j in 0..<H { total += rec[r * H + j] + (L.kind.hasCellState ? memory[r * H + j] : 0) }
                 io.rest[r] += total
             }
         }
@@ -276,8 +170,11 @@ extension LayerTape {
     /// network's gradient. `io.injected` holds ∂score/∂h_t from outside; `io.toInput` receives
     /// ∂score/∂x_t; cells receive h_t ⊙ ∂score/∂h_t.
     func gradientBackward(_ io: BackwardIO, workers: Int) {
+        gradientBackward(layer.kind.backwardRules, io, workers: workers)
+    }
+
+    private func gradientBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, workers: Int) {
         let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
-        let kind = L.kind, resetAfter = L.resetAfter
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H), q = FloatBuffer(N * H)
         let ma = FloatBuffer(N * GH), mb = FloatBuffer(N * GH)
         let bhnStore = FloatBuffer(H)
@@ -285,94 +182,30 @@ extension LayerTape {
         // Peepholes (p_i, p_f, p_o): o's reads c_t, i's and f's c_{t−1}, so each adds a path for ∂c.
         let peepholes = L.hasPeephole, peepStore = FloatBuffer(L.peephole.count)
         for j in 0..<L.peephole.count { peepStore[j] = L.peephole[j] }
+        let relu = L.kind == .rnnReLU
         L.W.withUnsafeBufferPointer { wBuf in
         L.R.withUnsafeBufferPointer { rBuf in
             let w = wBuf.baseAddress!, rw = rBuf.baseAddress!
             for t in stride(from: T - 1, through: 0, by: -1) {
                 forEachRow(N, workers: workers) { r in
-                    let bhn = bhnStore.pointer
-                    let pre = self.pre.pointer + (t * N + r) * GH, inj = io.injected + (t * N + r) * H
-                    let rr = rec.pointer + r * H, ar = ma.pointer + r * GH, br = mb.pointer + r * GH
-                    let ht = self.h.pointer + (t * N + r) * H, hp = UnsafePointer(self.previousH(t, r))
+                    let inj = io.injected + (t * N + r) * H, rr = rec.pointer + r * H
+                    let ht = self.h.pointer + (t * N + r) * H
                     let cellRow = io.cells + (r * T + t) * io.totalCells + io.cellOffset
                     forEachLaneGroup(H) { j, n in
                         let dh = Float32x16.load(inj + j, count: n) + .load(rr + j, count: n)
                         (Float32x16.load(ht + j, count: n) * dh).store(cellRow + j, count: n)
                         dh.store(rr + j, count: n)
                     }
-                    forEachLaneGroup(H) { j, n in
-                        let dh = Float32x16.load(rr + j, count: n)
-                        switch kind {
-                        case .lstm:
-                            let ct = self.c.pointer + (t * N + r) * H, cm = memory.pointer + r * H
-                            let cp: UnsafePointer<Float>? = t > 0 ? UnsafePointer(self.c.pointer + ((t - 1) * N + r) * H) : nil
-                            let i = vsigmoid(.load(pre + j, count: n)), f = vsigmoid(.load(pre + H + j, count: n))
-                            let g = vtanh(.load(pre + 2 * H + j, count: n)), o = vsigmoid(.load(pre + 3 * H + j, count: n))
-                            let tc = vtanh(.load(ct + j, count: n))
-                            var dc = Float32x16.load(cm + j, count: n) + dh * o * (1 - tc * tc)
-                            let dao = dh * tc * o * (1 - o)
-                            let p = peepStore.pointer
-                            if peepholes { dc = fmadd(dao, .load(p + 2 * H + j, count: n), dc) }
-                            let dai = dc * g * i * (1 - i), daf = dc * load(cp, j, n) * f * (1 - f)
-                            dai.store(ar + j, count: n)
-                            daf.store(ar + H + j, count: n)
-                            (dc * i * (1 - g * g)).store(ar + 2 * H + j, count: n)
-                            dao.store(ar + 3 * H + j, count: n)
-                            if peepholes {
-                                fmadd(dai, .load(p + j, count: n), fmadd(daf, .load(p + H + j, count: n), dc * f)).store(cm + j, count: n)
-                            } else {
-                                (dc * f).store(cm + j, count: n)
-                            }
-                        case .gru:
-                            let ax = self.aux.pointer + (t * N + r) * H, dr = direct.pointer + r * H
-                            let z = vsigmoid(.load(pre + H + j, count: n)), reset = vsigmoid(.load(pre + j, count: n))
-                            let u = Float32x16.load(ax + j, count: n) + .load(bhn + j, count: n)
-                            var a = Float32x16.load(pre + 2 * H + j, count: n)
-                            if resetAfter { a = fmadd(reset, u, a) }
-                            let nv = vtanh(a)
-                            (dh * z).store(dr + j, count: n)
-                            let dan = dh * (1 - z) * (1 - nv * nv)
-                            (dh * (load(hp, j, n) - nv) * z * (1 - z)).store(ar + H + j, count: n)
-                            dan.store(ar + 2 * H + j, count: n)
-                            if resetAfter {
-                                let dar = dan * u * reset * (1 - reset)
-                                dar.store(ar + j, count: n); dar.store(br + j, count: n)
-                                Float32x16.load(ar + H + j, count: n).store(br + H + j, count: n)
-                                (dan * reset).store(br + 2 * H + j, count: n)
-                            }
-                        case .rnnTanh, .rnnReLU:
-                            let slope = kind == .rnnReLU
-                                ? Float32x16().replacing(with: 1, where: Float32x16.load(pre + j, count: n) .> 0)
-                                : 1 - Float32x16.load(ht + j, count: n) * .load(ht + j, count: n)
-                            (dh * slope).store(ar + j, count: n)
-                        }
-                    }
+                    let row = GradientRow(H: H, tape: self, t: t, r: r, pre: self.pre.pointer + (t * N + r) * GH, bhn: bhnStore.pointer,
+                                          dh: rr, dGates: ma.pointer + r * GH, dGatesRecurrent: mb.pointer + r * GH,
+                                          memory: memory.pointer + r * H, direct: direct.pointer + r * H,
+                                          peephole: peepholes ? peepStore.pointer : nil, relu: relu)
+                    forEachLaneGroup(H) { j, n in Rules.gradientLanes(row, j: j, n: n) }
                 }
-                if kind == .gru && !resetAfter {
-                    // n reads R_n (r⊙h): q = ∂/∂(r⊙h), which reaches both h and the reset gate.
-                    multiply(m: N, n: H, k: H, ma.pointer + 2 * H, lda: GH, rw + 2 * H * H, ldb: H, q.pointer, ldc: H, beta: 0, workers: workers)
-                    forEachRow(N, workers: workers) { r in
-                        let pre = self.pre.pointer + (t * N + r) * GH, ar = ma.pointer + r * GH, qr = q.pointer + r * H
-                        let dr = direct.pointer + r * H, hp = UnsafePointer(self.previousH(t, r))
-                        forEachLaneGroup(H) { j, n in
-                            let reset = vsigmoid(.load(pre + j, count: n)), qv = Float32x16.load(qr + j, count: n)
-                            (qv * load(hp, j, n) * reset * (1 - reset)).store(ar + j, count: n)
-                            fmadd(qv, reset, .load(dr + j, count: n)).store(dr + j, count: n)
-                        }
-                    }
-                }
+                Rules.gradientRecurrent(GradientProducts(N: N, H: H, GH: GH, t: t, workers: workers, tape: self, R: rw, dGates: ma.pointer,
+                                                         dGatesRecurrent: mb.pointer, scratch: q.pointer, direct: direct.pointer,
+                                                         toPrevious: rec.pointer))
                 multiply(m: N, n: I, k: GH, ma.pointer, lda: GH, w, ldb: I, io.toInput + t * N * I, ldc: I, beta: 0, workers: workers)
-                switch (kind, resetAfter) {
-                case (.gru, true):
-                    multiply(m: N, n: H, k: GH, mb.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
-                case (.gru, false):
-                    multiply(m: N, n: H, k: 2 * H, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
-                default:
-                    multiply(m: N, n: H, k: GH, ma.pointer, lda: GH, rw, ldb: H, rec.pointer, ldc: H, beta: 0, workers: workers)
-                }
-                if kind == .gru {
-                    for i in 0..<(N * H) { rec[i] += direct[i] }
-                }
             }
         }
         }

@@ -62,16 +62,16 @@ public struct Baseline: Sendable, Equatable {
 extension DecoupledCells {
     /// The unstimulated runs of every cell on `bank`'s clock, probing `probe`.
     public func baseline(bank: StimulusBank, probe: Probe, restTolerance: Float = Baseline.defaultRestTolerance) -> Baseline {
-        switch kind {
-        case .lstm where peephole: baseline(PeepholeLSTMLanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
-        case .lstm: baseline(LSTMLanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
-        case .gru: baseline(GRULanes.self, bank: bank, probe: probe, restTolerance: restTolerance)
-        case .rnnTanh: baseline(RNNLanes<TanhActivation>.self, bank: bank, probe: probe, restTolerance: restTolerance)
-        case .rnnReLU: baseline(RNNLanes<ReLUActivation>.self, bank: bank, probe: probe, restTolerance: restTolerance)
+        struct Run: DecoupledLanesVisitor {
+            let cells: DecoupledCells, bank: StimulusBank, probe: Probe, restTolerance: Float
+            func visit<Lanes: DecoupledLanes>(_ lanes: Lanes.Type) -> Baseline {
+                cells.baseline(lanes, bank: bank, probe: probe, restTolerance: restTolerance)
+            }
         }
+        return withLanes(Run(cells: self, bank: bank, probe: probe, restTolerance: restTolerance))
     }
 
-    private func baseline<Lanes: DecoupledLanes>(_: Lanes.Type, bank: StimulusBank, probe: Probe, restTolerance: Float) -> Baseline {
+    fileprivate func baseline<Lanes: DecoupledLanes>(_: Lanes.Type, bank: StimulusBank, probe: Probe, restTolerance: Float) -> Baseline {
         let n = cellCount, steps = bank.steps, onset = bank.onset
         var initialH = [Float](repeating: 0, count: n), initialC = initialH
         var found = [Bool](repeating: true, count: n), atRest = found

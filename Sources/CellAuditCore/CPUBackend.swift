@@ -102,17 +102,20 @@ public final class CPUBackend: ComputeBackend {
     /// the step metrics' second pass reads them instead of recomputing the run.
     private func forEachSimulated(_ job: ResponseJob, wave: [Float], response: Bool,
                                   _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void) {
-        switch job.cells.kind {
-        case .lstm where job.cells.peephole: forEachSimulated(job, wave: wave, response: response, lanes: PeepholeLSTMLanes.self, body)
-        case .lstm: forEachSimulated(job, wave: wave, response: response, lanes: LSTMLanes.self, body)
-        case .gru: forEachSimulated(job, wave: wave, response: response, lanes: GRULanes.self, body)
-        case .rnnTanh: forEachSimulated(job, wave: wave, response: response, lanes: RNNLanes<TanhActivation>.self, body)
-        case .rnnReLU: forEachSimulated(job, wave: wave, response: response, lanes: RNNLanes<ReLUActivation>.self, body)
+        struct Run: DecoupledLanesVisitor {
+            let backend: CPUBackend, job: ResponseJob, wave: [Float], response: Bool
+            let body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void
+            func visit<Lanes: DecoupledLanes>(_ lanes: Lanes.Type) {
+                backend.forEachSimulated(job, wave: wave, response: response, lanes: lanes, body)
+            }
+        }
+        withoutActuallyEscaping(body) { body in
+            job.cells.withLanes(Run(backend: self, job: job, wave: wave, response: response, body: body))
         }
     }
 
     /// The engine for one cell kind, specialised on its lane step.
-    private func forEachSimulated<Lanes: DecoupledLanes>(_ job: ResponseJob, wave: [Float], response: Bool, lanes: Lanes.Type,
+    fileprivate func forEachSimulated<Lanes: DecoupledLanes>(_ job: ResponseJob, wave: [Float], response: Bool, lanes: Lanes.Type,
                                                          _ body: @Sendable (Int, Int, Int, LaneMetrics.Trajectory, Float32x8) -> Void) {
         let n = job.cells.cellCount, groups = (n + 7) / 8, stimuli = job.bank.count
         let per = Self.blockStimuli, blocks = (stimuli + per - 1) / per

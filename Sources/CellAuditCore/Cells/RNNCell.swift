@@ -27,6 +27,12 @@ protocol RNNActivation { static var relu: Bool { get } }
 enum TanhActivation: RNNActivation { static var relu: Bool { false } }
 enum ReLUActivation: RNNActivation { static var relu: Bool { true } }
 
+/// Generic code over a kind's decoupled lane step (`DecoupledCells.withLanes`).
+protocol DecoupledLanesVisitor {
+    associatedtype Result
+    func visit<Lanes: DecoupledLanes>(_ lanes: Lanes.Type) -> Result
+}
+
 /// Eight decoupled cells of one kind side by side under two stimuli, for the CPU response engine.
 protocol DecoupledLanes {
     init(_ cells: DecoupledCells, group: Int)
@@ -35,6 +41,20 @@ protocol DecoupledLanes {
 }
 
 extension DecoupledCells {
+    /// Calls `visitor` with the lane step of these cells' kind (the peephole LSTM's where they
+    /// have peepholes): the one place a kind value becomes its decoupled step, for the response
+    /// engine and the unstimulated runs alike. The step's type is static in each case, so the
+    /// visitor's generic code is specialised and the step inlined.
+    func withLanes<Visitor: DecoupledLanesVisitor>(_ visitor: Visitor) -> Visitor.Result {
+        switch kind {
+        case .lstm where peephole: visitor.visit(PeepholeLSTMLanes.self)
+        case .lstm: visitor.visit(LSTMLanes.self)
+        case .gru: visitor.visit(GRULanes.self)
+        case .rnnTanh: visitor.visit(RNNLanes<TanhActivation>.self)
+        case .rnnReLU: visitor.visit(RNNLanes<ReLUActivation>.self)
+        }
+    }
+
     /// A loader of parameter plane q for cells 8·group … 8·group + 7, in both halves of 16 lanes.
     func laneLoader(group: Int) -> (Int) -> Float32x16 {
         let n = cellCount, first = group * 8, lanes = min(8, n - first)

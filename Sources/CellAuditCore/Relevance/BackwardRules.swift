@@ -54,13 +54,20 @@ extension CellBackwardRules {
     static var hasDirectPath: Bool { false }
 }
 
+/// Generic code over a kind's backward rules (`CellKind.withBackwardRules`).
+protocol CellBackwardRulesVisitor {
+    func visit<Rules: CellBackwardRules>(_ rules: Rules.Type)
+}
+
 extension CellKind {
-    /// The kind's backward rules (`CellBackwardRules`).
-    var backwardRules: any CellBackwardRules.Type {
+    /// Calls `visitor` with the kind's backward rules (`CellBackwardRules`): the one place a kind
+    /// value becomes its rules. The rules' type is static in each case, so the visitor's generic
+    /// pass is specialised per kind and the rules inlined into it.
+    func withBackwardRules(_ visitor: some CellBackwardRulesVisitor) {
         switch self {
-        case .lstm: LSTMCell.self
-        case .gru: GRUCell.self
-        case .rnnTanh, .rnnReLU: RNNCell.self
+        case .lstm: visitor.visit(LSTMCell.self)
+        case .gru: visitor.visit(GRUCell.self)
+        case .rnnTanh, .rnnReLU: visitor.visit(RNNCell.self)
         }
     }
 }

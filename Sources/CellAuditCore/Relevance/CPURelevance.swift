@@ -103,10 +103,16 @@ extension LayerTape {
     /// input and one with R to h_{t−1}. The bias-and-stabiliser share of a map is one constant per
     /// row, bias_factor·Σ_j (b_j + ε·s_j)·m_j / N, added to every input of that map.
     func lrpBackward(_ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
-        lrpBackward(layer.kind.backwardRules, io, epsilon: eps, biasFactor: bf, workers: workers)
+        struct Pass: CellBackwardRulesVisitor {
+            let tape: LayerTape, io: BackwardIO, epsilon: Float, biasFactor: Float, workers: Int
+            func visit<Rules: CellBackwardRules>(_ rules: Rules.Type) {
+                tape.lrpBackward(rules, io, epsilon: epsilon, biasFactor: biasFactor, workers: workers)
+            }
+        }
+        layer.kind.withBackwardRules(Pass(tape: self, io: io, epsilon: eps, biasFactor: bf, workers: workers))
     }
 
-    private func lrpBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
+    fileprivate func lrpBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
         let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H)
         let m = FloatBuffer(N * H), mu = FloatBuffer(N * H), kIn = FloatBuffer(N), kRecurrent = FloatBuffer(N)
@@ -170,10 +176,14 @@ extension LayerTape {
     /// network's gradient. `io.injected` holds ∂score/∂h_t from outside; `io.toInput` receives
     /// ∂score/∂x_t; cells receive h_t ⊙ ∂score/∂h_t.
     func gradientBackward(_ io: BackwardIO, workers: Int) {
-        gradientBackward(layer.kind.backwardRules, io, workers: workers)
+        struct Pass: CellBackwardRulesVisitor {
+            let tape: LayerTape, io: BackwardIO, workers: Int
+            func visit<Rules: CellBackwardRules>(_ rules: Rules.Type) { tape.gradientBackward(rules, io, workers: workers) }
+        }
+        layer.kind.withBackwardRules(Pass(tape: self, io: io, workers: workers))
     }
 
-    private func gradientBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, workers: Int) {
+    fileprivate func gradientBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, workers: Int) {
         let L = layer, H = L.hiddenSize, I = L.inputSize, N = rows, T = steps, GH = L.gateRows
         let rec = FloatBuffer(N * H), memory = FloatBuffer(N * H), direct = FloatBuffer(N * H), q = FloatBuffer(N * H)
         let ma = FloatBuffer(N * GH), mb = FloatBuffer(N * GH)

@@ -1,3 +1,5 @@
+import Foundation
+import COpenBLAS
 /// The GRU update of METHOD.md §1 (PyTorch `nn.GRU`), written once for every Swift path. The
 /// caller forms the n pre-activation, because the two GRU variants differ only there:
 /// reset-after (PyTorch): n_pre = W_n x + b_in + r⊙(R_n h + b_hn);
@@ -146,5 +148,53 @@ extension GRUCell: CellBackwardRules {
             multiply(m: N, n: H, k: 2 * H, ma, lda: GH, p.R, ldb: H, p.toPrevious, ldc: H, beta: 0, workers: p.workers)
         }
         for i in 0..<(N * H) { p.toPrevious[i] += p.direct[i] }
+    }
+}
+
+extension GRUCell: CellMapRules {
+    /// The reset-before GRU needs r first: rec's n block becomes R_n (r⊙h).
+    static func prepareMap(_ m: MapRows) {
+        guard !m.layer.resetAfter else { return }
+        let H = m.H, GH = m.GH, rows = m.rows, pre = m.pre.pointer, rec = m.rec.pointer, hs = m.hs.pointer
+        var rh = [Double](repeating: 0, count: rows * H)
+        for r in 0..<rows { for j in 0..<H { rh[r * H + j] = sigmoid(pre[r * GH + j] + rec[r * GH + j]) * hs[r * H + j] } }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(H), Int32(H), 1, rh, Int32(H),
+                    m.R + 2 * H * H, Int32(H), 0, rec + 2 * H, Int32(GH))
+    }
+
+    /// F(h) = (1 − z)⊙n + z⊙h by the chain rule through r, z and n; the reset-before GRU's n
+    /// reads R_n (r⊙h), so its Jacobian gains M = R_n · diag(h ⊙ r(1 − r)) · R_r.
+    @inline(__always) static func mapRow(_ m: MapRows, _ r: Int) {
+        let H = m.H, D = m.D, GH = m.GH, next = m.next.pointer, J = m.J.pointer, R = m.R, jo = r * D * D
+        let pre = m.pre.pointer, rec = m.rec.pointer, hs = m.hs.pointer, bhn = m.bhn!
+        let resetBefore = !m.layer.resetAfter
+        let h = { (j: Int) in hs[r * H + j] }
+        var outer: [Double] = []
+        if resetBefore && m.jacobian {
+            var scaled = [Double](repeating: 0, count: H * H)
+            for k in 0..<H {
+                let rk = sigmoid(m.a(r, 0, k)), w = h(k) * rk * (1 - rk)
+                for l in 0..<H { scaled[k * H + l] = w * R[k * H + l] }
+            }
+            outer = [Double](repeating: 0, count: H * H)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(H), Int32(H), Int32(H), 1,
+                        R + 2 * H * H, Int32(H), scaled, Int32(H), 0, &outer, Int32(H))
+        }
+        for i in 0..<H {
+            let rg = sigmoid(m.a(r, 0, i)), z = sigmoid(m.a(r, 1, i))
+            let u = rec[r * GH + 2 * H + i] + (resetBefore ? 0 : bhn[i])
+            let n = tanh(pre[r * GH + 2 * H + i] + (resetBefore ? u : rg * u))
+            next[r * D + i] = (1 - z) * n + z * h(i)
+            guard m.jacobian else { continue }
+            let dn = (1 - z) * (1 - n * n), dz = (h(i) - n) * z * (1 - z)
+            for k in 0..<H {
+                let rn = R[(2 * H + i) * H + k]
+                let throughN = resetBefore
+                    ? rn * sigmoid(m.a(r, 0, k)) + outer[i * H + k]
+                    : u * rg * (1 - rg) * R[i * H + k] + rg * rn
+                J[jo + i * D + k] = dn * throughN + dz * R[(H + i) * H + k]
+            }
+            J[jo + i * D + i] += z
+        }
     }
 }

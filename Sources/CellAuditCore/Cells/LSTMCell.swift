@@ -1,3 +1,4 @@
+import Foundation
 /// The LSTM update of METHOD.md §1 (PyTorch `nn.LSTM`) and its peephole variant (§8, ONNX `P`),
 /// written once for every Swift path: the batched forward, the decoupled response engine, rest
 /// states and data means all call `update`. The kernels' twin is `Kernels/cell_lstm.h`.
@@ -123,6 +124,40 @@ extension LSTMCell: CellBackwardRules {
             fmadd(dai, .load(p + j, count: n), fmadd(daf, .load(p + H + j, count: n), dc * f)).store(cm + j, count: n)
         } else {
             (dc * f).store(cm + j, count: n)
+        }
+    }
+}
+
+extension LSTMCell: CellMapRules {
+    /// F(h, c) = (o⊙tanh(c'), c') with c' = f⊙c + i⊙g, by the chain rule through every gate; the
+    /// peepholes add the paths through p_i, p_f (from c) and p_o (from c'). ∂/∂c is diagonal.
+    @inline(__always) static func mapRow(_ m: MapRows, _ r: Int) {
+        let H = m.H, D = m.D, next = m.next.pointer, J = m.J.pointer, R = m.R, states = m.states.pointer, jo = r * D * D
+        let P = m.peephole, peepholes = P != nil
+        for i in 0..<H {
+            let c = states[r * D + H + i]
+            let ig = sigmoid(peepholes ? m.a(r, 0, i) + P![i] * c : m.a(r, 0, i)), fg = sigmoid(peepholes ? m.a(r, 1, i) + P![H + i] * c : m.a(r, 1, i))
+            let g = tanh(m.a(r, 2, i))
+            let c2 = fg * c + ig * g, tc = tanh(c2)
+            let og = sigmoid(peepholes ? m.a(r, 3, i) + P![2 * H + i] * c2 : m.a(r, 3, i))
+            next[r * D + i] = og * tc
+            next[r * D + H + i] = c2
+            guard m.jacobian else { continue }
+            let di = g * ig * (1 - ig), df = c * fg * (1 - fg), dg = ig * (1 - g * g)
+            let dho = tc * og * (1 - og), dhc = og * (1 - tc * tc)
+            // With peepholes c' also moves o (dh/dc' gains dho·p_o), and c moves i and f.
+            let dhdc = peepholes ? dhc + dho * P![2 * H + i] : dhc
+            let dcdc = peepholes ? fg + di * P![i] + df * P![H + i] : fg
+            for k in 0..<H {
+                let dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k]
+                J[jo + (H + i) * D + k] = dc
+                J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhdc * dc
+            }
+            // ∂/∂c is diagonal: zeros but for cell i's own c.
+            (J + jo + (H + i) * D + H).update(repeating: 0, count: H)
+            (J + jo + i * D + H).update(repeating: 0, count: H)
+            J[jo + (H + i) * D + H + i] = dcdc
+            J[jo + i * D + H + i] = dhdc * dcdc
         }
     }
 }

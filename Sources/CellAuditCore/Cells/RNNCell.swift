@@ -1,3 +1,4 @@
+import Foundation
 /// The Elman RNN update of METHOD.md §1 (PyTorch `nn.RNN`): h' = act(pre), act tanh or ReLU.
 /// Written once for every Swift path; the kernels' twin is `Kernels/cell_rnn.h`.
 public enum RNNCell {
@@ -34,7 +35,7 @@ protocol DecoupledLanesVisitor {
 }
 
 /// Eight decoupled cells of one kind side by side under two stimuli, for the CPU response engine.
-protocol DecoupledLanes {
+protocol DecoupledLanes: SendableMetatype {
     init(_ cells: DecoupledCells, group: Int)
     /// One time step under input u (per lane); c is the LSTM's memory, untouched by other kinds.
     func step(u: Float32x16, h: inout Float32x16, c: inout Float32x16)
@@ -91,5 +92,19 @@ extension RNNCell: CellBackwardRules {
             ? Float32x16().replacing(with: 1, where: Float32x16.load(pre + j, count: n) .> 0)
             : 1 - Float32x16.load(ht + j, count: n) * .load(ht + j, count: n)
         (dh * slope).store(row.dGates + j, count: n)
+    }
+}
+
+extension RNNCell: CellMapRules {
+    /// F(h) = act(W x + R h + b); J = diag(act′(a)) R, with ReLU′(0) = 0 as PyTorch takes it.
+    @inline(__always) static func mapRow(_ m: MapRows, _ r: Int) {
+        let H = m.H, D = m.D, next = m.next.pointer, J = m.J.pointer, R = m.R, jo = r * D * D
+        let tanhKind = m.layer.kind == .rnnTanh
+        for i in 0..<H {
+            let ai = m.a(r, 0, i)
+            let (y, dy) = tanhKind ? (tanh(ai), 1 - tanh(ai) * tanh(ai)) : (max(0, ai), ai > 0 ? 1.0 : 0.0)
+            next[r * D + i] = y
+            if m.jacobian { for k in 0..<H { J[jo + i * D + k] = dy * R[i * H + k] } }
+        }
     }
 }

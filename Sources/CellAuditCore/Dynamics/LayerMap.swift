@@ -70,7 +70,6 @@ public struct LayerMap: Sendable {
     /// through p_i, p_f (from c) and p_o (from c'). ReLU′(0) = 0, as PyTorch takes it.
     public func step(states: [Double], inputs: [Double]? = nil, rows: Int, jacobian: Bool, workers: Int) -> (next: [Double], jacobian: [Double]) {
         let D = dimension, H = hiddenSize, GH = layer.gateRows, I = inputSize, kind = layer.kind
-        let P = peephole, peepholes = !P.isEmpty
         precondition(states.count == rows * D && (inputs?.count ?? rows * I) == rows * I)
         // pre [rows × GH] = drive (or W x_r + b) + h · Rᵀ, the GRU's n block without R_n h.
         var pre = [Double](repeating: 0, count: rows * GH)
@@ -92,95 +91,11 @@ public struct LayerMap: Sendable {
         // Every entry of J is written below, row by row on the workers (the LSTM's c columns get
         // their zeros there), so it is not zeroed first: a serial pass over rows × D² doubles.
         var J = [Double](unsafeUninitializedCapacity: jacobian ? rows * D * D : 0) { _, initialized in initialized = jacobian ? rows * D * D : 0 }
-        let resetBefore = kind == .gru && !layer.resetAfter
-        // The reset-before GRU needs r first: rec's n block becomes R_n (r⊙h).
-        if resetBefore {
-            var rh = [Double](repeating: 0, count: rows * H)
-            for r in 0..<rows { for j in 0..<H { rh[r * H + j] = sigmoid(pre[r * GH + j] + rec[r * GH + j]) * hs[r * H + j] } }
-            rec.withUnsafeMutableBufferPointer { out in
-                R.withUnsafeBufferPointer { rp in
-                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(H), Int32(H), 1, rh, Int32(H),
-                                rp.baseAddress! + 2 * H * H, Int32(H), 0, out.baseAddress! + 2 * H, Int32(GH))
-                }
-            }
-        }
         pre.withUnsafeMutableBufferPointer { preB in rec.withUnsafeMutableBufferPointer { recB in hs.withUnsafeMutableBufferPointer { hsB in
         states.withUnsafeBufferPointer { sB in next.withUnsafeMutableBufferPointer { nB in J.withUnsafeMutableBufferPointer { jB in
-        let preP = SendablePointer(preB.baseAddress!), recP = SendablePointer(recB.baseAddress!), hsP = SendablePointer(hsB.baseAddress!)
-        let sP = SendablePointer(UnsafeMutablePointer(mutating: sB.baseAddress!)), nextP = SendablePointer(nB.baseAddress!)
-        let jP = SendablePointer(jB.baseAddress ?? nB.baseAddress!)
-        forEachRow(rows, workers: rows * D * D > 1 << 16 ? max(1, workers) : 1) { r in
-            let pre = preP.pointer, rec = recP.pointer, hs = hsP.pointer, states = sP.pointer, next = nextP.pointer, J = jP.pointer
-                let a = { (g: Int, j: Int) in pre[r * GH + g * H + j] + rec[r * GH + g * H + j] }
-                let h = { (j: Int) in hs[r * H + j] }
-                let jo = r * D * D
-                switch kind {
-                case .rnnTanh, .rnnReLU:
-                    for i in 0..<H {
-                        let ai = a(0, i)
-                        let (y, dy) = kind == .rnnTanh ? (tanh(ai), 1 - tanh(ai) * tanh(ai)) : (max(0, ai), ai > 0 ? 1.0 : 0.0)
-                        next[r * D + i] = y
-                        if jacobian { for k in 0..<H { J[jo + i * D + k] = dy * R[i * H + k] } }
-                    }
-                case .lstm:
-                    for i in 0..<H {
-                        let c = states[r * D + H + i]
-                        let ig = sigmoid(peepholes ? a(0, i) + P[i] * c : a(0, i)), fg = sigmoid(peepholes ? a(1, i) + P[H + i] * c : a(1, i))
-                        let g = tanh(a(2, i))
-                        let c2 = fg * c + ig * g, tc = tanh(c2)
-                        let og = sigmoid(peepholes ? a(3, i) + P[2 * H + i] * c2 : a(3, i))
-                        next[r * D + i] = og * tc
-                        next[r * D + H + i] = c2
-                        guard jacobian else { continue }
-                        let di = g * ig * (1 - ig), df = c * fg * (1 - fg), dg = ig * (1 - g * g)
-                        let dho = tc * og * (1 - og), dhc = og * (1 - tc * tc)
-                        // With peepholes c' also moves o (dh/dc' gains dho·p_o), and c moves i and f.
-                        let dhdc = peepholes ? dhc + dho * P[2 * H + i] : dhc
-                        let dcdc = peepholes ? fg + di * P[i] + df * P[H + i] : fg
-                        for k in 0..<H {
-                            let dc = di * R[i * H + k] + df * R[(H + i) * H + k] + dg * R[(2 * H + i) * H + k]
-                            J[jo + (H + i) * D + k] = dc
-                            J[jo + i * D + k] = dho * R[(3 * H + i) * H + k] + dhdc * dc
-                        }
-                        // ∂/∂c is diagonal: zeros but for cell i's own c.
-                        (J + jo + (H + i) * D + H).update(repeating: 0, count: H)
-                        (J + jo + i * D + H).update(repeating: 0, count: H)
-                        J[jo + (H + i) * D + H + i] = dcdc
-                        J[jo + i * D + H + i] = dhdc * dcdc
-                    }
-                case .gru:
-                    var outer: [Double] = []
-                    if resetBefore && jacobian {
-                        // M = R_n · diag(h ⊙ r(1 − r)) · R_r, the reset gate's path inside R_n (r⊙h).
-                        var scaled = [Double](repeating: 0, count: H * H)
-                        for m in 0..<H {
-                            let rm = sigmoid(a(0, m)), w = h(m) * rm * (1 - rm)
-                            for k in 0..<H { scaled[m * H + k] = w * R[m * H + k] }
-                        }
-                        outer = [Double](repeating: 0, count: H * H)
-                        R.withUnsafeBufferPointer { rp in
-                            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(H), Int32(H), Int32(H), 1,
-                                        rp.baseAddress! + 2 * H * H, Int32(H), scaled, Int32(H), 0, &outer, Int32(H))
-                        }
-                    }
-                    for i in 0..<H {
-                        let rg = sigmoid(a(0, i)), z = sigmoid(a(1, i))
-                        let m = rec[r * GH + 2 * H + i] + (resetBefore ? 0 : bhn[i])
-                        let n = tanh(pre[r * GH + 2 * H + i] + (resetBefore ? m : rg * m))
-                        next[r * D + i] = (1 - z) * n + z * h(i)
-                        guard jacobian else { continue }
-                        let dn = (1 - z) * (1 - n * n), dz = (h(i) - n) * z * (1 - z)
-                        for k in 0..<H {
-                            let rn = R[(2 * H + i) * H + k]
-                            let throughN = resetBefore
-                                ? rn * sigmoid(a(0, k)) + outer[i * H + k]
-                                : m * rg * (1 - rg) * R[i * H + k] + rg * rn
-                            J[jo + i * D + k] = dn * throughN + dz * R[(H + i) * H + k]
-                        }
-                        J[jo + i * D + i] += z
-                    }
-                }
-        }
+            kind.withMapRules(MapStep(map: self, rows: rows, jacobian: jacobian, workers: workers, pre: preB.baseAddress!,
+                                      rec: recB.baseAddress!, hs: hsB.baseAddress!, states: sB.baseAddress!, next: nB.baseAddress!,
+                                      J: jB.baseAddress ?? nB.baseAddress!))
         } } } } } }
         return (next, J)
     }
@@ -228,4 +143,70 @@ extension CPUBackend {
                           tolerance: Double) throws -> (states: [Double], settled: [Bool]) {
         map.settle(states: states, pulses: pulses, rows: rows, pulseSteps: pulseSteps, maxSteps: maxSteps, tolerance: tolerance, workers: threads)
     }
+}
+
+/// The element-wise part of `LayerMap.step` (every row on the workers), run with one kind's
+/// rules (`CellKind.withMapRules`).
+private struct MapStep: CellMapRulesVisitor {
+    let map: LayerMap, rows: Int, jacobian: Bool, workers: Int
+    /// pre [rows × G·H] (W x + b, the GRU's n block without R_n h), rec [rows × G·H] (h · Rᵀ),
+    /// hs [rows × H]; states [rows × D]; next [rows × D] and J [rows × D × D] (written).
+    let pre: UnsafeMutablePointer<Double>, rec: UnsafeMutablePointer<Double>, hs: UnsafeMutablePointer<Double>
+    let states: UnsafePointer<Double>, next: UnsafeMutablePointer<Double>, J: UnsafeMutablePointer<Double>
+
+    func visit<Rules: CellMapRules>(_: Rules.Type) {
+        let layer = map.layer, H = layer.hiddenSize, GH = layer.gateRows, D = map.dimension
+        map.R.withUnsafeBufferPointer { R in map.bhn.withUnsafeBufferPointer { bhn in map.peephole.withUnsafeBufferPointer { P in
+            let context = MapRows(H: H, GH: GH, D: D, rows: rows, jacobian: jacobian, layer: layer, R: R.baseAddress!,
+                                  bhn: bhn.baseAddress, peephole: P.isEmpty ? nil : P.baseAddress!,
+                                  pre: SendablePointer(pre), rec: SendablePointer(rec), hs: SendablePointer(hs),
+                                  states: SendablePointer(UnsafeMutablePointer(mutating: states)), next: SendablePointer(next),
+                                  J: SendablePointer(J))
+            Rules.prepareMap(context)
+            forEachRow(rows, workers: rows * D * D > 1 << 16 ? max(1, workers) : 1) { r in Rules.mapRow(context, r) }
+        } } }
+    }
+}
+
+/// One kind's layer map in float64 (METHOD.md §1, §8): its step F(s, x) and the Jacobian ∂F/∂s,
+/// row by row, beside the kind's other rules in `Cells/`. `CellKind.withMapRules` is the one
+/// place a kind value becomes its rules.
+protocol CellMapRules: SendableMetatype {
+    /// Whatever the rows need first from all rows at once (the reset-before GRU's R_n (r⊙h)).
+    static func prepareMap(_ m: MapRows)
+    /// Row r: `m.next` [D] = F(s_r), and with `m.jacobian` its Jacobian rows [D × D].
+    static func mapRow(_ m: MapRows, _ r: Int)
+}
+
+extension CellMapRules {
+    static func prepareMap(_ m: MapRows) {}
+}
+
+/// Generic code over a kind's map rules.
+protocol CellMapRulesVisitor {
+    func visit<Rules: CellMapRules>(_ rules: Rules.Type)
+}
+
+extension CellKind {
+    /// Calls `visitor` with the kind's map rules, a static type in each case.
+    func withMapRules(_ visitor: some CellMapRulesVisitor) {
+        switch self {
+        case .lstm: visitor.visit(LSTMCell.self)
+        case .gru: visitor.visit(GRUCell.self)
+        case .rnnTanh, .rnnReLU: visitor.visit(RNNCell.self)
+        }
+    }
+}
+
+/// What a kind's map rules read and write for the rows of one `LayerMap.step`.
+struct MapRows: @unchecked Sendable {
+    let H: Int, GH: Int, D: Int, rows: Int, jacobian: Bool
+    let layer: RecurrentLayer
+    /// R [G·H × H], b_hn [H] (the GRU's), the peepholes p_i, p_f, p_o [3·H] (nil without).
+    let R: UnsafePointer<Double>, bhn: UnsafePointer<Double>?, peephole: UnsafePointer<Double>?
+    let pre: SendablePointer<Double>, rec: SendablePointer<Double>, hs: SendablePointer<Double>
+    let states: SendablePointer<Double>, next: SendablePointer<Double>, J: SendablePointer<Double>
+
+    /// Gate g's pre-activation of cell j in row r: input part plus recurrent part.
+    @inline(__always) func a(_ r: Int, _ g: Int, _ j: Int) -> Double { pre.pointer[r * GH + g * H + j] + rec.pointer[r * GH + g * H + j] }
 }

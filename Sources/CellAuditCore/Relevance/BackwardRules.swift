@@ -3,7 +3,7 @@
 /// themselves (`LayerTape.lrpBackward`, `gradientBackward`) are written once, generic over the
 /// rules, so each kind's rules are inlined into its own specialisation; `CellKind.backwardRules`
 /// is the one place a kind value becomes its rules.
-protocol CellBackwardRules {
+protocol CellBackwardRules: SendableMetatype {
     /// LRP at one row and step: from the relevance at h_t (`row.atH`, 16 cells at a time) to the
     /// messages m = R / (z + ε·s) of the map that carries the signal (`row.messages`), with the
     /// kind's own intermediate shares (the LSTM's memory, the GRU's direct path and reset-after

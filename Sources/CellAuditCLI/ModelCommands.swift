@@ -122,6 +122,7 @@ struct Eval: ParsableCommand {
         try failing {
             guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1, got \(repeats)") }
             if let out {
+                guard !out.isEmpty else { throw ValidationError("--out is empty: give a file name") }
                 var isDirectory: ObjCBool = false
                 if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
                     guard !isDirectory.boolValue else { throw CleanFailure(description: "--out \(out) is a directory; give a file name") }

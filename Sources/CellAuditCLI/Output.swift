@@ -209,8 +209,23 @@ final class OutputLock {
 /// `body` returns; an error or a signal (SIGINT, SIGTERM, SIGHUP) removes the staging file.
 /// - Throws: what `body` throws; `CleanFailure` naming `path` when the rename fails.
 func writeFileWhole(_ path: String, _ body: (String) throws -> Void) throws {
-    let target = URL(fileURLWithPath: path)
-    let staging = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).partial-\(getpid())")
+    guard !path.isEmpty else { throw CleanFailure(description: "--out is empty: give a file name") }
+    let target = URL(fileURLWithPath: path), folder = target.deletingLastPathComponent()
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw CleanFailure(description: "\(path): cannot write: the folder \(folder.path) does not exist")
+    }
+    guard access(folder.path, W_OK) == 0 else {
+        throw CleanFailure(description: "\(path): cannot write in \(folder.path): \(String(cString: strerror(errno)))")
+    }
+    // Staging files of runs that died without cleaning up (SIGKILL) go first.
+    let prefix = ".\(target.lastPathComponent).partial-"
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasPrefix(prefix) {
+        if let pid = Int32(name.dropFirst(prefix.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+        }
+    }
+    let staging = folder.appendingPathComponent(prefix + "\(getpid())")
     let cleanup = SignalCleanup.install(staging: staging, lock: staging)
     defer { cleanup.uninstall() }
     do { try body(staging.path) } catch {

@@ -79,7 +79,7 @@ extension Dataset {
             guard model.output == .last else {
                 throw ModelError.shape("\(model.fileName) reads its output at every step, and \(fileName) holds one label per sequence: a classification score needs output mode 'last' (give per-step 'targets' for a regression, or a model read at the last step)")
             }
-            if let problem = Score.labelProblem(labels, outputs: k) { throw fail(problem) }
+            if let problem = Score.labelProblem(labels, outputs: k, firstSequence: firstSequence) { throw fail(problem) }
         case .regression:
             guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }
             let expected = model.output == .last ? [inputs.count, k] : [inputs.count, inputs.steps, k]
@@ -110,10 +110,12 @@ public struct Score: Sendable, Equatable {
 
     /// The first label a classifier of `outputs` outputs cannot have (0…K−1, or 0 and 1 for a
     /// single logit), as a message; nil when every label fits.
-    public static func labelProblem(_ labels: [Int], outputs k: Int) -> String? {
+    /// `firstSequence`: the index in its file of the first label's sequence, which the message names.
+    public static func labelProblem(_ labels: [Int], outputs k: Int, firstSequence: Int = 0) -> String? {
         let binary = isBinary(outputs: k)
-        guard let bad = labels.first(where: { $0 < 0 || $0 >= (binary ? 2 : k) }) else { return nil }
-        return binary ? "label \(bad) is not 0 or 1, as a single-logit binary classifier's labels are" : "label \(bad) is outside the model's \(k) classes"
+        guard let at = labels.firstIndex(where: { $0 < 0 || $0 >= (binary ? 2 : k) }) else { return nil }
+        let bad = labels[at], which = "label \(bad) of sequence \(firstSequence + at)"
+        return binary ? "\(which) is not 0 or 1, as a single-logit binary classifier's labels are" : "\(which) is outside the model's \(k) classes"
     }
 
     /// Scores configuration `config` of a forward result (`ScoreAccumulator` over one chunk).

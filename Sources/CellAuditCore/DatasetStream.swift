@@ -169,7 +169,7 @@ public struct ScoreAccumulator: Sendable {
         case .classification:
             guard let labels = chunk.labels else { throw DataError.mismatch("a classification model needs 'labels' in the dataset") }
             guard output == .last else { throw ModelError.shape("classification scores need output mode 'last'") }
-            if let problem = Score.labelProblem(labels, outputs: k) { throw DataError.mismatch(problem) }
+            if let problem = Score.labelProblem(labels, outputs: k, firstSequence: chunk.firstSequence) { throw DataError.mismatch(problem) }
             let binary = Score.isBinary(outputs: k)
             for i in 0..<n {
                 let row = outs[(outs.startIndex + i * k)..<(outs.startIndex + (i + 1) * k)]

@@ -82,7 +82,11 @@ public final class DatasetFile: DatasetReader, @unchecked Sendable {
             let elements = rows(array)
             let values = try array.floats(elements)
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw FormatError(file: name, "'\(key)' contains \(values[bad]) at element \(elements.lowerBound + bad)")
+                // Named by sequence (and step, where the array has steps) as well as by flat element.
+                let row = array.shape.dropFirst().reduce(1, *), element = elements.lowerBound + bad
+                let perStep = array.shape.count == 3 ? array.shape[2] : nil
+                let position = perStep.map { "sequence \(element / row), step \(element % row / $0)" } ?? "sequence \(element / row)"
+                throw FormatError(file: name, "'\(key)' contains \(values[bad]) at element \(element) (\(position))")
             }
             return values
         }
@@ -203,7 +207,9 @@ private final class NPYArray: DatasetArray {
     private func values(_ range: Range<Int>) throws -> [Double] {
         if header.fortran && header.shape.count > 1 {
             if whole == nil {
-                try MemoryBudget.check(MemoryBudget.product(header.count, 8 + header.size), what: "reading \(archive.fileName)'s Fortran-ordered '\(member.name)'",
+                // The member's bytes, twice (read, then as bytes to parse), and the values as
+                // Double, twice (read, then put in C order).
+                try MemoryBudget.check(MemoryBudget.product(header.count, 2 * header.size + 16), what: "reading \(archive.fileName)'s Fortran-ordered '\(member.name)'",
                                        fix: "save it in C order (numpy.ascontiguousarray), which is read a chunk at a time")
                 whole = try NumPyArchive.parse(try archive.read(member, limit: 1 << 34)).values
             }
@@ -220,8 +226,14 @@ private final class NPYArray: DatasetArray {
     }
 
     func floats(_ elements: Range<Int>) throws -> [Float] {
-        // Values past Float's range become ±Inf, which the finiteness checks then name.
-        try values(elements).map { Float($0) }
+        try values(elements).enumerated().map { i, d in
+            let f = Float(d)
+            // A finite float64 beyond Float32's range is refused by name, never made infinite.
+            if d.isFinite && !f.isFinite {
+                throw FormatError(file: archive.fileName, "'\(member.name.dropLast(4))' holds \(d) at element \(elements.lowerBound + i), which does not fit a 32-bit float")
+            }
+            return f
+        }
     }
 
     func integers(_ elements: Range<Int>) throws -> [Int] {
@@ -229,7 +241,7 @@ private final class NPYArray: DatasetArray {
         return try values(elements).enumerated().map { i, value in
             // Exactly representable only: a uint64 label of 2^63 or more is refused, not trapped on.
             guard let exact = Int(exactly: value) else {
-                throw FormatError(file: archive.fileName, "'\(member.name.dropLast(4))' holds \(value) at index \(elements.lowerBound + i), outside the integers CellAudit reads")
+                throw FormatError(file: archive.fileName, "'\(member.name.dropLast(4))' holds \(String(format: "%.0f", value)) at index \(elements.lowerBound + i), outside the integers CellAudit reads")
             }
             return exact
         }

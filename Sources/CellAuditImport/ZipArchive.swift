@@ -151,7 +151,7 @@ public final class ZipArchive {
             var extra: UInt8 = 0
             let tail = zip_fread(file, &extra, 1)
             if tail < 0 { throw fail("fails its check (damaged data?): \(String(cString: zip_file_strerror(file)))") }
-            if tail > 0 { throw fail("holds more bytes than it declares") }
+            if tail > 0 { throw fail("holds more bytes than it declares (damaged or altered data?)") }
         }
     }
 }

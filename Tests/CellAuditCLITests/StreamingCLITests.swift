@@ -72,4 +72,27 @@ import TestSupport
         let scale = firstBlockLast.map(abs).max() ?? 0
         #expect(scale > 0 && zip(last, firstBlockLast).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
     }
+
+    /// `eval --out` writes its file whole or not at all: a missing folder is named (not the
+    /// hidden staging file), an empty name is a usage error, and a staging file left by a run
+    /// that was killed (SIGKILL: no handler ran) is removed by the next run.
+    @Test func evalOutNamesWhatIsWrongAndCleansUpAfterAKilledRun() throws {
+        let dir = try Fixtures.scratch("eval-out")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = Fixtures.path("digits_lstm8.safetensors"), data = Fixtures.path("digits_test.safetensors")
+        let missing = dir.appendingPathComponent("no/such/o.safetensors").path
+        let r = try CLI.run(["eval", model, "--data", data, "--backend", "cpu", "--out", missing])
+        #expect(r.exitCode == 1 && r.stderr == "error: \(missing): cannot write: the folder \((missing as NSString).deletingLastPathComponent) does not exist\n", "\(r.stderr)")
+        let empty = try CLI.run(["eval", model, "--data", data, "--backend", "cpu", "--out", ""])
+        #expect(empty.exitCode == 2 && empty.stderr.contains("--out is empty"), "\(empty.stderr)")
+        // A dead run's staging file (no such process), and a live one's (this test's), beside the target.
+        let dead = dir.appendingPathComponent(".o.safetensors.partial-2147483646").path
+        let live = dir.appendingPathComponent(".o.safetensors.partial-\(getpid())").path
+        for path in [dead, live] { #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))) }
+        let out = dir.appendingPathComponent("o.safetensors").path
+        let ok = try CLI.run(["eval", model, "--data", data, "--backend", "cpu", "--out", out])
+        #expect(ok.exitCode == 0, "\(ok.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: dead))
+        #expect(FileManager.default.fileExists(atPath: live), "a running process's staging file is not touched")
+    }
 }

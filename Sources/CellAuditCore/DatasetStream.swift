@@ -69,7 +69,7 @@ extension Dataset: DatasetReader {
 /// Consumers visit the chunks in order and accumulate in sequence order, so every sum over the
 /// data sees the same terms in the same order as one pass over the whole dataset; only the
 /// matrix products see batches of a chunk's shape, so a loss may differ from an unchunked run in
-/// its last bits (within 1e-7 relative; `DatasetStreamTests`). Memory: one chunk, plus what the
+/// its last bits (about 1e-6 relative; `DatasetStreamTests` allows 1e-5). Memory: one chunk, plus what the
 /// consumer keeps per sequence (a number or a few).
 public struct DatasetStream: Sendable {
     public let reader: any DatasetReader

@@ -389,37 +389,42 @@ extension AblationStudy {
         func level(_ configuration: Int) -> Int { configuration < 2 || !reuseLowerLevels ? 0 : layout.cell(at: configuration - 2).layer }
         var accumulators = configurations.map { _ in ScoreAccumulator(task: task, output: output) }
         let byLevel = Dictionary(grouping: configurations.indices, by: { level(configurations[$0]) })
+        // Per level that has configurations, the same for every chunk: the network from that
+        // level up, the configurations' masks over its cells, and their clamp values.
+        let runs = try network.levels.indices.compactMap { l -> (level: Int, positions: [Int], suffix: RecurrentNetwork, masks: [CellMask], fill: (h: [Float], c: [Float])?)? in
+            guard let positions = byLevel[l] else { return nil }
+            let offset = layout.range(ofLayer: l).lowerBound
+            let suffix = l == 0 ? network : try RecurrentNetwork(levels: network.levels[l...].map { $0.map { network.layers[$0] } },
+                                                                 readout: network.readout)
+            let m = suffix.cellCount
+            let masks = positions.map { k -> CellMask in
+                let configuration = configurations[k]
+                return l == 0 ? singleConfiguration(configuration, cells: n) : .ablating([configuration - 2 - offset], of: m)
+            }
+            return (l, positions, suffix, masks, fill.map { (h: Array($0.h[offset...]), c: Array($0.c[offset...])) })
+        }
         let chunks = data.chunks
         for (c, range) in chunks.enumerated() {
             let chunk = try data.read(range)
             let chunkReport = progress.map(chunkProgress(c, of: chunks.count))
             var done = 0
             let total = configurations.count
-            var levelInput = chunk.inputs
-            for l in network.levels.indices {
-                if l > 0 {
-                    guard byLevel.keys.contains(where: { $0 >= l }) else { break }
-                    levelInput = try intactOutput(of: network, level: l - 1, from: levelInput, on: backend)
+            // The chunk's intact input of level `inputLevel`, computed up to the levels that need it.
+            var levelInput = chunk.inputs, inputLevel = 0
+            for run in runs {
+                while inputLevel < run.level {
+                    levelInput = try intactOutput(of: network, level: inputLevel, from: levelInput, on: backend)
+                    inputLevel += 1
                 }
-                guard let positions = byLevel[l] else { continue }
-                let offset = layout.range(ofLayer: l).lowerBound
-                let suffix = l == 0 ? network : try RecurrentNetwork(levels: network.levels[l...].map { $0.map { network.layers[$0] } },
-                                                                     readout: network.readout)
-                let m = suffix.cellCount
-                let masks = positions.map { k -> CellMask in
-                    let configuration = configurations[k]
-                    return l == 0 ? singleConfiguration(configuration, cells: n) : .ablating([configuration - 2 - offset], of: m)
-                }
-                let suffixFill: (h: [Float], c: [Float])? = fill.map { (h: Array($0.h[offset...]), c: Array($0.c[offset...])) }
                 var levelProgress: WorkProgress?
                 if let report = chunkReport {
                     let before = done
                     levelProgress = { phase, finished, _ in report(phase, before + finished, total) }
                 }
-                let result = try forwardInBlocks(network: suffix, inputs: levelInput, output: output, masks: masks, clamp: suffixFill, on: backend,
-                                                 phase: "single-cell ablations", progress: levelProgress)
-                for (i, k) in positions.enumerated() { try accumulators[k].add(result, config: i, chunk: chunk) }
-                done += positions.count
+                let result = try forwardInBlocks(network: run.suffix, inputs: levelInput, output: output, masks: run.masks, clamp: run.fill,
+                                                 on: backend, phase: "single-cell ablations", progress: levelProgress)
+                for (i, k) in run.positions.enumerated() { try accumulators[k].add(result, config: i, chunk: chunk) }
+                done += run.positions.count
             }
         }
         return SingleAblation(scores: accumulators.map(\.score.value), losses: accumulators.map(\.loss))

@@ -124,7 +124,9 @@ public struct RelevanceReport {
     /// The whole pass, as accumulated.
     public var tally: RelevanceTally
     /// The leading sequences' results (`tally.shown`): sequence s of the data is row s here.
-    var result: RelevanceResult
+    var result: RelevanceResult {
+        tally.shown ?? RelevanceResult(count: 0, steps: 0, width: 0, cells: 0, input: [], cellRelevance: [], score: [], rest: [], minimumDenominator: [])
+    }
     /// (layer, cell) of every column of `result.cellRelevance`.
     public var rows: [CellID]
     /// Sequences shown as heatmaps (among the tally's leading ones), and a caption for each
@@ -141,7 +143,6 @@ public struct RelevanceReport {
                 shown: [(index: Int, caption: String)], biasFactor: Float) {
         precondition(shown.allSatisfy { $0.index < (tally.shown?.count ?? 0) })
         self.title = title; self.facts = facts; self.tally = tally; self.rows = rows; self.shown = shown; self.biasFactor = biasFactor
-        result = tally.shown ?? RelevanceResult(count: 0, steps: 0, width: 0, cells: 0, input: [], cellRelevance: [], score: [], rest: [], minimumDenominator: [])
     }
 
     /// The input heatmap of sequence `s`: channels × steps.

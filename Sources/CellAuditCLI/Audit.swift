@@ -188,8 +188,8 @@ struct Audit: ParsableCommand {
         if let dataPath {
             summary.data = (dataPath as NSString).lastPathComponent
             if skipAblation {
-                let (score, _) = try evaluate(loaded, dataPath: dataPath, backend: backend)
-                summary.record(score)
+                // The stream the audit checked when it opened the data: no second pass to check it.
+                summary.record(try evaluate(loaded, on: data!, backend: backend))
             } else {
                 // Does the ranking hold? Single-cell damage and curves on the user's data.
                 let rankings = zip(rankers, scores).map { ($0.name, $1) }

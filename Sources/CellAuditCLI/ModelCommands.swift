@@ -59,9 +59,10 @@ struct Inspect: ParsableCommand {
             if let note = loaded.readoutNote { info["readout_note"] = note }
             if let e = loaded.embedding { info["embedding"] = ["source": e.source, "vocabulary_size": e.vocabularySize, "width": e.width] as [String: Any] }
             if let data {
-                let (score, backend) = try evaluate(loaded, dataPath: data, backend: try backendOptions.makeBackend())
-                info[score.name] = score.value
-                info["backend"] = backend
+                let backend = try backendOptions.makeBackend()
+                let scored = try evaluate(loaded, on: try DatasetStream(try DatasetFile(data), preparedFor: loaded), backend: backend)
+                info[scored.name] = scored.value
+                info["backend"] = "\(backend.identity)"
             }
             if json { try printJSON(info); return }
             print("model: \(model)")
@@ -136,36 +137,27 @@ struct Eval: ParsableCommand {
             if let out, let input = InputFiles.conflict(withOutput: out) {
                 throw CleanFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
             }
-            // One pass over the data, a chunk at a time: the score accumulated in sequence order
-            // and, with --out, the outputs written in place as they come (to a file beside --out,
-            // renamed over it only when complete).
-            func pass(writing writer: SafeTensorsStreamWriter?) throws -> Score {
-                var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
-                var written = 0
-                try stream.forEachChunk { _, chunk in
-                    let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output))
-                    try accumulator.add(result, chunk: chunk, loss: false)
-                    try result.outputs.withUnsafeBufferPointer { try writer?.write("outputs", at: written, $0) }
-                    written += result.outputs.count
-                }
-                return accumulator.score
-            }
-            if repeats > 1 { _ = try pass(writing: nil) }
+            if repeats > 1 { _ = try evaluate(loaded, on: stream, backend: backend) }
             var scored: Score?
             var times: [Double] = []
             for run in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 if let out, run == repeats - 1 {
+                    // The outputs written in place as each chunk comes, into a file renamed over
+                    // --out only when complete.
                     try writeFileWhole(out) { staging in
-                        let k = loaded.network.readout?.outputs ?? 0
-                        let shape = loaded.output == .last ? [stream.count, k] : [stream.count, stream.steps, k]
-                        let writer = try SafeTensorsStreamWriter(path: staging, tensors: [.init("outputs", .F32, shape)],
+                        let writer = try SafeTensorsStreamWriter(path: staging,
+                                                                 tensors: [.init("outputs", .F32, loaded.outputShape(sequences: stream.count, steps: stream.steps))],
                                                                  metadata: ["model": (model as NSString).lastPathComponent, "backend": "\(backend.identity)"])
-                        scored = try pass(writing: writer)
+                        var written = 0
+                        scored = try evaluate(loaded, on: stream, backend: backend) { result in
+                            try result.outputs.withUnsafeBufferPointer { try writer.write("outputs", at: written, $0) }
+                            written += result.outputs.count
+                        }
                         try writer.finish()
                     }
                 } else {
-                    scored = try pass(writing: nil)
+                    scored = try evaluate(loaded, on: stream, backend: backend)
                 }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
@@ -206,8 +198,7 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     }
     let stream = try DatasetStream(try DatasetFile(dataPath), preparedFor: loaded)
     var report: [String: String] = ["backend": "\(backend.identity)"]
-    let k = loaded.network.readout?.outputs ?? 0
-    let expectedShape = loaded.output == .last ? [stream.count, k] : [stream.count, stream.steps, k]
+    let expectedShape = loaded.outputShape(sequences: stream.count, steps: stream.steps)
     guard try file.info("golden.outputs").shape == expectedShape else {
         throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(stream.fileName) gives \(expectedShape): verify on the dataset the exporter used")
     }
@@ -268,13 +259,15 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     return report
 }
 
-/// The model's score on the dataset at `dataPath`, streamed a chunk at a time.
-func evaluate(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> (Score, String) {
-    let stream = try DatasetStream(try DatasetFile(dataPath), preparedFor: loaded)
+/// The model's score on `stream`, one forward pass a chunk at a time, accumulated in sequence
+/// order; `eachChunk` sees each chunk's readout values as they come (`eval --out` writes them).
+func evaluate(_ loaded: LoadedModel, on stream: DatasetStream, backend: any ComputeBackend,
+           eachChunk: (ForwardResult) throws -> Void = { _ in }) throws -> Score {
     var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
     try stream.forEachChunk { _, chunk in
         let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output))
         try accumulator.add(result, chunk: chunk, loss: false)
+        try eachChunk(result)
     }
-    return (accumulator.score, "\(backend.identity)")
+    return accumulator.score
 }

@@ -103,7 +103,7 @@ struct OutputDirectory {
         try Self.refuseInputs(target: target.path, spelled: target.path)
         let lock = try OutputLock(parent.appendingPathComponent(".\(target.lastPathComponent).lock"), target: target)
         defer { lock.release() }
-        removeStaleStaging(in: parent)
+        removeStaleStaging(of: target, in: parent)
         let pid = ProcessInfo.processInfo.processIdentifier
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(pid)")
         try? fm.removeItem(at: staging)
@@ -148,13 +148,17 @@ struct OutputDirectory {
     }
 
     /// `.<name>.partial-PID` and `.<name>.old-PID` beside the target whose PID no longer runs.
-    private func removeStaleStaging(in parent: URL) {
-        let prefixes = [".\(target.lastPathComponent).partial-", ".\(target.lastPathComponent).old-", ".\(target.lastPathComponent).doomed-"]
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? [] {
-            guard let prefix = prefixes.first(where: { entry.hasPrefix($0) }), let pid = Int32(entry.dropFirst(prefix.count)) else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                try? FileManager.default.removeItem(at: parent.appendingPathComponent(entry))
-            }
+}
+
+/// Removes what runs that died (SIGKILL: no handler ran) left beside `target` in `parent`: their
+/// staging (`.NAME.partial-PID`), replaced (`.old-PID`) and half-removed (`.doomed-PID`) copies,
+/// whichever process no longer exists. Shared by output directories and single output files.
+func removeStaleStaging(of target: URL, in parent: URL) {
+    let prefixes = [".\(target.lastPathComponent).partial-", ".\(target.lastPathComponent).old-", ".\(target.lastPathComponent).doomed-"]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? [] {
+        guard let prefix = prefixes.first(where: { entry.hasPrefix($0) }), let pid = Int32(entry.dropFirst(prefix.count)) else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH {
+            try? FileManager.default.removeItem(at: parent.appendingPathComponent(entry))
         }
     }
 }
@@ -218,14 +222,8 @@ func writeFileWhole(_ path: String, _ body: (String) throws -> Void) throws {
     guard access(folder.path, W_OK) == 0 else {
         throw CleanFailure(description: "\(path): cannot write in \(folder.path): \(String(cString: strerror(errno)))")
     }
-    // Staging files of runs that died without cleaning up (SIGKILL) go first.
-    let prefix = ".\(target.lastPathComponent).partial-"
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasPrefix(prefix) {
-        if let pid = Int32(name.dropFirst(prefix.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
-            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
-        }
-    }
-    let staging = folder.appendingPathComponent(prefix + "\(getpid())")
+    removeStaleStaging(of: target, in: folder)
+    let staging = folder.appendingPathComponent(".\(target.lastPathComponent).partial-\(getpid())")
     let cleanup = SignalCleanup.install(staging: staging, lock: staging)
     defer { cleanup.uninstall() }
     do { try body(staging.path) } catch {

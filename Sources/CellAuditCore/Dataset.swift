@@ -82,7 +82,7 @@ extension Dataset {
             if let problem = Score.labelProblem(labels, outputs: k, firstSequence: firstSequence) { throw fail(problem) }
         case .regression:
             guard targets != nil, let shape = targetShape else { throw fail("a regression model needs 'targets' in the dataset") }
-            let expected = model.output == .last ? [inputs.count, k] : [inputs.count, inputs.steps, k]
+            let expected = model.outputShape(sequences: inputs.count, steps: inputs.steps)
             guard shape == expected else { throw fail("'targets' has shape \(shape), but the model's outputs are \(expected)") }
         }
     }

@@ -33,6 +33,13 @@ public struct LoadedModel: Sendable {
     /// The model file's name, for messages.
     public var fileName: String { (path as NSString).lastPathComponent }
 
+    /// The shape of the readout's values on `sequences` sequences of `steps` steps: [N, K] read
+    /// at the last step, [N, T, K] at every step (K: the readout's outputs, 0 without one).
+    public func outputShape(sequences: Int, steps: Int) -> [Int] {
+        let k = network.readout?.outputs ?? 0
+        return output == .last ? [sequences, k] : [sequences, steps, k]
+    }
+
     public init(network: RecurrentNetwork, convention: Convention, output: OutputMode, task: ModelTask,
                 metadata: [String: String], path: String) {
         self.network = network; self.convention = convention; self.output = output; self.task = task

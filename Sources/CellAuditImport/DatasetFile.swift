@@ -74,16 +74,15 @@ public final class DatasetFile: DatasetReader, @unchecked Sendable {
         }
         lock.lock(); defer { lock.unlock() }
         let name = fileName, T = shape.steps
-        func rows(_ array: DatasetArray) -> Range<Int> {
-            let row = array.shape.dropFirst().reduce(1, *)
-            return (range.lowerBound * row)..<(range.upperBound * row)
-        }
+        /// The elements of one sequence in `array`, and those of the range's sequences.
+        func rowSize(_ array: DatasetArray) -> Int { array.shape.dropFirst().reduce(1, *) }
+        func rows(_ array: DatasetArray) -> Range<Int> { (range.lowerBound * rowSize(array))..<(range.upperBound * rowSize(array)) }
         func finite(_ key: String, _ array: DatasetArray) throws -> [Float] {
             let elements = rows(array)
             let values = try array.floats(elements)
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
                 // Named by sequence (and step, where the array has steps) as well as by flat element.
-                let row = array.shape.dropFirst().reduce(1, *), element = elements.lowerBound + bad
+                let row = rowSize(array), element = elements.lowerBound + bad
                 let perStep = array.shape.count == 3 ? array.shape[2] : nil
                 let position = perStep.map { "sequence \(element / row), step \(element % row / $0)" } ?? "sequence \(element / row)"
                 throw FormatError(file: name, "'\(key)' contains \(values[bad]) at element \(element) (\(position))")

@@ -123,8 +123,9 @@ public enum NumPyArchive {
     /// Little-endian elements of the header's dtype, widened to Double.
     static func decode(_ raw: UnsafeRawBufferPointer, header: Header) -> [Double] {
         let size = header.size, count = raw.count / size
+        // No elements (a dimension of 0): an empty buffer may have no address at all.
+        guard count > 0, let p = raw.baseAddress else { return [] }
         var values = [Double](repeating: 0, count: count)
-        let p = raw.baseAddress!
         for i in 0..<count {
             let q = p + i * size
             switch (header.kind, size) {

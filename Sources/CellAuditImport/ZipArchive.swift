@@ -72,27 +72,12 @@ public final class ZipArchive {
     /// - Throws: `FormatError` naming the file and member: over the limit, damaged data, a CRC
     ///   mismatch, fewer or more bytes than declared.
     public func read(_ member: Member, limit: Int) throws -> Data {
-        func fail(_ problem: String) -> FormatError { FormatError(file: fileName, "'\(member.name)' \(problem)") }
-        guard member.size <= limit else { throw fail("declares \(member.size) bytes, more than the \(limit) accepted") }
-        guard let file = zip_fopen_index(handle, member.index, 0) else {
-            throw fail("cannot be opened: \(String(cString: zip_strerror(handle)))")
+        guard member.size <= limit else {
+            throw FormatError(file: fileName, "'\(member.name)' declares \(member.size) bytes, more than the \(limit) accepted")
         }
-        defer { zip_fclose(file) }
-        var data = Data(count: member.size)
-        var filled = 0
-        while filled < member.size {
-            let got = data.withUnsafeMutableBytes { raw in
-                zip_fread(file, raw.baseAddress! + filled, zip_uint64_t(member.size - filled))
-            }
-            if got < 0 { throw fail("cannot be read (damaged or truncated archive?): \(String(cString: zip_file_strerror(file)))") }
-            if got == 0 { throw fail("ends after \(filled) of \(member.size) bytes (truncated?)") }
-            filled += Int(got)
-        }
-        // Past the declared size: nothing more, and the CRC is checked at the end of the data.
-        var extra: UInt8 = 0
-        let tail = zip_fread(file, &extra, 1)
-        if tail < 0 { throw fail("fails its check (damaged data?): \(String(cString: zip_file_strerror(file)))") }
-        if tail > 0 { throw fail("holds more bytes than it declares") }
+        let stream = try stream(member)
+        let data = try stream.read(member.size)
+        try stream.finish()
         return data
     }
 

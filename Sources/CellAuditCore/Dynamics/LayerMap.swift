@@ -93,7 +93,7 @@ public struct LayerMap: Sendable {
         var J = [Double](unsafeUninitializedCapacity: jacobian ? rows * D * D : 0) { _, initialized in initialized = jacobian ? rows * D * D : 0 }
         pre.withUnsafeMutableBufferPointer { preB in rec.withUnsafeMutableBufferPointer { recB in hs.withUnsafeMutableBufferPointer { hsB in
         states.withUnsafeBufferPointer { sB in next.withUnsafeMutableBufferPointer { nB in J.withUnsafeMutableBufferPointer { jB in
-            kind.withMapRules(MapStep(map: self, rows: rows, jacobian: jacobian, workers: workers, pre: preB.baseAddress!,
+            kind.withRules(MapStep(map: self, rows: rows, jacobian: jacobian, workers: workers, pre: preB.baseAddress!,
                                       rec: recB.baseAddress!, hs: hsB.baseAddress!, states: sB.baseAddress!, next: nB.baseAddress!,
                                       J: jB.baseAddress ?? nB.baseAddress!))
         } } } } } }
@@ -146,15 +146,15 @@ extension CPUBackend {
 }
 
 /// The element-wise part of `LayerMap.step` (every row on the workers), run with one kind's
-/// rules (`CellKind.withMapRules`).
-private struct MapStep: CellMapRulesVisitor {
+/// rules (`CellKind.withRules`).
+private struct MapStep: CellRulesVisitor {
     let map: LayerMap, rows: Int, jacobian: Bool, workers: Int
     /// pre [rows × G·H] (W x + b, the GRU's n block without R_n h), rec [rows × G·H] (h · Rᵀ),
     /// hs [rows × H]; states [rows × D]; next [rows × D] and J [rows × D × D] (written).
     let pre: UnsafeMutablePointer<Double>, rec: UnsafeMutablePointer<Double>, hs: UnsafeMutablePointer<Double>
     let states: UnsafePointer<Double>, next: UnsafeMutablePointer<Double>, J: UnsafeMutablePointer<Double>
 
-    func visit<Rules: CellMapRules>(_: Rules.Type) {
+    func visit<Rules: CellRules>(_: Rules.Type) {
         let layer = map.layer, H = layer.hiddenSize, GH = layer.gateRows, D = map.dimension
         map.R.withUnsafeBufferPointer { R in map.bhn.withUnsafeBufferPointer { bhn in map.peephole.withUnsafeBufferPointer { P in
             let context = MapRows(H: H, GH: GH, D: D, rows: rows, jacobian: jacobian, layer: layer, R: R.baseAddress!,
@@ -169,7 +169,7 @@ private struct MapStep: CellMapRulesVisitor {
 }
 
 /// One kind's layer map in float64 (METHOD.md §1, §8): its step F(s, x) and the Jacobian ∂F/∂s,
-/// row by row, beside the kind's other rules in `Cells/`. `CellKind.withMapRules` is the one
+/// row by row, beside the kind's other rules in `Cells/`. `CellKind.withRules` is the one
 /// place a kind value becomes its rules.
 protocol CellMapRules: SendableMetatype {
     /// Whatever the rows need first from all rows at once (the reset-before GRU's R_n (r⊙h)).
@@ -182,21 +182,6 @@ extension CellMapRules {
     static func prepareMap(_ m: MapRows) {}
 }
 
-/// Generic code over a kind's map rules.
-protocol CellMapRulesVisitor {
-    func visit<Rules: CellMapRules>(_ rules: Rules.Type)
-}
-
-extension CellKind {
-    /// Calls `visitor` with the kind's map rules, a static type in each case.
-    func withMapRules(_ visitor: some CellMapRulesVisitor) {
-        switch self {
-        case .lstm: visitor.visit(LSTMCell.self)
-        case .gru: visitor.visit(GRUCell.self)
-        case .rnnTanh, .rnnReLU: visitor.visit(RNNCell.self)
-        }
-    }
-}
 
 /// What a kind's map rules read and write for the rows of one `LayerMap.step`.
 struct MapRows: @unchecked Sendable {

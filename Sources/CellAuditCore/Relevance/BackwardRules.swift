@@ -1,8 +1,8 @@
 /// The element-wise rules of one cell kind in the CPU backward passes (LRP and the gradient,
 /// docs/METHOD.md §7), one conformance per kind beside its update in `Cells/`. The passes
 /// themselves (`LayerTape.lrpBackward`, `gradientBackward`) are written once, generic over the
-/// rules, so each kind's rules are inlined into its own specialisation; `CellKind.backwardRules`
-/// is the one place a kind value becomes its rules.
+/// rules, so each kind's rules are inlined into its own specialisation; `CellKind.withRules` is
+/// the one place a kind value becomes its rules.
 protocol CellBackwardRules: SendableMetatype {
     /// LRP at one row and step: from the relevance at h_t (`row.atH`, 16 cells at a time) to the
     /// messages m = R / (z + ε·s) of the map that carries the signal (`row.messages`), with the
@@ -54,16 +54,19 @@ extension CellBackwardRules {
     static var hasDirectPath: Bool { false }
 }
 
-/// Generic code over a kind's backward rules (`CellKind.withBackwardRules`).
-protocol CellBackwardRulesVisitor {
-    func visit<Rules: CellBackwardRules>(_ rules: Rules.Type)
+/// A cell kind's rules on the CPU beyond its update: the backward passes' and the float64 map's.
+typealias CellRules = CellBackwardRules & CellMapRules
+
+/// Generic code over a kind's rules (`CellKind.withRules`).
+protocol CellRulesVisitor {
+    func visit<Rules: CellRules>(_ rules: Rules.Type)
 }
 
 extension CellKind {
-    /// Calls `visitor` with the kind's backward rules (`CellBackwardRules`): the one place a kind
-    /// value becomes its rules. The rules' type is static in each case, so the visitor's generic
-    /// pass is specialised per kind and the rules inlined into it.
-    func withBackwardRules(_ visitor: some CellBackwardRulesVisitor) {
+    /// Calls `visitor` with the kind's rules (`CellRules`, each kind's in its `Cells/` file): the
+    /// one place a kind value becomes its rules. The rules' type is static in each case, so the
+    /// visitor's generic code is specialised per kind and the rules inlined into it.
+    func withRules(_ visitor: some CellRulesVisitor) {
         switch self {
         case .lstm: visitor.visit(LSTMCell.self)
         case .gru: visitor.visit(GRUCell.self)

@@ -103,13 +103,13 @@ extension LayerTape {
     /// input and one with R to h_{t−1}. The bias-and-stabiliser share of a map is one constant per
     /// row, bias_factor·Σ_j (b_j + ε·s_j)·m_j / N, added to every input of that map.
     func lrpBackward(_ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
-        struct Pass: CellBackwardRulesVisitor {
+        struct Pass: CellRulesVisitor {
             let tape: LayerTape, io: BackwardIO, epsilon: Float, biasFactor: Float, workers: Int
-            func visit<Rules: CellBackwardRules>(_ rules: Rules.Type) {
+            func visit<Rules: CellRules>(_ rules: Rules.Type) {
                 tape.lrpBackward(rules, io, epsilon: epsilon, biasFactor: biasFactor, workers: workers)
             }
         }
-        layer.kind.withBackwardRules(Pass(tape: self, io: io, epsilon: eps, biasFactor: bf, workers: workers))
+        layer.kind.withRules(Pass(tape: self, io: io, epsilon: eps, biasFactor: bf, workers: workers))
     }
 
     fileprivate func lrpBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, epsilon eps: Float, biasFactor bf: Float, workers: Int) {
@@ -176,11 +176,11 @@ extension LayerTape {
     /// network's gradient. `io.injected` holds ∂score/∂h_t from outside; `io.toInput` receives
     /// ∂score/∂x_t; cells receive h_t ⊙ ∂score/∂h_t.
     func gradientBackward(_ io: BackwardIO, workers: Int) {
-        struct Pass: CellBackwardRulesVisitor {
+        struct Pass: CellRulesVisitor {
             let tape: LayerTape, io: BackwardIO, workers: Int
-            func visit<Rules: CellBackwardRules>(_ rules: Rules.Type) { tape.gradientBackward(rules, io, workers: workers) }
+            func visit<Rules: CellRules>(_ rules: Rules.Type) { tape.gradientBackward(rules, io, workers: workers) }
         }
-        layer.kind.withBackwardRules(Pass(tape: self, io: io, workers: workers))
+        layer.kind.withRules(Pass(tape: self, io: io, workers: workers))
     }
 
     fileprivate func gradientBackward<Rules: CellBackwardRules>(_: Rules.Type, _ io: BackwardIO, workers: Int) {

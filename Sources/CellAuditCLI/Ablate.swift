@@ -46,7 +46,7 @@ struct Ablate: ParsableCommand {
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
                 if ablationCells.ablateCells.map({ $0 != "all" }) == true {
-                    throw CleanFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
+                    throw RunFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
                 }
                 let network = subject.loaded.network
                 let (path, manifest) = try runShard(shard, context: try shardContext(subject, backend: backend), plan: subject.plan,
@@ -93,7 +93,7 @@ struct Ablate: ParsableCommand {
 
     func prepare() throws -> Subject {
         guard let clampMode = AblationStudy.Clamp(rawValue: clamp) else {
-            throw CleanFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
+            throw RunFailure(description: "--clamp must be zero or mean, got '\(clamp)'")
         }
         let file = try DatasetFile(data)
         let loaded = try modelOptions.load(model, data: file)
@@ -164,65 +164,3 @@ struct Ablate: ParsableCommand {
     }
 }
 
-/// A ranking by name (response, readout_weight, random) or from a CSV with layer, cell and score columns.
-func namedRanking(_ name: String, context: RankingContext, seed: UInt64) throws -> (String, [Double]) {
-    if let ranker = RankerRegistry.ranker(named: name, seed: seed) { return (name, try ranker.scores(context)) }
-    InputFiles.record(name)
-    guard let text = try? String(contentsOfFile: name, encoding: .utf8) else {
-        throw CleanFailure(description: "--ranking \(name): not \(RankerRegistry.names.joined(separator: ", ")) or a readable CSV file")
-    }
-    let lines = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
-    guard let header = lines.first, let l = header.firstIndex(of: "layer"), let c = header.firstIndex(of: "cell"),
-          let s = header.firstIndex(of: "score") else {
-        throw CleanFailure(description: "--ranking \(name): the CSV needs layer, cell and score columns")
-    }
-    // A network with reverse layers names each cell's direction too (absent: forward).
-    let d = header.firstIndex(of: "direction")
-    var byCell: [String: Double] = [:]
-    for row in lines.dropFirst() where row.count > max(l, c, s, d ?? 0) {
-        // A NaN or infinite score has no place in an order (it would rank differently in the
-        // curves and in Spearman's ρ): refused like text.
-        guard let v = Double(row[s]), v.isFinite else {
-            throw CleanFailure(description: "--ranking \(name): score '\(row[s])' of layer \(row[l]) cell \(row[c]) is not a finite number")
-        }
-        byCell["\(row[l]),\(d.map { row[$0] } ?? TimeDirection.forward.rawValue),\(row[c])"] = v
-    }
-    let scores = try context.rows.map { row -> Double in
-        guard let v = byCell["\(row.layer),\(row.direction.rawValue),\(row.index)"] else {
-            throw CleanFailure(description: "--ranking \(name): no score for \(row)")
-        }
-        return v
-    }
-    return ((name as NSString).lastPathComponent, scores)
-}
-
-func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
-    [("gain", s.map(\.gain)), ("abs_gain", s.map { abs($0.gain) }), ("settling_time", s.map(\.settlingTime)),
-     ("rise_time", s.map(\.riseTime)), ("overshoot_pct", s.map(\.overshootPct)), ("linearity", s.map(\.linearity)),
-     ("saturation", s.map(\.saturation)), ("bandwidth", s.map(\.bandwidth)), ("low_frequency_gain", s.map(\.lowFrequencyGain)),
-     ("response_magnitude", s.map(\.responseMagnitude))]
-}
-
-func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(String, [Double])], to dir: URL) throws {
-    let ablationRanks = rankPositions(study.damage, rows: rows)
-    // damage: the continuous loss increase (METHOD.md §6); accuracy_drop beside it for classification.
-    let drop = study.accuracyDrop
-    let directions = rows.contains { $0.direction == .reverse }
-    var lines = [(CellID.tableHeader(directions: directions) + ["damage"] + (drop != nil ? ["accuracy_drop"] : []) + ["ablation_rank"]
-                  + rankings.map { "\($0.0)_rank" }).joined(separator: ",")]
-    let rankColumns = rankings.map { rankPositions($0.1, rows: rows) }
-    for (j, row) in rows.enumerated() {
-        let identity = row.tableFields(directions: directions)
-        // A cell --ablate-cells left out: its damage, drop and ablation rank are blank.
-        let measured = !study.damage[j].isNaN
-        let values = [measured ? String(format: "%.6g", study.damage[j]) : ""] + (drop.map { [measured ? String(format: "%.6g", $0[j]) : ""] } ?? [])
-        let ranks = [measured ? String(ablationRanks[j]) : ""] + rankColumns.map { String($0[j]) }
-        lines.append((identity + values + ranks).joined(separator: ","))
-    }
-    try (lines.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("ablation.csv"), atomically: false, encoding: .utf8)
-    var curves = ["ranking,order,k,\(study.task == .classification ? "accuracy" : "mse"),spread"]
-    for c in study.curves {
-        for i in c.k.indices { curves.append("\(c.ranking),\(c.order),\(c.k[i]),\(String(format: "%.6g", c.score[i])),\(String(format: "%.6g", c.spread[i]))") }
-    }
-    try (curves.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("curves.csv"), atomically: false, encoding: .utf8)
-}

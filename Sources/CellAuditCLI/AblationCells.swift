@@ -50,7 +50,7 @@ struct AblationCellOptions: ParsableArguments {
             case .random(let k): chosen.formUnion(Array(0..<n).shuffled(using: &rng).prefix(k))
             case .layer(let l):
                 guard network.levels.indices.contains(l) else {
-                    throw CleanFailure(description: "--ablate-cells layer:\(l): the network has \(network.levels.count) layer\(network.levels.count == 1 ? "" : "s") (0…\(network.levels.count - 1))")
+                    throw RunFailure(description: "--ablate-cells layer:\(l): the network has \(network.levels.count) layer\(network.levels.count == 1 ? "" : "s") (0…\(network.levels.count - 1))")
                 }
                 for direction in network.levels[l].map({ network.layers[$0].direction }) {
                     chosen.formUnion(network.layout.range(ofLayer: l, direction: direction))
@@ -59,7 +59,7 @@ struct AblationCellOptions: ParsableArguments {
         }
         // A rank correlation over fewer than 3 cells is undefined.
         guard chosen.count >= min(3, n) else {
-            throw CleanFailure(description: "--ablate-cells \(spec) checks \(chosen.count) cell\(chosen.count == 1 ? "" : "s"); Spearman's ρ with the damage needs at least 3: choose more")
+            throw RunFailure(description: "--ablate-cells \(spec) checks \(chosen.count) cell\(chosen.count == 1 ? "" : "s"); Spearman's ρ with the damage needs at least 3: choose more")
         }
         return chosen.count == n ? nil : chosen.sorted()
     }

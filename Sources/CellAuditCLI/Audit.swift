@@ -59,7 +59,7 @@ struct Audit: ParsableCommand {
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
                 if ablationCells.ablateCells.map({ $0 != "all" }) == true {
-                    throw CleanFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
+                    throw RunFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
                 }
                 let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.data.flatMap { data in
                     skipAblation ? nil : ({ range in
@@ -238,10 +238,10 @@ struct Audit: ParsableCommand {
     /// The model to audit, its display name, its dataset, and what to remove afterwards.
     func loadSubject() throws -> (LoadedModel, String, String?, () -> Void) {
         if let cells {
-            guard model == nil else { throw CleanFailure(description: "give either MODEL or --cells, not both") }
-            guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
+            guard model == nil else { throw RunFailure(description: "give either MODEL or --cells, not both") }
+            guard (1...(1 << 20)).contains(cells) else { throw RunFailure(description: "--cells must be 1…1048576, got \(cells)") }
             guard let kind = CellKind(rawValue: cell) else {
-                throw CleanFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
+                throw RunFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
             }
             let network = try RecurrentNetwork.random(kind: kind, seed: seed, inputSize: 8, hiddenSizes: [cells], outputs: 10, scale: 3)
             let loaded = LoadedModel(network: network, convention: .pytorch, output: .last, task: .classification,
@@ -264,73 +264,11 @@ struct Audit: ParsableCommand {
     }
 }
 
-/// DIR/report.html and DIR/figures/*.svg.
-func writeReport(plan: CharacterizationPlan, name: String, summary: AuditSummary, summaries: [CellSummary],
-                 classes: [[CellClass]], scores: [Double], ranks: [Int], ablation: AblationStudy?,
-                 links: [(title: String, href: String, gist: String)] = [], backend: any ComputeBackend, to dir: URL) throws {
-    let shown = AuditReport.extremes(ranks: ranks)
-    // The trajectories at the reference step the summaries use.
-    var trajectories: [Int: [Float]] = [:]
-    if let reference = Reduction.referenceStep(plan.bank) {
-        let rows = shown.top + shown.bottom
-        let values = try Characterizer.trajectories(plan, rows: rows, columns: [reference], on: backend)
-        for (i, row) in rows.enumerated() {
-            trajectories[row] = Array(values[(i * plan.bank.steps)..<((i + 1) * plan.bank.steps)])
-        }
-    }
-    var facts: [(String, String)] = [("model", name), ("backend", "\(backend.identity)")]
-    for (operation, ranOn) in (otherBackends(backend) ?? [:]).sorted(by: { $0.key < $1.key }) {
-        facts.append(("\(BackendOperation(rawValue: operation)?.title ?? operation) on", ranOn))
-    }
-    if let acc = summary.accuracy { facts.append(("accuracy", String(format: "%.4f on %@", acc, summary.data ?? ""))) }
-    if let mse = summary.mse { facts.append(("MSE", String(format: "%.4g on %@", mse, summary.data ?? ""))) }
-    let stimuli = summary.stimuli
-    facts += [("cells", "\(plan.rows.count) \(plan.network.kind.rawValue) cells in layer\(plan.layers.count > 1 ? "s" : "") \(plan.layers.map(String.init).joined(separator: ", "))"),
-              ("stimuli", "\(stimuli.count): \(stimuli.steps) steps, \(stimuli.sinusoids) sinusoids; window \(plan.bank.window), \(plan.bank.preSteps) rest steps"),
-              ("decoupling", "mode \(plan.mode.rawValue), direction \(plan.directionLabels.joined(separator: " ")), probe \(plan.probe.rawValue)"),
-              ("throughput", String(format: "%.3g cell-stimulus-steps/s", summary.cellStimulusStepsPerSecond))]
-    if let ignored = summary.ignored { facts.append(("ignored (--core)", ignored.joined(separator: "; "))) }
-    if let note = summary.readoutNote { facts.append(("readout", "none: \(note)")) }
-    var report = AuditReport(title: "CellAudit report: \(name)", facts: facts, plan: plan, summaries: summaries, classes: classes,
-                             scores: scores, ranks: ranks, stepTrajectories: trajectories, shownCells: shown, ablation: ablation)
-    report.links = links
-    let figures = report.figures()
-    let figureDir = dir.appendingPathComponent("figures")
-    try makeOutputSubdirectory(figureDir)
-    for (i, (file, svg)) in figures.enumerated() {
-        try svg.write(to: figureDir.appendingPathComponent(file), atomically: false, encoding: .utf8)
-        if i == 0 { signalSelfForTesting(at: "figures") }
-    }
-    try report.html(figures: figures).write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
-}
-
-func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[CellClass]], rankers: [any CellRanker],
-              scores: [[Double]], ranks: [[Int]]) -> String {
-    let directions = !plan.network.isForwardOnly
-    var header = CellID.tableHeader(directions: directions) + ["rank", "score", "classes", "y0", "y_final", "gain", "peak_time", "overshoot_pct",
-                  "undershoot_pct", "rise_time", "settling_time", "ringing", "responded", "gain_spread", "linearity",
-                  "saturation", "low_frequency_gain", "bandwidth", "resonance", "resonance_frequency", "response_magnitude"]
-    header += rankers.dropFirst().flatMap { ["\($0.name)_rank", "\($0.name)_score"] }
-    var lines = [header.joined(separator: ",")]
-    let f = csvNumber
-    for (j, s) in summaries.enumerated() {
-        var row = s.id.tableFields(directions: directions) + [String(ranks[0][j]), f(scores[0][j]),
-                   classes[j].map(\.rawValue).joined(separator: " ")]
-        row += [s.y0, s.yFinal, s.gain, s.peakTime, s.overshootPct, s.undershootPct, s.riseTime, s.settlingTime, s.ringing].map(f)
-        row += [s.responded ? "1" : "0"]
-        row += [s.gainSpread, s.linearity, s.saturation, s.lowFrequencyGain, s.bandwidth, s.resonance,
-                s.resonanceFrequency, s.responseMagnitude].map(f)
-        for k in rankers.indices.dropFirst() { row += [String(ranks[k][j]), f(scores[k][j])] }
-        lines.append(row.joined(separator: ","))
-    }
-    return lines.joined(separator: "\n") + "\n"
-}
-
 func parseFloats(_ text: String, name: String) throws -> [Float] {
     let parts = text.split(separator: ",", omittingEmptySubsequences: false)
     let values = parts.map { Float($0.trimmingCharacters(in: .whitespaces)) }
     guard !parts.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
-        throw CleanFailure(description: "\(name) takes comma-separated finite numbers, got '\(text)'")
+        throw RunFailure(description: "\(name) takes comma-separated finite numbers, got '\(text)'")
     }
     return values.map { $0! }
 }

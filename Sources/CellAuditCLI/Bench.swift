@@ -78,28 +78,28 @@ struct Bench: ParsableCommand {
     func run() throws {
         try failing {
             guard CellKind(rawValue: cell) != nil else {
-                throw CleanFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
+                throw RunFailure(description: "--cell must be one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(cell)'")
             }
-            guard repeats >= 1 else { throw CleanFailure(description: "--repeats must be at least 1, got \(repeats)") }
-            guard (1...(1 << 20)).contains(cells) else { throw CleanFailure(description: "--cells must be 1…1048576, got \(cells)") }
-            guard (1...64).contains(layers) else { throw CleanFailure(description: "--layers must be 1…64, got \(layers)") }
+            guard repeats >= 1 else { throw RunFailure(description: "--repeats must be at least 1, got \(repeats)") }
+            guard (1...(1 << 20)).contains(cells) else { throw RunFailure(description: "--cells must be 1…1048576, got \(cells)") }
+            guard (1...64).contains(layers) else { throw RunFailure(description: "--layers must be 1…64, got \(layers)") }
             if bidirectional && workload != "forward" {
-                throw CleanFailure(description: "--bidirectional applies to --workload forward")
+                throw RunFailure(description: "--bidirectional applies to --workload forward")
             }
             if layers > 1 && workload != "ablation" {
-                throw CleanFailure(description: "--layers applies to --workload ablation; the \(workload) workload times one layer")
+                throw RunFailure(description: "--layers applies to --workload ablation; the \(workload) workload times one layer")
             }
             let known = ["response", "forward", "ablation", "relevance", "fixed-points"]
             // `all` leaves out fixed-points, which reads a model file rather than a random network.
             let workloads = workload == "all" ? Array(known.dropLast()) : [workload]
             for w in workloads where !known.contains(w) {
-                throw CleanFailure(description: "--workload must be response, forward, ablation, relevance, fixed-points or all, got '\(w)'")
+                throw RunFailure(description: "--workload must be response, forward, ablation, relevance, fixed-points or all, got '\(w)'")
             }
             // The other workloads time synthetic networks of --cells: a model or dataset given to them
             // would be ignored, so it is refused rather than silently unused.
             for (flag, given) in [("--model", model != nil), ("--data", data != nil), ("--seeds-out", seedsOut != nil)]
                 where given && workloads != ["fixed-points"] {
-                throw CleanFailure(description: "\(flag) applies to --workload fixed-points; the \(workload) workload times synthetic networks of --cells cells")
+                throw RunFailure(description: "\(flag) applies to --workload fixed-points; the \(workload) workload times synthetic networks of --cells cells")
             }
             var backends: [any ComputeBackend] = []
             switch backend {
@@ -116,7 +116,7 @@ struct Bench: ParsableCommand {
                 } catch where backend == "all" {
                     Terminal.warn("warning: no OpenCL backend to measure (\(error))")
                 }
-            default: throw CleanFailure(description: "--backend must be cpu, opencl or all, got '\(backend)'")
+            default: throw RunFailure(description: "--backend must be cpu, opencl or all, got '\(backend)'")
             }
             var rows: [Row] = []
             for w in workloads {
@@ -193,7 +193,7 @@ struct Bench: ParsableCommand {
             let modelPath = model ?? fixtures.appendingPathComponent("flipflop3_gru16.safetensors").path
             let dataPath = data ?? (model == nil ? fixtures.appendingPathComponent("flipflop3_test.safetensors").path : nil)
             guard FileManager.default.fileExists(atPath: modelPath) else {
-                throw CleanFailure(description: "bench --workload fixed-points: \(modelPath) does not exist; give --model (and --data)")
+                throw RunFailure(description: "bench --workload fixed-points: \(modelPath) does not exist; give --model (and --data)")
             }
             let loaded = try readModel(modelPath)
             var dataset = try dataPath.map { try Dataset.load($0, requireAnswers: false) }

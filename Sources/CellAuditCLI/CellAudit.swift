@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import CellAuditImport
 import CellAuditOpenCL
@@ -6,7 +7,7 @@ import Foundation
 import OpenCLKit
 
 struct CellAudit: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = CellAuditVersion.current
     static let configuration = CommandConfiguration(
         commandName: "cellaudit",
         abstract: "Audit what the cells of a trained recurrent network do.",
@@ -53,18 +54,14 @@ struct BackendOptions: ParsableArguments {
 
 /// The parts of a run that ran on another backend than the one it names (an OpenCL backend's
 /// gradient × input runs on the CPU), as operation → backend; nil when everything ran there.
-func otherBackends(_ backend: any ComputeBackend) -> [String: String]? {
-    guard let recorder = backend as? PlacementRecorder, !recorder.elsewhere.isEmpty else { return nil }
-    return Dictionary(uniqueKeysWithValues: recorder.elsewhere.map { ($0.operation.rawValue, "\($0.ranOn)") })
-}
 
 /// The host threads a run uses: `CELLAUDIT_THREADS` when set (a whole number ≥ 1), otherwise
 /// the cores this process may use (`Parallelism.cores`: affinity mask and cgroup quota). The
 /// CLI is the only place that reads it; the backends take the count as a parameter.
-/// - Throws: `CleanFailure` naming the variable when it is not a whole number ≥ 1.
+/// - Throws: `RunFailure` naming the variable when it is not a whole number ≥ 1.
 func hostThreads(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
     guard let text = environment["CELLAUDIT_THREADS"], !text.isEmpty else { return Parallelism.cores }
-    guard let n = Int(text), n >= 1 else { throw CleanFailure(description: "CELLAUDIT_THREADS must be a whole number ≥ 1, got '\(text)'") }
+    guard let n = Int(text), n >= 1 else { throw RunFailure(description: "CELLAUDIT_THREADS must be a whole number ≥ 1, got '\(text)'") }
     return n
 }
 
@@ -81,10 +78,6 @@ enum Terminal {
     }
 }
 
-/// Turns any error into one line on stderr and a non-zero exit.
-struct CleanFailure: Error, CustomStringConvertible {
-    let description: String
-}
 
 /// A file-system error from Foundation (writing a report, a figure, a bundled file) as one line:
 /// the file's name and the system's reason instead of the NSError dump; nil for other errors.
@@ -170,7 +163,7 @@ struct ModelOptions: ParsableArguments {
         if let data { hints.follow(data) }
         let loaded = try readModel(path, hints: hints)
         if task == "binary", let k = loaded.network.readout?.outputs, !Score.isBinary(outputs: k) {
-            throw CleanFailure(description: "\((path as NSString).lastPathComponent): --task binary reads one logit, but the readout has \(k) outputs (a softmax classifier: --task classification)")
+            throw RunFailure(description: "\((path as NSString).lastPathComponent): --task binary reads one logit, but the readout has \(k) outputs (a softmax classifier: --task classification)")
         }
         return loaded
     }
@@ -182,7 +175,7 @@ struct ModelOptions: ParsableArguments {
 /// error naming the file, not in a crash of the run.
 func readModel(_ path: String, hints: ModelHints = ModelHints()) throws -> LoadedModel {
     if [.keras3, .hdf5].contains(FileFormat.sniff(path)) { try ReadInIsolation.check(path) }
-    do { return try ModelImport.load(path, hints: hints) } catch let refusal as ModelRefusal { throw CleanFailure(description: refusal.description) }
+    do { return try ModelImport.load(path, hints: hints) } catch let refusal as ModelRefusal { throw RunFailure(description: refusal.description) }
 }
 
 /// `cellaudit __read-in-isolation FILE`: reads a model file and exits (0 read, 1 refused), so the
@@ -197,7 +190,7 @@ struct ReadInIsolation: ParsableCommand {
     }
 
     /// Runs this command on `path` in a child process.
-    /// - Throws: `CleanFailure` naming the file when the child dies of a signal (HDF5 crashed
+    /// - Throws: `RunFailure` naming the file when the child dies of a signal (HDF5 crashed
     ///   reading it) or cannot be started.
     static func check(_ path: String) throws {
         let name = (path as NSString).lastPathComponent
@@ -211,7 +204,7 @@ struct ReadInIsolation: ParsableCommand {
         environment["SWIFT_BACKTRACE"] = "enable=no"
         process.environment = environment
         do { try process.run() } catch {
-            throw CleanFailure(description: "\(name): could not start a process to read it in isolation: \(error)")
+            throw RunFailure(description: "\(name): could not start a process to read it in isolation: \(error)")
         }
         // HDF5 1.10 can also loop forever on a damaged file: the child gets 30 s, plus 1 s per
         // 16 MiB of file (reading the largest models takes a fraction of that);
@@ -220,7 +213,7 @@ struct ReadInIsolation: ParsableCommand {
         var limit = 30 + size >> 24
         if let given = ProcessInfo.processInfo.environment["CELLAUDIT_HDF5_SECONDS"] {
             guard let seconds = Int(given), seconds >= 1 else {
-                throw CleanFailure(description: "CELLAUDIT_HDF5_SECONDS must be a whole number of seconds ≥ 1, got '\(given)'")
+                throw RunFailure(description: "CELLAUDIT_HDF5_SECONDS must be a whole number of seconds ≥ 1, got '\(given)'")
             }
             limit = seconds
         }
@@ -231,11 +224,11 @@ struct ReadInIsolation: ParsableCommand {
             usleep(100_000)
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            throw CleanFailure(description: "\(name): HDF5's library did not finish reading it within \(limit) s (it loops on some damaged files): a damaged or hostile HDF5 file, which CellAudit refuses")
+            throw RunFailure(description: "\(name): HDF5's library did not finish reading it within \(limit) s (it loops on some damaged files): a damaged or hostile HDF5 file, which CellAudit refuses")
         }
         process.waitUntilExit()
         if process.terminationReason == .uncaughtSignal {
-            throw CleanFailure(description: "\(name): HDF5's library crashed reading it (signal \(process.terminationStatus)): a damaged or hostile HDF5 file, which CellAudit refuses")
+            throw RunFailure(description: "\(name): HDF5's library crashed reading it (signal \(process.terminationStatus)): a damaged or hostile HDF5 file, which CellAudit refuses")
         }
     }
 }

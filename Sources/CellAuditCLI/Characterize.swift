@@ -48,14 +48,14 @@ struct StimulusOptions: ParsableArguments {
         if Probe(rawValue: probe) == nil { throw ValidationError("--probe must be h or c, got '\(probe)'") }
         for (text, name) in [(stepAmplitudes, "--step-amplitudes"), (frequencies, "--frequencies"), (sineAmplitudes, "--sine-amplitudes")] {
             guard let text, text != "none" else { continue }
-            do { _ = try parseFloats(text, name: name) } catch let error as CleanFailure { throw ValidationError(error.description) }
+            do { _ = try parseFloats(text, name: name) } catch let error as RunFailure { throw ValidationError(error.description) }
         }
     }
 
     func bank() throws -> StimulusBank {
         if let stimuli {
             guard stepAmplitudes == nil, frequencies == nil, sineAmplitudes == nil else {
-                throw CleanFailure(description: "--stimuli replaces --step-amplitudes, --frequencies and --sine-amplitudes; give one or the other")
+                throw RunFailure(description: "--stimuli replaces --step-amplitudes, --frequencies and --sine-amplitudes; give one or the other")
             }
             return try StimulusBank.load(json: stimuli, preSteps: preSteps, onsetDelay: onset, window: window)
         }
@@ -73,9 +73,9 @@ struct StimulusOptions: ParsableArguments {
 
     func plan(_ network: RecurrentNetwork, layers: [Int]?) throws -> CharacterizationPlan {
         guard let mode = RecurrenceMode(rawValue: mode) else {
-            throw CleanFailure(description: "--mode must be self, clamped or network, got '\(mode)'")
+            throw RunFailure(description: "--mode must be self, clamped or network, got '\(mode)'")
         }
-        guard let probe = Probe(rawValue: probe) else { throw CleanFailure(description: "--probe must be h or c, got '\(probe)'") }
+        guard let probe = Probe(rawValue: probe) else { throw RunFailure(description: "--probe must be h or c, got '\(probe)'") }
         return try CharacterizationPlan(network: network, layers: layers, mode: mode, direction: try DirectionSpec.parse(direction),
                                         probe: probe, bank: try bank(), settlingBand: settlingBand, restTolerance: restTolerance)
     }
@@ -107,8 +107,6 @@ struct Characterize: ParsableCommand {
     @Option(help: "Also store whole trajectories for CELLS:STIMULI (lists and ranges of row and column numbers, e.g. 0-3,9:0,40-47).")
     var trajectories: String?
 
-
-
     func run() throws {
         try failing {
             let loaded = try modelOptions.load(model)
@@ -116,7 +114,7 @@ struct Characterize: ParsableCommand {
             let selection = try trajectories.map { try TrajectorySelection.parse($0, rows: plan.rows.count, columns: plan.columnCount, steps: plan.bank.steps) }
             if let shard = try shardOptions.resolve() {
                 guard selection == nil else {
-                    throw CleanFailure(description: "--trajectories is not sharded: run it without shards on the cells you want (see --layer)")
+                    throw RunFailure(description: "--trajectories is not sharded: run it without shards on the cells you want (see --layer)")
                 }
                 let backend = try backendOptions.makeBackend()
                 var options = ShardContext.planOptions(plan, backend: backend)
@@ -153,167 +151,3 @@ struct Characterize: ParsableCommand {
     }
 }
 
-struct CharacterizationResult {
-    var seconds: Double
-    var respondedShare: Double
-}
-
-/// Runs the plan chunk by chunk into `dir`: responses.safetensors, stimuli.csv and, if asked,
-/// trajectories.safetensors.
-func writeCharacterization(_ plan: CharacterizationPlan, backend: any ComputeBackend, to dir: URL, model: String,
-                           selection: TrajectorySelection?, progress: ProgressReporter) throws -> CharacterizationResult {
-    let rows = plan.rows.count, columns = plan.columnCount
-    let metadata = responsesMetadata(plan, backend: backend, model: model)
-    let writer = try SafeTensorsStreamWriter(path: dir.appendingPathComponent("responses.safetensors").path,
-                                             tensors: responsesDeclarations(pairShape: [rows, columns], rows: rows,
-                                                                            directions: !plan.network.isForwardOnly), metadata: metadata)
-    let atRest = try Characterizer.atRest(plan, on: backend)
-    let (seconds, responded) = try streamResponses(plan, on: backend, pairs: nil, to: writer, columns: columns, firstPair: 0, progress: progress)
-    // The per-row tensors lie after the metrics: written last, so the file grows in order.
-    try writeRowIdentity(plan.rows[...], atRest: atRest[...], directions: !plan.network.isForwardOnly, to: writer)
-    try writer.finish()
-    try stimuliCSV(plan).write(to: dir.appendingPathComponent("stimuli.csv"), atomically: false, encoding: .utf8)
-    if let selection {
-        try writeTrajectories(plan, selection: selection, backend: backend, to: dir.appendingPathComponent("trajectories.safetensors"),
-                              metadata: metadata)
-    }
-    return CharacterizationResult(seconds: seconds, respondedShare: Double(responded) / Double(max(rows * columns, 1)))
-}
-
-/// Runs the plan (the pairs in `pairs`, all when nil) and writes every chunk into `writer` on a
-/// writer thread while the engine computes the next one: at most `inFlight` chunks wait, so memory
-/// stays bounded by the chunk size. Returns the engine's seconds and how many pairs responded.
-/// A write error stops the run at the next chunk; either side's error is thrown after the writer
-/// has drained, so nothing writes into the output once this returns.
-func streamResponses(_ plan: CharacterizationPlan, on backend: any ComputeBackend, pairs: Range<Int>?, to writer: SafeTensorsStreamWriter,
-                     columns: Int, firstPair: Int, progress: ProgressReporter, inFlight: Int = 2) throws -> (seconds: Double, responded: Int) {
-    let queue = DispatchQueue(label: "cellaudit.responses-writer")
-    let slots = DispatchSemaphore(value: inFlight)
-    let state = WriterState()
-    let output = UncheckedSendable(writer)
-    func drain() { queue.sync {} }
-    let seconds: Double
-    do {
-        seconds = try Characterizer.run(plan, on: backend, pairs: pairs, sink: { chunk in
-            if let error = state.error { throw error }
-            slots.wait()
-            queue.async {
-                defer { slots.signal() }
-                guard state.error == nil else { return }
-                do {
-                    state.add(try writeChunk(chunk, to: output.value, columns: columns, firstPair: firstPair))
-                } catch {
-                    state.fail(error)
-                }
-            }
-        }, progress: progress.report)
-    } catch {
-        drain()
-        progress.finish()
-        throw error
-    }
-    drain()
-    progress.finish()
-    if let error = state.error { throw error }
-    return (seconds, state.responded)
-}
-
-/// What the writer thread reports back: pairs that responded, and its first error.
-private final class WriterState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0, failure: (any Error)?
-    var responded: Int { lock.withLock { count } }
-    var error: (any Error)? { lock.withLock { failure } }
-    func add(_ n: Int) { lock.withLock { count += n } }
-    func fail(_ error: any Error) { lock.withLock { if failure == nil { failure = error } } }
-}
-
-/// A value handed to one other thread at a time (here: the stream writer, used by the writer
-/// queue while the engine runs and by the caller only after it has drained).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// Writes a chunk's metric planes into the metric tensors, each row's stimuli at flat pair index
-/// row · columns + column − `firstPair` ('responded' as 0/1 bytes); returns how many pairs responded.
-func writeChunk(_ chunk: ResponseChunk, to writer: SafeTensorsStreamWriter, columns: Int, firstPair: Int) throws -> Int {
-    let b = chunk.block
-    var responded = 0
-    /// One contiguous run of a metric's values into its tensor at flat pair index `at`.
-    func write(_ metric: Metric, _ values: ArraySlice<Float>, at: Int) throws {
-        if metric == .responded {
-            let flags = values.map { UInt8($0 == 1 ? 1 : 0) }
-            responded += flags.reduce(0) { $0 + Int($1) }
-            try flags.withUnsafeBufferPointer { try writer.write("responded", at: at, $0) }
-        } else {
-            try values.withUnsafeBufferPointer { try writer.write(metric.name, at: at, $0) }
-        }
-    }
-    // A chunk of whole rows is one contiguous run of each metric tensor: one write per metric
-    // (fewer system calls, and fewer partly written pages for the kernel to zero first).
-    let wholeRows = chunk.columnStart == 0 && b.stimulusCount == columns
-    for metric in Metric.allCases {
-        let plane = b.plane(metric)
-        if wholeRows {
-            try write(metric, plane, at: chunk.rowStart * columns - firstPair)
-            continue
-        }
-        for r in 0..<b.cellCount {
-            let start = plane.startIndex + r * b.stimulusCount
-            try write(metric, plane[start..<(start + b.stimulusCount)], at: (chunk.rowStart + r) * columns + chunk.columnStart - firstPair)
-        }
-    }
-    return responded
-}
-
-/// The metadata of responses.safetensors: what was run, how, on what.
-func responsesMetadata(_ plan: CharacterizationPlan, backend: any ComputeBackend, model: String) -> [String: String] {
-    var metadata = [
-        "model": (model as NSString).lastPathComponent, "mode": plan.mode.rawValue, "probe": plan.probe.rawValue,
-        "directions": plan.directionLabels.joined(separator: " "), "backend": "\(backend.identity)",
-        "pre_steps": "\(plan.bank.preSteps)", "onset": "\(plan.bank.onset)", "window": "\(plan.bank.window)",
-        "settling_band": "\(plan.settlingBand)", "rest_tolerance": "\(plan.restTolerance)",
-        "start": plan.bank.startsAtRest ? "resting state (found by iteration)" : "h = c = 0, \(plan.bank.preSteps) rest steps", "columns": "direction-major: column = direction * \(plan.bank.count) + stimulus",
-        "cellaudit": CellAudit.version,
-    ]
-    metadata["layers"] = plan.layers.map(String.init).joined(separator: ",")
-    return metadata
-}
-
-/// The tensors of responses.safetensors: one tensor of shape `pairShape` per metric ('responded'
-/// as U8), then 'at_rest', 'layer' and 'cell' over `rows` rows, and 'direction' (0 forward,
-/// 1 reverse) where the network has reverse layers (`directions`). A whole run's pairs are
-/// [rows, columns]; a shard's are flat over its block of pairs, its rows those the block touches.
-func responsesDeclarations(pairShape: [Int], rows: Int, directions: Bool) -> [SafeTensorsStreamWriter.Declaration] {
-    var declarations = Metric.allCases.filter { $0 != .responded }.map { SafeTensorsStreamWriter.Declaration($0.name, .F32, pairShape) }
-    declarations += [.init("responded", .U8, pairShape), .init("at_rest", .U8, [rows]),
-                     .init("layer", .I32, [rows]), .init("cell", .I32, [rows])]
-    if directions { declarations.append(.init("direction", .U8, [rows])) }
-    return declarations
-}
-
-/// The per-row tensors 'at_rest', 'layer', 'cell' and (with `directions`) 'direction' of `rows`.
-func writeRowIdentity(_ rows: ArraySlice<CellID>, atRest: ArraySlice<Bool>, directions: Bool, to writer: SafeTensorsStreamWriter) throws {
-    try rows.map { Int32($0.layer) }.withUnsafeBufferPointer { try writer.write("layer", at: 0, $0) }
-    try rows.map { Int32($0.index) }.withUnsafeBufferPointer { try writer.write("cell", at: 0, $0) }
-    try atRest.map { UInt8($0 ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("at_rest", at: 0, $0) }
-    if directions { try rows.map { UInt8($0.direction == .reverse ? 1 : 0) }.withUnsafeBufferPointer { try writer.write("direction", at: 0, $0) } }
-}
-
-/// The cell summaries of the responses.safetensors that `writeCharacterization` wrote into `dir`.
-func summarizeWritten(_ plan: CharacterizationPlan, in dir: URL) throws -> [CellSummary] {
-    try Reduction.summarize(responses: try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path), plan: plan)
-}
-
-func stimuliCSV(_ plan: CharacterizationPlan) -> String {
-    var lines = ["index,direction,kind,amplitude,frequency,onset,window,analysis_start,analysis_length"]
-    for (d, label) in plan.directionLabels.enumerated() {
-        for (s, (stimulus, schedule)) in zip(plan.bank.stimuli, plan.bank.schedules).enumerated() {
-            lines.append([String(d * plan.bank.count + s), label, stimulus.kind.rawValue, "\(stimulus.amplitude)",
-                          "\(stimulus.frequency)", String(schedule.onset), String(schedule.end - schedule.onset),
-                          String(schedule.analysisStart - schedule.onset), String(schedule.analysisLength)].joined(separator: ","))
-        }
-    }
-    return lines.joined(separator: "\n") + "\n"
-}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import CellAuditOpenCL
 import Foundation
@@ -32,7 +33,7 @@ struct CheckKernels: ParsableCommand {
             let failed = results.filter { if case .failed = $0.outcome { true } else { false } }.count
             let unsupported = results.filter { if case .unsupported = $0.outcome { true } else { false } }.count
             print("check-kernels on \(devices[device].info.name): \(results.count - failed - unsupported) passed, \(failed) failed, \(unsupported) unsupported")
-            guard failed == 0 else { throw CleanFailure(description: "\(failed) kernel parity case(s) failed") }
+            guard failed == 0 else { throw RunFailure(description: "\(failed) kernel parity case(s) failed") }
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import CellAuditOpenCL
 import Foundation

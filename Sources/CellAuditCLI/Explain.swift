@@ -82,7 +82,7 @@ struct Explain: ParsableCommand {
             let file = try DatasetFile(data, requireAnswers: false)
             let loaded = try modelOptions.load(model, data: file)
             guard loaded.network.readout != nil else {
-                throw CleanFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")
+                throw RunFailure(description: "\((model as NSString).lastPathComponent): the model has no readout, so there is no output to explain")
             }
             let stream = try DatasetStream(file, preparedFor: loaded)
             let vocabulary = try vocab.map { try readVocabulary($0, model: loaded) }
@@ -262,21 +262,21 @@ struct Explain: ParsableCommand {
     private func readVocabulary(_ path: String, model: LoadedModel) throws -> [String] {
         let name = (path as NSString).lastPathComponent
         guard let embedding = model.embedding else {
-            throw CleanFailure(description: "\(name): --vocab names the tokens of a token embedding, and \(model.fileName) has none")
+            throw RunFailure(description: "\(name): --vocab names the tokens of a token embedding, and \(model.fileName) has none")
         }
         InputFiles.record(path)
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CleanFailure(description: "\(name): no such file") }
-        guard !isDirectory.boolValue else { throw CleanFailure(description: "\(name): is a directory; --vocab takes a text file, one token per line") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw RunFailure(description: "\(name): no such file") }
+        guard !isDirectory.boolValue else { throw RunFailure(description: "\(name): is a directory; --vocab takes a text file, one token per line") }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw CleanFailure(description: "\(name): not readable as UTF-8 text")
+            throw RunFailure(description: "\(name): not readable as UTF-8 text")
         }
         // Lines end in \n, \r\n or \r (Swift reads "\r\n" as one Character, a newline).
         var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
         if lines.last == "" { lines.removeLast() }
         guard lines.count == embedding.vocabularySize else {
-            throw CleanFailure(description: "\(name): \(lines.count) tokens, but the embedding '\(embedding.source)' of \(model.fileName) has \(embedding.vocabularySize); line v must name id v")
+            throw RunFailure(description: "\(name): \(lines.count) tokens, but the embedding '\(embedding.source)' of \(model.fileName) has \(embedding.vocabularySize); line v must name id v")
         }
         return lines
     }

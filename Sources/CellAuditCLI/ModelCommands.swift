@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import CellAuditImport
 import Foundation
@@ -126,8 +127,8 @@ struct Eval: ParsableCommand {
                 guard !out.isEmpty else { throw ValidationError("--out is empty: give a file name") }
                 var isDirectory: ObjCBool = false
                 if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
-                    guard !isDirectory.boolValue else { throw CleanFailure(description: "--out \(out) is a directory; give a file name") }
-                    guard force else { throw CleanFailure(description: "--out \(out) exists; use --force to replace it") }
+                    guard !isDirectory.boolValue else { throw RunFailure(description: "--out \(out) is a directory; give a file name") }
+                    guard force else { throw RunFailure(description: "--out \(out) exists; use --force to replace it") }
                 }
             }
             let file = try DatasetFile(data)
@@ -135,7 +136,7 @@ struct Eval: ParsableCommand {
             let stream = try DatasetStream(file, preparedFor: loaded)
             let backend = try backendOptions.makeBackend()
             if let out, let input = InputFiles.conflict(withOutput: out) {
-                throw CleanFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
+                throw RunFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
             }
             if repeats > 1 { _ = try evaluate(loaded, on: stream, backend: backend) }
             var scored: Score?
@@ -185,28 +186,28 @@ struct Eval: ParsableCommand {
 
 /// Reruns the golden values a model file carries on `dataPath` with `backend`.
 /// - Returns: what was compared and the largest difference of each.
-/// - Throws: `CleanFailure` naming the file when it carries no golden outputs, the dataset does not
+/// - Throws: `RunFailure` naming the file when it carries no golden outputs, the dataset does not
 ///   match them, or any value differs beyond `Tolerance.forward` (or a score beyond 1e-9).
 func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeBackend) throws -> [String: String] {
     let name = (loaded.path as NSString).lastPathComponent
     if FileFormat.sniff(loaded.path) == .onnx {
-        throw CleanFailure(description: "\(name) is an ONNX graph, which carries no golden outputs; --verify reads 'golden.outputs' from a CellAudit model file (the exporters in Tools/ write them): compare with `cellaudit eval \(name) --data DATA --out FILE` instead")
+        throw RunFailure(description: "\(name) is an ONNX graph, which carries no golden outputs; --verify reads 'golden.outputs' from a CellAudit model file (the exporters in Tools/ write them): compare with `cellaudit eval \(name) --data DATA --out FILE` instead")
     }
     let file = try SafeTensorsFile(path: loaded.path)
     guard file.tensors["golden.outputs"] != nil else {
-        throw CleanFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
+        throw RunFailure(description: "\(name) carries no golden outputs ('golden.outputs') to verify against")
     }
     let stream = try DatasetStream(try DatasetFile(dataPath), preparedFor: loaded)
     var report: [String: String] = ["backend": "\(backend.identity)"]
     let expectedShape = loaded.outputShape(sequences: stream.count, steps: stream.steps)
     guard try file.info("golden.outputs").shape == expectedShape else {
-        throw CleanFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(stream.fileName) gives \(expectedShape): verify on the dataset the exporter used")
+        throw RunFailure(description: "\(name): golden outputs are \(try file.info("golden.outputs").shape) but \(stream.fileName) gives \(expectedShape): verify on the dataset the exporter used")
     }
     var hiddenShape: [Int]?
     if file.tensors["golden.hidden"] != nil {
         let shape = try file.info("golden.hidden").shape
         guard shape.count == 3, shape[1] == stream.steps, shape[2] == loaded.network.layers.last!.hiddenSize, shape[0] <= stream.count else {
-            throw CleanFailure(description: "\(name): golden hidden states are \(shape), which \(stream.fileName) and the model cannot give")
+            throw RunFailure(description: "\(name): golden hidden states are \(shape), which \(stream.fileName) and the model cannot give")
         }
         hiddenShape = shape
     }
@@ -215,12 +216,12 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     func compare(_ got: ArraySlice<Float>, _ want: [Float], from first: Int, _ what: String) throws {
         // A NaN or infinity in a golden is a broken golden, never a value to skip.
         if let bad = want.firstIndex(where: { !$0.isFinite }) {
-            throw CleanFailure(description: "\(name): golden \(what) hold \(want[bad]) at element \(first + bad); a golden must be finite to verify against")
+            throw RunFailure(description: "\(name): golden \(what) hold \(want[bad]) at element \(first + bad); a golden must be finite to verify against")
         }
         var (largest, at) = worst[what] ?? (0, 0)
         for (i, (g, w)) in zip(got, want).enumerated() where !(abs(g - w) <= largest) { largest = abs(g - w); at = first + i }
         guard largest <= Tolerance.forward else {
-            throw CleanFailure(description: "\(name): \(what) differ from the framework's by up to \(largest) (element \(at), tolerance \(Tolerance.forward)): this file is not read as its framework ran it")
+            throw RunFailure(description: "\(name): \(what) differ from the framework's by up to \(largest) (element \(at), tolerance \(Tolerance.forward)): this file is not read as its framework ran it")
         }
         worst[what] = (largest, at)
     }
@@ -245,14 +246,14 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
     let score = accumulator.score
     let key = "golden_\(score.name)"
     if let text = loaded.metadata[key], Double(text)?.isFinite != true {
-        throw CleanFailure(description: "\(name): metadata '\(key)' is '\(text)', not a finite number; fix or remove it to verify")
+        throw RunFailure(description: "\(name): metadata '\(key)' is '\(text)', not a finite number; fix or remove it to verify")
     }
     for other in ["golden_accuracy", "golden_mse"] where other != key && loaded.metadata[other] != nil {
-        throw CleanFailure(description: "\(name): metadata '\(other)' does not fit the model's task (\(loaded.task.rawValue) scores \(score.name)); fix or remove it to verify")
+        throw RunFailure(description: "\(name): metadata '\(other)' does not fit the model's task (\(loaded.task.rawValue) scores \(score.name)); fix or remove it to verify")
     }
     if let stored = loaded.metadata[key].flatMap(Double.init) {
         guard abs(stored - score.value) <= 1e-9 else {
-            throw CleanFailure(description: "\(name): \(score.name) \(score.value) on \(stream.fileName), but the framework measured \(stored)")
+            throw RunFailure(description: "\(name): \(score.name) \(score.value) on \(stream.fileName), but the framework measured \(stored)")
         }
         report[score.name] = String(format: "%.6g (the framework's too)", score.value)
     }

@@ -30,7 +30,7 @@ struct OutputDirectory {
     let force: Bool
 
     init(_ path: String, force: Bool) throws {
-        guard !path.trimmingCharacters(in: .whitespaces).isEmpty else { throw CleanFailure(description: "--out is empty; give a directory") }
+        guard !path.trimmingCharacters(in: .whitespaces).isEmpty else { throw RunFailure(description: "--out is empty; give a directory") }
         target = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
         self.force = force
         // Replacing the root, the working directory or a folder above it would delete what the
@@ -38,24 +38,24 @@ struct OutputDirectory {
         let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.resolvingSymlinksInPath().path
         let there = target.path
         if there == "/" || here == there || here.hasPrefix(there.hasSuffix("/") ? there : there + "/") {
-            throw CleanFailure(description: "--out \(path) is \(there == "/" ? "the root directory" : "the working directory or a folder above it"); give a new directory for the output")
+            throw RunFailure(description: "--out \(path) is \(there == "/" ? "the root directory" : "the working directory or a folder above it"); give a new directory for the output")
         }
         try Self.refuseInputs(target: target.path, spelled: path)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw CleanFailure(description: "\(path) exists and is not a directory") }
+            guard isDirectory.boolValue else { throw RunFailure(description: "\(path) exists and is not a directory") }
             let contents = (try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? []
             // Finished shards of a sharded run are never replaced by a whole run, even with --force.
             if let shard = contents.sorted().first(where: { $0.wholeMatch(of: /shard-[0-9]+-of-[0-9]+/) != nil }),
                FileManager.default.fileExists(atPath: target.appendingPathComponent(shard).appendingPathComponent("shard.json").path) {
-                throw CleanFailure(description: "\(path) holds shards of a sharded run (\(shard)); merge them with `cellaudit merge \(path)`, run a shard with --shard K/N, or choose another --out")
+                throw RunFailure(description: "\(path) holds shards of a sharded run (\(shard)); merge them with `cellaudit merge \(path)`, run a shard with --shard K/N, or choose another --out")
             }
             if !contents.isEmpty && !force {
-                throw CleanFailure(description: "\(path) exists and is not empty; use --force to replace it")
+                throw RunFailure(description: "\(path) exists and is not empty; use --force to replace it")
             }
             // --force replaces only what CellAudit wrote: a folder of other files is never deleted.
             if !contents.isEmpty && !Self.holdsMarker(target) {
-                throw CleanFailure(description: "\(path) holds files that cellaudit did not write (it has no \(Self.markerName) marker); --force replaces only a cellaudit output directory: choose another --out, or empty or remove it yourself")
+                throw RunFailure(description: "\(path) holds files that cellaudit did not write (it has no \(Self.markerName) marker); --force replaces only a cellaudit output directory: choose another --out, or empty or remove it yourself")
             }
         }
     }
@@ -73,13 +73,13 @@ struct OutputDirectory {
 
     /// Refuses an output at `target` (resolved) that is, holds or lies inside any input this run
     /// has read (`InputFiles`), symbolic links resolved: writing there could replace the input.
-    /// - Throws: `CleanFailure` naming both paths.
+    /// - Throws: `RunFailure` naming both paths.
     static func refuseInputs(target: String, spelled: String) throws {
         guard let input = InputFiles.conflict(withOutput: target) else { return }
         let resolved = InputFiles.resolve(target)
         let relation = InputFiles.path(input, isWithin: resolved)
             ? (input == resolved ? "is the input" : "holds the input") : "lies inside the input directory"
-        throw CleanFailure(description: "--out \(spelled) (\(resolved)) \(relation) \(input); cellaudit never writes over its inputs: choose an --out outside the inputs' folders")
+        throw RunFailure(description: "--out \(spelled) (\(resolved)) \(relation) \(input); cellaudit never writes over its inputs: choose an --out outside the inputs' folders")
     }
 
     /// Runs `body` on a staging directory and moves the result into place. While it runs, an
@@ -95,9 +95,9 @@ struct OutputDirectory {
             var ancestor = parent, isDirectory: ObjCBool = false
             while ancestor.path != "/" && !fm.fileExists(atPath: ancestor.path, isDirectory: &isDirectory) { ancestor.deleteLastPathComponent() }
             if fm.fileExists(atPath: ancestor.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw CleanFailure(description: "--out \(target.path): \(ancestor.path) is a file, not a directory; choose an --out in a directory")
+                throw RunFailure(description: "--out \(target.path): \(ancestor.path) is a file, not a directory; choose an --out in a directory")
             }
-            throw CleanFailure(description: "cannot create \(parent.path): \(fileErrorReason(error))")
+            throw RunFailure(description: "cannot create \(parent.path): \(fileErrorReason(error))")
         }
         // Again here: a command may read an input after choosing its output directory.
         try Self.refuseInputs(target: target.path, spelled: target.path)
@@ -108,11 +108,11 @@ struct OutputDirectory {
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(pid)")
         try? fm.removeItem(at: staging)
         do { try fm.createDirectory(at: staging, withIntermediateDirectories: false) } catch {
-            throw CleanFailure(description: "cannot write in \(parent.path): \(fileErrorReason(error))")
+            throw RunFailure(description: "cannot write in \(parent.path): \(fileErrorReason(error))")
         }
         do { try Data("written by cellaudit \(CellAudit.version)\n".utf8).write(to: staging.appendingPathComponent(Self.markerName)) } catch {
             try? fm.removeItem(at: staging)
-            throw CleanFailure(description: "cannot write in \(staging.path): \(fileErrorReason(error))")
+            throw RunFailure(description: "cannot write in \(staging.path): \(fileErrorReason(error))")
         }
         let cleanup = SignalCleanup.install(staging: staging, lock: parent.appendingPathComponent(".\(target.lastPathComponent).lock"))
         defer { cleanup.uninstall() }
@@ -133,14 +133,14 @@ struct OutputDirectory {
                 let contents = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
                 guard contents.isEmpty || Self.holdsMarker(target) else {
                     try? fm.removeItem(at: staging)
-                    throw CleanFailure(description: "\(target.path) gained files that cellaudit did not write while it ran; nothing was replaced")
+                    throw RunFailure(description: "\(target.path) gained files that cellaudit did not write while it ran; nothing was replaced")
                 }
                 try fm.moveItem(at: target, to: old)
             }
             do { try fm.moveItem(at: staging, to: target) } catch {
                 if fm.fileExists(atPath: old.path) { try? fm.moveItem(at: old, to: target) }
                 try? fm.removeItem(at: staging)
-                throw CleanFailure(description: "cannot move the finished output into \(target.path): \(fileErrorReason(error))")
+                throw RunFailure(description: "cannot move the finished output into \(target.path): \(fileErrorReason(error))")
             }
             try? fm.removeItem(at: old)
         }
@@ -170,18 +170,18 @@ final class OutputLock {
     private let fd: Int32
     private let path: String
 
-    /// - Throws: `CleanFailure` naming the target and the PID of the run that holds it.
+    /// - Throws: `RunFailure` naming the target and the PID of the run that holds it.
     init(_ url: URL, target: URL) throws {
         path = url.path
         while true {
             let handle = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard handle >= 0 else { throw CleanFailure(description: "cannot create the lock \(url.path): \(String(cString: strerror(errno)))") }
+            guard handle >= 0 else { throw RunFailure(description: "cannot create the lock \(url.path): \(String(cString: strerror(errno)))") }
             if flock(handle, LOCK_EX | LOCK_NB) != 0 {
                 var buffer = [UInt8](repeating: 0, count: 32)
                 let count = pread(handle, &buffer, 31, 0)
                 let holder = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
                 close(handle)
-                throw CleanFailure(description: "\(target.path) is being written by another cellaudit run (pid \(holder)); wait for it or choose another --out")
+                throw RunFailure(description: "\(target.path) is being written by another cellaudit run (pid \(holder)); wait for it or choose another --out")
             }
             var held = stat(), named = stat()
             if fstat(handle, &held) == 0, stat(url.path, &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev {
@@ -211,16 +211,16 @@ final class OutputLock {
 /// A single output file that appears whole or not at all: `body` writes it under a hidden
 /// staging name beside `path` (`.NAME.partial-PID`), which is renamed over `path` only when
 /// `body` returns; an error or a signal (SIGINT, SIGTERM, SIGHUP) removes the staging file.
-/// - Throws: what `body` throws; `CleanFailure` naming `path` when the rename fails.
+/// - Throws: what `body` throws; `RunFailure` naming `path` when the rename fails.
 func writeFileWhole(_ path: String, _ body: (String) throws -> Void) throws {
-    guard !path.isEmpty else { throw CleanFailure(description: "--out is empty: give a file name") }
+    guard !path.isEmpty else { throw RunFailure(description: "--out is empty: give a file name") }
     let target = URL(fileURLWithPath: path), folder = target.deletingLastPathComponent()
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-        throw CleanFailure(description: "\(path): cannot write: the folder \(folder.path) does not exist")
+        throw RunFailure(description: "\(path): cannot write: the folder \(folder.path) does not exist")
     }
     guard access(folder.path, W_OK) == 0 else {
-        throw CleanFailure(description: "\(path): cannot write in \(folder.path): \(String(cString: strerror(errno)))")
+        throw RunFailure(description: "\(path): cannot write in \(folder.path): \(String(cString: strerror(errno)))")
     }
     removeStaleStaging(of: target, in: folder)
     let staging = folder.appendingPathComponent(".\(target.lastPathComponent).partial-\(getpid())")
@@ -235,7 +235,7 @@ func writeFileWhole(_ path: String, _ body: (String) throws -> Void) throws {
         guard rename(staging.path, target.path) == 0 else {
             let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: staging)
-            throw CleanFailure(description: "\(path): cannot write: \(reason)")
+            throw RunFailure(description: "\(path): cannot write: \(reason)")
         }
     }
 }
@@ -388,7 +388,7 @@ final class PhaseReporter: @unchecked Sendable {
 }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one line per update otherwise.
-final class ProgressReporter: @unchecked Sendable {
+final class ProgressReporter: ChunkProgressSink, @unchecked Sendable {
     let quiet: Bool
     let label: String
     let terminal = isatty(STDERR_FILENO) != 0
@@ -417,24 +417,18 @@ final class ProgressReporter: @unchecked Sendable {
     }
 }
 
-/// `CELLAUDIT_SIGNAL_SELF_AT=point` (testing only): the process sends itself SIGTERM when it
-/// reaches `point`, waits until the handler has begun removing the output, and carries on
-/// writing, so a test interrupts a run in the middle of its writes. Points: `figures` (audit's
-/// report figures, on the main thread) and `attractors-figures` (the dynamics' figures, on
-/// their own thread in audit).
-func signalSelfForTesting(at point: String) {
-    guard ProcessInfo.processInfo.environment["CELLAUDIT_SIGNAL_SELF_AT"] == point else { return }
-    kill(getpid(), SIGTERM)
-    for _ in 0..<1000 where !SignalCleanup.isInterrupted { usleep(1000) }
-}
-
-/// Creates a directory inside a run's output (its parent must exist), or accepts one that is
-/// there. It never creates parents: once an interrupt has moved the staging directory away, a
-/// late write fails instead of creating the staging directory again.
-func makeOutputSubdirectory(_ url: URL) throws {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue { return }
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
+/// `CELLAUDIT_SIGNAL_SELF_AT=point` (testing only): installs a `RunCheckpoint` hook by which the
+/// process sends itself SIGTERM when a run reaches `point`, waits until the handler has begun
+/// removing the output, and carries on writing, so a test interrupts a run in the middle of its
+/// writes. Points: `figures` (audit's report figures, on the main thread) and
+/// `attractors-figures` (the dynamics' figures, on their own thread in audit).
+func installSignalSelfFromEnvironment() {
+    guard let wanted = ProcessInfo.processInfo.environment["CELLAUDIT_SIGNAL_SELF_AT"], !wanted.isEmpty else { return }
+    RunCheckpoint.install { point in
+        guard point == wanted else { return }
+        kill(getpid(), SIGTERM)
+        for _ in 0..<1000 where !SignalCleanup.isInterrupted { usleep(1000) }
+    }
 }
 
 /// Files compiled into the binary (the bundled models and test split), unpacked into a fresh
@@ -449,7 +443,7 @@ struct BundledFiles {
         do {
             for name in names {
                 guard let base64 = EmbeddedDefaultModel.files[name], let bytes = Data(base64Encoded: base64) else {
-                    throw CleanFailure(description: "the bundled \(name) is missing or corrupt")
+                    throw RunFailure(description: "the bundled \(name) is missing or corrupt")
                 }
                 try bytes.write(to: directory.appendingPathComponent(name))
             }
@@ -466,61 +460,3 @@ struct BundledFiles {
     }
 }
 
-/// A number in a CSV cell: `nan`, `inf` and `-inf` spelled out, others to six significant digits.
-func csvNumber(_ x: Double) -> String {
-    x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x)
-}
-
-/// `--trajectories CELLS:STIMULI`: row and column numbers as lists and ranges ("0-3,9").
-struct TrajectorySelection {
-    var rows: [Int]
-    var columns: [Int]
-    /// The largest trajectories file written.
-    static let maxBytes = 512 << 20
-
-    static func parse(_ text: String, rows: Int, columns: Int, steps: Int) throws -> TrajectorySelection {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw CleanFailure(description: "--trajectories takes CELLS:STIMULI, got '\(text)'") }
-        let selection = TrajectorySelection(rows: try indices(String(parts[0]), bound: rows, what: "cell"),
-                                            columns: try indices(String(parts[1]), bound: columns, what: "stimulus"))
-        let bytes = selection.rows.count * selection.columns.count * steps * 4
-        guard bytes <= maxBytes else {
-            throw CleanFailure(description: "--trajectories would write \(bytes >> 20) MiB, more than the \(maxBytes >> 20) MiB limit; choose fewer cells or stimuli")
-        }
-        return selection
-    }
-
-    static func indices(_ text: String, bound: Int, what: String) throws -> [Int] {
-        var out: [Int] = []
-        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let ends = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard (1...2).contains(ends.count), ends.allSatisfy({ $0 != nil }) else {
-                throw CleanFailure(description: "--trajectories: '\(item)' is not a \(what) number or range A-B")
-            }
-            let lo = ends[0]!, hi = ends.last!!
-            guard lo <= hi else {
-                throw CleanFailure(description: "--trajectories: \(what) range \(item) is reversed; write it low-high (\(hi)-\(lo))")
-            }
-            guard lo >= 0, hi < bound else {
-                throw CleanFailure(description: "--trajectories: \(what) range \(item) is outside 0…\(bound - 1)")
-            }
-            out += Array(lo...hi)
-        }
-        return out
-    }
-}
-
-func writeTrajectories(_ plan: CharacterizationPlan, selection: TrajectorySelection, backend: any ComputeBackend,
-                       to url: URL, metadata: [String: String]) throws {
-    let values = try Characterizer.trajectories(plan, rows: selection.rows, columns: selection.columns, on: backend)
-    var writer = SafeTensorsWriter(metadata: metadata)
-    try writer.add("trajectories", floats: values, shape: [selection.rows.count, selection.columns.count, plan.bank.steps])
-    try writer.add("rows", int64s: selection.rows, shape: [selection.rows.count])
-    try writer.add("columns", int64s: selection.columns, shape: [selection.columns.count])
-    try writer.add("layer", int64s: selection.rows.map { plan.rows[$0].layer }, shape: [selection.rows.count])
-    try writer.add("cell", int64s: selection.rows.map { plan.rows[$0].index }, shape: [selection.rows.count])
-    if !plan.network.isForwardOnly {
-        try writer.add("direction", int64s: selection.rows.map { plan.rows[$0].direction == .reverse ? 1 : 0 }, shape: [selection.rows.count])
-    }
-    try writer.write(to: url.path)
-}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellAuditAnalysis
 import CellAuditCore
 import Foundation
 import OpenCLKit
@@ -24,6 +25,8 @@ useSingleThreadedBLAS()
 // ignored, the write fails with EFBIG and the run ends with a one-line error like a full disk's.
 signal(SIGXFSZ, SIG_IGN)
 
+installSignalSelfFromEnvironment()
+
 // PoCL finds no device without a writable cache directory: provide one before any OpenCL call.
 if ProcessInfo.processInfo.environment["POCL_CACHE_DIR"] == nil { setenv("POCL_CACHE_DIR", OpenCL.defaultPoclCacheDirectory(), 0) }
 
@@ -38,7 +41,7 @@ let minimumAddressSpace = 1 << 30
 func checkAddressSpaceLimit() throws {
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt64(minimumAddressSpace) else { return }
-    throw CleanFailure(description: "the address-space limit (ulimit -v \(limit.rlim_cur / 1024)) allows \(MemoryBudget.format(Int(limit.rlim_cur))), "
+    throw RunFailure(description: "the address-space limit (ulimit -v \(limit.rlim_cur / 1024)) allows \(MemoryBudget.format(Int(limit.rlim_cur))), "
                        + "less than the 1 GiB CellAudit needs before any work (thread stacks and the buffers OpenBLAS and the OpenCL "
                        + "runtime reserve, about 650 MB); raise it to ulimit -v \(minimumAddressSpace / 1024) or more")
 }

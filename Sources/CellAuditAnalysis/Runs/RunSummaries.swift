@@ -1,66 +1,67 @@
-import CellAuditAnalysis
 import CellAuditCore
+import CellAuditOpenCL
 import Foundation
 
+
 /// A number in a JSON summary: JSON has no NaN or infinity, so those are written as null.
-struct JSONNumber: Codable, Equatable {
-    var value: Double
-    init(_ value: Double) { self.value = value }
-    init(from decoder: Decoder) throws {
+public struct JSONNumber: Codable, Equatable {
+    public var value: Double
+    public init(_ value: Double) { self.value = value }
+    public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         value = c.decodeNil() ? .nan : try c.decode(Double.self)
     }
-    func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         if value.isFinite { try c.encode(value) } else { try c.encodeNil() }
     }
 }
 
 /// How a summary is written: sorted snake_case keys, pretty-printed (summary.json and `--json`).
-func encodeSummary(_ value: some Encodable) throws -> Data {
+public func encodeSummary(_ value: some Encodable) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.keyEncodingStrategy = .convertToSnakeCase
     return try encoder.encode(value)
 }
 
-func printJSON(_ value: some Encodable) throws {
+public func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encodeSummary(value), as: UTF8.self))
 }
 
 /// `ablate`'s summary.json, and the `ablation` object of `audit`'s (METHOD.md §6).
-struct AblationSummary: Codable {
-    struct Correlation: Codable {
-        var name: String
-        var rho: JSONNumber, ciLow: JSONNumber, ciHigh: JSONNumber
+public struct AblationSummary: Codable {
+    public struct Correlation: Codable {
+        public var name: String
+        public var rho: JSONNumber, ciLow: JSONNumber, ciHigh: JSONNumber
     }
     /// accuracy (classification) or mse (regression).
-    var metric: String
-    var baseline: Double
-    var allAblated: Double
+    public var metric: String
+    public var baseline: Double
+    public var allAblated: Double
     /// The loss the damage is measured in: cross_entropy (classification) or mse.
-    var damage: String
-    var baselineLoss: Double
+    public var damage: String
+    public var baselineLoss: Double
     /// The largest continuous single-cell damage, and (classification) the largest accuracy drop.
-    var maxSingleDamage: Double
-    var maxAccuracyDrop: Double?
+    public var maxSingleDamage: Double
+    public var maxAccuracyDrop: Double?
     /// With --ablate-cells: how many cells the single-cell ablation checked (nil: all).
-    var checkedCells: Int?
-    var rankers: [Correlation]
+    public var checkedCells: Int?
+    public var rankers: [Correlation]
     /// The ranking most consistent with the damage, and those whose intervals overlap its own.
-    var mostConsistentRanking: String?
-    var indistinguishableRankings: [String] = []
-    var metrics: [Correlation]
-    var model: String?
-    var data: String?
-    var backend: String?
+    public var mostConsistentRanking: String?
+    public var indistinguishableRankings: [String] = []
+    public var metrics: [Correlation]
+    public var model: String?
+    public var data: String?
+    public var backend: String?
     /// Parts that ran on another backend than `backend` (operation → backend), if any.
-    var otherBackends: [String: String]?
-    var clamp: String?
+    public var otherBackends: [String: String]?
+    public var clamp: String?
     /// What ablation holds: "h and c" for an LSTM, "h" for the other kinds.
-    var clampedState: String?
+    public var clampedState: String?
 
-    init(_ study: AblationStudy) {
+    public init(_ study: AblationStudy) {
         func corr(_ c: [AblationStudy.Correlation]) -> [Correlation] {
             c.map { Correlation(name: $0.name, rho: JSONNumber($0.rho), ciLow: JSONNumber($0.low), ciHigh: JSONNumber($0.high)) }
         }
@@ -80,7 +81,7 @@ struct AblationSummary: Codable {
         metrics = corr(study.metrics)
     }
 
-    func print() {
+    public func print() {
         for (operation, ranOn) in (otherBackends ?? [:]).sorted(by: { $0.key < $1.key }) {
             Swift.print("\(BackendOperation(rawValue: operation)?.title ?? operation) ran on \(ranOn)")
         }
@@ -101,55 +102,55 @@ struct AblationSummary: Codable {
 }
 
 /// `audit`'s summary.json.
-struct AuditSummary: Codable {
-    struct Stimuli: Codable { var count, steps, sinusoids, preSteps, onset, window: Int }
-    struct Timings: Codable { var characterizeSeconds, reduceSeconds: Double }
-    struct TopCell: Codable {
-        var layer, cell, rank: Int
+public struct AuditSummary: Codable {
+    public struct Stimuli: Codable { var count, steps, sinusoids, preSteps, onset, window: Int }
+    public struct Timings: Codable { var characterizeSeconds, reduceSeconds: Double }
+    public struct TopCell: Codable {
+        public var layer, cell, rank: Int
         /// "reverse" for a cell of a reverse direction; absent for forward cells.
-        var direction: String?
-        var score: Double
-        var classes: [String]
-        var gain, settlingTime, bandwidth: JSONNumber
+        public var direction: String?
+        public var score: Double
+        public var classes: [String]
+        public var gain, settlingTime, bandwidth: JSONNumber
     }
-    var model: String
-    var cellaudit: String
-    var backend: String
-    var device: String
-    var cellKind: String
-    var cells: Int
-    var layers: [Int]
-    var mode: String
-    var probe: String
-    var directions: [String]
-    var stimuli: Stimuli
-    var timings: Timings
-    var cellStimulusSteps: Int
-    var cellStimulusStepsPerSecond: Double
-    var respondedShare: Double
-    var classCounts: [String: Int]
-    var topCells: [TopCell]
-    var ranker: String
+    public var model: String
+    public var cellaudit: String
+    public var backend: String
+    public var device: String
+    public var cellKind: String
+    public var cells: Int
+    public var layers: [Int]
+    public var mode: String
+    public var probe: String
+    public var directions: [String]
+    public var stimuli: Stimuli
+    public var timings: Timings
+    public var cellStimulusSteps: Int
+    public var cellStimulusStepsPerSecond: Double
+    public var respondedShare: Double
+    public var classCounts: [String: Int]
+    public var topCells: [TopCell]
+    public var ranker: String
     /// The response score's formula when it is not the default ‖v_j‖·m_j (a model without a readout).
-    var rankerFormula: String?
+    public var rankerFormula: String?
     /// What `--core` left out of the model file, and why the core has no readout if it has none.
-    var ignored: [String]?
-    var readoutNote: String?
-    var data: String?
-    var accuracy: Double?
-    var mse: Double?
-    var ablation: AblationSummary?
+    public var ignored: [String]?
+    public var readoutNote: String?
+    public var data: String?
+    public var accuracy: Double?
+    public var mse: Double?
+    public var ablation: AblationSummary?
     /// With a dataset: the fixed-point analysis of each layer (DIR/attractors/summary.json has it all).
-    var attractors: [AttractorSummary.Layer]?
+    public var attractors: [AttractorSummary.Layer]?
 
     /// Records what the model file's reading left out (`--core`) and a response score that is not the default.
-    mutating func describe(_ loaded: LoadedModel) {
+    public mutating func describe(_ loaded: LoadedModel) {
         if !loaded.ignored.isEmpty { ignored = loaded.ignored }
         readoutNote = loaded.readoutNote
         if loaded.network.readout == nil { rankerFormula = ResponseRanker.formula(for: loaded.network) }
     }
 
-    init(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
+    public init(plan: CharacterizationPlan, name: String, backend: any ComputeBackend, result: CharacterizationResult,
          reduceSeconds: Double, summaries: [CellSummary], classes: [[CellClass]], scores: [Double], ranks: [Int]) {
         var counts: [String: Int] = [:]
         for c in CellClass.allCases { counts[c.rawValue] = classes.filter { $0.contains(c) }.count }
@@ -162,7 +163,7 @@ struct AuditSummary: Codable {
         }
         let bank = plan.bank
         model = name
-        cellaudit = CellAudit.version
+        cellaudit = CellAuditVersion.current
         self.backend = backend.identity.kind.rawValue
         device = backend.identity.device
         cellKind = plan.network.kind.rawValue
@@ -182,12 +183,12 @@ struct AuditSummary: Codable {
         ranker = "response"
     }
 
-    mutating func record(_ score: Score) {
+    public mutating func record(_ score: Score) {
         if score.name == "accuracy" { accuracy = score.value } else { mse = score.value }
     }
 
-    func print() {
-        Swift.print("CellAudit \(CellAudit.version) audit of \(model)")
+    public func print() {
+        Swift.print("CellAudit \(CellAuditVersion.current) audit of \(model)")
         Swift.print("backend: \(backend) (\(device))")
         if let accuracy { Swift.print(String(format: "accuracy on %@: %.4f", data ?? "", accuracy)) }
         if let mse { Swift.print(String(format: "mse on %@: %.4f", data ?? "", mse)) }
@@ -211,43 +212,52 @@ struct AuditSummary: Codable {
 }
 
 /// `characterize --json`.
-struct CharacterizeSummary: Codable {
-    var out: String
-    var cells: Int
-    var stimuli: Int
-    var backend: String
-    var seconds: Double
-    var cellStimulusSteps: Int
-    var cellStimulusStepsPerSecond: Double
-    var respondedShare: Double
+public struct CharacterizeSummary: Codable {
+    public init(out: String, cells: Int, stimuli: Int, backend: String, seconds: Double, cellStimulusSteps: Int,
+                cellStimulusStepsPerSecond: Double, respondedShare: Double) {
+        self.out = out; self.cells = cells; self.stimuli = stimuli; self.backend = backend; self.seconds = seconds
+        self.cellStimulusSteps = cellStimulusSteps; self.cellStimulusStepsPerSecond = cellStimulusStepsPerSecond; self.respondedShare = respondedShare
+    }
+    public var out: String
+    public var cells: Int
+    public var stimuli: Int
+    public var backend: String
+    public var seconds: Double
+    public var cellStimulusSteps: Int
+    public var cellStimulusStepsPerSecond: Double
+    public var respondedShare: Double
 }
 
 /// `explain`'s summary.json (METHOD.md §7).
-struct ExplainSummary: Codable {
-    struct Cell: Codable {
-        var layer: Int, cell: Int
+public struct ExplainSummary: Codable {
+    public init() {}
+    public struct Cell: Codable {
+        public var layer: Int, cell: Int
         /// "reverse" for a cell of a reverse direction; absent for forward cells.
-        var direction: String?
-        var meanAbsRelevance: Double
+        public var direction: String?
+        public var meanAbsRelevance: Double
+        public init(layer: Int, cell: Int, direction: String?, meanAbsRelevance: Double) {
+            self.layer = layer; self.cell = cell; self.direction = direction; self.meanAbsRelevance = meanAbsRelevance
+        }
     }
-    var model = "", data = "", backend = ""
-    var sequences = 0, steps = 0
+    public var model = "", data = "", backend = ""
+    public var sequences = 0, steps = 0
     /// predicted, label or "output K".
-    var target = ""
-    var explainedStep: Int?
-    var epsilon = 0.0, biasFactor = 0.0
-    var meanScore = JSONNumber(.nan)
+    public var target = ""
+    public var explainedStep: Int?
+    public var epsilon = 0.0, biasFactor = 0.0
+    public var meanScore = JSONNumber(.nan)
     /// bias_factor = 1 only: |Σ input + rest − score| / |score| over the sequences (0 up to rounding).
-    var conservationMedianRelativeError: JSONNumber?, conservationWorstRelativeError: JSONNumber?
+    public var conservationMedianRelativeError: JSONNumber?, conservationWorstRelativeError: JSONNumber?
     /// Median of Σ input / score: how much of the score the inputs receive.
-    var inputShareOfScore = JSONNumber(.nan)
-    var topCells: [Cell] = []
-    var seconds = 0.0, sequenceStepsPerSecond = 0.0
+    public var inputShareOfScore = JSONNumber(.nan)
+    public var topCells: [Cell] = []
+    public var seconds = 0.0, sequenceStepsPerSecond = 0.0
     /// Whether relevance.safetensors holds the per-step 'cells' [N, T, C] ("all") or only
     /// 'cells_total' [N, C] ("none"), and why.
-    var perStep = "all", perStepReason = ""
+    public var perStep = "all", perStepReason = ""
 
-    func print() {
+    public func print() {
         Swift.print("explained \(target)\(explainedStep.map { " at step \($0)" } ?? "") for \(sequences) sequences of \(data) with LRP (ε = \(epsilon), bias factor \(biasFactor))")
         Swift.print("backend: \(backend)")
         if biasFactor == 1 {

@@ -45,7 +45,7 @@ struct Ablate: ParsableCommand {
             let subject = try prepare()
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
-                if ablationCells.ablateCells.map({ $0 != "all" }) == true {
+                if try !ablationCells.selection.isAll {
                     throw RunFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
                 }
                 let network = subject.loaded.network
@@ -121,38 +121,15 @@ struct Ablate: ParsableCommand {
                             data: try ShardContext.dataFile(data))
     }
 
-    /// The study after the characterization written into `dir` (with `single`, the merged shards'
-    /// single-cell ablations): rankings, curves, correlations, files.
+    /// The study after the characterization written into `dir` (`AblationRun.finish`), with
+    /// this command's options, its progress on stderr unless quiet.
     func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, single: SingleAblation?) throws -> AblationSummary {
-        let loaded = subject.loaded, stream = subject.data, plan = subject.plan
-        let summaries = try summarizeWritten(plan, in: dir)
-        let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries,
-                                     evidence: RankingEvidence(data: stream, task: loaded.task, output: loaded.output,
-                                                               backend: backend))
-        let rankings = try subject.names.map { try subject.fromFiles[$0] ?? namedRanking($0, context: context, seed: seed) }
-        let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
-        if single == nil {
-            try ablationCells.announce("ablate", network: loaded.network, data: stream, output: loaded.output, rankings: rankings.count,
-                                       seeds: seeds, checked: checked, backend: backend, quiet: outputOptions.quiet || outputOptions.json)
-        }
-        let study = try AblationStudy.run(network: loaded.network, data: stream, task: loaded.task, output: loaded.output,
-                                          rankings: rankings, metrics: summaryMetrics(summaries), seeds: seeds,
-                                          clamp: subject.clamp, single: single, checkedCells: checked, on: backend,
-                                          progress: outputOptions.phaseProgress("ablate"))
-        try writeAblation(study, rows: plan.rows, rankings: rankings, to: dir)
-        // Which ranking to trust: the same figure as the audit report's.
-        try AuditReport.rankerComparison(study).render()
-            .write(to: dir.appendingPathComponent("rankers.svg"), atomically: false, encoding: .utf8)
-        var s = AblationSummary(study)
-        s.model = (model as NSString).lastPathComponent
-        s.data = (data as NSString).lastPathComponent
-        s.backend = "\(backend.identity)"
-        s.otherBackends = otherBackends(backend)
-        s.clamp = subject.clamp.rawValue
-        // Only an LSTM has a memory c to clamp beside h.
-        s.clampedState = loaded.network.kind.hasCellState ? "h and c" : "h"
-        try encodeSummary(s).write(to: dir.appendingPathComponent("summary.json"))
-        return s
+        let run = AblationRun(loaded: subject.loaded, data: subject.data, plan: subject.plan, clamp: subject.clamp, names: subject.names,
+                              fromFiles: subject.fromFiles, seeds: seeds, seed: seed, ablationCells: try ablationCells.selection,
+                              modelName: (model as NSString).lastPathComponent, dataName: (data as NSString).lastPathComponent)
+        let say: (@Sendable (String) -> Void)? = outputOptions.quiet || outputOptions.json ? nil : { @Sendable line in Terminal.warn(line) }
+        return try run.finish(backend: backend, dir: dir, single: single, progress: outputOptions.phaseProgress("ablate"),
+                              announce: say)
     }
 
     func printOutcome(_ summary: AblationSummary, out: String, json: Bool) throws {

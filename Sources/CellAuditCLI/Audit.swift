@@ -58,7 +58,7 @@ struct Audit: ParsableCommand {
             defer { subject.cleanup() }
             let backend = try backendOptions.makeBackend()
             if let shard = try shardOptions.resolve() {
-                if ablationCells.ablateCells.map({ $0 != "all" }) == true {
+                if try !ablationCells.selection.isAll {
                     throw RunFailure(description: "--ablate-cells does not combine with a sharded run (each shard would have to agree on the ranking that picks the cells): run the subset unsharded, or shard the full check")
                 }
                 let ablation: ((Range<Int>) throws -> SingleAblation, Int)? = subject.data.flatMap { data in
@@ -128,101 +128,16 @@ struct Audit: ParsableCommand {
                             data: try subject.dataPath.map(ShardContext.dataFile))
     }
 
-    /// The audit after the characterization written into `dir`: summaries, classes, rankings,
-    /// the ablation check (with `single`, from merged shards), the dynamics, the report.
+    /// The audit after the characterization written into `dir` (`AuditRun.finish`), with this
+    /// command's options, its progress on stderr unless quiet.
     func finish(_ subject: Subject, backend: any ComputeBackend, dir: URL, result: CharacterizationResult,
                 single: SingleAblation?) throws -> AuditSummary {
-        let (loaded, name, dataPath, data, thresholds, plan) = (subject.loaded, subject.name, subject.dataPath, subject.data,
-                                                                   subject.thresholds, subject.plan)
-        let start = DispatchTime.now().uptimeNanoseconds
-        let summaries = try summarizeWritten(plan, in: dir)
-        let classes = summaries.map { thresholds.classify($0, window: plan.bank.window) }
-        let evidence = data.map { RankingEvidence(data: $0, task: loaded.task, output: loaded.output, backend: backend) }
-        let context = RankingContext(network: loaded.network, rows: plan.rows, summaries: summaries, evidence: evidence)
-        let rankers = RankerRegistry.all(seed: seed, for: loaded.network, withData: evidence != nil)
-        let scores = try rankers.map { try $0.scores(context) }
-        let ranks = try rankers.map { try $0.ranks(context) }
-        let reduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        try cellsCSV(plan: plan, summaries: summaries, classes: classes, rankers: rankers, scores: scores, ranks: ranks)
-            .write(to: dir.appendingPathComponent("cells.csv"), atomically: false, encoding: .utf8)
-        var summary = AuditSummary(plan: plan, name: name, backend: backend, result: result, reduceSeconds: reduceSeconds,
-                                   summaries: summaries, classes: classes, scores: scores[0], ranks: ranks[0])
-        summary.describe(loaded)
-        // The network's dynamics on the same data (DIR/attractors/, linked from the report) run on
-        // a thread of their own beside the ablation: each has serial stretches (the dynamics'
-        // classification and excitable network, the ablation's scoring) that leave a core idle,
-        // and the other fills it. Neither reads what the other writes, and each is computed the
-        // same way as alone.
-        let dynamicsDone = DispatchSemaphore(value: 0)
-        let dynamics = Mutex<Result<AttractorSummary, any Error>?>(nil)
-        let dynamicsStarted: Bool
-        if let data, attractorSeeds > 0 {
-            let sub = dir.appendingPathComponent("attractors")
-            var options = FixedPointOptions()
-            options.seeds = attractorSeeds
-            options.randomSeed = seed
-            let quiet = outputOptions.quiet || outputOptions.json
-            let job = UncheckedSendable((network: loaded.network, inputSize: loaded.network.inputSize, data: data, options: options,
-                                         backend: backend, name: name, sub: sub))
-            DispatchQueue.global().async {
-                let j = job.value
-                let result = Result { () throws -> AttractorSummary in
-                    try makeOutputSubdirectory(j.sub)
-                    return try AttractorOutput.run(network: j.network, input: [Double](repeating: 0, count: j.inputSize),
-                                                   data: j.data, options: j.options, pulses: PulseOptions(), backend: j.backend,
-                                                   model: j.name, to: j.sub, progress: { if !quiet { Terminal.warn("audit: attractors: \($0)") } })
-                }
-                dynamics.withLock { $0 = result }
-                dynamicsDone.signal()
-            }
-            dynamicsStarted = true
-        } else {
-            dynamicsStarted = false
-        }
-        // Whatever the ablation does, the dynamics have finished writing before this returns.
-        var waited = false
-        func waitForDynamics() { if dynamicsStarted && !waited { dynamicsDone.wait(); waited = true } }
-        defer { waitForDynamics() }
-
-        var study: AblationStudy?
-        if let dataPath {
-            summary.data = (dataPath as NSString).lastPathComponent
-            if skipAblation {
-                // The stream the audit checked when it opened the data: no second pass to check it.
-                summary.record(try evaluate(loaded, on: data!, backend: backend))
-            } else {
-                // Does the ranking hold? Single-cell damage and curves on the user's data.
-                let rankings = zip(rankers, scores).map { ($0.name, $1) }
-                let checked = try ablationCells.cells(network: loaded.network, ranking: rankings[0].1, seed: seed)
-                if single == nil {
-                    try ablationCells.announce("audit", network: loaded.network, data: data!, output: loaded.output, rankings: rankings.count,
-                                               seeds: Defaults.ablationRandomSeeds, checked: checked, backend: backend,
-                                               quiet: outputOptions.quiet || outputOptions.json)
-                }
-                let s = try AblationStudy.run(network: loaded.network, data: data!, task: loaded.task,
-                                              output: loaded.output, rankings: rankings, metrics: summaryMetrics(summaries),
-                                              single: single, checkedCells: checked, on: backend,
-                                              progress: outputOptions.phaseProgress("audit"))
-                try writeAblation(s, rows: plan.rows, rankings: rankings, to: dir)
-                if s.task == .classification { summary.accuracy = s.baseline } else { summary.mse = s.baseline }
-                summary.ablation = AblationSummary(s)
-                summary.ablation?.otherBackends = otherBackends(backend)
-                study = s
-            }
-        }
-        var links: [(title: String, href: String, gist: String)] = []
-        waitForDynamics()
-        if let result = dynamics.withLock({ $0 }) {
-            let attractors = try result.get()
-            summary.attractors = attractors.layers
-            links.append(("Dynamics", "attractors/report.html", attractors.layers.map {
-                "layer \($0.layer)\($0.direction == nil ? "" : " rev"): \($0.fixedPoints) fixed points (\($0.stableFixedPoints) stable), \($0.edges) input-driven transitions"
-            }.joined(separator: "; ") + " under zero input, from \(attractorSeeds) seeds per layer"))
-        }
-        try encodeSummary(summary).write(to: dir.appendingPathComponent("summary.json"))
-        try writeReport(plan: plan, name: name, summary: summary, summaries: summaries, classes: classes,
-                        scores: scores[0], ranks: ranks[0], ablation: study, links: links, backend: backend, to: dir)
-        return summary
+        let run = AuditRun(loaded: subject.loaded, name: subject.name, dataPath: subject.dataPath, data: subject.data,
+                           thresholds: subject.thresholds, plan: subject.plan, seed: seed, skipAblation: skipAblation,
+                           attractorSeeds: attractorSeeds, ablationCells: try ablationCells.selection)
+        let say: (@Sendable (String) -> Void)? = outputOptions.quiet || outputOptions.json ? nil : { @Sendable line in Terminal.warn(line) }
+        return try run.finish(backend: backend, dir: dir, result: result, single: single, progress: outputOptions.phaseProgress("audit"),
+                              announce: say, dynamicsNote: say)
     }
 
     func printOutcome(_ report: AuditSummary, out: String, json: Bool) throws {

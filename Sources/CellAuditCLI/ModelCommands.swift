@@ -61,7 +61,7 @@ struct Inspect: ParsableCommand {
             if let e = loaded.embedding { info["embedding"] = ["source": e.source, "vocabulary_size": e.vocabularySize, "width": e.width] as [String: Any] }
             if let data {
                 let backend = try backendOptions.makeBackend()
-                let scored = try evaluate(loaded, on: try DatasetStream(try DatasetFile(data), preparedFor: loaded), backend: backend)
+                let scored = try loaded.score(on: try DatasetStream(try DatasetFile(data), preparedFor: loaded), backend: backend)
                 info[scored.name] = scored.value
                 info["backend"] = "\(backend.identity)"
             }
@@ -138,7 +138,7 @@ struct Eval: ParsableCommand {
             if let out, let input = InputFiles.conflict(withOutput: out) {
                 throw RunFailure(description: "--out \(out) would overwrite the input \(input); cellaudit never writes over its inputs: choose another file")
             }
-            if repeats > 1 { _ = try evaluate(loaded, on: stream, backend: backend) }
+            if repeats > 1 { _ = try loaded.score(on: stream, backend: backend) }
             var scored: Score?
             var times: [Double] = []
             for run in 0..<repeats {
@@ -151,14 +151,14 @@ struct Eval: ParsableCommand {
                                                                  tensors: [.init("outputs", .F32, loaded.outputShape(sequences: stream.count, steps: stream.steps))],
                                                                  metadata: ["model": (model as NSString).lastPathComponent, "backend": "\(backend.identity)"])
                         var written = 0
-                        scored = try evaluate(loaded, on: stream, backend: backend) { result in
+                        scored = try loaded.score(on: stream, backend: backend) { result in
                             try result.outputs.withUnsafeBufferPointer { try writer.write("outputs", at: written, $0) }
                             written += result.outputs.count
                         }
                         try writer.finish()
                     }
                 } else {
-                    scored = try evaluate(loaded, on: stream, backend: backend)
+                    scored = try loaded.score(on: stream, backend: backend)
                 }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
@@ -258,17 +258,4 @@ func verifyGolden(_ loaded: LoadedModel, dataPath: String, backend: any ComputeB
         report[score.name] = String(format: "%.6g (the framework's too)", score.value)
     }
     return report
-}
-
-/// The model's score on `stream`, one forward pass a chunk at a time, accumulated in sequence
-/// order; `eachChunk` sees each chunk's readout values as they come (`eval --out` writes them).
-func evaluate(_ loaded: LoadedModel, on stream: DatasetStream, backend: any ComputeBackend,
-           eachChunk: (ForwardResult) throws -> Void = { _ in }) throws -> Score {
-    var accumulator = ScoreAccumulator(task: loaded.task, output: loaded.output)
-    try stream.forEachChunk { _, chunk in
-        let result = try backend.outputsInBlocks(try ForwardJob(network: loaded.network, inputs: chunk.inputs, output: loaded.output))
-        try accumulator.add(result, chunk: chunk, loss: false)
-        try eachChunk(result)
-    }
-    return accumulator.score
 }

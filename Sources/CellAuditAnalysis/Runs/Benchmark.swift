@@ -101,7 +101,7 @@ public struct Benchmark {
             let map = try LayerMap(layer: loaded.network.layers[0], input: [Double](repeating: 0, count: loaded.network.inputSize))
             kindName = loaded.network.kind.rawValue
             var options = FixedPointOptions()
-            options.seeds = 1024
+            options.seeds = Defaults.fixedPointSeeds
             var seedRng = SeededGenerator(seed: 0)
             let visited = try dataset.map { try AttractorAnalysis.visitedStates(map: map, data: $0.inputs, backend: backend) }
             let seeds = FixedPointSeeds(map: map, visited: visited, count: options.seeds, noise: options.seedNoise, rng: &seedRng)

@@ -111,7 +111,13 @@ struct Bench: ParsableCommand {
             var fixedPoints: Benchmark.FixedPointSubject?
             if workloads.contains("fixed-points") {
                 // `attractors`' search on a trained network (default: the repository's flip-flop fixture).
-                let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Tests/Fixtures/dynamics").standardized
+                // The repository this binary was built from: the nearest folder above this source file
+                // that holds Package.swift (so moving the file does not move the fixtures).
+                var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                while root.path != "/" && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+                    root.deleteLastPathComponent()
+                }
+                let fixtures = root.appendingPathComponent("Tests/Fixtures/dynamics")
                 let modelPath = model ?? fixtures.appendingPathComponent("flipflop3_gru16.safetensors").path
                 let dataPath = data ?? (model == nil ? fixtures.appendingPathComponent("flipflop3_test.safetensors").path : nil)
                 guard FileManager.default.fileExists(atPath: modelPath) else {

@@ -37,6 +37,9 @@ public func writeReport(plan: CharacterizationPlan, name: String, summary: Audit
     try report.html(figures: figures).write(to: dir.appendingPathComponent("report.html"), atomically: false, encoding: .utf8)
 }
 
+/// DIR/cells.csv's text: one row per cell (`plan.rows` order) with its identity, the first
+/// ranker's rank and score, its classes, the summary metrics (README, "cells.csv"), and each further
+/// ranker's rank and score; numbers as `csvNumber` writes them.
 public func cellsCSV(plan: CharacterizationPlan, summaries: [CellSummary], classes: [[CellClass]], rankers: [any CellRanker],
               scores: [[Double]], ranks: [[Int]]) -> String {
     let directions = !plan.network.isForwardOnly
@@ -91,6 +94,8 @@ public func namedRanking(_ name: String, context: RankingContext, seed: UInt64) 
     return ((name as NSString).lastPathComponent, scores)
 }
 
+/// The summary metrics whose rank correlation with the ablation damage a study reports
+/// (METHOD.md §6), by name, one value per cell.
 public func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
     [("gain", s.map(\.gain)), ("abs_gain", s.map { abs($0.gain) }), ("settling_time", s.map(\.settlingTime)),
      ("rise_time", s.map(\.riseTime)), ("overshoot_pct", s.map(\.overshootPct)), ("linearity", s.map(\.linearity)),
@@ -98,6 +103,10 @@ public func summaryMetrics(_ s: [CellSummary]) -> [(String, [Double])] {
      ("response_magnitude", s.map(\.responseMagnitude))]
 }
 
+/// DIR/ablation.csv (per cell: damage, accuracy drop for classification, the ablation rank and
+/// each ranking's rank; blank where `--ablate-cells` left a cell out) and DIR/curves.csv (each
+/// ranked and random curve: k, the score, the spread over random orders).
+/// - Throws: file-system errors.
 public func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(String, [Double])], to dir: URL) throws {
     let ablationRanks = rankPositions(study.damage, rows: rows)
     // damage: the continuous loss increase (METHOD.md §6); accuracy_drop beside it for classification.
@@ -122,6 +131,10 @@ public func writeAblation(_ study: AblationStudy, rows: [CellID], rankings: [(St
     try (curves.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("curves.csv"), atomically: false, encoding: .utf8)
 }
 
+/// `capacity`'s files in `dir`: distributions.csv (per model and metric: count, mean, sd and
+/// quantiles), classes.csv (class shares per model), ks.csv (Kolmogorov–Smirnov distance between
+/// neighbouring sizes), the figures and capacity.html.
+/// - Throws: file-system errors.
 public func writeCapacity(_ study: CapacityStudy, to dir: URL) throws {
     let f = csvNumber
     let distributions = study.distributions()

@@ -2,6 +2,8 @@ import CellAuditCore
 import CellAuditOpenCL
 import Foundation
 
+/// What a characterization reports besides its files: the engine's seconds and the share of
+/// (cell, stimulus) pairs that responded (METHOD.md §4).
 public struct CharacterizationResult {
     public var seconds: Double
     public var respondedShare: Double
@@ -148,6 +150,8 @@ public func summarizeWritten(_ plan: CharacterizationPlan, in dir: URL) throws -
     try Reduction.summarize(responses: try SafeTensorsFile(path: dir.appendingPathComponent("responses.safetensors").path), plan: plan)
 }
 
+/// DIR/stimuli.csv's text: one row per column of the responses (direction-major), with the
+/// stimulus's kind, amplitude, frequency (cycles per step) and its schedule in steps.
 public func stimuliCSV(_ plan: CharacterizationPlan) -> String {
     var lines = ["index,direction,kind,amplitude,frequency,onset,window,analysis_start,analysis_length"]
     for (d, label) in plan.directionLabels.enumerated() {
@@ -199,6 +203,9 @@ public struct TrajectorySelection {
     }
 }
 
+/// trajectories.safetensors: the probed signal of the selected cells under the selected stimuli,
+/// F32 [rows, columns, steps], with their row and column numbers and the cells' identity.
+/// - Throws: the backend's errors; file-system errors.
 public func writeTrajectories(_ plan: CharacterizationPlan, selection: TrajectorySelection, backend: any ComputeBackend,
                        to url: URL, metadata: [String: String]) throws {
     let values = try Characterizer.trajectories(plan, rows: selection.rows, columns: selection.columns, on: backend)

@@ -25,6 +25,7 @@ public func encodeSummary(_ value: some Encodable) throws -> Data {
     return try encoder.encode(value)
 }
 
+/// Prints a summary as `encodeSummary` writes it (the CLI's `--json`).
 public func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encodeSummary(value), as: UTF8.self))
 }

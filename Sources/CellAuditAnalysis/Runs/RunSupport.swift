@@ -61,6 +61,8 @@ public func csvNumber(_ x: Double) -> String {
     x.isNaN ? "nan" : x.isInfinite ? (x > 0 ? "inf" : "-inf") : String(format: "%.6g", x)
 }
 
+/// `path` made absolute against the current directory, with `.` and `..` resolved (symbolic links
+/// are kept).
 public func absolutePath(_ path: String) -> String {
     URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
         .standardizedFileURL.path

@@ -15,8 +15,10 @@ public struct ExplainRun {
     public var target: ExplanationTarget
     /// The target as the user wrote it (recorded in relevance.safetensors' metadata).
     public var targetText: String
-    /// The ε-rule's ε and bias factor (`RelevanceJob.Rule.lrp`).
-    public var rule: RelevanceJob.Rule
+    /// The ε-rule's ε (≥ 0) and the share of each map's bias and stabiliser given to its inputs
+    /// (0…1; 1 conserves relevance): `RelevanceJob.Rule.lrp`.
+    public var epsilon: Float
+    public var biasFactor: Float
     /// Models with an output at every step: explain only this step's output (nil: the sum over steps).
     public var step: Int?
     /// Sequences drawn as heatmaps in the report.
@@ -27,14 +29,13 @@ public struct ExplainRun {
     public var vocabulary: [String]?
 
     public init(loaded: LoadedModel, stream: DatasetStream, modelName: String, dataName: String, target: ExplanationTarget, targetText: String,
-                rule: RelevanceJob.Rule, step: Int?, samples: Int, perStep: String?, vocabulary: [String]?) {
+                epsilon: Float, biasFactor: Float, step: Int?, samples: Int, perStep: String?, vocabulary: [String]?) {
         self.loaded = loaded; self.stream = stream; self.modelName = modelName; self.dataName = dataName; self.target = target
-        self.targetText = targetText; self.rule = rule; self.step = step; self.samples = samples; self.perStep = perStep
+        self.targetText = targetText; self.epsilon = epsilon; self.biasFactor = biasFactor; self.step = step; self.samples = samples; self.perStep = perStep
         self.vocabulary = vocabulary
     }
 
-    var epsilon: Float { if case .lrp(let epsilon, _) = rule { epsilon } else { 0 } }
-    var biasFactor: Float { if case .lrp(_, let biasFactor) = rule { biasFactor } else { 0 } }
+    var rule: RelevanceJob.Rule { .lrp(epsilon: epsilon, biasFactor: biasFactor) }
 
     /// The per-step cell relevance written by default up to this size.
     public static let perStepDefaultBytes = 1 << 30

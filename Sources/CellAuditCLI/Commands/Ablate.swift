@@ -127,9 +127,8 @@ struct Ablate: ParsableCommand {
         let run = AblationRun(loaded: subject.loaded, data: subject.data, plan: subject.plan, clamp: subject.clamp, names: subject.names,
                               fromFiles: subject.fromFiles, seeds: seeds, seed: seed, ablationCells: try ablationCells.selection,
                               modelName: (model as NSString).lastPathComponent, dataName: (data as NSString).lastPathComponent)
-        let say: (@Sendable (String) -> Void)? = outputOptions.quiet || outputOptions.json ? nil : { @Sendable line in Terminal.warn(line) }
         return try run.finish(backend: backend, dir: dir, single: single, progress: outputOptions.phaseProgress("ablate"),
-                              announce: say)
+                              announce: outputOptions.noteLines)
     }
 
     func printOutcome(_ summary: AblationSummary, out: String, json: Bool) throws {

@@ -135,9 +135,8 @@ struct Audit: ParsableCommand {
         let run = AuditRun(loaded: subject.loaded, name: subject.name, dataPath: subject.dataPath, data: subject.data,
                            thresholds: subject.thresholds, plan: subject.plan, seed: seed, skipAblation: skipAblation,
                            attractorSeeds: attractorSeeds, ablationCells: try ablationCells.selection)
-        let say: (@Sendable (String) -> Void)? = outputOptions.quiet || outputOptions.json ? nil : { @Sendable line in Terminal.warn(line) }
         return try run.finish(backend: backend, dir: dir, result: result, single: single, progress: outputOptions.phaseProgress("audit"),
-                              announce: say, dynamicsNote: say)
+                              announce: outputOptions.noteLines, dynamicsNote: outputOptions.noteLines)
     }
 
     func printOutcome(_ report: AuditSummary, out: String, json: Bool) throws {

@@ -74,10 +74,9 @@ struct Explain: ParsableCommand {
             let output = try OutputDirectory(outputOptions.out ?? "cellaudit-explain", force: outputOptions.force)
             let backend = try backendOptions.makeBackend()
             let target = try parsedTarget()
-            let rule = RelevanceJob.Rule.lrp(epsilon: epsilon, biasFactor: biasFactor)
             let progress = outputOptions.phaseProgress("explain")
             let run = ExplainRun(loaded: loaded, stream: stream, modelName: (model as NSString).lastPathComponent,
-                                 dataName: (data as NSString).lastPathComponent, target: target, targetText: self.target, rule: rule,
+                                 dataName: (data as NSString).lastPathComponent, target: target, targetText: self.target, epsilon: epsilon, biasFactor: biasFactor,
                                  step: step, samples: samples, perStep: perStep, vocabulary: vocabulary)
             let summary = try output.build { dir in try run.write(backend: backend, to: dir, progress: progress) }
             if outputOptions.json { try printJSON(summary); return }

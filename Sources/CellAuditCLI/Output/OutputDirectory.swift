@@ -20,6 +20,8 @@ struct OutputOptions: ParsableArguments {
 
     /// The library's progress callback for `label`'s long phases: silent under --quiet or --json.
     func phaseProgress(_ label: String) -> WorkProgress { PhaseReporter(quiet: quiet || json, label: label).callback }
+    /// A run's notes (the work ahead, the dynamics' progress) as lines on stderr; nil when quiet.
+    var noteLines: (@Sendable (String) -> Void)? { quiet || json ? nil : { @Sendable line in Terminal.warn(line) } }
 }
 
 /// An output directory that appears whole or not at all: everything is written into a staging
